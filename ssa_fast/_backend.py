@@ -1,0 +1,138 @@
+"""The one place that decides which implementation of an op runs.
+
+Backends:
+    ``reference``  pure torch, any device, float64-capable; the executable specification.
+    ``cpp``        the compiled extension ``ssa_fast._C`` (CPU tensors).
+    ``triton``     Triton kernels (CUDA tensors; CPU tensors too when ``TRITON_INTERPRET=1``).
+
+Selection, strongest first: the ``backend=`` argument of a call, the innermost
+:func:`use_backend` context, the ``SSA_FAST_BACKEND`` environment variable, then the automatic
+choice (``triton`` on CUDA, ``cpp`` on CPU, ``reference`` otherwise). A backend that was asked for
+explicitly and cannot run raises :class:`BackendUnavailableError`; the automatic choice falls back
+to the reference and says why once per reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib
+import os
+import warnings
+from collections.abc import Iterator
+from functools import cache
+
+import torch
+
+BACKENDS = ("reference", "cpp", "triton")
+ENV_VAR = "SSA_FAST_BACKEND"
+
+_override: contextvars.ContextVar[str | None] = contextvars.ContextVar("ssa_fast_backend",
+                                                                       default=None)
+_warned: set[str] = set()
+
+
+class BackendUnavailableError(RuntimeError):
+    """An explicitly requested backend cannot run here (the message says why)."""
+
+
+@cache
+def extension_status() -> tuple[bool, str]:
+    """Import the compiled extension once; return (loaded, reason it is not)."""
+    try:
+        importlib.import_module("ssa_fast._C")
+    except ImportError as exc:  # not built, or built against another torch
+        return False, f"the compiled extension ssa_fast._C could not be imported ({exc})"
+    return True, ""
+
+
+@cache
+def triton_status() -> tuple[bool, str]:
+    try:
+        importlib.import_module("triton")
+    except ImportError as exc:
+        return False, f"Triton is not installed ({exc}); install the 'triton' extra"
+    return True, ""
+
+
+def triton_interpret() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _check_name(name: str, where: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"{where} must be one of {BACKENDS} or None, got {name!r}")
+    return name
+
+
+def unavailable_reason(backend: str, device: torch.device) -> str | None:
+    """Why `backend` cannot run tensors on `device`, or None when it can."""
+    if backend == "reference":
+        return None
+    if backend == "cpp":
+        ok, why = extension_status()
+        if not ok:
+            return why
+        if device.type != "cpu":
+            return f"the cpp backend runs CPU tensors only, got a tensor on {device}"
+        return None
+    ok, why = triton_status()
+    if not ok:
+        return why
+    if device.type == "cuda":
+        return None
+    if device.type == "cpu" and triton_interpret():
+        return None
+    return (f"the triton backend needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors), "
+            f"got a tensor on {device}")
+
+
+def requested_backend(backend: str | None) -> str | None:
+    """The explicit choice in force for a call, if any (argument > context > environment)."""
+    if backend is not None:
+        return _check_name(backend, "backend")
+    ctx = _override.get()
+    if ctx is not None:
+        return ctx
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        return _check_name(env, f"the environment variable {ENV_VAR}")
+    return None
+
+
+def resolve(op: str, device: torch.device, backend: str | None = None) -> str:
+    """Pick the backend that runs `op` on `device`."""
+    explicit = requested_backend(backend)
+    if explicit is not None:
+        why = unavailable_reason(explicit, device)
+        if why is not None:
+            raise BackendUnavailableError(f"{op}: backend {explicit!r} is unavailable: {why}")
+        return explicit
+    preferred = "triton" if device.type == "cuda" else "cpp" if device.type == "cpu" else None
+    if preferred is None:
+        return "reference"
+    why = unavailable_reason(preferred, device)
+    if why is None:
+        return preferred
+    if why not in _warned:
+        _warned.add(why)
+        warnings.warn(f"ssa_fast: using the reference backend on {device.type}: {why}",
+                      RuntimeWarning, stacklevel=3)
+    return "reference"
+
+
+@contextlib.contextmanager
+def use_backend(name: str | None) -> Iterator[None]:
+    """Run the enclosed calls on backend `name` (None restores the automatic choice)."""
+    if name is not None:
+        _check_name(name, "use_backend(name)")
+    token = _override.set(name)
+    try:
+        yield
+    finally:
+        _override.reset(token)
+
+
+def available_backends(device: torch.device | str = "cpu") -> list[str]:
+    device = torch.device(device)
+    return [b for b in BACKENDS if unavailable_reason(b, device) is None]

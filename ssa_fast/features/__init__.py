@@ -1,0 +1,5 @@
+"""Feature extraction modules."""
+
+from .logmel import LogMelDelta
+
+__all__ = ["LogMelDelta"]

@@ -1,0 +1,1 @@
+"""Fused ops, each with reference / cpp / triton backends (see ssa_fast._backend)."""

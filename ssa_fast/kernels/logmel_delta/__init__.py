@@ -1,0 +1,191 @@
+"""3-D log-Mel features (static, delta, delta-delta): public function and input validation."""
+
+from __future__ import annotations
+
+import numbers
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from ... import _backend
+from .filters import WINDOWS, analysis_window, mel_filterbank
+from .function import logmel_delta_apply
+from .reference import frame_count
+
+__all__ = ["logmel_delta", "logmel_delta_with_bank", "frame_lengths", "validate_waveform"]
+
+
+def _int_arg(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def validate_waveform(waveform, name: str = "waveform") -> torch.Tensor:
+    """Return `waveform` as a float tensor of shape (N,) or (B, N), or raise a clear error."""
+    if isinstance(waveform, np.ndarray):
+        waveform = torch.from_numpy(np.ascontiguousarray(waveform))
+    if not isinstance(waveform, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, "
+                        f"got {type(waveform).__name__}")
+    if not waveform.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor of samples in [-1, 1], got dtype "
+                        f"{waveform.dtype}; scale integer PCM first (ssa_fast.audio.load does)")
+    if waveform.dtype in (torch.float16, torch.bfloat16):
+        waveform = waveform.float()
+    if waveform.dim() not in (1, 2):
+        raise ValueError(f"{name} must have shape (N,) or (B, N), got {tuple(waveform.shape)}")
+    if waveform.shape[-1] == 0 or waveform.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(waveform.shape)}); at least one sample is "
+                         "needed")
+    if not bool(torch.isfinite(waveform).all()):
+        bad = int((~torch.isfinite(waveform)).sum())
+        raise ValueError(f"{name} contains {bad} NaN or Inf sample(s)")
+    return waveform
+
+
+def frame_lengths(lengths: torch.Tensor, n_fft: int, hop_length: int,
+                  center: bool) -> torch.Tensor:
+    """Frames per item for `lengths` samples per item."""
+    if center:
+        return 1 + lengths // hop_length
+    return 1 + (lengths - n_fft) // hop_length
+
+
+def _validate_lengths(lengths, waveform: torch.Tensor, n_fft: int, center: bool) -> torch.Tensor:
+    if waveform.dim() != 2:
+        raise ValueError("lengths is only accepted with a batched waveform of shape (B, N), got "
+                         f"shape {tuple(waveform.shape)}")
+    if not isinstance(lengths, torch.Tensor):
+        lengths = torch.as_tensor(lengths)
+    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        raise TypeError(f"lengths must hold integers, got dtype {lengths.dtype}")
+    B, N = waveform.shape
+    if lengths.shape != (B,):
+        raise ValueError(f"lengths must have shape ({B},) to match waveform {tuple(waveform.shape)},"
+                         f" got {tuple(lengths.shape)}")
+    values = lengths.to("cpu", torch.int64)
+    low = n_fft if not center else 1
+    if bool((values < low).any()) or bool((values > N).any()):
+        raise ValueError(f"lengths must lie in [{low}, {N}] (samples per item; at least n_fft when "
+                         f"center=False), got {values.tolist()}")
+    return values.to(waveform.device)
+
+
+@lru_cache(maxsize=64)
+def _cached_bank(sample_rate, n_fft, n_mels, fmin, fmax, htk, device, dtype):
+    return mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax, htk).to(device, dtype)
+
+
+@lru_cache(maxsize=64)
+def _cached_window(window, win_length, n_fft, device, dtype):
+    return analysis_window(window, win_length, n_fft).to(device, dtype)
+
+
+def logmel_delta_with_bank(
+    waveform: torch.Tensor,  # (N,) or (B, N), validated
+    window: torch.Tensor,  # (n_fft,) centred window
+    mel_fb: torch.Tensor,  # (n_mels, n_fft // 2 + 1)
+    hop_length: int,
+    center: bool = True,
+    amin: float = 1e-10,
+    lengths=None,
+    backend: str | None = None,
+):
+    """:func:`logmel_delta` with a ready window and filterbank (what :class:`LogMelDelta` calls)."""
+    n_fft = window.shape[-1]
+    if mel_fb.dim() != 2 or mel_fb.shape[1] != n_fft // 2 + 1:
+        raise ValueError(f"mel_fb must have shape (n_mels, {n_fft // 2 + 1}) for n_fft={n_fft}, "
+                         f"got {tuple(mel_fb.shape)}")
+    if not amin > 0:
+        raise ValueError(f"amin must be > 0 (it bounds the log), got {amin}")
+    single = waveform.dim() == 1
+    x = waveform.unsqueeze(0) if single else waveform
+    if not center and x.shape[-1] < n_fft:
+        raise ValueError(f"waveform has {x.shape[-1]} samples, fewer than n_fft={n_fft}, which "
+                         "center=False needs for one frame")
+    lens = None if lengths is None else _validate_lengths(lengths, waveform, n_fft, center)
+
+    name = _backend.resolve("logmel_delta", x.device, backend)
+    if name == "triton" and x.dtype != torch.float32:
+        if _backend.requested_backend(backend) == "triton":
+            raise TypeError(f"the triton backend of logmel_delta computes float32, got {x.dtype}")
+        name = "reference"
+    window = window.to(x.device, x.dtype)
+    mel_fb = mel_fb.to(x.device, x.dtype)
+    out = logmel_delta_apply(name, x, lens, window, mel_fb, int(hop_length), bool(center),
+                             float(amin))
+    if single:
+        return out[0]
+    if lens is None:
+        return out
+    return out, frame_lengths(lens, n_fft, hop_length, center)
+
+
+def logmel_delta(
+    waveform,
+    sample_rate: int = 16000,
+    n_fft: int = 512,
+    win_length: int = 400,
+    hop_length: int = 160,
+    n_mels: int = 40,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    window: str | torch.Tensor = "hamming",
+    center: bool = True,
+    htk: bool = False,
+    amin: float = 1e-10,
+    lengths=None,
+    backend: str | None = None,
+):
+    """3-D log-Mel: static log-Mel, delta and delta-delta (SPEC.md section 2).
+
+    Args:
+        waveform: ``(N,)`` or ``(B, N)`` float samples at ``sample_rate`` (a numpy array works too).
+        sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax, htk: STFT and mel-bank
+            parameters, as ``librosa.feature.melspectrogram`` (``fmax=None`` means sr / 2).
+        window: ``"hamming"`` (periodic, default) or ``"hann"``, or a tensor of ``win_length``.
+        center: pad ``n_fft // 2`` zeros on both sides (frames ``T = 1 + N // hop_length``).
+        amin: floor of the mel power before ``ln``.
+        lengths: ``(B,)`` samples per item for a batch of different lengths; frames past an
+            item's end are zero and each item equals its own unbatched result.
+        backend: ``None`` (automatic), ``"reference"``, ``"cpp"`` or ``"triton"``.
+
+    Returns:
+        ``(3, T, n_mels)`` or ``(B, 3, T, n_mels)``; with ``lengths``, the pair
+        ``(features, frame_lengths)``.
+    """
+    waveform = validate_waveform(waveform)
+    sample_rate = _int_arg(sample_rate, "sample_rate", 1)
+    n_fft = _int_arg(n_fft, "n_fft", 2)
+    win_length = _int_arg(win_length, "win_length", 1)
+    hop_length = _int_arg(hop_length, "hop_length", 1)
+    n_mels = _int_arg(n_mels, "n_mels", 1)
+    if win_length > n_fft:
+        raise ValueError(f"win_length ({win_length}) must be <= n_fft ({n_fft})")
+    nyquist = sample_rate / 2.0
+    fmax_v = nyquist if fmax is None else float(fmax)
+    if not 0.0 <= float(fmin) < fmax_v:
+        raise ValueError(f"need 0 <= fmin < fmax, got fmin={fmin}, fmax={fmax_v}")
+    if fmax_v > nyquist:
+        raise ValueError(f"fmax={fmax_v} Hz exceeds the Nyquist frequency {nyquist} Hz of "
+                         f"sample_rate={sample_rate}")
+    if isinstance(window, torch.Tensor):
+        if window.shape != (win_length,):
+            raise ValueError(f"window tensor must have shape ({win_length},), "
+                             f"got {tuple(window.shape)}")
+        win = analysis_window(window, win_length, n_fft)
+    elif window in WINDOWS:
+        win = _cached_window(window, win_length, n_fft, waveform.device, waveform.dtype)
+    else:
+        raise ValueError(f"window must be one of {WINDOWS} or a tensor, got {window!r}")
+    fb = _cached_bank(sample_rate, n_fft, n_mels, float(fmin), fmax_v, bool(htk),
+                      waveform.device, waveform.dtype)
+    return logmel_delta_with_bank(waveform, win, fb, hop_length, center, amin, lengths, backend)
+
+
+# `frame_count` is re-exported for callers that size buffers (e.g. the feature cache).
+frame_count = frame_count

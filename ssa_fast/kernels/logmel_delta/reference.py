@@ -1,0 +1,72 @@
+"""Pure-torch reference of the 3-D log-Mel: the executable specification (SPEC.md section 2).
+
+For a waveform x of one item (L samples) with frames t = 0 .. T-1:
+
+    X_t[f]   = sum_k x[t * hop + k - off] * w[k] * exp(-2 pi i f k / n_fft)   (x = 0 outside [0, L),
+                                                                           off = n_fft // 2 if center)
+    S_t[m]   = sum_f fb[m, f] * |X_t[f]|^2
+    c_t[m]   = ln(max(S_t[m], amin))
+    d_t      = sum_{n=1,2} n * (c_{clamp(t+n)} - c_{clamp(t-n)}) / 10         (clamp to [0, T-1])
+    dd_t     = the same regression applied to d
+    out      = stack(c, d, dd)                                   -> (3, T, n_mels)
+
+This is the "eager reference chain" (torch.stft, matmul, log, shifted sums) and runs in any float
+dtype on any device; with ``lengths`` each item is computed alone, so batch padding never leaks.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def delta(c: torch.Tensor) -> torch.Tensor:
+    """HTK regression delta (N = 2) along dim -2 of ``(..., T, M)``, edges replicated."""
+    T = c.shape[-2]
+    idx = torch.arange(T, device=c.device)
+
+    def at(shift: int) -> torch.Tensor:
+        return c.index_select(-2, (idx + shift).clamp(0, T - 1))
+
+    return ((at(1) - at(-1)) + 2.0 * (at(2) - at(-2))) / 10.0
+
+
+def _chain(x: torch.Tensor, window: torch.Tensor, mel_fb: torch.Tensor, hop_length: int,
+           center: bool, amin: float) -> torch.Tensor:
+    n_fft = window.shape[-1]
+    spec = torch.stft(x, n_fft, hop_length=hop_length, win_length=n_fft, window=window,
+                      center=center, pad_mode="constant", return_complex=True)  # (B, F, T)
+    power = spec.real.square() + spec.imag.square()
+    mel = torch.matmul(mel_fb, power)  # (B, M, T)
+    c = torch.log(torch.clamp(mel, min=amin)).transpose(-1, -2)  # (B, T, M)
+    d = delta(c)
+    return torch.stack((c, d, delta(d)), dim=1)  # (B, 3, T, M)
+
+
+def logmel_delta_reference(
+    waveform: torch.Tensor,  # (B, N)
+    lengths: torch.Tensor | None,  # (B,) samples per item, or None for all N
+    window: torch.Tensor,  # (n_fft,) centred, zero-padded
+    mel_fb: torch.Tensor,  # (n_mels, n_fft // 2 + 1)
+    hop_length: int,
+    center: bool,
+    amin: float,
+) -> torch.Tensor:  # (B, 3, T, n_mels)
+    window = window.to(waveform)
+    mel_fb = mel_fb.to(waveform)
+    if lengths is None:
+        return _chain(waveform, window, mel_fb, hop_length, center, amin)
+    n_fft = window.shape[-1]
+    B, N = waveform.shape
+    T = frame_count(N, n_fft, hop_length, center)
+    out = waveform.new_zeros(B, 3, T, mel_fb.shape[0])
+    for b, n in enumerate(lengths.tolist()):
+        t = frame_count(n, n_fft, hop_length, center)
+        out[b, :, :t] = _chain(waveform[b:b + 1, :n], window, mel_fb, hop_length, center, amin)[0]
+    return out
+
+
+def frame_count(n: int, n_fft: int, hop_length: int, center: bool) -> int:
+    """Frames of an n-sample signal (torch.stft / librosa convention)."""
+    if center:
+        return 1 + n // hop_length
+    return 1 + (n - n_fft) // hop_length if n >= n_fft else 0
