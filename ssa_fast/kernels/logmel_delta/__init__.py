@@ -65,8 +65,8 @@ def _validate_lengths(lengths, waveform: torch.Tensor, n_fft: int, center: bool)
         raise TypeError(f"lengths must hold integers, got dtype {lengths.dtype}")
     B, N = waveform.shape
     if lengths.shape != (B,):
-        raise ValueError(f"lengths must have shape ({B},) to match waveform {tuple(waveform.shape)},"
-                         f" got {tuple(lengths.shape)}")
+        raise ValueError(f"lengths must have shape ({B},) to match waveform "
+                         f"{tuple(waveform.shape)}, got {tuple(lengths.shape)}")
     values = lengths.to("cpu", torch.int64)
     low = n_fft if not center else 1
     if bool((values < low).any()) or bool((values > N).any()):
@@ -75,11 +75,14 @@ def _validate_lengths(lengths, waveform: torch.Tensor, n_fft: int, center: bool)
     return values.to(waveform.device)
 
 
+# Host-side set-up (numpy), kept out of torch.compile graphs.
+@torch.compiler.disable
 @lru_cache(maxsize=64)
 def _cached_bank(sample_rate, n_fft, n_mels, fmin, fmax, htk, device, dtype):
     return mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax, htk).to(device, dtype)
 
 
+@torch.compiler.disable
 @lru_cache(maxsize=64)
 def _cached_window(window, win_length, n_fft, device, dtype):
     return analysis_window(window, win_length, n_fft).to(device, dtype)

@@ -2,8 +2,8 @@
 
 For a waveform x of one item (L samples) with frames t = 0 .. T-1:
 
-    X_t[f]   = sum_k x[t * hop + k - off] * w[k] * exp(-2 pi i f k / n_fft)   (x = 0 outside [0, L),
-                                                                           off = n_fft // 2 if center)
+    X_t[f]   = sum_k x[t * hop + k - off] * w[k] * exp(-2 pi i f k / n_fft)
+               (x = 0 outside [0, L); off = n_fft // 2 if center else 0)
     S_t[m]   = sum_f fb[m, f] * |X_t[f]|^2
     c_t[m]   = ln(max(S_t[m], amin))
     d_t      = sum_{n=1,2} n * (c_{clamp(t+n)} - c_{clamp(t-n)}) / 10         (clamp to [0, T-1])

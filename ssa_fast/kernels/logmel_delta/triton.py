@@ -7,10 +7,13 @@ A program owns ``BLOCK_R - 8`` output frames of one item and recomputes the stat
 frames on either side (the reach of delta-delta). Inside the tile both regressions are products
 with one banded ``(BLOCK_R, BLOCK_R)`` matrix ``D`` built from indices:
 
-    D[i, j] = sum_{n=1,2} n/10 * ([j == clamp(g_i + n) - base] - [j == clamp(g_i - n) - base])
+    D[i, j] = sum_{n=1,2} n * ([j == clamp(g_i + n) - base] - [j == clamp(g_i - n) - base])
+    delta = 0.1 * (D @ c)
 
 where ``g_i = base + i`` is row i's frame and clamp is to the item's own ``[0, n_frames - 1]``,
-so replicate padding happens at each item's end, not at the batch's.
+so replicate padding happens at each item's end, not at the batch's. D's entries are small
+integers (exact in any float format); the products are fp32 ("ieee"), so a constant input gives a
+delta of ~1e-6 rather than the exact 0 of the explicit differences.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def _delta_matrix(g, rows, base, n_frames):
     m2 = tl.minimum(tl.maximum(gi - 2, 0), last) - base
     one = (j == p1).to(tl.float32) - (j == m1).to(tl.float32)
     two = (j == p2).to(tl.float32) - (j == m2).to(tl.float32)
-    return (one + 2.0 * two) * 0.1
+    return one + 2.0 * two
 
 
 @triton.jit
@@ -74,8 +77,8 @@ def _logmel_delta_kernel(
     # Rows outside the item hold log(amin): finite, and never selected by D for a kept row.
     c = tl.log(tl.maximum(acc, amin))
     D = _delta_matrix(g, rows, base, n_frames)
-    d = tl.dot(D, c, input_precision="ieee")
-    dd = tl.dot(D, d, input_precision="ieee")
+    d = tl.dot(D, c, input_precision="ieee") * 0.1
+    dd = tl.dot(D, d, input_precision="ieee") * 0.1
 
     keep = (rows >= 4) & (rows < BLOCK_R - 4) & (g < T)
     smask = keep[:, None] & mmask[None, :]

@@ -1,0 +1,212 @@
+"""logmel_delta: every backend against librosa (the ground truth) and against the reference."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import device_for, noise, speech_like
+from helpers import librosa_logmel_delta
+
+import ssa_fast
+from ssa_fast.kernels.logmel_delta import frame_count
+
+SPEC_ATOL = 1e-3  # SPEC.md section 2: max abs error in the log domain, fp32 paths
+
+PARAMS = {
+    "default": {},
+    "htk": {"htk": True},
+    "mels64": {"n_mels": 64},
+    "mels80_fmin_fmax": {"n_mels": 80, "fmin": 40.0, "fmax": 7600.0},
+    "center_false": {"center": False},
+    "hann": {"window": "hann"},
+    "sr22050": {"sample_rate": 22050, "n_fft": 1024, "win_length": 551, "hop_length": 220},
+}
+
+
+def run(x, backend, dtype=torch.float32, **kw):
+    t = torch.as_tensor(x, dtype=dtype, device=device_for(backend))
+    return ssa_fast.logmel_delta(t, backend=backend, **kw)
+
+
+def errors(out: torch.Tensor, truth: np.ndarray) -> np.ndarray:
+    """Max abs error per channel (static, delta, delta-delta)."""
+    return np.abs(out.detach().cpu().double().numpy() - truth).max(axis=(-2, -1))
+
+
+@pytest.mark.parametrize("signal", ["speech", "noise"])
+@pytest.mark.parametrize("name", list(PARAMS))
+def test_matches_librosa(backend, name, signal):
+    kw = PARAMS[name]
+    sr = kw.get("sample_rate", 16000)
+    n = int(1.37 * sr) + 3  # odd length, not a multiple of the hop
+    y = speech_like(n, sr, seed=1) if signal == "speech" else noise(n, seed=2)
+    truth = librosa_logmel_delta(y, **kw)
+    out = run(y, backend, **kw)
+    assert out.shape == truth.shape
+    err = errors(out, truth)
+    assert err.max() <= SPEC_ATOL, f"{backend}: max abs error per channel {err}"
+    # Habit 2: within 2x the error of the reference run in the same precision (plus a small atol).
+    ref_err = errors(run(y, "reference", **kw), truth)
+    assert (err <= 2 * ref_err + 2e-5).all(), f"{backend}: {err} vs reference fp32 {ref_err}"
+
+
+@pytest.mark.parametrize("n", [1, 100, 159, 160, 511, 512, 513, 4799, 16001])
+def test_short_and_odd_lengths(backend, n):
+    y = speech_like(n, seed=n)
+    out = run(y, backend)
+    truth = librosa_logmel_delta(y)
+    assert out.shape == (3, 1 + n // 160, 40)
+    assert errors(out, truth).max() <= SPEC_ATOL
+
+
+@pytest.mark.parametrize("n", [512, 513, 671, 672, 5000])
+def test_center_false_lengths(backend, n):
+    y = noise(n, seed=n)
+    out = run(y, backend, center=False)
+    truth = librosa_logmel_delta(y, center=False)
+    assert out.shape == truth.shape == (3, 1 + (n - 512) // 160, 40)
+    assert errors(out, truth).max() <= SPEC_ATOL
+
+
+def test_float64_matches_librosa_closely():
+    """The float64 paths agree with librosa to rounding, not just to the fp32 bar."""
+    y = speech_like(24001, seed=3)
+    truth = librosa_logmel_delta(y)
+    for b in ("reference", "cpp"):
+        assert errors(run(y, b, dtype=torch.float64), truth).max() < 1e-6, b
+
+
+# Frame counts around the Triton tile sizes (56 frames per 64-row tile, 120 per 128-row tile)
+# and the C++ chunk size (256 frames).
+@pytest.mark.parametrize("frames", [1, 2, 5, 55, 56, 57, 119, 120, 121, 255, 256, 257, 262])
+def test_frame_counts_at_block_edges(backend, frames):
+    n = (frames - 1) * 160 + 37
+    y = speech_like(n, seed=frames)
+    out = run(y, backend)
+    ref = run(y, "reference", dtype=torch.float64)
+    assert out.shape[1] == frames == frame_count(n, 512, 160, True)
+    assert (out.cpu().double() - ref).abs().max() <= 1e-4
+
+
+def test_batch_equals_stacked_items(backend):
+    ys = [speech_like(20011, seed=s) for s in range(3)] + [noise(20011, seed=9)]
+    batch = run(np.stack(ys), backend)
+    single = torch.stack([run(y, backend) for y in ys])
+    assert batch.shape == (4, 3, 126, 40)
+    torch.testing.assert_close(batch, single, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("center", [True, False])
+def test_ragged_batch_with_lengths(backend, center):
+    """Each item of a padded batch equals that item alone; frames past its end are zero; the
+    padding's content (here: loud noise) never leaks in."""
+    lens = [30001, 513, 9600, 19041, 1]
+    if not center:
+        lens = [30001, 513, 9600, 19041, 700]
+    N = max(lens)
+    wave = noise(len(lens) * N, seed=5).reshape(len(lens), N) * 30.0  # garbage beyond lengths
+    items = [speech_like(n, seed=i) for i, n in enumerate(lens)]
+    for i, item in enumerate(items):
+        wave[i, : len(item)] = item
+    x = torch.tensor(wave, dtype=torch.float32, device=device_for(backend))
+    out, flens = ssa_fast.logmel_delta(x, lengths=torch.tensor(lens), backend=backend,
+                                       center=center)
+    T = frame_count(N, 512, 160, center)
+    assert out.shape == (len(lens), 3, T, 40)
+    for i, item in enumerate(items):
+        t = frame_count(len(item), 512, 160, center)
+        assert int(flens[i]) == t
+        alone = run(item, backend, center=center)
+        torch.testing.assert_close(out[i, :, :t], alone, atol=1e-5, rtol=1e-5)
+        assert torch.count_nonzero(out[i, :, t:]) == 0
+        assert errors(out[i, :, :t], librosa_logmel_delta(item, center=center)).max() <= SPEC_ATOL
+
+
+def test_lengths_equal_to_full_batch_is_unchanged(backend):
+    y = np.stack([speech_like(8000, seed=1), noise(8000, seed=1)])
+    plain = run(y, backend)
+    with_lengths, _ = ssa_fast.logmel_delta(
+        torch.tensor(y, dtype=torch.float32, device=device_for(backend)),
+        lengths=[8000, 8000], backend=backend)
+    torch.testing.assert_close(plain, with_lengths, atol=1e-6, rtol=1e-6)
+
+
+def test_custom_window_tensor(backend):
+    y = speech_like(9001, seed=4)
+    w = torch.kaiser_window(400, periodic=True, beta=8.0, dtype=torch.float64)
+    out = run(y, backend, window=w.float())
+    ref = run(y, "reference", dtype=torch.float64, window=w)
+    assert (out.cpu().double() - ref).abs().max() <= 1e-4
+
+
+def test_silence_is_finite_floor(backend):
+    out = run(np.zeros(4000), backend)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[0].cpu(), torch.full_like(out[0].cpu(), float(np.log(1e-10))))
+    # Explicit differences (reference, cpp) cancel exactly; Triton's banded fp32 products round.
+    bound = 1e-5 if backend == "triton" else 0.0
+    assert out[1:].abs().max() <= bound
+
+
+def test_gradcheck_through_cpp_forward():
+    """The fast forward pairs with the reference backward: gradcheck compares the two."""
+    x = torch.tensor(speech_like(700, seed=7), dtype=torch.float64, requires_grad=True)
+    kw = dict(n_fft=64, win_length=48, hop_length=16, n_mels=6, backend="cpp")
+    assert torch.autograd.gradcheck(lambda t: ssa_fast.logmel_delta(t, **kw), (x,), atol=1e-6)
+
+
+def test_gradient_matches_reference(backend):
+    dev = device_for(backend)
+    y = torch.tensor(speech_like(3000, seed=8), dtype=torch.float32, device=dev)
+    g = torch.randn(3, 19, 40, device=dev)
+    grads = []
+    for b in (backend, "reference"):
+        x = y.clone().requires_grad_(True)
+        (ssa_fast.logmel_delta(x, backend=b) * g).sum().backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-4, rtol=1e-4)
+
+
+def test_opcheck_cpp_op():
+    from ssa_fast.kernels.logmel_delta.filters import analysis_window, mel_filterbank
+
+    x = torch.tensor(np.stack([speech_like(3001, seed=1), noise(3001)]), dtype=torch.float32)
+    args = (x, torch.tensor([3001, 2000]), analysis_window("hamming", 400, 512).float(),
+            mel_filterbank(16000, 512, 40).float(), 160, True, 1e-10)
+    torch.library.opcheck(torch.ops.ssa_fast.logmel_delta.default, args)
+
+
+def test_cpp_op_under_torch_compile():
+    from ssa_fast.kernels.logmel_delta.filters import analysis_window, mel_filterbank
+
+    x = torch.tensor(np.stack([speech_like(6001, seed=2), noise(6001)]), dtype=torch.float32)
+    win = analysis_window("hamming", 400, 512).float()
+    fb = mel_filterbank(16000, 512, 40).float()
+    lens = torch.tensor([6001, 3000])
+
+    def features(t):  # the op inside a graph with work before and after it
+        y = torch.ops.ssa_fast.logmel_delta(t * 0.5, lens, win, fb, 160, True, 1e-10)
+        return y.mean(dim=2)
+
+    compiled = torch.compile(features, fullgraph=True)
+    torch.testing.assert_close(compiled(x), features(x))
+    public = torch.compile(lambda t: ssa_fast.logmel_delta(t, backend="cpp"))
+    torch.testing.assert_close(public(x), ssa_fast.logmel_delta(x, backend="cpp"))
+
+
+def test_triton_small_tiles_path():
+    """The GPU default tile (64 rows) also runs correctly (the interpreter default is 128)."""
+    if "triton" not in ssa_fast.available_backends(device_for("triton")):
+        pytest.skip("triton backend unavailable here")
+    from ssa_fast.kernels.logmel_delta.filters import analysis_window, mel_filterbank
+    from ssa_fast.kernels.logmel_delta.triton import logmel_delta_triton
+
+    dev = device_for("triton")
+    x = torch.tensor(np.stack([speech_like(20001, seed=1), noise(20001)]), dtype=torch.float32,
+                     device=dev)
+    lens = torch.tensor([20001, 9123], device=dev)
+    win = analysis_window("hamming", 400, 512).float().to(dev)
+    fb = mel_filterbank(16000, 512, 80).float().to(dev)
+    out = logmel_delta_triton(x, lens, win, fb, 160, True, 1e-10, block_rows=64, block_freqs=32)
+    ref, _ = ssa_fast.logmel_delta(x.cpu().double(), lengths=lens.cpu(), n_mels=80,
+                                   backend="reference")
+    assert (out.cpu().double() - ref).abs().max() <= 1e-4
