@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from functools import lru_cache
 
@@ -42,8 +43,7 @@ def validate_waveform(waveform, name: str = "waveform") -> torch.Tensor:
         raise ValueError(f"{name} is empty (shape {tuple(waveform.shape)}); at least one sample is "
                          "needed")
     # One pass (aminmax propagates NaN and shows +-Inf); the count only on failure.
-    lo, hi = torch.aminmax(waveform)
-    if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
+    if not all(map(math.isfinite, torch.stack(torch.aminmax(waveform)).tolist())):
         bad = int((~torch.isfinite(waveform)).sum())
         raise ValueError(f"{name} contains {bad} NaN or Inf sample(s)")
     return waveform

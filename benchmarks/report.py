@@ -1,0 +1,54 @@
+"""Turn pytest-benchmark JSON into the Markdown tables of RESULTS.md.
+
+    python benchmarks/report.py bench.json [--peer librosa --peer stft_floor ...]
+
+Each group becomes a table: implementation, median time, spread (IQR), hours of audio per second
+where recorded, and the ratio of every row to the group's own first-listed implementation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+
+
+def _impl(bench: dict) -> str:
+    params = bench.get("params") or {}
+    return str(params.get("impl", bench["name"]))
+
+
+def tables(data: dict) -> str:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for b in data["benchmarks"]:
+        groups[b["group"] or b["name"]].append(b)
+    lines = []
+    machine = data.get("machine_info", {})
+    lines.append(f"Machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor'))}, "
+                 f"{data.get('datetime', '')[:10]}")
+    for group, rows in groups.items():
+        rows.sort(key=lambda b: b["stats"]["median"])
+        best = rows[0]
+        lines += ["", f"### {group}", "",
+                  "| impl | median ms | IQR ms | audio h/s | vs fastest | device |",
+                  "|---|---:|---:|---:|---:|---|"]
+        for b in rows:
+            st, info = b["stats"], b.get("extra_info", {})
+            hps = info.get("audio_h_per_s")
+            lines.append(
+                f"| {_impl(b)} | {st['median'] * 1e3:.3f} | {st['iqr'] * 1e3:.3f} | "
+                f"{'' if hps is None else f'{hps:,.1f}'} | "
+                f"{st['median'] / best['stats']['median']:.2f}x | {info.get('device', '')} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("json_file")
+    args = ap.parse_args()
+    with open(args.json_file) as fh:
+        print(tables(json.load(fh)))
+
+
+if __name__ == "__main__":
+    main()

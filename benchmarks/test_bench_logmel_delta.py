@@ -1,0 +1,99 @@
+"""logmel_delta throughput: ours vs librosa vs the eager reference vs the FFT floor.
+
+Every row of one group runs the same input in the same process; ``audio_h_per_s`` is hours of
+audio processed per second (median time). Targets (SPEC.md section 9): cpp >= 4x librosa at one
+thread and within 1.3x of the floor (torch.stft of the same frames); on an H100 triton >= 1000 h/s,
+>= 3x torch.compile(reference), >= 10x the eager reference.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+import ssa_fast
+from ssa_fast.kernels.logmel_delta.filters import analysis_window, mel_filterbank
+from ssa_fast.kernels.logmel_delta.reference import logmel_delta_reference
+
+SR = 16000
+CPU_IMPLS = ["cpp", "reference", "librosa", "stft_floor"]
+GPU_IMPLS = ["triton", "reference", "compile_reference", "nnaudio", "stft_floor"]
+
+
+def _signal(seconds: float, batch: int, device: str) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return (0.1 * torch.randn(batch, int(seconds * SR), generator=g)).to(device)
+
+
+def _record(benchmark, seconds, batch):
+    hours = seconds * batch / 3600.0
+    benchmark.extra_info["audio_hours"] = hours
+    benchmark.extra_info["audio_h_per_s"] = hours / benchmark.stats.stats.median
+
+
+def _impl(name: str, x: torch.Tensor):
+    window = analysis_window("hamming", 400, 512).float().to(x.device)
+    fb = mel_filterbank(SR, 512, 40).float().to(x.device)
+    if name in ("cpp", "triton"):
+        return lambda: ssa_fast.logmel_delta(x, backend=name)
+    if name == "reference":
+        return lambda: logmel_delta_reference(x, None, window, fb, 160, True, 1e-10)
+    if name == "compile_reference":
+        f = torch.compile(logmel_delta_reference, dynamic=False)
+        return lambda: f(x, None, window, fb, 160, True, 1e-10)
+    if name == "stft_floor":
+        # The FFT of the same frames, with the same window: a floor no fused chain can beat
+        # without a faster FFT.
+        return lambda: torch.stft(x, 512, hop_length=160, win_length=512, window=window,
+                                  center=True, pad_mode="constant", return_complex=True)
+    if name == "librosa":
+        librosa = pytest.importorskip("librosa")
+        y = x.cpu().numpy()
+        return lambda: librosa.feature.melspectrogram(
+            y=y, sr=SR, n_fft=512, hop_length=160, win_length=400, window="hamming",
+            center=True, pad_mode="constant", power=2.0, n_mels=40)
+    if name == "nnaudio":
+        features = pytest.importorskip("nnAudio.features")
+        layer = features.MelSpectrogram(sr=SR, n_fft=512, win_length=400, hop_length=160,
+                                        n_mels=40, window="hamming", center=True,
+                                        pad_mode="constant", power=2.0, trainable_mel=False,
+                                        trainable_STFT=False, verbose=False).to(x.device)
+        return lambda: layer(x)
+    raise ValueError(name)
+
+
+CPU_SHAPES = [(3, 1), (60, 1), (3, 32), (60, 32)]
+GPU_SHAPES = [(3, 1), (3, 512), (60, 256)]
+
+
+def _ids(shapes):
+    return [f"{s}s-x{b}" for s, b in shapes]
+
+
+@pytest.mark.parametrize("threads", [1, 2], indirect=True, ids=["t1", "t2"])
+@pytest.mark.parametrize("seconds, batch", CPU_SHAPES, ids=_ids(CPU_SHAPES))
+@pytest.mark.parametrize("impl", CPU_IMPLS)
+def test_logmel_delta_cpu(run_bench, benchmark, impl, seconds, batch, threads):
+    if impl == "cpp" and "cpp" not in ssa_fast.available_backends("cpu"):
+        pytest.fail("the cpp backend is not built")
+    benchmark.group = f"logmel_delta cpu {seconds}s x{batch} threads={threads}"
+    x = _signal(seconds, batch, "cpu")
+    rounds = 5 if seconds * batch >= 600 and impl in ("librosa", "reference") else None
+    run_bench(_impl(impl, x), device="cpu", rounds=rounds)
+    _record(benchmark, seconds, batch)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("seconds, batch", GPU_SHAPES, ids=_ids(GPU_SHAPES))
+@pytest.mark.parametrize("impl", GPU_IMPLS)
+def test_logmel_delta_cuda(run_bench, benchmark, impl, seconds, batch):
+    benchmark.group = f"logmel_delta cuda {seconds}s x{batch}"
+    x = _signal(seconds, batch, "cuda")
+    run_bench(_impl(impl, x), device="cuda")
+    _record(benchmark, seconds, batch)
+
+
+def test_cpu_rows_agree():
+    """Not a timing: the rows being compared compute the same features (guards the benchmark)."""
+    x = _signal(3, 2, "cpu")
+    ref = _impl("reference", x)()
+    np.testing.assert_allclose(_impl("cpp", x)().numpy(), ref.numpy(), atol=1e-4)

@@ -1,0 +1,6 @@
+"""Audio in: file loading (mono, float, resampled) and speech synthesis with espeak-ng."""
+
+from .espeak import EspeakError, synthesize
+from .io import AudioError, load, resample
+
+__all__ = ["AudioError", "EspeakError", "load", "resample", "synthesize"]

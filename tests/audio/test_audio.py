@@ -1,0 +1,69 @@
+"""Audio I/O and espeak-ng synthesis, on real files and the real library."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ssa_fast.audio import AudioError, EspeakError, load, resample, synthesize
+
+
+def test_load_mixes_down_scales_and_resamples(tmp_path):
+    sr = 22050
+    t = np.arange(sr) / sr
+    left = 0.5 * np.sin(2 * np.pi * 440 * t)
+    right = 0.25 * np.sin(2 * np.pi * 440 * t)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([left, right], axis=1), sr, subtype="PCM_16")
+    y = load(path, 16000)
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert abs(len(y) - 16000) <= 1
+    # mean of the channels, amplitude 0.375, still a 440 Hz tone
+    assert 0.36 < np.abs(y[1000:-1000]).max() < 0.39
+    spectrum = np.abs(np.fft.rfft(y))
+    assert abs(np.argmax(spectrum) * 16000 / len(y) - 440) < 2
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"", "cannot read"),
+    (b"RIFF\x24\x00\x00\x00WAVEfmt this is not audio", "cannot read"),
+    (b"just some text pretending to be audio" * 10, "cannot read"),
+])
+def test_corrupt_files_name_the_file(tmp_path, content, match):
+    path = tmp_path / "broken.wav"
+    path.write_bytes(content)
+    with pytest.raises(AudioError, match=match) as err:
+        load(path)
+    assert "broken.wav" in str(err.value)
+
+
+def test_missing_and_empty_files(tmp_path):
+    with pytest.raises(AudioError, match="missing.wav"):
+        load(tmp_path / "missing.wav")
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0,), np.float32), 16000)
+    with pytest.raises(AudioError, match="no samples"):
+        load(empty)
+
+
+def test_resample_identity_and_length():
+    y = np.random.default_rng(0).standard_normal(22050).astype(np.float32)
+    assert resample(y, 16000, 16000) is y
+    assert abs(len(resample(y, 22050, 16000)) - 16000) <= 1
+
+
+def test_espeak_synthesises_speech_with_prosody_controls():
+    slow, sr = synthesize("The weather is lovely today.", "en-us", rate=120)
+    fast, sr2 = synthesize("The weather is lovely today.", "en-us", rate=300)
+    assert sr == sr2 > 8000
+    assert slow.dtype == np.float32 and np.abs(slow).max() <= 1.0
+    assert 0.01 < slow.std() < 0.5
+    assert len(slow) > 1.6 * len(fast)  # rate is words per minute
+    quiet, _ = synthesize("The weather is lovely today.", "en-us", rate=300, volume=30)
+    assert quiet.std() < 0.6 * fast.std()
+
+
+def test_espeak_errors():
+    with pytest.raises(ValueError, match="non-empty"):
+        synthesize("   ")
+    with pytest.raises(EspeakError, match="no voice"):
+        synthesize("hello", "xx-not-a-voice")

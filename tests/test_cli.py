@@ -1,0 +1,54 @@
+"""The `ssa-fast` command line, run as a real subprocess."""
+
+import subprocess
+import sys
+
+import numpy as np
+import soundfile as sf
+from helpers import librosa_logmel_delta
+
+import ssa_fast.cli
+
+
+def _cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "ssa_fast.cli", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_help_of_every_subcommand():
+    for sub in ("features", "demo"):
+        proc = _cli(sub, "--help")
+        assert proc.returncode == 0 and "usage: ssa-fast " + sub in proc.stdout
+    parser = ssa_fast.cli.build_parser()
+    assert {"features", "demo"} <= set(parser._subparsers._group_actions[0].choices)
+
+
+def test_features_command_writes_npy_and_skips_corrupt(tmp_path):
+    rng = np.random.default_rng(0)
+    good = []
+    for i, n in enumerate([16000, 23456]):
+        path = tmp_path / f"utt{i}.wav"
+        sf.write(path, (0.2 * rng.standard_normal(n)).astype(np.float32), 16000)
+        good.append(path)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not a wav file")
+    out = tmp_path / "feats"
+    proc = _cli("features", *map(str, good), str(bad), "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "bad.wav" in proc.stderr and "skipped 1" in proc.stdout
+    for path in good:
+        feats = np.load(out / (path.stem + ".npy"))
+        y, _ = sf.read(path, dtype="float32")
+        truth = librosa_logmel_delta(y.astype(np.float64))
+        assert feats.shape == truth.shape
+        assert np.abs(feats - truth).max() < 1e-3
+
+
+def test_demo_writes_wav_and_png(tmp_path):
+    proc = _cli("demo", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "batched == one-by-one" in proc.stdout
+    png = (tmp_path / "demo_logmel_delta.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    y, sr = sf.read(tmp_path / "demo_utterance.wav")
+    assert sr == 16000 and len(y) > 3 * sr
