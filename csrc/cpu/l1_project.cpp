@@ -1,0 +1,49 @@
+// L1 weight projection (SPEC.md section 6) on the CPU, in place: row c of weight (K, n) gets L1
+// norm r = N / (K * sum_i ||x_i||_1); a zero row stays zero; a batch whose total norm is zero or
+// not finite leaves weight untouched.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+
+#include "checks.h"
+
+namespace ssa_fast {
+namespace {
+
+at::Tensor& l1_project_cpu_(at::Tensor& weight, const at::Tensor& x_in) {
+  check_cpu_float(weight, "weight");
+  check_dim(weight, 2, "weight");
+  check_dim(x_in, 2, "x");
+  TORCH_CHECK(x_in.size(1) == weight.size(1), "x must have ", weight.size(1),
+              " columns (the layer's inputs), got shape ", x_in.sizes());
+  TORCH_CHECK(weight.is_contiguous(), "weight must be contiguous");
+  const int64_t K = weight.size(0), n = weight.size(1), N = x_in.size(0);
+  const auto x = x_in.to(weight.scalar_type()).contiguous();
+  AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "l1_project_cpu_", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    double total = 0;  // sum_i ||x_i||_1, accumulated in double
+    for (int64_t i = 0; i < N * n; ++i) total += std::abs(static_cast<double>(xp[i]));
+    if (!(total > 0) || !std::isfinite(total)) return;
+    const double r = static_cast<double>(N) / (static_cast<double>(K) * total);
+    scalar_t* w = weight.data_ptr<scalar_t>();
+    at::parallel_for(0, K, 16, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        scalar_t* row = w + k * n;
+        double norm = 0;
+        for (int64_t j = 0; j < n; ++j) norm += std::abs(static_cast<double>(row[j]));
+        if (norm == 0) continue;
+        const auto f = static_cast<scalar_t>(r / norm);
+        for (int64_t j = 0; j < n; ++j) row[j] *= f;
+      }
+    });
+  });
+  return weight;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(ssa_fast, CPU, m) { m.impl("l1_project_", &l1_project_cpu_); }
+
+}  // namespace ssa_fast

@@ -1,0 +1,45 @@
+"""L1 weight projection (SPEC.md section 6): public function and input validation."""
+
+from __future__ import annotations
+
+import torch
+
+from ... import _backend
+from .function import run_backend
+from .reference import l1_project_reference_
+
+__all__ = ["l1_project_", "l1_project_reference_"]
+
+
+def l1_project_(weight: torch.Tensor, x: torch.Tensor, backend: str | None = None) -> torch.Tensor:
+    """Rescale every row of ``weight`` (K, n) in place to L1 norm ``N / (K * sum_i ||x_i||_1)``.
+
+    ``weight`` is a classifier's weight as nn.Linear stores it (row c belongs to class c) and
+    ``x`` (N, n) the batch that fed the layer (detached). A zero row stays zero, a batch whose
+    total L1 norm is zero or not finite leaves the weight unchanged, and no NaN is ever produced.
+    Returns ``weight``.
+    """
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        raise ValueError("weight must be a 2-D tensor (K classes, n inputs), got "
+                         f"{getattr(weight, 'shape', type(weight).__name__)}")
+    if not isinstance(x, torch.Tensor) or x.dim() != 2:
+        raise ValueError("x must be a 2-D tensor (N samples, n inputs), got "
+                         f"{getattr(x, 'shape', type(x).__name__)}")
+    if not weight.is_floating_point() or not x.is_floating_point():
+        raise TypeError(f"weight and x must be floating point, got {weight.dtype}, {x.dtype}")
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(f"x has {x.shape[1]} features but weight has {weight.shape[1]} inputs "
+                         f"(shapes {tuple(x.shape)} and {tuple(weight.shape)})")
+    if x.shape[0] == 0 or weight.shape[0] == 0:
+        raise ValueError(f"need at least one sample and one class, got x {tuple(x.shape)}, "
+                         f"weight {tuple(weight.shape)}")
+    if x.device != weight.device:
+        raise ValueError(f"x is on {x.device} but weight is on {weight.device}")
+    name = _backend.resolve("l1_project_", weight.device, backend)
+    if name == "triton" and weight.dtype == torch.float64:
+        if _backend.requested_backend(backend) == "triton":
+            raise TypeError("the triton backend of l1_project_ computes float32, got float64")
+        name = "reference"
+    if name != "reference" and not weight.is_contiguous():
+        name = "reference"
+    return run_backend(name, weight, x.detach())

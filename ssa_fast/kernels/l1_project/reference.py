@@ -1,0 +1,28 @@
+"""Pure-torch reference of the L1 weight projection (SPEC.md section 6, paper eq. 8).
+
+For a classifier with weight W (K, n) (nn.Linear layout: row c is class c's W^c) and the batch
+x (N, n) that fed it, every row is rescaled radially to
+
+    ||W^c||_1 = r = N / (K * sum_i ||x_i||_1).
+
+A zero row stays zero; a batch whose total L1 norm is zero or not finite leaves W unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+@torch.no_grad()
+def l1_project_reference_(weight: torch.Tensor,  # (K, n), modified in place
+                          x: torch.Tensor,  # (N, n)
+                          ) -> torch.Tensor:
+    K = weight.shape[0]
+    total = x.abs().sum(dtype=torch.float64)
+    r = x.shape[0] / (K * total)
+    norms = weight.abs().sum(dim=1, keepdim=True, dtype=torch.float64)
+    factor = torch.where(norms > 0, r / norms, torch.ones_like(norms))
+    usable = (total > 0) & torch.isfinite(total)
+    factor = torch.where(usable, factor, torch.ones_like(factor))
+    weight.mul_(factor.to(weight.dtype))
+    return weight

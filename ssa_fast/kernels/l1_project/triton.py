@@ -1,0 +1,49 @@
+"""Triton kernel of the L1 weight projection: one launch. Every program sums |x| itself (x is the
+classifier's small input batch) and rescales its own block of weight rows."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _l1_project_kernel(w_ptr, x_ptr, K, n, x_numel, N_over_K,
+                       BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_X: tl.constexpr):
+    pid = tl.program_id(0)
+    total = tl.zeros((BLOCK_X,), tl.float32)
+    for i0 in range(0, x_numel, BLOCK_X):
+        offs = i0 + tl.arange(0, BLOCK_X)
+        total += tl.abs(tl.load(x_ptr + offs, mask=offs < x_numel, other=0.0).to(tl.float32))
+    total_sum = tl.sum(total, axis=0)
+    rows = pid * BLOCK_K + tl.arange(0, BLOCK_K)
+    cols = tl.arange(0, BLOCK_N)
+    mask = (rows[:, None] < K) & (cols[None, :] < n)
+    ptrs = w_ptr + rows[:, None] * n + cols[None, :]
+    w = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+    norms = tl.sum(tl.abs(w), axis=1)
+    usable = (total_sum > 0) & (total_sum < float("inf"))  # else leave the weight as it is
+    r = N_over_K / tl.where(usable, total_sum, 1.0)
+    factor = tl.where(norms > 0, r / tl.where(norms > 0, norms, 1.0), 1.0)
+    factor = tl.where(usable, factor, 1.0)
+    tl.store(ptrs, (w * factor[:, None]).to(w_ptr.dtype.element_ty), mask=mask)
+
+
+def l1_project_triton_(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    K, n = weight.shape
+    if not weight.is_contiguous():
+        raise ValueError("weight must be contiguous for the triton backend")
+    x = x.contiguous()
+    block_n = max(16, triton.next_power_of_2(n))
+    block_k = max(1, min(triton.next_power_of_2(K), 4096 // block_n))
+    block_x = min(4096, max(16, triton.next_power_of_2(x.numel())))
+    grid = (triton.cdiv(K, block_k),)
+    _l1_project_kernel[grid](weight, x, K, n, x.numel(), float(x.shape[0]) / K,
+                             BLOCK_K=block_k, BLOCK_N=block_n, BLOCK_X=block_x)
+    return weight
+
+
+@torch.library.custom_op("ssa_fast::l1_project_triton_", mutates_args=("weight",))
+def l1_project_triton_op_(weight: torch.Tensor, x: torch.Tensor) -> None:
+    l1_project_triton_(weight, x)
