@@ -25,7 +25,7 @@ TORCH_LIBRARY(ssa_fast, m) {
 
   // L1 projection of a classifier's weight (SPEC.md section 6), in place: every row of
   // weight (K, n) is rescaled to L1 norm N / (K * sum_i ||x_i||_1) for x (N, n).
-  m.def("l1_project_(Tensor(a!) weight, Tensor x) -> Tensor(a!)");
+  m.def("l1_project_(Tensor(a!) weight, Tensor x) -> ()");
 }
 
 // Importing ssa_fast._C runs the static registrations above; the module itself exposes nothing.

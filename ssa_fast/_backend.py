@@ -20,7 +20,6 @@ import importlib
 import os
 import warnings
 from collections.abc import Iterator
-from functools import cache
 
 import torch
 
@@ -36,23 +35,31 @@ class BackendUnavailableError(RuntimeError):
     """An explicitly requested backend cannot run here (the message says why)."""
 
 
-@cache
+_status: dict[str, tuple[bool, str]] = {}
+
+
+def _probe(module: str, why: str) -> tuple[bool, str]:
+    if module not in _status:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:  # not built / not installed / built against another torch
+            _status[module] = (False, f"{why} ({exc})")
+        else:
+            _status[module] = (True, "")
+    return _status[module]
+
+
+# Availability is fixed for the life of the process: under torch.compile the probes are evaluated
+# once at trace time and treated as constants (no graph break, no traced imports).
+@torch.compiler.assume_constant_result
 def extension_status() -> tuple[bool, str]:
-    """Import the compiled extension once; return (loaded, reason it is not)."""
-    try:
-        importlib.import_module("ssa_fast._C")
-    except ImportError as exc:  # not built, or built against another torch
-        return False, f"the compiled extension ssa_fast._C could not be imported ({exc})"
-    return True, ""
+    """(loaded, why not) for the compiled extension ssa_fast._C."""
+    return _probe("ssa_fast._C", "the compiled extension ssa_fast._C could not be imported")
 
 
-@cache
+@torch.compiler.assume_constant_result
 def triton_status() -> tuple[bool, str]:
-    try:
-        importlib.import_module("triton")
-    except ImportError as exc:
-        return False, f"Triton is not installed ({exc}); install the 'triton' extra"
-    return True, ""
+    return _probe("triton", "Triton is not installed; install the 'triton' extra")
 
 
 def triton_interpret() -> bool:

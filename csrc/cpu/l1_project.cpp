@@ -12,7 +12,7 @@
 namespace ssa_fast {
 namespace {
 
-at::Tensor& l1_project_cpu_(at::Tensor& weight, const at::Tensor& x_in) {
+void l1_project_cpu_(at::Tensor& weight, const at::Tensor& x_in) {
   check_cpu_float(weight, "weight");
   check_dim(weight, 2, "weight");
   check_dim(x_in, 2, "x");
@@ -39,7 +39,6 @@ at::Tensor& l1_project_cpu_(at::Tensor& weight, const at::Tensor& x_in) {
       }
     });
   });
-  return weight;
 }
 
 }  // namespace

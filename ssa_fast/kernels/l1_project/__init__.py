@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ... import _backend
+from . import cpp as _cpp  # noqa: F401  (registers the fake kernels of the native ops)
 from .function import run_backend
 from .reference import l1_project_reference_
 

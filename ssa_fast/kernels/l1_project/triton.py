@@ -12,22 +12,23 @@ import triton.language as tl
 def _l1_project_kernel(w_ptr, x_ptr, K, n, x_numel, N_over_K,
                        BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_X: tl.constexpr):
     pid = tl.program_id(0)
-    total = tl.zeros((BLOCK_X,), tl.float32)
+    # float64 like the other backends: a batch of large finite values must not overflow the sum.
+    total = tl.zeros((BLOCK_X,), tl.float64)
     for i0 in range(0, x_numel, BLOCK_X):
         offs = i0 + tl.arange(0, BLOCK_X)
-        total += tl.abs(tl.load(x_ptr + offs, mask=offs < x_numel, other=0.0).to(tl.float32))
+        total += tl.abs(tl.load(x_ptr + offs, mask=offs < x_numel, other=0.0).to(tl.float64))
     total_sum = tl.sum(total, axis=0)
     rows = pid * BLOCK_K + tl.arange(0, BLOCK_K)
     cols = tl.arange(0, BLOCK_N)
     mask = (rows[:, None] < K) & (cols[None, :] < n)
     ptrs = w_ptr + rows[:, None] * n + cols[None, :]
     w = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
-    norms = tl.sum(tl.abs(w), axis=1)
+    norms = tl.sum(tl.abs(w.to(tl.float64)), axis=1)
     usable = (total_sum > 0) & (total_sum < float("inf"))  # else leave the weight as it is
     r = N_over_K / tl.where(usable, total_sum, 1.0)
     factor = tl.where(norms > 0, r / tl.where(norms > 0, norms, 1.0), 1.0)
     factor = tl.where(usable, factor, 1.0)
-    tl.store(ptrs, (w * factor[:, None]).to(w_ptr.dtype.element_ty), mask=mask)
+    tl.store(ptrs, (w * factor[:, None].to(tl.float32)).to(w_ptr.dtype.element_ty), mask=mask)
 
 
 def l1_project_triton_(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

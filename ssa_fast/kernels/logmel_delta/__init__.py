@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ... import _backend
+from . import cpp as _cpp  # noqa: F401  (registers the fake kernels of the native ops)
 from .filters import WINDOWS, analysis_window, mel_filterbank
 from .function import logmel_delta_apply
 from .reference import frame_count

@@ -7,6 +7,7 @@ import math
 import torch
 
 from ... import _backend
+from . import cpp as _cpp  # noqa: F401  (registers the fake kernels of the native ops)
 from .function import SSAAttentionFunction, ssa_attention_fast_reference
 from .reference import ssa_attention_literal
 

@@ -148,7 +148,8 @@ def _launch_shape(B: int, T: int, d: int, splits: int | None, block_t: int | Non
     if splits is None:
         splits = 1
         if torch.cuda.is_available() and not triton_interpret():
-            sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+            props = torch.cuda.get_device_properties(torch.cuda.current_device())
+            sms = props.multi_processor_count
             # Enough programs to fill the SMs twice, but slices of at least one tile.
             splits = max(1, min(triton.cdiv(2 * sms, B), triton.cdiv(T, block_t)))
     rows = triton.cdiv(T, splits)

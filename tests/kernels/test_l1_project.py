@@ -1,0 +1,82 @@
+"""l1_project_: every backend against the reference and the constraint itself."""
+
+import pytest
+import torch
+from conftest import device_for
+
+import ssa_fast
+from ssa_fast.kernels.l1_project import l1_project_reference_
+
+
+@pytest.mark.parametrize("K, n, N", [(1, 1, 1), (4, 128, 40), (10, 128, 1), (37, 65, 13),
+                                     (300, 128, 40)])
+def test_rows_get_the_target_norm_and_keep_their_direction(backend, K, n, N):
+    dev = device_for(backend)
+    g = torch.Generator().manual_seed(K * n + N)
+    W0 = torch.randn(K, n, generator=g) * 3
+    if K > 2:
+        W0[1] = 0.0  # a zero row stays zero
+    x = torch.randn(N, n, generator=g)
+    W = W0.clone().to(dev)
+    out = ssa_fast.l1_project_(W, x.to(dev), backend=backend)
+    assert out is W
+    r = N / (K * x.double().abs().sum())
+    norms = W.cpu().double().abs().sum(dim=1)
+    nonzero = W0.abs().sum(1) > 0
+    torch.testing.assert_close(norms[nonzero], torch.full_like(norms[nonzero], float(r)),
+                               rtol=1e-5, atol=0)
+    assert torch.count_nonzero(W.cpu()[~nonzero]) == 0
+    direction = W0[nonzero] / W0[nonzero].abs().sum(1, keepdim=True)
+    torch.testing.assert_close(W.cpu()[nonzero] / float(r), direction, rtol=1e-5, atol=1e-7)
+    ref = l1_project_reference_(W0.clone(), x)
+    torch.testing.assert_close(W.cpu(), ref, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("x_value", [0.0, float("inf"), float("nan")])
+def test_unusable_batch_leaves_weight_unchanged(backend, x_value):
+    dev = device_for(backend)
+    W0 = torch.randn(4, 16)
+    x = torch.full((40, 16), x_value)
+    W = W0.clone().to(dev)
+    ssa_fast.l1_project_(W, x.to(dev), backend=backend)
+    assert torch.isfinite(W).all()
+    torch.testing.assert_close(W.cpu(), W0)
+
+
+def test_huge_finite_batch_gives_finite_weights(backend):
+    dev = device_for(backend)
+    W0 = torch.randn(4, 16)
+    x = torch.full((40, 16), 3e38)
+    W = W0.clone().to(dev)
+    ssa_fast.l1_project_(W, x.to(dev), backend=backend)
+    assert torch.isfinite(W).all()
+    torch.testing.assert_close(W.cpu(), l1_project_reference_(W0.clone(), x), rtol=1e-4,
+                               atol=0)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])  # the float64-capable backends
+def test_float64_and_parameter_of_linear(backend):
+    layer = torch.nn.Linear(128, 4, dtype=torch.float64)
+    x = torch.randn(40, 128, dtype=torch.float64)
+    ssa_fast.l1_project_(layer.weight, x, backend=backend)
+    r = 40 / (4 * x.abs().sum())
+    torch.testing.assert_close(layer.weight.abs().sum(1), torch.full((4,), float(r),
+                               dtype=torch.float64))
+    assert layer.weight.requires_grad and layer.weight.grad is None
+
+
+def test_opcheck_cpp_op():
+    W = torch.randn(5, 32)
+    torch.library.opcheck(torch.ops.ssa_fast.l1_project_.default, (W, torch.randn(7, 32)))
+
+
+def test_bad_input():
+    W = torch.randn(4, 16)
+    with pytest.raises(ValueError, match="x has 8 features"):
+        ssa_fast.l1_project_(W, torch.randn(3, 8))
+    with pytest.raises(ValueError, match="weight must be a 2-D"):
+        ssa_fast.l1_project_(torch.randn(16), torch.randn(3, 16))
+    with pytest.raises(ValueError, match="at least one sample"):
+        ssa_fast.l1_project_(W, torch.randn(0, 16))
+    with pytest.raises(TypeError, match="floating point"):
+        ssa_fast.l1_project_(W, torch.ones(3, 16, dtype=torch.long))

@@ -1,0 +1,204 @@
+"""ssa_attention: every backend against the paper-literal reference, values and gradients."""
+
+import math
+
+import pytest
+import torch
+from conftest import device_for
+
+import ssa_fast
+from ssa_fast.kernels.ssa_attention import ssa_attention_literal
+
+SHAPES = [(1, 1, 5), (5, 1, 16), (2, 7, 20), (1, 33, 17), (3, 64, 48), (2, 150, 256)]
+
+
+def make_inputs(B, T, d, dtype=torch.float64, device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h_em = torch.randn(B, T, d, generator=g, dtype=torch.float64)
+    h_sp = torch.randn(B, T, d, generator=g, dtype=torch.float64)
+    w_q = torch.randn(T, generator=g, dtype=torch.float64)
+    ws = [torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d) for _ in range(4)]
+    return [t.to(device, dtype) for t in (h_em, h_sp, w_q, *ws)]
+
+
+def run_with_grads(fn, inputs, gc, ga):
+    leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
+    c, alpha = fn(*leaves)
+    ((c * gc).sum() + (alpha * ga).sum()).backward()
+    return c.detach(), alpha.detach(), [t.grad for t in leaves]
+
+
+def tolerance(backend):
+    return (2e-4, 1e-4) if backend == "triton" else (1e-10, 1e-10)  # (rtol, atol)
+
+
+@pytest.mark.parametrize("combine", ["concat", "sum"])
+@pytest.mark.parametrize("B, T, d", SHAPES)
+def test_matches_literal_forward_and_backward(backend, B, T, d, combine):
+    dev = device_for(backend)
+    dtype = torch.float32 if backend == "triton" else torch.float64
+    inputs = make_inputs(B, T, d)
+    width = 2 * d if combine == "concat" else d
+    g = torch.Generator().manual_seed(1)
+    gc = torch.randn(B, width, generator=g, dtype=torch.float64)
+    ga = torch.randn(B, 2 * T, generator=g, dtype=torch.float64)
+    scale = 1 / math.sqrt(T)
+    ref = run_with_grads(lambda *a: ssa_attention_literal(*a, scale, combine), inputs, gc, ga)
+    ours = run_with_grads(lambda *a: ssa_fast.ssa_attention(*a, combine=combine, backend=backend),
+                          [t.to(dev, dtype) for t in inputs], gc.to(dev, dtype),
+                          ga.to(dev, dtype))
+    rtol, atol = tolerance(backend)
+    names = ["c", "alpha"] + [f"grad {n}" for n in ("h_em", "h_sp", "w_q", "w_k_em", "w_k_sp",
+                                                      "w_v_em", "w_v_sp")]
+    for name, a, b in zip(names, [ours[0], ours[1], *ours[2]], [ref[0], ref[1], *ref[2]],
+                          strict=True):
+        scale_b = b.abs().max().clamp(min=1.0)
+        torch.testing.assert_close(a.cpu().double() / scale_b, b / scale_b, rtol=rtol,
+                                   atol=atol, msg=lambda m, n=name: f"{backend} {n}: {m}")
+    assert torch.allclose(ours[1].sum(-1).cpu().double(), torch.ones(B, dtype=torch.float64),
+                          atol=1e-5)
+
+
+def test_custom_scale_and_literal_scale_argument(backend):
+    dev = device_for(backend)
+    dtype = torch.float32 if backend == "triton" else torch.float64
+    inputs = make_inputs(2, 9, 12)
+    c_ref, a_ref = ssa_attention_literal(*inputs, 0.37, "concat")
+    c, a = ssa_fast.ssa_attention(*[t.to(dev, dtype) for t in inputs], scale=0.37,
+                                  backend=backend)
+    torch.testing.assert_close(c.cpu().double(), c_ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(a.cpu().double(), a_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_batch_equals_stacked_items(backend):
+    dev = device_for(backend)
+    inputs = [t.float().to(dev) for t in make_inputs(4, 23, 32, seed=5)]
+    c, a = ssa_fast.ssa_attention(*inputs, backend=backend)
+    for b in range(4):
+        cb, ab = ssa_fast.ssa_attention(inputs[0][b:b + 1], inputs[1][b:b + 1], *inputs[2:],
+                                        backend=backend)
+        torch.testing.assert_close(c[b:b + 1], cb, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a[b:b + 1], ab, rtol=1e-5, atol=1e-7)
+
+
+def test_triton_splits_over_time_agree():
+    if "triton" not in ssa_fast.available_backends(device_for("triton")):
+        pytest.skip("triton backend unavailable here")
+    from ssa_fast.kernels.ssa_attention.reference import (
+        ssa_core_backward_reference,
+        ssa_core_reference,
+    )
+    from ssa_fast.kernels.ssa_attention.triton import ssa_core_bwd_triton, ssa_core_fwd_triton
+
+    dev = device_for("triton")
+    g = torch.Generator().manual_seed(3)
+    B, T, d = 2, 45, 24
+    h_em, h_sp = (torch.randn(B, T, d, generator=g) for _ in range(2))
+    qk_em, qk_sp, dp_em, dp_sp = (torch.randn(B, d, generator=g) for _ in range(4))
+    dalpha = torch.randn(B, 2 * T, generator=g)
+    ref = ssa_core_reference(h_em.double(), h_sp.double(), qk_em.double(), qk_sp.double(), 0.2)
+    ref_b = ssa_core_backward_reference(h_em.double(), h_sp.double(), qk_em.double(),
+                                        qk_sp.double(), ref[2], ref[0], ref[1], dp_em.double(),
+                                        dp_sp.double(), dalpha.double(), 0.2)
+    on = [t.to(dev) for t in (h_em, h_sp, qk_em, qk_sp)]
+    for splits, block_t in [(1, 16), (2, 8), (3, 16), (45, 1), (7, 4)]:
+        out = ssa_core_fwd_triton(*on, 0.2, splits=splits, block_t=block_t)
+        for a, b in zip(out, ref, strict=True):
+            torch.testing.assert_close(a.cpu().double(), b, rtol=1e-4, atol=1e-5)
+        grads = ssa_core_bwd_triton(*on, out[2], out[0], out[1], dp_em.to(dev), dp_sp.to(dev),
+                                    dalpha.to(dev), 0.2, splits=splits, block_t=block_t)
+        for a, b in zip(grads, ref_b, strict=True):
+            torch.testing.assert_close(a.cpu().double(), b, rtol=1e-4, atol=1e-5)
+
+
+def test_gradcheck_cpp_float64():
+    inputs = [t.requires_grad_(True) for t in make_inputs(2, 5, 6, seed=2)]
+    for combine in ("concat", "sum"):
+        assert torch.autograd.gradcheck(
+            lambda *a, c=combine: ssa_fast.ssa_attention(*a, combine=c, backend="cpp"),
+            inputs, atol=1e-7)
+
+
+def test_opcheck_cpp_ops():
+    B, T, d = 2, 6, 8
+    g = torch.Generator().manual_seed(4)
+    h_em, h_sp = (torch.randn(B, T, d, generator=g) for _ in range(2))
+    qk_em, qk_sp, dp_em, dp_sp = (torch.randn(B, d, generator=g) for _ in range(4))
+    torch.library.opcheck(torch.ops.ssa_fast.ssa_core_fwd.default, (h_em, h_sp, qk_em, qk_sp, 0.4))
+    p_em, p_sp, alpha, _ = torch.ops.ssa_fast.ssa_core_fwd(h_em, h_sp, qk_em, qk_sp, 0.4)
+    torch.library.opcheck(torch.ops.ssa_fast.ssa_core_bwd.default,
+                          (h_em, h_sp, qk_em, qk_sp, alpha, p_em, p_sp, dp_em, dp_sp,
+                           torch.randn(B, 2 * T, generator=g), 0.4))
+
+
+def test_opcheck_triton_ops():
+    if "triton" not in ssa_fast.available_backends(device_for("triton")):
+        pytest.skip("triton backend unavailable here")
+    from ssa_fast.kernels.ssa_attention import triton as tri
+
+    dev = device_for("triton")
+    B, T, d = 2, 6, 8
+    h_em, h_sp = (torch.randn(B, T, d, device=dev) for _ in range(2))
+    qk_em, qk_sp, dp_em, dp_sp = (torch.randn(B, d, device=dev) for _ in range(4))
+    torch.library.opcheck(tri.ssa_core_fwd_triton_op, (h_em, h_sp, qk_em, qk_sp, 0.4))
+    p_em, p_sp, alpha, _ = tri.ssa_core_fwd_triton_op(h_em, h_sp, qk_em, qk_sp, 0.4)
+    torch.library.opcheck(tri.ssa_core_bwd_triton_op,
+                          (h_em, h_sp, qk_em, qk_sp, alpha, p_em, p_sp, dp_em, dp_sp,
+                           torch.randn(B, 2 * T, device=dev), 0.4))
+
+
+@pytest.mark.parametrize("backend_name", ["cpp", "triton"])
+def test_torch_compile_fullgraph(backend_name):
+    if backend_name not in ssa_fast.available_backends(device_for(backend_name)):
+        pytest.skip(f"{backend_name} unavailable here")
+    dev = device_for(backend_name)
+    inputs = [t.float().to(dev) for t in make_inputs(3, 10, 16, seed=6)]
+
+    def loss(*a):
+        c, alpha = ssa_fast.ssa_attention(*a, backend=backend_name)
+        return (c.square().sum() + alpha[:, :3].sum()) * 0.5
+
+    compiled = torch.compile(loss, fullgraph=True)
+    eager_leaves = [t.clone().requires_grad_(True) for t in inputs]
+    comp_leaves = [t.clone().requires_grad_(True) for t in inputs]
+    le, lc = loss(*eager_leaves), compiled(*comp_leaves)
+    le.backward()
+    lc.backward()
+    torch.testing.assert_close(lc, le, rtol=1e-5, atol=1e-5)
+    for a, b in zip(comp_leaves, eager_leaves, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_inputs_run_and_stay_close(backend):
+    dev = device_for(backend)
+    inputs = make_inputs(2, 12, 16, seed=8)
+    c_ref, _ = ssa_attention_literal(*inputs, 1 / math.sqrt(12), "concat")
+    c, alpha = ssa_fast.ssa_attention(*[t.to(dev, torch.bfloat16) for t in inputs],
+                                      backend=backend)
+    assert c.dtype == torch.bfloat16 and alpha.dtype == torch.bfloat16
+    assert (c.cpu().double() - c_ref).abs().max() < 0.1 * c_ref.abs().max()
+
+
+@pytest.mark.parametrize("mutate, error, match", [
+    (lambda a: a.__setitem__(0, a[0][..., :-1]), ValueError, r"h_sp must have shape"),
+    (lambda a: a.__setitem__(2, a[2][:-1]), ValueError, r"w_q must have shape \(7,\)"),
+    (lambda a: a.__setitem__(3, a[3][:, :-1]), ValueError, r"w_k_em must have shape \(20, 20\)"),
+    (lambda a: a.__setitem__(6, a[6].long()), TypeError, "w_v_sp must be floating"),
+    (lambda a: a.__setitem__(1, "h"), TypeError, "h_sp must be a torch.Tensor"),
+    (lambda a: a.__setitem__(0, a[0][0]), ValueError, r"h_em must be a tensor of shape"),
+])
+def test_bad_input(mutate, error, match):
+    args = make_inputs(2, 7, 20)
+    mutate(args)
+    with pytest.raises(error, match=match):
+        ssa_fast.ssa_attention(*args)
+
+
+def test_bad_options():
+    args = make_inputs(2, 7, 20)
+    with pytest.raises(ValueError, match="combine"):
+        ssa_fast.ssa_attention(*args, combine="mean")
+    with pytest.raises(ValueError, match="scale"):
+        ssa_fast.ssa_attention(*args, scale=float("nan"))
+    with pytest.raises(ValueError, match="non-empty"):
+        ssa_fast.ssa_attention(*make_inputs(0, 7, 20))
