@@ -2,7 +2,7 @@
 
 Public API::
 
-    from ssa_fast import logmel_delta, LogMelDelta, ssa_attention, l1_project_, use_backend
+    from ssa_fast import SSACRNN, ACRNN, LogMelDelta, logmel_delta, ssa_attention, l1_project_
 """
 
 from ._backend import BackendUnavailableError, available_backends, use_backend
@@ -10,12 +10,16 @@ from .features import LogMelDelta
 from .kernels.l1_project import l1_project_
 from .kernels.logmel_delta import logmel_delta
 from .kernels.ssa_attention import ssa_attention
+from .models import ACRNN, SSACRNN, forward_flops
 
 __version__ = "0.1.0"
 __all__ = [
+    "ACRNN",
     "BackendUnavailableError",
     "LogMelDelta",
+    "SSACRNN",
     "available_backends",
+    "forward_flops",
     "l1_project_",
     "logmel_delta",
     "ssa_attention",

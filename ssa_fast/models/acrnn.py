@@ -1,0 +1,112 @@
+"""ACRNN (Chen et al. 2018, as re-implemented by the paper) and SSA-CRNN (the paper's model)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .layers import Classifier, CRNNTrunk, FrameAttention, SelfSpeakerAttention
+from .presets import Preset, get_preset
+
+
+class ACRNN(nn.Module):
+    """(B, 3, T0, n_mels) -> class logits (B, n_classes). SPEC.md section 4.
+
+    ``l1_constraint=True`` gives ACRNN-r: call :meth:`project_` after every optimiser step.
+    ``forward(x, return_details=True)`` also returns (alpha, embedding).
+    """
+
+    def __init__(self, n_classes: int, preset: str | Preset = "paper", *,
+                 pool: tuple[int, int] | None = None, l1_constraint: bool = False,
+                 n_mels: int = 40, dropout: float | None = None, backend: str | None = None):
+        super().__init__()
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+        self.preset = get_preset(preset, pool=pool, dropout=dropout)
+        self.config = dict(n_classes=n_classes, preset=self.preset.to_dict(),
+                           l1_constraint=l1_constraint, n_mels=n_mels)
+        p = self.preset
+        d = 2 * p.lstm_hidden
+        self.trunk = CRNNTrunk(p, n_mels)
+        self.attention = FrameAttention(d)
+        self.embed = nn.Linear(d, p.embedding)
+        self.act = nn.LeakyReLU(p.leaky_slope)
+        self.classifier = Classifier(p.embedding, n_classes, l1_constraint, backend)
+
+    def head(self, h: torch.Tensor):
+        """Steps 7-9 on the BLSTM output h (B, T, d): (logits, alpha, embedding)."""
+        c, alpha = self.attention(h)
+        z = self.act(self.embed(c))
+        return self.classifier(z), alpha, z
+
+    def forward(self, x: torch.Tensor, return_details: bool = False):
+        logits, alpha, z = self.head(self.trunk(x))
+        return (logits, alpha, z) if return_details else logits
+
+    def project_(self) -> None:
+        self.classifier.project_()
+
+
+class SSAOutput(NamedTuple):
+    emotion_logits: torch.Tensor  # (B, n_emotions)
+    speaker_logits: torch.Tensor  # (B, n_speakers)
+    alpha_em: torch.Tensor  # (B, T) SSA weights on the emotion frames
+    alpha_sp: torch.Tensor  # (B, T) SSA weights on the speaker frames
+    z_em: torch.Tensor  # (B, embedding) emotion embedding (input of the emotion classifier)
+    z_sp: torch.Tensor  # (B, embedding) speaker embedding
+
+
+class SSACRNN(nn.Module):
+    """SSA-CRNN (SPEC.md section 5): a speaker ACRNN C_sp and an emotion CRNN C_em whose
+    attention is Self Speaker Attention over its own BLSTM output and C_sp's.
+
+    Train with CE(emotion) + lambda * CE(speaker); the emotion loss reaches C_sp through SSA.
+    ``l1_constraint`` applies the L1 projection to the emotion classifier (SSA-CRNN-r);
+    ``l1_constraint_speaker`` to the speaker classifier too [choice: off].
+    """
+
+    def __init__(self, n_emotions: int, n_speakers: int, preset: str | Preset = "paper", *,
+                 segment_frames: int = 300, combine: str = "concat", scale: float | None = None,
+                 pool: tuple[int, int] | None = None, l1_constraint: bool = True,
+                 l1_constraint_speaker: bool = False, n_mels: int = 40,
+                 dropout: float | None = None, backend: str | None = None):
+        super().__init__()
+        if n_emotions < 2 or n_speakers < 2:
+            raise ValueError(f"need >= 2 emotions and >= 2 speakers, got {n_emotions}, "
+                             f"{n_speakers}")
+        self.preset = get_preset(preset, pool=pool, dropout=dropout)
+        p = self.preset
+        self.config = dict(n_emotions=n_emotions, n_speakers=n_speakers,
+                           preset=p.to_dict(), segment_frames=segment_frames, combine=combine,
+                           scale=scale, l1_constraint=l1_constraint,
+                           l1_constraint_speaker=l1_constraint_speaker, n_mels=n_mels)
+        d = 2 * p.lstm_hidden
+        T = segment_frames // p.pool[0]
+        if T < 1:
+            raise ValueError(f"segment_frames={segment_frames} is shorter than the time pool")
+        self.segment_frames = segment_frames
+        self.speaker = ACRNN(n_speakers, p, l1_constraint=l1_constraint_speaker, n_mels=n_mels,
+                             backend=backend)
+        self.emotion_trunk = CRNNTrunk(p, n_mels)
+        self.ssa = SelfSpeakerAttention(T, d, combine, scale, backend)
+        self.emotion_embed = nn.Linear(self.ssa.out_dim, p.embedding)
+        self.act = nn.LeakyReLU(p.leaky_slope)
+        self.emotion_classifier = Classifier(p.embedding, n_emotions, l1_constraint, backend)
+
+    def forward(self, x: torch.Tensor) -> SSAOutput:
+        if x.shape[2] != self.segment_frames:
+            raise ValueError(f"SSACRNN was built for segments of {self.segment_frames} frames "
+                             f"(w_q has one weight per pooled frame), got input {tuple(x.shape)}")
+        h_sp = self.speaker.trunk(x)
+        speaker_logits, _, z_sp = self.speaker.head(h_sp)
+        h_em = self.emotion_trunk(x)
+        c, alpha_em, alpha_sp = self.ssa(h_em, h_sp)
+        z_em = self.act(self.emotion_embed(c))
+        return SSAOutput(self.emotion_classifier(z_em), speaker_logits, alpha_em, alpha_sp,
+                         z_em, z_sp)
+
+    def project_(self) -> None:
+        self.emotion_classifier.project_()
+        self.speaker.project_()

@@ -1,0 +1,110 @@
+"""Building blocks: the CRNN trunk, frame attention, Self Speaker Attention, the L1-constrained
+classifier."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..kernels.l1_project import l1_project_
+from ..kernels.ssa_attention import ssa_attention
+from .presets import Preset
+
+
+class CRNNTrunk(nn.Module):
+    """Steps 1-6 of SPEC.md section 4: (B, 3, T0, F) -> BLSTM output h (B, T0 / pool_t, d)."""
+
+    def __init__(self, p: Preset, n_mels: int = 40, in_channels: int = 3):
+        super().__init__()
+        kt, kf = p.kernel
+        pad = (kt // 2, kf // 2)
+        convs = [nn.Conv2d(in_channels, p.conv1_channels, p.kernel, padding=pad)]
+        convs += [nn.Conv2d(p.conv1_channels if i == 0 else p.conv_channels, p.conv_channels,
+                            p.kernel, padding=pad) for i in range(p.n_convs - 1)]
+        self.conv1, self.convs = convs[0], nn.ModuleList(convs[1:])
+        self.pool = nn.MaxPool2d(p.pool)
+        self.act = nn.LeakyReLU(p.leaky_slope)
+        self.freq_out = n_mels // p.pool[1]
+        if self.freq_out < 1:
+            raise ValueError(f"n_mels={n_mels} is smaller than the frequency pool {p.pool[1]}")
+        self.linear = nn.Linear(p.conv_channels * self.freq_out, p.linear)
+        self.bn = nn.BatchNorm1d(p.linear)
+        self.dropout = nn.Dropout(p.dropout)
+        self.lstm = nn.LSTM(p.linear, p.lstm_hidden, batch_first=True, bidirectional=True)
+        self.pool_t = p.pool[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, T0, F) -> (B, T, d)
+        y = self.pool(self.act(self.conv1(x)))
+        for conv in self.convs:
+            y = self.act(conv(y))
+        B, C, T, F = y.shape
+        y = y.permute(0, 2, 1, 3).reshape(B, T, C * F)  # time-major, channels x freq per frame
+        y = self.linear(y)
+        y = self.act(self.bn(y.transpose(1, 2)).transpose(1, 2))  # BN over batch and time
+        h, _ = self.lstm(self.dropout(y))
+        return h
+
+
+class FrameAttention(nn.Module):
+    """Eq. 1-2: alpha = softmax_t(h_t . w), c = sum_t alpha_t h_t."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.w = nn.Parameter(torch.empty(d).uniform_(-1 / math.sqrt(d), 1 / math.sqrt(d)))
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        alpha = torch.softmax(h @ self.w, dim=1)  # (B, T)
+        return torch.einsum("bt,btd->bd", alpha, h), alpha
+
+
+class SelfSpeakerAttention(nn.Module):
+    """Eq. 3-7 (SPEC.md section 5) over h_em and h_sp; runs `ssa_fast.ssa_attention`."""
+
+    def __init__(self, T: int, d: int, combine: str = "concat", scale: float | None = None,
+                 backend: str | None = None):
+        super().__init__()
+        # [choice] q starts as the mean over frames of h_em.
+        self.w_q = nn.Parameter(torch.full((T,), 1.0 / T))
+        self.w_k_em, self.w_k_sp, self.w_v_em, self.w_v_sp = (
+            nn.Parameter(nn.init.xavier_uniform_(torch.empty(d, d))) for _ in range(4))
+        self.combine, self.scale, self.backend = combine, scale, backend
+        self.out_dim = 2 * d if combine == "concat" else d
+
+    def forward(self, h_em: torch.Tensor, h_sp: torch.Tensor):
+        c, alpha = ssa_attention(h_em, h_sp, self.w_q, self.w_k_em, self.w_k_sp, self.w_v_em,
+                                 self.w_v_sp, scale=self.scale, combine=self.combine,
+                                 backend=self.backend)
+        T = h_em.shape[1]
+        return c, alpha[:, :T], alpha[:, T:]
+
+
+class Classifier(nn.Linear):
+    """FC^c. With `l1_constraint`, `project_()` rescales every class row to the L1 norm of
+    SPEC.md section 6, using the inputs of the last training forward pass.
+
+    The constrained layer has no bias [choice]: the projected rows are tiny (|logit| <~ 1/K), so
+    any free bias would decide every prediction by itself (measured: constant predictions).
+    """
+
+    def __init__(self, n_in: int, n_classes: int, l1_constraint: bool = False,
+                 backend: str | None = None):
+        super().__init__(n_in, n_classes, bias=not l1_constraint)
+        self.l1_constraint, self.backend = l1_constraint, backend
+        self._last_input: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.l1_constraint and self.training:
+            self._last_input = x.detach()
+        return super().forward(x)
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        if not self.l1_constraint:
+            return
+        if self._last_input is None:
+            raise RuntimeError("project_() needs a training forward pass first (it uses that "
+                               "batch's inputs to the classifier)")
+        l1_project_(self.weight, self._last_input.to(self.weight.dtype), backend=self.backend)
+        self._last_input = None

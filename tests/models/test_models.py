@@ -1,0 +1,151 @@
+"""ACRNN and SSA-CRNN: shapes, backends inside the model, FLOPs, the L1 constraint, training."""
+
+import math
+
+import pytest
+import torch
+from conftest import device_for
+
+import ssa_fast
+from ssa_fast.models import ACRNN, SSACRNN, forward_flops
+
+
+@pytest.mark.parametrize("preset", ["small", "paper"])
+def test_shapes(preset):
+    x = torch.randn(2, 3, 300, 40)
+    acrnn = ACRNN(4, preset=preset)
+    logits, alpha, z = acrnn(x, return_details=True)
+    emb = acrnn.preset.embedding
+    assert logits.shape == (2, 4) and alpha.shape == (2, 150) and z.shape == (2, emb)
+    out = SSACRNN(4, 10, preset=preset)(x)
+    assert out.emotion_logits.shape == (2, 4) and out.speaker_logits.shape == (2, 10)
+    assert out.alpha_em.shape == out.alpha_sp.shape == (2, 150)
+    assert out.z_em.shape == out.z_sp.shape == (2, emb)
+    total = out.alpha_em.sum(1) + out.alpha_sp.sum(1)
+    torch.testing.assert_close(total, torch.ones(2))
+
+
+def test_pool_option_and_sum_combine():
+    x = torch.randn(2, 3, 300, 40)
+    m = ACRNN(4, preset="small", pool=(2, 4))
+    assert m.trunk.linear.in_features == m.preset.conv_channels * 10
+    assert m(x).shape == (2, 4)
+    s = SSACRNN(4, 3, preset="small", combine="sum")
+    assert s.emotion_embed.in_features == 2 * s.preset.lstm_hidden
+    assert s(x).emotion_logits.shape == (2, 4)
+
+
+def test_paper_flops_match_hand_count():
+    conv = (2 * 3 * 15 * 128 * 300 * 40 + 2 * 128 * 15 * 256 * 150 * 20
+            + 4 * 2 * 256 * 15 * 256 * 150 * 20)
+    linear = 2 * (256 * 20) * 768 * 150 + 2 * 256 * 128 + 2 * 128 * 4
+    lstm = 2 * 150 * 2 * 4 * 128 * (768 + 128)
+    f = forward_flops(ACRNN(4, preset="paper"))
+    assert f["conv"] == conv and f["linear"] == linear and f["lstm"] == lstm
+    g = forward_flops(SSACRNN(4, 10, preset="paper"))
+    assert g["conv"] == 2 * conv and g["attention"] > 0
+    assert 50e9 < g["total"] < 60e9  # tens of GFLOPs per 3-s segment
+
+
+@pytest.mark.parametrize("backend_name", ["cpp", "triton"])
+def test_ssacrnn_backends_agree_with_reference(backend_name):
+    if backend_name not in ssa_fast.available_backends(device_for(backend_name)):
+        pytest.skip(f"{backend_name} unavailable here")
+    dev = device_for(backend_name)
+    torch.manual_seed(0)
+    ref = SSACRNN(4, 5, preset="small", backend="reference").to(dev).eval()
+    fast = SSACRNN(4, 5, preset="small", backend=backend_name).to(dev).eval()
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 3, 300, 40, device=dev)
+    a, b = ref(x), fast(x)
+    for name in a._fields:
+        torch.testing.assert_close(getattr(b, name), getattr(a, name), rtol=1e-4, atol=1e-5)
+
+
+def test_emotion_loss_reaches_the_speaker_network():
+    m = SSACRNN(4, 5, preset="small")
+    out = m(torch.randn(2, 3, 300, 40))
+    torch.nn.functional.cross_entropy(out.emotion_logits, torch.tensor([0, 3])).backward()
+    grad = m.speaker.trunk.conv1.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    assert m.speaker.classifier.weight.grad is None  # the speaker head is not on that path
+
+
+def test_l1_classifier_projection_and_errors():
+    m = ACRNN(4, preset="small", l1_constraint=True)
+    assert m.classifier.bias is None
+    with pytest.raises(RuntimeError, match="training forward"):
+        m.project_()
+    m.train()
+    _, _, z = m(torch.randn(6, 3, 300, 40), return_details=True)
+    m.project_()
+    r = 6 / (4 * z.detach().abs().sum())
+    torch.testing.assert_close(m.classifier.weight.abs().sum(1), torch.full((4,), float(r)))
+    plain = ACRNN(4, preset="small")
+    assert plain.classifier.bias is not None
+    plain.project_()  # no constraint: a no-op
+
+
+def test_bad_configuration():
+    with pytest.raises(ValueError, match="preset"):
+        ACRNN(4, preset="huge")
+    with pytest.raises(ValueError, match="n_classes"):
+        ACRNN(1)
+    with pytest.raises(ValueError, match="300 frames"):
+        SSACRNN(4, 3, preset="small")(torch.randn(1, 3, 200, 40))
+
+
+def _separable_batch(n, g, frames=64):
+    """Emotion: a bump in mel bands 5e..5e+4; speaker: a bump in bands 24+4s..26+4s."""
+    emo = torch.randint(0, 4, (n,), generator=g)
+    spk = torch.randint(0, 4, (n,), generator=g)
+    x = torch.randn(n, 3, frames, 40, generator=g)
+    for i in range(n):
+        x[i, 0, :, 5 * emo[i]:5 * emo[i] + 5] += 2.0
+        x[i, 0, :, 24 + 4 * spk[i]:27 + 4 * spk[i]] += 2.0
+    return x, emo, spk
+
+
+def _train(model, steps, lr, joint):
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    opt = torch.optim.NAdam(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        x, e, s = _separable_batch(16, g)
+        if joint:
+            out = model(x)
+            ce = torch.nn.functional.cross_entropy(out.emotion_logits, e)
+            loss = ce + torch.nn.functional.cross_entropy(out.speaker_logits, s)
+        else:
+            ce = loss = torch.nn.functional.cross_entropy(model(x), e)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.project_()
+        losses.append(ce.item())
+    model.eval()
+    x, e, s = _separable_batch(128, torch.Generator().manual_seed(99))
+    with torch.no_grad():
+        out = model(x)
+    logits = out.emotion_logits if joint else out
+    return losses, (logits.argmax(1) == e).float().mean().item()
+
+
+def test_acrnn_training_loss_falls_well_below_chance():
+    losses, acc = _train(ACRNN(4, preset="small"), steps=40, lr=2e-3, joint=False)
+    assert sum(losses[-5:]) / 5 < 0.25 * math.log(4)
+    assert acc > 0.9
+
+
+def test_l1_constrained_models_learn_with_bounded_logits():
+    """With the projection the logits stay within ~1/K, so the loss cannot fall far below
+    ln K; what must rise is the accuracy."""
+    losses, acc = _train(ACRNN(4, preset="small", l1_constraint=True), steps=60, lr=1e-3,
+                         joint=False)
+    assert acc > 0.9 and min(losses) > 0.9 * math.log(4)
+    torch.manual_seed(0)
+    ssa = SSACRNN(4, 4, preset="small", segment_frames=64, l1_constraint=True)
+    _, acc = _train(ssa, steps=100, lr=1e-3, joint=True)
+    assert acc > 0.9
