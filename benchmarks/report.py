@@ -13,9 +13,19 @@ import json
 from collections import defaultdict
 
 
-def _impl(bench: dict) -> str:
+def _throughput(info: dict) -> str:
+    if "audio_h_per_s" in info:
+        return f"{info['audio_h_per_s']:,.1f} h audio/s"
+    if "GB_per_s_at_min_bytes" in info:
+        return f"{info['GB_per_s_at_min_bytes']:,.1f} GB/s (min bytes)"
+    if "model_tflops" in info:
+        return f"{info['model_tflops'] * 1e3:,.1f} model GFLOP/s"
+    return ""
+
+
+def _impl_name(bench: dict) -> str:
     params = bench.get("params") or {}
-    return str(params.get("impl", bench["name"]))
+    return str(params.get("impl") or params.get("name") or bench["name"])
 
 
 def tables(data: dict) -> str:
@@ -30,14 +40,13 @@ def tables(data: dict) -> str:
         rows.sort(key=lambda b: b["stats"]["median"])
         best = rows[0]
         lines += ["", f"### {group}", "",
-                  "| impl | median ms | IQR ms | audio h/s | vs fastest | device |",
+                  "| impl | median ms | IQR ms | throughput | vs fastest | device |",
                   "|---|---:|---:|---:|---:|---|"]
         for b in rows:
             st, info = b["stats"], b.get("extra_info", {})
-            hps = info.get("audio_h_per_s")
             lines.append(
-                f"| {_impl(b)} | {st['median'] * 1e3:.3f} | {st['iqr'] * 1e3:.3f} | "
-                f"{'' if hps is None else f'{hps:,.1f}'} | "
+                f"| {_impl_name(b)} | {st['median'] * 1e3:.3f} | {st['iqr'] * 1e3:.3f} | "
+                f"{_throughput(info)} | "
                 f"{st['median'] / best['stats']['median']:.2f}x | {info.get('device', '')} |")
     return "\n".join(lines)
 

@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <functional>
 
 #include "checks.h"
 
@@ -23,8 +24,20 @@ void l1_project_cpu_(at::Tensor& weight, const at::Tensor& x_in) {
   const auto x = x_in.to(weight.scalar_type()).contiguous();
   AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "l1_project_cpu_", [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
-    double total = 0;  // sum_i ||x_i||_1, accumulated in double
-    for (int64_t i = 0; i < N * n; ++i) total += std::abs(static_cast<double>(xp[i]));
+    // sum_i ||x_i||_1 in double: chunks in parallel, 8 independent partial sums per chunk (a
+    // single running sum is one long dependency chain).
+    const double total = at::parallel_reduce(
+        0, N * n, 4096, 0.0,
+        [&](int64_t i0, int64_t i1, double init) {
+          double acc[8] = {};
+          int64_t i = i0;
+          for (; i + 8 <= i1; i += 8)
+            for (int k = 0; k < 8; ++k) acc[k] += std::abs(static_cast<double>(xp[i + k]));
+          for (; i < i1; ++i) acc[0] += std::abs(static_cast<double>(xp[i]));
+          return init + ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                 ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        },
+        std::plus<double>());
     if (!(total > 0) || !std::isfinite(total)) return;
     const double r = static_cast<double>(N) / (static_cast<double>(K) * total);
     scalar_t* w = weight.data_ptr<scalar_t>();
