@@ -3,25 +3,37 @@
 Public API::
 
     from ssa_fast import SSACRNN, ACRNN, LogMelDelta, logmel_delta, ssa_attention, l1_project_
+
+Attributes are imported on first use, so ``import ssa_fast`` (and importing a light submodule such
+as ``ssa_fast.audio``) does not pull in torch.
 """
 
-from ._backend import BackendUnavailableError, available_backends, use_backend
-from .features import LogMelDelta
-from .kernels.l1_project import l1_project_
-from .kernels.logmel_delta import logmel_delta
-from .kernels.ssa_attention import ssa_attention
-from .models import ACRNN, SSACRNN, forward_flops
+from importlib import import_module
 
 __version__ = "0.1.0"
-__all__ = [
-    "ACRNN",
-    "BackendUnavailableError",
-    "LogMelDelta",
-    "SSACRNN",
-    "available_backends",
-    "forward_flops",
-    "l1_project_",
-    "logmel_delta",
-    "ssa_attention",
-    "use_backend",
-]
+
+_EXPORTS = {
+    "ACRNN": "ssa_fast.models",
+    "SSACRNN": "ssa_fast.models",
+    "forward_flops": "ssa_fast.models",
+    "LogMelDelta": "ssa_fast.features",
+    "logmel_delta": "ssa_fast.kernels.logmel_delta",
+    "ssa_attention": "ssa_fast.kernels.ssa_attention",
+    "l1_project_": "ssa_fast.kernels.l1_project",
+    "BackendUnavailableError": "ssa_fast._backend",
+    "available_backends": "ssa_fast._backend",
+    "use_backend": "ssa_fast._backend",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ssa_fast' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -1,0 +1,31 @@
+"""Corpora, segmentation, normalisation, sampling and splits (SPEC.md sections 3 and 8).
+
+Names are imported on first use: synthesis workers import ``ssa_fast.data.synthetic`` in fresh
+processes and must not pay for torch.
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    **dict.fromkeys(["ATTHACK_ATTITUDES", "Corpus", "IEMOCAP_CLASSES", "Record", "load_atthack",
+                     "load_corpus", "load_iemocap", "load_manifest"], "corpus"),
+    **dict.fromkeys(["compute_features", "corpus_features"], "cache"),
+    "BalancedBatchSampler": "sampler",
+    **dict.fromkeys(["NORMALISATIONS", "Normaliser", "Segments", "make_segments",
+                     "segment_bounds"], "segments"),
+    **dict.fromkeys(["leave_one_speaker_out", "linguistic_folds", "random_folds"], "splits"),
+    **dict.fromkeys(["EMOTIONS", "PHRASES", "synthesize_corpus"], "synthetic"),
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

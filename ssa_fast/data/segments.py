@@ -1,0 +1,123 @@
+"""Segmentation and normalisation of 3-D log-Mel features (SPEC.md section 3).
+
+Features of a whole utterance ``(3, T, M)`` are cut into consecutive segments of
+``segment_frames`` (non-overlapping by default; a training ``hop`` < segment_frames overlaps);
+a final partial segment is kept if it has at least ``min_tail`` frames or is the utterance's only
+one. Each channel and mel bin is z-normalised with statistics of the speaker's *training*
+segments (``speaker``; or ``global`` / ``utterance``); zero padding to ``segment_frames`` comes
+after normalisation, so padded frames are exactly 0.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+NORMALISATIONS = ("speaker", "global", "utterance")
+
+
+def segment_bounds(n_frames: int, segment_frames: int = 300, hop: int | None = None,
+                   min_tail: int = 100) -> list[tuple[int, int]]:
+    """(start, length) of every segment of an utterance with `n_frames` frames."""
+    if segment_frames < 1 or n_frames < 1:
+        raise ValueError(f"need segment_frames >= 1 and n_frames >= 1, got {segment_frames}, "
+                         f"{n_frames}")
+    hop = segment_frames if hop is None else hop
+    if not 1 <= hop <= segment_frames:
+        raise ValueError(f"hop must be in [1, segment_frames={segment_frames}], got {hop}")
+    bounds, start = [], 0
+    while True:
+        length = min(segment_frames, n_frames - start)
+        if length == segment_frames or not bounds or length >= min_tail:
+            bounds.append((start, length))
+        if start + segment_frames >= n_frames:
+            break
+        start += hop
+    return bounds
+
+
+@dataclass
+class Stats:
+    mean: torch.Tensor  # (3, 1, M)
+    std: torch.Tensor  # (3, 1, M)
+
+
+def _stats(frames: list[torch.Tensor], eps: float) -> Stats:
+    cat = torch.cat(frames, dim=1)  # (3, sum T, M)
+    return Stats(cat.mean(dim=1, keepdim=True), cat.std(dim=1, keepdim=True).clamp_min(eps))
+
+
+class Normaliser:
+    """Per-speaker (default), global or per-utterance z-normalisation of (3, T, M) features."""
+
+    def __init__(self, mode: str = "speaker", eps: float = 1e-5):
+        if mode not in NORMALISATIONS:
+            raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {mode!r}")
+        self.mode, self.eps = mode, eps
+        self.stats: dict[str, Stats] = {}
+
+    def fit(self, features: Sequence[torch.Tensor], speakers: Sequence[str]) -> Normaliser:
+        """Statistics from training utterances (all their frames)."""
+        if self.mode == "utterance":
+            return self
+        groups: dict[str, list[torch.Tensor]] = defaultdict(list)
+        for f, s in zip(features, speakers, strict=True):
+            groups[s if self.mode == "speaker" else "*"].append(f.double())
+        self.stats = {k: _stats(v, self.eps) for k, v in groups.items()}
+        return self
+
+    def __call__(self, feats: torch.Tensor, speaker: str) -> torch.Tensor:
+        """Normalise one utterance. A speaker without training statistics (an unseen speaker at
+        prediction time) falls back to the utterance's own statistics."""
+        key = "*" if self.mode == "global" else speaker
+        st = self.stats.get(key) if self.mode != "utterance" else None
+        if st is None:
+            st = _stats([feats.double()], self.eps)
+        return ((feats.double() - st.mean) / st.std).to(feats.dtype)
+
+    def state_dict(self) -> dict:
+        return {"mode": self.mode, "eps": self.eps,
+                "stats": {k: {"mean": v.mean, "std": v.std} for k, v in self.stats.items()}}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> Normaliser:
+        n = cls(state["mode"], state["eps"])
+        n.stats = {k: Stats(v["mean"], v["std"]) for k, v in state["stats"].items()}
+        return n
+
+
+@dataclass
+class Segments:
+    x: torch.Tensor  # (S, 3, segment_frames, M), normalised, zero-padded
+    lengths: torch.Tensor  # (S,) valid frames per segment
+    utterance: torch.Tensor  # (S,) index of the source utterance
+    label: torch.Tensor  # (S,) class index
+    speaker: torch.Tensor  # (S,) speaker index
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+def make_segments(features: Sequence[torch.Tensor], labels: Sequence[int],
+                  speakers: Sequence[str], normaliser: Normaliser, speaker_index: dict[str, int],
+                  *, segment_frames: int = 300, hop: int | None = None,
+                  min_tail: int = 100) -> Segments:
+    """Normalise every utterance, cut it into segments and zero-pad the short ones."""
+    xs, lens, utt, lab, spk = [], [], [], [], []
+    for i, (f, y, s) in enumerate(zip(features, labels, speakers, strict=True)):
+        z = normaliser(f, s)
+        for start, length in segment_bounds(f.shape[1], segment_frames, hop, min_tail):
+            seg = torch.zeros(3, segment_frames, f.shape[2], dtype=z.dtype)
+            seg[:, :length] = z[:, start:start + length]
+            xs.append(seg)
+            lens.append(length)
+            utt.append(i)
+            lab.append(int(y))
+            spk.append(speaker_index.get(s, -1))
+    if not xs:
+        raise ValueError("no segments: the feature list is empty")
+    as_long = lambda v: torch.tensor(v, dtype=torch.long)
+    return Segments(torch.stack(xs), as_long(lens), as_long(utt), as_long(lab), as_long(spk))

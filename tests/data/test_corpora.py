@@ -1,0 +1,125 @@
+"""Corpus loaders on fixture trees in the real IEMOCAP / Att-HACK layouts (made here, tiny)."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ssa_fast.data import load_corpus
+
+
+def _wav(path, seconds=0.3, seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    y = 0.1 * np.random.default_rng(seed).standard_normal(int(16000 * seconds))
+    sf.write(path, y.astype(np.float32), 16000, subtype="PCM_16")
+
+
+EVAL_HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
+
+
+def _iemocap(root):
+    s1, s2 = root / "Session1", root / "Session2"
+    lines = {
+        (s1, "Ses01F_impro01"): [("Ses01F_impro01_F000", "neu"), ("Ses01F_impro01_M001", "ang"),
+                                 ("Ses01F_impro01_F002", "fru"), ("Ses01F_impro01_M003", "exc"),
+                                 ("Ses01F_impro01_F004", "sad")],
+        (s1, "Ses01F_script01_1"): [("Ses01F_script01_1_F000", "hap")],
+        (s2, "Ses02M_impro03"): [("Ses02M_impro03_M000", "hap"), ("Ses02M_impro03_F001", "xxx"),
+                                 ("Ses02M_impro03_F002", "neu"), ("Ses02M_impro03_M003", "sad")],
+    }
+    for (session, dialog), turns in lines.items():
+        text = EVAL_HEADER
+        for i, (turn, label) in enumerate(turns):
+            text += f"[{i}.1000 - {i}.9000]\t{turn}\t{label}\t[2.5000, 2.5000, 2.5000]\n"
+            text += "C-E1:\tNeutral;\t()\nA-E2:\tval 3; act 2; dom  3;\t()\n\n"
+            if turn != "Ses02M_impro03_M003":  # its audio is missing
+                _wav(session / "sentences" / "wav" / dialog / f"{turn}.wav", seed=i)
+        text += "[9.0 - 9.5]\tbroken-line\n"  # odd line: no label column
+        ev = session / "dialog" / "EmoEvaluation" / f"{dialog}.txt"
+        ev.parent.mkdir(parents=True, exist_ok=True)
+        ev.write_text(text)
+    # a corrupt WAV
+    (s2 / "sentences" / "wav" / "Ses02M_impro03" / "Ses02M_impro03_F002.wav").write_bytes(b"xx")
+
+
+def test_iemocap_improvised_four_classes(tmp_path):
+    _iemocap(tmp_path)
+    c = load_corpus("iemocap", tmp_path)
+    assert c.classes == ["neu", "hap", "sad", "ang"]
+    got = {(r.path.split("/")[-1], r.speaker, r.label) for r in c}
+    assert got == {("Ses01F_impro01_F000.wav", "Ses01F", "neu"),
+                   ("Ses01F_impro01_M001.wav", "Ses01M", "ang"),
+                   ("Ses01F_impro01_F004.wav", "Ses01F", "sad"),
+                   ("Ses02M_impro03_M000.wav", "Ses02M", "hap"),
+                   ("Ses02M_impro03_F002.wav", "Ses02F", "neu")}
+    reasons = " ".join(r for _, r in c.skipped)
+    assert "'fru'" in reasons and "'exc'" in reasons and "'xxx'" in reasons
+    assert "file not found" in reasons and "unreadable annotation line" in reasons
+    # the corrupt file is found at load time, reported and skipped
+    kept, waves = c.load_audio()
+    assert len(kept) == len(waves) == 4
+    assert any("Ses02M_impro03_F002.wav" in item for item, _ in kept.skipped)
+
+
+def test_iemocap_options(tmp_path):
+    _iemocap(tmp_path)
+    merged = load_corpus("iemocap", tmp_path, merge_excited=True)
+    assert ("Ses01M", "hap") in {(r.speaker, r.label) for r in merged}
+    scripted = load_corpus("iemocap", tmp_path, scripted=True)
+    assert any("script" in r.path for r in scripted)
+    with pytest.raises(FileNotFoundError, match="Session"):
+        load_corpus("iemocap", tmp_path / "nothing")
+
+
+def test_atthack_layout(tmp_path):
+    for name in ["F01_a1_s001_v01", "F01_a2_s002_v01", "M03_a3_s001_v02", "M03_a4_s099_v01"]:
+        _wav(tmp_path / "wav" / f"{name}.wav")
+    _wav(tmp_path / "wav" / "notes_take2.wav")
+    (tmp_path / "wav" / "F01_a4_s003_v01.wav").write_bytes(b"RIFF....")
+    c = load_corpus("atthack", tmp_path)
+    assert c.classes == ["friendly", "seductive", "dominant", "distant"]
+    rows = {(r.speaker, r.label, r.phrase) for r in c}
+    assert ("F01", "friendly", "s001") in rows and ("M03", "distant", "s099") in rows
+    assert any("notes_take2" in item for item, _ in c.skipped)
+    kept, _ = c.load_audio()
+    assert len(kept) == 4 and any("F01_a4_s003" in i for i, _ in kept.skipped)
+    custom = load_corpus("atthack", tmp_path, attitudes=("a", "b", "c", "d"))
+    assert {r.label for r in custom} == {"a", "b", "c", "d"}
+    with pytest.raises(ValueError, match="a1..a4"):
+        load_corpus("atthack", tmp_path, attitudes=("a", "b"))
+
+
+def test_manifest_csv_and_json(tmp_path):
+    for i in range(3):
+        _wav(tmp_path / "audio" / f"u{i}.wav", seed=i)
+    (tmp_path / "m.csv").write_text("path,speaker,label,phrase\naudio/u0.wav,s1,happy,p1\n"
+                                    "audio/u1.wav,s2,sad,\naudio/u2.wav,s2,bored,p3\n"
+                                    "audio/missing.wav,s1,sad,p4\n")
+    c = load_corpus("manifest", tmp_path / "m.csv", classes=["happy", "sad"])
+    assert [r.label for r in c] == ["happy", "sad"] and c[1].phrase is None
+    reasons = dict(c.skipped)
+    assert any("bored" in r for r in reasons.values())
+    assert any(k.endswith("missing.wav") for k in reasons)
+    (tmp_path / "m.json").write_text(json.dumps(
+        {"classes": ["sad", "happy"], "records": [{"path": "audio/u0.wav", "speaker": "a",
+                                                    "label": "happy"}]}))
+    j = load_corpus("manifest", tmp_path / "m.json")
+    assert j.classes == ["sad", "happy"] and j.labels.tolist() == [1]
+
+
+@pytest.mark.parametrize("content, match", [
+    ("path,speaker\nx.wav,s1\n", "lacks label"),
+    ("path,speaker,label\n", "no records"),
+])
+def test_manifest_errors(tmp_path, content, match):
+    (tmp_path / "m.csv").write_text(content)
+    with pytest.raises(ValueError, match=match):
+        load_corpus("manifest", tmp_path / "m.csv")
+
+
+def test_unknown_corpus_and_missing_manifest(tmp_path):
+    with pytest.raises(ValueError, match="unknown corpus"):
+        load_corpus("timit", tmp_path)
+    with pytest.raises(FileNotFoundError, match="no manifest"):
+        load_corpus("manifest", tmp_path)
