@@ -16,11 +16,20 @@ def _cli(*args, timeout=600):
 
 
 def test_help_of_every_subcommand():
-    for sub in ("features", "demo"):
+    for sub in ("synth", "features", "demo"):
         proc = _cli(sub, "--help")
         assert proc.returncode == 0 and "usage: ssa-fast " + sub in proc.stdout
     parser = ssa_fast.cli.build_parser()
-    assert {"features", "demo"} <= set(parser._subparsers._group_actions[0].choices)
+    assert {"synth", "features", "demo"} <= set(parser._subparsers._group_actions[0].choices)
+
+
+def test_synth_command(tmp_path):
+    proc = _cli("synth", "--out", str(tmp_path), "--size", "tiny", "--phrases", "1", "--quiet",
+                "--jobs", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 8 utterances" in proc.stdout
+    assert len(list((tmp_path / "wav").glob("*.wav"))) == 8
+    assert (tmp_path / "manifest.csv").read_text().startswith("path,speaker,label,phrase")
 
 
 def test_features_command_writes_npy_and_skips_corrupt(tmp_path):
