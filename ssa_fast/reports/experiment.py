@@ -1,0 +1,150 @@
+"""Reports of a cross-validation run: the Table-1-style table (Markdown, CSV), normalised
+confusion matrices (Figure 4), attention curves of a sample (Figure 3), t-SNE of the emotion
+embeddings (Figure 5) and training curves."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _fmt(mean_ci) -> str:
+    mean, half = mean_ci
+    return f"{100 * mean:.2f}" + ("" if half != half else f" ± {100 * half:.2f}")
+
+
+def write_table(results: dict, out_dir: Path) -> str:
+    """UAR (%) mean ± 95% CI per model, segment and utterance level. Returns the Markdown."""
+    s = results["summary"]
+    lines = [f"Corpus: {results['corpus']}, protocol: {results['protocol']}, "
+             f"{results['k']} folds; UAR % (mean ± 95% CI, t-distribution)", "",
+             "| model | segment UAR | utterance UAR |", "|---|---:|---:|"]
+    rows = [["model", "segment_uar", "segment_ci95", "utterance_uar", "utterance_ci95", "folds"]]
+    for v in s.values():
+        lines.append(f"| {v['name']} | {_fmt(v['segment_uar'])} | {_fmt(v['utterance_uar'])} |")
+        rows.append([v["name"], *v["segment_uar"], *v["utterance_uar"], v["folds"]])
+    md = "\n".join(lines) + "\n"
+    (out_dir / "table.md").write_text(md)
+    with (out_dir / "table.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    return md
+
+
+def plot_confusions(results: dict, out_dir: Path) -> Path:
+    from ..train.metrics import normalised
+
+    plt = _plt()
+    s = results["summary"]
+    classes = results["classes"]
+    fig, axes = plt.subplots(1, len(s), figsize=(3.6 * len(s), 3.4), constrained_layout=True,
+                             squeeze=False)
+    for ax, v in zip(axes[0], s.values(), strict=True):
+        cm = normalised(np.asarray(v["utterance_cm"]))
+        ax.imshow(cm, vmin=0, vmax=1, cmap="Blues")
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center",
+                        color="white" if cm[i, j] > 0.5 else "black", fontsize=8)
+        ax.set_xticks(range(len(classes)), classes)
+        ax.set_yticks(range(len(classes)), classes)
+        ax.set_xlabel("predicted")
+        ax.set_title(f"{v['name']}\nUAR {_fmt(v['utterance_uar'])}%", fontsize=9)
+    axes[0][0].set_ylabel("true")
+    path = out_dir / "confusion_matrices.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_attention(figures_data: dict, out_dir: Path, classes: list[str]) -> Path | None:
+    """alpha_em and alpha_sp over the frames of one full-length validation segment."""
+    ssa = [m for m, d in figures_data.items() if d.get("alpha_sp") is not None]
+    if not ssa:
+        return None
+    d = figures_data[ssa[-1]]
+    full = np.flatnonzero(d["lengths"].numpy() == d["lengths"].max().item())
+    i = int(full[0]) if len(full) else 0
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3), constrained_layout=True)
+    a_em, a_sp = d["alpha_em"][i].numpy(), d["alpha_sp"][i].numpy()
+    t = np.arange(len(a_em)) * 0.02  # pooled frames of 20 ms
+    ax.plot(t, a_em, label=f"alpha_em (sum {a_em.sum():.2f})")
+    ax.plot(t, a_sp, label=f"alpha_sp (sum {a_sp.sum():.2f})")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("attention weight")
+    ax.set_title(f"SSA attention of a validation segment (true: {classes[int(d['labels'][i])]})")
+    ax.legend()
+    path = out_dir / "attention.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_tsne(figures_data: dict, out_dir: Path, classes: list[str], seed: int = 0) -> Path:
+    from sklearn.manifold import TSNE
+
+    plt = _plt()
+    n = len(figures_data)
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.8), constrained_layout=True, squeeze=False)
+    for ax, (m, d) in zip(axes[0], figures_data.items(), strict=True):
+        z = d["z"].numpy()
+        labels = d["labels"].numpy()
+        perplexity = max(2.0, min(30.0, (len(z) - 1) / 3))
+        emb = TSNE(2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(z)
+        for c, name in enumerate(classes):
+            sel = labels == c
+            ax.scatter(emb[sel, 0], emb[sel, 1], s=8, label=name)
+        ax.set_title(f"{m}: emotion embeddings (t-SNE)", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][0].legend(markerscale=2, fontsize=8)
+    path = out_dir / "tsne.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_training_curves(results: dict, out_dir: Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.5), constrained_layout=True)
+    for i, (m, folds) in enumerate(results["folds"].items()):
+        for j, fold in enumerate(folds):
+            h = fold["history"]
+            ax.plot([e["epoch"] + 1 for e in h], [100 * e["utterance_uar"] for e in h],
+                    color=f"C{i}", alpha=0.5, label=results["summary"][m]["name"] if j == 0
+                    else None)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation UAR % (utterance)")
+    ax.legend()
+    path = out_dir / "training_curves.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_reports(results: dict, out_dir: str | Path) -> dict:
+    """All reports of a cross-validation run; returns {name: path}."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_table(results, out_dir)
+    paths = {"table": out_dir / "table.md", "csv": out_dir / "table.csv",
+             "confusion": plot_confusions(results, out_dir),
+             "curves": plot_training_curves(results, out_dir)}
+    figures = results.get("figures_data") or {}
+    if figures:
+        paths["tsne"] = plot_tsne(figures, out_dir, results["classes"])
+        att = plot_attention(figures, out_dir, results["classes"])
+        if att is not None:
+            paths["attention"] = att
+    return paths

@@ -1,0 +1,9 @@
+"""Training, evaluation, cross-validation and metrics (SPEC.md section 7)."""
+
+from .cv import PROTOCOLS, cross_validate, make_folds, prepare_fold
+from .loop import MODELS, TrainConfig, build_model, evaluate, load_checkpoint, train
+from .metrics import confusion_matrix, mean_ci95, normalised, uar
+
+__all__ = ["MODELS", "PROTOCOLS", "TrainConfig", "build_model", "confusion_matrix",
+           "cross_validate", "evaluate", "load_checkpoint", "make_folds", "mean_ci95",
+           "normalised", "prepare_fold", "train", "uar"]

@@ -1,0 +1,113 @@
+"""K-fold cross-validation of several models on one corpus: the paper's Table 1 protocol.
+
+Per fold: fit the normaliser on the fold's training utterances, cut segments, train every model,
+keep its validation metrics. The table gives UAR mean +- 95% CI over folds, segment- and
+utterance-level; per-fold results and figures go to the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.corpus import Corpus
+from ..data.segments import Normaliser, make_segments
+from ..data.splits import leave_one_speaker_out, linguistic_folds, random_folds
+from .loop import TrainConfig, train
+from .metrics import mean_ci95
+
+PROTOCOLS = ("random", "linguistic", "loso")
+MODEL_NAMES = {"acrnn": "ACRNN", "acrnn-r": "ACRNN-r", "ssa-crnn": "SSA-CRNN",
+               "ssa-crnn-r": "SSA-CRNN-r"}
+
+
+def make_folds(corpus: Corpus, protocol: str, k: int, seed: int = 0):
+    if protocol == "random":
+        return random_folds(len(corpus), k, 0.2, seed)
+    if protocol == "linguistic":
+        return linguistic_folds([r.phrase for r in corpus], k, seed=seed)
+    if protocol == "loso":
+        return leave_one_speaker_out([r.speaker for r in corpus])[:k]
+    raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+
+
+def prepare_fold(corpus: Corpus, feats: list[torch.Tensor], train_idx, val_idx, *,
+                 normalisation: str = "speaker", segment_frames: int = 300,
+                 train_hop: int | None = None, min_tail: int = 100):
+    speakers = [r.speaker for r in corpus]
+    labels = corpus.labels
+    speaker_index = {s: i for i, s in enumerate(corpus.speakers)}
+    norm = Normaliser(normalisation).fit([feats[i] for i in train_idx],
+                                         [speakers[i] for i in train_idx])
+
+    def segs(idx, hop):
+        return make_segments([feats[i] for i in idx], labels[idx], [speakers[i] for i in idx],
+                             norm, speaker_index, segment_frames=segment_frames, hop=hop,
+                             min_tail=min_tail)
+
+    return segs(np.asarray(train_idx), train_hop), segs(np.asarray(val_idx), None), norm
+
+
+def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str], cfg: TrainConfig,
+                   out_dir: str | Path, *, protocol: str = "random", k: int = 10,
+                   normalisation: str = "speaker", segment_frames: int = 300,
+                   train_hop: int | None = None, resume: bool = True, progress: bool = True,
+                   feature_params: dict | None = None) -> dict:
+    """Run every model on every fold; returns (and writes to out_dir/results.json) the per-fold
+    metrics and the summary. Folds already finished (their result.json exists) are reused."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    folds = make_folds(corpus, protocol, k, cfg.seed)
+    results: dict[str, list[dict]] = {m: [] for m in models}
+    figures_data: dict[str, dict] = {}
+    bar = tqdm(total=len(folds) * len(models), desc="cross-validation", unit="run",
+               disable=not progress)
+    for f, (tr, va) in enumerate(folds):
+        train_segs, val_segs, norm = prepare_fold(corpus, feats, tr, va,
+                                                  normalisation=normalisation,
+                                                  segment_frames=segment_frames,
+                                                  train_hop=train_hop)
+        for m in models:
+            run_dir = out_dir / m / f"fold{f:02d}"
+            done = run_dir / "result.json"
+            if resume and done.is_file():
+                results[m].append(json.loads(done.read_text()))
+                bar.update()
+                continue
+            bundle = {"classes": corpus.classes, "speakers": corpus.speakers,
+                      "normaliser": norm.state_dict(), "segment_frames": segment_frames,
+                      "feature_params": feature_params or {}}
+            res = train(replace(cfg, model=m), train_segs, val_segs,
+                        n_classes=len(corpus.classes), n_speakers=len(corpus.speakers),
+                        out_dir=run_dir, resume=resume, progress=progress, bundle=bundle)
+            summary = {k2: v for k2, v in res.items()
+                       if k2 not in ("model", "alpha_em", "alpha_sp", "z")}
+            summary.update(fold=f, n_train=len(tr), n_val=len(va))
+            done.write_text(json.dumps(summary))
+            results[m].append(summary)
+            if f == 0:  # figures use the first fold's validation outputs
+                figures_data[m] = {"alpha_em": res["alpha_em"], "alpha_sp": res["alpha_sp"],
+                                   "z": res["z"], "labels": val_segs.label,
+                                   "lengths": val_segs.lengths}
+            bar.update()
+    bar.close()
+    summary = {}
+    for m in models:
+        seg = [r["segment_uar"] for r in results[m]]
+        utt = [r["utterance_uar"] for r in results[m]]
+        summary[m] = {"name": MODEL_NAMES.get(m, m), "segment_uar": mean_ci95(seg),
+                      "utterance_uar": mean_ci95(utt), "folds": len(seg),
+                      "segment_cm": np.sum([r["segment_cm"] for r in results[m]], 0).tolist(),
+                      "utterance_cm": np.sum([r["utterance_cm"] for r in results[m]], 0).tolist()}
+    out = {"corpus": corpus.name, "protocol": protocol, "k": len(folds),
+           "classes": corpus.classes, "config": asdict(cfg), "summary": summary,
+           "folds": results}
+    (out_dir / "results.json").write_text(json.dumps(out, indent=1))
+    out["figures_data"] = figures_data
+    return out

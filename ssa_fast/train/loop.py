@@ -1,0 +1,212 @@
+"""One training run of ACRNN, ACRNN-r or SSA-CRNN(-r) on prepared segments (SPEC.md section 7).
+
+Read top to bottom: the configuration, how a model is built, evaluation (segment- and
+utterance-level UAR), then the loop itself: balanced batches of 40, NAdam, the joint emotion +
+speaker loss for SSA-CRNN, the L1 projection after every optimiser step for the "-r" models,
+validation every epoch, model selection by validation UAR, a checkpoint after every epoch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.sampler import BalancedBatchSampler
+from ..data.segments import Segments
+from ..models import ACRNN, SSACRNN, SSAOutput
+from .metrics import confusion_matrix, uar
+
+MODELS = ("acrnn", "acrnn-r", "ssa-crnn", "ssa-crnn-r")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "ssa-crnn-r"  # one of MODELS
+    preset: str = "small"  # "paper" for the paper's sizes
+    epochs: int = 20
+    batch_size: int = 40  # emotionally balanced: batch_size / n_classes per class
+    lr: float = 1e-4
+    beta1: float = 0.9
+    speaker_weight: float = 1.0  # lambda in CE(emotion) + lambda CE(speaker) [choice]
+    pooling: str = "mean"  # utterance decision: mean of segment log-probs | "max" posterior
+    select_by: str = "utterance"  # validation UAR used for model selection [choice]
+    patience: int | None = None  # early stopping after this many epochs without improvement
+    seed: int = 0
+    device: str = "cpu"
+    bf16: bool = False  # bf16 autocast (CUDA)
+    compile: bool = False  # torch.compile the model (CUDA)
+    backend: str | None = None  # kernel backend for the fused ops
+    eval_batch: int = 128
+    extra: dict = field(default_factory=dict)  # free-form notes stored with checkpoints
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.pooling not in ("mean", "max"):
+            raise ValueError(f"pooling must be 'mean' or 'max', got {self.pooling!r}")
+        if self.select_by not in ("utterance", "segment"):
+            raise ValueError(f"select_by must be 'utterance' or 'segment', got {self.select_by!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown training options: {sorted(unknown)}")
+        return cls(**d)
+
+
+def build_model(cfg: TrainConfig, n_classes: int, n_speakers: int, segment_frames: int,
+                n_mels: int) -> torch.nn.Module:
+    constrained = cfg.model.endswith("-r")
+    if cfg.model.startswith("ssa"):
+        return SSACRNN(n_classes, max(n_speakers, 2), cfg.preset, segment_frames=segment_frames,
+                       l1_constraint=constrained, n_mels=n_mels, backend=cfg.backend)
+    return ACRNN(n_classes, cfg.preset, l1_constraint=constrained, n_mels=n_mels,
+                 backend=cfg.backend)
+
+
+def _forward(model, x):
+    """(emotion logits, speaker logits or None, details) for either model type."""
+    if isinstance(model, SSACRNN):
+        out = model(x)
+        return out.emotion_logits, out.speaker_logits, out
+    logits, alpha, z = model(x, return_details=True)
+    return logits, None, (alpha, z)
+
+
+@torch.no_grad()
+def evaluate(model, segs: Segments, cfg: TrainConfig, n_classes: int, *,
+             keep_outputs: bool = False) -> dict:
+    """Segment- and utterance-level UAR and confusion matrices (and, with keep_outputs, the
+    attention weights and emotion embeddings of every segment, for the figures)."""
+    model.eval()
+    logps, alphas, alphas_sp, zs = [], [], [], []
+    for i in range(0, len(segs), cfg.eval_batch):
+        x = segs.x[i:i + cfg.eval_batch].to(cfg.device)
+        with torch.autocast("cuda", torch.bfloat16, enabled=cfg.bf16 and x.is_cuda):
+            logits, _, details = _forward(model, x)
+        logps.append(F.log_softmax(logits.float(), dim=-1).cpu())
+        if keep_outputs:
+            if isinstance(details, SSAOutput):  # (a NamedTuple: test it before plain tuples)
+                alphas.append(details.alpha_em.float().cpu())
+                alphas_sp.append(details.alpha_sp.float().cpu())
+                zs.append(details.z_em.float().cpu())
+            else:
+                alphas.append(details[0].float().cpu())
+                zs.append(details[1].float().cpu())
+    logp = torch.cat(logps)
+    y = segs.label
+    seg_cm = confusion_matrix(y.numpy(), logp.argmax(1).numpy(), n_classes)
+    # Utterance decision from its segments [choice: mean of log-probabilities].
+    utt_ids, inverse = torch.unique(segs.utterance, return_inverse=True)
+    if cfg.pooling == "mean":
+        pooled = torch.zeros(len(utt_ids), n_classes).index_add_(0, inverse, logp)
+    else:
+        pooled = torch.full((len(utt_ids), n_classes), -1.0).scatter_reduce(
+            0, inverse[:, None].expand_as(logp), logp.exp(), "amax")
+    utt_y = torch.zeros(len(utt_ids), dtype=torch.long).scatter_(0, inverse, y)
+    utt_cm = confusion_matrix(utt_y.numpy(), pooled.argmax(1).numpy(), n_classes)
+    out = {"segment_uar": uar(seg_cm), "utterance_uar": uar(utt_cm),
+           "loss": float(F.nll_loss(logp, y)), "segment_cm": seg_cm.tolist(),
+           "utterance_cm": utt_cm.tolist()}
+    if keep_outputs:
+        out["alpha_em"] = torch.cat(alphas)
+        out["alpha_sp"] = torch.cat(alphas_sp) if alphas_sp else None
+        out["z"] = torch.cat(zs)
+    return out
+
+
+def _save(obj: dict, path: Path) -> None:
+    """Atomic: a kill during the write leaves the previous checkpoint intact."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Checkpoints hold tensors and plain Python values only: loaded with weights_only=True."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_classes: int,
+          n_speakers: int, out_dir: str | Path, resume: bool = False, progress: bool = True,
+          on_epoch_end=None, bundle: dict | None = None) -> dict:
+    """Train one model; returns the selected epoch's validation metrics and the history.
+
+    ``out_dir`` receives ``last.pt`` (everything needed to resume) and ``best.pt`` (the selected
+    model with its config and ``bundle``: class names, normaliser... for prediction). With
+    ``resume``, training continues from ``last.pt`` and ends exactly as an uninterrupted run.
+    ``on_epoch_end(epoch, metrics)`` is called after each epoch's checkpoint.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    segment_frames, n_mels = train_segs.x.shape[2], train_segs.x.shape[3]
+    model = build_model(cfg, n_classes, n_speakers, segment_frames, n_mels).to(cfg.device)
+    opt = torch.optim.NAdam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    sampler = BalancedBatchSampler(train_segs.label.numpy(), cfg.batch_size,
+                                   n_classes=n_classes, seed=cfg.seed)
+    step_model = torch.compile(model) if cfg.compile else model
+    is_ssa = isinstance(model, SSACRNN)
+
+    start, best, best_epoch, history = 0, -1.0, -1, []
+    last = out_dir / "last.pt"
+    if resume and last.is_file():
+        state = load_checkpoint(last)
+        if state["config"] != asdict(cfg):
+            raise ValueError(f"{last} was written with another configuration; refusing to "
+                             "resume (delete it or use the same options)")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start, best, best_epoch = state["epoch"] + 1, state["best_metric"], state["best_epoch"]
+        history = state["history"]
+
+    for epoch in range(start, cfg.epochs):
+        sampler.set_epoch(epoch)
+        model.train()
+        losses = []
+        for idx in tqdm(sampler, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}",
+                        unit="batch", leave=False, disable=not progress):
+            x = train_segs.x[idx].to(cfg.device, non_blocking=True)
+            y = train_segs.label[idx].to(cfg.device)
+            with torch.autocast("cuda", torch.bfloat16, enabled=cfg.bf16 and x.is_cuda):
+                emo, spk, _ = _forward(step_model, x)
+                loss = F.cross_entropy(emo.float(), y)
+                if is_ssa:
+                    s = train_segs.speaker[idx].to(cfg.device)
+                    loss = loss + cfg.speaker_weight * F.cross_entropy(spk.float(), s)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            model.project_()  # the L1 projection of the "-r" models (no-op otherwise)
+            losses.append(loss.item())
+        metrics = evaluate(model, val_segs, cfg, n_classes)
+        metrics.update(epoch=epoch, train_loss=float(np.mean(losses)))
+        history.append(metrics)
+        score = metrics[f"{cfg.select_by}_uar"]
+        if score > best:
+            best, best_epoch = score, epoch
+            _save({"config": asdict(cfg), "model": model.state_dict(), "epoch": epoch,
+                   "metrics": {k: v for k, v in metrics.items() if not k.endswith("_cm")},
+                   "model_config": model.config, "bundle": bundle or {}}, out_dir / "best.pt")
+        _save({"config": asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(),
+               "epoch": epoch, "best_metric": best, "best_epoch": best_epoch,
+               "history": history, "torch_rng": torch.get_rng_state()}, last)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, metrics)
+        if cfg.patience is not None and epoch - best_epoch >= cfg.patience:
+            break
+
+    model.load_state_dict(load_checkpoint(out_dir / "best.pt")["model"])
+    final = evaluate(model, val_segs, cfg, n_classes, keep_outputs=True)
+    final.update(best_epoch=best_epoch, history=history)
+    return {"model": model, **final}
