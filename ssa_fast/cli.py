@@ -1,6 +1,7 @@
 """`ssa-fast` command line.
 
     ssa-fast synth --out DIR [--size small]       the synthetic corpus (espeak-ng), WAV + manifest
+    ssa-fast cv CORPUS ROOT --out DIR             K-fold cross-validation of the models, Table 1
     ssa-fast features WAV [WAV ...] --out DIR     3-D log-Mel of audio files, one .npy each
     ssa-fast demo [--out DIR]                     synthesise speech, extract features, plot them
 """
@@ -159,6 +160,40 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_cv(args) -> int:
+    import torch
+
+    from .data import corpus_features, load_corpus
+    from .reports import write_reports
+    from .train import TrainConfig, cross_validate
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    options = {}
+    if args.corpus == "iemocap":
+        options = {"merge_excited": args.merge_excited, "scripted": args.scripted}
+    corpus = load_corpus(args.corpus, args.root, **options)
+    print(f"{corpus.name}: {len(corpus)} utterances, {len(corpus.speakers)} speakers, "
+          f"classes {corpus.classes}; {len(corpus.skipped)} skipped")
+    corpus, feats = corpus_features(corpus, args.cache, device=device, progress=not args.quiet,
+                                    n_mels=args.n_mels)
+    for item, why in corpus.skipped[: args.show_skipped]:
+        print(f"skipped: {item}: {why}", file=sys.stderr)
+    cfg = TrainConfig(preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
+                      lr=args.lr, patience=args.patience, seed=args.seed, device=device,
+                      bf16=args.bf16, compile=args.compile, pooling=args.pooling)
+    results = cross_validate(corpus, feats, args.models, cfg, args.out, protocol=args.protocol,
+                             k=args.folds, normalisation=args.normalisation,
+                             segment_frames=args.segment_frames, train_hop=args.train_hop,
+                             resume=not args.restart, progress=not args.quiet,
+                             feature_params={"n_mels": args.n_mels})
+    paths = write_reports(results, Path(args.out) / "reports")
+    print(paths["table"].read_text())
+    print("reports: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssa-fast", description="Speaker-attentive speech emotion recognition (SSA-CRNN).")
@@ -181,6 +216,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("cv", help="K-fold cross-validation of ACRNN / ACRNN-r / SSA-CRNN-r",
+                       description="The paper's protocol: features (cached), per-fold speaker "
+                                   "normalisation, balanced batches, NAdam, model selection by "
+                                   "validation UAR; writes per-fold checkpoints, results.json "
+                                   "and reports/ (table.md, table.csv, confusion matrices, "
+                                   "attention curves, t-SNE, training curves). Interrupted runs "
+                                   "continue where they stopped unless --restart.")
+    p.add_argument("corpus", choices=("synthetic", "iemocap", "atthack", "manifest"))
+    p.add_argument("root", help="corpus folder (the manifest file for 'manifest')")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--models", nargs="+", default=["acrnn", "acrnn-r", "ssa-crnn-r"],
+                   choices=("acrnn", "acrnn-r", "ssa-crnn", "ssa-crnn-r"))
+    p.add_argument("--protocol", choices=("random", "linguistic", "loso"), default=None,
+                   help="default: linguistic for atthack and synthetic, random otherwise")
+    p.add_argument("--folds", type=int, default=10)
+    p.add_argument("--preset", choices=("paper", "small"), default="paper")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=40)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--patience", type=int, default=None, help="early stopping (epochs)")
+    p.add_argument("--pooling", choices=("mean", "max"), default="mean",
+                   help="utterance decision: mean of segment log-probs or max posterior")
+    p.add_argument("--normalisation", choices=("speaker", "global", "utterance"),
+                   default="speaker")
+    p.add_argument("--segment-frames", type=int, default=300)
+    p.add_argument("--train-hop", type=int, default=None, help="overlapping training segments")
+    p.add_argument("--n-mels", type=int, default=40)
+    p.add_argument("--merge-excited", action="store_true", help="IEMOCAP: exc -> hap")
+    p.add_argument("--scripted", action="store_true", help="IEMOCAP: scripted dialogs too")
+    p.add_argument("--cache", default=".ssa_fast_cache", help="feature cache folder")
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--restart", action="store_true", help="ignore finished folds/checkpoints")
+    p.add_argument("--show-skipped", type=int, default=20, help="skipped files to list")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("features", help="compute 3-D log-Mel features of audio files",
                        description="Compute the 3-D log-Mel (static, delta, delta-delta) of each "
@@ -206,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "command", None) == "cv" and args.protocol is None:
+        args.protocol = "linguistic" if args.corpus in ("atthack", "synthetic") else "random"
     return args.func(args)
 
 

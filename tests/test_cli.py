@@ -16,7 +16,7 @@ def _cli(*args, timeout=600):
 
 
 def test_help_of_every_subcommand():
-    for sub in ("synth", "features", "demo"):
+    for sub in ("synth", "cv", "features", "demo"):
         proc = _cli(sub, "--help")
         assert proc.returncode == 0 and "usage: ssa-fast " + sub in proc.stdout
     parser = ssa_fast.cli.build_parser()
@@ -30,6 +30,20 @@ def test_synth_command(tmp_path):
     assert "wrote 8 utterances" in proc.stdout
     assert len(list((tmp_path / "wav").glob("*.wav"))) == 8
     assert (tmp_path / "manifest.csv").read_text().startswith("path,speaker,label,phrase")
+
+
+def test_cv_command_end_to_end(tmp_path):
+    corpus = tmp_path / "corpus"
+    assert _cli("synth", "--out", str(corpus), "--size", "tiny", "--phrases", "3",
+                "--quiet").returncode == 0
+    proc = _cli("cv", "synthetic", str(corpus), "--out", str(tmp_path / "cv"), "--models",
+                "acrnn", "ssa-crnn-r", "--protocol", "random", "--folds", "2", "--preset",
+                "small", "--epochs", "1", "--batch-size", "8", "--segment-frames", "100",
+                "--cache", str(tmp_path / "cache"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "| SSA-CRNN-r |" in proc.stdout
+    for name in ("table.md", "table.csv", "confusion_matrices.png", "tsne.png", "attention.png"):
+        assert (tmp_path / "cv" / "reports" / name).is_file(), name
 
 
 def test_features_command_writes_npy_and_skips_corrupt(tmp_path):
