@@ -72,10 +72,17 @@ def _check_name(name: str, where: str) -> str:
     return name
 
 
-def unavailable_reason(backend: str, device: torch.device) -> str | None:
-    """Why `backend` cannot run tensors on `device`, or None when it can."""
+# The Triton kernels compute in float32 (half inputs are upcast); float64 is not theirs.
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def unavailable_reason(backend: str, device: torch.device,
+                       dtype: torch.dtype | None = None) -> str | None:
+    """Why `backend` cannot run tensors of `dtype` on `device`, or None when it can."""
     if backend == "reference":
         return None
+    if backend == "triton" and dtype is not None and dtype not in TRITON_DTYPES:
+        return f"the triton backend computes float32, got {dtype}"
     if backend == "cpp":
         ok, why = extension_status()
         if not ok:
@@ -107,18 +114,19 @@ def requested_backend(backend: str | None) -> str | None:
     return None
 
 
-def resolve(op: str, device: torch.device, backend: str | None = None) -> str:
-    """Pick the backend that runs `op` on `device`."""
+def resolve(op: str, device: torch.device, backend: str | None = None,
+            dtype: torch.dtype | None = None) -> str:
+    """Pick the backend that runs `op` on tensors of `dtype` on `device`."""
     explicit = requested_backend(backend)
     if explicit is not None:
-        why = unavailable_reason(explicit, device)
+        why = unavailable_reason(explicit, device, dtype)
         if why is not None:
             raise BackendUnavailableError(f"{op}: backend {explicit!r} is unavailable: {why}")
         return explicit
     preferred = "triton" if device.type == "cuda" else "cpp" if device.type == "cpu" else None
     if preferred is None:
         return "reference"
-    why = unavailable_reason(preferred, device)
+    why = unavailable_reason(preferred, device, dtype)
     if why is None:
         return preferred
     if why not in _warned:

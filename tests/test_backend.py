@@ -91,3 +91,19 @@ def test_triton_on_cpu_without_interpreter_fails_clearly():
     """, TRITON_INTERPRET="0")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "OK"
+
+
+def test_float64_is_not_for_triton():
+    """Asked for, triton refuses float64 with the reason; the public ops say so too."""
+    if "triton" not in ssa_fast.available_backends("cuda" if torch.cuda.is_available() else "cpu"):
+        pytest.skip("triton backend unavailable here")
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ssa_fast.BackendUnavailableError, match="float32, got torch.float64"):
+        _backend.resolve("op", dev, "triton", torch.float64)
+    assert _backend.resolve("op", dev, "triton", torch.bfloat16) == "triton"
+    with pytest.raises(ssa_fast.BackendUnavailableError, match="float64"):
+        ssa_fast.logmel_delta(torch.randn(4000, dtype=torch.float64, device=dev),
+                              backend="triton")
+    with pytest.raises(ssa_fast.BackendUnavailableError, match="float64"):
+        ssa_fast.l1_project_(torch.randn(3, 8, dtype=torch.float64, device=dev),
+                             torch.randn(5, 8, dtype=torch.float64, device=dev), backend="triton")

@@ -36,11 +36,7 @@ def l1_project_(weight: torch.Tensor, x: torch.Tensor, backend: str | None = Non
                          f"weight {tuple(weight.shape)}")
     if x.device != weight.device:
         raise ValueError(f"x is on {x.device} but weight is on {weight.device}")
-    name = _backend.resolve("l1_project_", weight.device, backend)
-    if name == "triton" and weight.dtype == torch.float64:
-        if _backend.requested_backend(backend) == "triton":
-            raise TypeError("the triton backend of l1_project_ computes float32, got float64")
-        name = "reference"
+    name = _backend.resolve("l1_project_", weight.device, backend, weight.dtype)
     if name != "reference" and not weight.is_contiguous():
         name = "reference"
     return run_backend(name, weight, x.detach())

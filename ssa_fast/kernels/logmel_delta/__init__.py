@@ -115,11 +115,7 @@ def logmel_delta_with_bank(
                          "center=False needs for one frame")
     lens = None if lengths is None else _validate_lengths(lengths, waveform, n_fft, center)
 
-    name = _backend.resolve("logmel_delta", x.device, backend)
-    if name == "triton" and x.dtype != torch.float32:
-        if _backend.requested_backend(backend) == "triton":
-            raise TypeError(f"the triton backend of logmel_delta computes float32, got {x.dtype}")
-        name = "reference"
+    name = _backend.resolve("logmel_delta", x.device, backend, x.dtype)
     window = window.to(x.device, x.dtype)
     mel_fb = mel_fb.to(x.device, x.dtype)
     out = logmel_delta_apply(name, x, lens, window, mel_fb, int(hop_length), bool(center),

@@ -62,11 +62,7 @@ def ssa_attention(h_em: torch.Tensor, h_sp: torch.Tensor, w_q: torch.Tensor,
     if not math.isfinite(scale):
         raise ValueError(f"scale must be finite, got {scale}")
 
-    name = _backend.resolve("ssa_attention", h_em.device, backend)
-    if name == "triton" and h_em.dtype == torch.float64:
-        if _backend.requested_backend(backend) == "triton":
-            raise TypeError("the triton backend of ssa_attention computes float32, got float64")
-        name = "reference"
+    name = _backend.resolve("ssa_attention", h_em.device, backend, h_em.dtype)
     if name == "reference":
         return ssa_attention_fast_reference(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp,
                                             scale, combine)

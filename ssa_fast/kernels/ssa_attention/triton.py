@@ -21,6 +21,12 @@ from ..._backend import triton_interpret
 
 
 @triton.jit
+def _vector(ptr, b, d, offs_d, dmask):
+    """Row b of a (B, d) tensor as float32."""
+    return tl.load(ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
+
+
+@triton.jit
 def _rows_update(h_ptr, qk, offs_t, offs_d, t_end, d, scale, stride_t, alpha_ptr, alpha_off,
                  m, l, acc, acc_other, RESCALE_OTHER: tl.constexpr):
     tmask = offs_t < t_end
@@ -52,8 +58,8 @@ def _ssa_fwd_kernel(
     sidx = tl.program_id(1)
     offs_d = tl.arange(0, BLOCK_D)
     dmask = offs_d < d
-    qk_em = tl.load(qk_em_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
-    qk_sp = tl.load(qk_sp_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    qk_em = _vector(qk_em_ptr, b, d, offs_d, dmask)
+    qk_sp = _vector(qk_sp_ptr, b, d, offs_d, dmask)
     h_em = h_em_ptr + b * T * d
     h_sp = h_sp_ptr + b * T * d
     t_start = sidx * rows_per_split
@@ -115,10 +121,10 @@ def _ssa_bwd_kernel(
     sidx = tl.program_id(1)
     offs_d = tl.arange(0, BLOCK_D)
     dmask = offs_d < d
-    qk_em = tl.load(qk_em_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
-    qk_sp = tl.load(qk_sp_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
-    dp_em = tl.load(dp_em_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
-    dp_sp = tl.load(dp_sp_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    qk_em = _vector(qk_em_ptr, b, d, offs_d, dmask)
+    qk_sp = _vector(qk_sp_ptr, b, d, offs_d, dmask)
+    dp_em = _vector(dp_em_ptr, b, d, offs_d, dmask)
+    dp_sp = _vector(dp_sp_ptr, b, d, offs_d, dmask)
     D = tl.load(D_ptr + b)
     t_start = sidx * rows_per_split
     t_end = tl.minimum(t_start + rows_per_split, T)
