@@ -2,6 +2,7 @@
 
     ssa-fast synth --out DIR [--size small]       the synthetic corpus (espeak-ng), WAV + manifest
     ssa-fast cv CORPUS ROOT --out DIR             K-fold cross-validation of the models, Table 1
+    ssa-fast predict CHECKPOINT WAV [WAV ...]     emotion of audio files with a trained model
     ssa-fast features WAV [WAV ...] --out DIR     3-D log-Mel of audio files, one .npy each
     ssa-fast demo [--out DIR]                     synthesise speech, extract features, plot them
 """
@@ -194,6 +195,68 @@ def cmd_cv(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    import json
+
+    import torch
+
+    from .audio import AudioError, load
+    from .data.segments import Normaliser, make_segments
+    from .kernels.logmel_delta import logmel_delta
+    from .models import SSACRNN, model_from_config
+    from .train import load_checkpoint
+
+    ckpt = load_checkpoint(args.checkpoint)
+    bundle = ckpt.get("bundle") or {}
+    if "classes" not in bundle or "normaliser" not in bundle:
+        print(f"{args.checkpoint}: not a model checkpoint written by `ssa-fast cv` (best.pt)",
+              file=sys.stderr)
+        return 2
+    model = model_from_config(ckpt["model_config"])
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    classes = bundle["classes"]
+    norm = Normaliser.from_state_dict(bundle["normaliser"])
+    known = args.speaker if args.speaker in norm.stats else None
+    if args.speaker and known is None:
+        print(f"speaker {args.speaker!r} was not in training: per-utterance normalisation",
+              file=sys.stderr)
+    results, status = [], 0
+    for path in args.files:
+        try:
+            y = load(path, 16000)
+        except AudioError as exc:
+            print(f"skipped: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        feats = logmel_delta(torch.from_numpy(y), **bundle.get("feature_params", {}))
+        segs = make_segments([feats], [0], [known or "?"], norm, {},
+                             segment_frames=bundle["segment_frames"])
+        with torch.no_grad():
+            out = model(segs.x)
+        logits = out.emotion_logits if isinstance(model, SSACRNN) else out
+        logp = torch.log_softmax(logits, dim=-1)
+        probs = torch.softmax(logp.mean(dim=0), dim=-1)  # mean of segment log-probabilities
+        res = {"file": str(path), "emotion": classes[int(probs.argmax())],
+               "probabilities": dict(zip(classes, map(float, probs), strict=True)),
+               "segments": [classes[int(i)] for i in logp.argmax(dim=1)]}
+        results.append(res)
+        if args.attention_plot and isinstance(model, SSACRNN):
+            from .reports.experiment import plot_attention
+
+            out_dir = Path(args.attention_plot)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            data = {"ssa": {"alpha_em": out.alpha_em, "alpha_sp": out.alpha_sp,
+                            "labels": logp.argmax(dim=1), "lengths": segs.lengths}}
+            plot_attention(data, out_dir, classes).rename(out_dir / (Path(path).stem + ".png"))
+        if not args.json:
+            top = ", ".join(f"{c} {p:.2f}" for c, p in res["probabilities"].items())
+            print(f"{path}: {res['emotion']}  ({top}; {len(res['segments'])} segment(s))")
+    if args.json:
+        print(json.dumps(results, indent=1))
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssa-fast", description="Speaker-attentive speech emotion recognition (SSA-CRNN).")
@@ -256,6 +319,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-skipped", type=int, default=20, help="skipped files to list")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser("predict", help="emotion of audio files with a trained model",
+                       description="Classify audio files with a checkpoint written by "
+                                   "`ssa-fast cv` (<out>/<model>/foldNN/best.pt): prints the "
+                                   "emotion, the class probabilities (mean of the segments' "
+                                   "log-probabilities) and per-segment decisions. Features are "
+                                   "normalised with the training statistics of --speaker, or "
+                                   "with the utterance's own statistics for an unseen speaker.")
+    p.add_argument("checkpoint", help="best.pt of a trained model")
+    p.add_argument("files", nargs="+", help="audio files")
+    p.add_argument("--speaker", default=None, help="the speaker, if seen in training")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--attention-plot", default=None, metavar="DIR",
+                   help="SSA models: write each file's attention curves to DIR")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("features", help="compute 3-D log-Mel features of audio files",
                        description="Compute the 3-D log-Mel (static, delta, delta-delta) of each "

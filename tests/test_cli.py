@@ -16,7 +16,7 @@ def _cli(*args, timeout=600):
 
 
 def test_help_of_every_subcommand():
-    for sub in ("synth", "cv", "features", "demo"):
+    for sub in ("synth", "cv", "predict", "features", "demo"):
         proc = _cli(sub, "--help")
         assert proc.returncode == 0 and "usage: ssa-fast " + sub in proc.stdout
     parser = ssa_fast.cli.build_parser()
@@ -44,6 +44,21 @@ def test_cv_command_end_to_end(tmp_path):
     assert "| SSA-CRNN-r |" in proc.stdout
     for name in ("table.md", "table.csv", "confusion_matrices.png", "tsne.png", "attention.png"):
         assert (tmp_path / "cv" / "reports" / name).is_file(), name
+
+    # predict with the trained SSA model, on a file of the corpus and on a corrupt one
+    wav = sorted((corpus / "wav").glob("spk01_sad_*.wav"))[0]
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+    ckpt = tmp_path / "cv" / "ssa-crnn-r" / "fold00" / "best.pt"
+    proc = _cli("predict", str(ckpt), str(wav), str(bad), "--speaker", "spk01", "--json",
+                "--attention-plot", str(tmp_path / "att"))
+    assert proc.returncode == 1 and "bad.wav" in proc.stderr  # reported, the rest still ran
+    import json
+
+    (res,) = json.loads(proc.stdout)
+    assert res["emotion"] in ("neu", "hap", "sad", "ang")
+    assert abs(sum(res["probabilities"].values()) - 1) < 1e-5 and len(res["segments"]) >= 1
+    assert (tmp_path / "att" / (wav.stem + ".png")).is_file()
 
 
 def test_features_command_writes_npy_and_skips_corrupt(tmp_path):

@@ -110,3 +110,12 @@ class SSACRNN(nn.Module):
     def project_(self) -> None:
         self.emotion_classifier.project_()
         self.speaker.project_()
+
+
+def model_from_config(config: dict, backend: str | None = None) -> nn.Module:
+    """Rebuild an ACRNN or SSACRNN from its ``.config`` (as stored in checkpoints)."""
+    c = dict(config)
+    preset = get_preset(c.pop("preset"))
+    if "n_emotions" in c:
+        return SSACRNN(c.pop("n_emotions"), c.pop("n_speakers"), preset, backend=backend, **c)
+    return ACRNN(c.pop("n_classes"), preset, backend=backend, **c)

@@ -149,3 +149,13 @@ def test_l1_constrained_models_learn_with_bounded_logits():
     ssa = SSACRNN(4, 4, preset="small", segment_frames=64, l1_constraint=True)
     _, acc = _train(ssa, steps=100, lr=1e-3, joint=True)
     assert acc > 0.9
+
+
+def test_model_from_config_round_trip():
+    from ssa_fast.models import model_from_config
+
+    for m in (ACRNN(4, preset="small", pool=(2, 4), l1_constraint=True),
+              SSACRNN(4, 6, preset="small", combine="sum", segment_frames=200)):
+        again = model_from_config(m.config)
+        again.load_state_dict(m.state_dict())  # same parameters, same shapes
+        assert type(again) is type(m) and again.config == m.config
