@@ -5,8 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..kernels.logmel_delta import logmel_delta_with_bank, validate_waveform
-from ..kernels.logmel_delta.filters import WINDOWS, analysis_window, mel_filterbank
+from ..kernels.logmel_delta import (
+    check_params,
+    frame_count,
+    logmel_delta_with_bank,
+    validate_waveform,
+)
+from ..kernels.logmel_delta.filters import analysis_window, mel_filterbank
 
 
 class LogMelDelta(nn.Module):
@@ -18,17 +23,12 @@ class LogMelDelta(nn.Module):
 
     def __init__(self, sample_rate: int = 16000, n_fft: int = 512, win_length: int = 400,
                  hop_length: int = 160, n_mels: int = 40, fmin: float = 0.0,
-                 fmax: float | None = None, window: str = "hamming", center: bool = True,
+                 fmax: float | None = None, window: str | torch.Tensor = "hamming",
+                 center: bool = True,
                  htk: bool = False, amin: float = 1e-10, backend: str | None = None):
         super().__init__()
-        if win_length > n_fft:
-            raise ValueError(f"win_length ({win_length}) must be <= n_fft ({n_fft})")
-        if window not in WINDOWS and not isinstance(window, torch.Tensor):
-            raise ValueError(f"window must be one of {WINDOWS} or a tensor, got {window!r}")
-        fmax = sample_rate / 2.0 if fmax is None else float(fmax)
-        if fmax > sample_rate / 2.0 or not 0 <= fmin < fmax:
-            raise ValueError(f"need 0 <= fmin < fmax <= sample_rate / 2, got fmin={fmin}, "
-                             f"fmax={fmax}, sample_rate={sample_rate}")
+        sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax = check_params(
+            sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax, window)
         self.sample_rate, self.n_fft, self.win_length = sample_rate, n_fft, win_length
         self.hop_length, self.n_mels, self.center = hop_length, n_mels, center
         self.fmin, self.fmax, self.htk, self.amin = fmin, fmax, htk, amin
@@ -44,9 +44,7 @@ class LogMelDelta(nn.Module):
 
     def frames(self, n_samples: int) -> int:
         """Frames produced for a waveform of `n_samples` samples."""
-        if self.center:
-            return 1 + n_samples // self.hop_length
-        return 1 + (n_samples - self.n_fft) // self.hop_length
+        return frame_count(n_samples, self.n_fft, self.hop_length, self.center)
 
     def extra_repr(self) -> str:
         return (f"sample_rate={self.sample_rate}, n_fft={self.n_fft}, win_length={self.win_length},"

@@ -15,7 +15,8 @@ from .filters import WINDOWS, analysis_window, mel_filterbank
 from .function import logmel_delta_apply
 from .reference import frame_count
 
-__all__ = ["logmel_delta", "logmel_delta_with_bank", "frame_lengths", "validate_waveform"]
+__all__ = ["check_params", "frame_count", "logmel_delta", "logmel_delta_with_bank",
+           "validate_waveform"]
 
 
 def _int_arg(value, name: str, minimum: int) -> int:
@@ -50,12 +51,30 @@ def validate_waveform(waveform, name: str = "waveform") -> torch.Tensor:
     return waveform
 
 
-def frame_lengths(lengths: torch.Tensor, n_fft: int, hop_length: int,
-                  center: bool) -> torch.Tensor:
-    """Frames per item for `lengths` samples per item."""
-    if center:
-        return 1 + lengths // hop_length
-    return 1 + (lengths - n_fft) // hop_length
+def check_params(sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax, window):
+    """Validate the STFT / mel-bank parameters; returns them normalised, fmax resolved
+    (None -> sample_rate / 2). Shared by :func:`logmel_delta` and ``LogMelDelta``."""
+    sample_rate = _int_arg(sample_rate, "sample_rate", 1)
+    n_fft = _int_arg(n_fft, "n_fft", 2)
+    win_length = _int_arg(win_length, "win_length", 1)
+    hop_length = _int_arg(hop_length, "hop_length", 1)
+    n_mels = _int_arg(n_mels, "n_mels", 1)
+    if win_length > n_fft:
+        raise ValueError(f"win_length ({win_length}) must be <= n_fft ({n_fft})")
+    nyquist = sample_rate / 2.0
+    fmax = nyquist if fmax is None else float(fmax)
+    if not 0.0 <= float(fmin) < fmax:
+        raise ValueError(f"need 0 <= fmin < fmax, got fmin={fmin}, fmax={fmax}")
+    if fmax > nyquist:
+        raise ValueError(f"fmax={fmax} Hz exceeds the Nyquist frequency {nyquist} Hz of "
+                         f"sample_rate={sample_rate}")
+    if isinstance(window, torch.Tensor):
+        if window.shape != (win_length,):
+            raise ValueError(f"window tensor must have shape ({win_length},), "
+                             f"got {tuple(window.shape)}")
+    elif window not in WINDOWS:
+        raise ValueError(f"window must be one of {WINDOWS} or a tensor, got {window!r}")
+    return sample_rate, n_fft, win_length, hop_length, n_mels, float(fmin), fmax
 
 
 def _validate_lengths(lengths, waveform: torch.Tensor, n_fft: int, center: bool) -> torch.Tensor:
@@ -124,7 +143,7 @@ def logmel_delta_with_bank(
         return out[0]
     if lens is None:
         return out
-    return out, frame_lengths(lens, n_fft, hop_length, center)
+    return out, frame_count(lens, n_fft, hop_length, center)
 
 
 def logmel_delta(
@@ -161,33 +180,12 @@ def logmel_delta(
         ``(features, frame_lengths)``.
     """
     waveform = validate_waveform(waveform)
-    sample_rate = _int_arg(sample_rate, "sample_rate", 1)
-    n_fft = _int_arg(n_fft, "n_fft", 2)
-    win_length = _int_arg(win_length, "win_length", 1)
-    hop_length = _int_arg(hop_length, "hop_length", 1)
-    n_mels = _int_arg(n_mels, "n_mels", 1)
-    if win_length > n_fft:
-        raise ValueError(f"win_length ({win_length}) must be <= n_fft ({n_fft})")
-    nyquist = sample_rate / 2.0
-    fmax_v = nyquist if fmax is None else float(fmax)
-    if not 0.0 <= float(fmin) < fmax_v:
-        raise ValueError(f"need 0 <= fmin < fmax, got fmin={fmin}, fmax={fmax_v}")
-    if fmax_v > nyquist:
-        raise ValueError(f"fmax={fmax_v} Hz exceeds the Nyquist frequency {nyquist} Hz of "
-                         f"sample_rate={sample_rate}")
+    sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax = check_params(
+        sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax, window)
     if isinstance(window, torch.Tensor):
-        if window.shape != (win_length,):
-            raise ValueError(f"window tensor must have shape ({win_length},), "
-                             f"got {tuple(window.shape)}")
         win = analysis_window(window, win_length, n_fft)
-    elif window in WINDOWS:
-        win = _cached_window(window, win_length, n_fft, waveform.device, waveform.dtype)
     else:
-        raise ValueError(f"window must be one of {WINDOWS} or a tensor, got {window!r}")
-    fb = _cached_bank(sample_rate, n_fft, n_mels, float(fmin), fmax_v, bool(htk),
+        win = _cached_window(window, win_length, n_fft, waveform.device, waveform.dtype)
+    fb = _cached_bank(sample_rate, n_fft, n_mels, fmin, fmax, bool(htk),
                       waveform.device, waveform.dtype)
     return logmel_delta_with_bank(waveform, win, fb, hop_length, center, amin, lengths, backend)
-
-
-# `frame_count` is re-exported for callers that size buffers (e.g. the feature cache).
-frame_count = frame_count

@@ -65,8 +65,8 @@ def logmel_delta_reference(
     return out
 
 
-def frame_count(n: int, n_fft: int, hop_length: int, center: bool) -> int:
-    """Frames of an n-sample signal (torch.stft / librosa convention)."""
-    if center:
-        return 1 + n // hop_length
-    return 1 + (n - n_fft) // hop_length if n >= n_fft else 0
+def frame_count(n, n_fft: int, hop_length: int, center: bool):
+    """Frames of an n-sample signal (torch.stft / librosa convention); `n` an int or a tensor of
+    per-item lengths. Fewer than n_fft samples give 0 frames when center=False."""
+    frames = 1 + n // hop_length if center else 1 + (n - n_fft) // hop_length
+    return frames.clamp(min=0) if isinstance(frames, torch.Tensor) else max(frames, 0)

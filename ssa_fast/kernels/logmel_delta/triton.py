@@ -23,6 +23,7 @@ import triton
 import triton.language as tl
 
 from ..._backend import triton_interpret
+from .reference import frame_count
 
 HALO = 4
 
@@ -121,11 +122,7 @@ def logmel_delta_triton(
     frames = x.unfold(-1, n_fft, hop_length)  # (B, T, n_fft) view
     spec = torch.view_as_real(torch.fft.rfft(frames * window, dim=-1))  # (B, T, F, 2)
     T = spec.shape[1]
-    if center:
-        n_frames = 1 + lengths // hop_length
-    else:
-        n_frames = 1 + (lengths - n_fft) // hop_length
-    n_frames = n_frames.to(torch.int32)
+    n_frames = frame_count(lengths, n_fft, hop_length, center).to(torch.int32)
     out = torch.empty(B, 3, T, M, dtype=torch.float32, device=x.device)
     block_r = block_rows or default_block_rows()
     block_m = max(16, triton.next_power_of_2(M))
