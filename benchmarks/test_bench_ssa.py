@@ -13,8 +13,7 @@ import torch
 
 import ssa_fast
 from ssa_fast.kernels.l1_project import l1_project_reference_
-from ssa_fast.kernels.ssa_attention import ssa_attention_literal
-from ssa_fast.kernels.ssa_attention.function import ssa_attention_fast_reference
+from ssa_fast.kernels.ssa_attention.reference import ssa_attention_fast, ssa_attention_literal
 
 CPU_SSA = ["cpp", "reference", "literal"]
 GPU_SSA = ["triton", "reference", "literal", "compile_literal"]
@@ -34,7 +33,7 @@ def _ssa_step(impl, inputs):
     if impl in ("cpp", "triton"):
         fn = lambda *a: ssa_fast.ssa_attention(*a, backend=impl)
     elif impl == "reference":
-        fn = lambda *a: ssa_attention_fast_reference(*a, scale, "concat")
+        fn = lambda *a: ssa_attention_fast(*a, scale, "concat")
     elif impl == "literal":
         fn = lambda *a: ssa_attention_literal(*a, scale, "concat")
     else:

@@ -80,3 +80,13 @@ def test_bad_input():
         ssa_fast.l1_project_(W, torch.randn(0, 16))
     with pytest.raises(TypeError, match="floating point"):
         ssa_fast.l1_project_(W, torch.ones(3, 16, dtype=torch.long))
+
+
+def test_non_contiguous_weight_is_projected_in_place(backend):
+    dev = device_for(backend)
+    storage = torch.randn(64, 6, device=dev)
+    W = storage.T  # (6, 64), not contiguous
+    x = torch.randn(10, 64, device=dev)
+    expected = l1_project_reference_(W.detach().cpu().contiguous(), x.cpu())
+    assert ssa_fast.l1_project_(W, x, backend=backend) is W
+    torch.testing.assert_close(storage.T.cpu(), expected, rtol=1e-5, atol=1e-9)

@@ -37,6 +37,9 @@ def l1_project_(weight: torch.Tensor, x: torch.Tensor, backend: str | None = Non
     if x.device != weight.device:
         raise ValueError(f"x is on {x.device} but weight is on {weight.device}")
     name = _backend.resolve("l1_project_", weight.device, backend, weight.dtype)
-    if name != "reference" and not weight.is_contiguous():
-        name = "reference"
-    return run_backend(name, weight, x.detach())
+    if weight.is_contiguous():
+        return run_backend(name, weight, x.detach())
+    # The kernels work on contiguous rows: project a contiguous copy and write it back.
+    with torch.no_grad():
+        weight.copy_(run_backend(name, weight.contiguous(), x.detach()))
+    return weight

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .reference import ssa_core_backward_reference, ssa_core_reference
+from .reference import combine_outputs, ssa_core_backward_reference, ssa_core_reference
 
 _NATIVE = (torch.float32, torch.float64)
 
@@ -50,8 +50,7 @@ class SSAAttentionFunction(torch.autograd.Function):
         qk_sp = q @ w_k_sp.to(work).T
         p_em, p_sp, alpha, _ = core_forward(backend, he, hs, qk_em, qk_sp, scale)
         p_em, p_sp, alpha = p_em.to(dtype), p_sp.to(dtype), alpha.to(dtype)
-        c_em, c_sp = p_em @ w_v_em, p_sp @ w_v_sp
-        c = torch.cat([c_em, c_sp], dim=-1) if combine == "concat" else c_em + c_sp
+        c = combine_outputs(p_em @ w_v_em, p_sp @ w_v_sp, combine)
         ctx.save_for_backward(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, q, qk_em, qk_sp,
                               p_em, p_sp, alpha)
         ctx.scale, ctx.combine, ctx.backend, ctx.work = scale, combine, backend, work
@@ -83,11 +82,3 @@ class SSAAttentionFunction(torch.autograd.Function):
                 dw_k_em.to(w_k_em.dtype), dw_k_sp.to(w_k_sp.dtype), dw_v_em, dw_v_sp,
                 None, None, None)
 
-
-def ssa_attention_fast_reference(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, scale,
-                                 combine):
-    """The fast form in plain torch (autograd by torch): the `reference` backend."""
-    q = torch.einsum("btd,t->bd", h_em, w_q)
-    p_em, p_sp, alpha, _ = ssa_core_reference(h_em, h_sp, q @ w_k_em.T, q @ w_k_sp.T, scale)
-    c_em, c_sp = p_em @ w_v_em, p_sp @ w_v_sp
-    return (torch.cat([c_em, c_sp], dim=-1) if combine == "concat" else c_em + c_sp), alpha

@@ -19,6 +19,11 @@ from __future__ import annotations
 import torch
 
 
+def combine_outputs(c_em: torch.Tensor, c_sp: torch.Tensor, combine: str) -> torch.Tensor:
+    """c = [c_em ; c_sp] (B, 2d) for "concat", c_em + c_sp (B, d) for "sum"."""
+    return torch.cat([c_em, c_sp], dim=-1) if combine == "concat" else c_em + c_sp
+
+
 def ssa_attention_literal(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, scale, combine):
     """Paper-literal SSA: the baseline the fast form must agree with to rounding."""
     q = torch.einsum("btd,t->bd", h_em, w_q)
@@ -29,8 +34,14 @@ def ssa_attention_literal(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, scale
     T = h_em.shape[1]
     c_em = torch.einsum("bt,btd->bd", alpha[:, :T], v_em)
     c_sp = torch.einsum("bt,btd->bd", alpha[:, T:], v_sp)
-    c = torch.cat([c_em, c_sp], dim=-1) if combine == "concat" else c_em + c_sp
-    return c, alpha
+    return combine_outputs(c_em, c_sp, combine), alpha
+
+
+def ssa_attention_fast(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, scale, combine):
+    """The fast form in plain torch (autograd by torch): the `reference` backend."""
+    q = torch.einsum("btd,t->bd", h_em, w_q)
+    p_em, p_sp, alpha, _ = ssa_core_reference(h_em, h_sp, q @ w_k_em.T, q @ w_k_sp.T, scale)
+    return combine_outputs(p_em @ w_v_em, p_sp @ w_v_sp, combine), alpha
 
 
 def ssa_core_reference(
