@@ -204,7 +204,7 @@ def cmd_predict(args) -> int:
     from .data.segments import Normaliser, make_segments
     from .kernels.logmel_delta import logmel_delta
     from .models import SSACRNN, model_from_config
-    from .train import load_checkpoint
+    from .train import load_checkpoint, utterance_probabilities
 
     ckpt = load_checkpoint(args.checkpoint)
     bundle = ckpt.get("bundle") or {}
@@ -236,7 +236,8 @@ def cmd_predict(args) -> int:
             out = model(segs.x)
         logits = out.emotion_logits if isinstance(model, SSACRNN) else out
         logp = torch.log_softmax(logits, dim=-1)
-        probs = torch.softmax(logp.mean(dim=0), dim=-1)  # mean of segment log-probabilities
+        probs = utterance_probabilities(logp, torch.zeros(len(logp), dtype=torch.long), 1,
+                                        ckpt["config"]["pooling"])[0]
         res = {"file": str(path), "emotion": classes[int(probs.argmax())],
                "probabilities": dict(zip(classes, map(float, probs), strict=True)),
                "segments": [classes[int(i)] for i in logp.argmax(dim=1)]}
@@ -323,8 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="emotion of audio files with a trained model",
                        description="Classify audio files with a checkpoint written by "
                                    "`ssa-fast cv` (<out>/<model>/foldNN/best.pt): prints the "
-                                   "emotion, the class probabilities (mean of the segments' "
-                                   "log-probabilities) and per-segment decisions. Features are "
+                                   "emotion, the class probabilities (pooled over segments as "
+                                   "in training, --pooling of cv) and per-segment decisions. "
+                                   "Features are "
                                    "normalised with the training statistics of --speaker, or "
                                    "with the utterance's own statistics for an unseen speaker.")
     p.add_argument("checkpoint", help="best.pt of a trained model")

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..kernels.l1_project import l1_project_
-from ..kernels.ssa_attention import ssa_attention
+from ..kernels.ssa_attention import COMBINES, ssa_attention
 from .presets import Preset
 
 
@@ -65,6 +65,8 @@ class SelfSpeakerAttention(nn.Module):
     def __init__(self, T: int, d: int, combine: str = "concat", scale: float | None = None,
                  backend: str | None = None):
         super().__init__()
+        if combine not in COMBINES:
+            raise ValueError(f"combine must be one of {COMBINES}, got {combine!r}")
         # [choice] q starts as the mean over frames of h_em.
         self.w_q = nn.Parameter(torch.full((T,), 1.0 / T))
         self.w_k_em, self.w_k_sp, self.w_v_em, self.w_v_sp = (

@@ -1,9 +1,17 @@
 """Training, evaluation, cross-validation and metrics (SPEC.md section 7)."""
 
 from .cv import PROTOCOLS, cross_validate, make_folds, prepare_fold
-from .loop import MODELS, TrainConfig, build_model, evaluate, load_checkpoint, train
+from .loop import (
+    MODELS,
+    TrainConfig,
+    build_model,
+    evaluate,
+    load_checkpoint,
+    train,
+    utterance_probabilities,
+)
 from .metrics import confusion_matrix, mean_ci95, normalised, uar
 
 __all__ = ["MODELS", "PROTOCOLS", "TrainConfig", "build_model", "confusion_matrix",
            "cross_validate", "evaluate", "load_checkpoint", "make_folds", "mean_ci95",
-           "normalised", "prepare_fold", "train", "uar"]
+           "normalised", "prepare_fold", "train", "uar", "utterance_probabilities"]

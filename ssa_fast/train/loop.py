@@ -80,6 +80,25 @@ def _forward(model, x):
     return logits, None, (alpha, z)
 
 
+def utterance_probabilities(logp: torch.Tensor, utterance: torch.Tensor, n_utterances: int,
+                            pooling: str = "mean") -> torch.Tensor:
+    """Class probabilities (U, K) of each utterance from its segments' log-probabilities (S, K);
+    ``utterance`` (S,) holds each segment's utterance in [0, U).
+
+    "mean" [choice]: softmax of the mean segment log-probability; "max" (Chen et al.'s code):
+    the largest segment posterior per class, renormalised.
+    """
+    U, K = n_utterances, logp.shape[1]
+    if pooling == "mean":
+        total = torch.zeros(U, K, dtype=logp.dtype).index_add_(0, utterance, logp)
+        count = torch.zeros(U, dtype=logp.dtype).index_add_(0, utterance, torch.ones_like(
+            utterance, dtype=logp.dtype))
+        return torch.softmax(total / count[:, None], dim=-1)
+    best = torch.zeros(U, K, dtype=logp.dtype).scatter_reduce(
+        0, utterance[:, None].expand_as(logp), logp.exp(), "amax")
+    return best / best.sum(dim=1, keepdim=True)
+
+
 @torch.no_grad()
 def evaluate(model, segs: Segments, cfg: TrainConfig, n_classes: int, *,
              keep_outputs: bool = False) -> dict:
@@ -103,13 +122,8 @@ def evaluate(model, segs: Segments, cfg: TrainConfig, n_classes: int, *,
     logp = torch.cat(logps)
     y = segs.label
     seg_cm = confusion_matrix(y.numpy(), logp.argmax(1).numpy(), n_classes)
-    # Utterance decision from its segments [choice: mean of log-probabilities].
     utt_ids, inverse = torch.unique(segs.utterance, return_inverse=True)
-    if cfg.pooling == "mean":
-        pooled = torch.zeros(len(utt_ids), n_classes).index_add_(0, inverse, logp)
-    else:
-        pooled = torch.full((len(utt_ids), n_classes), -1.0).scatter_reduce(
-            0, inverse[:, None].expand_as(logp), logp.exp(), "amax")
+    pooled = utterance_probabilities(logp, inverse, len(utt_ids), cfg.pooling)
     utt_y = torch.zeros(len(utt_ids), dtype=torch.long).scatter_(0, inverse, y)
     utt_cm = confusion_matrix(utt_y.numpy(), pooled.argmax(1).numpy(), n_classes)
     out = {"segment_uar": uar(seg_cm), "utterance_uar": uar(utt_cm),

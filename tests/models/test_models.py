@@ -91,6 +91,8 @@ def test_bad_configuration():
         ACRNN(4, preset="huge")
     with pytest.raises(ValueError, match="n_classes"):
         ACRNN(1)
+    with pytest.raises(ValueError, match="combine"):
+        SSACRNN(4, 3, preset="small", combine="mean")
     with pytest.raises(ValueError, match="300 frames"):
         SSACRNN(4, 3, preset="small")(torch.randn(1, 3, 200, 40))
 

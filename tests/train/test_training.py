@@ -31,6 +31,20 @@ def test_uar_against_a_hand_made_confusion_matrix():
     assert uar(cm) != pytest.approx(np.trace(cm) / cm.sum())  # not the accuracy
 
 
+def test_utterance_pooling_rules():
+    from ssa_fast.train import utterance_probabilities
+
+    post = torch.tensor([[0.7, 0.3], [0.1, 0.9], [0.4, 0.6], [0.2, 0.8]])
+    utt = torch.tensor([0, 0, 0, 1])
+    mean = utterance_probabilities(post.log(), utt, 2, "mean")
+    g = torch.exp(post[:3].log().mean(0))
+    torch.testing.assert_close(mean[0], g / g.sum())
+    best = utterance_probabilities(post.log(), utt, 2, "max")
+    torch.testing.assert_close(best[0], torch.tensor([0.7, 0.9]) / 1.6)
+    torch.testing.assert_close(best[1], post[3])
+    assert mean[0].argmax() == 1 and best[0].argmax() == 1
+
+
 def test_mean_ci95_uses_the_t_distribution():
     mean, half = mean_ci95([0.6, 0.7, 0.8])
     assert mean == pytest.approx(0.7)
