@@ -11,17 +11,11 @@ import pytest
 import torch
 
 import ssa_fast
-from ssa_fast.kernels.logmel_delta.filters import analysis_window, mel_filterbank
-from ssa_fast.kernels.logmel_delta.reference import logmel_delta_reference
+from ssa_fast.bench import logmel_signal, logmel_workload
 
 SR = 16000
 CPU_IMPLS = ["cpp", "reference", "librosa", "stft_floor"]
 GPU_IMPLS = ["triton", "reference", "compile_reference", "nnaudio", "stft_floor"]
-
-
-def _signal(seconds: float, batch: int, device: str) -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    return (0.1 * torch.randn(batch, int(seconds * SR), generator=g)).to(device)
 
 
 def _record(benchmark, seconds, batch):
@@ -31,20 +25,8 @@ def _record(benchmark, seconds, batch):
 
 
 def _impl(name: str, x: torch.Tensor):
-    window = analysis_window("hamming", 400, 512).float().to(x.device)
-    fb = mel_filterbank(SR, 512, 40).float().to(x.device)
-    if name in ("cpp", "triton"):
-        return lambda: ssa_fast.logmel_delta(x, backend=name)
-    if name == "reference":
-        return lambda: logmel_delta_reference(x, None, window, fb, 160, True, 1e-10)
-    if name == "compile_reference":
-        f = torch.compile(logmel_delta_reference, dynamic=False)
-        return lambda: f(x, None, window, fb, 160, True, 1e-10)
-    if name == "stft_floor":
-        # The FFT of the same frames, with the same window: a floor no fused chain can beat
-        # without a faster FFT.
-        return lambda: torch.stft(x, 512, hop_length=160, win_length=512, window=window,
-                                  center=True, pad_mode="constant", return_complex=True)
+    if name in ("cpp", "triton", "reference", "compile_reference", "stft_floor"):
+        return logmel_workload(name, x)
     if name == "librosa":
         librosa = pytest.importorskip("librosa")
         y = x.cpu().numpy()
@@ -76,7 +58,7 @@ def test_logmel_delta_cpu(run_bench, benchmark, impl, seconds, batch, threads):
     if impl == "cpp" and "cpp" not in ssa_fast.available_backends("cpu"):
         pytest.fail("the cpp backend is not built")
     benchmark.group = f"logmel_delta cpu {seconds}s x{batch} threads={threads}"
-    x = _signal(seconds, batch, "cpu")
+    x = logmel_signal(seconds, batch, "cpu")
     rounds = 5 if seconds * batch >= 600 and impl in ("librosa", "reference") else None
     run_bench(_impl(impl, x), device="cpu", rounds=rounds)
     _record(benchmark, seconds, batch)
@@ -87,13 +69,13 @@ def test_logmel_delta_cpu(run_bench, benchmark, impl, seconds, batch, threads):
 @pytest.mark.parametrize("impl", GPU_IMPLS)
 def test_logmel_delta_cuda(run_bench, benchmark, impl, seconds, batch):
     benchmark.group = f"logmel_delta cuda {seconds}s x{batch}"
-    x = _signal(seconds, batch, "cuda")
+    x = logmel_signal(seconds, batch, "cuda")
     run_bench(_impl(impl, x), device="cuda")
     _record(benchmark, seconds, batch)
 
 
 def test_cpu_rows_agree():
     """Not a timing: the rows being compared compute the same features (guards the benchmark)."""
-    x = _signal(3, 2, "cpu")
+    x = logmel_signal(3, 2, "cpu")
     ref = _impl("reference", x)()
     np.testing.assert_allclose(_impl("cpp", x)().numpy(), ref.numpy(), atol=1e-4)

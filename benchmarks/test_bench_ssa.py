@@ -6,50 +6,18 @@ l1_project_: one launch, >= 3x eager. ``min_bytes`` in each row is the traffic n
 can avoid (h read by forward and backward, dh written), the floor at the device's bandwidth.
 """
 
-import math
-
 import pytest
 import torch
 
 import ssa_fast
-from ssa_fast.kernels.l1_project import l1_project_reference_
-from ssa_fast.kernels.ssa_attention.reference import ssa_attention_fast, ssa_attention_literal
+from ssa_fast.bench import l1_workload, ssa_inputs, ssa_min_bytes, ssa_workload
 
 CPU_SSA = ["cpp", "reference", "literal"]
 GPU_SSA = ["triton", "reference", "literal", "compile_literal"]
 
 
-def _inputs(B, T, d, device):
-    g = torch.Generator().manual_seed(0)
-    t = [torch.randn(B, T, d, generator=g), torch.randn(B, T, d, generator=g),
-         torch.randn(T, generator=g)] + [torch.randn(d, d, generator=g) / math.sqrt(d)
-                                         for _ in range(4)]
-    return [x.to(device).requires_grad_(True) for x in t]
-
-
-def _ssa_step(impl, inputs):
-    T = inputs[0].shape[1]
-    scale = 1 / math.sqrt(T)
-    if impl in ("cpp", "triton"):
-        fn = lambda *a: ssa_fast.ssa_attention(*a, backend=impl)
-    elif impl == "reference":
-        fn = lambda *a: ssa_attention_fast(*a, scale, "concat")
-    elif impl == "literal":
-        fn = lambda *a: ssa_attention_literal(*a, scale, "concat")
-    else:
-        fn = torch.compile(lambda *a: ssa_attention_literal(*a, scale, "concat"))
-    B, _, d = inputs[0].shape
-    gc = torch.randn(B, 2 * d, device=inputs[0].device)
-
-    def step():
-        c, alpha = fn(*inputs)
-        return torch.autograd.grad((c * gc).sum() + alpha.sum(), inputs)
-
-    return step
-
-
 def _record_ssa(benchmark, B, T, d):
-    min_bytes = 6 * B * T * d * 4  # h_em, h_sp read twice, dh_em, dh_sp written (fp32)
+    min_bytes = ssa_min_bytes(B, T, d)
     benchmark.extra_info["min_bytes"] = min_bytes
     benchmark.extra_info["GB_per_s_at_min_bytes"] = min_bytes / benchmark.stats.stats.median / 1e9
 
@@ -60,7 +28,7 @@ def _record_ssa(benchmark, B, T, d):
 def test_ssa_fwd_bwd_cpu(run_bench, benchmark, impl, B, threads):
     T, d = 150, 256
     benchmark.group = f"ssa_attention fwd+bwd cpu B={B} T={T} d={d} threads={threads}"
-    run_bench(_ssa_step(impl, _inputs(B, T, d, "cpu")), device="cpu")
+    run_bench(ssa_workload(impl, ssa_inputs(B, T, d, "cpu")), device="cpu")
     _record_ssa(benchmark, B, T, d)
 
 
@@ -70,7 +38,7 @@ def test_ssa_fwd_bwd_cpu(run_bench, benchmark, impl, B, threads):
 def test_ssa_fwd_bwd_cuda(run_bench, benchmark, impl, B):
     T, d = 150, 256
     benchmark.group = f"ssa_attention fwd+bwd cuda B={B} T={T} d={d}"
-    run_bench(_ssa_step(impl, _inputs(B, T, d, "cuda")), device="cuda")
+    run_bench(ssa_workload(impl, ssa_inputs(B, T, d, "cuda")), device="cuda")
     _record_ssa(benchmark, B, T, d)
 
 
@@ -81,11 +49,6 @@ def test_l1_project(run_bench, benchmark, impl, K, n, N):
     if impl not in ssa_fast.available_backends(device):
         pytest.skip(f"{impl} does not run on {device}")
     benchmark.group = f"l1_project_ {device} K={K} n={n} N={N}"
-    w = torch.randn(K, n, device=device)
-    x = torch.randn(N, n, device=device)
-    if impl == "reference":
-        fn = lambda: l1_project_reference_(w, x)
-    else:
-        fn = lambda: ssa_fast.l1_project_(w, x, backend=impl)
+    fn = l1_workload(impl, K, n, N, device)
     run_bench(fn, device=device)
     benchmark.extra_info["min_bytes"] = (2 * K * n + N * n) * 4

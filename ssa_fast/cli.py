@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -65,85 +64,14 @@ def cmd_features(args) -> int:
     return 0 if len(skipped) < len(args.files) else 1
 
 
-DEMO_SENTENCES = [
-    ("en-us", "Speech emotion recognition listens to how something is said, not only what."),
-    ("en+f3", "The same rise in pitch can mean joy for one speaker and anger for another."),
-    ("en-us+m3", "That is why the model attends to who is speaking."),
-]
-
-
-def _median_ms(fn, repeats: int = 7) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
-
-
 def cmd_demo(args) -> int:
-    import soundfile as sf
-    import torch
+    from .demo import feature_check, run_demo
 
-    from . import _backend
-    from .audio import resample, synthesize
-    from .kernels.logmel_delta import logmel_delta
-    from .reports import plot_logmel_delta
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    sr = 16000
-
-    print("1. synthesising speech with espeak-ng (three voices)")
-    pieces = []
-    for voice, text in DEMO_SENTENCES:
-        y, sr_in = synthesize(text, voice)
-        pieces += [resample(y, sr_in, sr), np.zeros(sr // 4, np.float32)]
-    wave = np.concatenate(pieces)
-    wav_path = out / "demo_utterance.wav"
-    sf.write(wav_path, wave, sr)
-    print(f"   {len(wave) / sr:.2f} s of speech -> {wav_path}")
-
-    backend = _backend.resolve("logmel_delta", device)
-    x = torch.from_numpy(wave).to(device)
-    print(f"2. 3-D log-Mel on {device.type} with the '{backend}' backend "
-          f"(available: {', '.join(_backend.available_backends(device))})")
-    feats = logmel_delta(x, backend=backend)
-    ref = logmel_delta(x.double(), backend="reference")
-    err = (feats.double() - ref).abs().amax(dim=(1, 2)).tolist()
-    print(f"   features {tuple(feats.shape)}; max |{backend} - float64 reference| per channel: "
-          + ", ".join(f"{e:.1e}" for e in err))
-
-    lengths = [len(p) for p in pieces[0::2]]
-    batch = torch.zeros(len(lengths), max(lengths), device=device)
-    for i, p in enumerate(pieces[0::2]):
-        batch[i, : len(p)] = torch.from_numpy(p)
-    bfeats, frames = logmel_delta(batch, lengths=torch.tensor(lengths), backend=backend)
-    alone = [logmel_delta(batch[i, :n], backend=backend) for i, n in enumerate(lengths)]
-    worst = max(float((bfeats[i, :, :t] - a).abs().max()) for i, (t, a) in
-                enumerate(zip(frames.tolist(), alone, strict=True)))
-    print(f"   ragged batch of {len(lengths)} sentences: batched == one-by-one to {worst:.1e}")
-
-    t_fast = _median_ms(lambda: logmel_delta(x, backend=backend))
-    t_ref = _median_ms(lambda: logmel_delta(x, backend="reference"))
-    line = (f"3. timing ({torch.get_num_threads()} threads): {backend} {t_fast:.2f} ms, "
-            f"reference {t_ref:.2f} ms")
-    try:
-        import librosa
-
-        t_lib = _median_ms(lambda: librosa.feature.melspectrogram(
-            y=wave, sr=sr, n_fft=512, hop_length=160, win_length=400, window="hamming",
-            n_mels=40))
-        line += f", librosa (mel only) {t_lib:.2f} ms"
-    except ImportError:
-        pass
-    print(line + f"; {len(wave) / sr / 3600 / (t_fast / 1e3):.1f} hours of audio per second")
-
-    png = plot_logmel_delta(feats, out / "demo_logmel_delta.png", waveform=wave, sample_rate=sr,
-                            title="3-D log-Mel of a synthesised utterance (ssa_fast.logmel_delta)")
-    print(f"4. figure -> {png}")
+    if args.features_only:
+        feature_check(args.out)
+        return 0
+    run_demo(args.out, folds=args.folds, epochs=args.epochs, size=args.size,
+             progress=not args.quiet)
     return 0
 
 
@@ -161,14 +89,13 @@ def cmd_synth(args) -> int:
     return 0
 
 
-def cmd_cv(args) -> int:
+def _load_corpus(args):
+    """The corpus of the command line with its (cached) features; prints a one-line summary."""
     import torch
 
     from .data import corpus_features, load_corpus
-    from .reports import write_reports
-    from .train import TrainConfig, cross_validate
 
-    if args.threads:
+    if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     options = {}
@@ -181,11 +108,26 @@ def cmd_cv(args) -> int:
                                     n_mels=args.n_mels)
     for item, why in corpus.skipped[: args.show_skipped]:
         print(f"skipped: {item}: {why}", file=sys.stderr)
-    cfg = TrainConfig(preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
-                      lr=args.lr, patience=args.patience, seed=args.seed, device=device,
-                      bf16=args.bf16, compile=args.compile, pooling=args.pooling)
-    results = cross_validate(corpus, feats, args.models, cfg, args.out, protocol=args.protocol,
-                             k=args.folds, normalisation=args.normalisation,
+    return corpus, feats, device
+
+
+def _train_config(args, device: str, model: str = "ssa-crnn-r"):
+    from .train import TrainConfig
+
+    return TrainConfig(model=model, preset=args.preset, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+                       seed=args.seed, device=device, bf16=args.bf16, compile=args.compile,
+                       pooling=args.pooling, speaker_weight=args.speaker_weight)
+
+
+def cmd_cv(args) -> int:
+    from .reports import write_reports
+    from .train import cross_validate
+
+    corpus, feats, device = _load_corpus(args)
+    results = cross_validate(corpus, feats, args.models, _train_config(args, device), args.out,
+                             protocol=args.protocol, k=args.folds,
+                             normalisation=args.normalisation,
                              segment_frames=args.segment_frames, train_hop=args.train_hop,
                              resume=not args.restart, progress=not args.quiet,
                              feature_params={"n_mels": args.n_mels})
@@ -195,30 +137,124 @@ def cmd_cv(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    import json
+
+    from .reports.experiment import plot_history
+    from .train import make_folds, prepare_fold, train
+
+    corpus, feats, device = _load_corpus(args)
+    folds = make_folds(corpus, args.protocol, args.folds, args.seed)
+    if not 0 <= args.fold < len(folds):
+        print(f"--fold must be in [0, {len(folds)}) for {len(folds)} folds, got {args.fold}",
+              file=sys.stderr)
+        return 2
+    tr, va = folds[args.fold]
+    train_segs, val_segs, norm = prepare_fold(corpus, feats, tr, va,
+                                              normalisation=args.normalisation,
+                                              segment_frames=args.segment_frames,
+                                              train_hop=args.train_hop)
+    print(f"fold {args.fold} of {len(folds)} ({args.protocol}): {len(tr)} training / {len(va)} "
+          f"validation utterances, {len(train_segs)} / {len(val_segs)} segments")
+    bundle = {"classes": corpus.classes, "speakers": corpus.speakers,
+              "normaliser": norm.state_dict(), "segment_frames": args.segment_frames,
+              "feature_params": {"n_mels": args.n_mels}}
+    cfg = _train_config(args, device, args.model)
+    out = Path(args.out)
+    res = train(cfg, train_segs, val_segs, n_classes=len(corpus.classes),
+                n_speakers=len(corpus.speakers), out_dir=out, resume=args.resume,
+                progress=not args.quiet, bundle=bundle,
+                on_epoch_end=None if args.quiet else _print_epoch)
+    keep = {k: v for k, v in res.items() if k not in ("model", "alpha_em", "alpha_sp", "z")}
+    (out / "result.json").write_text(json.dumps(keep, indent=1))
+    png = plot_history(res["history"], out / "training_curves.png", title=cfg.model)
+    print(f"selected epoch {res['best_epoch'] + 1}: validation UAR segment "
+          f"{100 * res['segment_uar']:.2f} %, utterance {100 * res['utterance_uar']:.2f} %")
+    print(f"model -> {out / 'best.pt'}; curves -> {png}")
+    return 0
+
+
+def _print_epoch(epoch: int, m: dict) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(f"epoch {epoch + 1}: train loss {m['train_loss']:.4f}, validation UAR segment "
+               f"{100 * m['segment_uar']:.2f} %, utterance {100 * m['utterance_uar']:.2f} %")
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    import torch
+
+    from .data import corpus_features, load_corpus
+    from .train import make_folds
+    from .train.inference import load_trained, score
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tm = load_trained(args.checkpoint, device)
+    options = {}
+    if args.corpus == "iemocap":
+        options = {"merge_excited": args.merge_excited, "scripted": args.scripted}
+    corpus = load_corpus(args.corpus, args.root, **options)
+    n_mels = tm.feature_params.get("n_mels", 40)
+    corpus, feats = corpus_features(corpus, args.cache, device=device, progress=not args.quiet,
+                                    n_mels=n_mels)
+    idx = list(range(len(corpus)))
+    where = "all utterances"
+    if args.fold is not None:
+        idx = list(make_folds(corpus, args.protocol, args.folds, args.seed)[args.fold][1])
+        where = f"validation set of fold {args.fold} ({args.protocol}, {args.folds} folds)"
+    res = score(tm, [feats[i] for i in idx], [corpus.classes[corpus.labels[i]] for i in idx],
+                [corpus[i].speaker for i in idx])
+    res.update(checkpoint=str(args.checkpoint), corpus=corpus.name, subset=where)
+    if args.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(f"{corpus.name}, {where}: {res['n_utterances']} utterances, "
+              f"{res['n_segments']} segments")
+        print(f"UAR: segment {100 * res['segment_uar']:.2f} %, "
+              f"utterance {100 * res['utterance_uar']:.2f} %")
+        print("utterance confusion matrix (rows: true " + ", ".join(tm.classes) + "):")
+        for name, row in zip(tm.classes, res["utterance_cm"], strict=True):
+            print(f"  {name:>8} " + " ".join(f"{v:5d}" for v in row))
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    import torch
+
+    from .bench import format_rows, quick_bench
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rows = quick_bench(device, ops=args.ops, compile=args.compile, budget_s=args.budget,
+                       progress=not args.quiet)
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else \
+        f"cpu, {torch.get_num_threads()} threads"
+    print(f"device: {name}; median milliseconds")
+    print(format_rows(rows))
+    print("full suite with floors and peers: make bench (pytest benchmarks --benchmark-only)")
+    return 0
+
+
 def cmd_predict(args) -> int:
     import json
 
     import torch
 
     from .audio import AudioError, load
-    from .data.segments import Normaliser, make_segments
     from .kernels.logmel_delta import logmel_delta
-    from .models import SSACRNN, model_from_config
-    from .train import load_checkpoint, utterance_probabilities
+    from .train.inference import classify, load_trained
 
-    ckpt = load_checkpoint(args.checkpoint)
-    bundle = ckpt.get("bundle") or {}
-    if "classes" not in bundle or "normaliser" not in bundle:
-        print(f"{args.checkpoint}: not a model checkpoint written by `ssa-fast cv` (best.pt)",
-              file=sys.stderr)
+    try:
+        tm = load_trained(args.checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        print(exc, file=sys.stderr)
         return 2
-    model = model_from_config(ckpt["model_config"])
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    classes = bundle["classes"]
-    norm = Normaliser.from_state_dict(bundle["normaliser"])
-    known = args.speaker if args.speaker in norm.stats else None
-    if args.speaker and known is None:
+    if args.speaker and args.speaker not in tm.normaliser.stats:
         print(f"speaker {args.speaker!r} was not in training: per-utterance normalisation",
               file=sys.stderr)
     results, status = [], 0
@@ -229,33 +265,72 @@ def cmd_predict(args) -> int:
             print(f"skipped: {exc}", file=sys.stderr)
             status = 1
             continue
-        feats = logmel_delta(torch.from_numpy(y), **bundle.get("feature_params", {}))
-        segs = make_segments([feats], [0], [known or "?"], norm, {},
-                             segment_frames=bundle["segment_frames"])
-        with torch.no_grad():
-            out = model(segs.x)
-        logits = out.emotion_logits if isinstance(model, SSACRNN) else out
-        logp = torch.log_softmax(logits, dim=-1)
-        probs = utterance_probabilities(logp, torch.zeros(len(logp), dtype=torch.long), 1,
-                                        ckpt["config"]["pooling"])[0]
-        res = {"file": str(path), "emotion": classes[int(probs.argmax())],
-               "probabilities": dict(zip(classes, map(float, probs), strict=True)),
-               "segments": [classes[int(i)] for i in logp.argmax(dim=1)]}
+        feats = logmel_delta(torch.from_numpy(y), **tm.feature_params)
+        probs, segs, out = classify(tm, [feats], [args.speaker])
+        probs = probs[0]
+        res = {"file": str(path), "emotion": tm.classes[int(probs.argmax())],
+               "probabilities": dict(zip(tm.classes, map(float, probs), strict=True)),
+               "segments": [tm.classes[int(i)] for i in out["logp"].argmax(dim=1)]}
         results.append(res)
-        if args.attention_plot and isinstance(model, SSACRNN):
+        if args.attention_plot and tm.is_ssa:
             from .reports.experiment import plot_attention
 
             out_dir = Path(args.attention_plot)
             out_dir.mkdir(parents=True, exist_ok=True)
-            data = {"ssa": {"alpha_em": out.alpha_em, "alpha_sp": out.alpha_sp,
-                            "labels": logp.argmax(dim=1), "lengths": segs.lengths}}
-            plot_attention(data, out_dir, classes).rename(out_dir / (Path(path).stem + ".png"))
+            data = {"ssa": {"alpha_em": out["alpha_em"], "alpha_sp": out["alpha_sp"],
+                            "labels": out["logp"].argmax(dim=1), "lengths": segs.lengths}}
+            plot_attention(data, out_dir, tm.classes).rename(out_dir / (Path(path).stem + ".png"))
         if not args.json:
             top = ", ".join(f"{c} {p:.2f}" for c, p in res["probabilities"].items())
             print(f"{path}: {res['emotion']}  ({top}; {len(res['segments'])} segment(s))")
     if args.json:
         print(json.dumps(results, indent=1))
     return status
+
+
+MODEL_CHOICES = ("acrnn", "acrnn-r", "ssa-crnn", "ssa-crnn-r")
+
+
+def _corpus_arguments(p: argparse.ArgumentParser, n_mels: bool = True) -> None:
+    p.add_argument("corpus", choices=("synthetic", "iemocap", "atthack", "manifest"))
+    p.add_argument("root", help="corpus folder (the manifest file for 'manifest')")
+    g = p.add_argument_group("corpus")
+    if n_mels:
+        g.add_argument("--n-mels", type=int, default=40)
+    g.add_argument("--merge-excited", action="store_true", help="IEMOCAP: exc -> hap")
+    g.add_argument("--scripted", action="store_true", help="IEMOCAP: scripted dialogs too")
+    g.add_argument("--cache", default=".ssa_fast_cache", help="feature cache folder")
+    g.add_argument("--show-skipped", type=int, default=20, help="skipped files to list")
+    g.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _protocol_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("protocol")
+    g.add_argument("--protocol", choices=("random", "linguistic", "loso"), default=None,
+                   help="default: linguistic for atthack and synthetic, random otherwise")
+    g.add_argument("--folds", type=int, default=10)
+
+
+def _training_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training (SPEC.md section 7 defaults)")
+    g.add_argument("--preset", choices=("paper", "small"), default="paper")
+    g.add_argument("--epochs", type=int, default=30)
+    g.add_argument("--batch-size", type=int, default=40)
+    g.add_argument("--lr", type=float, default=1e-4)
+    g.add_argument("--speaker-weight", type=float, default=1.0,
+                   help="lambda of the speaker loss (SSA-CRNN)")
+    g.add_argument("--patience", type=int, default=None, help="early stopping (epochs)")
+    g.add_argument("--pooling", choices=("mean", "max"), default="mean",
+                   help="utterance decision: mean of segment log-probs or max posterior")
+    g.add_argument("--normalisation", choices=("speaker", "global", "utterance"),
+                   default="speaker")
+    g.add_argument("--segment-frames", type=int, default=300)
+    g.add_argument("--train-hop", type=int, default=None, help="overlapping training segments")
+    g.add_argument("--threads", type=int, default=None)
+    g.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    g.add_argument("--seed", type=int, default=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,38 +363,62 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and reports/ (table.md, table.csv, confusion matrices, "
                                    "attention curves, t-SNE, training curves). Interrupted runs "
                                    "continue where they stopped unless --restart.")
-    p.add_argument("corpus", choices=("synthetic", "iemocap", "atthack", "manifest"))
-    p.add_argument("root", help="corpus folder (the manifest file for 'manifest')")
+    _corpus_arguments(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--models", nargs="+", default=["acrnn", "acrnn-r", "ssa-crnn-r"],
-                   choices=("acrnn", "acrnn-r", "ssa-crnn", "ssa-crnn-r"))
-    p.add_argument("--protocol", choices=("random", "linguistic", "loso"), default=None,
-                   help="default: linguistic for atthack and synthetic, random otherwise")
-    p.add_argument("--folds", type=int, default=10)
-    p.add_argument("--preset", choices=("paper", "small"), default="paper")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=40)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--patience", type=int, default=None, help="early stopping (epochs)")
-    p.add_argument("--pooling", choices=("mean", "max"), default="mean",
-                   help="utterance decision: mean of segment log-probs or max posterior")
-    p.add_argument("--normalisation", choices=("speaker", "global", "utterance"),
-                   default="speaker")
-    p.add_argument("--segment-frames", type=int, default=300)
-    p.add_argument("--train-hop", type=int, default=None, help="overlapping training segments")
-    p.add_argument("--n-mels", type=int, default=40)
-    p.add_argument("--merge-excited", action="store_true", help="IEMOCAP: exc -> hap")
-    p.add_argument("--scripted", action="store_true", help="IEMOCAP: scripted dialogs too")
-    p.add_argument("--cache", default=".ssa_fast_cache", help="feature cache folder")
+                   choices=MODEL_CHOICES)
+    _protocol_options(p)
+    _training_options(p)
+    p.add_argument("--restart", action="store_true", help="ignore finished folds/checkpoints")
+    p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser("train", help="train one model on one fold of a corpus",
+                       description="Train one model on the training part of one fold (--fold) "
+                                   "of the chosen protocol and validate on the rest every "
+                                   "epoch. Writes OUT/best.pt (the selected model, with the "
+                                   "class names, normaliser and feature parameters that "
+                                   "`predict` and `evaluate` need), OUT/last.pt (for --resume), "
+                                   "OUT/result.json and OUT/training_curves.png.")
+    _corpus_arguments(p)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--model", default="ssa-crnn-r", choices=MODEL_CHOICES)
+    _protocol_options(p)
+    p.add_argument("--fold", type=int, default=0, help="which fold validates (default 0)")
+    _training_options(p)
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/last.pt (same options required)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="UAR and confusion matrix of a trained model on a corpus",
+                       description="Score a best.pt on a labelled corpus: every utterance, or "
+                                   "the validation part of one fold (--fold, with the protocol "
+                                   "and seed used in training). Speakers seen in training use "
+                                   "their training statistics, others their own.")
+    p.add_argument("checkpoint", help="best.pt of a trained model")
+    _corpus_arguments(p, n_mels=False)
+    _protocol_options(p)
+    p.add_argument("--fold", type=int, default=None, help="evaluate this fold's validation set")
+    p.add_argument("--seed", type=int, default=0, help="the fold seed used in training")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--out", default=None, help="also write the JSON to this file")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("bench", help="time the fused ops and a training step on this machine",
+                       description="A quick table: every available implementation of "
+                                   "logmel_delta, ssa_attention (forward + backward) and "
+                                   "l1_project_ at the shapes of the performance targets, and a "
+                                   "training step of each model, with the speed-up over the "
+                                   "pure-torch baseline. `make bench` runs the full suite.")
+    p.add_argument("--ops", nargs="+", default=["logmel_delta", "ssa_attention", "l1_project_",
+                                                "train_step"],
+                   choices=("logmel_delta", "ssa_attention", "l1_project_", "train_step"))
+    p.add_argument("--compile", action="store_true",
+                   help="add torch.compile of the references (slow to compile)")
+    p.add_argument("--budget", type=float, default=2.0, help="seconds of timing per row")
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--restart", action="store_true", help="ignore finished folds/checkpoints")
-    p.add_argument("--show-skipped", type=int, default=20, help="skipped files to list")
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_cv)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("predict", help="emotion of audio files with a trained model",
                        description="Classify audio files with a checkpoint written by "
@@ -349,19 +448,29 @@ def build_parser() -> argparse.ArgumentParser:
     _feature_options(p)
     p.set_defaults(func=cmd_features)
 
-    p = sub.add_parser("demo", help="synthesise speech, extract features, check and plot them",
-                       description="Synthesise an utterance with espeak-ng, compute its 3-D "
-                                   "log-Mel with the fastest backend, check it against the "
-                                   "float64 reference, time it, and write a PNG of the three "
-                                   "channels.")
+    p = sub.add_parser("demo", help="the paper's experiment end to end on synthetic speech",
+                       description="1. synthesise speech, compute its 3-D log-Mel with the "
+                                   "fastest backend, check it against the float64 reference and "
+                                   "plot it; 2. synthesise the emotional corpus; 3. K-fold "
+                                   "cross-validation of ACRNN, ACRNN-r and SSA-CRNN-r (the "
+                                   "`small` preset on the CPU, `paper` on CUDA); 4. the Table-1 "
+                                   "result and the figures in OUT/reports. About 10 minutes on "
+                                   "2 CPU cores. An interrupted demo continues where it "
+                                   "stopped.")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    p.add_argument("--features-only", action="store_true", help="step 1 only")
+    p.add_argument("--folds", type=int, default=None, help="override the demo's folds")
+    p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")
+    p.add_argument("--size", choices=("tiny", "small", "medium", "large"), default=None,
+                   help="override the corpus size")
+    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "command", None) == "cv" and args.protocol is None:
+    if getattr(args, "protocol", "") is None:
         args.protocol = "linguistic" if args.corpus in ("atthack", "synthetic") else "random"
     return args.func(args)
 

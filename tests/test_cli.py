@@ -1,5 +1,6 @@
 """The `ssa-fast` command line, run as a real subprocess."""
 
+import json
 import subprocess
 import sys
 
@@ -16,11 +17,12 @@ def _cli(*args, timeout=600):
 
 
 def test_help_of_every_subcommand():
-    for sub in ("synth", "cv", "predict", "features", "demo"):
+    subs = ("synth", "features", "train", "cv", "evaluate", "predict", "demo", "bench")
+    for sub in subs:
         proc = _cli(sub, "--help")
         assert proc.returncode == 0 and "usage: ssa-fast " + sub in proc.stdout
     parser = ssa_fast.cli.build_parser()
-    assert {"synth", "features", "demo"} <= set(parser._subparsers._group_actions[0].choices)
+    assert set(subs) == set(parser._subparsers._group_actions[0].choices)
 
 
 def test_synth_command(tmp_path):
@@ -53,8 +55,6 @@ def test_cv_command_end_to_end(tmp_path):
     proc = _cli("predict", str(ckpt), str(wav), str(bad), "--speaker", "spk01", "--json",
                 "--attention-plot", str(tmp_path / "att"))
     assert proc.returncode == 1 and "bad.wav" in proc.stderr  # reported, the rest still ran
-    import json
-
     (res,) = json.loads(proc.stdout)
     assert res["emotion"] in ("neu", "hap", "sad", "ang")
     assert abs(sum(res["probabilities"].values()) - 1) < 1e-5 and len(res["segments"]) >= 1
@@ -82,8 +82,77 @@ def test_features_command_writes_npy_and_skips_corrupt(tmp_path):
         assert np.abs(feats - truth).max() < 1e-3
 
 
-def test_demo_writes_wav_and_png(tmp_path):
-    proc = _cli("demo", "--out", str(tmp_path))
+def test_train_evaluate_predict_commands(tmp_path):
+    corpus = tmp_path / "corpus"
+    assert _cli("synth", "--out", str(corpus), "--size", "tiny", "--phrases", "4",
+                "--quiet").returncode == 0
+    common = ["--folds", "2", "--cache", str(tmp_path / "cache"), "--quiet"]
+    run = tmp_path / "run"
+    proc = _cli("train", "synthetic", str(corpus), "--out", str(run), "--model", "ssa-crnn-r",
+                "--fold", "1", "--preset", "small", "--epochs", "2", "--batch-size", "8",
+                "--lr", "1e-3", "--segment-frames", "100", *common)
+    assert proc.returncode == 0, proc.stderr
+    assert "selected epoch" in proc.stdout
+
+    result = json.loads((run / "result.json").read_text())
+    assert len(result["history"]) == 2
+    assert (run / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+    # evaluate on the same validation set reproduces the selected epoch's metrics exactly
+    proc = _cli("evaluate", str(run / "best.pt"), "synthetic", str(corpus), "--fold", "1",
+                "--json", *common)
+    assert proc.returncode == 0, proc.stderr
+    ev = json.loads(proc.stdout)
+    assert ev["utterance_cm"] == result["utterance_cm"]
+    assert ev["segment_cm"] == result["segment_cm"]
+    assert ev["utterance_uar"] == result["utterance_uar"]
+    assert ev["n_utterances"] == sum(map(sum, result["utterance_cm"]))
+
+    # the whole corpus (training speakers' statistics), printed for a person
+    proc = _cli("evaluate", str(run / "best.pt"), "synthetic", str(corpus), *common)
+    assert proc.returncode == 0, proc.stderr
+    assert "32 utterances" in proc.stdout and "confusion matrix" in proc.stdout
+
+    # a fold out of range and a file that is not a checkpoint are clear errors
+    proc = _cli("train", "synthetic", str(corpus), "--out", str(run), "--fold", "5", *common)
+    assert proc.returncode == 2 and "--fold must be in [0, 2)" in proc.stderr
+    proc = _cli("predict", str(run / "result.json"), str(next((corpus / "wav").iterdir())))
+    assert proc.returncode == 2 and "result.json" in proc.stderr
+
+    # predict: an unseen speaker falls back to per-utterance statistics
+    wav = sorted((corpus / "wav").glob("*.wav"))[0]
+    proc = _cli("predict", str(run / "best.pt"), str(wav), "--speaker", "nobody")
+    assert proc.returncode == 0, proc.stderr
+    assert "per-utterance normalisation" in proc.stderr and wav.name in proc.stdout
+
+
+def test_bench_command_prints_a_table():
+    proc = _cli("bench", "--ops", "l1_project_", "ssa_attention", "--budget", "0.05", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| l1_project_")
+            or line.startswith("| ssa_attention")]
+    impls = {line.split("|")[3].strip() for line in rows}
+    assert {"cpp", "reference", "literal"} <= impls
+    for line in rows:
+        assert float(line.split("|")[4]) > 0
+
+
+def test_demo_end_to_end_tiny(tmp_path):
+    proc = _cli("demo", "--out", str(tmp_path), "--size", "tiny", "--folds", "2", "--epochs",
+                "1", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("ACRNN", "ACRNN-r", "SSA-CRNN-r"):
+        assert f"| {name} |" in proc.stdout
+    reports = tmp_path / "reports"
+    for name in ("confusion_matrices.png", "tsne.png", "attention.png", "training_curves.png"):
+        assert (reports / name).read_bytes()[:4] == b"\x89PNG", name
+    assert "| SSA-CRNN-r |" in (reports / "table.md").read_text()
+    demo = json.loads((tmp_path / "demo.json").read_text())
+    assert demo["folds"] == 2 and demo["epochs"] == 1
+
+
+def test_demo_features_only_writes_wav_and_png(tmp_path):
+    proc = _cli("demo", "--features-only", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "batched == one-by-one" in proc.stdout
     png = (tmp_path / "demo_logmel_delta.png").read_bytes()

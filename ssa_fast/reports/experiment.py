@@ -133,6 +133,27 @@ def plot_training_curves(results: dict, out_dir: Path) -> Path:
     return path
 
 
+def plot_history(history: list[dict], path: str | Path, title: str = "") -> Path:
+    """One training run: training loss and validation UAR (segment, utterance) per epoch."""
+    plt = _plt()
+    path = Path(path)
+    epochs = [e["epoch"] + 1 for e in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
+    a1.plot(epochs, [e["train_loss"] for e in history], marker=".")
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("training loss")
+    for key, label in (("segment_uar", "segment"), ("utterance_uar", "utterance")):
+        a2.plot(epochs, [100 * e[key] for e in history], marker=".", label=label)
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("validation UAR %")
+    a2.legend()
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def write_reports(results: dict, out_dir: str | Path) -> dict:
     """All reports of a cross-validation run; returns {name: path}."""
     out_dir = Path(out_dir)

@@ -26,10 +26,17 @@ MODEL_NAMES = {"acrnn": "ACRNN", "acrnn-r": "ACRNN-r", "ssa-crnn": "SSA-CRNN",
 
 
 def make_folds(corpus: Corpus, protocol: str, k: int, seed: int = 0):
+    """(train, validation) index arrays of the k folds of a protocol.
+
+    random: a random 80/20 split per fold (IEMOCAP). linguistic: with k = 10 the paper's
+    Att-HACK split (10 phrase groups, 2 validate per fold); with another k, the phrases form k
+    groups and each group validates once (plain K-fold over phrases), so that the validation
+    sets of a short run do not overlap. loso: the first k speakers, one per fold."""
     if protocol == "random":
         return random_folds(len(corpus), k, 0.2, seed)
     if protocol == "linguistic":
-        return linguistic_folds([r.phrase for r in corpus], k, seed=seed)
+        groups, val_groups = (10, 2) if k == 10 else (k, 1)
+        return linguistic_folds([r.phrase for r in corpus], k, groups, val_groups, seed=seed)
     if protocol == "loso":
         return leave_one_speaker_out([r.speaker for r in corpus])[:k]
     raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")

@@ -153,3 +153,18 @@ def test_feature_cache_reuse_invalidation_and_skips(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(feats, feats2, strict=True))
     _, feats3 = corpus_features(corpus, cache, n_mels=64, progress=False)
     assert len(list(cache.glob("*.pt"))) == 2 and feats3[0].shape[-1] == 64
+
+
+def test_make_folds_short_linguistic_run_validates_each_phrase_once():
+    from ssa_fast.data.corpus import Corpus, Record
+    from ssa_fast.train import make_folds
+
+    records = [Record(f"u{i}.wav", f"s{i % 2}", "neu", phrase=f"p{i % 10}") for i in range(30)]
+    corpus = Corpus(records, ["neu"], "test")
+    folds = make_folds(corpus, "linguistic", 3)
+    vals = np.concatenate([va for _, va in folds])
+    assert sorted(vals.tolist()) == list(range(30))  # every utterance validated exactly once
+    for tr, va in folds:
+        assert not {records[i].phrase for i in tr} & {records[i].phrase for i in va}
+    paper = make_folds(corpus, "linguistic", 10)  # 10 groups, 2 validate per fold
+    assert len(paper) == 10 and all(len({records[i].phrase for i in va}) == 2 for _, va in paper)

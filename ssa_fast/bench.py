@@ -1,0 +1,232 @@
+"""Workloads of the three fused ops and of a training step, and a quick timer for them.
+
+The pytest-benchmark suite (``benchmarks/``, ``make bench``) and ``ssa-fast bench`` build their
+workloads here, so both time the same thing. Every builder returns a function of no arguments
+that runs the workload once; ``time_ms`` synchronises the device around each call.
+
+Implementations: a fused backend name ("cpp", "triton"), "reference" (the pure-torch fast form),
+"literal" (SSA: the paper-literal form with materialised keys and values) and "compile_<name>"
+(torch.compile of that reference).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SR = 16000
+
+
+def sync(device: torch.device | str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_ms(fn, device: torch.device | str, *, repeats: int = 10, warmup: int = 2,
+            budget_s: float = 2.0) -> float:
+    """Median milliseconds of ``fn()``; stops early once ``budget_s`` is spent (at least 3 runs)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times, spent = [], 0.0
+    while len(times) < repeats and (len(times) < 3 or spent < budget_s):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+        spent += times[-1]
+    return 1e3 * float(np.median(times))
+
+
+# -- logmel_delta ------------------------------------------------------------------------------
+
+def logmel_signal(seconds: float, batch: int, device) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return (0.1 * torch.randn(batch, int(seconds * SR), generator=g)).to(device)
+
+
+def logmel_workload(impl: str, x: torch.Tensor):
+    from .kernels.logmel_delta import logmel_delta
+    from .kernels.logmel_delta.filters import analysis_window, mel_filterbank
+    from .kernels.logmel_delta.reference import logmel_delta_reference
+
+    window = analysis_window("hamming", 400, 512).float().to(x.device)
+    fb = mel_filterbank(SR, 512, 40).float().to(x.device)
+    if impl in ("cpp", "triton"):
+        return lambda: logmel_delta(x, backend=impl)
+    if impl in ("reference", "compile_reference"):
+        f = logmel_delta_reference
+        if impl.startswith("compile_"):
+            f = torch.compile(logmel_delta_reference, dynamic=False)
+        return lambda: f(x, None, window, fb, 160, True, 1e-10)
+    if impl == "stft_floor":
+        # The FFT of the same frames with the same window: a floor no fused chain can beat
+        # without a faster FFT.
+        return lambda: torch.stft(x, 512, hop_length=160, win_length=512, window=window,
+                                  center=True, pad_mode="constant", return_complex=True)
+    raise ValueError(f"unknown logmel_delta implementation {impl!r}")
+
+
+# -- ssa_attention -----------------------------------------------------------------------------
+
+def ssa_inputs(B: int, T: int, d: int, device) -> list[torch.Tensor]:
+    """h_em, h_sp (B, T, d), w_q (T,), W_k_em, W_k_sp, W_v_em, W_v_sp (d, d); all need grad."""
+    g = torch.Generator().manual_seed(0)
+    t = [torch.randn(B, T, d, generator=g), torch.randn(B, T, d, generator=g),
+         torch.randn(T, generator=g)] + [torch.randn(d, d, generator=g) / math.sqrt(d)
+                                         for _ in range(4)]
+    return [x.to(device).requires_grad_(True) for x in t]
+
+
+def ssa_workload(impl: str, inputs: list[torch.Tensor]):
+    """Forward and backward of SSA (all seven gradients) with a random output gradient."""
+    from .kernels.ssa_attention import ssa_attention
+    from .kernels.ssa_attention.reference import ssa_attention_fast, ssa_attention_literal
+
+    T = inputs[0].shape[1]
+    scale = 1 / math.sqrt(T)
+    base = impl.removeprefix("compile_")
+    if base in ("cpp", "triton"):
+        fn = lambda *a: ssa_attention(*a, backend=base)
+    elif base == "reference":
+        fn = lambda *a: ssa_attention_fast(*a, scale, "concat")
+    elif base == "literal":
+        fn = lambda *a: ssa_attention_literal(*a, scale, "concat")
+    else:
+        raise ValueError(f"unknown ssa_attention implementation {impl!r}")
+    if impl.startswith("compile_"):
+        fn = torch.compile(fn)
+    B, _, d = inputs[0].shape
+    gc = torch.randn(B, 2 * d, device=inputs[0].device)
+
+    def step():
+        c, alpha = fn(*inputs)
+        return torch.autograd.grad((c * gc).sum() + alpha.sum(), inputs)
+
+    return step
+
+
+def ssa_min_bytes(B: int, T: int, d: int, itemsize: int = 4) -> int:
+    """h_em and h_sp read by the forward and the backward, dh_em and dh_sp written."""
+    return 6 * B * T * d * itemsize
+
+
+# -- l1_project_ -------------------------------------------------------------------------------
+
+def l1_workload(impl: str, K: int, n: int, N: int, device):
+    from .kernels.l1_project import l1_project_, l1_project_reference_
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(K, n, generator=g).to(device)
+    x = torch.randn(N, n, generator=g).to(device)
+    if impl == "reference":
+        return lambda: l1_project_reference_(w, x)
+    return lambda: l1_project_(w, x, backend=impl)
+
+
+# -- a training step ---------------------------------------------------------------------------
+
+def train_step_workload(model_name: str, preset: str, batch: int, device, *,
+                        n_speakers: int = 10, forward_only: bool = False):
+    """One step of ``model_name`` ("acrnn", "acrnn-r", "ssa-crnn", "ssa-crnn-r"): forward,
+    CE(emotion) (+ CE(speaker) for SSA-CRNN), backward, NAdam, L1 projection. Returns (fn,
+    forward FLOPs per sample)."""
+    from .models import forward_flops
+    from .train.loop import TrainConfig, build_model
+
+    cfg = TrainConfig(model=model_name, preset=preset)
+    model = build_model(cfg, 4, n_speakers, 300, 40)
+    flops = forward_flops(model)["total"]
+    model = model.to(device)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, 300, 40, generator=g).to(device)
+    e = torch.randint(0, 4, (batch,), generator=g).to(device)
+    s = torch.randint(0, n_speakers, (batch,), generator=g).to(device)
+    ssa = model_name.startswith("ssa")
+    if forward_only:
+        model.eval()
+
+        def forward():
+            with torch.no_grad():
+                return model(x)
+
+        return forward, flops
+    model.train()
+    opt = torch.optim.NAdam(model.parameters(), lr=1e-4)
+
+    def step():
+        out = model(x)
+        if ssa:
+            loss = F.cross_entropy(out.emotion_logits, e) + F.cross_entropy(out.speaker_logits, s)
+        else:
+            loss = F.cross_entropy(out, e)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        model.project_()
+        return loss
+
+    return step, flops
+
+
+# -- the quick table of `ssa-fast bench` -------------------------------------------------------
+
+def quick_bench(device: torch.device | str, *, ops=("logmel_delta", "ssa_attention",
+                                                   "l1_project_", "train_step"),
+                compile: bool = False, budget_s: float = 2.0, progress: bool = True) -> list[dict]:
+    """Time every available implementation of each op at the shapes of SPEC.md section 9 on
+    ``device``; returns rows {op, case, impl, ms, speedup} (speedup over the row's baseline)."""
+    from tqdm import tqdm
+
+    from ._backend import available_backends
+
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    fused = [b for b in available_backends(device) if b != "reference"]
+    extra = ["compile_reference"] if compile else []
+    preset = "paper" if cuda else "small"
+    batch = 40 if cuda else 8
+    plan = []
+    if "logmel_delta" in ops:
+        for secs, b in ([(60, 1), (3, 512)] if cuda else [(60, 1), (3, 32)]):
+            x = logmel_signal(secs, b, device)
+            for impl in fused + ["reference"] + extra + ["stft_floor"]:
+                plan.append(("logmel_delta", f"{b} x {secs} s", impl, "reference",
+                             lambda impl=impl, x=x: logmel_workload(impl, x)))
+    if "ssa_attention" in ops:
+        for B in ([40, 4096] if cuda else [40]):
+            inputs = ssa_inputs(B, 150, 256, device)
+            impls = fused + ["reference", "literal"] + (["compile_literal"] if compile else [])
+            for impl in impls:
+                plan.append(("ssa_attention fwd+bwd", f"B={B} T=150 d=256", impl, "literal",
+                             lambda impl=impl, inputs=inputs: ssa_workload(impl, inputs)))
+    if "l1_project_" in ops:
+        for impl in fused + ["reference"]:
+            plan.append(("l1_project_", "K=4 n=128 N=40", impl, "reference",
+                         lambda impl=impl: l1_workload(impl, 4, 128, 40, device)))
+    if "train_step" in ops:
+        for m in ("acrnn", "acrnn-r", "ssa-crnn-r"):
+            plan.append(("train step", f"{preset} B={batch}", m, None,
+                         lambda m=m: train_step_workload(m, preset, batch, device)[0]))
+    rows = []
+    for op, case, impl, baseline, build in tqdm(plan, desc="bench", unit="row",
+                                                disable=not progress):
+        rows.append({"op": op, "case": case, "impl": impl, "baseline": baseline,
+                     "ms": time_ms(build(), device, budget_s=budget_s)})
+    for r in rows:
+        base = [b["ms"] for b in rows if (b["op"], b["case"], b["impl"]) ==
+                (r["op"], r["case"], r["baseline"])]
+        r["speedup"] = base[0] / r["ms"] if base else None
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    lines = ["| op | case | implementation | ms | speed-up |", "|---|---|---|---:|---:|"]
+    for r in rows:
+        up = "" if r["speedup"] is None else f"{r['speedup']:.2f}x vs {r['baseline']}"
+        lines.append(f"| {r['op']} | {r['case']} | {r['impl']} | {r['ms']:.3f} | {up} |")
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""The demo behind `make demo`: the paper's experiment end to end on synthetic speech.
+
+1. Feature check: synthesise speech, compute the 3-D log-Mel with the fastest backend, compare it
+   with the float64 reference, time it, plot it.
+2. The synthetic emotional corpus (espeak-ng voices; emotions as prosody styles mapped to the
+   speakers through a speaker-dependent rotation, so that knowing the speaker should help).
+3. K-fold cross-validation of ACRNN, ACRNN-r and SSA-CRNN-r with the settings of ``DEMO_CPU``
+   (2 CPU cores, <= 10 minutes) or ``DEMO_CUDA``.
+4. The Table-1-style result and the figures, in OUT/reports.
+
+Each step reuses what an interrupted run left (the corpus, the feature cache, finished folds).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+# Calibrated on the project's 2-core CPU machine (docs/notes/training_probe.md): the paper's lr
+# 1e-4 learns too slowly for a 10-minute demo.
+DEMO_CPU = {"size": "small", "preset": "small", "folds": 3, "epochs": 12, "lr": 1e-3,
+            "threads": 2}
+DEMO_CUDA = {"size": "medium", "preset": "paper", "folds": 5, "epochs": 30, "lr": 1e-4,
+             "threads": None}
+MODELS = ["acrnn", "acrnn-r", "ssa-crnn-r"]
+
+
+DEMO_SENTENCES = [
+    ("en-us", "Speech emotion recognition listens to how something is said, not only what."),
+    ("en+f3", "The same rise in pitch can mean joy for one speaker and anger for another."),
+    ("en-us+m3", "That is why the model attends to who is speaking."),
+]
+
+
+def feature_check(out: str | Path) -> Path:
+    """Synthesise three sentences, compute their 3-D log-Mel with the fastest backend, check it
+    against the float64 reference (and a ragged batch against one-by-one calls), time it and
+    plot it. Returns the PNG path."""
+    import soundfile as sf
+    import torch
+
+    from . import _backend
+    from .audio import resample, synthesize
+    from .bench import time_ms
+    from .kernels.logmel_delta import logmel_delta
+    from .reports import plot_logmel_delta
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sr = 16000
+
+    print("1. features: synthesising speech with espeak-ng (three voices)")
+    pieces = []
+    for voice, text in DEMO_SENTENCES:
+        y, sr_in = synthesize(text, voice)
+        pieces += [resample(y, sr_in, sr), np.zeros(sr // 4, np.float32)]
+    wave = np.concatenate(pieces)
+    wav_path = out / "demo_utterance.wav"
+    sf.write(wav_path, wave, sr)
+    print(f"   {len(wave) / sr:.2f} s of speech -> {wav_path}")
+
+    backend = _backend.resolve("logmel_delta", device)
+    x = torch.from_numpy(wave).to(device)
+    print(f"   3-D log-Mel on {device.type} with the '{backend}' backend "
+          f"(available: {', '.join(_backend.available_backends(device))})")
+    feats = logmel_delta(x, backend=backend)
+    ref = logmel_delta(x.double(), backend="reference")
+    err = (feats.double() - ref).abs().amax(dim=(1, 2)).tolist()
+    print(f"   features {tuple(feats.shape)}; max |{backend} - float64 reference| per channel: "
+          + ", ".join(f"{e:.1e}" for e in err))
+
+    lengths = [len(p) for p in pieces[0::2]]
+    batch = torch.zeros(len(lengths), max(lengths), device=device)
+    for i, p in enumerate(pieces[0::2]):
+        batch[i, : len(p)] = torch.from_numpy(p)
+    bfeats, frames = logmel_delta(batch, lengths=torch.tensor(lengths), backend=backend)
+    alone = [logmel_delta(batch[i, :n], backend=backend) for i, n in enumerate(lengths)]
+    worst = max(float((bfeats[i, :, :t] - a).abs().max()) for i, (t, a) in
+                enumerate(zip(frames.tolist(), alone, strict=True)))
+    print(f"   ragged batch of {len(lengths)} sentences: batched == one-by-one to {worst:.1e}")
+
+    t_fast = time_ms(lambda: logmel_delta(x, backend=backend), device)
+    t_ref = time_ms(lambda: logmel_delta(x, backend="reference"), device)
+    line = (f"   timing ({torch.get_num_threads()} threads): {backend} {t_fast:.2f} ms, "
+            f"reference {t_ref:.2f} ms")
+    try:
+        import librosa
+
+        t_lib = time_ms(lambda: librosa.feature.melspectrogram(
+            y=wave, sr=sr, n_fft=512, hop_length=160, win_length=400, window="hamming",
+            n_mels=40), "cpu")
+        line += f", librosa (mel only) {t_lib:.2f} ms"
+    except ImportError:
+        pass
+    print(line + f"; {len(wave) / sr / 3600 / (t_fast / 1e3):.1f} hours of audio per second")
+
+    png = plot_logmel_delta(feats, out / "demo_logmel_delta.png", waveform=wave, sample_rate=sr,
+                            title="3-D log-Mel of a synthesised utterance (ssa_fast.logmel_delta)")
+    print(f"   figure -> {png}")
+    return png
+
+
+
+
+def demo_settings(cuda: bool, **overrides) -> dict:
+    s = dict(DEMO_CUDA if cuda else DEMO_CPU)
+    s.update({k: v for k, v in overrides.items() if v is not None})
+    return s
+
+
+def run_demo(out: str | Path, *, folds: int | None = None, epochs: int | None = None,
+             size: str | None = None, progress: bool = True) -> dict:
+    """Steps 1-4; returns the cross-validation results (as written to OUT/cv/results.json)."""
+    import torch
+
+    from .data import corpus_features, load_corpus
+    from .data.synthetic import synthesize_corpus
+    from .reports import write_reports
+    from .train import TrainConfig, cross_validate
+
+    out = Path(out)
+    cuda = torch.cuda.is_available()
+    s = demo_settings(cuda, folds=folds, epochs=epochs, size=size)
+    if s["threads"]:
+        torch.set_num_threads(s["threads"])
+    device = "cuda" if cuda else "cpu"
+    t0 = time.perf_counter()
+    feature_check(out)
+
+    corpus_dir = out / "corpus"
+    meta = corpus_dir / "synthetic.json"
+    print(f"2. synthetic corpus ({s['size']}) -> {corpus_dir}")
+    if not (meta.is_file() and json.loads(meta.read_text()).get("size") == s["size"]
+            and (corpus_dir / "manifest.csv").is_file()):
+        synthesize_corpus(corpus_dir, s["size"], progress=progress)
+    corpus, feats = corpus_features(load_corpus("synthetic", corpus_dir), out / "cache",
+                                    device=device, progress=progress)
+    minutes = sum(f.shape[1] for f in feats) / 100 / 60
+    print(f"   {len(corpus)} utterances ({minutes:.1f} min), {len(corpus.speakers)} speakers, "
+          f"classes {corpus.classes}")
+
+    print(f"3. {s['folds']}-fold cross-validation (linguistic: no phrase in both training and "
+          f"validation) of {', '.join(MODELS)}: preset {s['preset']}, {s['epochs']} epochs, "
+          f"NAdam lr {s['lr']:g}, batches of 40, on {device}")
+    cfg = TrainConfig(preset=s["preset"], epochs=s["epochs"], lr=s["lr"], device=device,
+                      bf16=cuda)
+    t1 = time.perf_counter()
+    results = cross_validate(corpus, feats, MODELS, cfg, out / "cv", protocol="linguistic",
+                             k=s["folds"], progress=progress, feature_params={"n_mels": 40})
+    t2 = time.perf_counter()
+    paths = write_reports(results, out / "reports")
+    print("4. result (UAR %, mean ± 95% CI over folds)\n")
+    print(paths["table"].read_text())
+    print(f"   figures: {', '.join(str(p) for k, p in paths.items() if k != 'table')}")
+    print(f"   time: cross-validation {t2 - t1:.0f} s, all {time.perf_counter() - t0:.0f} s "
+          f"({torch.get_num_threads()} threads)")
+    results["demo"] = {**s, "device": device, "cv_seconds": t2 - t1,
+                       "total_seconds": time.perf_counter() - t0}
+    (out / "demo.json").write_text(json.dumps(results["demo"], indent=1))
+    return results

@@ -1,0 +1,115 @@
+"""Using a trained model: load a ``best.pt`` written by training, classify features of whole
+utterances (normalised with the training statistics, cut into segments, pooled per utterance),
+and score a labelled corpus with it.
+
+Speaker normalisation uses the training statistics of a speaker seen in training and falls back to
+the utterance's own statistics for an unseen one (SPEC.md section 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.segments import Normaliser, Segments, make_segments
+from ..models import SSACRNN, model_from_config
+from .loop import load_checkpoint, utterance_probabilities
+from .metrics import confusion_matrix, uar
+
+
+@dataclass
+class TrainedModel:
+    model: torch.nn.Module
+    classes: list[str]
+    speakers: list[str]
+    normaliser: Normaliser
+    segment_frames: int
+    feature_params: dict
+    pooling: str
+    config: dict  # the TrainConfig the model was trained with
+
+    @property
+    def is_ssa(self) -> bool:
+        return isinstance(self.model, SSACRNN)
+
+
+def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
+    """A model checkpoint written by training (``best.pt``), ready for inference."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = load_checkpoint(path)
+    except Exception as exc:  # pickle / zip errors of a file that is not a checkpoint
+        raise ValueError(f"{path}: not a checkpoint that loads with weights_only=True "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: not a model checkpoint (a {type(ckpt).__name__})")
+    bundle = ckpt.get("bundle") or {}
+    missing = [k for k in ("classes", "normaliser", "segment_frames") if k not in bundle]
+    if "model_config" not in ckpt or missing:
+        raise ValueError(f"{path}: not a model checkpoint written by `ssa-fast train` or "
+                         f"`ssa-fast cv` (a best.pt); missing {missing or ['model_config']}")
+    model = model_from_config(ckpt["model_config"])
+    model.load_state_dict(ckpt["model"])
+    model.to(device).eval()
+    return TrainedModel(model, list(bundle["classes"]), list(bundle.get("speakers", [])),
+                        Normaliser.from_state_dict(bundle["normaliser"]),
+                        int(bundle["segment_frames"]), dict(bundle.get("feature_params", {})),
+                        ckpt["config"].get("pooling", "mean"), ckpt["config"])
+
+
+@torch.no_grad()
+def segment_outputs(tm: TrainedModel, segs: Segments, batch: int = 128) -> dict:
+    """Per-segment log-probabilities (S, K), and for SSA models the attention weights."""
+    device = next(tm.model.parameters()).device
+    logps, a_em, a_sp = [], [], []
+    for i in range(0, len(segs), batch):
+        out = tm.model(segs.x[i:i + batch].to(device))
+        logits = out.emotion_logits if tm.is_ssa else out
+        logps.append(F.log_softmax(logits.float(), dim=-1).cpu())
+        if tm.is_ssa:
+            a_em.append(out.alpha_em.float().cpu())
+            a_sp.append(out.alpha_sp.float().cpu())
+    res = {"logp": torch.cat(logps)}
+    if tm.is_ssa:
+        res.update(alpha_em=torch.cat(a_em), alpha_sp=torch.cat(a_sp))
+    return res
+
+
+def classify(tm: TrainedModel, features: list[torch.Tensor], speakers: list[str | None],
+             batch: int = 128) -> tuple[torch.Tensor, Segments, dict]:
+    """Class probabilities (U, K) of whole utterances from their (3, T, M) features.
+
+    ``speakers[i]`` is the utterance's speaker if it was seen in training (its training
+    statistics normalise it); None or an unseen name uses the utterance's own statistics.
+    Returns (probabilities, the segments, segment_outputs)."""
+    names = [s if s in tm.normaliser.stats else None for s in speakers]
+    index = {s: i for i, s in enumerate(tm.speakers)}
+    segs = make_segments(features, [0] * len(features), names, tm.normaliser, index,
+                         segment_frames=tm.segment_frames)
+    out = segment_outputs(tm, segs, batch)
+    probs = utterance_probabilities(out["logp"], segs.utterance, len(features), tm.pooling)
+    return probs, segs, out
+
+
+def score(tm: TrainedModel, features: list[torch.Tensor], labels: list[str],
+          speakers: list[str | None], batch: int = 128) -> dict:
+    """Segment- and utterance-level UAR and confusion matrices of a labelled set of utterances.
+    Labels are class names; a name the model does not know is an error."""
+    unknown = sorted(set(labels) - set(tm.classes))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not classes of the model ({tm.classes})")
+    y = np.array([tm.classes.index(c) for c in labels])
+    probs, segs, out = classify(tm, features, speakers, batch)
+    K = len(tm.classes)
+    seg_cm = confusion_matrix(y[segs.utterance.numpy()], out["logp"].argmax(1).numpy(), K)
+    utt_cm = confusion_matrix(y, probs.argmax(1).numpy(), K)
+    return {"segment_uar": uar(seg_cm), "utterance_uar": uar(utt_cm),
+            "segment_cm": seg_cm.tolist(), "utterance_cm": utt_cm.tolist(),
+            "n_utterances": len(labels), "n_segments": len(segs),
+            "predictions": [tm.classes[int(i)] for i in probs.argmax(1)]}
