@@ -93,22 +93,37 @@ def _load_corpus(args):
     """The corpus of the command line with its (cached) features; prints a one-line summary."""
     import torch
 
+    from . import distributed as dist
     from .data import corpus_features, load_corpus
 
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = dist.init_from_env(args.device)  # under torchrun: one process per rank
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    main = dist.is_main()
     options = {}
     if args.corpus == "iemocap":
         options = {"merge_excited": args.merge_excited, "scripted": args.scripted}
     corpus = load_corpus(args.corpus, args.root, **options)
-    print(f"{corpus.name}: {len(corpus)} utterances, {len(corpus.speakers)} speakers, "
-          f"classes {corpus.classes}; {len(corpus.skipped)} skipped")
-    corpus, feats = corpus_features(corpus, args.cache, device=device, progress=not args.quiet,
-                                    n_mels=args.n_mels)
-    for item, why in corpus.skipped[: args.show_skipped]:
-        print(f"skipped: {item}: {why}", file=sys.stderr)
+    _say(f"{corpus.name}: {len(corpus)} utterances, {len(corpus.speakers)} speakers, "
+         f"classes {corpus.classes}; {len(corpus.skipped)} skipped")
+    if not main:
+        dist.barrier()  # rank 0 fills the feature cache first; the others read it
+    corpus, feats = corpus_features(corpus, args.cache, device=device,
+                                    progress=not args.quiet and main, n_mels=args.n_mels)
+    if main:
+        dist.barrier()
+        for item, why in corpus.skipped[: args.show_skipped]:
+            print(f"skipped: {item}: {why}", file=sys.stderr)
     return corpus, feats, device
+
+
+def _say(*args, **kwargs) -> None:
+    """print on rank 0 only (one process prints under torchrun)."""
+    from .distributed import is_main
+
+    if is_main():
+        print(*args, **kwargs)
 
 
 def _train_config(args, device: str, model: str = "ssa-crnn-r"):
@@ -121,6 +136,7 @@ def _train_config(args, device: str, model: str = "ssa-crnn-r"):
 
 
 def cmd_cv(args) -> int:
+    from .distributed import is_main
     from .reports import write_reports
     from .train import cross_validate
 
@@ -131,22 +147,25 @@ def cmd_cv(args) -> int:
                              segment_frames=args.segment_frames, train_hop=args.train_hop,
                              resume=not args.restart, progress=not args.quiet,
                              feature_params={"n_mels": args.n_mels})
+    if not is_main():
+        return 0
     paths = write_reports(results, Path(args.out) / "reports")
-    print(paths["table"].read_text())
-    print("reports: " + ", ".join(str(p) for p in paths.values()))
+    _say(paths["table"].read_text())
+    _say("reports: " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 
 def cmd_train(args) -> int:
     import json
 
+    from .distributed import is_main
     from .reports.experiment import plot_history
     from .train import make_folds, prepare_fold, train
 
     corpus, feats, device = _load_corpus(args)
     folds = make_folds(corpus, args.protocol, args.folds, args.seed)
     if not 0 <= args.fold < len(folds):
-        print(f"--fold must be in [0, {len(folds)}) for {len(folds)} folds, got {args.fold}",
+        _say(f"--fold must be in [0, {len(folds)}) for {len(folds)} folds, got {args.fold}",
               file=sys.stderr)
         return 2
     tr, va = folds[args.fold]
@@ -154,7 +173,7 @@ def cmd_train(args) -> int:
                                               normalisation=args.normalisation,
                                               segment_frames=args.segment_frames,
                                               train_hop=args.train_hop)
-    print(f"fold {args.fold} of {len(folds)} ({args.protocol}): {len(tr)} training / {len(va)} "
+    _say(f"fold {args.fold} of {len(folds)} ({args.protocol}): {len(tr)} training / {len(va)} "
           f"validation utterances, {len(train_segs)} / {len(val_segs)} segments")
     bundle = {"classes": corpus.classes, "speakers": corpus.speakers,
               "normaliser": norm.state_dict(), "segment_frames": args.segment_frames,
@@ -165,20 +184,26 @@ def cmd_train(args) -> int:
                 n_speakers=len(corpus.speakers), out_dir=out, resume=args.resume,
                 progress=not args.quiet, bundle=bundle,
                 on_epoch_end=None if args.quiet else _print_epoch)
+    if not is_main():
+        return 0
     keep = {k: v for k, v in res.items() if k not in ("model", "alpha_em", "alpha_sp", "z")}
     (out / "result.json").write_text(json.dumps(keep, indent=1))
     png = plot_history(res["history"], out / "training_curves.png", title=cfg.model)
-    print(f"selected epoch {res['best_epoch'] + 1}: validation UAR segment "
+    _say(f"selected epoch {res['best_epoch'] + 1}: validation UAR segment "
           f"{100 * res['segment_uar']:.2f} %, utterance {100 * res['utterance_uar']:.2f} %")
-    print(f"model -> {out / 'best.pt'}; curves -> {png}")
+    _say(f"model -> {out / 'best.pt'}; curves -> {png}")
     return 0
 
 
 def _print_epoch(epoch: int, m: dict) -> None:
     from tqdm import tqdm
 
-    tqdm.write(f"epoch {epoch + 1}: train loss {m['train_loss']:.4f}, validation UAR segment "
-               f"{100 * m['segment_uar']:.2f} %, utterance {100 * m['utterance_uar']:.2f} %")
+    from .distributed import is_main
+
+    if is_main():
+        tqdm.write(f"epoch {epoch + 1}: train loss {m['train_loss']:.4f}, validation UAR "
+                   f"segment {100 * m['segment_uar']:.2f} %, utterance "
+                   f"{100 * m['utterance_uar']:.2f} %")
 
 
 def cmd_evaluate(args) -> int:
@@ -472,7 +497,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "protocol", "") is None:
         args.protocol = "linguistic" if args.corpus in ("atthack", "synthetic") else "random"
-    return args.func(args)
+    try:
+        return args.func(args)
+    finally:
+        import torch.distributed
+
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

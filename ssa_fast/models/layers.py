@@ -8,6 +8,7 @@ import math
 import torch
 from torch import nn
 
+from ..distributed import gather_rows
 from ..kernels.l1_project import l1_project_
 from ..kernels.ssa_attention import COMBINES, ssa_attention
 from .presets import Preset
@@ -108,5 +109,6 @@ class Classifier(nn.Linear):
         if self._last_input is None:
             raise RuntimeError("project_() needs a training forward pass first (it uses that "
                                "batch's inputs to the classifier)")
-        l1_project_(self.weight, self._last_input.to(self.weight.dtype), backend=self.backend)
+        x = gather_rows(self._last_input)  # under torchrun: the inputs of the global batch
+        l1_project_(self.weight, x.to(self.weight.dtype), backend=self.backend)
         self._last_input = None

@@ -12,10 +12,10 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import distributed as dist
 from ..data.sampler import BalancedBatchSampler
 from ..data.segments import Segments
 from ..models import ACRNN, SSACRNN, SSAOutput
@@ -73,7 +73,10 @@ def build_model(cfg: TrainConfig, n_classes: int, n_speakers: int, segment_frame
 
 def _forward(model, x):
     """(emotion logits, speaker logits or None, details) for either model type."""
-    if isinstance(model, SSACRNN):
+    core = model
+    while hasattr(core, "module") or hasattr(core, "_orig_mod"):  # DDP / torch.compile wrappers
+        core = getattr(core, "module", None) or core._orig_mod
+    if isinstance(core, SSACRNN):
         out = model(x)
         return out.emotion_logits, out.speaker_logits, out
     logits, alpha, z = model(x, return_details=True)
@@ -105,12 +108,18 @@ def evaluate(model, segs: Segments, cfg: TrainConfig, n_classes: int, *,
     """Segment- and utterance-level UAR and confusion matrices (and, with keep_outputs, the
     attention weights and emotion embeddings of every segment, for the figures)."""
     model.eval()
-    logps, alphas, alphas_sp, zs = [], [], [], []
-    for i in range(0, len(segs), cfg.eval_batch):
-        x = segs.x[i:i + cfg.eval_batch].to(cfg.device)
+    logps, alphas, alphas_sp, zs, spk_pred = [], [], [], [], []
+    # under torchrun every rank scores a contiguous share of the segments; outputs are gathered
+    W, r = dist.world_size(), dist.rank()
+    shard = W > 1 and len(segs) >= W  # (every share non-empty; else each rank scores all)
+    lo, hi = (len(segs) * r // W, len(segs) * (r + 1) // W) if shard else (0, len(segs))
+    for i in range(lo, hi, cfg.eval_batch):
+        x = segs.x[i:min(i + cfg.eval_batch, hi)].to(cfg.device)
         with torch.autocast("cuda", torch.bfloat16, enabled=cfg.bf16 and x.is_cuda):
-            logits, _, details = _forward(model, x)
+            logits, spk_logits, details = _forward(model, x)
         logps.append(F.log_softmax(logits.float(), dim=-1).cpu())
+        if spk_logits is not None:
+            spk_pred.append(spk_logits.argmax(dim=1).cpu())
         if keep_outputs:
             if isinstance(details, SSAOutput):  # (a NamedTuple: test it before plain tuples)
                 alphas.append(details.alpha_em.float().cpu())
@@ -119,7 +128,12 @@ def evaluate(model, segs: Segments, cfg: TrainConfig, n_classes: int, *,
             else:
                 alphas.append(details[0].float().cpu())
                 zs.append(details[1].float().cpu())
-    logp = torch.cat(logps)
+    def gathered(parts):
+        t = torch.cat(parts)
+        return dist.gather_rows(t.to(cfg.device)).cpu() if shard else t
+
+    logp = gathered(logps)
+    spk_pred = [gathered(spk_pred)] if spk_pred else []
     y = segs.label
     seg_cm = confusion_matrix(y.numpy(), logp.argmax(1).numpy(), n_classes)
     utt_ids, inverse = torch.unique(segs.utterance, return_inverse=True)
@@ -129,10 +143,14 @@ def evaluate(model, segs: Segments, cfg: TrainConfig, n_classes: int, *,
     out = {"segment_uar": uar(seg_cm), "utterance_uar": uar(utt_cm),
            "loss": float(F.nll_loss(logp, y)), "segment_cm": seg_cm.tolist(),
            "utterance_cm": utt_cm.tolist()}
+    known = segs.speaker >= 0
+    if spk_pred and bool(known.any()):  # SSA-CRNN: how well C_sp recognises the speakers
+        hit = spk_pred[0][known] == segs.speaker[known]
+        out["speaker_accuracy"] = float(hit.float().mean())
     if keep_outputs:
-        out["alpha_em"] = torch.cat(alphas)
-        out["alpha_sp"] = torch.cat(alphas_sp) if alphas_sp else None
-        out["z"] = torch.cat(zs)
+        out["alpha_em"] = gathered(alphas)
+        out["alpha_sp"] = gathered(alphas_sp) if alphas_sp else None
+        out["z"] = gathered(zs)
     return out
 
 
@@ -168,8 +186,16 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
     opt = torch.optim.NAdam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     sampler = BalancedBatchSampler(train_segs.label.numpy(), cfg.batch_size,
                                    n_classes=n_classes, seed=cfg.seed)
-    step_model = torch.compile(model) if cfg.compile else model
     is_ssa = isinstance(model, SSACRNN)
+    W, rank, main = dist.world_size(), dist.rank(), dist.is_main()
+    step_model = model
+    if W > 1:  # torchrun: see ssa_fast.distributed for why this equals the 1-process run
+        dist.convert_batchnorm(model)
+        step_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[model_device.index] if (model_device := next(
+                model.parameters()).device).type == "cuda" else None)
+    step_model = torch.compile(step_model) if cfg.compile else step_model
+    progress = progress and main
 
     start, best, best_epoch, history = 0, -1.0, -1, []
     last = out_dir / "last.pt"
@@ -188,33 +214,45 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
         sampler.set_epoch(epoch)
         model.train()
         losses = []
-        for idx in tqdm(sampler, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}",
-                        unit="batch", leave=False, disable=not progress):
+        for batch in tqdm(sampler, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}",
+                          unit="batch", leave=False, disable=not progress):
+            # every rank draws the same balanced batch and trains on its slice; the sum over the
+            # slice / global size x W makes DDP's gradient average the global batch mean
+            idx = batch[rank::W]
+            weight = W / len(batch)
             x = train_segs.x[idx].to(cfg.device, non_blocking=True)
             y = train_segs.label[idx].to(cfg.device)
             with torch.autocast("cuda", torch.bfloat16, enabled=cfg.bf16 and x.is_cuda):
                 emo, spk, _ = _forward(step_model, x)
-                loss = F.cross_entropy(emo.float(), y)
+                loss = F.cross_entropy(emo.float(), y, reduction="sum") * weight
                 if is_ssa:
                     s = train_segs.speaker[idx].to(cfg.device)
-                    loss = loss + cfg.speaker_weight * F.cross_entropy(spk.float(), s)
+                    loss = loss + cfg.speaker_weight * weight * F.cross_entropy(
+                        spk.float(), s, reduction="sum")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             model.project_()  # the L1 projection of the "-r" models (no-op otherwise)
-            losses.append(loss.item())
+            losses.append(loss.detach() / W)
+        train_loss = dist.all_reduce_sum(torch.stack(losses).sum()).item() / len(losses)
         metrics = evaluate(model, val_segs, cfg, n_classes)
-        metrics.update(epoch=epoch, train_loss=float(np.mean(losses)))
+        metrics.update(epoch=epoch, train_loss=train_loss)
         history.append(metrics)
         score = metrics[f"{cfg.select_by}_uar"]
-        if score > best:
+        improved = score > best
+        if improved:
             best, best_epoch = score, epoch
-            _save({"config": asdict(cfg), "model": model.state_dict(), "epoch": epoch,
-                   "metrics": {k: v for k, v in metrics.items() if not k.endswith("_cm")},
-                   "model_config": model.config, "bundle": bundle or {}}, out_dir / "best.pt")
-        _save({"config": asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(),
-               "epoch": epoch, "best_metric": best, "best_epoch": best_epoch,
-               "history": history, "torch_rng": torch.get_rng_state()}, last)
+        if main:  # checkpoints are written once, by rank 0
+            if improved:
+                _save({"config": asdict(cfg), "model": model.state_dict(), "epoch": epoch,
+                       "metrics": {k: v for k, v in metrics.items() if not k.endswith("_cm")},
+                       "model_config": model.config, "bundle": bundle or {}},
+                      out_dir / "best.pt")
+            _save({"config": asdict(cfg), "model": model.state_dict(),
+                   "optimizer": opt.state_dict(), "epoch": epoch, "best_metric": best,
+                   "best_epoch": best_epoch, "history": history,
+                   "torch_rng": torch.get_rng_state()}, last)
+        dist.barrier()
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics)
         if cfg.patience is not None and epoch - best_epoch >= cfg.patience:

@@ -1,0 +1,62 @@
+"""Run by test_distributed.py under `torchrun --nproc-per-node 2` (gloo): one training step of
+SSA-CRNN-r split over two ranks the way `ssa_fast.train` does it, against the same step on the
+whole batch in one process. Rank 0 writes the largest differences as JSON to argv[1]."""
+
+import copy
+import json
+import sys
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from ssa_fast.distributed import convert_batchnorm
+from ssa_fast.train import TrainConfig, build_model
+
+dist.init_process_group("gloo")
+rank, W = dist.get_rank(), dist.get_world_size()
+torch.manual_seed(0)
+model = build_model(TrainConfig(model="ssa-crnn-r"), 4, 3, 100, 40)
+ref = copy.deepcopy(model)
+g = torch.Generator().manual_seed(1)
+B = 10  # 5 per rank
+x = torch.randn(B, 3, 100, 40, generator=g)
+y = torch.randint(0, 4, (B,), generator=g)
+s = torch.randint(0, 3, (B,), generator=g)
+
+# the whole batch in one process (plain BatchNorm, no collectives)
+out = ref(x)
+(F.cross_entropy(out.emotion_logits, y) + F.cross_entropy(out.speaker_logits, s)).backward()
+ref.project_()
+
+# the same batch split over the ranks
+convert_batchnorm(model)
+ddp = torch.nn.parallel.DistributedDataParallel(model)
+idx = torch.arange(B)[rank::W]
+out = ddp(x[idx])
+weight = W / B
+loss = weight * (F.cross_entropy(out.emotion_logits, y[idx], reduction="sum")
+                 + F.cross_entropy(out.speaker_logits, s[idx], reduction="sum"))
+loss.backward()
+model.project_()
+
+if rank == 0:
+    def rel(a, b, floor=1e-12):
+        return float((a - b).abs().max() / b.abs().max().clamp_min(floor))
+
+    # The bias of the linear layer that feeds BatchNorm has a zero gradient (BN removes the
+    # mean): only rounding noise is left, so it is measured against the largest gradient.
+    scale = max(float(q.grad.abs().max()) for q in ref.parameters())
+    grads, noise = {}, {}
+    for (n, p), (_, q) in zip(model.named_parameters(), ref.named_parameters(), strict=True):
+        if n.endswith("trunk.linear.bias"):
+            noise[n] = float((p.grad - q.grad).abs().max()) / scale
+        else:
+            grads[n] = rel(p.grad, q.grad)
+    buffers = {n: rel(p.float(), q.float()) for (n, p), (_, q) in
+               zip(model.named_buffers(), ref.named_buffers(), strict=True)}
+    projected = rel(model.emotion_classifier.weight.detach(),
+                    ref.emotion_classifier.weight.detach())
+    with open(sys.argv[1], "w") as fh:
+        json.dump({"grads": grads, "zero_grad_noise": noise, "buffers": buffers, "projected": projected}, fh)
+dist.destroy_process_group()
