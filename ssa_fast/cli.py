@@ -132,7 +132,8 @@ def _train_config(args, device: str, model: str = "ssa-crnn-r"):
     return TrainConfig(model=model, preset=args.preset, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                        seed=args.seed, device=device, bf16=args.bf16, compile=args.compile,
-                       pooling=args.pooling, speaker_weight=args.speaker_weight)
+                       pooling=args.pooling, speaker_weight=args.speaker_weight,
+                       deterministic=args.deterministic)
 
 
 def cmd_cv(args) -> int:
@@ -355,6 +356,8 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=None)
     g.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    g.add_argument("--deterministic", action="store_true",
+                   help="deterministic CUDA algorithms (reproducible GPU runs; slower)")
     g.add_argument("--seed", type=int, default=0)
 
 

@@ -40,6 +40,10 @@ class TrainConfig:
     device: str = "cpu"
     bf16: bool = False  # bf16 autocast (CUDA)
     compile: bool = False  # torch.compile the model (CUDA)
+    # Reproducible CUDA runs: deterministic algorithms (torch.use_deterministic_algorithms,
+    # cuDNN benchmark off, CUBLAS_WORKSPACE_CONFIG); slower. CPU runs are reproducible anyway
+    # for a fixed seed and thread count.
+    deterministic: bool = False
     backend: str | None = None  # kernel backend for the fused ops
     eval_batch: int = 128
     extra: dict = field(default_factory=dict)  # free-form notes stored with checkpoints
@@ -154,11 +158,22 @@ def evaluate(model, segs: Segments, cfg: TrainConfig, n_classes: int, *,
     return out
 
 
+def set_deterministic() -> None:
+    """Deterministic algorithms everywhere (an error for an op that has none)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by cuBLAS
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
 def _save(obj: dict, path: Path) -> None:
     """Atomic: a kill during the write leaves the previous checkpoint intact."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -180,6 +195,8 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.deterministic:
+        set_deterministic()
     torch.manual_seed(cfg.seed)
     segment_frames, n_mels = train_segs.x.shape[2], train_segs.x.shape[3]
     model = build_model(cfg, n_classes, n_speakers, segment_frames, n_mels).to(cfg.device)
