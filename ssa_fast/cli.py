@@ -269,11 +269,8 @@ def cmd_bench(args) -> int:
 def cmd_predict(args) -> int:
     import json
 
-    import torch
-
-    from .audio import AudioError, load
-    from .kernels.logmel_delta import logmel_delta
-    from .train.inference import classify, load_trained
+    from .audio import AudioError
+    from .train.inference import classify_file, load_trained
 
     try:
         tm = load_trained(args.checkpoint)
@@ -285,15 +282,14 @@ def cmd_predict(args) -> int:
               file=sys.stderr)
     results, status = [], 0
     for path in args.files:
-        try:
-            y = load(path, 16000)
+        try:  # streamed: bounded memory for files of any length
+            out = classify_file(tm, path, args.speaker, progress=not args.quiet,
+                                keep_attention=bool(args.attention_plot))
         except AudioError as exc:
             print(f"skipped: {exc}", file=sys.stderr)
             status = 1
             continue
-        feats = logmel_delta(torch.from_numpy(y), **tm.feature_params)
-        probs, segs, out = classify(tm, [feats], [args.speaker])
-        probs = probs[0]
+        probs = out["probabilities"]
         res = {"file": str(path), "emotion": tm.classes[int(probs.argmax())],
                "probabilities": dict(zip(tm.classes, map(float, probs), strict=True)),
                "segments": [tm.classes[int(i)] for i in out["logp"].argmax(dim=1)]}
@@ -304,7 +300,7 @@ def cmd_predict(args) -> int:
             out_dir = Path(args.attention_plot)
             out_dir.mkdir(parents=True, exist_ok=True)
             data = {"ssa": {"alpha_em": out["alpha_em"], "alpha_sp": out["alpha_sp"],
-                            "labels": out["logp"].argmax(dim=1), "lengths": segs.lengths}}
+                            "labels": out["logp"].argmax(dim=1), "lengths": out["lengths"]}}
             plot_attention(data, out_dir, tm.classes).rename(out_dir / (Path(path).stem + ".png"))
         if not args.json:
             top = ", ".join(f"{c} {p:.2f}" for c, p in res["probabilities"].items())
@@ -455,13 +451,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "in training, --pooling of cv) and per-segment decisions. "
                                    "Features are "
                                    "normalised with the training statistics of --speaker, or "
-                                   "with the utterance's own statistics for an unseen speaker.")
+                                   "with the utterance's own statistics for an unseen speaker. "
+                                   "Files of any length are streamed in 60-second blocks "
+                                   "(bounded memory).")
     p.add_argument("checkpoint", help="best.pt of a trained model")
     p.add_argument("files", nargs="+", help="audio files")
     p.add_argument("--speaker", default=None, help="the speaker, if seen in training")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--attention-plot", default=None, metavar="DIR",
                    help="SSA models: write each file's attention curves to DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("features", help="compute 3-D log-Mel features of audio files",

@@ -106,17 +106,26 @@ def load_manifest(path: str | Path, classes: Sequence[str] | None = None,
     if not path.is_file():
         raise FileNotFoundError(f"manifest {path} does not exist")
     if path.suffix.lower() == ".json":
-        data = json.loads(path.read_text())
-        rows = data["records"] if isinstance(data, dict) else data
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        rows = data.get("records") if isinstance(data, dict) else data
         if isinstance(data, dict) and classes is None:
             classes = data.get("classes")
     else:
-        with path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        try:
+            with path.open(newline="") as fh:
+                rows = list(csv.DictReader(fh))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise ValueError(f"{path}: not a readable CSV manifest ({exc})") from exc
     if not isinstance(rows, list):
         raise ValueError(f"{path}: expected a list of records")
     records, skipped = [], []
     for i, row in enumerate(rows):
+        if row is not None and not isinstance(row, dict):
+            raise ValueError(f"{path}: record {i + 1} is a {type(row).__name__}, expected an "
+                             "object with path, speaker, label[, phrase]")
         missing = [k for k in ("path", "speaker", "label") if not (row or {}).get(k)]
         if missing:
             raise ValueError(f"{path}: record {i + 1} lacks {', '.join(missing)} "

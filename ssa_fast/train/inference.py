@@ -113,3 +113,97 @@ def score(tm: TrainedModel, features: list[torch.Tensor], labels: list[str],
             "segment_cm": seg_cm.tolist(), "utterance_cm": utt_cm.tolist(),
             "n_utterances": len(labels), "n_segments": len(segs),
             "predictions": [tm.classes[int(i)] for i in probs.argmax(1)]}
+
+
+def _stream_stats(blocks, eps: float):
+    """Mean and (unbiased) std over all frames of streamed (3, F, M) blocks, as Normaliser."""
+    from ..data.segments import Stats
+
+    total = sq = None
+    n = 0
+    for f in blocks:
+        f = f.double()
+        s, q = f.sum(dim=1, keepdim=True), (f * f).sum(dim=1, keepdim=True)
+        total, sq = (s, q) if total is None else (total + s, sq + q)
+        n += f.shape[1]
+    mean = total / n
+    var = (sq - n * mean * mean) / max(n - 1, 1)
+    return Stats(mean, var.clamp_min(0).sqrt().clamp_min(eps))
+
+
+def classify_file(tm: TrainedModel, path: str | Path, speaker: str | None = None, *,
+                  block_frames: int = 6000, batch: int = 64, progress: bool = False,
+                  keep_attention: bool = False) -> dict:
+    """Classify one audio file of any length in bounded memory: features are streamed in blocks
+    of ``block_frames`` (a first streamed pass gathers the utterance statistics when the speaker
+    was not seen in training), cut into segments as in training and scored ``batch`` at a time.
+
+    Returns {"probabilities" (K,), "logp" (S, K) per segment, "lengths" (S,), and with
+    keep_attention for SSA models "alpha_em" / "alpha_sp" (S, T)}; the same numbers as
+    :func:`classify` on the whole file."""
+    import soundfile as sf
+    from tqdm import tqdm
+
+    from ..features.stream import stream_features
+
+    params = dict(tm.feature_params)
+    sr = params.pop("sample_rate", 16000)
+    hop = params.get("hop_length", 160)
+
+    def blocks(desc):
+        try:
+            seconds = sf.info(str(path)).duration
+        except Exception:  # stream_features reports unreadable files with a clear error
+            seconds = None
+        total = None if seconds is None else int(seconds * sr / hop) // block_frames + 1
+        return tqdm(stream_features(path, block_frames=block_frames, sample_rate=sr, **params),
+                    total=total, desc=desc, unit="block", leave=False, disable=not progress)
+
+    norm = tm.normaliser
+    key = "*" if norm.mode == "global" else speaker
+    stats = norm.stats.get(key) if norm.mode != "utterance" else None
+    if stats is None:
+        stats = _stream_stats(blocks(f"{Path(path).name}: statistics"), norm.eps)
+
+    L = tm.segment_frames
+    device = next(tm.model.parameters()).device
+    logps, lengths, a_em, a_sp, pending = [], [], [], [], []
+
+    @torch.no_grad()
+    def run(segments):
+        x = torch.stack(segments).to(device)
+        out = tm.model(x)
+        logits = out.emotion_logits if tm.is_ssa else out
+        logps.append(F.log_softmax(logits.float(), dim=-1).cpu())
+        if keep_attention and tm.is_ssa:
+            a_em.append(out.alpha_em.float().cpu())
+            a_sp.append(out.alpha_sp.float().cpu())
+
+    def emit(frames, length):
+        seg = torch.zeros(3, L, frames.shape[2], dtype=frames.dtype)
+        seg[:, :length] = frames[:, :length]  # zero padding after normalisation
+        pending.append(seg)
+        lengths.append(length)
+        if len(pending) == batch:
+            run(pending)
+            pending.clear()
+
+    carry = None
+    for f in blocks(Path(path).name):
+        z = ((f.double() - stats.mean) / stats.std).to(f.dtype)
+        carry = z if carry is None else torch.cat([carry, z], dim=1)
+        while carry.shape[1] >= L:
+            emit(carry[:, :L], L)
+            carry = carry[:, L:]
+    # the tail segment follows segment_bounds: kept when long enough or the only segment
+    if carry is not None and carry.shape[1] > 0 and (not lengths or carry.shape[1] >= 100):
+        emit(carry, carry.shape[1])
+    if pending:
+        run(pending)
+    logp = torch.cat(logps)
+    probs = utterance_probabilities(logp, torch.zeros(len(logp), dtype=torch.long), 1,
+                                    tm.pooling)[0]
+    res = {"probabilities": probs, "logp": logp, "lengths": torch.tensor(lengths)}
+    if a_em:
+        res.update(alpha_em=torch.cat(a_em), alpha_sp=torch.cat(a_sp))
+    return res

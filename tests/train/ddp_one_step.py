@@ -58,5 +58,6 @@ if rank == 0:
     projected = rel(model.emotion_classifier.weight.detach(),
                     ref.emotion_classifier.weight.detach())
     with open(sys.argv[1], "w") as fh:
-        json.dump({"grads": grads, "zero_grad_noise": noise, "buffers": buffers, "projected": projected}, fh)
+        json.dump({"grads": grads, "zero_grad_noise": noise, "buffers": buffers,
+                   "projected": projected}, fh)
 dist.destroy_process_group()

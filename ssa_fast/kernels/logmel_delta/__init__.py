@@ -27,10 +27,13 @@ def _int_arg(value, name: str, minimum: int) -> int:
     return int(value)
 
 
+MAX_SAMPLE = 1e15  # |x| beyond this overflows the float32 power spectrum (n_fft 512 frames)
+
+
 def validate_waveform(waveform, name: str = "waveform") -> torch.Tensor:
     """Return `waveform` as a float tensor of shape (N,) or (B, N), or raise a clear error."""
-    if isinstance(waveform, np.ndarray):
-        waveform = torch.from_numpy(np.ascontiguousarray(waveform))
+    if isinstance(waveform, np.ndarray):  # (ascontiguousarray would turn a 0-d array into 1-d)
+        waveform = torch.from_numpy(np.require(waveform, requirements="C"))
     if not isinstance(waveform, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, "
                         f"got {type(waveform).__name__}")
@@ -45,9 +48,13 @@ def validate_waveform(waveform, name: str = "waveform") -> torch.Tensor:
         raise ValueError(f"{name} is empty (shape {tuple(waveform.shape)}); at least one sample is "
                          "needed")
     # One pass (aminmax propagates NaN and shows +-Inf); the count only on failure.
-    if not all(map(math.isfinite, torch.stack(torch.aminmax(waveform)).tolist())):
+    lo, hi = torch.stack(torch.aminmax(waveform)).tolist()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         bad = int((~torch.isfinite(waveform)).sum())
         raise ValueError(f"{name} contains {bad} NaN or Inf sample(s)")
+    if max(-lo, hi) > MAX_SAMPLE:  # the power spectrum would overflow float32
+        raise ValueError(f"{name} has samples up to {max(-lo, hi):.3g}; expected audio in about "
+                         f"[-1, 1] (at most {MAX_SAMPLE:g})")
     return waveform
 
 
