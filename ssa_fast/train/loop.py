@@ -166,6 +166,18 @@ def set_deterministic() -> None:
     torch.backends.cudnn.deterministic = True
 
 
+def _write_metrics_log(history: list[dict], path: Path) -> None:
+    """metrics.csv: one row per finished epoch (rewritten whole, so a resumed run has no gaps)."""
+    cols = ["epoch", "train_loss", "segment_uar", "utterance_uar", "loss", "speaker_accuracy"]
+    lines = [",".join(cols)]
+    for h in history:
+        lines.append(",".join("" if h.get(c) is None else
+                              str(h[c] + 1 if c == "epoch" else round(h[c], 6)) for c in cols))
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
 def _save(obj: dict, path: Path) -> None:
     """Atomic: a kill during the write leaves the previous checkpoint intact."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -259,7 +271,8 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
         improved = score > best
         if improved:
             best, best_epoch = score, epoch
-        if main:  # checkpoints are written once, by rank 0
+        if main:  # checkpoints and the metrics log are written once, by rank 0
+            _write_metrics_log(history, out_dir / "metrics.csv")
             if improved:
                 _save({"config": asdict(cfg), "model": model.state_dict(), "epoch": epoch,
                        "metrics": {k: v for k, v in metrics.items() if not k.endswith("_cm")},
