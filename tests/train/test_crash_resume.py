@@ -19,16 +19,6 @@ from ssa_fast.train.loop import _save
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("crash") / "corpus"
-    proc = subprocess.run([sys.executable, "-m", "ssa_fast.cli", "synth", "--out", str(root),
-                           "--size", "tiny", "--phrases", "4", "--quiet"], capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return root
-
-
 def _args(corpus, out, cache):
     return [sys.executable, "-m", "ssa_fast.cli", "train", "synthetic", str(corpus), "--out",
             str(out), "--folds", "2", "--model", "ssa-crnn-r", "--preset", "small", "--epochs",
@@ -42,13 +32,13 @@ def _run(args):
     return proc
 
 
-def test_sigkill_mid_training_then_resume_matches_uninterrupted(corpus, tmp_path):
+def test_sigkill_mid_training_then_resume_matches_uninterrupted(tiny_corpus, tmp_path):
     cache = tmp_path / "cache"
-    _run(_args(corpus, tmp_path / "full", cache))
+    _run(_args(tiny_corpus, tmp_path / "full", cache))
     full = json.loads((tmp_path / "full" / "result.json").read_text())
 
     cut = tmp_path / "cut"
-    proc = subprocess.Popen(_args(corpus, cut, cache), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_args(tiny_corpus, cut, cache), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=ENV)
     deadline = time.time() + 300
     try:  # kill it once epoch 2 (index 1) is checkpointed, i.e. somewhere inside epoch 3
@@ -70,7 +60,7 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(corpus, tmp_path
     assert 1 <= state["epoch"] < 4
     assert not (cut / "result.json").exists()
 
-    _run(_args(corpus, cut, cache) + ["--resume"])
+    _run(_args(tiny_corpus, cut, cache) + ["--resume"])
     resumed = json.loads((cut / "result.json").read_text())
     assert resumed["history"] == full["history"]
     assert resumed["utterance_cm"] == full["utterance_cm"]
@@ -79,14 +69,14 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(corpus, tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_same_seed_same_result_twice(corpus, tmp_path):
+def test_same_seed_same_result_twice(tiny_corpus, tmp_path):
     cache = tmp_path / "cache"
-    one = _run(_args(corpus, tmp_path / "one", cache))
-    two = _run(_args(corpus, tmp_path / "two", cache))
+    one = _run(_args(tiny_corpus, tmp_path / "one", cache))
+    two = _run(_args(tiny_corpus, tmp_path / "two", cache))
     r1 = json.loads((tmp_path / "one" / "result.json").read_text())
     r2 = json.loads((tmp_path / "two" / "result.json").read_text())
     assert r1["history"] == r2["history"] and one.stdout == two.stdout.replace("two", "one")
-    other = _run(_args(corpus, tmp_path / "seed1", cache) + ["--seed", "1"])
+    other = _run(_args(tiny_corpus, tmp_path / "seed1", cache) + ["--seed", "1"])
     r3 = json.loads((tmp_path / "seed1" / "result.json").read_text())
     assert r3["history"] != r1["history"] and other.returncode == 0
 

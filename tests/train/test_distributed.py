@@ -30,16 +30,6 @@ def test_one_ddp_step_equals_the_single_process_step(tmp_path):
     assert diff["projected"] < 1e-5  # the L1 projection saw the whole batch
 
 
-@pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ddp") / "corpus"
-    proc = subprocess.run([sys.executable, "-m", "ssa_fast.cli", "synth", "--out", str(root),
-                           "--size", "tiny", "--phrases", "4", "--quiet"], capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return root
-
-
 def test_torchrun_training_matches_the_single_process_run(tiny_corpus, tmp_path):
     common = ["train", "synthetic", str(tiny_corpus), "--folds", "2", "--fold", "1",
               "--model", "ssa-crnn-r", "--preset", "small", "--epochs", "2", "--batch-size", "8",
