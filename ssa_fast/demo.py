@@ -23,7 +23,7 @@ import numpy as np
 # 1e-4 learns too slowly for a 10-minute demo.
 DEMO_CPU = {"size": "small", "preset": "small", "folds": 3, "epochs": 12, "lr": 1e-3,
             "threads": 2}
-DEMO_CUDA = {"size": "medium", "preset": "paper", "folds": 5, "epochs": 30, "lr": 1e-4,
+DEMO_CUDA = {"size": "medium", "preset": "paper", "folds": 3, "epochs": 20, "lr": 1e-4,
              "threads": None}
 MODELS = ["acrnn", "acrnn-r", "ssa-crnn-r"]
 
