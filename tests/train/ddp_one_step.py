@@ -3,6 +3,7 @@ SSA-CRNN-r split over two ranks the way `ssa_fast.train` does it, against the sa
 whole batch in one process. Rank 0 writes the largest differences as JSON to argv[1]."""
 
 import copy
+import gc
 import json
 import sys
 
@@ -60,4 +61,7 @@ if rank == 0:
     with open(sys.argv[1], "w") as fh:
         json.dump({"grads": grads, "zero_grad_noise": noise, "buffers": buffers,
                    "projected": projected}, fh)
+del ddp, out, loss  # the DDP reducer must go before its process group (else std::terminate)
+gc.collect()
+dist.barrier()
 dist.destroy_process_group()
