@@ -9,6 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+DISPLAY_NAMES = {"acrnn": "ACRNN", "acrnn-r": "ACRNN-r", "ssa-crnn": "SSA-CRNN",
+                 "ssa-crnn-r": "SSA-CRNN-r"}
+
 
 def _plt():
     import matplotlib
@@ -105,7 +108,7 @@ def plot_tsne(figures_data: dict, out_dir: Path, classes: list[str], seed: int =
         for c, name in enumerate(classes):
             sel = labels == c
             ax.scatter(emb[sel, 0], emb[sel, 1], s=8, label=name)
-        ax.set_title(f"{m}: emotion embeddings (t-SNE)", fontsize=9)
+        ax.set_title(f"{DISPLAY_NAMES.get(m, m)}: emotion embeddings (t-SNE)", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0][0].legend(markerscale=2, fontsize=8)

@@ -17,12 +17,12 @@ import torch
 from ..data.corpus import Corpus
 from ..data.segments import Normaliser, make_segments
 from ..data.splits import leave_one_speaker_out, linguistic_folds, random_folds
+from ..reports.experiment import DISPLAY_NAMES
 from .loop import TrainConfig, train
 from .metrics import mean_ci95
 
 PROTOCOLS = ("random", "linguistic", "loso")
-MODEL_NAMES = {"acrnn": "ACRNN", "acrnn-r": "ACRNN-r", "ssa-crnn": "SSA-CRNN",
-               "ssa-crnn-r": "SSA-CRNN-r"}
+MODEL_NAMES = DISPLAY_NAMES
 
 
 def make_folds(corpus: Corpus, protocol: str, k: int, seed: int = 0):
