@@ -21,7 +21,7 @@ import numpy as np
 
 # Calibrated on the project's 2-core CPU machine (docs/notes/training_probe.md): the paper's lr
 # 1e-4 learns too slowly for a 10-minute demo.
-DEMO_CPU = {"size": "small", "preset": "small", "folds": 3, "epochs": 12, "lr": 1e-3,
+DEMO_CPU = {"size": "small", "preset": "small", "folds": 3, "epochs": 10, "lr": 1e-3,
             "threads": 2}
 DEMO_CUDA = {"size": "medium", "preset": "paper", "folds": 3, "epochs": 20, "lr": 1e-4,
              "threads": None}

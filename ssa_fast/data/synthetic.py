@@ -26,8 +26,10 @@ import numpy as np
 EMOTIONS = ("neu", "hap", "sad", "ang")
 
 # espeak-ng voice + variant per speaker (different timbres); all ship with espeakng-loader.
-VOICES = ("en-us+m1", "en-us+f1", "en-gb-x-rp+m3", "en-us+f3", "en+m4", "en-029+f2",
-          "en-us+m7", "en+f4", "en-gb-x-rp+f5", "en-us+m2", "en+f2", "en-029+m5")
+# No variant with `breath` (f2, f3, f5): espeak-ng seeds its breath noise from the clock, so
+# those voices give different samples from one run to the next (measured; srand does not help).
+VOICES = ("en-us+m1", "en-us+f1", "en-gb-x-rp+m3", "en-gb-scotland+f4", "en+m4", "en-029+f1",
+          "en-us+m7", "en+f4", "en-gb-x-rp+f4", "en-us+m2", "en-us-nyc+f1", "en-029+m5")
 
 # Prosody styles as offsets from a speaker's baseline: (pitch, range, rate factor, volume factor).
 STYLES = {

@@ -72,3 +72,26 @@ def test_prosody_differs_as_designed(tiny):
         assert by_style["C"][2] > 1.2 * by_style["B"][2]  # loudness
     styles_of_hap = {p["styles"]["hap"] for p in profiles}
     assert len(styles_of_hap) == 2
+
+
+def test_every_voice_is_the_same_from_one_run_to_the_next():
+    """espeak-ng seeds some variants' noise (breath) from the clock: no such voice may be used.
+    Two fresh processes more than a second apart must give identical samples for every voice."""
+    import subprocess
+    import sys
+    import time
+
+    from ssa_fast.data.synthetic import VOICES
+
+    code = ("import hashlib, sys; from ssa_fast.audio.espeak import synthesize; "
+            "print(' '.join(hashlib.md5(synthesize('My sister was waiting near the river.', v, "
+            "rate=170, pitch=55, pitch_range=60)[0].tobytes()).hexdigest() for v in sys.argv[1:]))")
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", code, *VOICES], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        runs.append(proc.stdout.split())
+        time.sleep(1.1)
+    assert len(runs[0]) == len(VOICES) and len(set(runs[0])) == len(VOICES)  # all distinct
+    assert runs[0] == runs[1], [v for v, a, b in zip(VOICES, *runs, strict=True) if a != b]
