@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import torch
 
 NORMALISATIONS = ("speaker", "global", "utterance")
+MIN_TAIL = 100  # a final partial segment shorter than this is dropped (unless it is the only one)
 
 
 def segment_bounds(n_frames: int, segment_frames: int = 300, hop: int | None = None,
-                   min_tail: int = 100) -> list[tuple[int, int]]:
+                   min_tail: int = MIN_TAIL) -> list[tuple[int, int]]:
     """(start, length) of every segment of an utterance with `n_frames` frames."""
     if segment_frames < 1 or n_frames < 1:
         raise ValueError(f"need segment_frames >= 1 and n_frames >= 1, got {segment_frames}, "
@@ -72,10 +73,17 @@ class Normaliser:
     def __call__(self, feats: torch.Tensor, speaker: str) -> torch.Tensor:
         """Normalise one utterance. A speaker without training statistics (an unseen speaker at
         prediction time) falls back to the utterance's own statistics."""
-        key = "*" if self.mode == "global" else speaker
-        st = self.stats.get(key) if self.mode != "utterance" else None
-        if st is None:
-            st = _stats([feats.double()], self.eps)
+        st = self.stats_for(speaker)
+        return self.apply(feats, st if st is not None else _stats([feats.double()], self.eps))
+
+    def stats_for(self, speaker: str | None) -> Stats | None:
+        """The training statistics that normalise `speaker` (None: use the utterance's own)."""
+        if self.mode == "utterance":
+            return None
+        return self.stats.get("*" if self.mode == "global" else speaker)
+
+    @staticmethod
+    def apply(feats: torch.Tensor, st: Stats) -> torch.Tensor:
         return ((feats.double() - st.mean) / st.std).to(feats.dtype)
 
     def state_dict(self) -> dict:
@@ -104,7 +112,7 @@ class Segments:
 def make_segments(features: Sequence[torch.Tensor], labels: Sequence[int],
                   speakers: Sequence[str], normaliser: Normaliser, speaker_index: dict[str, int],
                   *, segment_frames: int = 300, hop: int | None = None,
-                  min_tail: int = 100) -> Segments:
+                  min_tail: int = MIN_TAIL) -> Segments:
     """Normalise every utterance, cut it into segments and zero-pad the short ones."""
     xs, lens, utt, lab, spk = [], [], [], [], []
     for i, (f, y, s) in enumerate(zip(features, labels, speakers, strict=True)):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..data.corpus import Corpus
-from ..data.segments import Normaliser, make_segments
+from ..data.segments import MIN_TAIL, Normaliser, make_segments
 from ..data.splits import leave_one_speaker_out, linguistic_folds, random_folds
 from ..reports.experiment import DISPLAY_NAMES
 from .loop import TrainConfig, train
@@ -44,7 +44,7 @@ def make_folds(corpus: Corpus, protocol: str, k: int, seed: int = 0):
 
 def prepare_fold(corpus: Corpus, feats: list[torch.Tensor], train_idx, val_idx, *,
                  normalisation: str = "speaker", segment_frames: int = 300,
-                 train_hop: int | None = None, min_tail: int = 100):
+                 train_hop: int | None = None, min_tail: int = MIN_TAIL):
     speakers = [r.speaker for r in corpus]
     labels = corpus.labels
     speaker_index = {s: i for i, s in enumerate(corpus.speakers)}

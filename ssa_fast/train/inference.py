@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.segments import Normaliser, Segments, make_segments
+from ..data.segments import MIN_TAIL, Normaliser, Segments, make_segments
 from ..models import SSACRNN, model_from_config
 from .loop import load_checkpoint, utterance_probabilities
 from .metrics import confusion_matrix, uar
@@ -160,8 +160,7 @@ def classify_file(tm: TrainedModel, path: str | Path, speaker: str | None = None
                     total=total, desc=desc, unit="block", leave=False, disable=not progress)
 
     norm = tm.normaliser
-    key = "*" if norm.mode == "global" else speaker
-    stats = norm.stats.get(key) if norm.mode != "utterance" else None
+    stats = norm.stats_for(speaker)
     if stats is None:
         stats = _stream_stats(blocks(f"{Path(path).name}: statistics"), norm.eps)
 
@@ -190,13 +189,13 @@ def classify_file(tm: TrainedModel, path: str | Path, speaker: str | None = None
 
     carry = None
     for f in blocks(Path(path).name):
-        z = ((f.double() - stats.mean) / stats.std).to(f.dtype)
+        z = norm.apply(f, stats)
         carry = z if carry is None else torch.cat([carry, z], dim=1)
         while carry.shape[1] >= L:
             emit(carry[:, :L], L)
             carry = carry[:, L:]
     # the tail segment follows segment_bounds: kept when long enough or the only segment
-    if carry is not None and carry.shape[1] > 0 and (not lengths or carry.shape[1] >= 100):
+    if carry is not None and carry.shape[1] > 0 and (not lengths or carry.shape[1] >= MIN_TAIL):
         emit(carry, carry.shape[1])
     if pending:
         run(pending)
