@@ -64,21 +64,22 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
 
 
 @torch.no_grad()
+def _score_batch(tm: TrainedModel, x: torch.Tensor, parts: dict, attention: bool) -> None:
+    """Run one batch of segments; append its log-probabilities (and attention) to ``parts``."""
+    out = tm.model(x.to(next(tm.model.parameters()).device))
+    logits = out.emotion_logits if tm.is_ssa else out
+    parts.setdefault("logp", []).append(F.log_softmax(logits.float(), dim=-1).cpu())
+    if attention and tm.is_ssa:
+        parts.setdefault("alpha_em", []).append(out.alpha_em.float().cpu())
+        parts.setdefault("alpha_sp", []).append(out.alpha_sp.float().cpu())
+
+
 def segment_outputs(tm: TrainedModel, segs: Segments, batch: int = 128) -> dict:
     """Per-segment log-probabilities (S, K), and for SSA models the attention weights."""
-    device = next(tm.model.parameters()).device
-    logps, a_em, a_sp = [], [], []
+    parts: dict[str, list] = {}
     for i in range(0, len(segs), batch):
-        out = tm.model(segs.x[i:i + batch].to(device))
-        logits = out.emotion_logits if tm.is_ssa else out
-        logps.append(F.log_softmax(logits.float(), dim=-1).cpu())
-        if tm.is_ssa:
-            a_em.append(out.alpha_em.float().cpu())
-            a_sp.append(out.alpha_sp.float().cpu())
-    res = {"logp": torch.cat(logps)}
-    if tm.is_ssa:
-        res.update(alpha_em=torch.cat(a_em), alpha_sp=torch.cat(a_sp))
-    return res
+        _score_batch(tm, segs.x[i:i + batch], parts, attention=True)
+    return {k: torch.cat(v) for k, v in parts.items()}
 
 
 def classify(tm: TrainedModel, features: list[torch.Tensor], speakers: list[str | None],
@@ -165,18 +166,11 @@ def classify_file(tm: TrainedModel, path: str | Path, speaker: str | None = None
         stats = _stream_stats(blocks(f"{Path(path).name}: statistics"), norm.eps)
 
     L = tm.segment_frames
-    device = next(tm.model.parameters()).device
-    logps, lengths, a_em, a_sp, pending = [], [], [], [], []
+    parts: dict[str, list] = {}
+    lengths, pending = [], []
 
-    @torch.no_grad()
     def run(segments):
-        x = torch.stack(segments).to(device)
-        out = tm.model(x)
-        logits = out.emotion_logits if tm.is_ssa else out
-        logps.append(F.log_softmax(logits.float(), dim=-1).cpu())
-        if keep_attention and tm.is_ssa:
-            a_em.append(out.alpha_em.float().cpu())
-            a_sp.append(out.alpha_sp.float().cpu())
+        _score_batch(tm, torch.stack(segments), parts, keep_attention)
 
     def emit(frames, length):
         seg = torch.zeros(3, L, frames.shape[2], dtype=frames.dtype)
@@ -199,10 +193,9 @@ def classify_file(tm: TrainedModel, path: str | Path, speaker: str | None = None
         emit(carry, carry.shape[1])
     if pending:
         run(pending)
-    logp = torch.cat(logps)
-    probs = utterance_probabilities(logp, torch.zeros(len(logp), dtype=torch.long), 1,
-                                    tm.pooling)[0]
-    res = {"probabilities": probs, "logp": logp, "lengths": torch.tensor(lengths)}
-    if a_em:
-        res.update(alpha_em=torch.cat(a_em), alpha_sp=torch.cat(a_sp))
+    res = {k: torch.cat(v) for k, v in parts.items()}
+    logp = res["logp"]
+    res["probabilities"] = utterance_probabilities(
+        logp, torch.zeros(len(logp), dtype=torch.long), 1, tm.pooling)[0]
+    res["lengths"] = torch.tensor(lengths)
     return res
