@@ -94,17 +94,13 @@ def _load_corpus(args):
     import torch
 
     from . import distributed as dist
-    from .data import corpus_features, load_corpus
+    from .data import corpus_features
 
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    device = dist.init_from_env(args.device)  # under torchrun: one process per rank
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = _device(dist.init_from_env(args.device))  # under torchrun: one process per rank
     main = dist.is_main()
-    options = {}
-    if args.corpus == "iemocap":
-        options = {"merge_excited": args.merge_excited, "scripted": args.scripted}
-    corpus = load_corpus(args.corpus, args.root, **options)
+    corpus = _open_corpus(args)
     _say(f"{corpus.name}: {len(corpus)} utterances, {len(corpus.speakers)} speakers, "
          f"classes {corpus.classes}; {len(corpus.skipped)} skipped")
     if not main:
@@ -116,6 +112,21 @@ def _load_corpus(args):
         for item, why in corpus.skipped[: args.show_skipped]:
             print(f"skipped: {item}: {why}", file=sys.stderr)
     return corpus, feats, device
+
+
+def _device(requested: str | None) -> str:
+    import torch
+
+    return requested or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _open_corpus(args):
+    from .data import load_corpus
+
+    options = {}
+    if args.corpus == "iemocap":
+        options = {"merge_excited": args.merge_excited, "scripted": args.scripted}
+    return load_corpus(args.corpus, args.root, **options)
 
 
 def _say(*args, **kwargs) -> None:
@@ -162,12 +173,13 @@ def cmd_train(args) -> int:
     from .distributed import is_main
     from .reports.experiment import plot_history
     from .train import make_folds, prepare_fold, train
+    from .train.cv import fold_bundle, run_summary
 
     corpus, feats, device = _load_corpus(args)
     folds = make_folds(corpus, args.protocol, args.folds, args.seed)
     if not 0 <= args.fold < len(folds):
         _say(f"--fold must be in [0, {len(folds)}) for {len(folds)} folds, got {args.fold}",
-              file=sys.stderr)
+             file=sys.stderr)
         return 2
     tr, va = folds[args.fold]
     train_segs, val_segs, norm = prepare_fold(corpus, feats, tr, va,
@@ -175,10 +187,8 @@ def cmd_train(args) -> int:
                                               segment_frames=args.segment_frames,
                                               train_hop=args.train_hop)
     _say(f"fold {args.fold} of {len(folds)} ({args.protocol}): {len(tr)} training / {len(va)} "
-          f"validation utterances, {len(train_segs)} / {len(val_segs)} segments")
-    bundle = {"classes": corpus.classes, "speakers": corpus.speakers,
-              "normaliser": norm.state_dict(), "segment_frames": args.segment_frames,
-              "feature_params": {"n_mels": args.n_mels}}
+         f"validation utterances, {len(train_segs)} / {len(val_segs)} segments")
+    bundle = fold_bundle(corpus, norm, args.segment_frames, {"n_mels": args.n_mels})
     cfg = _train_config(args, device, args.model)
     out = Path(args.out)
     res = train(cfg, train_segs, val_segs, n_classes=len(corpus.classes),
@@ -187,11 +197,10 @@ def cmd_train(args) -> int:
                 on_epoch_end=None if args.quiet else _print_epoch)
     if not is_main():
         return 0
-    keep = {k: v for k, v in res.items() if k not in ("model", "alpha_em", "alpha_sp", "z")}
-    (out / "result.json").write_text(json.dumps(keep, indent=1))
+    (out / "result.json").write_text(json.dumps(run_summary(res), indent=1))
     png = plot_history(res["history"], out / "training_curves.png", title=cfg.model)
     _say(f"selected epoch {res['best_epoch'] + 1}: validation UAR segment "
-          f"{100 * res['segment_uar']:.2f} %, utterance {100 * res['utterance_uar']:.2f} %")
+         f"{100 * res['segment_uar']:.2f} %, utterance {100 * res['utterance_uar']:.2f} %")
     _say(f"model -> {out / 'best.pt'}; curves -> {png}")
     return 0
 
@@ -210,18 +219,13 @@ def _print_epoch(epoch: int, m: dict) -> None:
 def cmd_evaluate(args) -> int:
     import json
 
-    import torch
-
-    from .data import corpus_features, load_corpus
+    from .data import corpus_features
     from .train import make_folds
     from .train.inference import load_trained, score
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = _device(args.device)
     tm = load_trained(args.checkpoint, device)
-    options = {}
-    if args.corpus == "iemocap":
-        options = {"merge_excited": args.merge_excited, "scripted": args.scripted}
-    corpus = load_corpus(args.corpus, args.root, **options)
+    corpus = _open_corpus(args)
     n_mels = tm.feature_params.get("n_mels", 40)
     corpus, feats = corpus_features(corpus, args.cache, device=device, progress=not args.quiet,
                                     n_mels=n_mels)
@@ -255,7 +259,7 @@ def cmd_bench(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = _device(args.device)
     rows = quick_bench(device, ops=args.ops, compile=args.compile, budget_s=args.budget,
                        progress=not args.quiet)
     name = torch.cuda.get_device_name() if device.startswith("cuda") else \

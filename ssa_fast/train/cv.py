@@ -59,6 +59,19 @@ def prepare_fold(corpus: Corpus, feats: list[torch.Tensor], train_idx, val_idx, 
     return segs(np.asarray(train_idx), train_hop), segs(np.asarray(val_idx), None), norm
 
 
+def fold_bundle(corpus: Corpus, norm: Normaliser, segment_frames: int,
+                feature_params: dict | None = None) -> dict:
+    """What a trained model needs for prediction, stored in its best.pt (see inference)."""
+    return {"classes": corpus.classes, "speakers": corpus.speakers,
+            "normaliser": norm.state_dict(), "segment_frames": segment_frames,
+            "feature_params": feature_params or {}}
+
+
+def run_summary(res: dict) -> dict:
+    """A training result without the model and the per-segment outputs (JSON-ready)."""
+    return {k: v for k, v in res.items() if k not in ("model", "alpha_em", "alpha_sp", "z")}
+
+
 def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str], cfg: TrainConfig,
                    out_dir: str | Path, *, protocol: str = "random", k: int = 10,
                    normalisation: str = "speaker", segment_frames: int = 300,
@@ -87,14 +100,11 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
                 results[m].append(json.loads(done.read_text()))
                 bar.update()
                 continue
-            bundle = {"classes": corpus.classes, "speakers": corpus.speakers,
-                      "normaliser": norm.state_dict(), "segment_frames": segment_frames,
-                      "feature_params": feature_params or {}}
+            bundle = fold_bundle(corpus, norm, segment_frames, feature_params)
             res = train(replace(cfg, model=m), train_segs, val_segs,
                         n_classes=len(corpus.classes), n_speakers=len(corpus.speakers),
                         out_dir=run_dir, resume=resume, progress=progress, bundle=bundle)
-            summary = {k2: v for k2, v in res.items()
-                       if k2 not in ("model", "alpha_em", "alpha_sp", "z")}
+            summary = run_summary(res)
             summary.update(fold=f, n_train=len(tr), n_val=len(va))
             done.write_text(json.dumps(summary))
             results[m].append(summary)
