@@ -104,8 +104,6 @@ def feature_check(out: str | Path) -> Path:
     return png
 
 
-
-
 def demo_settings(cuda: bool, **overrides) -> dict:
     s = dict(DEMO_CUDA if cuda else DEMO_CPU)
     s.update({k: v for k, v in overrides.items() if v is not None})

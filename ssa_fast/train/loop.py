@@ -41,8 +41,8 @@ class TrainConfig:
     bf16: bool = False  # bf16 autocast (CUDA)
     compile: bool = False  # torch.compile the model (CUDA)
     # Reproducible CUDA runs: deterministic algorithms (torch.use_deterministic_algorithms,
-    # cuDNN benchmark off, CUBLAS_WORKSPACE_CONFIG); slower. CPU runs are reproducible anyway
-    # for a fixed seed and thread count.
+    # cuDNN benchmark off, CUBLAS_WORKSPACE_CONFIG); slower. CPU runs with one thread are
+    # reproducible for a seed without it (tested); multi-threaded CPU runs were not compared.
     deterministic: bool = False
     backend: str | None = None  # kernel backend for the fused ops
     eval_batch: int = 128
@@ -173,19 +173,23 @@ def _write_metrics_log(history: list[dict], path: Path) -> None:
     for h in history:
         lines.append(",".join("" if h.get(c) is None else
                               str(h[c] + 1 if c == "epoch" else round(h[c], 6)) for c in cols))
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    _atomic_write(path, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
 
 
-def _save(obj: dict, path: Path) -> None:
-    """Atomic: a kill during the write leaves the previous checkpoint intact."""
+def _atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` then rename over ``path``: a kill during the write leaves the previous
+    file intact, and a failed write leaves no temporary file behind."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        torch.save(obj, tmp)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _save(obj: dict, path: Path) -> None:
+    """Atomic checkpoint write (see _atomic_write)."""
+    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -220,9 +224,9 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
     step_model = model
     if W > 1:  # torchrun: see ssa_fast.distributed for why this equals the 1-process run
         dist.convert_batchnorm(model)
+        device = next(model.parameters()).device
         step_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[model_device.index] if (model_device := next(
-                model.parameters()).device).type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     step_model = torch.compile(step_model) if cfg.compile else step_model
     progress = progress and main
 
