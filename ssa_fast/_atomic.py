@@ -1,0 +1,96 @@
+"""Atomic file writes: the one helper every JSON, CSV, checkpoint, cache file and figure goes through.
+
+A write goes to a temporary file in the destination's folder and is renamed over the destination
+only once complete, so a kill, a crash or a full disk mid-write leaves the previous file (or no
+file) and never a truncated one. The temporary file is removed on failure; files left by a killed
+process (``.<name>.tmp<pid>``, pid no longer alive) are swept by :func:`sweep_stale`.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+_TMP = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")
+
+
+class DiskFullError(OSError):
+    """The destination's file system is full (the partial file was removed)."""
+
+
+def temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` to fill a temporary file, then rename it over ``path``.
+
+    Returns ``path``. On any failure the temporary file is removed and the error re-raised; a full
+    disk is raised as :class:`DiskFullError` naming ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(exc.errno, f"no space left on the device while writing {path}",
+                                str(path)) from exc
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj, **kwargs) -> Path:
+    kwargs.setdefault("indent", 2)
+    return write_text(path, json.dumps(obj, **kwargs) + "\n")
+
+
+def save_torch(path: str | os.PathLike, obj) -> Path:
+    import torch
+
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def save_figure(path: str | os.PathLike, fig, **kwargs) -> Path:
+    """``fig.savefig`` through a temporary file (the format comes from ``path``'s suffix)."""
+    path = Path(path)
+    fmt = kwargs.pop("format", path.suffix.lstrip(".") or None)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, **kwargs))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Remove temporary files of dead processes under ``folder``; returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in folder.rglob(".*.tmp*") if recursive else folder.glob(".*.tmp*"):
+        m = _TMP.match(p.name)
+        if m and p.is_file() and not _alive(int(m["pid"])):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
