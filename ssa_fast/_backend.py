@@ -43,6 +43,10 @@ def _probe(module: str, why: str) -> tuple[bool, str]:
         try:
             importlib.import_module(module)
         except ImportError as exc:  # not built / not installed / built against another torch
+            if module == "ssa_fast._C":
+                from ._install import checkout_shadowing_hint
+
+                why += checkout_shadowing_hint()
             _status[module] = (False, f"{why} ({exc})")
         else:
             _status[module] = (True, "")
