@@ -3,6 +3,7 @@
 Public API::
 
     from ssa_fast import SSACRNN, ACRNN, LogMelDelta, logmel_delta, ssa_attention, l1_project_
+    from ssa_fast import EmotionClassifier  # trained checkpoint -> emotion of audio
 
 Attributes are imported on first use, so ``import ssa_fast`` (and importing a light submodule such
 as ``ssa_fast.audio``) does not pull in torch.
@@ -17,6 +18,8 @@ _EXPORTS = {
     "SSACRNN": "ssa_fast.models",
     "forward_flops": "ssa_fast.models",
     "LogMelDelta": "ssa_fast.features",
+    "EmotionClassifier": "ssa_fast.predict",
+    "Prediction": "ssa_fast.predict",
     "logmel_delta": "ssa_fast.kernels.logmel_delta",
     "ssa_attention": "ssa_fast.kernels.ssa_attention",
     "l1_project_": "ssa_fast.kernels.l1_project",

@@ -1,0 +1,108 @@
+"""The Python prediction API (EmotionClassifier) on a model trained by the CLI, against the CLI's
+own `predict` and against itself (files vs in-memory waveforms, batches vs single calls)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ssa_fast import EmotionClassifier
+
+sf = pytest.importorskip("soundfile")
+
+
+def _cli(*args):
+    proc = subprocess.run([sys.executable, "-m", "ssa_fast.cli", *args], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(best.pt, corpus folder) of a 1-epoch SSA-CRNN-r on the tiny synthetic corpus."""
+    tmp = tmp_path_factory.mktemp("predict_api")
+    corpus = tmp / "corpus"
+    _cli("synth", "--out", str(corpus), "--size", "tiny", "--phrases", "4", "--quiet")
+    _cli("train", "synthetic", str(corpus), "--out", str(tmp / "run"), "--model", "ssa-crnn-r",
+         "--folds", "2", "--preset", "small", "--epochs", "1", "--batch-size", "8",
+         "--segment-frames", "100", "--cache", str(tmp / "cache"), "--quiet")
+    return tmp / "run" / "best.pt", corpus
+
+
+def _close(a: dict, b: dict, tol: float) -> bool:
+    return a.keys() == b.keys() and all(abs(a[k] - b[k]) <= tol for k in a)
+
+
+def test_classify_file_matches_the_cli(trained):
+    ckpt, corpus = trained
+    wavs = sorted((corpus / "wav").glob("*.wav"))[:3]
+    cli = json.loads(_cli("predict", str(ckpt), *map(str, wavs), "--json", "--quiet").stdout)
+    clf = EmotionClassifier.from_checkpoint(ckpt)
+    assert sorted(clf.classes) == ["ang", "hap", "neu", "sad"]
+    for wav, row in zip(wavs, cli, strict=True):
+        p = clf.classify_file(wav)
+        assert p.label == row["emotion"]
+        assert _close(p.probabilities, row["probabilities"], 1e-6)
+        assert [s.label for s in p.segments] == row["segments"]
+        assert p.normalisation == "utterance"
+        assert abs(sum(p.probabilities.values()) - 1) < 1e-5
+
+
+def test_in_memory_waveforms_equal_files_and_batches_equal_single_calls(trained):
+    ckpt, corpus = trained
+    clf = EmotionClassifier.from_checkpoint(ckpt)
+    wavs = sorted((corpus / "wav").glob("*.wav"))[:3]
+    waves = [sf.read(str(w), dtype="float32")[0] for w in wavs]
+    batch = clf.classify_batch(waves, sample_rate=16000)
+    for w, wave, p in zip(wavs, waves, batch, strict=True):
+        single = clf.classify(torch.from_numpy(wave), 16000)
+        from_file = clf.classify_file(w)
+        assert _close(p.probabilities, single.probabilities, 1e-6)
+        assert _close(p.probabilities, from_file.probabilities, 1e-4)
+        # segments tile the utterance from 0 s in hop steps
+        assert p.segments[0].start == 0.0
+        assert all(a.end == b.start for a, b in zip(p.segments, p.segments[1:]))
+        assert p.segments[-1].end <= len(wave) / 16000 + 0.01
+
+
+def test_other_sample_rates_stereo_and_known_speakers(trained):
+    ckpt, corpus = trained
+    clf = EmotionClassifier.from_checkpoint(ckpt)
+    wav = sorted((corpus / "wav").glob("*.wav"))[0]
+    wave, sr = sf.read(str(wav), dtype="float32")
+    import soxr
+
+    wave22 = soxr.resample(wave, sr, 22050).astype(np.float32)
+    f16, f22 = clf.features(wave, 16000), clf.features(wave22, 22050)
+    assert f16.shape == f22.shape
+    voiced = f16[0] > np.log(1e-6)  # the resampling round trip only matters where there is sound
+    assert (f16[0] - f22[0]).abs()[voiced].median() < 0.05
+    stereo = np.stack([wave, wave])  # (channels, N) is mixed down
+    assert _close(clf.classify(stereo, 16000).probabilities,
+                  clf.classify(wave, 16000).probabilities, 1e-6)
+    speaker = clf.speakers[0]
+    p = clf.classify(wave, 16000, speaker=speaker)
+    assert p.normalisation == "speaker"
+    if clf.is_ssa:
+        att = clf.classify(wave, 16000, attention=True).attention
+        assert att is not None and att["alpha_em"].shape[0] == len(p.segments)
+        total = att["alpha_em"].sum(1) + att["alpha_sp"].sum(1)
+        assert np.allclose(total, 1, atol=1e-4)
+
+
+def test_errors_name_the_argument(trained):
+    ckpt, _ = trained
+    clf = EmotionClassifier.from_checkpoint(ckpt)
+    with pytest.raises(ValueError, match="sample_rate"):
+        clf.classify_batch([np.zeros(16000, np.float32)], sample_rate=0)
+    with pytest.raises(ValueError, match="2 waveforms but 1 speakers"):
+        clf.classify_batch([np.zeros(16000, np.float32)] * 2, speakers=["a"])
+    with pytest.raises(ValueError, match="non-empty"):
+        clf.classify(np.zeros(0, np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        clf.classify(np.full(16000, np.nan, np.float32))
+    assert clf.classify_batch([]) == []
