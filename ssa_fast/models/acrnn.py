@@ -58,6 +58,11 @@ class SSAOutput(NamedTuple):
     z_sp: torch.Tensor  # (B, embedding) speaker embedding
 
 
+# A stable name for the output type in torch.export's serialised programs (torch.export.save).
+torch.utils._pytree._register_namedtuple(SSAOutput,
+                                         serialized_type_name="ssa_fast.models.SSAOutput")
+
+
 class SSACRNN(nn.Module):
     """SSA-CRNN (SPEC.md section 5): a speaker ACRNN C_sp and an emotion CRNN C_em whose
     attention is Self Speaker Attention over its own BLSTM output and C_sp's.
