@@ -4,6 +4,9 @@
 #include <pybind11/pybind11.h>
 
 TORCH_LIBRARY(ssa_fast, m) {
+  // Dtypes: the native kernels take float32 or float64 tensors and return new contiguous tensors
+  // of their first input's dtype. bf16 / fp16 never reach them: the autograd boundaries in
+  // ssa_fast/kernels/<op>/function.py state each op's dtype rule and convert first.
   // waveform (B, N) float, lengths (B,) int64 samples per item, window (n_fft,) already centred and
   // zero-padded to n_fft, mel_fb (n_mels, n_fft // 2 + 1). Returns (B, 3, T, n_mels) with
   // T = frames of N; frames at or past an item's own frame count are zero.

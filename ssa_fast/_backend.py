@@ -4,6 +4,8 @@ Backends:
     ``reference``  pure torch, any device, float64-capable; the executable specification.
     ``cpp``        the compiled extension ``ssa_fast._C`` (CPU tensors).
     ``triton``     Triton kernels (CUDA tensors; CPU tensors too when ``TRITON_INTERPRET=1``).
+    ``cuda``       hand-written CUDA kernels of ``ssa_fast._C`` (CUDA float32 tensors), for the
+                   ops that have one (the extension built with a CUDA torch and compiler).
 
 Selection, strongest first: the ``backend=`` argument of a call, the innermost
 :func:`use_backend` context, the ``SSA_FAST_BACKEND`` environment variable, then the automatic
@@ -23,7 +25,7 @@ from collections.abc import Iterator
 
 import torch
 
-BACKENDS = ("reference", "cpp", "triton")
+BACKENDS = ("reference", "cpp", "triton", "cuda")
 ENV_VAR = "SSA_FAST_BACKEND"
 
 _override: contextvars.ContextVar[str | None] = contextvars.ContextVar("ssa_fast_backend",
@@ -80,11 +82,40 @@ def _check_name(name: str, where: str) -> str:
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def unavailable_reason(backend: str, device: torch.device,
-                       dtype: torch.dtype | None = None) -> str | None:
-    """Why `backend` cannot run tensors of `dtype` on `device`, or None when it can."""
+@torch.compiler.assume_constant_result
+def cuda_kernel_registered(op: str) -> bool:
+    """Whether ssa_fast._C was built with a CUDA kernel for torch.ops.ssa_fast.<op>."""
+    try:
+        return torch._C._dispatch_has_kernel_for_dispatch_key(f"ssa_fast::{op}", "CUDA")
+    except RuntimeError:  # no native op of that name
+        return False
+
+
+def _cuda_kernel_reason(op: str | None, device: torch.device,
+                        dtype: torch.dtype | None) -> str | None:
+    if op is None:
+        return "the cuda backend exists for some ops only; name the op"
+    ok, why = extension_status()
+    if not ok:
+        return why
+    if not cuda_kernel_registered(op):
+        return (f"ssa_fast._C has no CUDA kernel for {op} (it was built without a CUDA torch and "
+                "compiler, or the op has none)")
+    if device.type != "cuda":
+        return f"the cuda backend runs CUDA tensors only, got a tensor on {device}"
+    if dtype is not None and dtype not in TRITON_DTYPES:
+        return f"the cuda backend computes float32, got {dtype}"
+    return None
+
+
+def unavailable_reason(backend: str, device: torch.device, dtype: torch.dtype | None = None,
+                       op: str | None = None) -> str | None:
+    """Why `backend` cannot run `op` on tensors of `dtype` on `device`, or None when it can
+    (``op`` matters for ``cuda`` only: not every op has a CUDA kernel)."""
     if backend == "reference":
         return None
+    if backend == "cuda":
+        return _cuda_kernel_reason(op, device, dtype)
     if backend == "triton" and dtype is not None and dtype not in TRITON_DTYPES:
         return f"the triton backend computes float32, got {dtype}"
     if backend == "cpp":
@@ -123,10 +154,13 @@ def resolve(op: str, device: torch.device, backend: str | None = None,
     """Pick the backend that runs `op` on tensors of `dtype` on `device`."""
     explicit = requested_backend(backend)
     if explicit is not None:
-        why = unavailable_reason(explicit, device, dtype)
+        why = unavailable_reason(explicit, device, dtype, op)
         if why is not None:
             raise BackendUnavailableError(f"{op}: backend {explicit!r} is unavailable: {why}")
         return explicit
+    # On CUDA the automatic choice stays triton until a hand-written CUDA kernel has passed the
+    # test suite on a real GPU and its benchmark rows are recorded in benchmarks/RESULTS.md; the
+    # cuda backend runs when asked for explicitly.
     preferred = "triton" if device.type == "cuda" else "cpp" if device.type == "cpu" else None
     if preferred is None:
         return "reference"
@@ -152,6 +186,8 @@ def use_backend(name: str | None) -> Iterator[None]:
         _override.reset(token)
 
 
-def available_backends(device: torch.device | str = "cpu") -> list[str]:
+def available_backends(device: torch.device | str = "cpu", op: str | None = None) -> list[str]:
+    """Backends that can run on `device`; ``cuda`` is listed only for an `op` that has a CUDA
+    kernel (without `op` the list is the backends every op has)."""
     device = torch.device(device)
-    return [b for b in BACKENDS if unavailable_reason(b, device) is None]
+    return [b for b in BACKENDS if unavailable_reason(b, device, op=op) is None]

@@ -44,6 +44,9 @@ class CRNNTrunk(nn.Module):
         y = y.permute(0, 2, 1, 3).reshape(B, T, C * F)  # time-major, channels x freq per frame
         y = self.linear(y)
         y = self.act(self.bn(y.transpose(1, 2)).transpose(1, 2))  # BN over batch and time
+        # Under torch.compile this call is a graph break: Dynamo does not trace nn.LSTM (unless
+        # torch._dynamo.config.allow_rnn), so the LSTM runs eagerly (cuDNN / oneDNN) between the
+        # compiled graph of the layers above and that of the layers after the trunk.
         h, _ = self.lstm(self.dropout(y))
         return h
 

@@ -65,11 +65,6 @@ def test_float64_and_parameter_of_linear(backend):
     assert layer.weight.requires_grad and layer.weight.grad is None
 
 
-def test_opcheck_cpp_op():
-    W = torch.randn(5, 32)
-    torch.library.opcheck(torch.ops.ssa_fast.l1_project_.default, (W, torch.randn(7, 32)))
-
-
 def test_bad_input():
     W = torch.randn(4, 16)
     with pytest.raises(ValueError, match="x has 8 features"):

@@ -119,34 +119,6 @@ def test_gradcheck_cpp_float64():
             inputs, atol=1e-7)
 
 
-def test_opcheck_cpp_ops():
-    B, T, d = 2, 6, 8
-    g = torch.Generator().manual_seed(4)
-    h_em, h_sp = (torch.randn(B, T, d, generator=g) for _ in range(2))
-    qk_em, qk_sp, dp_em, dp_sp = (torch.randn(B, d, generator=g) for _ in range(4))
-    torch.library.opcheck(torch.ops.ssa_fast.ssa_core_fwd.default, (h_em, h_sp, qk_em, qk_sp, 0.4))
-    p_em, p_sp, alpha, _ = torch.ops.ssa_fast.ssa_core_fwd(h_em, h_sp, qk_em, qk_sp, 0.4)
-    torch.library.opcheck(torch.ops.ssa_fast.ssa_core_bwd.default,
-                          (h_em, h_sp, qk_em, qk_sp, alpha, p_em, p_sp, dp_em, dp_sp,
-                           torch.randn(B, 2 * T, generator=g), 0.4))
-
-
-def test_opcheck_triton_ops():
-    if "triton" not in ssa_fast.available_backends(device_for("triton")):
-        pytest.skip("triton backend unavailable here")
-    from ssa_fast.kernels.ssa_attention import triton as tri
-
-    dev = device_for("triton")
-    B, T, d = 2, 6, 8
-    h_em, h_sp = (torch.randn(B, T, d, device=dev) for _ in range(2))
-    qk_em, qk_sp, dp_em, dp_sp = (torch.randn(B, d, device=dev) for _ in range(4))
-    torch.library.opcheck(tri.ssa_core_fwd_triton_op, (h_em, h_sp, qk_em, qk_sp, 0.4))
-    p_em, p_sp, alpha, _ = tri.ssa_core_fwd_triton_op(h_em, h_sp, qk_em, qk_sp, 0.4)
-    torch.library.opcheck(tri.ssa_core_bwd_triton_op,
-                          (h_em, h_sp, qk_em, qk_sp, alpha, p_em, p_sp, dp_em, dp_sp,
-                           torch.randn(B, 2 * T, device=dev), 0.4))
-
-
 @pytest.mark.parametrize("backend_name", ["cpp", "triton"])
 def test_torch_compile_fullgraph(backend_name):
     if backend_name not in ssa_fast.available_backends(device_for(backend_name)):

@@ -6,7 +6,7 @@ import torch
 
 from ... import _backend
 from . import cpp as _cpp  # noqa: F401  (registers the fake kernels of the native ops)
-from .function import run_backend
+from .function import l1_project_apply
 from .reference import l1_project_reference_
 
 __all__ = ["l1_project_", "l1_project_reference_"]
@@ -38,8 +38,8 @@ def l1_project_(weight: torch.Tensor, x: torch.Tensor, backend: str | None = Non
         raise ValueError(f"x is on {x.device} but weight is on {weight.device}")
     name = _backend.resolve("l1_project_", weight.device, backend, weight.dtype)
     if weight.is_contiguous():
-        return run_backend(name, weight, x.detach())
+        return l1_project_apply(name, weight, x.detach())
     # The kernels work on contiguous rows: project a contiguous copy and write it back.
     with torch.no_grad():
-        weight.copy_(run_backend(name, weight.contiguous(), x.detach()))
+        weight.copy_(l1_project_apply(name, weight.contiguous(), x.detach()))
     return weight

@@ -7,6 +7,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .._triton_common import NUM_WARPS, device_guard, l1_launch
+
 
 @triton.jit
 def _l1_project_kernel(w_ptr, x_ptr, K, n, x_numel, N_over_K,
@@ -36,12 +38,11 @@ def l1_project_triton_(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     if not weight.is_contiguous():
         raise ValueError("weight must be contiguous for the triton backend")
     x = x.contiguous()
-    block_n = max(16, triton.next_power_of_2(n))
-    block_k = max(1, min(triton.next_power_of_2(K), 4096 // block_n))
-    block_x = min(4096, max(16, triton.next_power_of_2(x.numel())))
-    grid = (triton.cdiv(K, block_k),)
-    _l1_project_kernel[grid](weight, x, K, n, x.numel(), float(x.shape[0]) / K,
-                             BLOCK_K=block_k, BLOCK_N=block_n, BLOCK_X=block_x)
+    launch = l1_launch(K, n, x.numel())
+    with device_guard(weight):
+        _l1_project_kernel[launch.grid](
+            weight, x, K, n, x.numel(), float(x.shape[0]) / K, BLOCK_K=launch.block_k,
+            BLOCK_N=launch.block_n, BLOCK_X=launch.block_x, num_warps=NUM_WARPS)
     return weight
 
 

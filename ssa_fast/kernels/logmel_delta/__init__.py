@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -96,12 +97,18 @@ def _validate_lengths(lengths, waveform: torch.Tensor, n_fft: int, center: bool)
     if lengths.shape != (B,):
         raise ValueError(f"lengths must have shape ({B},) to match waveform "
                          f"{tuple(waveform.shape)}, got {tuple(lengths.shape)}")
+    # Checked where the values live: lengths given on the host (a list, a CPU tensor: the usual
+    # case) cost the GPU path no synchronisation; only lengths already on a GPU are read back.
     values = lengths.to("cpu", torch.int64)
     low = n_fft if not center else 1
     if bool((values < low).any()) or bool((values > N).any()):
         raise ValueError(f"lengths must lie in [{low}, {N}] (samples per item; at least n_fft when "
                          f"center=False), got {values.tolist()}")
-    return values.to(waveform.device)
+    if lengths.device == waveform.device:
+        return lengths.to(torch.int64)
+    if waveform.is_cuda:  # a pinned copy makes the upload asynchronous
+        values = values.pin_memory()
+    return values.to(waveform.device, non_blocking=True)
 
 
 # Host-side set-up (numpy), kept out of torch.compile graphs.
@@ -115,6 +122,21 @@ def _cached_bank(sample_rate, n_fft, n_mels, fmin, fmax, htk, device, dtype):
 @lru_cache(maxsize=64)
 def _cached_window(window, win_length, n_fft, device, dtype):
     return analysis_window(window, win_length, n_fft).to(device, dtype)
+
+
+def _cuda_fft_size(n_fft: int) -> bool:
+    """The sizes the CUDA kernel's shared-memory FFT covers: powers of two from 256 to 2048."""
+    return 256 <= n_fft <= 2048 and n_fft & (n_fft - 1) == 0
+
+
+def _cuda_fallback(n_fft: int, x: torch.Tensor) -> str:
+    """The backend that runs an n_fft the CUDA kernel does not cover (said once per size)."""
+    name = "triton" if _backend.unavailable_reason("triton", x.device, x.dtype) is None else \
+        "reference"
+    warnings.warn(f"ssa_fast: logmel_delta with n_fft={n_fft} runs on the {name} backend: the "
+                  "cuda kernel needs n_fft a power of two in [256, 2048]", RuntimeWarning,
+                  stacklevel=4)
+    return name
 
 
 def logmel_delta_with_bank(
@@ -142,6 +164,8 @@ def logmel_delta_with_bank(
     lens = None if lengths is None else _validate_lengths(lengths, waveform, n_fft, center)
 
     name = _backend.resolve("logmel_delta", x.device, backend, x.dtype)
+    if name == "cuda" and not _cuda_fft_size(n_fft):
+        name = _cuda_fallback(n_fft, x)
     window = window.to(x.device, x.dtype)
     mel_fb = mel_fb.to(x.device, x.dtype)
     out = logmel_delta_apply(name, x, lens, window, mel_fb, int(hop_length), bool(center),
@@ -180,7 +204,9 @@ def logmel_delta(
         amin: floor of the mel power before ``ln``.
         lengths: ``(B,)`` samples per item for a batch of different lengths; frames past an
             item's end are zero and each item equals its own unbatched result.
-        backend: ``None`` (automatic), ``"reference"``, ``"cpp"`` or ``"triton"``.
+        backend: ``None`` (automatic), ``"reference"``, ``"cpp"``, ``"triton"`` or ``"cuda"``
+            (the fused CUDA kernel; n_fft other than a power of two in [256, 2048] runs on
+            ``"triton"``).
 
     Returns:
         ``(3, T, n_mels)`` or ``(B, 3, T, n_mels)``; with ``lengths``, the pair

@@ -65,6 +65,17 @@ def logmel_delta_reference(
     return out
 
 
+def logmel_delta_backward_reference(grad_out, waveform, lengths, window, mel_fb, hop_length,
+                                    center, amin):  # -> (B, N), the gradient w.r.t. waveform
+    """Gradient of the reference chain with respect to the waveform (recomputed): what every
+    backend's backward returns, so features stay differentiable whichever backend made them."""
+    with torch.enable_grad():
+        x = waveform.detach().requires_grad_(True)
+        y = logmel_delta_reference(x, lengths, window, mel_fb, hop_length, center, amin)
+        (grad,) = torch.autograd.grad(y, x, grad_out)
+    return grad
+
+
 def frame_count(n, n_fft: int, hop_length: int, center: bool):
     """Frames of an n-sample signal (torch.stft / librosa convention); `n` an int or a tensor of
     per-item lengths. Fewer than n_fft samples give 0 frames when center=False."""

@@ -8,8 +8,8 @@ import torch
 
 from ... import _backend
 from . import cpp as _cpp  # noqa: F401  (registers the fake kernels of the native ops)
-from .function import SSAAttentionFunction
-from .reference import ssa_attention_fast, ssa_attention_literal
+from .function import ssa_attention_apply
+from .reference import ssa_attention_literal
 
 __all__ = ["ssa_attention", "ssa_attention_literal"]
 
@@ -63,8 +63,5 @@ def ssa_attention(h_em: torch.Tensor, h_sp: torch.Tensor, w_q: torch.Tensor,
         raise ValueError(f"scale must be finite, got {scale}")
 
     name = _backend.resolve("ssa_attention", h_em.device, backend, h_em.dtype)
-    if name == "reference":
-        return ssa_attention_fast(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, scale,
-                                  combine)
-    return SSAAttentionFunction.apply(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, scale,
-                                      combine, name)
+    return ssa_attention_apply(name, h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, scale,
+                               combine)

@@ -18,6 +18,7 @@ import triton
 import triton.language as tl
 
 from ..._backend import triton_interpret
+from .._triton_common import NUM_WARPS, device_guard, sm_count, ssa_launch
 
 
 @triton.jit
@@ -144,34 +145,20 @@ def _ssa_bwd_kernel(
     tl.store(dqk_sp_part_ptr + part * d + offs_d, dqk_sp, mask=dmask)
 
 
-def _launch_shape(B: int, T: int, d: int, splits: int | None, block_t: int | None):
-    block_d = max(16, triton.next_power_of_2(d))
-    if block_t is None:
-        # Tiles of at most 8K elements on a GPU; the interpreter prefers few, large programs.
-        block_t = max(1, min(triton.next_power_of_2(T), 8192 // block_d))
-        if triton_interpret():
-            block_t = max(1, min(triton.next_power_of_2(T), 256))
-    if splits is None:
-        splits = 1
-        if torch.cuda.is_available() and not triton_interpret():
-            props = torch.cuda.get_device_properties(torch.cuda.current_device())
-            sms = props.multi_processor_count
-            # Enough programs to fill the SMs twice, but slices of at least one tile.
-            splits = max(1, min(triton.cdiv(2 * sms, B), triton.cdiv(T, block_t)))
-    rows = triton.cdiv(T, splits)
-    splits = triton.cdiv(T, rows)
-    return splits, rows, block_t, block_d
+def _launch(h: torch.Tensor, splits: int | None, block_t: int | None):
+    B, T, d = h.shape
+    return ssa_launch(B, T, d, sm_count=sm_count(h), interpret=triton_interpret(), splits=splits,
+                      block_t=block_t)
 
 
 def ssa_core_fwd_triton(h_em, h_sp, qk_em, qk_sp, scale: float, *, splits: int | None = None,
                         block_t: int | None = None):
-    """(B, T, d) x2, (B, d) x2 -> p_em, p_sp (B, d), alpha (B, 2T), lse (B,), all float32."""
+    """(B, T, d) x2, (B, d) x2 float32 -> p_em, p_sp (B, d), alpha (B, 2T), lse (B,), float32."""
     h_em, h_sp = h_em.contiguous(), h_sp.contiguous()
     qk_em, qk_sp = qk_em.contiguous(), qk_sp.contiguous()
     B, T, d = h_em.shape
-    S, rows, block_t, block_d = _launch_shape(B, T, d, splits, block_t)
-    dev = h_em.device
-    f32 = dict(device=dev, dtype=torch.float32)
+    S, rows, block_t, block_d = _launch(h_em, splits, block_t)
+    f32 = dict(device=h_em.device, dtype=torch.float32)
     alpha = torch.empty(B, 2 * T, **f32)
     p_em = torch.empty(B, d, **f32)
     p_sp = torch.empty(B, d, **f32)
@@ -183,9 +170,11 @@ def ssa_core_fwd_triton(h_em, h_sp, qk_em, qk_sp, scale: float, *, splits: int |
         l_part = torch.empty(B, S, **f32)
         acc_em = torch.empty(B, S, d, **f32)
         acc_sp = torch.empty(B, S, d, **f32)
-    _ssa_fwd_kernel[(B, S)](
-        h_em, h_sp, qk_em, qk_sp, alpha, p_em, p_sp, lse, m_part, l_part, acc_em, acc_sp,
-        T, d, rows, float(scale), SPLITS=S, BLOCK_T=block_t, BLOCK_D=block_d, num_warps=4)
+    with device_guard(h_em):
+        _ssa_fwd_kernel[(B, S)](
+            h_em, h_sp, qk_em, qk_sp, alpha, p_em, p_sp, lse, m_part, l_part, acc_em, acc_sp,
+            T, d, rows, float(scale), SPLITS=S, BLOCK_T=block_t, BLOCK_D=block_d,
+            num_warps=NUM_WARPS)
     if S > 1:
         M = m_part.amax(dim=1, keepdim=True)
         w = torch.exp(m_part - M)  # (B, S)
@@ -199,22 +188,24 @@ def ssa_core_fwd_triton(h_em, h_sp, qk_em, qk_sp, scale: float, *, splits: int |
 
 def ssa_core_bwd_triton(h_em, h_sp, qk_em, qk_sp, alpha, p_em, p_sp, dp_em, dp_sp, dalpha,
                         scale: float, *, splits: int | None = None, block_t: int | None = None):
-    h_em, h_sp = h_em.contiguous(), h_sp.contiguous()
-    B, T, d = h_em.shape
-    S, rows, block_t, block_d = _launch_shape(B, T, d, splits, block_t)
+    """Gradients of the core (float32 in, float32 out); any strides (autograd hands over
+    non-contiguous gradients), outputs contiguous."""
     f32 = dict(device=h_em.device, dtype=torch.float32)
-    alpha = alpha.float().contiguous()
-    dalpha = dalpha.float().contiguous()
-    D = ((p_em * dp_em).sum(-1) + (p_sp * dp_sp).sum(-1) + (alpha * dalpha).sum(-1)).float()
+    h_em, h_sp, qk_em, qk_sp, alpha, p_em, p_sp, dp_em, dp_sp, dalpha = (
+        t.to(torch.float32).contiguous()
+        for t in (h_em, h_sp, qk_em, qk_sp, alpha, p_em, p_sp, dp_em, dp_sp, dalpha))
+    B, T, d = h_em.shape
+    S, rows, block_t, block_d = _launch(h_em, splits, block_t)
+    D = (p_em * dp_em).sum(-1) + (p_sp * dp_sp).sum(-1) + (alpha * dalpha).sum(-1)
     dh_em = torch.empty(B, T, d, **f32)
     dh_sp = torch.empty(B, T, d, **f32)
     dqk_em = torch.empty(B, S, d, **f32)
     dqk_sp = torch.empty(B, S, d, **f32)
-    _ssa_bwd_kernel[(B, S)](
-        h_em, h_sp, qk_em.contiguous(), qk_sp.contiguous(), alpha, dalpha,
-        dp_em.float().contiguous(), dp_sp.float().contiguous(), D.contiguous(),
-        dh_em, dh_sp, dqk_em, dqk_sp, T, d, rows, float(scale),
-        SPLITS=S, BLOCK_T=block_t, BLOCK_D=block_d, num_warps=4)
+    with device_guard(h_em):
+        _ssa_bwd_kernel[(B, S)](
+            h_em, h_sp, qk_em, qk_sp, alpha, dalpha, dp_em, dp_sp, D.contiguous(),
+            dh_em, dh_sp, dqk_em, dqk_sp, T, d, rows, float(scale),
+            SPLITS=S, BLOCK_T=block_t, BLOCK_D=block_d, num_warps=NUM_WARPS)
     return dh_em, dh_sp, dqk_em.sum(dim=1), dqk_sp.sum(dim=1)
 
 

@@ -1,0 +1,52 @@
+"""The backend table of a fused op: backend name -> forward and backward implementation.
+
+Every ``kernels/<op>/function.py`` declares one :class:`BackendTable`; implementations are named
+``"module.function"`` within the op's package, not imported, so a backend's module (Triton, the
+compiled extension) is imported only when that backend runs. Adding a backend to an op is one
+entry in its table (and its availability rule in ``ssa_fast._backend``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+
+
+class Impl(NamedTuple):
+    forward: str  # "module.function" computing the forward, e.g. "cpp.ssa_core_fwd_cpp"
+    backward: str | None = None  # "module.function" of the gradients; None: no backward
+
+
+# Evaluated once at trace time under torch.compile (an import inside a traced function would
+# break the graph); after it the module is in sys.modules, which dynamo reads like a dict.
+@torch.compiler.assume_constant_result
+def _import(module: str) -> bool:
+    importlib.import_module(module)
+    return True
+
+
+class BackendTable:
+    def __init__(self, package: str, entries: dict[str, Impl]):
+        self.package, self.entries = package, entries
+
+    def _get(self, backend: str, which: str) -> Callable:
+        if backend not in self.entries:
+            raise ValueError(f"{self.package}: no implementation for backend {backend!r} "
+                             f"(have {sorted(self.entries)})")
+        target = getattr(self.entries[backend], which)
+        if target is None:
+            raise ValueError(f"{self.package}: backend {backend!r} has no {which}")
+        module, name = target.rsplit(".", 1)
+        module = f"{self.package}.{module}"
+        _import(module)
+        return getattr(sys.modules[module], name)
+
+    def forward(self, backend: str) -> Callable:
+        return self._get(backend, "forward")
+
+    def backward(self, backend: str) -> Callable:
+        return self._get(backend, "backward")

@@ -1,0 +1,129 @@
+"""Launch geometry of every Triton kernel of the library, as plain functions of the problem shape.
+
+The launchers call these functions and nothing else decides a block size, so the set of
+specialisations the library can launch is exactly what these functions return; an ahead-of-time
+compile check can enumerate it by calling them over the shapes users run. Importable without
+Triton; the sizing functions query nothing (the device's SM count and the interpreter flag are
+arguments).
+
+All kernels are launched with float32 tensors only (the autograd boundaries in
+``kernels/<op>/function.py`` convert half inputs first); ``l1_project_`` also takes float16 /
+bfloat16 weights in place (it reads them as float32 and writes their own dtype back).
+
+Block sizes per shape (GPU; ``interpret=True`` noted where it differs):
+
+``_ssa_fwd_kernel`` / ``_ssa_bwd_kernel`` (:func:`ssa_launch`), h (B, T, d):
+    BLOCK_D = max(16, next_pow2(d))            d = 64 -> 64, d = 65 -> 128, d = 512 -> 512
+    BLOCK_T = max(1, min(next_pow2(T), 8192 // BLOCK_D))   (interpreter: min(next_pow2(T), 256))
+              d <= 64 -> up to 128 rows, d = 256 -> 32, d = 512 -> 16
+    SPLITS  = slices of T per item, enough programs for two waves over the SMs but slices of at
+              least one tile: min(cdiv(2 * sm_count, B), cdiv(T, BLOCK_T)), then rounded so that
+              no slice is empty. SPLITS == 1 and SPLITS > 1 are two specialisations.
+``_logmel_delta_kernel`` (:func:`logmel_launch`), n_mels M, n_fft:
+    BLOCK_R = 64 frames per tile (interpreter: 128), of which 2 * LOGMEL_HALO are recomputed
+    BLOCK_F = 64 frequency bins per step of the mel product
+    BLOCK_M = max(16, next_pow2(M))            M = 40 -> 64, M = 64 -> 64, M = 128 -> 128
+    HALO    = LOGMEL_HALO = 4 (delta-delta of frame t reads the static frames t - 4 .. t + 4)
+``_l1_project_kernel`` (:func:`l1_launch`), weight (K, n), x with x_numel elements:
+    BLOCK_N = max(16, next_pow2(n)); BLOCK_K = max(1, min(next_pow2(K), 4096 // BLOCK_N));
+    BLOCK_X = min(4096, max(16, next_pow2(x_numel)))
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import NamedTuple
+
+import torch
+
+# Reach of the delta-delta regression (two N = 2 regressions): frames on either side of a tile
+# whose static log-Mel a program recomputes.
+LOGMEL_HALO = 4
+LOGMEL_BLOCK_ROWS = 64  # frames per program on a GPU
+LOGMEL_BLOCK_ROWS_INTERPRET = 128  # the interpreter pays per program instance: few, large tiles
+LOGMEL_BLOCK_FREQS = 64
+SSA_TILE_ELEMENTS = 8192  # rows x BLOCK_D of one SSA tile on a GPU
+SSA_INTERPRET_ROWS = 256
+L1_TILE_ELEMENTS = 4096
+L1_MAX_BLOCK_X = 4096
+NUM_WARPS = 4  # every kernel of the library
+
+
+def device_guard(t: torch.Tensor):
+    """Make t's GPU the current device for a launch (Triton launches on the current device, so a
+    tensor on cuda:1 would otherwise be read by a kernel running on cuda:0); a no-op on the CPU."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
+def sm_count(t: torch.Tensor) -> int | None:
+    """Multiprocessors of the GPU holding t (None on the CPU)."""
+    return torch.cuda.get_device_properties(t.device).multi_processor_count if t.is_cuda else None
+
+
+def next_pow2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-int(a) // int(b))
+
+
+class SSALaunch(NamedTuple):
+    splits: int  # programs per item along T (grid (B, splits)); constexpr SPLITS
+    rows_per_split: int
+    block_t: int  # constexpr BLOCK_T
+    block_d: int  # constexpr BLOCK_D
+
+
+def ssa_launch(B: int, T: int, d: int, *, sm_count: int | None = None, interpret: bool = False,
+               splits: int | None = None, block_t: int | None = None) -> SSALaunch:
+    """Geometry of the SSA core kernels (forward and backward use the same one).
+
+    ``sm_count`` is the launching device's multiprocessor count (None: one slice per item, as in
+    the interpreter); ``splits`` / ``block_t`` override the choice (tests of every code path).
+    """
+    block_d = max(16, next_pow2(d))
+    if block_t is None:
+        cap = SSA_INTERPRET_ROWS if interpret else SSA_TILE_ELEMENTS // block_d
+        block_t = max(1, min(next_pow2(T), cap))
+    if splits is None:
+        splits = 1
+        if sm_count is not None and not interpret:
+            splits = max(1, min(cdiv(2 * sm_count, B), cdiv(T, block_t)))
+    rows = cdiv(T, splits)
+    return SSALaunch(cdiv(T, rows), rows, block_t, block_d)
+
+
+class LogMelLaunch(NamedTuple):
+    grid: tuple[int, int]  # (tiles along T, B)
+    block_r: int  # constexpr BLOCK_R (frames per tile, halo included)
+    block_f: int  # constexpr BLOCK_F
+    block_m: int  # constexpr BLOCK_M
+    halo: int  # constexpr HALO
+
+
+def logmel_launch(B: int, T: int, n_mels: int, *, interpret: bool = False,
+                  block_rows: int | None = None, block_freqs: int | None = None) -> LogMelLaunch:
+    """Geometry of ``_logmel_delta_kernel`` for B items of T frames and n_mels bands."""
+    block_r = block_rows or (LOGMEL_BLOCK_ROWS_INTERPRET if interpret else LOGMEL_BLOCK_ROWS)
+    if block_r <= 2 * LOGMEL_HALO or block_r < 16:
+        raise ValueError(f"block_rows must be >= 16 and > 2 * halo ({2 * LOGMEL_HALO}), "
+                         f"got {block_r}")
+    grid = (cdiv(T, block_r - 2 * LOGMEL_HALO), B)
+    return LogMelLaunch(grid, block_r, block_freqs or LOGMEL_BLOCK_FREQS,
+                        max(16, next_pow2(n_mels)), LOGMEL_HALO)
+
+
+class L1Launch(NamedTuple):
+    grid: tuple[int]
+    block_k: int
+    block_n: int
+    block_x: int
+
+
+def l1_launch(K: int, n: int, x_numel: int) -> L1Launch:
+    """Geometry of ``_l1_project_kernel`` for a (K, n) weight and an x of x_numel elements."""
+    block_n = max(16, next_pow2(n))
+    block_k = max(1, min(next_pow2(K), L1_TILE_ELEMENTS // block_n))
+    block_x = min(L1_MAX_BLOCK_X, max(16, next_pow2(x_numel)))
+    return L1Launch((cdiv(K, block_k),), block_k, block_n, block_x)

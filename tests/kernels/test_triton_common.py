@@ -1,0 +1,93 @@
+"""The launch geometry shared by the Triton launchers, and the device guard of every launcher."""
+
+import pytest
+import torch
+
+import ssa_fast
+from ssa_fast.kernels import _triton_common as tc
+
+
+@pytest.mark.parametrize("d, block_d", [(1, 16), (16, 16), (64, 64), (65, 128), (256, 256),
+                                        (511, 512), (512, 512)])
+def test_ssa_block_d_and_tile_size(d, block_d):
+    launch = tc.ssa_launch(4, 150, d)
+    assert launch.block_d == block_d
+    assert launch.block_t * block_d <= tc.SSA_TILE_ELEMENTS and launch.block_t >= 1
+    assert launch.splits == 1  # no SM count: one slice per item
+    assert tc.ssa_launch(4, 150, d, interpret=True).block_t == 256
+
+
+@pytest.mark.parametrize("B, T, sms", [(1, 150, 132), (40, 150, 132), (512, 150, 132),
+                                       (2, 7, 132), (3, 1000, 80)])
+def test_ssa_splits_fill_the_device_and_leave_no_slice_empty(B, T, sms):
+    launch = tc.ssa_launch(B, T, 256, sm_count=sms)
+    assert 1 <= launch.splits <= tc.cdiv(T, launch.block_t)
+    assert (launch.splits - 1) * launch.rows_per_split < T <= launch.splits * launch.rows_per_split
+    if launch.splits > 1:
+        assert B * launch.splits <= 2 * sms + B  # about two waves, not more
+    assert tc.ssa_launch(B, T, 256, sm_count=sms, interpret=True).splits == 1
+
+
+@pytest.mark.parametrize("n_mels, block_m", [(40, 64), (64, 64), (80, 128), (128, 128)])
+def test_logmel_geometry(n_mels, block_m):
+    launch = tc.logmel_launch(3, 301, n_mels)
+    assert (launch.block_r, launch.block_f, launch.block_m, launch.halo) == (
+        tc.LOGMEL_BLOCK_ROWS, tc.LOGMEL_BLOCK_FREQS, block_m, tc.LOGMEL_HALO)
+    kept = launch.block_r - 2 * launch.halo
+    assert launch.grid == (tc.cdiv(301, kept), 3) and (launch.grid[0] - 1) * kept < 301
+    assert tc.logmel_launch(3, 301, n_mels, interpret=True).block_r == 128
+    with pytest.raises(ValueError, match="block_rows"):
+        tc.logmel_launch(3, 301, n_mels, block_rows=8)
+
+
+def test_l1_geometry():
+    launch = tc.l1_launch(4, 128, 40 * 128)
+    assert (launch.block_n, launch.block_k, launch.block_x, launch.grid) == (128, 4, 4096, (1,))
+    big = tc.l1_launch(1000, 128, 7)
+    assert big.block_k * big.block_n <= tc.L1_TILE_ELEMENTS and big.block_x == 16
+    assert big.grid[0] * big.block_k >= 1000
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_launchers_run_on_the_tensors_device():
+    """Tensors on cuda:1 while cuda:0 is current: every Triton launcher runs on cuda:1."""
+    torch.cuda.set_device(0)
+    g = torch.Generator().manual_seed(0)
+    x = 0.3 * torch.randn(2, 4000, generator=g)
+    ref = ssa_fast.logmel_delta(x, backend="reference")
+    out = ssa_fast.logmel_delta(x.to("cuda:1"), backend="triton")
+    assert out.device == torch.device("cuda:1")
+    torch.testing.assert_close(out.cpu(), ref, atol=1e-3, rtol=0)
+    h = [torch.randn(2, 9, 16, generator=g) for _ in range(2)]
+    ws = [torch.randn(9, generator=g)] + [torch.randn(16, 16, generator=g) / 4 for _ in range(4)]
+    c_ref, _ = ssa_fast.ssa_attention(*h, *ws, backend="reference")
+    c, _ = ssa_fast.ssa_attention(*[t.to("cuda:1") for t in (*h, *ws)], backend="triton")
+    torch.testing.assert_close(c.cpu(), c_ref, rtol=1e-4, atol=1e-5)
+    W, z = torch.randn(4, 32, generator=g), torch.randn(6, 32, generator=g)
+    W1 = W.to("cuda:1")
+    ssa_fast.l1_project_(W1, z.to("cuda:1"), backend="triton")
+    torch.testing.assert_close(W1.cpu(), ssa_fast.l1_project_(W, z, backend="reference"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_logmel_triton_path_does_not_synchronise():
+    """From host lengths to features, the triton path of logmel_delta never waits for the GPU
+    (torch's sync debug mode turns any synchronisation into an error)."""
+    from ssa_fast.kernels.logmel_delta import _validate_lengths
+    from ssa_fast.kernels.logmel_delta.filters import analysis_window, mel_filterbank
+    from ssa_fast.kernels.logmel_delta.function import logmel_delta_apply
+
+    x = 0.3 * torch.randn(3, 8000, device="cuda")
+    window = analysis_window("hamming", 400, 512).float().cuda()
+    fb = mel_filterbank(16000, 512, 40).float().cuda()
+    logmel_delta_apply("triton", x, None, window, fb, 160, True, 1e-10)  # compile outside
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        lengths = _validate_lengths([8000, 5000, 400], x, 512, True)
+        out = logmel_delta_apply("triton", x, lengths, window, fb, 160, True, 1e-10)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    ref = logmel_delta_apply("reference", x.cpu(), lengths.cpu(), window.cpu(), fb.cpu(), 160,
+                             True, 1e-10)
+    torch.testing.assert_close(out.cpu(), ref, atol=2e-3, rtol=0)
