@@ -19,15 +19,17 @@ import ssa_fast  # noqa: E402
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def backends_for_tests() -> list[str]:
-    """Every backend that can run here (the reference always can)."""
-    cpu = ssa_fast.available_backends("cpu")
-    gpu = ssa_fast.available_backends("cuda") if torch.cuda.is_available() else []
+def backends_for_tests(op: str | None = None) -> list[str]:
+    """Every backend that can run here (the reference always can); with `op`, also the ones
+    only some ops have (the hand-written CUDA kernels)."""
+    cpu = ssa_fast.available_backends("cpu", op)
+    gpu = ssa_fast.available_backends("cuda", op) if torch.cuda.is_available() else []
     return sorted(set(cpu) | set(gpu))
 
 
 def device_for(backend: str) -> str:
-    return "cuda" if backend == "triton" and torch.cuda.is_available() else "cpu"
+    gpu = backend in ("triton", "cuda") and torch.cuda.is_available()
+    return "cuda" if gpu else "cpu"
 
 
 def speech_like(n: int, sr: int = 16000, seed: int = 0) -> np.ndarray:

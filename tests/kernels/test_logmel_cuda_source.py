@@ -1,0 +1,284 @@
+"""The CUDA logmel_delta kernel's own source, run on the CPU.
+
+``csrc/cuda/logmel_delta_tile.cuh`` holds the kernel's whole block program (FFT, mel, log,
+deltas, tiling, item ends); the kernel and ``logmel_cuda_emulate.cpp`` both compile it. Here the
+host compiler builds the emulation and the tests run it block by block against the float64
+reference and librosa, so the kernel's arithmetic and indexing are checked without a GPU
+(``pytest -m cuda_source``). What only a GPU shows (races between real threads, speed) is for
+compute-sanitizer and the benchmarks; the tests at the end run the real kernel when one is built.
+"""
+
+import ctypes
+import os
+import shlex
+import subprocess
+import sysconfig
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import librosa_logmel_delta
+
+import ssa_fast
+from ssa_fast.kernels.logmel_delta.filters import analysis_window, mel_filterbank
+from ssa_fast.kernels.logmel_delta.reference import frame_count, logmel_delta_reference
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = Path(__file__).with_name("logmel_cuda_emulate.cpp")
+cuda_source = pytest.mark.cuda_source
+
+
+@pytest.fixture(scope="session")
+def emu(tmp_path_factory):
+    """The emulation library, compiled once per session with warnings as errors."""
+    cxx = shlex.split(os.environ.get("CXX") or sysconfig.get_config_var("CXX") or "c++")[:1]
+    lib = tmp_path_factory.mktemp("logmel_cuda") / "logmel_cuda_emulate.so"
+    cmd = cxx + ["-std=c++17", "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
+                 f"-I{ROOT / 'csrc'}", str(SOURCE), "-o", str(lib)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stderr}"
+    return ctypes.CDLL(str(lib))
+
+
+P = ctypes.c_void_p
+
+
+def _ptr(a: np.ndarray):
+    return a.ctypes.data_as(P)
+
+
+def bank(sr=16000, n_fft=512, win_length=400, n_mels=40, fmin=0.0, fmax=None, htk=False,
+         window="hamming"):
+    w = analysis_window(window, win_length, n_fft).float().numpy()
+    fb = mel_filterbank(sr, n_fft, n_mels, fmin, fmax, htk).float().numpy()
+    return w, fb
+
+
+def emulate(lib, x, lengths, w, fb, hop=160, center=True, amin=1e-10, tile=0, threads=256,
+            reverse=False):
+    """Run every block of the kernel's program; out starts as NaN so unwritten cells show."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    B, N = x.shape
+    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+    n_fft, M = w.shape[0], fb.shape[0]
+    T = frame_count(N, n_fft, hop, center)
+    out = np.full((B, 3, T, M), np.nan, dtype=np.float32)
+    used = lib.ssa_logmel_emulate(_ptr(x), ctypes.c_int64(B), ctypes.c_int64(N), _ptr(lengths),
+                                  _ptr(w), n_fft, _ptr(np.ascontiguousarray(fb)), M, hop,
+                                  int(center), ctypes.c_float(amin), tile, threads, int(reverse),
+                                  _ptr(out))
+    assert used == (tile or used) and used >= 1
+    return out
+
+
+def reference(x, lengths, w, fb, hop=160, center=True, amin=1e-10) -> np.ndarray:
+    """The float64 reference of the same float32 inputs."""
+    return logmel_delta_reference(torch.from_numpy(np.asarray(x, np.float32)).double(),
+                                  torch.as_tensor(lengths), torch.from_numpy(w).double(),
+                                  torch.from_numpy(fb).double(), hop, center, amin).numpy()
+
+
+def ragged(lengths, seed=0):
+    """A padded batch of speech-like items with loud garbage past each item's end."""
+    from conftest import speech_like
+
+    N = max(lengths)
+    rng = np.random.default_rng(seed)
+    x = 30.0 * rng.standard_normal((len(lengths), N))
+    for i, n in enumerate(lengths):
+        x[i, :n] = speech_like(n, seed=seed + i)
+    return x.astype(np.float32)
+
+
+def check_against_reference(out, ref, lengths, n_fft, hop, center, atol=1e-4):
+    assert not np.isnan(out).any(), "the kernel left output cells unwritten"
+    for i, n in enumerate(lengths):
+        t = frame_count(n, n_fft, hop, center)
+        assert np.count_nonzero(out[i, :, t:]) == 0, f"item {i}: non-zero frames past its end"
+    err = np.abs(out - ref).max(axis=(0, 2, 3))
+    assert err.max() <= atol, f"max abs error per channel {err}"
+
+
+@cuda_source
+@pytest.mark.parametrize("n_fft", [256, 512, 1024, 2048])
+def test_fft_power_matches_numpy(emu, n_fft):
+    frame = np.random.default_rng(n_fft).standard_normal(n_fft).astype(np.float32)
+    power = np.empty(n_fft // 2 + 1, np.float32)
+    assert emu.ssa_logmel_rfft_power(_ptr(frame), n_fft, _ptr(power)) == 0
+    truth = np.abs(np.fft.rfft(frame.astype(np.float64))) ** 2
+    # fp32 FFT: error ~ log2(n) ulps of the largest magnitude
+    np.testing.assert_allclose(power, truth, rtol=1e-4, atol=2e-6 * truth.max())
+
+
+@cuda_source
+def test_unsupported_fft_size_is_refused(emu):
+    frame = np.zeros(400, np.float32)
+    power = np.empty(201, np.float32)
+    assert emu.ssa_logmel_rfft_power(_ptr(frame), 400, _ptr(power)) == -1
+    assert emu.ssa_logmel_rfft_power(_ptr(np.zeros(4096, np.float32)), 4096, _ptr(power)) == -1
+
+
+# n_fft 256 .. 2048, n_mels 40 .. 128, both windows, HTK and Slaney banks, center on and off.
+CASES = {
+    "n256_m40": dict(sr=8000, n_fft=256, win_length=200, hop=80, n_mels=40),
+    "n512_m40": dict(sr=16000, n_fft=512, win_length=400, hop=160, n_mels=40),
+    "n512_m64_hann_nocenter": dict(sr=16000, n_fft=512, win_length=512, hop=128, n_mels=64,
+                                   window="hann", center=False),
+    "n1024_m80_htk": dict(sr=22050, n_fft=1024, win_length=551, hop=220, n_mels=80, htk=True,
+                          fmin=40.0, fmax=7600.0),
+    "n2048_m128": dict(sr=44100, n_fft=2048, win_length=2048, hop=441, n_mels=128),
+    "n2048_m40_nocenter_hop_gt_nfft": dict(sr=16000, n_fft=2048, win_length=1600, hop=2500,
+                                           n_mels=40, center=False),
+}
+
+
+@cuda_source
+@pytest.mark.parametrize("name", list(CASES))
+def test_ragged_batch_matches_reference(emu, name):
+    kw = dict(CASES[name])
+    hop, center = kw.pop("hop"), kw.pop("center", True)
+    w, fb = bank(**kw)
+    n_fft = w.shape[0]
+    lengths = [int(2.3 * kw["sr"]) + 7, n_fft, n_fft + 3 * hop + 1, int(0.7 * kw["sr"])]
+    if center:
+        lengths.append(1)
+    x = ragged(lengths, seed=len(name))
+    out = emulate(emu, x, lengths, w, fb, hop, center)
+    check_against_reference(out, reference(x, lengths, w, fb, hop, center), lengths, n_fft, hop,
+                            center)
+
+
+@cuda_source
+@pytest.mark.parametrize("center", [True, False])
+def test_matches_librosa(emu, center):
+    from conftest import speech_like
+
+    y = speech_like(int(1.37 * 16000) + 3, seed=1)
+    w, fb = bank()
+    truth = librosa_logmel_delta(y, center=center)
+    out = emulate(emu, y[None], [len(y)], w, fb, center=center)[0]
+    err = np.abs(out - truth).max(axis=(1, 2))
+    assert err.max() <= 1e-3, f"max abs error per channel vs librosa {err}"
+    # SPEC habit: within 2x the error of the fp32 reference chain (plus a small atol)
+    ref32 = logmel_delta_reference(torch.from_numpy(y[None]).float(), None, torch.from_numpy(w),
+                                   torch.from_numpy(fb), 160, center, 1e-10)[0].numpy()
+    ref_err = np.abs(ref32 - truth).max(axis=(1, 2))
+    assert (err <= 2 * ref_err + 2e-5).all(), f"{err} vs fp32 reference {ref_err}"
+
+
+@cuda_source
+@pytest.mark.parametrize("tile", [1, 4, 8])
+def test_item_ends_at_tile_edges(emu, tile):
+    """Items whose last frame falls just before, at and just after a tile edge, and items
+    shorter than the halo: forced small tiles give the same result as the default tile, bit for
+    bit (each frame's arithmetic does not depend on the tiling), and match the reference."""
+    frames = sorted({1, 2, 3, 4, 5, tile - 1, tile, tile + 1, 2 * tile - 1, 2 * tile,
+                     2 * tile + 1, 3 * tile + 2} - {0})
+    lengths = [(f - 1) * 160 + 37 for f in frames]
+    x = ragged(lengths, seed=tile)
+    w, fb = bank()
+    small = emulate(emu, x, lengths, w, fb, tile=tile)
+    default = emulate(emu, x, lengths, w, fb)
+    np.testing.assert_array_equal(small, default)
+    check_against_reference(small, reference(x, lengths, w, fb), lengths, 512, 160, True)
+
+
+@cuda_source
+@pytest.mark.parametrize("threads, reverse", [(256, True), (96, False), (1, False), (7, True)])
+def test_thread_count_and_order_do_not_matter(emu, threads, reverse):
+    """Within one strided loop no iteration may read what another writes: running the emulated
+    threads in another order or count must give the identical result."""
+    lengths = [9000, 3001, 170]
+    x = ragged(lengths, seed=3)
+    w, fb = bank()
+    base = emulate(emu, x, lengths, w, fb, tile=8)
+    np.testing.assert_array_equal(
+        emulate(emu, x, lengths, w, fb, tile=8, threads=threads, reverse=reverse), base)
+
+
+@cuda_source
+def test_amin_floor_and_silence(emu):
+    """Exact silence: every mel energy is below amin, static = ln(amin), deltas exactly 0."""
+    w, fb = bank()
+    x = np.zeros((2, 4000), np.float32)
+    out = emulate(emu, x, [4000, 1234], w, fb, amin=1e-5)
+    t = frame_count(1234, 512, 160, True)
+    np.testing.assert_allclose(out[0, 0], np.log(1e-5), rtol=1e-6)
+    np.testing.assert_array_equal(out[0, 1:], 0.0)
+    assert np.count_nonzero(out[1, :, t:]) == 0
+
+
+@cuda_source
+@pytest.mark.parametrize("n_fft, n_mels", [(256, 40), (512, 40), (512, 128), (1024, 80),
+                                           (2048, 128), (2048, 1025)])
+def test_launch_plan_fits_shared_memory(emu, n_fft, n_mels):
+    res = (ctypes.c_int64 * 4)()
+    limit = 227 * 1024  # H100 opt-in maximum per block (A100: 163 KB)
+    emu.ssa_logmel_plan(n_fft, n_mels, 160, 1, 160000, limit, res)
+    tile, group, smem, T = list(res)
+    assert group * n_fft == 4096 and T == 1001
+    assert 1 <= tile <= 64 and smem <= limit
+    if n_mels <= 128:  # the common sizes: several blocks per SM
+        assert tile >= 8 and smem <= 64 * 1024, (tile, smem)
+
+
+# -- the compiled CUDA kernel (GPU machines with the extension built for CUDA) -----------------
+
+
+def _cuda_kernel_built() -> bool:
+    return torch.cuda.is_available() and "cuda" in ssa_fast.available_backends("cuda")
+
+
+needs_cuda_kernel = pytest.mark.skipif(not _cuda_kernel_built(),
+                                       reason="needs a GPU and the extension built with CUDA")
+
+
+@needs_cuda_kernel
+@pytest.mark.parametrize("name", list(CASES))
+def test_gpu_kernel_matches_emulation(emu, name):
+    kw = dict(CASES[name])
+    hop, center = kw.pop("hop"), kw.pop("center", True)
+    w, fb = bank(**kw)
+    n_fft = w.shape[0]
+    lengths = [int(2.3 * kw["sr"]) + 7, n_fft, n_fft + 3 * hop + 1]
+    x = ragged(lengths, seed=5)
+    gpu = torch.ops.ssa_fast.logmel_delta(
+        torch.from_numpy(x).cuda(), torch.tensor(lengths).cuda(), torch.from_numpy(w).cuda(),
+        torch.from_numpy(fb).cuda(), hop, center, 1e-10).cpu().numpy()
+    np.testing.assert_allclose(gpu, emulate(emu, x, lengths, w, fb, hop, center), atol=2e-5,
+                               rtol=0)
+
+
+@needs_cuda_kernel
+def test_gpu_opcheck():
+    x = torch.randn(2, 3000, device="cuda")
+    w, fb = (torch.from_numpy(a).cuda() for a in bank())
+    torch.library.opcheck(torch.ops.ssa_fast.logmel_delta,
+                          (x, torch.tensor([3000, 1700], device="cuda"), w, fb, 160, True, 1e-10))
+
+
+@needs_cuda_kernel
+def test_gpu_other_fft_sizes_take_the_triton_path():
+    x = torch.randn(2, 8000, device="cuda")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = ssa_fast.logmel_delta(x, n_fft=400, win_length=400, backend="cuda")
+    assert any("n_fft" in str(c.message) for c in caught)
+    ref = ssa_fast.logmel_delta(x, n_fft=400, win_length=400, backend="reference")
+    torch.testing.assert_close(out, ref, atol=1e-3, rtol=0)
+
+
+def test_cuda_backend_is_per_op_and_explicit():
+    """backend="cuda" names the fused kernel: never the automatic choice (until it has passed the
+    suite on a GPU), listed only for ops that have one, and a clear error where it cannot run."""
+    from ssa_fast import _backend
+
+    assert _backend.resolve("logmel_delta", torch.device("cuda")) in ("triton", "reference")
+    assert "cuda" not in ssa_fast.available_backends("cuda")  # without an op: not every op has it
+    assert "cuda" not in ssa_fast.available_backends("cpu", "logmel_delta")
+    with pytest.raises(_backend.BackendUnavailableError, match="cuda"):
+        ssa_fast.logmel_delta(torch.randn(4000), backend="cuda")
+    with pytest.raises(_backend.BackendUnavailableError, match="no CUDA kernel for ssa_attention"):
+        _backend.resolve("ssa_attention", torch.device("cuda"), "cuda")
