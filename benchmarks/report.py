@@ -14,6 +14,8 @@ from collections import defaultdict
 
 
 def _throughput(info: dict) -> str:
+    if "segments_per_s" in info:
+        return f"{info['segments_per_s']:,.0f} segments/s"
     if "audio_h_per_s" in info:
         return f"{info['audio_h_per_s']:,.1f} h audio/s"
     if "GB_per_s_at_min_bytes" in info:
@@ -23,9 +25,18 @@ def _throughput(info: dict) -> str:
     return ""
 
 
+def _floor(info: dict) -> str:
+    """Floor (bytes / copy bandwidth or FLOPs / bf16 peak, whichever binds) and the fraction of it
+    reached; for a training step the fraction is the model-FLOPs utilisation."""
+    if "floor_ms" not in info:
+        return " | "
+    return f"{info['floor_ms']:.4f} ({info['bound']}) | {100 * info['fraction_of_floor']:.1f} %"
+
+
 def _impl_name(bench: dict) -> str:
     params = bench.get("params") or {}
-    return str(params.get("impl") or params.get("name") or bench["name"])
+    return str(params.get("impl") or params.get("config") or params.get("name")
+               or bench["name"])
 
 
 def tables(data: dict) -> str:
@@ -36,17 +47,23 @@ def tables(data: dict) -> str:
     machine = data.get("machine_info", {})
     lines.append(f"Machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor'))}, "
                  f"{data.get('datetime', '')[:10]}")
+    c = machine.get("ceilings")
+    if c:
+        lines.append(f"Ceilings measured in this run on {c['device']}: copy "
+                     f"{c['copy_GB_per_s']:,.0f} GB/s (read + write), bf16 matmul "
+                     f"{c['bf16_matmul_TFLOP_per_s']:,.1f} TFLOP/s (n = {c['matmul_n']})")
     for group, rows in groups.items():
         rows.sort(key=lambda b: b["stats"]["median"])
         best = rows[0]
         lines += ["", f"### {group}", "",
-                  "| impl | median ms | IQR ms | throughput | vs fastest | device |",
-                  "|---|---:|---:|---:|---:|---|"]
+                  "| impl | median ms | IQR ms | throughput | floor ms (bound) | of floor | "
+                  "vs fastest | device |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|"]
         for b in rows:
             st, info = b["stats"], b.get("extra_info", {})
             lines.append(
                 f"| {_impl_name(b)} | {st['median'] * 1e3:.3f} | {st['iqr'] * 1e3:.3f} | "
-                f"{_throughput(info)} | "
+                f"{_throughput(info)} | {_floor(info)} | "
                 f"{st['median'] / best['stats']['median']:.2f}x | {info.get('device', '')} |")
     return "\n".join(lines)
 

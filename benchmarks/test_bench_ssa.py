@@ -7,13 +7,25 @@ can avoid (h read by forward and backward, dh written), the floor at the device'
 """
 
 import pytest
-import torch
 
 import ssa_fast
-from ssa_fast.bench import l1_workload, ssa_inputs, ssa_min_bytes, ssa_workload
+from ssa_fast.bench import (
+    dry_run,
+    gpu_bench_device,
+    l1_min_bytes,
+    l1_workload,
+    ssa_flops,
+    ssa_inputs,
+    ssa_min_bytes,
+    ssa_workload,
+)
 
 CPU_SSA = ["cpp", "reference", "literal"]
 GPU_SSA = ["triton", "reference", "literal", "compile_literal"]
+GPU = gpu_bench_device()
+GPU_SSA_SHAPES = [(3, 7, 9)] if dry_run() else [(40, 150, 256), (4096, 150, 256)]
+L1_SHAPES = [(4, 128, 40), (1000, 128, 4096)]
+GPU_L1_SHAPES = L1_SHAPES[:1] if dry_run() else L1_SHAPES
 
 
 def _record_ssa(benchmark, B, T, d):
@@ -32,23 +44,33 @@ def test_ssa_fwd_bwd_cpu(run_bench, benchmark, impl, B, threads):
     _record_ssa(benchmark, B, T, d)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("B", [40, 4096], ids=["B40", "B4096"])
+@pytest.mark.skipif(GPU is None, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("B, T, d", GPU_SSA_SHAPES, ids=[f"B{b}" for b, _, _ in GPU_SSA_SHAPES])
 @pytest.mark.parametrize("impl", GPU_SSA)
-def test_ssa_fwd_bwd_cuda(run_bench, benchmark, impl, B):
-    T, d = 150, 256
-    benchmark.group = f"ssa_attention fwd+bwd cuda B={B} T={T} d={d}"
-    run_bench(ssa_workload(impl, ssa_inputs(B, T, d, "cuda")), device="cuda")
+def test_ssa_fwd_bwd_cuda(run_bench, benchmark, impl, B, T, d):
+    if dry_run() and impl.startswith("compile_"):
+        pytest.skip("dry run: torch.compile takes minutes on the CPU")
+    benchmark.group = f"ssa_attention fwd+bwd {GPU} B={B} T={T} d={d}"
+    run_bench(ssa_workload(impl, ssa_inputs(B, T, d, GPU)), device=GPU,
+              bytes_moved=ssa_min_bytes(B, T, d), flops=ssa_flops(B, T, d))
     _record_ssa(benchmark, B, T, d)
 
 
-@pytest.mark.parametrize("K, n, N", [(4, 128, 40), (1000, 128, 4096)], ids=["paper", "large"])
-@pytest.mark.parametrize("impl", ["cpp", "reference", "triton"])
-def test_l1_project(run_bench, benchmark, impl, K, n, N):
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if impl not in ssa_fast.available_backends(device):
-        pytest.skip(f"{impl} does not run on {device}")
-    benchmark.group = f"l1_project_ {device} K={K} n={n} N={N}"
-    fn = l1_workload(impl, K, n, N, device)
-    run_bench(fn, device=device)
-    benchmark.extra_info["min_bytes"] = (2 * K * n + N * n) * 4
+@pytest.mark.parametrize("K, n, N", L1_SHAPES, ids=["paper", "large"])
+@pytest.mark.parametrize("impl", ["cpp", "reference"])
+def test_l1_project_cpu(run_bench, benchmark, impl, K, n, N):
+    if impl not in ssa_fast.available_backends("cpu"):
+        pytest.skip(f"{impl} does not run on the CPU")
+    benchmark.group = f"l1_project_ cpu K={K} n={n} N={N}"
+    run_bench(l1_workload(impl, K, n, N, "cpu"), device="cpu")
+    benchmark.extra_info["min_bytes"] = l1_min_bytes(K, n, N)
+
+
+@pytest.mark.skipif(GPU is None, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("K, n, N", GPU_L1_SHAPES, ids=["paper", "large"][:len(GPU_L1_SHAPES)])
+@pytest.mark.parametrize("impl", ["triton", "reference"])
+def test_l1_project_cuda(run_bench, benchmark, impl, K, n, N):
+    """Target: one launch, >= 3x the eager reference (its several kernels and a float64 sum)."""
+    benchmark.group = f"l1_project_ {GPU} K={K} n={n} N={N}"
+    run_bench(l1_workload(impl, K, n, N, GPU), device=GPU, bytes_moved=l1_min_bytes(K, n, N),
+              flops=N * n + 3 * K * n)

@@ -21,6 +21,21 @@ import torch.nn.functional as F
 SR = 16000
 
 
+def dry_run() -> bool:
+    """``SSA_FAST_DRY_RUN=1``: the GPU benchmarks run their code on the CPU at tiny sizes (the
+    GPU session's ``--dry-run``), so a first real run cannot die of a typo."""
+    import os
+
+    return os.environ.get("SSA_FAST_DRY_RUN", "") not in ("", "0")
+
+
+def gpu_bench_device() -> str | None:
+    """Where the GPU rows run: "cuda", "cpu" in a dry run, None (skip them) otherwise."""
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu" if dry_run() else None
+
+
 def sync(device: torch.device | str) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
@@ -56,7 +71,7 @@ def logmel_workload(impl: str, x: torch.Tensor):
 
     window = analysis_window("hamming", 400, 512).float().to(x.device)
     fb = mel_filterbank(SR, 512, 40).float().to(x.device)
-    if impl in ("cpp", "triton"):
+    if impl in ("cpp", "triton", "cuda"):
         return lambda: logmel_delta(x, backend=impl)
     if impl in ("reference", "compile_reference"):
         f = logmel_delta_reference
@@ -128,42 +143,145 @@ def l1_workload(impl: str, K: int, n: int, N: int, device):
     return lambda: l1_project_(w, x, backend=impl)
 
 
-# -- a training step ---------------------------------------------------------------------------
+# -- device ceilings and floors ---------------------------------------------------------------
+
+def _per_call_ms(fn, device, *, calls: int, repeats: int = 5) -> float:
+    """Median over ``repeats`` of the mean time of ``calls`` back-to-back calls (CUDA events on a
+    GPU, so launch gaps are amortised; a synchronised host clock elsewhere)."""
+    fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        if torch.device(device).type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(calls):
+                fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / calls)
+        else:
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            sync(device)
+            times.append(1e3 * (time.perf_counter() - t0) / calls)
+    return float(np.median(times))
+
+
+def device_ceilings(device: torch.device | str, *, copy_bytes: int = 2 << 30,
+                    matmul_n: int = 8192) -> dict:
+    """The two ceilings every floor is measured against, taken on ``device`` in this process:
+    device-to-device copy bandwidth (bytes read + written per second, random data) and the bf16
+    matrix-product rate (2 n^3 / s, random data). The defaults fill an H100; pass small sizes
+    for a CPU dry run."""
+    device = torch.device(device)
+    g = torch.Generator(device=device).manual_seed(0)
+    n = copy_bytes // 4
+    bufs = [torch.rand(n, generator=g, device=device)]
+    bufs.append(torch.empty_like(bufs[0]))
+    copy_ms = _per_call_ms(lambda: bufs[1].copy_(bufs[0]), device, calls=10)
+    bufs.clear()  # free 2 x copy_bytes before the matrices
+    a = torch.randn(matmul_n, matmul_n, generator=g, device=device).to(torch.bfloat16)
+    b = torch.randn(matmul_n, matmul_n, generator=g, device=device).to(torch.bfloat16)
+    mm_ms = _per_call_ms(lambda: a @ b, device, calls=10)
+    return {"device": describe_device(device),
+            "copy_GB_per_s": 2 * n * 4 / (copy_ms * 1e-3) / 1e9,
+            "bf16_matmul_TFLOP_per_s": 2 * matmul_n ** 3 / (mm_ms * 1e-3) / 1e12,
+            "copy_bytes": 2 * n * 4, "matmul_n": matmul_n}
+
+
+def describe_device(device: torch.device | str) -> str:
+    import os
+    import platform
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def floor_ms(ceilings: dict, *, bytes_moved: float = 0.0, flops: float = 0.0) -> dict:
+    """The physical floor of a workload: bytes / measured copy bandwidth and FLOPs / measured bf16
+    matrix peak; the larger bounds it. (The bf16 peak is optimistic for float32 work: an fp32
+    kernel that is FLOP-bound has a higher real floor.)"""
+    mem = bytes_moved / (ceilings["copy_GB_per_s"] * 1e9) * 1e3
+    arith = flops / (ceilings["bf16_matmul_TFLOP_per_s"] * 1e12) * 1e3
+    return {"floor_ms": max(mem, arith), "bound": "memory" if mem >= arith else "flops",
+            "floor_memory_ms": mem, "floor_flops_ms": arith}
+
+
+def logmel_min_bytes(batch: int, samples: int, n_mels: int = 40, hop: int = 160) -> int:
+    """The waveform read once and the (B, 3, T, n_mels) float32 features written once."""
+    frames = samples // hop + 1
+    return 4 * batch * samples + 4 * batch * 3 * frames * n_mels
+
+
+def ssa_flops(B: int, T: int, d: int) -> int:
+    """Forward (scores and weighted sums over 2T rows: 8BTd) and backward (h.dp, dh, dqk: 12BTd)."""
+    return 20 * B * T * d
+
+
+def l1_min_bytes(K: int, n: int, N: int, itemsize: int = 4) -> int:
+    """The weight read and written, the classifier input read."""
+    return (2 * K * n + N * n) * itemsize
+
+
+# -- a training step and inference -------------------------------------------------------------
+
+def _fast_setup(model, x, device, *, bf16: bool, channels_last: bool):
+    """The fast configuration of a CUDA run: cudnn autotuning and channels_last memory format
+    (the convolutions' preferred layout for bf16 tensor cores). bf16 autocast is applied by the
+    callers around the forward pass, as the training loop does."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = bf16 or channels_last
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    return model, x
+
 
 def train_step_workload(model_name: str, preset: str, batch: int, device, *,
-                        n_speakers: int = 10, forward_only: bool = False):
-    """One step of ``model_name`` ("acrnn", "acrnn-r", "ssa-crnn", "ssa-crnn-r"): forward,
-    CE(emotion) (+ CE(speaker) for SSA-CRNN), backward, NAdam, L1 projection. Returns (fn,
-    forward FLOPs per sample)."""
+                        n_speakers: int = 10, forward_only: bool = False, bf16: bool = False,
+                        channels_last: bool = False, compile: bool = False,
+                        backend: str | None = None, segment_frames: int = 300, n_mels: int = 40):
+    """One step of ``model_name`` ("acrnn", "acrnn-r", "ssa-crnn", "ssa-crnn-r") as the training
+    loop (``ssa_fast.train.loop.train``) runs it: forward and losses under bf16 autocast when
+    ``bf16``, CE(emotion) (+ CE(speaker) for SSA-CRNN), backward, NAdam, L1 projection; with
+    ``compile`` the model is wrapped in torch.compile as the loop's ``--compile`` does. The loop
+    has the step inline, so it is restated here. Returns (fn, forward FLOPs per sample)."""
     from .models import forward_flops
-    from .train.loop import TrainConfig, build_model
+    from .train.loop import TrainConfig, _forward, build_model
 
-    cfg = TrainConfig(model=model_name, preset=preset)
-    model = build_model(cfg, 4, n_speakers, 300, 40)
-    flops = forward_flops(model)["total"]
+    device = torch.device(device)
+    cfg = TrainConfig(model=model_name, preset=preset, backend=backend)
+    model = build_model(cfg, 4, n_speakers, segment_frames, n_mels)
+    flops = forward_flops(model, (3, segment_frames, n_mels))["total"]
     model = model.to(device)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 3, 300, 40, generator=g).to(device)
+    x = torch.randn(batch, 3, segment_frames, n_mels, generator=g).to(device)
     e = torch.randint(0, 4, (batch,), generator=g).to(device)
     s = torch.randint(0, n_speakers, (batch,), generator=g).to(device)
-    ssa = model_name.startswith("ssa")
+    model, x = _fast_setup(model, x, device, bf16=bf16, channels_last=channels_last)
+    step_model = torch.compile(model) if compile else model
+    autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
     if forward_only:
         model.eval()
 
         def forward():
-            with torch.no_grad():
-                return model(x)
+            with torch.no_grad(), torch.autocast(**autocast):
+                return _forward(step_model, x)[0]
 
         return forward, flops
     model.train()
     opt = torch.optim.NAdam(model.parameters(), lr=1e-4)
 
     def step():
-        out = model(x)
-        if ssa:
-            loss = F.cross_entropy(out.emotion_logits, e) + F.cross_entropy(out.speaker_logits, s)
-        else:
-            loss = F.cross_entropy(out, e)
+        with torch.autocast(**autocast):
+            emo, spk, _ = _forward(step_model, x)
+            loss = F.cross_entropy(emo.float(), e)
+            if spk is not None:
+                loss = loss + F.cross_entropy(spk.float(), s)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -1,0 +1,310 @@
+"""Compile every Triton kernel of ssa_fast ahead of time for a GPU that is not here (sm_90a, the
+H100, by default) and print each specialisation's registers, spills and shared memory.
+
+Why: without a GPU, CI runs the kernels only in Triton's interpreter, which checks semantics but
+never lowers them to PTX; a kernel that does not compile for the device, spills badly or asks for
+more shared memory than a block may have would first fail on a GPU. Triton compiles for a target
+that is absent (``triton.compile(ASTSource(...), target=GPUTarget("cuda", 90, 32))``; the wheel
+ships ptxas), so this check runs anywhere.
+
+Which specialisations: the library's real launchers (``ssa_core_fwd_triton``,
+``ssa_core_bwd_triton``, ``logmel_delta_triton``, ``l1_project_triton_``) are called on CPU tensors
+of the shapes and dtypes users run, with the kernels replaced by recorders, and the launching
+device's multiprocessor count set to the target's (so every T-split variant of SSA appears).
+Each recorded launch is turned into Triton's own specialisation (argument types, divisibility-by-16
+attributes, integers equal to 1, constexprs, options) by the same binder ``kernel[grid](...)``
+uses, deduplicated, and compiled. A kernel of the library that no recorded launch reached fails
+the check: the enumeration would be incomplete.
+
+Fails (exit status 1) on a compile error, on shared memory above the per-block limit (227 KB on
+an H100) and on an uncovered kernel. Spills are reported, not fatal.
+
+    python benchmarks/triton_aot.py                  # every specialisation (~1 min per Triton)
+    python benchmarks/triton_aot.py --quick          # a sample of 7 (the test in make test)
+    pip install --target DIR triton==3.6.0           # the GPU machine's Triton, then:
+    PYTHONPATH=DIR python benchmarks/triton_aot.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+
+# The kernels must be JIT functions, not the interpreter's wrappers, and the compile must really
+# run ptxas (a cache hit prints no resource report): both are fixed before Triton is imported.
+os.environ.pop("TRITON_INTERPRET", None)
+os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="ssa_fast_triton_aot_")
+os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9's default, stated
+
+import torch  # noqa: E402
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource, make_backend  # noqa: E402
+from triton.runtime.jit import JITFunction, create_function_from_signature  # noqa: E402
+
+SHARED_LIMIT = {90: 227 * 1024, 80: 163 * 1024, 89: 99 * 1024, 100: 227 * 1024}
+
+# Shapes users run. SSA: T = segment_frames // 2 (300-frame segments -> 150; --segment-frames
+# changes it), d = 2 x LSTM units (paper 256, small 64; odd and non-power-of-two widths too),
+# B from one streamed segment to large inference batches (B = 2 x 132 is where splitting stops).
+SSA_B = (1, 2, 8, 40, 100, 264, 512, 4096)
+SSA_T = (1, 37, 50, 150, 151, 500)
+SSA_D = (64, 65, 100, 128, 129, 200, 256, 257, 384, 511, 512)
+# log-Mel: n_mels 40 .. 128, the n_fft of 25 ms / 32 ms / 64 ms windows at 16 kHz, batches with and
+# without per-item lengths.
+LOGMEL_MELS = (40, 41, 64, 80, 100, 128)
+LOGMEL_NFFT = (400, 512, 1024)
+LOGMEL_SHAPES = ((1, 16000), (1, 48000 + 37), (32, 48000))
+# L1 projection: K classes (or speakers) x n classifier inputs (embedding 128, BLSTM 2d, ACRNN
+# linear 768), N the batch; weights in every dtype the triton backend takes.
+L1_K = (4, 10, 1000)
+L1_N_IN = (64, 128, 768)
+L1_BATCH = (1, 40, 4096)
+L1_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+class Recorder:
+    """Stands in for a @triton.jit kernel: ``kernel[grid](*args, **kw)`` records the launch."""
+
+    def __init__(self, fn: JITFunction, launches: list):
+        self.fn, self.launches = fn, launches
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.launches.append((self.fn, args, kwargs))
+        return launch
+
+
+def _kernel_modules():
+    from ssa_fast.kernels.l1_project import triton as l1
+    from ssa_fast.kernels.logmel_delta import triton as lm
+    from ssa_fast.kernels.ssa_attention import triton as ssa
+
+    return {"ssa_attention": ssa, "logmel_delta": lm, "l1_project": l1}
+
+
+def library_kernels() -> dict[str, JITFunction]:
+    """Every launchable kernel of the library: module-level JIT functions named ``*_kernel``."""
+    return {f"{name}.{attr}": obj for name, mod in _kernel_modules().items()
+            for attr, obj in vars(mod).items()
+            if isinstance(obj, JITFunction) and attr.endswith("_kernel")}
+
+
+@contextlib.contextmanager
+def recording(sm_count: int):
+    """Replace every kernel by a recorder and the launching device's SM count by the target's."""
+    launches: list = []
+    saved = []
+    for mod in _kernel_modules().values():
+        for attr, obj in list(vars(mod).items()):
+            if isinstance(obj, JITFunction) and attr.endswith("_kernel"):
+                saved.append((mod, attr, obj))
+                setattr(mod, attr, Recorder(obj, launches))
+        if hasattr(mod, "sm_count"):
+            saved.append((mod, "sm_count", mod.sm_count))
+            mod.sm_count = lambda t: sm_count
+    try:
+        yield launches
+    finally:
+        for mod, attr, obj in saved:
+            setattr(mod, attr, obj)
+
+
+def enumerate_launches(sm_count: int, quick: bool) -> list:
+    """Call the real launchers over the shapes above; returns the recorded launches."""
+    mods = _kernel_modules()
+    from ssa_fast.kernels.logmel_delta.filters import analysis_window, mel_filterbank
+
+    f32 = torch.float32
+    with recording(sm_count) as launches:
+        ssa = mods["ssa_attention"]
+        for B in ((40, 4096) if quick else SSA_B):  # B=40 splits T, 4096 does not
+            for T in ((150,) if quick else SSA_T):
+                for d in ((256,) if quick else SSA_D):
+                    h = torch.empty(B, T, d, dtype=f32)
+                    v = torch.empty(B, d, dtype=f32)
+                    a = torch.empty(B, 2 * T, dtype=f32)
+                    ssa.ssa_core_fwd_triton(h, h, v, v, T ** -0.5)
+                    ssa.ssa_core_bwd_triton(h, h, v, v, a, v, v, v, v, a, T ** -0.5)
+        lm = mods["logmel_delta"]
+        for M in ((40,) if quick else LOGMEL_MELS):
+            for n_fft in ((512,) if quick else LOGMEL_NFFT):
+                window = analysis_window("hamming", min(400, n_fft), n_fft).float()
+                fb = mel_filterbank(16000, n_fft, M).float()
+                for B, N in (LOGMEL_SHAPES[:1] if quick else LOGMEL_SHAPES):
+                    x = torch.zeros(B, N)
+                    for lengths in (None, torch.full((B,), N - 160, dtype=torch.int64)):
+                        lm.logmel_delta_triton(x, lengths, window, fb, 160, True, 1e-10)
+        l1 = mods["l1_project"]
+        for dtype in (L1_DTYPES[:2] if quick else L1_DTYPES):
+            for K in ((4,) if quick else L1_K):
+                for n in ((128,) if quick else L1_N_IN):
+                    for N in ((40,) if quick else L1_BATCH):
+                        w = torch.zeros(K, n, dtype=dtype)
+                        l1.l1_project_triton_(w, torch.zeros(N, n, dtype=dtype))
+    return launches
+
+
+def specialise(fn: JITFunction, args, kwargs, backend):
+    """Triton's own specialisation of one launch: (options, signature, constexprs, attrs)."""
+    binder = create_function_from_signature(fn.signature, fn.params, backend)
+    bound, spec, options = binder(*args, **kwargs)
+    return fn._pack_args(backend, kwargs, bound, spec, options)
+
+
+_PTXAS = {
+    "registers": re.compile(r"Used (\d+) registers"),
+    "stack": re.compile(r"(\d+) bytes stack frame"),
+    "spill_stores": re.compile(r"(\d+) bytes spill stores"),
+    "spill_loads": re.compile(r"(\d+) bytes spill loads"),
+}
+
+
+def compile_one(fn: JITFunction, options, signature, constexprs, attrs, target) -> dict:
+    """Compile for ``target`` and read ptxas's resource report of the kernel."""
+    from triton import knobs
+
+    knobs.nvidia.dump_ptxas_log = True
+    log = io.StringIO()
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(log):
+        kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target,
+                                options=options.__dict__)
+    text = log.getvalue()
+    row = {k: int(m.group(1)) if (m := rx.search(text)) else None for k, rx in _PTXAS.items()}
+    row["shared"] = int(kernel.metadata.shared)
+    row["num_warps"] = int(kernel.metadata.num_warps)
+    row["ptx_target"] = re.search(r"\.target\s+(\S+)", kernel.asm["ptx"]).group(1)
+    row["cubin_bytes"] = len(kernel.asm["cubin"])
+    row["compile_s"] = time.perf_counter() - t0
+    return row
+
+
+_JOBS: list = []
+
+
+def _init_jobs(arch: int, sm_count: int, quick: bool) -> int:
+    """Fill _JOBS with the distinct specialisations (same order in every process); returns the
+    number of launches recorded."""
+    target = GPUTarget("cuda", arch, 32)
+    backend = make_backend(target)
+    launches = enumerate_launches(sm_count, quick)
+    unique: dict[str, tuple] = {}
+    for fn, a, kw in launches:
+        options, signature, constexprs, attrs = specialise(fn, a, kw, backend)
+        key = repr((fn.__name__, sorted(signature.items()), sorted(constexprs.items()),
+                    sorted((k, repr(v)) for k, v in attrs.items()),
+                    sorted(options.__dict__.items())))
+        unique.setdefault(key, (fn, options, signature, constexprs, attrs, target))
+    _JOBS[:] = list(unique.values())
+    return len(launches)
+
+
+def _compile_job(i: int):
+    """(row, None) or (None, error message) for the i-th specialisation."""
+    fn, options, signature, constexprs, attrs, target = _JOBS[i]
+    what = describe(fn, signature, constexprs, attrs)
+    try:
+        row = compile_one(fn, options, signature, constexprs, attrs, target)
+    except Exception as exc:  # a compile error of any kind fails the check
+        return None, (f"{fn.__name__} [{what}]: compile error: "
+                      f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}")
+    row.update(kernel=fn.__name__, specialisation=what)
+    return row, None
+
+
+def describe(fn: JITFunction, signature: dict, constexprs: dict, attrs: dict) -> str:
+    names = fn.arg_names
+    consts = ", ".join(f"{names[k[0]]}={v}" for k, v in sorted(constexprs.items())
+                       if v is not None and signature[names[k[0]]] == "constexpr")
+    ints_one = [names[k[0]] for k, v in constexprs.items() if signature[names[k[0]]] != "constexpr"]
+    ptrs = sorted({t for t in signature.values() if t.startswith("*")})
+    div16 = [names[k[0]] for k, a in attrs.items()
+             if a and not signature[names[k[0]]].startswith("*")]
+    parts = [consts, "ptr " + "/".join(ptrs)]
+    if div16:
+        parts.append("%16: " + ",".join(div16))
+    if ints_one:
+        parts.append("=1: " + ",".join(ints_one))
+    return "; ".join(p for p in parts if p)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", type=int, default=90, help="compute capability x 10 (default 90)")
+    ap.add_argument("--sm-count", type=int, default=132, help="the launching device's "
+                    "multiprocessors, which decide SSA's T splits (default 132, an H100 SXM)")
+    ap.add_argument("--quick", action="store_true",
+                    help="a sample: paper-preset SSA split and unsplit, log-Mel with 40 bands, "
+                         "L1 in float32 and bfloat16 (the CI test; about 20 s of CPU)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="parallel compiles (default: the CPU count)")
+    ap.add_argument("--json", default=None, help="also write every row to this file")
+    args = ap.parse_args(argv)
+
+    t0 = time.perf_counter()
+    launches = _init_jobs(args.arch, args.sm_count, args.quick)
+    print(f"Triton {triton.__version__}, torch {torch.__version__}, target sm_{args.arch}: "
+          f"{launches} launches recorded, {len(_JOBS)} distinct specialisations")
+    limit = SHARED_LIMIT.get(args.arch, 48 * 1024)
+    jobs = max(1, min(args.jobs, len(_JOBS)))
+    if jobs > 1:  # ptxas and the MLIR passes of different kernels in parallel
+        import multiprocessing
+
+        # spawn, not fork: a forked copy of this process (torch, LLVM) can be refused memory
+        with multiprocessing.get_context("spawn").Pool(
+                jobs, initializer=_init_jobs, initargs=(args.arch, args.sm_count, args.quick)
+        ) as pool:
+            results = pool.map(_compile_job, range(len(_JOBS)), chunksize=1)
+    else:
+        results = [_compile_job(i) for i in range(len(_JOBS))]
+    rows, failures = [], []
+    for row, error in results:
+        if error:
+            failures.append(error)
+            continue
+        rows.append(row)
+        what = row["specialisation"]
+        if row["shared"] > limit:
+            failures.append(f"{row['kernel']} [{what}]: {row['shared']} bytes of shared memory > "
+                            f"{limit} per block")
+
+    launched = {job[0].__name__ for job in _JOBS}
+    for name, fn in library_kernels().items():
+        if fn.__name__ not in launched:
+            failures.append(f"{name}: no launch of the library reached it (the enumeration "
+                            "misses a launcher)")
+
+    print(f"{'kernel':<22} {'regs':>4} {'spill st/ld':>11} {'stack':>5} {'shared':>7} "
+          f"{'warps':>5} {'s':>5}  specialisation")
+    for r in sorted(rows, key=lambda r: (r["kernel"], r["specialisation"])):
+        spill = f"{r['spill_stores']}/{r['spill_loads']}"
+        print(f"{r['kernel']:<22} {r['registers']!s:>4} {spill:>11} {r['stack']!s:>5} "
+              f"{r['shared']:>7} {r['num_warps']:>5} {r['compile_s']:>5.1f}  {r['specialisation']}")
+    by_kernel: dict[str, list] = {}
+    for r in rows:
+        by_kernel.setdefault(r["kernel"], []).append(r)
+    for k, rs in sorted(by_kernel.items()):
+        spills = sum(1 for r in rs if (r["spill_stores"] or 0) > 0)
+        print(f"{k}: {len(rs)} specialisations, registers {min(r['registers'] for r in rs)}.."
+              f"{max(r['registers'] for r in rs)}, max shared {max(r['shared'] for r in rs)} B, "
+              f"{spills} with spills, PTX target {rs[0]['ptx_target']}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"triton": triton.__version__, "arch": args.arch, "rows": rows,
+                       "failures": failures}, fh, indent=1)
+    print(f"{len(rows)} compiled in {time.perf_counter() - t0:.1f} s")
+    for f in failures:
+        print("FAIL", f)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

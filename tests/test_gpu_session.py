@@ -1,0 +1,72 @@
+"""The GPU session script works the first time: every stage's plumbing runs here on the CPU at
+tiny sizes (``--dry-run``), bad stage names are refused, and the per-test alarm of the test stage
+stops a hanging test where pytest-timeout is not installed."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu_session.sh"
+
+
+def _session(*args, tmp_path, timeout=1200, **env):
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"),
+           "PYTHON": sys.executable, **env}
+    env.pop("TRITON_INTERPRET", None)  # the script sets what each mode needs
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=tmp_path)
+
+
+def test_stage_names_are_checked(tmp_path):
+    proc = _session(tmp_path=tmp_path)
+    assert proc.returncode == 2 and "probe" in proc.stderr  # the usage
+    proc = _session("--dry-run", "probe", "bechn", tmp_path=tmp_path)
+    assert proc.returncode == 2 and "unknown stage 'bechn'" in proc.stderr
+
+
+@pytest.mark.slow  # ~40 s of CPU: eight Python processes, each stage's rows at tiny sizes
+@pytest.mark.skipif(bool(os.environ.get("SSA_FAST_IN_SESSION")),
+                    reason="inside a GPU session, whose real stages are the test")
+def test_dry_run_of_every_stage(tmp_path):
+    proc = _session("--dry-run", "probe", "tests", "bench", "train", "demo", tmp_path=tmp_path)
+    out = tmp_path / "out"
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+    files = sorted(p.name for p in out.iterdir())
+    for stage in ("probe", "tests", "bench", "train", "demo"):
+        mine = [f for f in files if f.startswith(stage + ".")]
+        assert f"{stage}.md" in mine and len(mine) <= 4, files  # 5 stages x <= 4 files
+    probe = (out / "probe.md").read_text()
+    assert "DRY RUN" in probe and "FAIL" not in probe
+    for check in ("logmel_delta triton", "ssa_attention triton fwd+bwd float32",
+                  "ssa_attention triton fwd+bwd bfloat16", "l1_project_ triton",
+                  "ssa-crnn-r small B=2 bf16 train step"):
+        assert re.search(rf"\| {re.escape(check)}.*\| ok \|", probe), check
+    tests = (out / "tests.md").read_text()
+    assert re.search(r"collected (\d+); passed \1, failed 0", tests), tests
+    bench = (out / "bench.md").read_text()
+    assert "Ceilings measured in this run" in bench
+    for group in ("### logmel_delta cpu", "### ssa_attention fwd+bwd cpu", "### l1_project_ cpu"):
+        assert group in bench, bench
+    assert re.search(r"\| triton \|.*\((memory|flops)\) \|", bench)  # every row has its floor
+    train = (out / "train.md").read_text()
+    assert "### ssa-crnn-r small train step cpu" in train and "bf16_cl" in train
+    assert "eager_fp32_reference" in train and "segments/s" in train
+    assert "demo_logmel_delta" in (out / "demo.md").read_text()
+
+
+def test_test_stage_alarm_stops_a_hanging_test(tmp_path):
+    (tmp_path / "test_hang.py").write_text(
+        "import time\n\ndef test_hangs():\n    time.sleep(60)\n\ndef test_fine():\n    pass\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SSA_FAST_SESSION_OUT": str(tmp_path),
+           "SSA_FAST_TEST_TIMEOUT": "1"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "benchmarks.session_plugin", "test_hang.py"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 1, proc.stdout
+    summary = (tmp_path / "tests.md").read_text()
+    assert "passed 1, failed 1" in summary and "TimeoutError" in summary, summary
