@@ -272,7 +272,7 @@ SSA_HD float rfft_power(const Complex* z, const Complex* tw, int half, int k) {
 SSA_HD float log_mel(const float* power, const float* fb_row, int lo, int hi, float amin) {
   float acc = 0.0f;
   for (int f = lo; f < hi; ++f) acc += fb_row[f] * power[f];
-  return logf(fmaxf(acc, amin));
+  return logf(acc < amin ? amin : acc);  // (not fmaxf: a NaN power must stay NaN)
 }
 
 // HTK regression delta (N = 2) of frame s, filter m, over rows of M values where row r holds frame

@@ -211,6 +211,25 @@ def test_amin_floor_and_silence(emu):
 
 
 @cuda_source
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_samples_never_give_finite_wrong_features(emu, bad):
+    """The GPU does not read sample values back (no synchronisation), so a NaN / Inf sample
+    reaches the kernel: the frames it touches must come out non-finite (not log(amin)) and every
+    finite value must equal what the clean signal gives."""
+    w, fb = bank()
+    lengths = [16000, 12000]
+    x = ragged(lengths)
+    clean = emulate(emu, x, lengths, w, fb)
+    x = x.copy()
+    x[0, 8000] = bad
+    out = emulate(emu, x, lengths, w, fb)
+    finite = np.isfinite(out)
+    t = 8000 // 160
+    assert not finite[0, 0, t - 1:t + 2].any() and not finite[0, 2, t - 5:t + 6].any()
+    assert finite[1].all() and np.array_equal(out[finite], clean[finite])
+
+
+@cuda_source
 @pytest.mark.parametrize("n_fft, n_mels", [(256, 40), (512, 40), (512, 128), (1024, 80),
                                            (2048, 128), (2048, 1025)])
 def test_launch_plan_fits_shared_memory(emu, n_fft, n_mels):

@@ -69,3 +69,33 @@ def test_native_op_backstop_checks():
     with pytest.raises(RuntimeError, match="same dtype"):
         torch.ops.ssa_fast.logmel_delta(x, torch.tensor([3000, 3000]), win.double(), fb, 160,
                                         True, 1e-10)
+
+
+@pytest.mark.parametrize("backend", [b for b in ("reference", "triton")
+                                     if b in ssa_fast.available_backends("cpu")])
+def test_unchecked_samples_give_non_finite_features_where_they_are(backend):
+    """On a GPU the sample values are not read back (that would synchronise every call), so a
+    NaN / Inf sample is not an error there: it must make the frames that hold it non-finite and
+    leave every finite value as without it (Triton spreads it over its tile in the deltas).
+    Checked for the backends that run on a GPU (Triton
+    here in its interpreter; the CUDA kernel's source in test_logmel_cuda_source.py). (The cpp
+    backend always checks: its fast log maps NaN to a finite number.)"""
+    from ssa_fast.kernels.logmel_delta import logmel_delta_with_bank, validate_waveform
+
+    window = analysis_window("hamming", 400, 512)
+    bank = mel_filterbank(16000, 512, 40, 0.0, 8000.0)
+    clean = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, (2, 16000)).astype("f4"))
+    for bad in (float("nan"), float("inf")):
+        x = clean.clone()
+        x[1, 8000] = bad
+        assert validate_waveform(x, check_values=False) is x
+        ref = logmel_delta_with_bank(clean, window, bank, 160, backend=backend)
+        out = logmel_delta_with_bank(x, window, bank, 160, backend=backend)
+        finite = torch.isfinite(out)
+        assert finite[0].all()  # the other item is untouched
+        t = 8000 // 160  # frames whose window holds the sample, and the deltas' reach of them
+        assert not finite[1, 0, t - 1:t + 2].any()
+        assert not finite[1, 1, t - 3:t + 4].any() and not finite[1, 2, t - 5:t + 6].any()
+        # never a finite wrong value: whatever stays finite is what the clean signal gives
+        assert torch.allclose(out[finite], ref[finite], atol=1e-4)
+        assert finite[1, 0].all(dim=1).sum() == out.shape[2] - 3  # the static channel is local

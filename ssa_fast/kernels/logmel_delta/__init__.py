@@ -31,8 +31,14 @@ def _int_arg(value, name: str, minimum: int) -> int:
 MAX_SAMPLE = 1e15  # |x| beyond this overflows the float32 power spectrum (n_fft 512 frames)
 
 
-def validate_waveform(waveform, name: str = "waveform") -> torch.Tensor:
-    """Return `waveform` as a float tensor of shape (N,) or (B, N), or raise a clear error."""
+def validate_waveform(waveform, name: str = "waveform",
+                      check_values: bool | None = None) -> torch.Tensor:
+    """Return `waveform` as a float tensor of shape (N,) or (B, N), or raise a clear error.
+
+    ``check_values`` (default: on for CPU tensors, off for GPU tensors) rejects NaN / Inf samples
+    and samples beyond ``MAX_SAMPLE``. Reading the verdict back would synchronise the GPU on every
+    call, so on a GPU it is off unless asked for: NaN / Inf samples then give non-finite features
+    in the frames that hold them. (``ssa_fast.audio.load`` checks every file it reads.)"""
     if isinstance(waveform, np.ndarray):  # (ascontiguousarray would turn a 0-d array into 1-d)
         waveform = torch.from_numpy(np.require(waveform, requirements="C"))
     if not isinstance(waveform, torch.Tensor):
@@ -48,6 +54,10 @@ def validate_waveform(waveform, name: str = "waveform") -> torch.Tensor:
     if waveform.shape[-1] == 0 or waveform.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(waveform.shape)}); at least one sample is "
                          "needed")
+    if check_values is None:
+        check_values = waveform.device.type == "cpu"
+    if not check_values:
+        return waveform
     # One pass (aminmax propagates NaN and shows +-Inf); the count only on failure.
     lo, hi = torch.stack(torch.aminmax(waveform)).tolist()
     if not (math.isfinite(lo) and math.isfinite(hi)):

@@ -75,7 +75,9 @@ def _logmel_delta_kernel(
                      mask=fmask[:, None] & mmask[None, :], other=0.0)
         acc = tl.dot(power, fb, acc, input_precision=MEL_PRECISION)
     # Rows outside the item hold log(amin): finite, and never selected by D for a kept row.
-    c = tl.log(tl.maximum(acc, amin))
+    # NaN-propagating max: a NaN power (a NaN sample, unchecked on the GPU) stays NaN instead of
+    # becoming log(amin), a finite wrong value.
+    c = tl.log(tl.maximum(acc, amin, propagate_nan=tl.PropagateNan.ALL))
     D = _delta_matrix(g, rows, base, n_frames)
     d = tl.dot(D, c, input_precision="ieee") * 0.1
     dd = tl.dot(D, d, input_precision="ieee") * 0.1
