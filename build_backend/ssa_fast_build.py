@@ -1,4 +1,4 @@
-"""In-tree PEP 517 build backend: scikit-build-core, built against the torch of the target interpreter.
+"""In-tree PEP 517 build backend: scikit-build-core, built against the target environment's torch.
 
 Why: the C++ extension must be compiled against exactly the torch it will be imported with. With
 build isolation (plain ``pip install .``), a static ``torch`` build requirement makes pip install

@@ -1,4 +1,4 @@
-"""Atomic file writes: the one helper every JSON, CSV, checkpoint, cache file and figure goes through.
+"""Atomic file writes: one helper for every JSON, CSV, checkpoint, cache file and figure.
 
 A write goes to a temporary file in the destination's folder and is renamed over the destination
 only once complete, so a kill, a crash or a full disk mid-write leaves the previous file (or no
@@ -40,6 +40,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
+        if exc.filename is None and exc.errno is not None:  # a failed write() names no file
+            exc.filename = str(path)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskFullError(exc.errno, f"no space left on the device while writing {path}",
                                 str(path)) from exc
@@ -59,10 +61,38 @@ def write_json(path: str | os.PathLike, obj, **kwargs) -> Path:
     return write_text(path, json.dumps(obj, **kwargs) + "\n")
 
 
+class _Capture:
+    """A file wrapper that keeps the OSError of a failed write: torch.save turns it into a
+    RuntimeError without the errno, and a full disk would not be recognised."""
+
+    def __init__(self, fh):
+        self.fh, self.error = fh, None
+
+    def write(self, data):
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self):
+        return self.fh.flush()
+
+
 def save_torch(path: str | os.PathLike, obj) -> Path:
     import torch
 
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            capture = _Capture(fh)
+            try:
+                torch.save(obj, capture)
+            except RuntimeError:
+                if capture.error is not None:
+                    raise capture.error from None
+                raise
+
+    return atomic_write(path, write)
 
 
 def save_figure(path: str | os.PathLike, fig, **kwargs) -> Path:

@@ -20,7 +20,8 @@ def checkout_shadowing_hint() -> str:
     except importlib.metadata.PackageNotFoundError:
         return ""
     for f in files:
-        if f.parts[:1] == ("ssa_fast",) and f.name.startswith("_C.") and f.suffix in (".so", ".pyd"):
+        if (f.parts[:1] == ("ssa_fast",) and f.name.startswith("_C.")
+                and f.suffix in (".so", ".pyd")):
             installed = Path(f.locate()).resolve().parent
             if installed != pkg and (installed / f.name).exists():
                 return (f"; ssa_fast is imported from the source checkout {pkg}, which has no "

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +17,8 @@ from ssa_fast.data.corpus import load_corpus, load_manifest
 from ssa_fast.data.segments import Normaliser, make_segments, segment_bounds
 from ssa_fast.train import confusion_matrix, uar
 from ssa_fast.train.inference import load_trained
+
+sf = pytest.importorskip("soundfile")  # not on every GPU image: the module skips
 
 FAST = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -2,7 +2,7 @@
 
 The cache key covers every file (path, size, modification time), its annotation, the feature
 parameters and the sample rate: change any of them and the features are recomputed. Files are
-written atomically (temporary file + rename) and read with ``torch.load(weights_only=True)``.
+written atomically (``_atomic.save_torch``) and read with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .._atomic import save_torch, sweep_stale
 from ..kernels.logmel_delta import logmel_delta
 from .corpus import Corpus
 
@@ -69,30 +70,59 @@ def compute_features(waves: list, *, device: str | torch.device = "cpu",
     return out
 
 
+def _read_cache(path: Path, corpus: Corpus) -> dict | None:
+    """The cached features at ``path``, or None (with a warning naming the file, which is
+    removed) when it is truncated, corrupt or not a feature cache: it is then rebuilt."""
+    import warnings
+
+    try:
+        data = torch.load(path, weights_only=True)
+        ok = (isinstance(data, dict) and isinstance(data.get("paths"), list)
+              and isinstance(data.get("features"), list)
+              and len(data["paths"]) == len(data["features"])
+              and all(isinstance(f, torch.Tensor) and f.ndim == 3 for f in data["features"])
+              and set(data["paths"]) <= {r.path for r in corpus.records})
+        why = None if ok else "not a feature cache of this corpus"
+    except Exception as exc:  # zip / pickle / EOF errors of a truncated or corrupt file
+        why = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}"
+    if why is None:
+        return data
+    warnings.warn(f"feature cache {path} is unreadable ({why}): removed, recomputing",
+                  CacheWarning, stacklevel=3)
+    path.unlink(missing_ok=True)
+    return None
+
+
+class CacheWarning(UserWarning):
+    """A cache file was unreadable and is rebuilt."""
+
+
 def corpus_features(corpus: Corpus, cache_dir: str | Path | None = None, *,
                     sample_rate: int = 16000, device: str = "cpu", backend: str | None = None,
                     progress: bool = True, **params) -> tuple[Corpus, list[torch.Tensor]]:
     """(corpus of the readable records, their features (3, T, M)). Unreadable files are in the
-    returned corpus' ``skipped``. With ``cache_dir``, results are reused across runs."""
+    returned corpus' ``skipped``. With ``cache_dir``, results are reused across runs.
+
+    The cache heals itself: temporary files of killed runs are swept, a truncated or corrupt
+    cache file is named (CacheWarning), removed and rebuilt, and a full disk raises
+    DiskFullError naming the file (no partial file is left)."""
     path = None
     if cache_dir is not None:
+        sweep_stale(cache_dir, recursive=False)
         key = _key(corpus, sample_rate, params)
         path = Path(cache_dir) / f"features-{corpus.name or 'corpus'}-{key}.pt"
-        if path.is_file():
-            data = torch.load(path, weights_only=True)
+        data = _read_cache(path, corpus) if path.is_file() else None
+        if data is not None:
             keep = set(data["paths"])
             skipped = list(corpus.skipped) + [tuple(s) for s in data["skipped"]]
             kept = Corpus([r for r in corpus.records if r.path in keep], corpus.classes,
-                          corpus.name, corpus.root, skipped)
+                          corpus.name, corpus.root, skipped, list(corpus.notes))
             return kept, list(data["features"])
     kept, waves = corpus.load_audio(sample_rate, progress=progress)
     feats = compute_features(waves, device=device, backend=backend, progress=progress,
                              sample_rate=sample_rate, **params)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         new_skips = [list(s) for s in kept.skipped[len(corpus.skipped):]]
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"paths": [r.path for r in kept.records], "features": feats,
-                    "skipped": new_skips}, tmp)
-        os.replace(tmp, path)
+        save_torch(path, {"paths": [r.path for r in kept.records], "features": feats,
+                          "skipped": new_skips})
     return kept, feats

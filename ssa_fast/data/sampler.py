@@ -7,6 +7,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from ..errors import UserError
+
 
 class BalancedBatchSampler:
     """Yields lists of indices; each batch holds ``batch_size // n_classes`` items of every class.
@@ -20,13 +22,13 @@ class BalancedBatchSampler:
         labels = np.asarray(labels, dtype=np.int64)
         self.n_classes = int(n_classes or labels.max() + 1)
         if batch_size % self.n_classes:
-            raise ValueError(f"batch_size={batch_size} is not a multiple of the "
+            raise UserError(f"batch_size={batch_size} is not a multiple of the "
                              f"{self.n_classes} classes")
         self.per_class = batch_size // self.n_classes
         self.pools = [np.flatnonzero(labels == c) for c in range(self.n_classes)]
         empty = [c for c, p in enumerate(self.pools) if len(p) == 0]
         if empty:
-            raise ValueError(f"classes {empty} have no training items; a balanced batch needs "
+            raise UserError(f"classes {empty} have no training items; a balanced batch needs "
                              "every class")
         self.batch_size, self.seed, self.epoch = batch_size, seed, 0
         self.n_batches = batches_per_epoch or max(1, -(-len(labels) // batch_size))

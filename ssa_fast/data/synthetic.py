@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserError
+
 EMOTIONS = ("neu", "hap", "sad", "ang")
 
 # espeak-ng voice + variant per speaker (different timbres); all ship with espeakng-loader.
@@ -81,7 +83,7 @@ class Utterance:
 def speaker_profiles(n_speakers: int, seed: int = 0) -> list[dict]:
     """Baseline prosody and the emotion -> style map of every speaker."""
     if not 1 <= n_speakers <= len(VOICES):
-        raise ValueError(f"n_speakers must be in [1, {len(VOICES)}], got {n_speakers}")
+        raise UserError(f"speakers must be in [1, {len(VOICES)}], got {n_speakers}")
     rng = np.random.default_rng(seed)
     styles = ("A", "B", "C")
     profiles = []
@@ -99,11 +101,11 @@ def speaker_profiles(n_speakers: int, seed: int = 0) -> list[dict]:
 def plan(size: str = "small", *, speakers: int | None = None, phrases: int | None = None,
          repetitions: int | None = None, seed: int = 0) -> tuple[list[Utterance], list[dict]]:
     if size not in SIZES:
-        raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+        raise UserError(f"size must be one of {sorted(SIZES)}, got {size!r}")
     n_spk, n_phr, n_rep = SIZES[size]
     n_spk, n_phr, n_rep = speakers or n_spk, phrases or n_phr, repetitions or n_rep
     if not 1 <= n_phr <= len(PHRASES):
-        raise ValueError(f"phrases must be in [1, {len(PHRASES)}], got {n_phr}")
+        raise UserError(f"phrases must be in [1, {len(PHRASES)}], got {n_phr}")
     profiles = speaker_profiles(n_spk, seed)
     rng = np.random.default_rng(seed + 1)
     utts = []
@@ -152,9 +154,9 @@ def synthesize_corpus(out: str | Path, size: str = "small", *, speakers: int | N
     from tqdm import tqdm
 
     out = Path(out)
-    (out / "wav").mkdir(parents=True, exist_ok=True)
     utts, profiles = plan(size, speakers=speakers, phrases=phrases, repetitions=repetitions,
-                          seed=seed)
+                          seed=seed)  # (validates the options before anything is written)
+    (out / "wav").mkdir(parents=True, exist_ok=True)
     groups: dict[tuple[str, str], list[Utterance]] = {}
     for u in utts:
         groups.setdefault((u.speaker, u.emotion), []).append(u)

@@ -21,10 +21,11 @@ HALO_FRAMES = 16  # > n_fft / 2 / hop (window) + 4 (delta) + 4 (delta-delta) fra
 def audio_blocks(path: str | Path, sample_rate: int = 16000,
                  block_samples: int = 1 << 20) -> Iterator[np.ndarray]:
     """float32 mono blocks of a file at ``sample_rate`` (streamed resampling, channels averaged).
-    Raises AudioError naming the file when it cannot be read or holds non-finite samples."""
+    Raises AudioError naming the file when it cannot be read or holds samples that are not
+    audio (non-finite, or beyond MAX_SAMPLE)."""
     import soundfile as sf
 
-    from ..audio.io import AudioError
+    from ..audio.io import AudioError, check_samples
 
     path = Path(path)
     try:
@@ -45,9 +46,7 @@ def audio_blocks(path: str | Path, sample_rate: int = 16000,
             except Exception as exc:
                 raise AudioError(f"{path}: cannot read audio ({exc})") from exc
             last = len(y) < block_samples
-            y = y.mean(axis=1) if y.shape[1] > 1 else y[:, 0]
-            if not np.isfinite(y).all():
-                raise AudioError(f"{path}: the file holds NaN or Inf samples")
+            y = check_samples(y.mean(axis=1) if y.shape[1] > 1 else y[:, 0], path)
             total += len(y)
             if stream is not None:
                 y = stream.resample_chunk(y, last=last)

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from ssa_fast.audio import AudioError, EspeakError, load, resample, synthesize
+
+sf = pytest.importorskip("soundfile")  # not on every GPU image: the module skips
 
 
 def test_load_mixes_down_scales_and_resamples(tmp_path):
@@ -67,3 +68,20 @@ def test_espeak_errors():
         synthesize("   ")
     with pytest.raises(EspeakError, match="no voice"):
         synthesize("hello", "xx-not-a-voice")
+
+
+def test_float_samples_beyond_audio_range_are_refused_naming_the_file(tmp_path):
+    """A float file with samples above 1e15 is corrupt, not loud: refused by the loader and the
+    streamed reader alike (before it could abort a multi-file run inside feature extraction)."""
+    from ssa_fast.features.stream import audio_blocks
+
+    loud = np.full(3000, 2.0, np.float32)  # clipped but audio: accepted
+    sf.write(tmp_path / "loud.wav", loud, 16000, subtype="FLOAT")
+    assert np.allclose(load(tmp_path / "loud.wav"), 2.0)
+    y = np.zeros(3000, np.float32)
+    y[1234] = -3e16
+    sf.write(tmp_path / "huge.wav", y, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"huge.wav: samples up to 3e\+16 are not audio"):
+        load(tmp_path / "huge.wav")
+    with pytest.raises(AudioError, match="huge.wav: samples up to"):
+        list(audio_blocks(tmp_path / "huge.wav", block_samples=1000))

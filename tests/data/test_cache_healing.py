@@ -1,0 +1,92 @@
+"""The feature cache heals itself: a truncated or foreign cache file is named, removed and
+rebuilt; temporary files of a killed writer are swept at the next start."""
+
+import os
+import signal
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from ssa_fast.data import corpus_features, load_corpus
+from ssa_fast.data.cache import CacheWarning
+
+sf = pytest.importorskip("soundfile")  # not on every GPU image: the module skips
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    rows = ["path,speaker,label"]
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        sf.write(tmp_path / f"u{i}.wav", (0.1 * rng.standard_normal(3000 + 700 * i))
+                 .astype(np.float32), 16000)
+        rows.append(f"u{i}.wav,s{i % 2},{'a' if i % 2 else 'b'}")
+    (tmp_path / "bad.wav").write_bytes(b"RIFF")
+    rows.append("bad.wav,s0,a")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    return load_corpus("manifest", tmp_path / "m.csv")
+
+
+def _same(a, b):
+    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "foreign"])
+def test_damaged_cache_is_named_removed_and_rebuilt(tmp_path, corpus, damage):
+    cache = tmp_path / "cache"
+    kept, feats = corpus_features(corpus, cache, progress=False)
+    assert len(kept) == 4 and len(kept.skipped) == 1
+    (path,) = cache.glob("features-*.pt")
+    good = path.read_bytes()
+    if damage == "truncated":  # what a kill or a full disk leaves without atomic writes
+        path.write_bytes(good[: len(good) * 2 // 3])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "garbage":
+        path.write_bytes(os.urandom(len(good)))
+    else:  # loads, but is not this corpus' cache
+        torch.save({"paths": ["/elsewhere.wav"], "features": [torch.zeros(3, 2, 40)],
+                    "skipped": []}, path)
+    with pytest.warns(CacheWarning, match=f"feature cache {path} is unreadable.*recomputing"):
+        kept2, feats2 = corpus_features(corpus, cache, progress=False)
+    assert _same(feats, feats2) and [r.path for r in kept2] == [r.path for r in kept]
+    assert kept2.skipped == kept.skipped  # the unreadable file is still reported
+    assert path.read_bytes() == good  # rebuilt in full
+    with warnings.catch_warnings():  # and read back silently next time
+        warnings.simplefilter("error", CacheWarning)
+        assert _same(corpus_features(corpus, cache, progress=False)[1], feats)
+
+
+WRITER = """
+import sys, time
+from ssa_fast._atomic import atomic_write
+
+def write(tmp):
+    with open(tmp, "wb") as fh:
+        fh.write(b"partial cache")
+        fh.flush()
+        print(tmp, flush=True)
+        time.sleep(60)  # killed here, mid-write
+
+atomic_write(sys.argv[1], write)
+"""
+
+
+def test_temp_file_of_a_killed_writer_is_swept(tmp_path, corpus):
+    cache = tmp_path / "cache"
+    kept, feats = corpus_features(corpus, cache, progress=False)
+    (path,) = cache.glob("features-*.pt")
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE,
+                            text=True)
+    tmp = proc.stdout.readline().strip()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    assert os.path.isfile(tmp) and os.path.basename(tmp).startswith(f".{path.name}.tmp")
+    kept2, feats2 = corpus_features(corpus, cache, progress=False)
+    assert not os.path.exists(tmp)  # swept at the start of the next run
+    assert _same(feats, feats2) and sorted(os.listdir(cache)) == [path.name]
