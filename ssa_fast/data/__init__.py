@@ -7,13 +7,16 @@ processes and must not pay for torch.
 from importlib import import_module
 
 _EXPORTS = {
-    **dict.fromkeys(["ATTHACK_ATTITUDES", "Corpus", "IEMOCAP_CLASSES", "Record", "load_atthack",
-                     "load_corpus", "load_iemocap", "load_manifest"], "corpus"),
+    **dict.fromkeys(["ATTHACK_ATTITUDES", "AUDIO_SUFFIXES", "Corpus", "IEMOCAP_CLASSES",
+                     "MANIFEST_FIELDS", "Record", "check_speakers", "default_normalisation",
+                     "load_atthack", "load_corpus", "load_folder", "load_iemocap",
+                     "load_manifest", "parse_columns"], "corpus"),
     **dict.fromkeys(["compute_features", "corpus_features"], "cache"),
     "BalancedBatchSampler": "sampler",
     **dict.fromkeys(["NORMALISATIONS", "Normaliser", "Segments", "make_segments",
                      "segment_bounds"], "segments"),
-    **dict.fromkeys(["leave_one_speaker_out", "linguistic_folds", "random_folds"], "splits"),
+    **dict.fromkeys(["check_folds", "iemocap_session", "leave_one_session_out",
+                     "leave_one_speaker_out", "linguistic_folds", "random_folds"], "splits"),
     **dict.fromkeys(["EMOTIONS", "PHRASES", "synthesize_corpus"], "synthetic"),
 }
 __all__ = sorted(_EXPORTS)

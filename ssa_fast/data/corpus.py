@@ -1,21 +1,28 @@
 """Corpora as lists of records (path, speaker, label, phrase) with their class names, plus what
-was skipped and why. Loaders: IEMOCAP, Att-HACK, a CSV/JSON manifest, the synthetic corpus."""
+was skipped and why. Loaders: IEMOCAP, Att-HACK, a CSV/JSON manifest (any column names), a
+folder per label, the synthetic corpus.
+
+A speaker is optional: a record without one has ``speaker == ""``. Only what needs speakers
+(the SSA models' speaker loss, speaker normalisation, leave-one-speaker-out) refuses such a
+corpus, with :func:`check_speakers`; per-utterance normalisation is then the default."""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserError
+
 
 @dataclass(frozen=True)
 class Record:
     path: str
-    speaker: str
+    speaker: str  # "" when unknown
     label: str
     phrase: str | None = None
 
@@ -24,7 +31,8 @@ class Record:
 class Corpus(Sequence):
     """A list-like of :class:`Record` with the ordered class names.
 
-    ``skipped`` lists ``(item, reason)`` for every file or annotation that was left out.
+    ``skipped`` lists ``(item, reason)`` for every file or annotation that was left out;
+    ``notes`` what was changed while reading (labels merged across case variants).
     """
 
     records: list[Record]
@@ -32,6 +40,7 @@ class Corpus(Sequence):
     name: str = ""
     root: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -44,7 +53,13 @@ class Corpus(Sequence):
 
     @property
     def speakers(self) -> list[str]:
-        return sorted({r.speaker for r in self.records})
+        """The known speakers (records without a speaker are not one more speaker)."""
+        return sorted({r.speaker for r in self.records if r.speaker})
+
+    @property
+    def n_without_speaker(self) -> int:
+        """How many records have no speaker."""
+        return sum(not r.speaker for r in self.records)
 
     @property
     def labels(self) -> np.ndarray:
@@ -54,7 +69,7 @@ class Corpus(Sequence):
 
     def subset(self, indices) -> Corpus:
         return Corpus([self.records[i] for i in indices], self.classes, self.name, self.root,
-                      list(self.skipped))
+                      list(self.skipped), list(self.notes))
 
     def load_audio(self, sample_rate: int = 16000, *, progress: bool = False):
         """Load every file (mono float32 at `sample_rate`). Returns (corpus of the readable
@@ -73,14 +88,84 @@ class Corpus(Sequence):
                 continue
             kept.append(rec)
             waves.append(y)
-        return Corpus(kept, self.classes, self.name, self.root, skipped), waves
+        return Corpus(kept, self.classes, self.name, self.root, skipped, list(self.notes)), waves
+
+
+def _canonical_labels(records: list[Record], classes: Sequence[str] | None,
+                      notes: list[str]) -> tuple[list[Record], list[str]]:
+    """Labels that differ only by case (``neu``, ``Neu``) are one class: merged, with a note.
+
+    With given ``classes`` a label takes the spelling of the class it matches case-insensitively;
+    without, the most frequent spelling of each case-folded label (on a tie the lower-case one,
+    else the first in sorted order) names the class. Why merge rather than refuse: case variants
+    are typing accidents in practice, and refusing would stop a run over one stray capital."""
+    from collections import Counter
+
+    counts = Counter(r.label for r in records)
+    if classes is not None:
+        classes = list(classes)
+        folded = [c.casefold() for c in classes]
+        clash = sorted({c for c in classes if folded.count(c.casefold()) > 1})
+        if clash:
+            raise UserError(f"classes {clash} differ only by case: give each class once")
+        spelling = dict(zip(folded, classes, strict=True))
+    else:
+        spelling = {}
+        for label, _n in sorted(counts.items(),
+                                key=lambda kv: (-kv[1], kv[0] != kv[0].lower(), kv[0])):
+            spelling.setdefault(label.casefold(), label)
+        classes = sorted(set(spelling.values()))
+    renamed = Counter()
+    out = []
+    for r in records:
+        label = spelling.get(r.label.casefold(), r.label)
+        if label != r.label:
+            renamed[(r.label, label)] += 1
+            r = Record(r.path, r.speaker, label, r.phrase)
+        out.append(r)
+    for (old, new), n in sorted(renamed.items()):
+        notes.append(f"label {old!r} read as {new!r} ({n} record{'s' * (n != 1)}): labels that "
+                     "differ only by case are one class")
+    return out, classes
+
+
+def _drop_duplicates(records: list[Record],
+                     skipped: list[tuple[str, str]]) -> list[Record]:
+    """One record per audio file. A file listed again with the same annotation is kept once (the
+    repeat is reported in ``skipped``): under random folds a repeat could land in training and
+    validation at once. A file listed with different annotations is left out entirely: there is
+    no telling which one is right."""
+    import os
+    from collections import defaultdict
+
+    rows = defaultdict(list)
+    for i, r in enumerate(records):  # realpath: a symlink and its target are one file
+        rows[os.path.realpath(r.path)].append(i)
+    drop = {}
+    for idx in rows.values():
+        if len(idx) == 1:
+            continue
+        annotations = {(records[i].speaker, records[i].label, records[i].phrase) for i in idx}
+        if len(annotations) == 1:
+            for i in idx[1:]:
+                drop[i] = "listed again with the same annotation: kept once"
+        else:
+            shown = " / ".join(f"speaker {s!r} label {lab!r}" + (f" phrase {p!r}" if p else "")
+                               for s, lab, p in sorted(annotations, key=str))
+            for i in idx:
+                drop[i] = f"listed {len(idx)} times with different annotations ({shown}): left out"
+    for i in sorted(drop):
+        skipped.append((records[i].path, drop[i]))
+    return [r for i, r in enumerate(records) if i not in drop]
 
 
 def _finish(records: list[Record], classes: Sequence[str] | None, name: str, root: Path,
             skipped: list[tuple[str, str]], check_files: bool = True) -> Corpus:
-    if classes is None:
-        classes = sorted({r.label for r in records})
-    classes = list(classes)
+    """Merge case variants of labels, drop duplicated files, then keep the records with a known
+    class and an existing file; everything left out goes to ``skipped`` with its reason."""
+    notes: list[str] = []
+    records, classes = _canonical_labels(records, classes, notes)
+    records = _drop_duplicates(records, skipped)
     kept = []
     for r in records:
         if r.label not in classes:
@@ -89,13 +174,72 @@ def _finish(records: list[Record], classes: Sequence[str] | None, name: str, roo
             skipped.append((r.path, "file not found"))
         else:
             kept.append(r)
-    return Corpus(kept, classes, name, str(root), skipped)
+    return Corpus(kept, classes, name, str(root), skipped, notes)
+
+
+def _field(path: Path, i: int, row: dict, key: str) -> str | None:
+    """A manifest field as a stripped string; numbers are accepted (JSON label 0 is the label
+    "0", not a missing one); None or blank is missing."""
+    value = row.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, (str, int, float)):
+        raise UserError(f"{path}: record {i + 1}: {key} is a {type(value).__name__}, expected "
+                         "a string or a number")
+    value = str(value).strip()
+    return value or None
+
+
+MANIFEST_FIELDS = ("path", "label", "speaker", "phrase")
+
+
+def parse_columns(text: str) -> dict[str, str]:
+    """``"path=file,label=emotion,speaker=spk"`` -> ``{"path": "file", ...}`` (the ``--columns``
+    option): which manifest column holds each field."""
+    columns = {}
+    for item in text.split(","):
+        field_, sep, column = (part.strip() for part in item.partition("="))
+        if not sep or not field_ or not column:
+            raise UserError(f"columns {text!r}: expected FIELD=COLUMN[,FIELD=COLUMN...], e.g. "
+                            "path=file,label=emotion,speaker=spk")
+        columns[field_.lower()] = column
+    _column_names(columns)
+    return columns
+
+
+def _column_names(columns: Mapping[str, str] | None) -> dict[str, str]:
+    """The (case-folded) manifest column of every field; a field not mapped keeps its name."""
+    columns = dict(columns or {})
+    unknown = sorted(set(map(str, columns)) - set(MANIFEST_FIELDS))
+    if unknown:
+        raise UserError(f"columns: unknown field{'s' * (len(unknown) > 1)} "
+                        f"{', '.join(unknown)}; map {', '.join(MANIFEST_FIELDS)} to your "
+                        "manifest's column names, e.g. path=file,label=emotion")
+    names = {f: str(columns.get(f, f)).strip().lower() for f in MANIFEST_FIELDS}
+    shared = sorted({c for c in names.values() if list(names.values()).count(c) > 1})
+    if shared:
+        raise UserError(f"columns: column {shared[0]!r} is mapped to several fields "
+                        f"({', '.join(f for f in MANIFEST_FIELDS if names[f] == shared[0])})")
+    return names
 
 
 def load_manifest(path: str | Path, classes: Sequence[str] | None = None,
-                  name: str = "manifest") -> Corpus:
-    """CSV (header ``path,speaker,label[,phrase]``) or JSON (a list of such objects, or
-    ``{"records": [...], "classes": [...]}``); relative paths are relative to the manifest."""
+                  name: str = "manifest", columns: Mapping[str, str] | None = None) -> Corpus:
+    """CSV (header ``path,label[,speaker][,phrase]``) or JSON (a list of such objects, or
+    ``{"records": [...], "classes": [...]}``); relative paths are relative to the manifest.
+
+    ``columns`` maps the fields to other column names, e.g. ``{"path": "file", "label":
+    "emotion", "speaker": "spk"}``; a missing path or label column (or a mapped column that is
+    absent) is an error naming it and listing the columns found. Speaker and phrase are
+    optional: without a speaker column, or with an empty value, a record has no speaker (see
+    :func:`check_speakers`).
+
+    Read leniently where the intent is clear: a UTF-8 byte-order mark is ignored, column names
+    and values are stripped (column names case-insensitive), numbers are accepted as labels,
+    speakers and phrases, and labels differing only by case are one class (noted in
+    ``Corpus.notes``). A file listed twice is kept once, or left out when its annotations differ
+    (reported in ``Corpus.skipped``)."""
+    names = _column_names(columns)
     path = Path(path)
     if path.is_dir():
         candidates = [path / "manifest.csv", path / "manifest.json"]
@@ -105,38 +249,123 @@ def load_manifest(path: str | Path, classes: Sequence[str] | None = None,
         path = found[0]
     if not path.is_file():
         raise FileNotFoundError(f"manifest {path} does not exist")
+    header = None
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+            raise UserError(f"{path}: not valid JSON ({exc})") from exc
         rows = data.get("records") if isinstance(data, dict) else data
-        if isinstance(data, dict) and classes is None:
-            classes = data.get("classes")
+        if isinstance(data, dict) and classes is None and data.get("classes") is not None:
+            classes = data["classes"]
+            if not isinstance(classes, list) or not all(isinstance(c, (str, int))
+                                                        and str(c).strip() for c in classes):
+                raise UserError(f"{path}: classes must be a list of names")
+            classes = [str(c).strip() for c in classes]
     else:
         try:
-            with path.open(newline="") as fh:
-                rows = list(csv.DictReader(fh))
+            with path.open(newline="", encoding="utf-8-sig") as fh:
+                reader = csv.DictReader(fh)
+                rows = list(reader)
+                header = reader.fieldnames or []
         except (UnicodeDecodeError, csv.Error) as exc:
-            raise ValueError(f"{path}: not a readable CSV manifest ({exc})") from exc
+            raise UserError(f"{path}: not a readable CSV manifest ({exc})") from exc
     if not isinstance(rows, list):
-        raise ValueError(f"{path}: expected a list of records")
-    records, skipped = [], []
+        raise UserError(f"{path}: expected a list of records")
     for i, row in enumerate(rows):
         if row is not None and not isinstance(row, dict):
-            raise ValueError(f"{path}: record {i + 1} is a {type(row).__name__}, expected an "
-                             "object with path, speaker, label[, phrase]")
-        missing = [k for k in ("path", "speaker", "label") if not (row or {}).get(k)]
+            raise UserError(f"{path}: record {i + 1} is a {type(row).__name__}, expected an "
+                             "object with path, label[, speaker][, phrase]")
+    rows = [{str(k).strip().lower(): v for k, v in (row or {}).items() if k is not None}
+            for row in rows]
+    if not rows:
+        raise UserError(f"{path}: the manifest holds no records")
+    found = ([str(k).strip().lower() for k in header] if header is not None
+             else sorted({k for row in rows for k in row}))
+    for f in MANIFEST_FIELDS:  # a column that is absent altogether: the mapping is wrong
+        if names[f] not in found and (f in ("path", "label") or f in (columns or {})):
+            mapped = f" (columns {f}={names[f]})" if f in (columns or {}) else ""
+            raise UserError(f"{path}: the manifest lacks {f}: no column {names[f]!r}{mapped}; "
+                            f"columns found: {', '.join(map(repr, found)) or 'none'}; map "
+                            f"yours with columns {f}=NAME")
+    records, skipped = [], []
+    for i, row in enumerate(rows):
+        fields = {f: _field(path, i, row, names[f]) for f in MANIFEST_FIELDS}
+        missing = [f for f in ("path", "label") if fields[f] is None]
         if missing:
-            raise ValueError(f"{path}: record {i + 1} lacks {', '.join(missing)} "
-                             "(columns path, speaker, label[, phrase] are required)")
-        p = Path(row["path"])
+            raise UserError(f"{path}: record {i + 1} lacks {', '.join(missing)} "
+                             f"(column{'s' * (len(missing) > 1)} "
+                             f"{', '.join(repr(names[f]) for f in missing)} empty or absent)")
+        p = Path(fields["path"])
         p = p if p.is_absolute() else path.parent / p
-        records.append(Record(str(p), str(row["speaker"]), str(row["label"]),
-                              str(row["phrase"]) if row.get("phrase") not in (None, "") else None))
-    if not records:
-        raise ValueError(f"{path}: the manifest holds no records")
+        records.append(Record(str(p), fields["speaker"] or "", fields["label"], fields["phrase"]))
     return _finish(records, classes, name, path.parent, skipped)
+
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+
+
+def load_folder(root: str | Path, classes: Sequence[str] | None = None,
+                name: str = "folder") -> Corpus:
+    """A folder per label: ``root/<label>/<file>`` (no speaker) or
+    ``root/<label>/<speaker>/<file>`` (the sub-folder names the speaker); both may be mixed.
+
+    Audio files are those ending in one of AUDIO_SUFFIXES; hidden files and folders are ignored,
+    other files, files directly in ``root`` and files nested deeper are reported in
+    ``Corpus.skipped``. Folder names are labels as in a manifest: stripped, case variants merged
+    (with a note), a file reached twice (symlinks) kept once or, under two labels, left out."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: not a folder (expected root/<label>/*.wav)")
+    records, skipped = [], []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts) or path.is_dir():
+            continue
+        if path.suffix.lower() not in AUDIO_SUFFIXES:
+            skipped.append((str(path), f"not an audio file (expected {', '.join(AUDIO_SUFFIXES)})"))
+        elif len(rel.parts) == 1:
+            skipped.append((str(path), "not in a label folder (expected root/<label>/<file>)"))
+        elif len(rel.parts) > 3:
+            skipped.append((str(path), "nested deeper than root/<label>/<speaker>/<file>"))
+        elif not rel.parts[0].strip():
+            skipped.append((str(path), "the label folder's name is blank"))
+        else:
+            speaker = rel.parts[1].strip() if len(rel.parts) == 3 else ""
+            records.append(Record(str(path), speaker, rel.parts[0].strip()))
+    if not records:
+        raise UserError(f"{root}: no audio file in a label folder (expected root/<label>/*.wav "
+                        f"or root/<label>/<speaker>/*.wav; {len(skipped)} other files)")
+    return _finish(records, classes, name, root, skipped)
+
+
+SPEAKER_PROTOCOLS = ("loso", "loso-session")
+
+
+def default_normalisation(corpus: Corpus) -> str:
+    """``speaker`` when every record has a speaker, else ``utterance`` (each utterance's own
+    statistics): with speakers missing, speaker statistics would pool unrelated voices."""
+    return "utterance" if corpus.n_without_speaker else "speaker"
+
+
+def check_speakers(corpus: Corpus, models: Sequence[str] = (), normalisation: str | None = None,
+                   protocol: str | None = None) -> None:
+    """Refuse, before any work, what needs a speaker for every record when some have none:
+    the SSA models (their speaker loss), speaker normalisation and leave-one-speaker-out."""
+    n = corpus.n_without_speaker
+    if not n:
+        return
+    needs = [f"model {m}" for m in models if m.startswith("ssa")]
+    if normalisation == "speaker":
+        needs.append("normalisation 'speaker'")
+    if protocol in SPEAKER_PROTOCOLS:
+        needs.append(f"protocol {protocol!r}")
+    if needs:
+        raise UserError(
+            f"{', '.join(needs)} need{'s' * (len(needs) == 1)} a speaker for every utterance, "
+            f"but {n} of {len(corpus)} in {corpus.root or corpus.name} have none (no speaker "
+            "column, empty values, or files directly in root/<label>/); use the models acrnn / "
+            "acrnn-r with normalisation 'utterance' or 'global', or give the speakers")
 
 
 IEMOCAP_CLASSES = ("neu", "hap", "sad", "ang")
@@ -190,7 +419,7 @@ def load_atthack(root: str | Path, *, attitudes: Sequence[str] = ATTHACK_ATTITUD
     if not wav_dir.is_dir():
         raise FileNotFoundError(f"{root}: no wav/ folder (expected the Att-HACK folder)")
     if len(attitudes) != 4:
-        raise ValueError(f"attitudes must name a1..a4 (4 names), got {list(attitudes)}")
+        raise UserError(f"attitudes must name a1..a4 (4 names), got {list(attitudes)}")
     pattern = re.compile(r"^([FM]\d{2})_a([1-4])_s(\d{3})_v(\d{2})\.wav$")
     records, skipped = [], []
     for wav in sorted(wav_dir.glob("*.wav")):
@@ -205,16 +434,20 @@ def load_atthack(root: str | Path, *, attitudes: Sequence[str] = ATTHACK_ATTITUD
 
 def load_corpus(name: str, root: str | Path, **options) -> Corpus:
     """Load a corpus: ``"iemocap"``, ``"atthack"``, ``"manifest"`` (root = manifest file or
-    its folder) or ``"synthetic"`` (root = the folder written by ``ssa-fast synth``)."""
+    its folder; ``columns=`` maps its column names), ``"folder"`` (root/<label>/...) or
+    ``"synthetic"`` (root = the folder written by ``ssa-fast synth``)."""
     if name == "iemocap":
         return load_iemocap(root, **options)
     if name == "atthack":
         return load_atthack(root, **options)
     if name == "manifest":
         return load_manifest(root, **options)
+    if name == "folder":
+        return load_folder(root, **options)
     if name == "synthetic":
         from .synthetic import EMOTIONS
 
         return load_manifest(Path(root) / "manifest.csv", classes=options.pop("classes", EMOTIONS),
                              name="synthetic", **options)
-    raise ValueError(f"unknown corpus {name!r}: use iemocap, atthack, manifest or synthetic")
+    raise UserError(f"unknown corpus {name!r}: use iemocap, atthack, manifest, folder or "
+                    "synthetic")

@@ -64,6 +64,9 @@ class Normaliser:
         """Statistics from training utterances (all their frames)."""
         if self.mode == "utterance":
             return self
+        if self.mode == "speaker" and not all(speakers):  # "" would pool unrelated voices
+            raise ValueError(f"speaker normalisation needs a speaker for every utterance; "
+                             f"{sum(not s for s in speakers)} have none (use 'utterance')")
         groups: dict[str, list[torch.Tensor]] = defaultdict(list)
         for f, s in zip(features, speakers, strict=True):
             groups[s if self.mode == "speaker" else "*"].append(f.double())

@@ -1,0 +1,132 @@
+"""Manifest hygiene: stripped fields, case variants of labels, duplicated files, numeric labels,
+byte-order marks, stratified random folds, and a clear error for a class a fold cannot hold."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ssa_fast.data import check_folds, load_corpus, random_folds
+from ssa_fast.data.corpus import Corpus, Record
+from ssa_fast.errors import UserError
+from ssa_fast.train import make_folds
+
+sf = pytest.importorskip("soundfile")  # not on every GPU image: the module skips
+
+
+def _wavs(root, n, seconds=0.2):
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(n)
+    for i in range(n):
+        sf.write(root / f"u{i}.wav", (0.1 * rng.standard_normal(int(16000 * seconds)))
+                 .astype(np.float32), 16000)
+
+
+def test_labels_stripped_and_case_variants_merged(tmp_path):
+    _wavs(tmp_path / "a", 5)
+    (tmp_path / "m.csv").write_text(
+        " Path , SPEAKER ,label\n"  # column names: stripped, case-insensitive
+        "a/u0.wav, s1 ,neu\na/u1.wav,s1,neu \na/u2.wav,s2,Neu\na/u3.wav,s2, sad\n"
+        "a/u4.wav,s2,SAD\n")
+    c = load_corpus("manifest", tmp_path / "m.csv")
+    assert c.classes == ["neu", "sad"]  # the most frequent spelling names the class
+    assert [r.label for r in c] == ["neu", "neu", "neu", "sad", "sad"]
+    assert {r.speaker for r in c} == {"s1", "s2"}
+    assert len(c.notes) == 2 and "'Neu' read as 'neu'" in c.notes[0]
+    # with given classes, a label takes the class's spelling
+    (tmp_path / "m.json").write_text(json.dumps({"classes": ["Neutral", "sad"], "records": [
+        {"path": "a/u0.wav", "speaker": "s1", "label": "neutral"},
+        {"path": "a/u1.wav", "speaker": "s1", "label": " SAD "}]}))
+    j = load_corpus("manifest", tmp_path / "m.json")
+    assert [r.label for r in j] == ["Neutral", "sad"] and j.labels.tolist() == [0, 1]
+    (tmp_path / "c.json").write_text(json.dumps({"classes": ["neu", "Neu"], "records": [
+        {"path": "a/u0.wav", "speaker": "s1", "label": "neu"}]}))
+    with pytest.raises(UserError, match="differ only by case"):
+        load_corpus("manifest", tmp_path / "c.json")
+
+
+def test_duplicate_paths_kept_once_or_left_out(tmp_path):
+    _wavs(tmp_path / "a", 4)
+    (tmp_path / "m.csv").write_text(
+        "path,speaker,label\na/u0.wav,s1,neu\n./a/u0.wav,s1,neu\na/../a/u0.wav,s1,Neu\n"
+        "a/u1.wav,s1,neu\na/u1.wav,s1,sad\na/u2.wav,s2,sad\na/u3.wav,s2,sad\n")
+    c = load_corpus("manifest", tmp_path / "m.csv")
+    names = [r.path.rsplit("/", 1)[1] for r in c]
+    assert names == ["u0.wav", "u2.wav", "u3.wav"]  # u0 once; u1 (conflicting) left out
+    reasons = [why for _, why in c.skipped]
+    assert sum("kept once" in why for why in reasons) == 2
+    assert sum("different annotations" in why and "'sad'" in why for why in reasons) == 2
+    assert len(c) + len(c.skipped) == 7  # every row accounted for once
+
+
+def test_numeric_labels_and_byte_order_mark(tmp_path):
+    _wavs(tmp_path, 4)
+    rows = [{"path": f"u{i}.wav", "speaker": 7, "label": i % 2, "phrase": 0} for i in range(4)]
+    (tmp_path / "m.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(rows).encode())
+    c = load_corpus("manifest", tmp_path / "m.json")
+    assert c.classes == ["0", "1"] and [r.label for r in c] == ["0", "1", "0", "1"]
+    assert c[0].speaker == "7" and c[0].phrase == "0"  # 0 is a value, not a missing one
+    (tmp_path / "m.csv").write_bytes(b"\xef\xbb\xbfpath,speaker,label\nu0.wav,s,0\nu1.wav,s,1\n")
+    c = load_corpus("manifest", tmp_path / "m.csv")
+    assert len(c) == 2 and c.classes == ["0", "1"]  # the BOM did not hide the path column
+    (tmp_path / "bad.json").write_text(json.dumps([{"path": "u0.wav", "speaker": "s",
+                                                    "label": ["neu"]}]))
+    with pytest.raises(UserError, match="label is a list"):
+        load_corpus("manifest", tmp_path / "bad.json")
+    (tmp_path / "blank.json").write_text(json.dumps([{"path": "u0.wav", "speaker": "s",
+                                                      "label": "  "}]))
+    with pytest.raises(UserError, match="lacks label"):
+        load_corpus("manifest", tmp_path / "blank.json")
+
+
+def test_random_folds_are_stratified():
+    labels = np.array([0] * 40 + [1] * 9 + [2] * 3 + [3] * 2)
+    for tr, va in random_folds(len(labels), 10, 0.2, seed=3, labels=labels):
+        assert len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == len(labels)
+        counts = np.bincount(labels[va], minlength=4)
+        assert counts.tolist() == [8, 2, 1, 1]  # round(0.2 n), at least 1, never all
+    # without labels the split is the plain one
+    tr, va = random_folds(54, 2, 0.2, seed=0)[0]
+    assert len(va) == 11
+
+
+def test_check_folds_names_the_class_and_the_fold():
+    labels = np.array([0, 0, 1, 1, 2])
+    folds = [(np.array([0, 2, 4]), np.array([1, 3])), (np.array([0, 1, 4]), np.array([2, 3]))]
+    with pytest.raises(UserError, match=r"class 'c' has no validation utterance in fold 0"):
+        check_folds(folds, labels, ["a", "b", "c"])
+    with pytest.raises(UserError, match=r"class 'b' has no training utterance in fold 1 of X"):
+        check_folds([(np.arange(5), np.arange(5)), folds[1]], labels, ["a", "b", "c"], "X")
+
+
+def test_make_folds_refuses_a_class_with_one_utterance(tmp_path):
+    recs = [Record(f"u{i}.wav", f"s{i % 2}", "neu" if i < 6 else "sad", f"p{i % 3}")
+            for i in range(7)]
+    corpus = Corpus(recs, ["neu", "sad"])
+    with pytest.raises(UserError, match="'sad' has no validation utterance in fold 0"):
+        make_folds(corpus, "random", 3)
+    # linguistic folds: 'sad' only in phrase p0 -> its fold trains without it
+    recs = [Record(f"u{i}.wav", "s", "sad" if i == 0 else "neu", f"p{i % 3}") for i in range(9)]
+    with pytest.raises(UserError, match="'sad' has no (training|validation) utterance in fold 0 "
+                                        "of linguistic, 3 folds"):
+        make_folds(Corpus(recs, ["neu", "sad"]), "linguistic", 3)
+
+
+def test_cli_refuses_an_unrepresentable_class_before_any_work(tmp_path):
+    """A real run: the error comes before feature extraction and training, one line, status 2."""
+    _wavs(tmp_path / "a", 9)
+    (tmp_path / "m.csv").write_text("path,speaker,label\n" + "".join(
+        f"a/u{i}.wav,s{i % 2},{'sad' if i == 0 else 'neu'}\n" for i in range(9)))
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    for command in ("train", "cv"):
+        proc = subprocess.run([sys.executable, "-m", "ssa_fast.cli", command, "manifest",
+                               str(tmp_path / "m.csv"), "--out", str(out), "--cache", str(cache),
+                               "--folds", "3", "--batch-size", "2", "--quiet"],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith(f"ssa-fast {command}: error: class 'sad' has no validation "
+                               "utterance in fold 0 of random, 3 folds"), line
+        assert not cache.exists() and not out.exists()  # nothing computed, nothing written
