@@ -43,6 +43,7 @@ def feature_check(out: str | Path) -> Path:
     import torch
 
     from . import _backend
+    from ._atomic import atomic_write
     from .audio import resample, synthesize
     from .bench import time_ms
     from .kernels.logmel_delta import logmel_delta
@@ -60,7 +61,7 @@ def feature_check(out: str | Path) -> Path:
         pieces += [resample(y, sr_in, sr), np.zeros(sr // 4, np.float32)]
     wave = np.concatenate(pieces)
     wav_path = out / "demo_utterance.wav"
-    sf.write(wav_path, wave, sr)
+    atomic_write(wav_path, lambda tmp: sf.write(tmp, wave, sr, format="WAV"))
     print(f"   {len(wave) / sr:.2f} s of speech -> {wav_path}")
 
     backend = _backend.resolve("logmel_delta", device)
@@ -115,6 +116,7 @@ def run_demo(out: str | Path, *, folds: int | None = None, epochs: int | None = 
     """Steps 1-4; returns the cross-validation results (as written to OUT/cv/results.json)."""
     import torch
 
+    from ._atomic import write_json
     from .data import corpus_features, load_corpus
     from .data.synthetic import synthesize_corpus
     from .reports import write_reports
@@ -158,5 +160,5 @@ def run_demo(out: str | Path, *, folds: int | None = None, epochs: int | None = 
           f"({torch.get_num_threads()} threads)")
     results["demo"] = {**s, "device": device, "cv_seconds": t2 - t1,
                        "total_seconds": time.perf_counter() - t0}
-    (out / "demo.json").write_text(json.dumps(results["demo"], indent=1))
+    write_json(out / "demo.json", results["demo"], indent=1)
     return results

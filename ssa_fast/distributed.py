@@ -123,7 +123,9 @@ class SyncBatchNorm1d(nn.BatchNorm1d):
         y, mean, var, n = _SyncBNFunction.apply(x, self.weight, self.bias, self.eps)
         with torch.no_grad():
             self.num_batches_tracked += 1
-            m = self.momentum
+            # momentum None: cumulative average, as nn.BatchNorm1d (BatchNorm re-estimation)
+            m = self.momentum if self.momentum is not None else \
+                1.0 / float(self.num_batches_tracked)
             self.running_mean.mul_(1 - m).add_(m * mean)
             self.running_var.mul_(1 - m).add_(m * var * n / (n - 1).clamp_min(1))
         return y

@@ -1,13 +1,17 @@
 """Reports of a cross-validation run: the Table-1-style table (Markdown, CSV), normalised
 confusion matrices (Figure 4), attention curves of a sample (Figure 3), t-SNE of the emotion
-embeddings (Figure 5) and training curves."""
+embeddings (Figure 5) and training curves. Every file is written atomically; figures a run does
+not produce are removed, so the folder never shows figures of an earlier run."""
 
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
+
+from .._atomic import save_figure, write_text
 
 DISPLAY_NAMES = {"acrnn": "ACRNN", "acrnn-r": "ACRNN-r", "ssa-crnn": "SSA-CRNN",
                  "ssa-crnn-r": "SSA-CRNN-r"}
@@ -27,20 +31,48 @@ def _fmt(mean_ci) -> str:
     return f"{100 * mean:.2f}" + ("" if half != half else f" ± {100 * half:.2f}")
 
 
+def what_is_reported(results: dict) -> str:
+    """The sentence under the table that says which number it shows."""
+    k = results.get("last_k", 3)
+    if results.get("reported_on") == "test":
+        return (f"Scored on each fold's held-out test utterances; the epoch was selected by the "
+                f"best utterance UAR on a validation split of "
+                f"{100 * results['selection']:g}% of the fold's training utterances, never on "
+                f"the test set. 'last {k}': mean over the last {k} epochs on the test set.")
+    return ("Scored on each fold's validation utterances at the epoch with the best utterance "
+            "UAR on those same utterances (the paper's protocol; optimistic, since the epoch is "
+            f"chosen on the data it is scored on). 'last {k}': mean over the last {k} epochs on "
+            "the same utterances, with no choice of epoch.")
+
+
 def write_table(results: dict, out_dir: Path) -> str:
-    """UAR (%) mean ± 95% CI per model, segment and utterance level. Returns the Markdown."""
+    """UAR (%) mean ± 95% CI per model, segment and utterance level, with the last-k-epoch mean,
+    WA, macro F1 (utterance level) and the mean per-class recall. Returns the Markdown."""
     s = results["summary"]
+    k = results.get("last_k", 3)
+    classes = results["classes"]
     lines = [f"Corpus: {results['corpus']}, protocol: {results['protocol']}, "
-             f"{results['k']} folds; UAR % (mean ± 95% CI, t-distribution)", "",
-             "| model | segment UAR | utterance UAR |", "|---|---:|---:|"]
-    rows = [["model", "segment_uar", "segment_ci95", "utterance_uar", "utterance_ci95", "folds"]]
+             f"{results['k']} folds; % (mean ± 95% CI over folds, t-distribution).",
+             what_is_reported(results), "",
+             f"| model | segment UAR | utterance UAR | utterance UAR, last {k} | WA | macro F1 | "
+             f"recall {' / '.join(classes)} |", "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [["model", "reported_on", "segment_uar", "segment_ci95", "utterance_uar",
+             "utterance_ci95", f"last_{k}_utterance_uar", f"last_{k}_utterance_ci95",
+             "utterance_wa", "utterance_wa_ci95", "utterance_macro_f1",
+             "utterance_macro_f1_ci95", *(f"recall_{c}" for c in classes), "folds"]]
     for v in s.values():
-        lines.append(f"| {v['name']} | {_fmt(v['segment_uar'])} | {_fmt(v['utterance_uar'])} |")
-        rows.append([v["name"], *v["segment_uar"], *v["utterance_uar"], v["folds"]])
+        recall = " / ".join("-" if r is None else f"{100 * r:.0f}" for r in v["utterance_recall"])
+        lines.append(f"| {v['name']} | {_fmt(v['segment_uar'])} | {_fmt(v['utterance_uar'])} | "
+                     f"{_fmt(v['last_k_utterance_uar'])} | {_fmt(v['utterance_wa'])} | "
+                     f"{_fmt(v['utterance_macro_f1'])} | {recall} |")
+        rows.append([v["name"], results.get("reported_on", "validation"), *v["segment_uar"],
+                     *v["utterance_uar"], *v["last_k_utterance_uar"], *v["utterance_wa"],
+                     *v["utterance_macro_f1"], *v["utterance_recall"], v["folds"]])
     md = "\n".join(lines) + "\n"
-    (out_dir / "table.md").write_text(md)
-    with (out_dir / "table.csv").open("w", newline="") as fh:
-        csv.writer(fh).writerows(rows)
+    write_text(out_dir / "table.md", md)
+    buf = io.StringIO(newline="")
+    csv.writer(buf).writerows(rows)
+    write_text(out_dir / "table.csv", buf.getvalue())
     return md
 
 
@@ -65,7 +97,7 @@ def plot_confusions(results: dict, out_dir: Path) -> Path:
         ax.set_title(f"{v['name']}\nUAR {_fmt(v['utterance_uar'])}%", fontsize=9)
     axes[0][0].set_ylabel("true")
     path = out_dir / "confusion_matrices.png"
-    fig.savefig(path, dpi=120)
+    save_figure(path, fig, dpi=120)
     plt.close(fig)
     return path
 
@@ -89,7 +121,7 @@ def plot_attention(figures_data: dict, out_dir: Path, classes: list[str]) -> Pat
     ax.set_title(f"SSA attention of a validation segment (true: {classes[int(d['labels'][i])]})")
     ax.legend()
     path = out_dir / "attention.png"
-    fig.savefig(path, dpi=120)
+    save_figure(path, fig, dpi=120)
     plt.close(fig)
     return path
 
@@ -113,7 +145,7 @@ def plot_tsne(figures_data: dict, out_dir: Path, classes: list[str], seed: int =
         ax.set_yticks([])
     axes[0][0].legend(markerscale=2, fontsize=8)
     path = out_dir / "tsne.png"
-    fig.savefig(path, dpi=120)
+    save_figure(path, fig, dpi=120)
     plt.close(fig)
     return path
 
@@ -131,7 +163,7 @@ def plot_training_curves(results: dict, out_dir: Path) -> Path:
     ax.set_ylabel("validation UAR % (utterance)")
     ax.legend()
     path = out_dir / "training_curves.png"
-    fig.savefig(path, dpi=120)
+    save_figure(path, fig, dpi=120)
     plt.close(fig)
     return path
 
@@ -152,7 +184,7 @@ def plot_history(history: list[dict], path: str | Path, title: str = "") -> Path
     a2.legend()
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=120)
+    save_figure(path, fig, dpi=120)
     plt.close(fig)
     return path
 
@@ -171,4 +203,7 @@ def write_reports(results: dict, out_dir: str | Path) -> dict:
         att = plot_attention(figures, out_dir, results["classes"])
         if att is not None:
             paths["attention"] = att
+    for name in ("tsne.png", "attention.png"):  # not made by this run: not left from another
+        if out_dir / name not in paths.values():
+            (out_dir / name).unlink(missing_ok=True)
     return paths

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import save_figure
+
 
 def plot_logmel_delta(features, path: str | Path, *, hop_seconds: float = 0.01,
                       title: str = "", waveform=None, sample_rate: int = 16000) -> Path:
@@ -45,7 +47,6 @@ def plot_logmel_delta(features, path: str | Path, *, hop_seconds: float = 0.01,
     if title:
         fig.suptitle(title)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(path, fig, dpi=110)
     plt.close(fig)
     return path

@@ -1,12 +1,13 @@
 """Training, evaluation, cross-validation and metrics (SPEC.md section 7)."""
 
-from .cv import PROTOCOLS, cross_validate, make_folds, prepare_fold
+from .cv import PROTOCOLS, cross_validate, make_folds, prepare_fold, split_fold
 from .loop import (
     MODELS,
     TrainConfig,
     build_model,
     evaluate,
     load_checkpoint,
+    recalibrate_batchnorm,
     train,
     utterance_probabilities,
 )
@@ -14,4 +15,5 @@ from .metrics import confusion_matrix, mean_ci95, normalised, uar
 
 __all__ = ["MODELS", "PROTOCOLS", "TrainConfig", "build_model", "confusion_matrix",
            "cross_validate", "evaluate", "load_checkpoint", "make_folds", "mean_ci95",
-           "normalised", "prepare_fold", "train", "uar", "utterance_probabilities"]
+           "normalised", "prepare_fold", "recalibrate_batchnorm", "split_fold", "train", "uar",
+           "utterance_probabilities"]

@@ -2,26 +2,42 @@
 
 Per fold: fit the normaliser on the fold's training utterances, cut segments, train every model,
 keep its validation metrics. The table gives UAR mean +- 95% CI over folds, segment- and
-utterance-level; per-fold results and figures go to the output folder.
+utterance-level, with the mean of the last k epochs, WA, macro F1 and per-class recall;
+per-fold results and figures go to the output folder. Every fold result carries the identity
+and fingerprint of the run that produced it (fingerprint.py), and only a result with this run's
+fingerprint is reused. With a selection split, the epoch is chosen on part of the training
+utterances and the fold's held-out utterances are a test set reported in the table.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .. import distributed as dist
+from .._atomic import sweep_stale, write_json
 from ..data.corpus import Corpus
 from ..data.segments import MIN_TAIL, Normaliser, make_segments
-from ..data.splits import leave_one_speaker_out, linguistic_folds, random_folds
+from ..data.splits import check_folds, leave_one_speaker_out, linguistic_folds, random_folds
+from ..errors import UserError
 from ..reports.experiment import DISPLAY_NAMES
-from .loop import TrainConfig, train
-from .metrics import mean_ci95
+from .fingerprint import (
+    corpus_identity,
+    differences,
+    fingerprint,
+    fold_layout,
+    run_identity,
+    utterance_keys,
+)
+from .loop import TrainConfig, build_model, evaluate, load_checkpoint, train
+from .metrics import last_k_mean, mean_ci95
 
-PROTOCOLS = ("random", "linguistic", "loso")
+PROTOCOLS = ("random", "linguistic", "loso", "loso-session")
 MODEL_NAMES = DISPLAY_NAMES
 
 
@@ -31,15 +47,172 @@ def make_folds(corpus: Corpus, protocol: str, k: int, seed: int = 0):
     random: a random 80/20 split per fold (IEMOCAP). linguistic: with k = 10 the paper's
     Att-HACK split (10 phrase groups, 2 validate per fold); with another k, the phrases form k
     groups and each group validates once (plain K-fold over phrases), so that the validation
-    sets of a short run do not overlap. loso: the first k speakers, one per fold."""
+    sets of a short run do not overlap. loso: the first k speakers, one per fold. The random
+    split is stratified by class; every layout is checked (check_folds) so that a class missing
+    from some fold's training or validation part stops the run before any training."""
     if protocol == "random":
-        return random_folds(len(corpus), k, 0.2, seed)
-    if protocol == "linguistic":
+        folds = random_folds(len(corpus), k, 0.2, seed, labels=corpus.labels)
+    elif protocol == "linguistic":
         groups, val_groups = (10, 2) if k == 10 else (k, 1)
-        return linguistic_folds([r.phrase for r in corpus], k, groups, val_groups, seed=seed)
-    if protocol == "loso":
-        return leave_one_speaker_out([r.speaker for r in corpus])[:k]
-    raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        folds = linguistic_folds([r.phrase for r in corpus], k, groups, val_groups, seed=seed)
+    elif protocol == "loso":
+        folds = leave_one_speaker_out([r.speaker for r in corpus])[:k]
+    elif protocol == "loso-session":  # IEMOCAP: the first k sessions, one per fold
+        from ..data.splits import leave_one_session_out
+
+        folds = leave_one_session_out([r.speaker for r in corpus])[:k]
+    else:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    return check_folds(folds, corpus.labels, corpus.classes, f"{protocol}, {len(folds)} folds")
+
+
+def selection_split(corpus: Corpus, train_idx, protocol: str, fraction: float, seed: int,
+                    fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split a fold's training utterances into (training, selection): the selection part
+    chooses the epoch, so that the fold's own held-out utterances can be a test set that plays
+    no part in any choice. linguistic: a random ``fraction`` of the training phrases (no phrase
+    in both); otherwise a random ``fraction`` of every class's training utterances (stratified).
+    At least one phrase / utterance per class is selected and at least one stays in training."""
+    if not 0 < fraction < 1:
+        raise UserError(f"the selection fraction must be in (0, 1), got {fraction}")
+    train_idx = np.asarray(train_idx)
+    rng = np.random.default_rng([seed, fold, 7])
+    if protocol == "linguistic":
+        phrases = np.array([corpus[int(i)].phrase for i in train_idx])
+        unique = np.array(sorted(set(phrases.tolist())))
+        n = max(1, int(round(fraction * len(unique))))
+        if n >= len(unique):
+            raise UserError(f"--selection-split {fraction:g}: the {len(unique)} training "
+                            f"phrases of fold {fold} cannot be split so")
+        chosen = np.isin(phrases, rng.choice(unique, n, replace=False))
+    else:
+        labels = corpus.labels[train_idx]
+        chosen = np.zeros(len(train_idx), dtype=bool)
+        for c in np.unique(labels):
+            pool = np.flatnonzero(labels == c)
+            n = min(max(1, int(round(fraction * len(pool)))), len(pool) - 1)
+            chosen[rng.choice(pool, n, replace=False)] = True
+    split = [(train_idx[~chosen], train_idx[chosen])]
+    try:
+        check_folds(split, corpus.labels, corpus.classes, f"the selection split of fold {fold}")
+    except ValueError as exc:
+        raise UserError(f"--selection-split {fraction:g}: {exc}") from None
+    return split[0]
+
+
+def _with_selection(corpus, tr, va, protocol, selection, seed, fold):
+    """(training, validation for selection, test or None) of one fold."""
+    if not selection:
+        return tr, va, None
+    tr2, sel = selection_split(corpus, tr, protocol, selection, seed, fold)
+    return tr2, sel, va
+
+
+def split_fold(corpus: Corpus, protocol: str, k: int, fold: int, seed: int = 0,
+               selection: float = 0.0):
+    """(training, validation, test or None) utterance indices of one fold; with ``selection``
+    the validation part is carved out of the fold's training part (selection_split) and the
+    fold's held-out part is the test set."""
+    folds = make_folds(corpus, protocol, k, seed)
+    if not 0 <= fold < len(folds):
+        raise UserError(f"--fold must be in [0, {len(folds)}) for {len(folds)} folds, "
+                         f"got {fold}")
+    return _with_selection(corpus, *folds[fold], protocol, selection, seed, fold)
+
+
+def run_provenance(corpus: Corpus, corpus_id: dict, layout: dict, cfg: TrainConfig, data: dict,
+                   train_idx) -> dict:
+    """What a run stores about its origin (see fingerprint.py): its identity and the keys of
+    the utterances it trains on (``evaluate`` uses them to refuse scoring training data)."""
+    return {"identity": run_identity(corpus_id, layout, asdict(cfg), data),
+            "train_utterances": utterance_keys(corpus, train_idx)}
+
+
+def _warn(message: str) -> None:
+    if dist.is_main():
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+RUN_FILES = ("result.json", "best.pt", "last.pt", "metrics.csv", "training_curves.png")
+
+
+def _finished(run_dir: Path, identity: dict, fp: str, resume: bool, what: str) -> dict | None:
+    """The stored result of a run when it finished with fingerprint ``fp`` (and ``resume``);
+    otherwise None, after removing what another run left in ``run_dir`` (a ``last.pt`` of this
+    run is kept: training resumes from it)."""
+    done, last = run_dir / "result.json", run_dir / "last.pt"
+    result = stale = None
+    if done.exists():
+        try:
+            result = json.loads(done.read_text())
+            if not isinstance(result, dict) or "utterance_uar" not in result:
+                raise ValueError("not a fold result")
+        except (OSError, ValueError) as exc:  # (JSONDecodeError is a ValueError)
+            size = done.stat().st_size if done.is_file() else 0
+            _warn(f"{what}: {done} is unreadable or partial ({size} bytes; "
+                  f"{(str(exc).splitlines() or [type(exc).__name__])[0][:120]}); "
+                  "recomputing")
+            result, stale = None, "unreadable"
+    if result is not None:
+        if result.get("fingerprint") != fp:
+            changed = differences(result.get("identity"), identity)
+            _warn(f"{what} in {run_dir} was computed with other settings "
+                  f"({'; '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}); "
+                  "recomputing")
+            stale = "other settings"
+        elif not (run_dir / "best.pt").is_file():
+            _warn(f"{what}: {run_dir / 'best.pt'} is missing; recomputing")
+            stale = "incomplete"
+        elif not resume:
+            stale = "restart"
+        else:
+            return result
+    elif last.is_file():
+        try:
+            last_fp = load_checkpoint(last).get("fingerprint")
+        except Exception:  # noqa: BLE001 - any unreadable file: start this run afresh
+            last_fp = None
+        if last_fp != fp or not resume:
+            if resume:
+                _warn(f"{what}: {last} belongs to another run; starting afresh")
+            stale = "other run"
+    dist.barrier()  # every rank has decided before rank 0 removes anything
+    if stale and dist.is_main():
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+    dist.barrier()
+    return None
+
+
+def _outputs_of(path: Path, cfg: TrainConfig, corpus: Corpus, segs) -> dict:
+    """The figures' per-segment outputs of a finished run's best.pt (reused folds)."""
+    ckpt = load_checkpoint(path)
+    model = build_model(cfg, len(corpus.classes), len(corpus.speakers), segs.x.shape[2],
+                        segs.x.shape[3])
+    model.load_state_dict(ckpt["model"])
+    model.to(cfg.device)
+    return evaluate(model, segs, cfg, len(corpus.classes), keep_outputs=True)
+
+
+def summarise(rows: list[dict], test: bool, last_k: int, name: str = "") -> dict:
+    """Mean ± 95% CI over folds of the reported metrics of one model: the selected epoch's
+    (best validation utterance UAR) on the fold's validation set, or with a selection split on
+    its test set; and the mean of the last ``last_k`` epochs on the same set."""
+    part = (lambda r: r["test"]) if test else (lambda r: r)
+    hist = "test_" if test else ""
+    out = {}
+    for key in ("segment_uar", "utterance_uar", "utterance_wa", "utterance_macro_f1"):
+        out[key] = mean_ci95([part(r)[key] for r in rows])
+    for key in ("segment_uar", "utterance_uar"):
+        out[f"last_k_{key}"] = mean_ci95([last_k_mean(r["history"], hist + key, last_k)
+                                          for r in rows])
+    recalls = np.array([[np.nan if v is None else v for v in part(r)["utterance_recall"]]
+                        for r in rows], dtype=float)
+    out["utterance_recall"] = [None if np.isnan(c).all() else float(np.nanmean(c))
+                               for c in recalls.T]
+    for key in ("segment_cm", "utterance_cm"):
+        out[key] = np.sum([part(r)[key] for r in rows], 0).tolist()
+    return {"name": name, "folds": len(rows), **out}
 
 
 def prepare_fold(corpus: Corpus, feats: list[torch.Tensor], train_idx, val_idx, *,
@@ -76,55 +249,125 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
                    out_dir: str | Path, *, protocol: str = "random", k: int = 10,
                    normalisation: str = "speaker", segment_frames: int = 300,
                    train_hop: int | None = None, resume: bool = True, progress: bool = True,
-                   feature_params: dict | None = None) -> dict:
+                   feature_params: dict | None = None, selection: float = 0.0,
+                   last_k: int = 3) -> dict:
     """Run every model on every fold; returns (and writes to out_dir/results.json) the per-fold
-    metrics and the summary. Folds already finished (their result.json exists) are reused."""
+    metrics and the summary.
+
+    A fold is reused only when it finished (a readable result.json and its best.pt) with the
+    fingerprint of this run (same corpus files, protocol, folds, seed, model, training and
+    feature configuration); otherwise it is recomputed, with a warning naming what changed, and
+    the files of the other run are removed first. An unreadable or partial result.json (a
+    0-byte file of an old killed run) is recomputed with a warning. ``resume=False`` recomputes
+    everything. ``selection`` > 0 holds out that fraction of each fold's training utterances
+    for model selection and reports the fold's own held-out utterances as a test set (see
+    split_fold). ``last_k``: the summary's mean over the last k epochs."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if dist.is_main():
+        sweep_stale(out_dir)
     folds = make_folds(corpus, protocol, k, cfg.seed)
+    corpus_id = corpus_identity(corpus)
+    data = {"normalisation": normalisation, "segment_frames": segment_frames,
+            "train_hop": train_hop, "features": feature_params or {}}
     results: dict[str, list[dict]] = {m: [] for m in models}
     figures_data: dict[str, dict] = {}
     bar = tqdm(total=len(folds) * len(models), desc="cross-validation", unit="run",
                disable=not progress)
     for f, (tr, va) in enumerate(folds):
-        train_segs, val_segs, norm = prepare_fold(corpus, feats, tr, va,
-                                                  normalisation=normalisation,
-                                                  segment_frames=segment_frames,
-                                                  train_hop=train_hop)
+        tr, va, te = _with_selection(corpus, tr, va, protocol, selection, cfg.seed, f)
+        layout = fold_layout(protocol, k, cfg.seed, f, selection)
+        train_segs = val_segs = test_segs = None
         for m in models:
+            cfg_m = replace(cfg, model=m)
             run_dir = out_dir / m / f"fold{f:02d}"
-            done = run_dir / "result.json"
-            if resume and done.is_file():
-                results[m].append(json.loads(done.read_text()))
-                bar.update()
-                continue
-            bundle = fold_bundle(corpus, norm, segment_frames, feature_params)
-            res = train(replace(cfg, model=m), train_segs, val_segs,
-                        n_classes=len(corpus.classes), n_speakers=len(corpus.speakers),
-                        out_dir=run_dir, resume=resume, progress=progress, bundle=bundle)
-            summary = run_summary(res)
-            summary.update(fold=f, n_train=len(tr), n_val=len(va))
-            done.write_text(json.dumps(summary))
+            prov = run_provenance(corpus, corpus_id, layout, cfg_m, data, tr)
+            fp = fingerprint(prov["identity"])
+            summary = _finished(run_dir, prov["identity"], fp, resume, f"{m} fold {f}")
+            if summary is None or (f == 0 and m not in figures_data):
+                if train_segs is None:
+                    train_segs, val_segs, norm = prepare_fold(
+                        corpus, feats, tr, va, normalisation=normalisation,
+                        segment_frames=segment_frames, train_hop=train_hop)
+                    test_segs = None if te is None else prepare_fold(
+                        corpus, feats, tr, te, normalisation=normalisation,
+                        segment_frames=segment_frames)[1]
+            if summary is None:
+                res = train(cfg_m, train_segs, val_segs, n_classes=len(corpus.classes),
+                            n_speakers=len(corpus.speakers), out_dir=run_dir, resume=resume,
+                            progress=progress,
+                            bundle=fold_bundle(corpus, norm, segment_frames, feature_params),
+                            provenance=prov, test_segs=test_segs)
+                summary = run_summary(res)
+                summary.update(fold=f, identity=prov["identity"], n_train=len(tr),
+                               n_val=len(va), n_test=None if te is None else len(te))
+                if dist.is_main():
+                    write_json(run_dir / "result.json", summary, indent=None)
+                summary["reused"] = False
+                outputs = res
+            else:
+                summary["reused"] = True
+                outputs = None
+            if f == 0:  # figures use the first fold's validation outputs, reused or not
+                if outputs is None:
+                    outputs = _outputs_of(run_dir / "best.pt", cfg_m, corpus, val_segs)
+                figures_data[m] = {"alpha_em": outputs["alpha_em"],
+                                   "alpha_sp": outputs["alpha_sp"], "z": outputs["z"],
+                                   "labels": val_segs.label, "lengths": val_segs.lengths}
             results[m].append(summary)
-            if f == 0:  # figures use the first fold's validation outputs
-                figures_data[m] = {"alpha_em": res["alpha_em"], "alpha_sp": res["alpha_sp"],
-                                   "z": res["z"], "labels": val_segs.label,
-                                   "lengths": val_segs.lengths}
             bar.update()
     bar.close()
-    summary = {}
-    for m in models:
-        seg = [r["segment_uar"] for r in results[m]]
-        utt = [r["utterance_uar"] for r in results[m]]
-        summary[m] = {"name": MODEL_NAMES.get(m, m), "segment_uar": mean_ci95(seg),
-                      "utterance_uar": mean_ci95(utt), "folds": len(seg),
-                      "segment_cm": np.sum([r["segment_cm"] for r in results[m]], 0).tolist(),
-                      "utterance_cm": np.sum([r["utterance_cm"] for r in results[m]], 0).tolist()}
     out = {"corpus": corpus.name, "protocol": protocol, "k": len(folds),
-           "classes": corpus.classes, "config": asdict(cfg), "summary": summary,
+           "classes": corpus.classes, "config": asdict(cfg),
+           "identity": {"corpus": corpus_id, "protocol": protocol, "k": len(folds),
+                        "seed": cfg.seed, "selection": selection, "data": data,
+                        "models": list(models)},
+           "reported_on": "test" if selection else "validation", "selection": selection,
+           "last_k": last_k,
+           "summary": {m: summarise(results[m], selection > 0, last_k, MODEL_NAMES.get(m, m))
+                       for m in models},
            "folds": results}
-    (out_dir / "results.json").write_text(json.dumps(out, indent=1))
+    out["fingerprint"] = fingerprint({"run": out["identity"], "folds": {
+        m: [r["fingerprint"] for r in rows] for m, rows in results.items()}})
+    if dist.is_main():
+        write_json(out_dir / "results.json", out, indent=1)
     out["figures_data"] = figures_data
     return out
+
+
+def train_fold(corpus: Corpus, feats: list[torch.Tensor], cfg: TrainConfig, out_dir: str | Path,
+               *, protocol: str, k: int, fold: int, selection: float = 0.0,
+               normalisation: str = "speaker", segment_frames: int = 300,
+               train_hop: int | None = None, feature_params: dict | None = None,
+               resume: bool = False, progress: bool = True, on_epoch_end=None,
+               announce=None) -> dict:
+    """One model on one fold (``ssa-fast train``): the same split, provenance and files as a
+    fold of :func:`cross_validate`; writes ``out_dir/result.json`` and returns the result
+    (``announce(text)`` receives a one-line description of the split first)."""
+    tr, va, te = split_fold(corpus, protocol, k, fold, cfg.seed, selection)
+    train_segs, val_segs, norm = prepare_fold(corpus, feats, tr, va, normalisation=normalisation,
+                                              segment_frames=segment_frames, train_hop=train_hop)
+    test_segs = None if te is None else prepare_fold(
+        corpus, feats, tr, te, normalisation=normalisation, segment_frames=segment_frames)[1]
+    if announce is not None:
+        announce(f"fold {fold} of {k} ({protocol}): {len(tr)} training / {len(va)} validation"
+                 + ("" if te is None else f" / {len(te)} test") + " utterances, "
+                 f"{len(train_segs)} / {len(val_segs)}"
+                 + ("" if te is None else f" / {len(test_segs)}") + " segments")
+    data = {"normalisation": normalisation, "segment_frames": segment_frames,
+            "train_hop": train_hop, "features": feature_params or {}}
+    prov = run_provenance(corpus, corpus_identity(corpus),
+                          fold_layout(protocol, k, cfg.seed, fold, selection), cfg, data, tr)
+    res = train(cfg, train_segs, val_segs, n_classes=len(corpus.classes),
+                n_speakers=len(corpus.speakers), out_dir=out_dir, resume=resume,
+                progress=progress, on_epoch_end=on_epoch_end,
+                bundle=fold_bundle(corpus, norm, segment_frames, feature_params),
+                provenance=prov, test_segs=test_segs)
+    summary = run_summary(res)
+    summary.update(fold=fold, identity=prov["identity"], n_train=len(tr), n_val=len(va),
+                   n_test=None if te is None else len(te))
+    if dist.is_main():
+        write_json(Path(out_dir) / "result.json", summary, indent=1)
+    return {**res, **summary}

@@ -1,4 +1,7 @@
-"""Multi-process training with torchrun and gloo (2 CPU processes), as real subprocesses."""
+"""Multi-process training with torchrun and gloo (2 CPU processes), as real subprocesses.
+
+The runs are pinned to the CPU (``--device cpu``): on a machine with one GPU, two ranks on CUDA
+would ask for cuda:1; NCCL with two GPUs is another setup, not what these tests compare."""
 
 import json
 import os
@@ -33,7 +36,7 @@ def test_one_ddp_step_equals_the_single_process_step(tmp_path):
 def test_torchrun_training_matches_the_single_process_run(tiny_corpus, tmp_path):
     common = ["train", "synthetic", str(tiny_corpus), "--folds", "2", "--fold", "1",
               "--model", "ssa-crnn-r", "--preset", "small", "--epochs", "2", "--batch-size", "8",
-              "--lr", "1e-3", "--segment-frames", "100", "--threads", "1",
+              "--lr", "1e-3", "--segment-frames", "100", "--threads", "1", "--device", "cpu",
               "--cache", str(tmp_path / "cache"), "--quiet"]
     single = subprocess.run([sys.executable, "-m", "ssa_fast.cli", *common, "--out",
                              str(tmp_path / "one")], capture_output=True, text=True,

@@ -1,0 +1,135 @@
+"""What produced a result: the identity of a training run and its fingerprint.
+
+Every run, fold result and checkpoint carries an *identity*, a JSON-ready dict of everything that
+determines its numbers, and its *fingerprint*, a stable hash of that dict (SHA-256 of its canonical
+JSON: sorted keys, no whitespace). A finished fold is reused only when its fingerprint equals the
+one of the run asked for, and :func:`differences` names what changed when it does not.
+
+The identity holds:
+
+- ``corpus``: the corpus name, classes, number of utterances and a hash over every utterance's
+  (path relative to the corpus root, file size, modification time, speaker, label, phrase). The
+  file size and modification time come from one ``stat`` per file: cheap, and they change when a
+  file is rewritten (content hashes would mean reading the whole corpus on every run). Moving the
+  corpus folder keeps the hash; copying it (new modification times) changes it, which makes the
+  runs recompute rather than risk reusing results of other data.
+- ``folds``: the protocol, number of folds, the seed of the split, the fold, and the selection
+  split (see :func:`ssa_fast.train.cv.split_fold`).
+- ``data``: normalisation, segment length, training hop and the feature parameters.
+- ``train``: the whole :class:`~ssa_fast.train.loop.TrainConfig` (model, preset, epochs, lr,
+  seed, device, bf16...) except the evaluation batch size and the free-form ``extra`` notes,
+  which do not change the numbers.
+
+Utterances are identified across corpora and machines by :func:`utterance_keys` (path relative
+to the corpus root, size, speaker, label; not the modification time, so a copied corpus still
+matches): checkpoints store the keys of their training utterances, and ``evaluate`` uses them
+to find training utterances among those it is asked to score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+
+IDENTITY_VERSION = 1
+# TrainConfig fields that do not change what a run computes
+NOT_IN_IDENTITY = ("eval_batch", "extra")
+
+
+def canonical_json(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def fingerprint(identity: dict) -> str:
+    """A stable 16-hex-digit hash of ``identity`` (its canonical JSON)."""
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
+
+
+def _stat(path: str) -> tuple[int | None, int | None]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None, None
+    return st.st_size, st.st_mtime_ns
+
+
+def _relative(path: str, root: str) -> str:
+    if not root:
+        return path
+    try:
+        return os.path.relpath(path, root)
+    except ValueError:  # another drive (Windows)
+        return path
+
+
+def corpus_identity(corpus) -> dict:
+    """Name, classes, size and a hash of every utterance's file and annotation (see above)."""
+    rows = []
+    for r in corpus:
+        size, mtime = _stat(r.path)
+        rows.append([_relative(r.path, corpus.root), size, mtime, r.speaker, r.label, r.phrase])
+    rows.sort(key=canonical_json)
+    digest = hashlib.sha256(canonical_json(rows).encode()).hexdigest()[:16]
+    return {"name": corpus.name, "classes": list(corpus.classes), "utterances": len(rows),
+            "hash": digest}
+
+
+def utterance_keys(corpus, indices: Iterable[int] | None = None) -> list[str]:
+    """One short key per utterance (path relative to the root, size, speaker, label)."""
+    idx = range(len(corpus)) if indices is None else indices
+    keys = []
+    for i in idx:
+        r = corpus[int(i)]
+        blob = canonical_json([_relative(r.path, corpus.root), _stat(r.path)[0], r.speaker,
+                               r.label])
+        keys.append(hashlib.sha256(blob.encode()).hexdigest()[:16])
+    return keys
+
+
+def fold_layout(protocol: str, k: int, seed: int, fold: int, selection: float = 0.0) -> dict:
+    """Which utterances train and which validate: enough to rebuild the split of a corpus."""
+    return {"protocol": protocol, "k": int(k), "seed": int(seed), "fold": int(fold),
+            "selection": float(selection)}
+
+
+def run_identity(corpus_id: dict, layout: dict, train_config: dict, data: dict) -> dict:
+    """The identity of one training run (one model on one fold)."""
+    cfg = {k: v for k, v in train_config.items() if k not in NOT_IN_IDENTITY}
+    return {"version": IDENTITY_VERSION, "corpus": corpus_id, "folds": layout, "data": data,
+            "train": cfg}
+
+
+def _flat(d, prefix: str = "") -> dict:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def differences(old: dict | None, new: dict) -> list[str]:
+    """Readable ``name: old -> new`` lines for every entry in which two identities differ."""
+    if not isinstance(old, dict):
+        return ["no record of what produced it"]
+    a, b = _flat(old), _flat(new)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key, "<absent>") != b.get(key, "<absent>"):
+            name = {"corpus.hash": "corpus files"}.get(key, key)
+            out.append(f"{name}: {a.get(key, '<absent>')} -> {b.get(key, '<absent>')}")
+    return out
+
+
+def describe_layout(layout: dict) -> str:
+    sel = layout.get("selection") or 0.0
+    return (f"protocol {layout['protocol']}, {layout['k']} folds, seed {layout['seed']}, fold "
+            f"{layout['fold']}" + (f", selection split {sel:g}" if sel else ""))
+
+
+def count_known(keys: Sequence[str], known: Iterable[str]) -> list[int]:
+    """Positions of ``keys`` that are in ``known``."""
+    known = set(known)
+    return [i for i, k in enumerate(keys) if k in known]

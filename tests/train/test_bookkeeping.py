@@ -1,0 +1,306 @@
+"""Experiment bookkeeping and the evaluation protocol, as users run them: `ssa-fast cv`, `train`
+and `evaluate` as real subprocesses on the tiny generated corpus (tests/train/conftest.py),
+with real files, a real truncated result and a real SIGKILL.
+
+- every run, fold result and checkpoint carries the fingerprint of what produced it, and `cv`
+  reuses a finished fold only when it matches (otherwise it recomputes, naming what changed);
+- an unreadable fold result is recomputed; a `cv` killed mid-run continues on the rerun;
+- `evaluate` refuses another fold layout than the checkpoint's and does not score training data;
+- BatchNorm statistics are re-estimated on training batches before validation; the table shows
+  WA, macro F1, per-class recall and the last-k-epoch mean beside the best-epoch UAR, and with a
+  selection split it reports a held-out test set.
+"""
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from ssa_fast.errors import UserError
+from ssa_fast.train import confusion_matrix, load_checkpoint
+from ssa_fast.train.inference import fold_layout_to_score, load_trained
+from ssa_fast.train.metrics import last_k_mean, macro_f1, recall_per_class, scores
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+SMALL = ["--preset", "small", "--batch-size", "8", "--segment-frames", "100", "--threads", "1",
+         "--quiet"]
+
+
+def _cli(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "ssa_fast.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=600, env=ENV)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _cv(corpus, out, cache, *extra, check=True):
+    return _cli("cv", "synthetic", corpus, "--out", out, "--cache", cache, "--protocol",
+                "random", "--folds", "2", *SMALL, *extra, check=check)
+
+
+def _results(out):
+    return json.loads((out / "results.json").read_text())
+
+
+def test_cv_reuses_a_fold_only_with_its_fingerprint(tiny_corpus, tmp_path):
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+    first = _cv(tiny_corpus, out, cache, "--models", "acrnn", "ssa-crnn-r", "--epochs", "1")
+    assert "warning" not in first.stderr
+    r1 = _results(out)
+    fold = json.loads((out / "acrnn" / "fold00" / "result.json").read_text())
+    ckpt = load_checkpoint(out / "acrnn" / "fold00" / "best.pt")
+    # the fold result and its checkpoints carry the identity and fingerprint of the run
+    assert fold["fingerprint"] == ckpt["fingerprint"] == r1["folds"]["acrnn"][0]["fingerprint"]
+    assert load_checkpoint(out / "acrnn" / "fold00" / "last.pt")["fingerprint"] == \
+        fold["fingerprint"]
+    ident = fold["identity"]
+    assert ident["folds"] == {"protocol": "random", "k": 2, "seed": 0, "fold": 0,
+                              "selection": 0.0}
+    assert ident["train"]["epochs"] == 1 and ident["train"]["model"] == "acrnn"
+    assert ident["corpus"]["utterances"] == 32 and len(ident["corpus"]["hash"]) == 16
+    assert ident["data"]["segment_frames"] == 100 and ident["data"]["features"]["n_mels"] == 40
+    assert len(ckpt["train_utterances"]) == fold["n_train"]
+    assert fold["fingerprint"] != r1["folds"]["acrnn"][1]["fingerprint"]  # another fold
+    assert (out / "reports" / "attention.png").is_file()
+
+    # the same command again: every fold reused, nothing rewritten, same table; the figures
+    # are drawn again from the reused first fold's checkpoints
+    stamp = (out / "acrnn" / "fold00" / "result.json").stat().st_mtime_ns
+    figure = (out / "reports" / "attention.png").stat().st_mtime_ns
+    again = _cv(tiny_corpus, out, cache, "--models", "acrnn", "ssa-crnn-r", "--epochs", "1")
+    assert "warning" not in again.stderr
+    assert (out / "acrnn" / "fold00" / "result.json").stat().st_mtime_ns == stamp
+    r2 = _results(out)
+    assert all(f["reused"] for rows in r2["folds"].values() for f in rows)
+    assert r2["fingerprint"] == r1["fingerprint"] and r2["summary"] == r1["summary"]
+    assert again.stdout == first.stdout
+    assert (out / "reports" / "attention.png").stat().st_mtime_ns > figure
+
+    # other options: recomputed with a warning naming them; results.json records what ran;
+    # the SSA model's figure of the first run does not stay in reports/
+    changed = _cv(tiny_corpus, out, cache, "--models", "acrnn", "--epochs", "2", "--lr", "3e-3",
+                  "--seed", "7")
+    for name in ("train.epochs: 1 -> 2", "train.lr: 0.0001 -> 0.003", "train.seed: 0 -> 7",
+                 "folds.seed: 0 -> 7"):
+        assert name in changed.stderr, name
+    assert changed.stderr.count("recomputing") == 2
+    r3 = _results(out)
+    assert list(r3["folds"]) == ["acrnn"] and r3["config"]["epochs"] == 2
+    for f in r3["folds"]["acrnn"]:
+        assert not f["reused"] and len(f["history"]) == 2
+        assert f["identity"]["train"]["lr"] == 0.003 and f["identity"]["train"]["seed"] == 7
+    assert len(load_checkpoint(out / "acrnn" / "fold01" / "last.pt")["history"]) == 2
+    assert not (out / "reports" / "attention.png").exists()
+    # the table's last-k column is the mean of the last k epochs of every fold
+    k = r3["last_k"]
+    per_fold = [last_k_mean(f["history"], "utterance_uar", k) for f in r3["folds"]["acrnn"]]
+    assert r3["summary"]["acrnn"]["last_k_utterance_uar"][0] == pytest.approx(np.mean(per_fold))
+
+    # another corpus into the same --out (one utterance fewer): recomputed, never reported
+    other = tmp_path / "other"
+    shutil.copytree(tiny_corpus, other)  # copy2 keeps sizes and modification times
+    rows = (other / "manifest.csv").read_text().splitlines()
+    (other / "manifest.csv").write_text("\n".join(rows[:-1]) + "\n")
+    moved = _cv(other, out, cache, "--models", "acrnn", "--epochs", "2", "--lr", "3e-3",
+                "--seed", "7")
+    assert "corpus.utterances: 32 -> 31" in moved.stderr and "corpus files" in moved.stderr
+    r4 = _results(out)
+    assert r4["identity"]["corpus"]["utterances"] == 31
+    assert all(f["identity"]["corpus"]["utterances"] == 31 for f in r4["folds"]["acrnn"])
+
+
+def test_cv_recomputes_a_truncated_fold_result_and_continues_after_sigkill(tiny_corpus,
+                                                                           tmp_path):
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+    args = [sys.executable, "-m", "ssa_fast.cli", "cv", "synthetic", str(tiny_corpus), "--out",
+            str(out), "--cache", str(cache), "--protocol", "random", "--folds", "2", "--models",
+            "acrnn", "--epochs", "2", *SMALL]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    deadline = time.time() + 300
+    try:  # kill it as soon as the first fold has finished: inside the second fold
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "acrnn" / "fold00" / "result.json").is_file():
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "cv finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "results.json").exists()
+    done = out / "acrnn" / "fold00" / "result.json"
+    assert json.loads(done.read_text())["fingerprint"]  # written atomically: whole
+    stamp = done.stat().st_mtime_ns
+    # a temporary file of a dead process, as a kill during a write leaves it
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = out / "acrnn" / "fold01" / f".result.json.tmp{dead}"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text('{"trunc')
+
+    rerun = _cli(*args[3:])
+    assert "warning" not in rerun.stderr
+    assert done.stat().st_mtime_ns == stamp  # the finished fold was reused
+    assert not stale.exists()
+    r = _results(out)
+    assert [f["reused"] for f in r["folds"]["acrnn"]] == [True, False]
+    assert all(len(f["history"]) == 2 for f in r["folds"]["acrnn"])
+
+    # a 0-byte result.json (what a kill during a non-atomic write left): recomputed, warned
+    second = out / "acrnn" / "fold01" / "result.json"
+    second.write_bytes(b"")
+    rerun = _cli(*args[3:])
+    assert "result.json is unreadable or partial (0 bytes" in rerun.stderr
+    assert rerun.stderr.count("warning") == 1
+    r = _results(out)
+    assert [f["reused"] for f in r["folds"]["acrnn"]] == [True, False]
+    assert json.loads(second.read_text())["fingerprint"] == r["folds"]["acrnn"][1]["fingerprint"]
+
+
+def test_evaluate_keeps_to_the_checkpoints_fold_layout_and_held_out_data(tiny_corpus, tmp_path):
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    train = ["train", "synthetic", tiny_corpus, "--out", run, "--model", "acrnn", "--protocol",
+             "random", "--folds", "2", "--fold", "1", "--cache", cache, *SMALL]
+    _cli(*train, "--epochs", "1")
+    result = json.loads((run / "result.json").read_text())
+    assert result["identity"]["folds"]["fold"] == 1
+    # --resume with other options: refused, naming them
+    proc = _cli(*train, "--epochs", "2", "--resume", check=False)
+    assert proc.returncode == 2 and "train.epochs: 1 -> 2" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    ckpt = load_checkpoint(run / "best.pt")
+    assert ckpt["identity"]["folds"]["fold"] == 1 and len(ckpt["train_utterances"]) == 24
+    ev = ["evaluate", run / "best.pt", "synthetic", tiny_corpus, "--cache", cache, "--quiet"]
+
+    # --fold alone takes the checkpoint's layout and reproduces the selected epoch's numbers
+    scored = json.loads(_cli(*ev, "--fold", "1", "--json").stdout)
+    assert scored["utterance_cm"] == result["utterance_cm"]
+    assert scored["n_utterances"] == result["n_val"] == 8 and scored["excluded_training"] == 0
+
+    # another K or fold: refused with one line, exit 2, nothing scored
+    for fold, wrong in (("1", ["--folds", "3"]), ("0", [])):
+        proc = _cli(*ev, "--fold", fold, *wrong, check=False)
+        assert proc.returncode == 2, (wrong, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+        assert "protocol random, 2 folds, seed 0, fold 1" in proc.stderr
+        assert (wrong[0] if wrong else "--fold 0") in proc.stderr and not proc.stdout
+    # the same check in-process for seed and protocol; the checkpoint's own values pass
+    tm = load_trained(run / "best.pt")
+    for wrong in ({"seed": 5}, {"protocol": "linguistic"}, {"k": 3}):
+        with pytest.raises(UserError, match="another fold layout"):
+            fold_layout_to_score(tm, 1, **wrong)
+    assert fold_layout_to_score(tm, 1, "random", 2, 0)["fold"] == 1
+
+    # the whole corpus: the 24 training utterances are left out, and said so
+    proc = _cli(*ev, "--json")
+    whole = json.loads(proc.stdout)
+    assert "excluded 24 of the 32 utterances" in proc.stderr
+    assert whole["n_utterances"] == 8 and whole["excluded_training"] == 24
+    assert whole["utterance_cm"] == result["utterance_cm"]  # the held-out ones are the fold's
+    proc = _cli(*ev, "--include-training", "--json")
+    assert "24 of the 32 utterances scored were in the checkpoint's training set" in proc.stderr
+    assert json.loads(proc.stdout)["n_utterances"] == 32
+
+
+def test_selection_split_reports_a_held_out_test_set(tiny_corpus, tmp_path):
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+    proc = _cv(tiny_corpus, out, cache, "--models", "acrnn", "--epochs", "2",
+               "--selection-split", "0.25", "--last-k", "2")
+    r = _results(out)
+    assert r["reported_on"] == "test" and r["selection"] == 0.25 and r["last_k"] == 2
+    for f in r["folds"]["acrnn"]:
+        # 32 utterances: 8 held out by the fold (test); a quarter of every class of the other
+        # 24 (2 of 6) select the epoch
+        assert (f["n_train"], f["n_val"], f["n_test"]) == (16, 8, 8)
+        assert sum(map(sum, f["test"]["utterance_cm"])) == 8
+        assert sum(map(sum, f["utterance_cm"])) == 8
+        assert all("test_utterance_uar" in h for h in f["history"])
+    s = r["summary"]["acrnn"]
+    assert s["utterance_uar"][0] == pytest.approx(
+        np.mean([f["test"]["utterance_uar"] for f in r["folds"]["acrnn"]]))
+    assert s["last_k_utterance_uar"][0] == pytest.approx(np.mean(
+        [last_k_mean(f["history"], "test_utterance_uar", 2) for f in r["folds"]["acrnn"]]))
+    table = (out / "reports" / "table.md").read_text()
+    assert "held-out test utterances" in table and "utterance UAR, last 2" in table
+    assert "held-out test" in proc.stdout
+    with (out / "reports" / "table.csv").open() as fh:
+        row = next(row for row in csv.DictReader(fh) if row["model"] == "ACRNN")
+    assert row["reported_on"] == "test"
+    assert float(row["utterance_macro_f1"]) == pytest.approx(s["utterance_macro_f1"][0])
+    # the checkpoint trained on neither its selection nor its test utterances, and evaluate
+    # --fold scores the test set
+    ckpt = load_checkpoint(out / "acrnn" / "fold00" / "best.pt")
+    assert len(ckpt["train_utterances"]) == 16
+    ev = _cli("evaluate", out / "acrnn" / "fold00" / "best.pt", "synthetic", tiny_corpus,
+              "--cache", cache, "--fold", "0", "--json", "--quiet")
+    scored = json.loads(ev.stdout)
+    assert scored["n_utterances"] == 8 and scored["excluded_training"] == 0
+    assert scored["utterance_cm"] == r["folds"]["acrnn"][0]["test"]["utterance_cm"]
+
+
+def test_metrics_against_scikit_learn():
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(1, 40))
+        y = rng.integers(0, 4, n)
+        p = np.where(rng.random(n) < 0.5, y, rng.integers(0, 5, n))  # class 4: never true
+        cm = confusion_matrix(y, p, 5)
+        present = sorted(set(y.tolist()) | set(p.tolist()))
+        s = scores(cm, "u")
+        assert s["u_wa"] == pytest.approx(accuracy_score(y, p))
+        assert s["u_uar"] == pytest.approx(recall_score(y, p, labels=sorted(set(y.tolist())),
+                                                        average="macro", zero_division=0))
+        assert macro_f1(cm) == pytest.approx(f1_score(y, p, labels=present, average="macro",
+                                                      zero_division=0))
+        truth = recall_score(y, p, labels=list(range(5)), average=None, zero_division=0)
+        for c, r in enumerate(recall_per_class(cm)):
+            assert (r is None) == (c not in y) and (r is None or r == pytest.approx(truth[c]))
+    with pytest.raises(ValueError):
+        last_k_mean([], "utterance_uar", 3)
+
+
+def test_batchnorm_recalibration_is_the_average_over_training_batches():
+    from ssa_fast.data.segments import Segments
+    from ssa_fast.train import TrainConfig, build_model, recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(model="ssa-crnn-r", preset="small")
+    model = build_model(cfg, 4, 3, 40, 40)
+    S = 24
+    segs = Segments(torch.randn(S, 3, 40, 40), torch.full((S,), 40), torch.arange(S),
+                    torch.arange(S) % 4, torch.arange(S) % 3)
+    batches = [list(range(i, i + 8)) for i in range(0, S, 8)]
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(bns) == 2  # one per classifier of SSA-CRNN
+    inputs = {bn: [] for bn in bns}
+    hooks = [bn.register_forward_hook(lambda m, a, o: inputs[m].append(a[0].detach()))
+             for bn in bns]
+    model.train()
+    rng = torch.get_rng_state()
+    assert recalibrate_batchnorm(model, segs, batches, cfg) == 3
+    for h in hooks:
+        h.remove()
+    assert torch.equal(torch.get_rng_state(), rng)  # no random numbers drawn (resume-exact)
+    assert model.training and all(bn.momentum == 0.1 for bn in bns)
+    for bn in bns:
+        xs = inputs[bn]  # (B, C, T) per batch
+        assert len(xs) == 3
+        mean = torch.stack([x.mean(dim=(0, 2)) for x in xs]).mean(0)
+        var = torch.stack([x.transpose(0, 1).reshape(x.shape[1], -1).var(dim=1)
+                           for x in xs]).mean(0)
+        torch.testing.assert_close(bn.running_mean, mean, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(bn.running_var, var, rtol=1e-4, atol=1e-5)
+    before = [bn.running_mean.clone() for bn in bns]
+    assert recalibrate_batchnorm(model, segs, [], cfg) == 0  # no batches: statistics kept
+    assert all(torch.equal(a, bn.running_mean) for a, bn in zip(before, bns, strict=True))
