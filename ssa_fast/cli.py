@@ -15,16 +15,164 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
+
+# Exit status: 0 success; 1 some inputs of a multi-file command were reported and skipped (the
+# others' results are printed) or an unexpected error (a bug: traceback); 2 a user error (bad
+# path, option value, data or checkpoint, missing CUDA, full disk): one line, nothing half done.
+EXIT_SKIPPED, EXIT_USER = 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the command line's error format: one line naming the option, status 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USER, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(low: int):
+    """argparse type: an integer >= low (option values are checked before any work starts)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _float_above(low: float, inclusive: bool = False):
+    """argparse type: a finite float > low (>= low with inclusive)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (np.isfinite(value) and (value >= low if inclusive else value > low)):
+            raise argparse.ArgumentTypeError(
+                f"expected a finite number {'>=' if inclusive else '>'} {low:g}, got {text!r}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+_COUNT, _POSITIVE, _NATURAL = _int_at_least(1), _float_above(0.0), _int_at_least(0)
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a number in [0, 1) (0: off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
+def _check_output(path: str | None, option: str, folder: bool = True) -> None:
+    """Refuse an output path that cannot be created (a regular file in the way, a folder where a
+    file is wanted, an unwritable parent) before any expensive work starts."""
+    import os
+
+    if path is None:
+        return
+    p = Path(path)
+    if p.exists() and folder != p.is_dir():
+        raise UserError(f"{option} {path}: is {'a file' if folder else 'a folder'}, expected "
+                        f"{'a folder' if folder else 'a file name'}")
+    parent = p if folder else p.parent
+    for q in [parent, *parent.parents]:
+        if q.exists():
+            if not q.is_dir():
+                raise UserError(f"{option} {path}: {q} is a file, not a folder")
+            if not os.access(q, os.W_OK | os.X_OK):
+                raise UserError(f"{option} {path}: the folder {q} is not writable")
+            return
+
+
+def _check_input(path: str, what: str) -> None:
+    if not Path(path).exists():
+        raise UserError(f"{what} {path} does not exist")
+
+
+def _check_device(device: str | None) -> None:
+    """Refuse a device this machine does not have (instead of an assertion deep inside torch)."""
+    import torch
+
+    if device is None:
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {device!r}: not a torch device (expected cpu, cuda or "
+                        "cuda:N)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch is built without CUDA" if torch.version.cuda is None
+                   else "no CUDA GPU is visible")
+            raise UserError(f"--device {device}: CUDA is not available ({why}); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"--device {device}: only {torch.cuda.device_count()} CUDA "
+                            "device(s) are visible")
+    elif dev.type != "cpu":
+        raise UserError(f"--device {device}: expected cpu, cuda or cuda:N")
+
+
+def _check_args(args) -> None:
+    """Every check that needs no data: options, devices, input and output paths."""
+    _check_device(getattr(args, "device", None))
+    for option in ("out", "cache"):
+        value = getattr(args, option, None)
+        folder = not (option == "out" and args.command == "evaluate")
+        _check_output(value, f"--{option}", folder=folder)
+    _check_output(getattr(args, "attention_plot", None), "--attention-plot")
+    if hasattr(args, "root"):
+        _check_input(args.root, "manifest" if args.corpus == "manifest" else "corpus root")
+    if getattr(args, "checkpoint", None):
+        _check_input(args.checkpoint, "checkpoint")
+    fold, folds = getattr(args, "fold", None), getattr(args, "folds", None)
+    if fold is not None and folds is not None and fold >= folds:
+        raise UserError(f"--fold must be in [0, {folds}) for {folds} folds, got {fold}")
+    if args.command == "train" and not args.resume and not args.overwrite:
+        out = Path(args.out)
+        if out.is_dir() and any(out.iterdir()):
+            raise UserError(f"--out {out} is not empty: add --resume to continue its run, "
+                            "--overwrite to replace it, or choose another folder")
+
+
+def _user_error(exc: BaseException) -> str | None:
+    """The one-line message of an error the user can fix, or None for a bug."""
+    from ._atomic import DiskFullError
+    from ._backend import BackendUnavailableError
+
+    if isinstance(exc, (UserError, BackendUnavailableError)):
+        return str(exc)
+    if isinstance(exc, DiskFullError):
+        return exc.strerror
+    if isinstance(exc, OSError):  # a path that is missing, unreadable, too large, ...
+        what = exc.strerror or (str(exc.args[0]) if exc.args else type(exc).__name__)
+        return f"{exc.filename}: {what}" if exc.filename else what
+    return None
+
 
 def _feature_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("features (SPEC.md section 2 defaults)")
-    g.add_argument("--sample-rate", type=int, default=16000, help="resample audio to this rate")
-    g.add_argument("--n-fft", type=int, default=512)
-    g.add_argument("--win-length", type=int, default=400)
-    g.add_argument("--hop-length", type=int, default=160)
-    g.add_argument("--n-mels", type=int, default=40)
-    g.add_argument("--fmin", type=float, default=0.0)
-    g.add_argument("--fmax", type=float, default=None, help="default: sample_rate / 2")
+    g.add_argument("--sample-rate", type=_COUNT, default=16000,
+                   help="resample audio to this rate")
+    g.add_argument("--n-fft", type=_COUNT, default=512)
+    g.add_argument("--win-length", type=_COUNT, default=400)
+    g.add_argument("--hop-length", type=_COUNT, default=160)
+    g.add_argument("--n-mels", type=_COUNT, default=40)
+    g.add_argument("--fmin", type=_float_above(0.0, inclusive=True), default=0.0)
+    g.add_argument("--fmax", type=_POSITIVE, default=None, help="default: sample_rate / 2")
     g.add_argument("--window", choices=("hamming", "hann"), default="hamming")
     g.add_argument("--htk", action="store_true", help="HTK mel scale instead of Slaney")
     g.add_argument("--backend", choices=("reference", "cpp", "triton"), default=None,
@@ -37,31 +185,91 @@ def _feature_kwargs(args) -> dict:
                 window=args.window, htk=args.htk)
 
 
+def _output_names(files: list[str], suffix: str) -> dict[str, Path]:
+    """Each distinct input file -> its output name (relative to the output folder), never shared.
+
+    ``<stem><suffix>`` when no other input has that stem; inputs sharing a stem keep their path
+    relative to the inputs' common folder (``a/x.wav b/x.wav`` -> ``a/x.npy``, ``b/x.npy``), with
+    their own suffix when that is still ambiguous (``x.wav x.flac`` -> ``x.wav.npy``,
+    ``x.flac.npy``). The same file named twice is one input."""
+    import os
+    from collections import defaultdict
+
+    unique: dict[str, str] = {}
+    for f in files:
+        unique.setdefault(os.path.realpath(f), f)
+    by_stem = defaultdict(list)
+    for real, f in unique.items():
+        by_stem[Path(f).stem].append(real)
+    names: dict[str, Path] = {}
+    for stem, reals in by_stem.items():
+        if len(reals) == 1:
+            names[reals[0]] = Path(stem + suffix)
+            continue
+        common = os.path.commonpath([os.path.dirname(r) for r in reals])
+        rel = [Path(os.path.relpath(r, common)) for r in reals]
+        plain = [r.with_suffix(suffix) for r in rel]
+        for real, r, q in zip(reals, rel, plain, strict=True):
+            names[real] = q if plain.count(q) == 1 else r.with_name(r.name + suffix)
+    taken: set[Path] = set()
+    out = {}
+    for real, name in names.items():  # a last guard: x.wav.flac next to x.wav and x.flac
+        base, i = name, 1
+        while name in taken:
+            name, i = base.with_name(f"{base.stem}-{i}{base.suffix}"), i + 1
+        taken.add(name)
+        out[unique[real]] = name
+    return {f: out[f] for f in unique.values()}
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    """np.save through memory: on a name it would append ".npy" to the temporary name, and on
+    a file it uses ndarray.tofile, whose error on a full disk carries no errno."""
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    with open(path, "wb") as fh:
+        fh.write(buf.getbuffer())
+
+
 def cmd_features(args) -> int:
     import torch
     from tqdm import tqdm
 
+    from ._atomic import atomic_write, sweep_stale
     from .audio import AudioError, load
-    from .kernels.logmel_delta import logmel_delta
+    from .kernels.logmel_delta import check_params, logmel_delta
 
+    kwargs = _feature_kwargs(args)
+    try:
+        check_params(*(kwargs[k] for k in ("sample_rate", "n_fft", "win_length", "hop_length",
+                                           "n_mels", "fmin", "fmax", "window")))
+    except ValueError as exc:
+        raise UserError(f"feature options: {exc}") from None
     out = Path(args.out)
+    names = _output_names(args.files, ".npy")
     out.mkdir(parents=True, exist_ok=True)
+    sweep_stale(out)
     device = torch.device(args.device)
-    skipped = []
-    for path in tqdm(args.files, desc="features", unit="file", disable=args.quiet):
+    written, skipped = 0, []
+    for path, name in tqdm(names.items(), desc="features", unit="file", disable=args.quiet):
         try:
             y = load(path, args.sample_rate)
-        except AudioError as exc:
+        except AudioError as exc:  # reported and skipped; the other files still run
             skipped.append(str(exc))
             continue
-        feats = logmel_delta(torch.from_numpy(y).to(device), backend=args.backend,
-                             **_feature_kwargs(args))
-        np.save(out / (Path(path).stem + ".npy"), feats.cpu().numpy())
+        feats = logmel_delta(torch.from_numpy(y).to(device), backend=args.backend, **kwargs)
+        array = feats.cpu().numpy()
+        atomic_write(out / name, lambda tmp, a=array: _save_npy(tmp, a))
+        written += 1
     for line in skipped:
         print(f"skipped: {line}", file=sys.stderr)
-    print(f"wrote {len(args.files) - len(skipped)} feature files to {out}"
-          + (f"; skipped {len(skipped)}" if skipped else ""))
-    return 0 if len(skipped) < len(args.files) else 1
+    repeated = len(args.files) - len(names)
+    print(f"wrote {written} feature files to {out}"
+          + (f"; skipped {len(skipped)}" if skipped else "")
+          + (f"; {repeated} repeated input(s) computed once" if repeated else ""))
+    return EXIT_SKIPPED if skipped else 0
 
 
 def cmd_demo(args) -> int:
@@ -103,6 +311,7 @@ def _load_corpus(args):
     corpus = _open_corpus(args)
     _say(f"{corpus.name}: {len(corpus)} utterances, {len(corpus.speakers)} speakers, "
          f"classes {corpus.classes}; {len(corpus.skipped)} skipped")
+    _check_corpus(args, corpus)  # before the (long) feature extraction
     if not main:
         dist.barrier()  # rank 0 fills the feature cache first; the others read it
     corpus, feats = corpus_features(corpus, args.cache, device=device,
@@ -121,12 +330,55 @@ def _device(requested: str | None) -> str:
 
 
 def _open_corpus(args):
+    """The corpus of the command line; what was merged while reading it is said on stderr."""
     from .data import load_corpus
+    from .distributed import is_main
 
     options = {}
     if args.corpus == "iemocap":
         options = {"merge_excited": args.merge_excited, "scripted": args.scripted}
-    return load_corpus(args.corpus, args.root, **options)
+    if getattr(args, "columns", None) is not None:
+        if args.corpus != "manifest":
+            raise UserError(f"--columns: applies to the manifest corpus, not {args.corpus!r}")
+        options["columns"] = args.columns
+    corpus = load_corpus(args.corpus, args.root, **options)
+    if not len(corpus):
+        shown = "; ".join(f"{item}: {why}" for item, why in corpus.skipped[:3])
+        raise UserError(f"{args.root}: no usable utterance ({len(corpus.skipped)} skipped"
+                        + (f": {shown}" if shown else "") + ")")
+    for note in corpus.notes if is_main() else ():
+        print(f"note: {note}", file=sys.stderr)
+    return corpus
+
+
+def _check_corpus(args, corpus) -> int:
+    """Checks of the options against the corpus, before any feature or training work: the
+    balanced batch size, the fold index and the fold layout (every class trained and validated
+    in every fold). Returns the number of folds."""
+    from .train import make_folds
+
+    n = len(corpus.classes)
+    batch = getattr(args, "batch_size", None)
+    if batch is not None and batch % n:
+        raise UserError(f"--batch-size {batch} is not a multiple of the {n} classes "
+                        f"{corpus.classes} (batches are balanced by class)")
+    from .data import check_speakers, default_normalisation
+
+    if getattr(args, "normalisation", "") is None:  # not given: speaker, if speakers are known
+        args.normalisation = default_normalisation(corpus)
+        if args.normalisation != "speaker":
+            _say(f"note: {corpus.n_without_speaker} utterances have no speaker: "
+                 f"--normalisation {args.normalisation}", file=sys.stderr)
+    check_speakers(corpus, getattr(args, "models", None) or [getattr(args, "model", "")],
+                   getattr(args, "normalisation", None), getattr(args, "protocol", None))
+    if getattr(args, "protocol", None) is None or getattr(args, "folds", None) is None:
+        return 0
+    folds = make_folds(corpus, args.protocol, args.folds, args.seed)
+    fold = getattr(args, "fold", None)
+    if fold is not None and not 0 <= fold < len(folds):
+        raise UserError(f"--fold must be in [0, {len(folds)}) for {len(folds)} folds "
+                        f"({args.protocol}), got {fold}")
+    return len(folds)
 
 
 def _say(*args, **kwargs) -> None:
@@ -144,7 +396,7 @@ def _train_config(args, device: str, model: str = "ssa-crnn-r"):
                        batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                        seed=args.seed, device=device, bf16=args.bf16, compile=args.compile,
                        pooling=args.pooling, speaker_weight=args.speaker_weight,
-                       deterministic=args.deterministic)
+                       deterministic=args.deterministic, bn_batches=args.bn_batches)
 
 
 def cmd_cv(args) -> int:
@@ -158,7 +410,8 @@ def cmd_cv(args) -> int:
                              normalisation=args.normalisation,
                              segment_frames=args.segment_frames, train_hop=args.train_hop,
                              resume=not args.restart, progress=not args.quiet,
-                             feature_params={"n_mels": args.n_mels})
+                             feature_params={"n_mels": args.n_mels},
+                             selection=args.selection_split, last_k=args.last_k)
     if not is_main():
         return 0
     paths = write_reports(results, Path(args.out) / "reports")
@@ -168,39 +421,31 @@ def cmd_cv(args) -> int:
 
 
 def cmd_train(args) -> int:
-    import json
-
     from .distributed import is_main
     from .reports.experiment import plot_history
-    from .train import make_folds, prepare_fold, train
-    from .train.cv import fold_bundle, run_summary
+    from .train.cv import RUN_FILES, train_fold
 
     corpus, feats, device = _load_corpus(args)
-    folds = make_folds(corpus, args.protocol, args.folds, args.seed)
-    if not 0 <= args.fold < len(folds):
-        _say(f"--fold must be in [0, {len(folds)}) for {len(folds)} folds, got {args.fold}",
-             file=sys.stderr)
-        return 2
-    tr, va = folds[args.fold]
-    train_segs, val_segs, norm = prepare_fold(corpus, feats, tr, va,
-                                              normalisation=args.normalisation,
-                                              segment_frames=args.segment_frames,
-                                              train_hop=args.train_hop)
-    _say(f"fold {args.fold} of {len(folds)} ({args.protocol}): {len(tr)} training / {len(va)} "
-         f"validation utterances, {len(train_segs)} / {len(val_segs)} segments")
-    bundle = fold_bundle(corpus, norm, args.segment_frames, {"n_mels": args.n_mels})
+    _check_corpus(args, corpus)  # again: unreadable audio files may have left the corpus
     cfg = _train_config(args, device, args.model)
     out = Path(args.out)
-    res = train(cfg, train_segs, val_segs, n_classes=len(corpus.classes),
-                n_speakers=len(corpus.speakers), out_dir=out, resume=args.resume,
-                progress=not args.quiet, bundle=bundle,
-                on_epoch_end=None if args.quiet else _print_epoch)
+    if args.overwrite and is_main():  # the files of the run it replaces (see _check_args)
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    res = train_fold(corpus, feats, cfg, out, protocol=args.protocol, k=args.folds,
+                     fold=args.fold, selection=args.selection_split,
+                     normalisation=args.normalisation, segment_frames=args.segment_frames,
+                     train_hop=args.train_hop, feature_params={"n_mels": args.n_mels},
+                     resume=args.resume, progress=not args.quiet, announce=_say,
+                     on_epoch_end=None if args.quiet else _print_epoch)
     if not is_main():
         return 0
-    (out / "result.json").write_text(json.dumps(run_summary(res), indent=1))
     png = plot_history(res["history"], out / "training_curves.png", title=cfg.model)
     _say(f"selected epoch {res['best_epoch'] + 1}: validation UAR segment "
-         f"{100 * res['segment_uar']:.2f} %, utterance {100 * res['utterance_uar']:.2f} %")
+         f"{100 * res['segment_uar']:.2f} %, utterance {100 * res['utterance_uar']:.2f} %"
+         + ("" if "test" not in res else f"; test UAR segment "
+            f"{100 * res['test']['segment_uar']:.2f} %, utterance "
+            f"{100 * res['test']['utterance_uar']:.2f} %"))
     _say(f"model -> {out / 'best.pt'}; curves -> {png}")
     return 0
 
@@ -220,35 +465,39 @@ def cmd_evaluate(args) -> int:
     import json
 
     from .data import corpus_features
-    from .train import make_folds
-    from .train.inference import load_trained, score
+    from .train.inference import evaluation_subset, fold_layout_to_score, score
 
     device = _device(args.device)
-    tm = load_trained(args.checkpoint, device)
+    tm = _load_checkpoint(args.checkpoint, device)
+    layout = {"protocol": getattr(args, "protocol", None), "k": getattr(args, "folds", None),
+              "seed": getattr(args, "seed", None)}  # absent: the checkpoint's
+    if args.fold is not None:  # another fold layout is refused before any audio is read
+        fold_layout_to_score(tm, args.fold, **layout)
     corpus = _open_corpus(args)
     n_mels = tm.feature_params.get("n_mels", 40)
     corpus, feats = corpus_features(corpus, args.cache, device=device, progress=not args.quiet,
                                     n_mels=n_mels)
-    idx = list(range(len(corpus)))
-    where = "all utterances"
-    if args.fold is not None:
-        idx = list(make_folds(corpus, args.protocol, args.folds, args.seed)[args.fold][1])
-        where = f"validation set of fold {args.fold} ({args.protocol}, {args.folds} folds)"
+    idx, where, notes = evaluation_subset(  # the checkpoint's fold layout, no training data
+        tm, corpus, fold=args.fold, **layout, include_training=args.include_training,
+        warn=lambda text: print(f"warning: {text}", file=sys.stderr))
     res = score(tm, [feats[i] for i in idx], [corpus.classes[corpus.labels[i]] for i in idx],
                 [corpus[i].speaker for i in idx])
-    res.update(checkpoint=str(args.checkpoint), corpus=corpus.name, subset=where)
+    res.update(checkpoint=str(args.checkpoint), corpus=corpus.name, subset=where, **notes)
     if args.json:
         print(json.dumps(res, indent=1))
     else:
         print(f"{corpus.name}, {where}: {res['n_utterances']} utterances, "
               f"{res['n_segments']} segments")
-        print(f"UAR: segment {100 * res['segment_uar']:.2f} %, "
-              f"utterance {100 * res['utterance_uar']:.2f} %")
+        print(f"UAR: segment {100 * res['segment_uar']:.2f} %, utterance "
+              f"{100 * res['utterance_uar']:.2f} %; utterance WA {100 * res['utterance_wa']:.2f}"
+              f" %, macro F1 {100 * res['utterance_macro_f1']:.2f} %")
         print("utterance confusion matrix (rows: true " + ", ".join(tm.classes) + "):")
         for name, row in zip(tm.classes, res["utterance_cm"], strict=True):
             print(f"  {name:>8} " + " ".join(f"{v:5d}" for v in row))
     if args.out:
-        Path(args.out).write_text(json.dumps(res, indent=1))
+        from ._atomic import write_json
+
+        write_json(args.out, res, indent=1)
     return 0
 
 
@@ -270,45 +519,76 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _load_checkpoint(path: str, device: str = "cpu"):
+    """load_trained, with a file that is not a usable model checkpoint as a user error."""
+    from .train.inference import load_trained
+
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise UserError(f"{path}: an empty file (0 bytes), expected a model checkpoint (best.pt "
+                        "of `ssa-fast train` or `ssa-fast cv`)")
+    try:
+        return load_trained(path, device)
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:  # content of the file
+        msg = str(exc) if isinstance(exc, ValueError) else \
+            f"{path}: not a usable model checkpoint ({type(exc).__name__}: " \
+            f"{(str(exc).splitlines() or [''])[0][:200]})"
+        raise UserError(msg) from exc
+
+
+def _plot_attention_to(path: Path, out: dict, classes: list[str]) -> None:
+    """The attention curves of one file, written (atomically) to ``path``: drawn in a private
+    folder, then renamed, so that inputs never overwrite each other's figure."""
+    import os
+    import tempfile
+
+    from .reports.experiment import plot_attention
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"ssa": {"alpha_em": out["alpha_em"], "alpha_sp": out["alpha_sp"],
+                    "labels": out["logp"].argmax(dim=1), "lengths": out["lengths"]}}
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".attention-") as tmp:
+        os.replace(plot_attention(data, Path(tmp), classes), path)
+
+
 def cmd_predict(args) -> int:
     import json
 
+    from ._atomic import sweep_stale
     from .audio import AudioError
-    from .train.inference import classify_file, load_trained
+    from .train.inference import classify_file
 
-    try:
-        tm = load_trained(args.checkpoint)
-    except (FileNotFoundError, ValueError) as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    tm = _load_checkpoint(args.checkpoint)
     if args.speaker and args.speaker not in tm.normaliser.stats:
         print(f"speaker {args.speaker!r} was not in training: per-utterance normalisation",
               file=sys.stderr)
+    names = _output_names(args.files, ".png")  # a file named twice is classified once
+    plots = bool(args.attention_plot and tm.is_ssa)
+    if args.attention_plot and not tm.is_ssa:
+        print(f"--attention-plot: {args.checkpoint} is not an SSA model (no attention); no "
+              "figures written", file=sys.stderr)
+    if plots:
+        sweep_stale(args.attention_plot)
     results, status = [], 0
-    for path in args.files:
+    for path, name in names.items():
         try:  # streamed: bounded memory for files of any length
             out = classify_file(tm, path, args.speaker, progress=not args.quiet,
-                                keep_attention=bool(args.attention_plot))
-        except AudioError as exc:
+                                keep_attention=plots)
+        except AudioError as exc:  # reported and skipped; the other files still run
             print(f"skipped: {exc}", file=sys.stderr)
-            status = 1
+            status = EXIT_SKIPPED
             continue
         probs = out["probabilities"]
         res = {"file": str(path), "emotion": tm.classes[int(probs.argmax())],
                "probabilities": dict(zip(tm.classes, map(float, probs), strict=True)),
                "segments": [tm.classes[int(i)] for i in out["logp"].argmax(dim=1)]}
+        if plots:
+            res["attention_plot"] = str(Path(args.attention_plot) / name)
+            _plot_attention_to(Path(res["attention_plot"]), out, tm.classes)
         results.append(res)
-        if args.attention_plot and tm.is_ssa:
-            from .reports.experiment import plot_attention
-
-            out_dir = Path(args.attention_plot)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            data = {"ssa": {"alpha_em": out["alpha_em"], "alpha_sp": out["alpha_sp"],
-                            "labels": out["logp"].argmax(dim=1), "lengths": out["lengths"]}}
-            plot_attention(data, out_dir, tm.classes).rename(out_dir / (Path(path).stem + ".png"))
         if not args.json:
             top = ", ".join(f"{c} {p:.2f}" for c, p in res["probabilities"].items())
-            print(f"{path}: {res['emotion']}  ({top}; {len(res['segments'])} segment(s))")
+            print(f"{path}: {res['emotion']}  ({top}; {len(res['segments'])} segment(s))",
+                  flush=True)
     if args.json:
         print(json.dumps(results, indent=1))
     return status
@@ -318,52 +598,101 @@ MODEL_CHOICES = ("acrnn", "acrnn-r", "ssa-crnn", "ssa-crnn-r")
 
 
 def _corpus_arguments(p: argparse.ArgumentParser, n_mels: bool = True) -> None:
-    p.add_argument("corpus", choices=("synthetic", "iemocap", "atthack", "manifest"))
-    p.add_argument("root", help="corpus folder (the manifest file for 'manifest')")
+    p.add_argument("corpus", choices=("synthetic", "iemocap", "atthack", "manifest", "folder"))
+    p.add_argument("root", help="corpus folder (the manifest file for 'manifest'; for "
+                                "'folder' ROOT/<label>/*.wav or ROOT/<label>/<speaker>/*.wav)")
     g = p.add_argument_group("corpus")
+    g.add_argument("--columns", type=_columns, default=None, metavar="FIELD=COLUMN,...",
+                   help="manifest: the columns holding path, label, speaker, phrase, e.g. "
+                        "path=file,label=emotion,speaker=spk (default: their own names; "
+                        "speaker and phrase are optional)")
     if n_mels:
-        g.add_argument("--n-mels", type=int, default=40)
+        g.add_argument("--n-mels", type=_COUNT, default=40)
     g.add_argument("--merge-excited", action="store_true", help="IEMOCAP: exc -> hap")
     g.add_argument("--scripted", action="store_true", help="IEMOCAP: scripted dialogs too")
     g.add_argument("--cache", default=".ssa_fast_cache", help="feature cache folder")
-    g.add_argument("--show-skipped", type=int, default=20, help="skipped files to list")
+    g.add_argument("--show-skipped", type=_NATURAL, default=20, help="skipped files to list")
     g.add_argument("--device", default=None, help="torch device (default: cuda if present)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _protocol_options(p: argparse.ArgumentParser) -> None:
+PROTOCOL_CHOICES = ("random", "linguistic", "loso", "loso-session")
+
+
+def _columns(text: str) -> dict[str, str]:
+    """argparse type of --columns."""
+    from .data import parse_columns
+
+    try:
+        return parse_columns(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _protocol_options(p: argparse.ArgumentParser, from_checkpoint: bool = False) -> None:
+    """--protocol, --folds (and for evaluate --seed); evaluate takes the checkpoint's values
+    when they are left out (argparse.SUPPRESS: an option not given is absent from args)."""
     g = p.add_argument_group("protocol")
-    g.add_argument("--protocol", choices=("random", "linguistic", "loso"), default=None,
-                   help="default: linguistic for atthack and synthetic, random otherwise")
-    g.add_argument("--folds", type=int, default=10)
+    if from_checkpoint:
+        g.add_argument("--protocol", choices=PROTOCOL_CHOICES,
+                       default=argparse.SUPPRESS, help="default: the checkpoint's")
+        g.add_argument("--folds", type=_int_at_least(2), default=argparse.SUPPRESS,
+                       help="default: the checkpoint's")
+        g.add_argument("--seed", type=int, default=argparse.SUPPRESS,
+                       help="the fold seed (default: the checkpoint's)")
+        return
+    g.add_argument("--protocol", choices=PROTOCOL_CHOICES, default=None,
+                   help="default: linguistic for atthack and synthetic, random otherwise; "
+                        "loso: one speaker per fold; loso-session: IEMOCAP, one session per "
+                        "fold (5 folds)")
+    g.add_argument("--folds", type=_int_at_least(2), default=10)
 
 
 def _training_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training (SPEC.md section 7 defaults)")
     g.add_argument("--preset", choices=("paper", "small"), default="paper")
-    g.add_argument("--epochs", type=int, default=30)
-    g.add_argument("--batch-size", type=int, default=40)
-    g.add_argument("--lr", type=float, default=1e-4)
-    g.add_argument("--speaker-weight", type=float, default=1.0,
+    g.add_argument("--epochs", type=_COUNT, default=30)
+    g.add_argument("--batch-size", type=_COUNT, default=40,
+                   help="a multiple of the number of classes (balanced batches)")
+    g.add_argument("--lr", type=_POSITIVE, default=1e-4)
+    g.add_argument("--speaker-weight", type=_float_above(0.0, inclusive=True), default=1.0,
                    help="lambda of the speaker loss (SSA-CRNN)")
-    g.add_argument("--patience", type=int, default=None, help="early stopping (epochs)")
+    g.add_argument("--patience", type=_COUNT, default=None, help="early stopping (epochs)")
     g.add_argument("--pooling", choices=("mean", "max"), default="mean",
                    help="utterance decision: mean of segment log-probs or max posterior")
     g.add_argument("--normalisation", choices=("speaker", "global", "utterance"),
-                   default="speaker")
-    g.add_argument("--segment-frames", type=int, default=300)
-    g.add_argument("--train-hop", type=int, default=None, help="overlapping training segments")
-    g.add_argument("--threads", type=int, default=None)
-    g.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+                   default=None, help="default: speaker, or utterance when some utterances "
+                                      "have no speaker")
+    g.add_argument("--segment-frames", type=_COUNT, default=300)
+    g.add_argument("--train-hop", type=_COUNT, default=None, help="overlapping training segments")
+    g.add_argument("--bn-batches", type=_NATURAL, default=5,
+                   help="before every validation, re-estimate the BatchNorm statistics on this "
+                        "many training batches (at most one epoch's); 0: keep the running "
+                        "averages (default 5)")
+    g.add_argument("--selection-split", type=_fraction, default=0.0, metavar="FRACTION",
+                   help="hold out this fraction of each fold's training utterances (its "
+                        "phrases for the linguistic protocol) to select the epoch; the fold's "
+                        "held-out utterances become a test set, which the results report. "
+                        "Default 0: the paper's protocol, the epoch selected on the "
+                        "utterances it is reported on")
+    g.add_argument("--threads", type=_COUNT, default=None)
+    g.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast on the CPU or CUDA (convolutions, LSTMs and linear "
+                        "layers in bfloat16; the fused ops and the loss in float32)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the model on the CPU or CUDA (the first batches pay the "
+                        "compile time; each LSTM runs eagerly between compiled graphs)")
     g.add_argument("--deterministic", action="store_true",
                    help="deterministic CUDA algorithms (reproducible GPU runs; slower)")
     g.add_argument("--seed", type=int, default=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ssa-fast", description="Speaker-attentive speech emotion recognition (SSA-CRNN).")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"ssa-fast {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="synthesise the synthetic emotional-speech corpus",
@@ -376,11 +705,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="small", choices=("tiny", "small", "medium", "large"),
                    help="tiny: 2 speakers x 2 phrases (tests); small: 6 x 20 (~8 min, the "
                         "demo); medium: 8 x 100; large: 10 x 100 x 3 repetitions (~4 h)")
-    p.add_argument("--speakers", type=int, help="override the number of speakers (max 12)")
-    p.add_argument("--phrases", type=int, help="override the number of phrases (max 104)")
-    p.add_argument("--repetitions", type=int, help="override repetitions per phrase")
+    p.add_argument("--speakers", type=_COUNT, help="override the number of speakers (max 12)")
+    p.add_argument("--phrases", type=_COUNT, help="override the number of phrases (max 104)")
+    p.add_argument("--repetitions", type=_COUNT, help="override repetitions per phrase")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--jobs", type=_COUNT, default=None, help="processes (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synth)
 
@@ -389,15 +718,25 @@ def build_parser() -> argparse.ArgumentParser:
                                    "normalisation, balanced batches, NAdam, model selection by "
                                    "validation UAR; writes per-fold checkpoints, results.json "
                                    "and reports/ (table.md, table.csv, confusion matrices, "
-                                   "attention curves, t-SNE, training curves). Interrupted runs "
-                                   "continue where they stopped unless --restart.")
+                                   "attention curves, t-SNE, training curves). Every fold "
+                                   "result stores a fingerprint of what produced it (corpus "
+                                   "files, protocol, folds, seed, model, training and feature "
+                                   "options): a rerun into the same --out reuses a finished "
+                                   "fold only when its fingerprint matches, and recomputes it "
+                                   "otherwise, with a warning naming the options that changed; "
+                                   "an unreadable result is recomputed too. Interrupted runs "
+                                   "continue where they stopped unless --restart. The table "
+                                   "says which number it shows.")
     _corpus_arguments(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--models", nargs="+", default=["acrnn", "acrnn-r", "ssa-crnn-r"],
                    choices=MODEL_CHOICES)
     _protocol_options(p)
     _training_options(p)
-    p.add_argument("--restart", action="store_true", help="ignore finished folds/checkpoints")
+    p.add_argument("--restart", action="store_true",
+                   help="recompute every fold, even those finished with the same settings")
+    p.add_argument("--last-k", type=_COUNT, default=3,
+                   help="the table's mean over the last K epochs (default 3)")
     p.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("train", help="train one model on one fold of a corpus",
@@ -411,22 +750,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--model", default="ssa-crnn-r", choices=MODEL_CHOICES)
     _protocol_options(p)
-    p.add_argument("--fold", type=int, default=0, help="which fold validates (default 0)")
+    p.add_argument("--fold", type=_NATURAL, default=0, help="which fold validates (default 0)")
     _training_options(p)
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/last.pt (same options required)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in a non-empty OUT (otherwise refused)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="UAR and confusion matrix of a trained model on a corpus",
                        description="Score a best.pt on a labelled corpus: every utterance, or "
-                                   "the validation part of one fold (--fold, with the protocol "
-                                   "and seed used in training). Speakers seen in training use "
-                                   "their training statistics, others their own.")
+                                   "the validation part of one fold (--fold; its test part for "
+                                   "a model trained with --selection-split). The fold layout "
+                                   "is the checkpoint's: --protocol, --folds and --seed "
+                                   "default to it, and other values are refused (exit 2), "
+                                   "since their validation sets would hold training "
+                                   "utterances. Utterances the checkpoint was trained on are "
+                                   "left out, with a warning saying how many, unless "
+                                   "--include-training. Speakers seen in training use their "
+                                   "training statistics, others their own.")
     p.add_argument("checkpoint", help="best.pt of a trained model")
     _corpus_arguments(p, n_mels=False)
-    _protocol_options(p)
-    p.add_argument("--fold", type=int, default=None, help="evaluate this fold's validation set")
-    p.add_argument("--seed", type=int, default=0, help="the fold seed used in training")
+    _protocol_options(p, from_checkpoint=True)
+    p.add_argument("--fold", type=_NATURAL, default=None,
+                   help="evaluate this fold's validation set")
+    p.add_argument("--include-training", action="store_true",
+                   help="also score utterances the checkpoint was trained on (with a warning)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
     p.set_defaults(func=cmd_evaluate)
@@ -442,9 +791,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=("logmel_delta", "ssa_attention", "l1_project_", "train_step"))
     p.add_argument("--compile", action="store_true",
                    help="add torch.compile of the references (slow to compile)")
-    p.add_argument("--budget", type=float, default=2.0, help="seconds of timing per row")
+    p.add_argument("--budget", type=_POSITIVE, default=2.0, help="seconds of timing per row")
     p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=_COUNT, default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_bench)
 
@@ -463,15 +812,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speaker", default=None, help="the speaker, if seen in training")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--attention-plot", default=None, metavar="DIR",
-                   help="SSA models: write each file's attention curves to DIR")
+                   help="SSA models: write each file's attention curves to DIR/<stem>.png "
+                        "(named like the output of `features`)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("features", help="compute 3-D log-Mel features of audio files",
                        description="Compute the 3-D log-Mel (static, delta, delta-delta) of each "
-                                   "audio file and save it as DIR/<name>.npy with shape "
-                                   "(3, frames, n_mels). Unreadable files are reported and "
-                                   "skipped.")
+                                   "audio file and save it as DIR/<stem>.npy with shape "
+                                   "(3, frames, n_mels); files that share a stem keep their "
+                                   "path relative to their common folder (a/x.wav b/x.wav -> "
+                                   "DIR/a/x.npy, DIR/b/x.npy). Unusable files are reported and "
+                                   "skipped (exit status 1).")
     p.add_argument("files", nargs="+", help="audio files (any format soundfile reads)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
@@ -490,21 +842,42 @@ def build_parser() -> argparse.ArgumentParser:
                                    "stopped.")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--features-only", action="store_true", help="step 1 only")
-    p.add_argument("--folds", type=int, default=None, help="override the demo's folds")
-    p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")
+    p.add_argument("--folds", type=_int_at_least(2), default=None,
+                   help="override the demo's folds")
+    p.add_argument("--epochs", type=_COUNT, default=None, help="override the demo's epochs")
     p.add_argument("--size", choices=("tiny", "small", "medium", "large"), default=None,
                    help="override the corpus size")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
+    for p in sub.choices.values():
+        p.add_argument("--debug", action="store_true",
+                       help="show the traceback of an error (otherwise one line, status 2)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. The one error boundary: a user error (UserError, a missing or
+    unwritable path, a full disk) prints one line ``ssa-fast <cmd>: error: ...`` and returns 2;
+    anything else is a bug and keeps its traceback. ``--debug`` shows every traceback."""
+    import warnings
+
     args = build_parser().parse_args(argv)
     if getattr(args, "protocol", "") is None:
         args.protocol = "linguistic" if args.corpus in ("atthack", "synthetic") else "random"
+    prog = f"ssa-fast {args.command}"
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            if not args.debug:  # warnings as one line each, like the errors
+                warnings.showwarning = lambda message, *_, **__: print(
+                    f"{prog}: warning: {message}", file=sys.stderr)
+            _check_args(args)
+            return args.func(args)
+    except Exception as exc:
+        message = None if args.debug else _user_error(exc)
+        if message is None:
+            raise
+        print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
+        return EXIT_USER
     finally:
         import torch.distributed
 
