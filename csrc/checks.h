@@ -21,6 +21,18 @@ inline void check_same_dtype(const at::Tensor& a, const at::Tensor& b, const cha
               " must have the same dtype, got ", a.scalar_type(), " and ", b.scalar_type());
 }
 
+// The tensor arguments of logmel_delta, shared by the CPU and CUDA kernels (device and dtype
+// support are each kernel's own check).
+inline void check_logmel_args(const at::Tensor& waveform, const at::Tensor& lengths,
+                              const at::Tensor& window, const at::Tensor& mel_fb) {
+  check_dim(waveform, 2, "waveform");
+  check_dim(lengths, 1, "lengths");
+  check_dim(window, 1, "window");
+  check_dim(mel_fb, 2, "mel_fb");
+  check_same_dtype(waveform, window, "waveform", "window");
+  check_same_dtype(waveform, mel_fb, "waveform", "mel_fb");
+}
+
 // Number of frames for `n` samples (the same formula as torch.stft / librosa.stft).
 inline int64_t num_frames(int64_t n, int64_t n_fft, int64_t hop, bool center) {
   if (center) return 1 + n / hop;

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -479,7 +480,7 @@ def cmd_evaluate(args) -> int:
                                     n_mels=n_mels)
     idx, where, notes = evaluation_subset(  # the checkpoint's fold layout, no training data
         tm, corpus, fold=args.fold, **layout, include_training=args.include_training,
-        warn=lambda text: print(f"warning: {text}", file=sys.stderr))
+        warn=lambda text: warnings.warn(text, stacklevel=2))
     res = score(tm, [feats[i] for i in idx], [corpus.classes[corpus.labels[i]] for i in idx],
                 [corpus[i].speaker for i in idx])
     res.update(checkpoint=str(args.checkpoint), corpus=corpus.name, subset=where, **notes)
@@ -858,9 +859,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand. The one error boundary: a user error (UserError, a missing or
     unwritable path, a full disk) prints one line ``ssa-fast <cmd>: error: ...`` and returns 2;
-    anything else is a bug and keeps its traceback. ``--debug`` shows every traceback."""
-    import warnings
-
+    anything else is a bug and keeps its traceback. ``--debug`` shows every traceback.
+    Ctrl-C ends with one line and status 130 (what was written so far is complete: every file
+    is written atomically, and ``--resume`` / a rerun of ``cv`` continues)."""
     args = build_parser().parse_args(argv)
     if getattr(args, "protocol", "") is None:
         args.protocol = "linguistic" if args.corpus in ("atthack", "synthetic") else "random"
@@ -878,6 +879,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
         return EXIT_USER
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
     finally:
         import torch.distributed
 

@@ -261,12 +261,7 @@ at::Tensor logmel_delta_cpu(const at::Tensor& waveform, const at::Tensor& length
                             const at::Tensor& window, const at::Tensor& mel_fb,
                             int64_t hop_length, bool center, double amin) {
   check_cpu_float(waveform, "waveform");
-  check_dim(waveform, 2, "waveform");
-  check_dim(lengths, 1, "lengths");
-  check_dim(window, 1, "window");
-  check_dim(mel_fb, 2, "mel_fb");
-  check_same_dtype(waveform, window, "waveform", "window");
-  check_same_dtype(waveform, mel_fb, "waveform", "mel_fb");
+  check_logmel_args(waveform, lengths, window, mel_fb);
   TORCH_CHECK(hop_length > 0, "hop_length must be positive, got ", hop_length);
   TORCH_CHECK(amin > 0, "amin must be positive, got ", amin);
   const int64_t B = waveform.size(0), N = waveform.size(1);

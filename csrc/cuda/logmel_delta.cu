@@ -64,12 +64,7 @@ at::Tensor logmel_delta_cuda(const at::Tensor& waveform, const at::Tensor& lengt
   TORCH_CHECK(waveform.is_cuda(), "waveform must be a CUDA tensor, got ", waveform.device());
   TORCH_CHECK(waveform.scalar_type() == at::kFloat,
               "the CUDA logmel_delta kernel computes float32, got ", waveform.scalar_type());
-  check_dim(waveform, 2, "waveform");
-  check_dim(lengths, 1, "lengths");
-  check_dim(window, 1, "window");
-  check_dim(mel_fb, 2, "mel_fb");
-  check_same_dtype(waveform, window, "waveform", "window");
-  check_same_dtype(waveform, mel_fb, "waveform", "mel_fb");
+  check_logmel_args(waveform, lengths, window, mel_fb);
   TORCH_CHECK(window.device() == waveform.device() && mel_fb.device() == waveform.device(),
               "window and mel_fb must be on the waveform's device ", waveform.device());
   TORCH_CHECK(hop_length > 0 && hop_length <= std::numeric_limits<int>::max(),

@@ -12,7 +12,7 @@ utterances and the fold's held-out utterances are a test set reported in the tab
 from __future__ import annotations
 
 import json
-import sys
+import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -21,9 +21,15 @@ import torch
 
 from .. import distributed as dist
 from .._atomic import sweep_stale, write_json
-from ..data.corpus import Corpus
+from ..data.corpus import Corpus, check_speakers
 from ..data.segments import MIN_TAIL, Normaliser, make_segments
-from ..data.splits import check_folds, leave_one_speaker_out, linguistic_folds, random_folds
+from ..data.splits import (
+    check_folds,
+    leave_one_session_out,
+    leave_one_speaker_out,
+    linguistic_folds,
+    random_folds,
+)
 from ..errors import UserError
 from ..reports.experiment import DISPLAY_NAMES
 from .fingerprint import (
@@ -58,8 +64,6 @@ def make_folds(corpus: Corpus, protocol: str, k: int, seed: int = 0):
     elif protocol == "loso":
         folds = leave_one_speaker_out([r.speaker for r in corpus])[:k]
     elif protocol == "loso-session":  # IEMOCAP: the first k sessions, one per fold
-        from ..data.splits import leave_one_session_out
-
         folds = leave_one_session_out([r.speaker for r in corpus])[:k]
     else:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
@@ -129,8 +133,8 @@ def run_provenance(corpus: Corpus, corpus_id: dict, layout: dict, cfg: TrainConf
 
 
 def _warn(message: str) -> None:
-    if dist.is_main():
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+    if dist.is_main():  # (the CLI prints warnings as one line: "ssa-fast cv: warning: ...")
+        warnings.warn(message, stacklevel=3)
 
 
 RUN_FILES = ("result.json", "best.pt", "last.pt", "metrics.csv", "training_curves.png")
@@ -264,6 +268,7 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
     split_fold). ``last_k``: the summary's mean over the last k epochs."""
     from tqdm import tqdm
 
+    check_speakers(corpus, models, normalisation, protocol)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if dist.is_main():
@@ -346,13 +351,15 @@ def train_fold(corpus: Corpus, feats: list[torch.Tensor], cfg: TrainConfig, out_
     """One model on one fold (``ssa-fast train``): the same split, provenance and files as a
     fold of :func:`cross_validate`; writes ``out_dir/result.json`` and returns the result
     (``announce(text)`` receives a one-line description of the split first)."""
+    check_speakers(corpus, [cfg.model], normalisation, protocol)
     tr, va, te = split_fold(corpus, protocol, k, fold, cfg.seed, selection)
     train_segs, val_segs, norm = prepare_fold(corpus, feats, tr, va, normalisation=normalisation,
                                               segment_frames=segment_frames, train_hop=train_hop)
     test_segs = None if te is None else prepare_fold(
         corpus, feats, tr, te, normalisation=normalisation, segment_frames=segment_frames)[1]
     if announce is not None:
-        announce(f"fold {fold} of {k} ({protocol}): {len(tr)} training / {len(va)} validation"
+        n_folds = len(make_folds(corpus, protocol, k, cfg.seed))  # loso: fewer than k
+        announce(f"fold {fold} of {n_folds} ({protocol}): {len(tr)} training / {len(va)} validation"
                  + ("" if te is None else f" / {len(te)} test") + " utterances, "
                  f"{len(train_segs)} / {len(val_segs)}"
                  + ("" if te is None else f" / {len(test_segs)}") + " segments")
