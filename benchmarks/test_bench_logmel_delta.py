@@ -1,7 +1,7 @@
 """logmel_delta throughput: ours vs librosa vs the eager reference vs the FFT floor.
 
 Every row of one group runs the same input in the same process; ``audio_h_per_s`` is hours of
-audio processed per second (median time). Targets (SPEC.md section 9): cpp >= 4x librosa at one
+audio processed per second (median time). Targets (design.md section 9): cpp >= 4x librosa at one
 thread and within 1.3x of the floor (torch.stft of the same frames); on an H100 triton >= 1000 h/s,
 >= 3x torch.compile(reference), >= 10x the eager reference.
 """

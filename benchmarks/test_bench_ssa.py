@@ -1,6 +1,6 @@
 """ssa_attention forward + backward and l1_project_: fused backends vs the eager references.
 
-Targets (SPEC.md section 9, on an H100): SSA fwd+bwd >= 5x the paper-literal eager reference and
+Targets (design.md section 9, on an H100): SSA fwd+bwd >= 5x the paper-literal eager reference and
 >= 2x torch.compile of it at B=40, T=150, d=256; >= 70% of copy bandwidth at B=4096.
 l1_project_: one launch, >= 3x eager. ``min_bytes`` in each row is the traffic no implementation
 can avoid (h read by forward and backward, dh written), the floor at the device's bandwidth.

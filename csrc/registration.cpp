@@ -14,7 +14,7 @@ TORCH_LIBRARY(ssa_fast, m) {
       "logmel_delta(Tensor waveform, Tensor lengths, Tensor window, Tensor mel_fb, "
       "int hop_length, bool center, float amin) -> Tensor");
 
-  // Self Speaker Attention core (SPEC.md section 5, fast form): single-query attention over the
+  // Self Speaker Attention core (design.md section 5, fast form): single-query attention over the
   // 2T rows of [h_em ; h_sp] with the query vectors qk_em, qk_sp (both (B, d)).
   // Returns p_em, p_sp (B, d), alpha (B, 2T) (self rows first) and lse (B,).
   m.def(
@@ -26,7 +26,7 @@ TORCH_LIBRARY(ssa_fast, m) {
       "Tensor p_em, Tensor p_sp, Tensor dp_em, Tensor dp_sp, Tensor dalpha, float scale) -> "
       "(Tensor, Tensor, Tensor, Tensor)");
 
-  // L1 projection of a classifier's weight (SPEC.md section 6), in place: every row of
+  // L1 projection of a classifier's weight (design.md section 6), in place: every row of
   // weight (K, n) is rescaled to L1 norm N / (K * sum_i ||x_i||_1) for x (N, n).
   m.def("l1_project_(Tensor(a!) weight, Tensor x) -> ()");
 }

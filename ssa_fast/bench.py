@@ -296,7 +296,7 @@ def train_step_workload(model_name: str, preset: str, batch: int, device, *,
 def quick_bench(device: torch.device | str, *, ops=("logmel_delta", "ssa_attention",
                                                    "l1_project_", "train_step"),
                 compile: bool = False, budget_s: float = 2.0, progress: bool = True) -> list[dict]:
-    """Time every available implementation of each op at the shapes of SPEC.md section 9 on
+    """Time every available implementation of each op at the shapes of design.md section 9 on
     ``device``; returns rows {op, case, impl, ms, speedup} (speedup over the row's baseline)."""
     from tqdm import tqdm
 

@@ -165,7 +165,7 @@ def _user_error(exc: BaseException) -> str | None:
 
 
 def _feature_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("features (SPEC.md section 2 defaults)")
+    g = p.add_argument_group("features (design.md section 2 defaults)")
     g.add_argument("--sample-rate", type=_COUNT, default=16000,
                    help="resample audio to this rate")
     g.add_argument("--n-fft", type=_COUNT, default=512)
@@ -650,7 +650,7 @@ def _protocol_options(p: argparse.ArgumentParser, from_checkpoint: bool = False)
 
 
 def _training_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("training (SPEC.md section 7 defaults)")
+    g = p.add_argument_group("training (design.md section 7 defaults)")
     g.add_argument("--preset", choices=("paper", "small"), default="paper")
     g.add_argument("--epochs", type=_COUNT, default=30)
     g.add_argument("--batch-size", type=_COUNT, default=40,

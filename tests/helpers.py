@@ -1,4 +1,4 @@
-"""Ground truth from librosa (SPEC.md section 2), in float64.
+"""Ground truth from librosa (design.md section 2), in float64.
 
 librosa is imported by the function, not the module: on a machine without it (the GPU image) only
 the tests that need the ground truth skip, not every test of the modules importing this one."""

@@ -1,4 +1,4 @@
-// L1 weight projection (SPEC.md section 6) on the CPU, in place: row c of weight (K, n) gets L1
+// L1 weight projection (design.md section 6) on the CPU, in place: row c of weight (K, n) gets L1
 // norm r = N / (K * sum_i ||x_i||_1); a zero row stays zero; a batch whose total norm is zero or
 // not finite leaves weight untouched.
 #include <ATen/ATen.h>

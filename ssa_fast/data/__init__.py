@@ -1,4 +1,4 @@
-"""Corpora, segmentation, normalisation, sampling and splits (SPEC.md sections 3 and 8).
+"""Corpora, segmentation, normalisation, sampling and splits (design.md sections 3 and 8).
 
 Names are imported on first use: synthesis workers import ``ssa_fast.data.synthetic`` in fresh
 processes and must not pay for torch.

@@ -1,4 +1,4 @@
-"""Emotionally balanced mini-batches (SPEC.md section 7): equal count per class in every batch,
+"""Emotionally balanced mini-batches (design.md section 7): equal count per class in every batch,
 drawn per class without replacement (a class's pool is reshuffled when it runs out)."""
 
 from __future__ import annotations

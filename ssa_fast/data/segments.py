@@ -1,4 +1,4 @@
-"""Segmentation and normalisation of 3-D log-Mel features (SPEC.md section 3).
+"""Segmentation and normalisation of 3-D log-Mel features (design.md section 3).
 
 Features of a whole utterance ``(3, T, M)`` are cut into consecutive segments of
 ``segment_frames`` (non-overlapping by default; a training ``hop`` < segment_frames overlaps);

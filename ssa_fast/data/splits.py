@@ -1,4 +1,4 @@
-"""Cross-validation splits (SPEC.md section 7). Each returns a list of (train, validation) index
+"""Cross-validation splits (design.md section 7). Each returns a list of (train, validation) index
 arrays into the corpus; no utterance (or phrase, for the linguistic split) is in both.
 :func:`check_folds` refuses a layout in which a class is absent from a fold's training or
 validation part."""

@@ -18,7 +18,7 @@ class LogMelDelta(nn.Module):
     """Waveform ``(N,)`` / ``(B, N)`` -> ``(3, T, n_mels)`` / ``(B, 3, T, n_mels)``.
 
     Holds the analysis window and the mel filterbank as buffers (they follow ``.to(device)``);
-    the parameters are those of :func:`ssa_fast.logmel_delta` (SPEC.md section 2 defaults).
+    the parameters are those of :func:`ssa_fast.logmel_delta` (design.md section 2 defaults).
     """
 
     def __init__(self, sample_rate: int = 16000, n_fft: int = 512, win_length: int = 400,

@@ -1,4 +1,4 @@
-"""ACRNN and SSA-CRNN (SPEC.md sections 4-6)."""
+"""ACRNN and SSA-CRNN (design.md sections 4-6)."""
 
 from .acrnn import ACRNN, SSACRNN, SSAOutput, model_from_config
 from .flops import forward_flops

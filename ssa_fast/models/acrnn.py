@@ -12,7 +12,7 @@ from .presets import Preset, get_preset
 
 
 class ACRNN(nn.Module):
-    """(B, 3, T0, n_mels) -> class logits (B, n_classes). SPEC.md section 4.
+    """(B, 3, T0, n_mels) -> class logits (B, n_classes). design.md section 4.
 
     ``l1_constraint=True`` gives ACRNN-r: call :meth:`project_` after every optimiser step.
     ``forward(x, return_details=True)`` also returns (alpha, embedding).
@@ -64,7 +64,7 @@ torch.utils._pytree._register_namedtuple(SSAOutput,
 
 
 class SSACRNN(nn.Module):
-    """SSA-CRNN (SPEC.md section 5): a speaker ACRNN C_sp and an emotion CRNN C_em whose
+    """SSA-CRNN (design.md section 5): a speaker ACRNN C_sp and an emotion CRNN C_em whose
     attention is Self Speaker Attention over its own BLSTM output and C_sp's.
 
     Train with CE(emotion) + lambda * CE(speaker); the emotion loss reaches C_sp through SSA.

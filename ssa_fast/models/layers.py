@@ -15,7 +15,7 @@ from .presets import Preset
 
 
 class CRNNTrunk(nn.Module):
-    """Steps 1-6 of SPEC.md section 4: (B, 3, T0, F) -> BLSTM output h (B, T0 / pool_t, d)."""
+    """Steps 1-6 of design.md section 4: (B, 3, T0, F) -> BLSTM output h (B, T0 / pool_t, d)."""
 
     def __init__(self, p: Preset, n_mels: int = 40, in_channels: int = 3):
         super().__init__()
@@ -64,7 +64,7 @@ class FrameAttention(nn.Module):
 
 
 class SelfSpeakerAttention(nn.Module):
-    """Eq. 3-7 (SPEC.md section 5) over h_em and h_sp; runs `ssa_fast.ssa_attention`."""
+    """Eq. 3-7 (design.md section 5) over h_em and h_sp; runs `ssa_fast.ssa_attention`."""
 
     def __init__(self, T: int, d: int, combine: str = "concat", scale: float | None = None,
                  backend: str | None = None):
@@ -88,7 +88,7 @@ class SelfSpeakerAttention(nn.Module):
 
 class Classifier(nn.Linear):
     """FC^c. With `l1_constraint`, `project_()` rescales every class row to the L1 norm of
-    SPEC.md section 6, using the inputs of the last training forward pass.
+    design.md section 6, using the inputs of the last training forward pass.
 
     The constrained layer has no bias [choice]: the projected rows are tiny (|logit| <~ 1/K), so
     any free bias would decide every prediction by itself (measured: constant predictions).

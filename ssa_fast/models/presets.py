@@ -1,4 +1,4 @@
-"""Model sizes. `paper` is SPEC.md section 4; `small` keeps the topology with fewer channels and
+"""Model sizes. `paper` is design.md section 4; `small` keeps the topology with fewer channels and
 units (CPU demos and tests)."""
 
 from __future__ import annotations

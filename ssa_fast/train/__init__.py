@@ -1,4 +1,4 @@
-"""Training, evaluation, cross-validation and metrics (SPEC.md section 7)."""
+"""Training, evaluation, cross-validation and metrics (design.md section 7)."""
 
 from .cv import PROTOCOLS, cross_validate, make_folds, prepare_fold, split_fold
 from .loop import (

@@ -4,7 +4,7 @@ and score a labelled corpus with it: in the checkpoint's own fold layout and wit
 utterances it was trained on (evaluation_subset).
 
 Speaker normalisation uses the training statistics of a speaker seen in training and falls back to
-the utterance's own statistics for an unseen one (SPEC.md section 3).
+the utterance's own statistics for an unseen one (design.md section 3).
 """
 
 from __future__ import annotations

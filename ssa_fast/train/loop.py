@@ -1,4 +1,4 @@
-"""One training run of ACRNN, ACRNN-r or SSA-CRNN(-r) on prepared segments (SPEC.md section 7).
+"""One training run of ACRNN, ACRNN-r or SSA-CRNN(-r) on prepared segments (design.md section 7).
 
 Read top to bottom: the configuration, how a model is built, evaluation (segment- and
 utterance-level UAR), then the loop itself: balanced batches of 40, NAdam, the joint emotion +

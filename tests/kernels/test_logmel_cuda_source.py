@@ -161,7 +161,7 @@ def test_matches_librosa(emu, center):
     out = emulate(emu, y[None], [len(y)], w, fb, center=center)[0]
     err = np.abs(out - truth).max(axis=(1, 2))
     assert err.max() <= 1e-3, f"max abs error per channel vs librosa {err}"
-    # SPEC habit: within 2x the error of the fp32 reference chain (plus a small atol)
+    # within 2x the error of the fp32 reference chain (plus a small atol)
     ref32 = logmel_delta_reference(torch.from_numpy(y[None]).float(), None, torch.from_numpy(w),
                                    torch.from_numpy(fb), 160, center, 1e-10)[0].numpy()
     ref_err = np.abs(ref32 - truth).max(axis=(1, 2))

@@ -9,7 +9,7 @@ from helpers import librosa_logmel_delta
 import ssa_fast
 from ssa_fast.kernels.logmel_delta import frame_count
 
-SPEC_ATOL = 1e-3  # SPEC.md section 2: max abs error in the log domain, fp32 paths
+SPEC_ATOL = 1e-3  # design.md section 2: max abs error in the log domain, fp32 paths
 
 
 @pytest.fixture(params=backends_for_tests("logmel_delta"))

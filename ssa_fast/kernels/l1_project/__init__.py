@@ -1,4 +1,4 @@
-"""L1 weight projection (SPEC.md section 6): public function and input validation."""
+"""L1 weight projection (design.md section 6): public function and input validation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pure-torch reference of the L1 weight projection (SPEC.md section 6, paper eq. 8).
+"""Pure-torch reference of the L1 weight projection (design.md section 6, paper eq. 8).
 
 For a classifier with weight W (K, n) (nn.Linear layout: row c is class c's W^c) and the batch
 x (N, n) that fed it, every row is rescaled radially to

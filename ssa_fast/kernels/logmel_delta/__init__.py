@@ -203,7 +203,7 @@ def logmel_delta(
     lengths=None,
     backend: str | None = None,
 ):
-    """3-D log-Mel: static log-Mel, delta and delta-delta (SPEC.md section 2).
+    """3-D log-Mel: static log-Mel, delta and delta-delta (design.md section 2).
 
     Args:
         waveform: ``(N,)`` or ``(B, N)`` float samples at ``sample_rate`` (a numpy array works too).

@@ -1,4 +1,4 @@
-"""Pure-torch reference of the 3-D log-Mel: the executable specification (SPEC.md section 2).
+"""Pure-torch reference of the 3-D log-Mel: the executable specification (design.md section 2).
 
 For a waveform x of one item (L samples) with frames t = 0 .. T-1:
 

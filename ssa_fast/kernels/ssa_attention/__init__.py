@@ -1,4 +1,4 @@
-"""Self Speaker Attention (SPEC.md section 5): public function and input validation."""
+"""Self Speaker Attention (design.md section 5): public function and input validation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pure-torch references of Self Speaker Attention (SPEC.md section 5, paper eq. 3-7).
+"""Pure-torch references of Self Speaker Attention (design.md section 5, paper eq. 3-7).
 
 Paper-literal form (keys and values materialised)::
 
