@@ -7,8 +7,8 @@ CE(emotion) (+ CE(speaker) for SSA-CRNN), backward, NAdam step, L1 projection
 ``fraction_of_floor`` is the model-FLOPs utilisation against the bf16 matmul peak measured in the
 same session.
 
-CPU rows: the `small` preset. GPU rows (``*_cuda``), the `paper` preset at B=40 (design.md section 9:
-the SSA-CRNN-r step in bf16 >= 3x the eager fp32 reference model and >= 40% MFU):
+CPU rows: the `small` preset. GPU rows (``*_cuda``), the `paper` preset at B=40 (design.md
+section 9: the SSA-CRNN-r step in bf16 >= 3x the eager fp32 reference model and >= 40% MFU):
 ``eager_fp32_reference`` (the reference backend, fp32, no tuning: the baseline),
 ``eager_fp32`` (the Triton kernels), ``bf16_cl`` (bf16 autocast, channels_last, cudnn.benchmark),
 ``bf16_cl_compile`` (the same with torch.compile of the model, as ``--compile`` does). CUDA
