@@ -24,8 +24,10 @@ setup: $(PY)
 demo: setup
 	$(PY) -m ssa_fast.cli demo --out demo_out
 
+# the tests in parallel, one worker per core (TEST_WORKERS=0 runs them in this process)
+TEST_WORKERS ?= auto
 test: setup
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -n $(TEST_WORKERS)
 
 bench: EXTRAS = dev,bench
 bench: setup

@@ -536,17 +536,21 @@ def _load_checkpoint(path: str, device: str = "cpu"):
         raise UserError(msg) from exc
 
 
-def _plot_attention_to(path: Path, out: dict, classes: list[str]) -> None:
-    """The attention curves of one file, written (atomically) to ``path``: drawn in a private
-    folder, then renamed, so that inputs never overwrite each other's figure."""
+def _plot_attention_to(path: Path, pred, classes: list[str]) -> None:
+    """The attention curves of one file's Prediction, written (atomically) to ``path``: drawn in
+    a private folder, then renamed, so that inputs never overwrite each other's figure."""
     import os
     import tempfile
+
+    import torch
 
     from .reports.experiment import plot_attention
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"ssa": {"alpha_em": out["alpha_em"], "alpha_sp": out["alpha_sp"],
-                    "labels": out["logp"].argmax(dim=1), "lengths": out["lengths"]}}
+    data = {"ssa": {"alpha_em": torch.from_numpy(pred.attention["alpha_em"]),
+                    "alpha_sp": torch.from_numpy(pred.attention["alpha_sp"]),
+                    "labels": torch.tensor([classes.index(s.label) for s in pred.segments]),
+                    "lengths": torch.tensor([s.frames for s in pred.segments])}}
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".attention-") as tmp:
         os.replace(plot_attention(data, Path(tmp), classes), path)
 
@@ -556,15 +560,15 @@ def cmd_predict(args) -> int:
 
     from ._atomic import sweep_stale
     from .audio import AudioError
-    from .train.inference import classify_file
+    from .predict import EmotionClassifier
 
-    tm = _load_checkpoint(args.checkpoint)
-    if args.speaker and args.speaker not in tm.normaliser.stats:
+    clf = EmotionClassifier(_load_checkpoint(args.checkpoint))
+    if args.speaker and args.speaker not in clf.speakers:
         print(f"speaker {args.speaker!r} was not in training: per-utterance normalisation",
               file=sys.stderr)
     names = _output_names(args.files, ".png")  # a file named twice is classified once
-    plots = bool(args.attention_plot and tm.is_ssa)
-    if args.attention_plot and not tm.is_ssa:
+    plots = bool(args.attention_plot and clf.is_ssa)
+    if args.attention_plot and not clf.is_ssa:
         print(f"--attention-plot: {args.checkpoint} is not an SSA model (no attention); no "
               "figures written", file=sys.stderr)
     if plots:
@@ -572,19 +576,17 @@ def cmd_predict(args) -> int:
     results, status = [], 0
     for path, name in names.items():
         try:  # streamed: bounded memory for files of any length
-            out = classify_file(tm, path, args.speaker, progress=not args.quiet,
-                                keep_attention=plots)
+            pred = clf.classify_file(path, args.speaker, attention=plots,
+                                     progress=not args.quiet)
         except AudioError as exc:  # reported and skipped; the other files still run
             print(f"skipped: {exc}", file=sys.stderr)
             status = EXIT_SKIPPED
             continue
-        probs = out["probabilities"]
-        res = {"file": str(path), "emotion": tm.classes[int(probs.argmax())],
-               "probabilities": dict(zip(tm.classes, map(float, probs), strict=True)),
-               "segments": [tm.classes[int(i)] for i in out["logp"].argmax(dim=1)]}
+        res = {"file": str(path), "emotion": pred.label, "probabilities": pred.probabilities,
+               "segments": [s.label for s in pred.segments]}
         if plots:
             res["attention_plot"] = str(Path(args.attention_plot) / name)
-            _plot_attention_to(Path(res["attention_plot"]), out, tm.classes)
+            _plot_attention_to(Path(res["attention_plot"]), pred, clf.classes)
         results.append(res)
         if not args.json:
             top = ", ".join(f"{c} {p:.2f}" for c, p in res["probabilities"].items())

@@ -34,6 +34,7 @@ class SegmentPrediction:
     end: float
     label: str
     probabilities: dict[str, float]
+    frames: int  # feature frames in the segment (10 ms each by default)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class EmotionClassifier:
             p = lp.exp()
             segments.append(SegmentPrediction(
                 start * hop_s, (start + int(n)) * hop_s, classes[int(p.argmax())],
-                dict(zip(classes, map(float, p), strict=True))))
+                dict(zip(classes, map(float, p), strict=True)), int(n)))
             start += int(n)
         return Prediction(classes[int(probs.argmax())],
                           dict(zip(classes, map(float, probs), strict=True)), segments,

@@ -18,6 +18,8 @@ def _session(*args, tmp_path, timeout=1200, **env):
     env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"),
            "PYTHON": sys.executable, **env}
     env.pop("TRITON_INTERPRET", None)  # the script sets what each mode needs
+    for key in [k for k in env if k.startswith("PYTEST_XDIST") or k == "PYTEST_CURRENT_TEST"]:
+        del env[key]  # (under pytest -n the inner pytest-benchmark would disable itself)
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=tmp_path)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import speech_like  # (at import: a later conftest replaces the module name)
 from helpers import librosa_logmel_delta
 
 import ssa_fast
@@ -82,8 +83,6 @@ def reference(x, lengths, w, fb, hop=160, center=True, amin=1e-10) -> np.ndarray
 
 def ragged(lengths, seed=0):
     """A padded batch of speech-like items with loud garbage past each item's end."""
-    from conftest import speech_like
-
     N = max(lengths)
     rng = np.random.default_rng(seed)
     x = 30.0 * rng.standard_normal((len(lengths), N))
@@ -153,8 +152,6 @@ def test_ragged_batch_matches_reference(emu, name):
 @cuda_source
 @pytest.mark.parametrize("center", [True, False])
 def test_matches_librosa(emu, center):
-    from conftest import speech_like
-
     y = speech_like(int(1.37 * 16000) + 3, seed=1)
     w, fb = bank()
     truth = librosa_logmel_delta(y, center=center)
