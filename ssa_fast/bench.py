@@ -332,7 +332,7 @@ def quick_bench(device: torch.device | str, *, ops=("logmel_delta", "ssa_attenti
                          lambda m=m: train_step_workload(m, preset, batch, device)[0]))
     rows = []
     for op, case, impl, baseline, build in tqdm(plan, desc="bench", unit="row",
-                                                disable=not progress):
+                                                disable=None if progress else True):
         rows.append({"op": op, "case": case, "impl": impl, "baseline": baseline,
                      "ms": time_ms(build(), device, budget_s=budget_s)})
     for r in rows:

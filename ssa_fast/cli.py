@@ -254,7 +254,8 @@ def cmd_features(args) -> int:
     sweep_stale(out)
     device = torch.device(args.device)
     written, skipped = 0, []
-    for path, name in tqdm(names.items(), desc="features", unit="file", disable=args.quiet):
+    for path, name in tqdm(names.items(), desc="features", unit="file",
+                           disable=True if args.quiet else None):
         try:
             y = load(path, args.sample_rate)
         except AudioError as exc:  # reported and skipped; the other files still run

@@ -57,7 +57,7 @@ def compute_features(waves: list, *, device: str | torch.device = "cpu",
     lengths = [len(w) for w in waves]
     out: list[torch.Tensor | None] = [None] * len(waves)
     groups = _batches(lengths, max_batch_samples)
-    for group in tqdm(groups, desc="features", unit="batch", disable=not progress):
+    for group in tqdm(groups, desc="features", unit="batch", disable=None if progress else True):
         n = max(lengths[i] for i in group)
         batch = torch.zeros(len(group), n)
         for j, i in enumerate(group):

@@ -80,7 +80,7 @@ class Corpus(Sequence):
 
         kept, waves, skipped = [], [], list(self.skipped)
         for rec in tqdm(self.records, desc=f"loading {self.name or 'audio'}", unit="file",
-                        disable=not progress):
+                        disable=None if progress else True):
             try:
                 y = load(rec.path, sample_rate)
             except AudioError as exc:

@@ -168,7 +168,7 @@ def synthesize_corpus(out: str | Path, size: str = "small", *, speakers: int | N
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"),
                              max_tasks_per_child=1) as pool, \
             tqdm(total=len(utts), desc=f"synthesising ({jobs} processes)", unit="utt",
-                 disable=not progress) as bar:
+                 disable=None if progress else True) as bar:
         for part in pool.map(_render_group, tasks):
             done.update(part)
             bar.update(len(part))

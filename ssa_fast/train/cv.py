@@ -12,6 +12,7 @@ utterances and the fold's held-out utterances are a test set reported in the tab
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -280,7 +281,7 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
     results: dict[str, list[dict]] = {m: [] for m in models}
     figures_data: dict[str, dict] = {}
     bar = tqdm(total=len(folds) * len(models), desc="cross-validation", unit="run",
-               disable=not progress)
+               disable=None if progress else True)
     for f, (tr, va) in enumerate(folds):
         tr, va, te = _with_selection(corpus, tr, va, protocol, selection, cfg.seed, f)
         layout = fold_layout(protocol, k, cfg.seed, f, selection)
@@ -323,6 +324,10 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
                                    "labels": val_segs.label, "lengths": val_segs.lengths}
             results[m].append(summary)
             bar.update()
+            if progress and dist.is_main() and not sys.stderr.isatty():  # a log: one line a run
+                print(f"{m} fold {f + 1}/{len(folds)}: utterance UAR "
+                      f"{100 * summary['utterance_uar']:.2f} %"
+                      + (" (reused)" if summary["reused"] else ""), file=sys.stderr, flush=True)
     bar.close()
     out = {"corpus": corpus.name, "protocol": protocol, "k": len(folds),
            "classes": corpus.classes, "config": asdict(cfg),

@@ -170,7 +170,8 @@ def classify_file(tm: TrainedModel, path: str | Path, speaker: str | None = None
             seconds = None
         total = None if seconds is None else int(seconds * sr / hop) // block_frames + 1
         return tqdm(stream_features(path, block_frames=block_frames, sample_rate=sr, **params),
-                    total=total, desc=desc, unit="block", leave=False, disable=not progress)
+                    total=total, desc=desc, unit="block", leave=False,
+                    disable=None if progress else True)
 
     norm = tm.normaliser
     stats = norm.stats_for(speaker)

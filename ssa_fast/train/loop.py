@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -322,8 +323,9 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
         sampler.set_epoch(epoch)
         model.train()
         losses = []
+        # (disable=None: tqdm draws bars on a terminal only, so logs hold no escape codes)
         for batch in tqdm(sampler, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}",
-                          unit="batch", leave=False, disable=not progress):
+                          unit="batch", leave=False, disable=None if progress else True):
             # every rank draws the same balanced batch and trains on its slice; the sum over the
             # slice / global size x W makes DDP's gradient average the global batch mean
             idx = batch[rank::W]
@@ -371,6 +373,10 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
         dist.barrier()
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics)
+        elif progress and not sys.stderr.isatty():  # a log file: one line an epoch, no bars
+            print(f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}, "
+                  f"validation UAR {100 * metrics['utterance_uar']:.2f} %", file=sys.stderr,
+                  flush=True)
         if cfg.patience is not None and epoch - best_epoch >= cfg.patience:
             break
 
