@@ -16,7 +16,7 @@ compile time, so the library leaves the default.
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import device_for
+from helpers import device_for
 
 import ssa_fast
 from ssa_fast.models import SSACRNN

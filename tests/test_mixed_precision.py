@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import device_for
+from helpers import device_for
 
 import ssa_fast
 from ssa_fast.kernels.ssa_attention import ssa_attention_literal

@@ -1,7 +1,7 @@
 """LogMelDelta module: buffers, device/dtype moves, equality with the function."""
 
 import torch
-from conftest import device_for, speech_like
+from helpers import device_for, speech_like
 
 import ssa_fast
 

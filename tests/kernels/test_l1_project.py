@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import device_for
+from helpers import device_for
 
 import ssa_fast
 from ssa_fast.kernels.l1_project import l1_project_reference_

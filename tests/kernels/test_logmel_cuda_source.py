@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import speech_like  # (at import: a later conftest replaces the module name)
-from helpers import librosa_logmel_delta
+from helpers import (
+    librosa_logmel_delta,
+    speech_like,  # (at import: a later conftest replaces the module name)
+)
 
 import ssa_fast
 from ssa_fast.kernels.logmel_delta.filters import analysis_window, mel_filterbank

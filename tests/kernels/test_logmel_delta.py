@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import backends_for_tests, device_for, noise, speech_like
-from helpers import librosa_logmel_delta
+from helpers import backends_for_tests, device_for, librosa_logmel_delta, noise, speech_like
 
 import ssa_fast
 from ssa_fast.kernels.logmel_delta import frame_count

@@ -8,7 +8,7 @@ the op under FakeTensorMode and through AOTAutograd, which is what torch.compile
 
 import pytest
 import torch
-from conftest import device_for
+from helpers import device_for
 
 import ssa_fast
 import ssa_fast.kernels.l1_project

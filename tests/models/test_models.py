@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import device_for
+from helpers import device_for
 
 import ssa_fast
 from ssa_fast.models import ACRNN, SSACRNN, forward_flops
