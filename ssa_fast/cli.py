@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data.splits import PROTOCOLS
 from .errors import UserError
 
 # Exit status: 0 success; 1 some inputs of a multi-file command were reported and skipped (the
@@ -353,10 +354,10 @@ def _open_corpus(args):
     return corpus
 
 
-def _check_corpus(args, corpus) -> int:
+def _check_corpus(args, corpus) -> None:
     """Checks of the options against the corpus, before any feature or training work: the
     balanced batch size, the fold index and the fold layout (every class trained and validated
-    in every fold). Returns the number of folds."""
+    in every fold)."""
     from .train import make_folds
 
     n = len(corpus.classes)
@@ -374,13 +375,12 @@ def _check_corpus(args, corpus) -> int:
     check_speakers(corpus, getattr(args, "models", None) or [getattr(args, "model", "")],
                    getattr(args, "normalisation", None), getattr(args, "protocol", None))
     if getattr(args, "protocol", None) is None or getattr(args, "folds", None) is None:
-        return 0
+        return
     folds = make_folds(corpus, args.protocol, args.folds, args.seed)
     fold = getattr(args, "fold", None)
     if fold is not None and not 0 <= fold < len(folds):
         raise UserError(f"--fold must be in [0, {len(folds)}) for {len(folds)} folds "
                         f"({args.protocol}), got {fold}")
-    return len(folds)
 
 
 def _say(*args, **kwargs) -> None:
@@ -538,22 +538,16 @@ def _load_checkpoint(path: str, device: str = "cpu"):
 
 
 def _plot_attention_to(path: Path, pred, classes: list[str]) -> None:
-    """The attention curves of one file's Prediction, written (atomically) to ``path``: drawn in
-    a private folder, then renamed, so that inputs never overwrite each other's figure."""
-    import os
-    import tempfile
-
+    """The attention curves of one file's Prediction, written (atomically) to ``path``."""
     import torch
 
     from .reports.experiment import plot_attention
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {"ssa": {"alpha_em": torch.from_numpy(pred.attention["alpha_em"]),
                     "alpha_sp": torch.from_numpy(pred.attention["alpha_sp"]),
                     "labels": torch.tensor([classes.index(s.label) for s in pred.segments]),
                     "lengths": torch.tensor([s.frames for s in pred.segments])}}
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".attention-") as tmp:
-        os.replace(plot_attention(data, Path(tmp), classes), path)
+    plot_attention(data, path.parent, classes, name=path.name)
 
 
 def cmd_predict(args) -> int:
@@ -620,9 +614,6 @@ def _corpus_arguments(p: argparse.ArgumentParser, n_mels: bool = True) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-PROTOCOL_CHOICES = ("random", "linguistic", "loso", "loso-session")
-
-
 def _columns(text: str) -> dict[str, str]:
     """argparse type of --columns."""
     from .data import parse_columns
@@ -638,14 +629,14 @@ def _protocol_options(p: argparse.ArgumentParser, from_checkpoint: bool = False)
     when they are left out (argparse.SUPPRESS: an option not given is absent from args)."""
     g = p.add_argument_group("protocol")
     if from_checkpoint:
-        g.add_argument("--protocol", choices=PROTOCOL_CHOICES,
+        g.add_argument("--protocol", choices=PROTOCOLS,
                        default=argparse.SUPPRESS, help="default: the checkpoint's")
         g.add_argument("--folds", type=_int_at_least(2), default=argparse.SUPPRESS,
                        help="default: the checkpoint's")
         g.add_argument("--seed", type=int, default=argparse.SUPPRESS,
                        help="the fold seed (default: the checkpoint's)")
         return
-    g.add_argument("--protocol", choices=PROTOCOL_CHOICES, default=None,
+    g.add_argument("--protocol", choices=PROTOCOLS, default=None,
                    help="default: linguistic for atthack and synthetic, random otherwise; "
                         "loso: one speaker per fold; loso-session: IEMOCAP, one session per "
                         "fold (5 folds)")

@@ -12,6 +12,10 @@ import numpy as np
 
 from ..errors import UserError
 
+# Cross-validation protocols (train.cv.make_folds builds them): random 80/20 splits (IEMOCAP),
+# linguistic (Att-HACK: no phrase in both parts), leave-one-speaker-out, leave-one-session-out.
+PROTOCOLS = ("random", "linguistic", "loso", "loso-session")
+
 
 def random_folds(n_items: int, k: int = 10, val_fraction: float = 0.2, seed: int = 0,
                  labels: Sequence[int] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -102,8 +102,10 @@ def plot_confusions(results: dict, out_dir: Path) -> Path:
     return path
 
 
-def plot_attention(figures_data: dict, out_dir: Path, classes: list[str]) -> Path | None:
-    """alpha_em and alpha_sp over the frames of one full-length validation segment."""
+def plot_attention(figures_data: dict, out_dir: Path, classes: list[str],
+                   name: str = "attention.png") -> Path | None:
+    """alpha_em and alpha_sp over the frames of one full-length validation segment, written
+    (atomically) to ``out_dir / name``."""
     ssa = [m for m, d in figures_data.items() if d.get("alpha_sp") is not None]
     if not ssa:
         return None
@@ -120,7 +122,7 @@ def plot_attention(figures_data: dict, out_dir: Path, classes: list[str]) -> Pat
     ax.set_ylabel("attention weight")
     ax.set_title(f"SSA attention of a validation segment (true: {classes[int(d['labels'][i])]})")
     ax.legend()
-    path = out_dir / "attention.png"
+    path = Path(out_dir) / name
     save_figure(path, fig, dpi=120)
     plt.close(fig)
     return path

@@ -25,6 +25,7 @@ from .._atomic import sweep_stale, write_json
 from ..data.corpus import Corpus, check_speakers
 from ..data.segments import MIN_TAIL, Normaliser, make_segments
 from ..data.splits import (
+    PROTOCOLS,
     check_folds,
     leave_one_session_out,
     leave_one_speaker_out,
@@ -44,7 +45,6 @@ from .fingerprint import (
 from .loop import TrainConfig, build_model, evaluate, load_checkpoint, train
 from .metrics import last_k_mean, mean_ci95
 
-PROTOCOLS = ("random", "linguistic", "loso", "loso-session")
 MODEL_NAMES = DISPLAY_NAMES
 
 
@@ -113,16 +113,20 @@ def _with_selection(corpus, tr, va, protocol, selection, seed, fold):
     return tr2, sel, va
 
 
+def _fold_split(corpus: Corpus, folds, fold: int, protocol: str, seed: int, selection: float):
+    if not 0 <= fold < len(folds):
+        raise UserError(f"--fold must be in [0, {len(folds)}) for {len(folds)} folds, "
+                         f"got {fold}")
+    return _with_selection(corpus, *folds[fold], protocol, selection, seed, fold)
+
+
 def split_fold(corpus: Corpus, protocol: str, k: int, fold: int, seed: int = 0,
                selection: float = 0.0):
     """(training, validation, test or None) utterance indices of one fold; with ``selection``
     the validation part is carved out of the fold's training part (selection_split) and the
     fold's held-out part is the test set."""
-    folds = make_folds(corpus, protocol, k, seed)
-    if not 0 <= fold < len(folds):
-        raise UserError(f"--fold must be in [0, {len(folds)}) for {len(folds)} folds, "
-                         f"got {fold}")
-    return _with_selection(corpus, *folds[fold], protocol, selection, seed, fold)
+    return _fold_split(corpus, make_folds(corpus, protocol, k, seed), fold, protocol, seed,
+                       selection)
 
 
 def run_provenance(corpus: Corpus, corpus_id: dict, layout: dict, cfg: TrainConfig, data: dict,
@@ -222,7 +226,10 @@ def summarise(rows: list[dict], test: bool, last_k: int, name: str = "") -> dict
 
 def prepare_fold(corpus: Corpus, feats: list[torch.Tensor], train_idx, val_idx, *,
                  normalisation: str = "speaker", segment_frames: int = 300,
-                 train_hop: int | None = None, min_tail: int = MIN_TAIL):
+                 train_hop: int | None = None, min_tail: int = MIN_TAIL, test_idx=None):
+    """(training segments, validation segments, normaliser) of one fold: the normaliser is fitted
+    on the training utterances; with ``test_idx`` a fourth item, the test segments (cut with the
+    same normaliser)."""
     speakers = [r.speaker for r in corpus]
     labels = corpus.labels
     speaker_index = {s: i for i, s in enumerate(corpus.speakers)}
@@ -234,7 +241,24 @@ def prepare_fold(corpus: Corpus, feats: list[torch.Tensor], train_idx, val_idx, 
                              norm, speaker_index, segment_frames=segment_frames, hop=hop,
                              min_tail=min_tail)
 
-    return segs(np.asarray(train_idx), train_hop), segs(np.asarray(val_idx), None), norm
+    out = (segs(np.asarray(train_idx), train_hop), segs(np.asarray(val_idx), None), norm)
+    return out if test_idx is None else (*out, segs(np.asarray(test_idx), None))
+
+
+def _data_settings(normalisation: str, segment_frames: int, train_hop: int | None,
+                   feature_params: dict | None) -> dict:
+    """The data part of a run's identity (fingerprint.py)."""
+    return {"normalisation": normalisation, "segment_frames": segment_frames,
+            "train_hop": train_hop, "features": feature_params or {}}
+
+
+def _fold_segments(corpus, feats, tr, va, te, data: dict):
+    """(training, validation, test or None, normaliser) segments of one fold."""
+    out = prepare_fold(corpus, feats, tr, va, normalisation=data["normalisation"],
+                       segment_frames=data["segment_frames"], train_hop=data["train_hop"],
+                       test_idx=te)
+    train_segs, val_segs, norm, *test = out
+    return train_segs, val_segs, (test[0] if test else None), norm
 
 
 def fold_bundle(corpus: Corpus, norm: Normaliser, segment_frames: int,
@@ -248,6 +272,27 @@ def fold_bundle(corpus: Corpus, norm: Normaliser, segment_frames: int,
 def run_summary(res: dict) -> dict:
     """A training result without the model and the per-segment outputs (JSON-ready)."""
     return {k: v for k, v in res.items() if k not in ("model", "alpha_em", "alpha_sp", "z")}
+
+
+def _train_run(cfg: TrainConfig, corpus: Corpus, fold_segs, split, fold: int, prov: dict,
+               data: dict, run_dir: Path, *, resume: bool, progress: bool,
+               on_epoch_end=None) -> tuple[dict, dict]:
+    """Train one model on one fold (its segments and (train, validation, test) indices) and
+    write its result.json: (the training result, its JSON-ready summary). Shared by ``cv`` and
+    ``train``, so both leave the same files."""
+    train_segs, val_segs, test_segs, norm = fold_segs
+    res = train(cfg, train_segs, val_segs, n_classes=len(corpus.classes),
+                n_speakers=len(corpus.speakers), out_dir=run_dir, resume=resume,
+                progress=progress, on_epoch_end=on_epoch_end,
+                bundle=fold_bundle(corpus, norm, data["segment_frames"], data["features"]),
+                provenance=prov, test_segs=test_segs)
+    tr, va, te = split
+    summary = run_summary(res)
+    summary.update(fold=fold, identity=prov["identity"], n_train=len(tr), n_val=len(va),
+                   n_test=None if te is None else len(te))
+    if dist.is_main():
+        write_json(Path(run_dir) / "result.json", summary, indent=1)
+    return res, summary
 
 
 def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str], cfg: TrainConfig,
@@ -276,8 +321,7 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
         sweep_stale(out_dir)
     folds = make_folds(corpus, protocol, k, cfg.seed)
     corpus_id = corpus_identity(corpus)
-    data = {"normalisation": normalisation, "segment_frames": segment_frames,
-            "train_hop": train_hop, "features": feature_params or {}}
+    data = _data_settings(normalisation, segment_frames, train_hop, feature_params)
     results: dict[str, list[dict]] = {m: [] for m in models}
     figures_data: dict[str, dict] = {}
     bar = tqdm(total=len(folds) * len(models), desc="cross-validation", unit="run",
@@ -285,38 +329,24 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
     for f, (tr, va) in enumerate(folds):
         tr, va, te = _with_selection(corpus, tr, va, protocol, selection, cfg.seed, f)
         layout = fold_layout(protocol, k, cfg.seed, f, selection)
-        train_segs = val_segs = test_segs = None
+        fold_segs = None  # cut once per fold, when some model needs them
         for m in models:
             cfg_m = replace(cfg, model=m)
             run_dir = out_dir / m / f"fold{f:02d}"
             prov = run_provenance(corpus, corpus_id, layout, cfg_m, data, tr)
             fp = fingerprint(prov["identity"])
             summary = _finished(run_dir, prov["identity"], fp, resume, f"{m} fold {f}")
-            if summary is None or (f == 0 and m not in figures_data):
-                if train_segs is None:
-                    train_segs, val_segs, norm = prepare_fold(
-                        corpus, feats, tr, va, normalisation=normalisation,
-                        segment_frames=segment_frames, train_hop=train_hop)
-                    test_segs = None if te is None else prepare_fold(
-                        corpus, feats, tr, te, normalisation=normalisation,
-                        segment_frames=segment_frames)[1]
+            if fold_segs is None and (summary is None or f == 0):
+                fold_segs = _fold_segments(corpus, feats, tr, va, te, data)
             if summary is None:
-                res = train(cfg_m, train_segs, val_segs, n_classes=len(corpus.classes),
-                            n_speakers=len(corpus.speakers), out_dir=run_dir, resume=resume,
-                            progress=progress,
-                            bundle=fold_bundle(corpus, norm, segment_frames, feature_params),
-                            provenance=prov, test_segs=test_segs)
-                summary = run_summary(res)
-                summary.update(fold=f, identity=prov["identity"], n_train=len(tr),
-                               n_val=len(va), n_test=None if te is None else len(te))
-                if dist.is_main():
-                    write_json(run_dir / "result.json", summary, indent=None)
+                outputs, summary = _train_run(cfg_m, corpus, fold_segs, (tr, va, te), f, prov,
+                                              data, run_dir, resume=resume, progress=progress)
                 summary["reused"] = False
-                outputs = res
             else:
                 summary["reused"] = True
                 outputs = None
             if f == 0:  # figures use the first fold's validation outputs, reused or not
+                val_segs = fold_segs[1]
                 if outputs is None:
                     outputs = _outputs_of(run_dir / "best.pt", cfg_m, corpus, val_segs)
                 figures_data[m] = {"alpha_em": outputs["alpha_em"],
@@ -357,29 +387,19 @@ def train_fold(corpus: Corpus, feats: list[torch.Tensor], cfg: TrainConfig, out_
     fold of :func:`cross_validate`; writes ``out_dir/result.json`` and returns the result
     (``announce(text)`` receives a one-line description of the split first)."""
     check_speakers(corpus, [cfg.model], normalisation, protocol)
-    tr, va, te = split_fold(corpus, protocol, k, fold, cfg.seed, selection)
-    train_segs, val_segs, norm = prepare_fold(corpus, feats, tr, va, normalisation=normalisation,
-                                              segment_frames=segment_frames, train_hop=train_hop)
-    test_segs = None if te is None else prepare_fold(
-        corpus, feats, tr, te, normalisation=normalisation, segment_frames=segment_frames)[1]
+    folds = make_folds(corpus, protocol, k, cfg.seed)
+    tr, va, te = _fold_split(corpus, folds, fold, protocol, cfg.seed, selection)
+    data = _data_settings(normalisation, segment_frames, train_hop, feature_params)
+    fold_segs = _fold_segments(corpus, feats, tr, va, te, data)
     if announce is not None:
-        n_folds = len(make_folds(corpus, protocol, k, cfg.seed))  # loso: fewer than k
-        announce(f"fold {fold} of {n_folds} ({protocol}): {len(tr)} training / {len(va)} validation"
-                 + ("" if te is None else f" / {len(te)} test") + " utterances, "
+        train_segs, val_segs, test_segs, _ = fold_segs
+        announce(f"fold {fold} of {len(folds)} ({protocol}): {len(tr)} training / {len(va)} "
+                 "validation" + ("" if te is None else f" / {len(te)} test") + " utterances, "
                  f"{len(train_segs)} / {len(val_segs)}"
                  + ("" if te is None else f" / {len(test_segs)}") + " segments")
-    data = {"normalisation": normalisation, "segment_frames": segment_frames,
-            "train_hop": train_hop, "features": feature_params or {}}
     prov = run_provenance(corpus, corpus_identity(corpus),
                           fold_layout(protocol, k, cfg.seed, fold, selection), cfg, data, tr)
-    res = train(cfg, train_segs, val_segs, n_classes=len(corpus.classes),
-                n_speakers=len(corpus.speakers), out_dir=out_dir, resume=resume,
-                progress=progress, on_epoch_end=on_epoch_end,
-                bundle=fold_bundle(corpus, norm, segment_frames, feature_params),
-                provenance=prov, test_segs=test_segs)
-    summary = run_summary(res)
-    summary.update(fold=fold, identity=prov["identity"], n_train=len(tr), n_val=len(va),
-                   n_test=None if te is None else len(te))
-    if dist.is_main():
-        write_json(Path(out_dir) / "result.json", summary, indent=1)
+    res, summary = _train_run(cfg, corpus, fold_segs, (tr, va, te), fold, prov, data,
+                              Path(out_dir), resume=resume, progress=progress,
+                              on_epoch_end=on_epoch_end)
     return {**res, **summary}

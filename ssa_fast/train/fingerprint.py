@@ -129,7 +129,7 @@ def describe_layout(layout: dict) -> str:
             f"{layout['fold']}" + (f", selection split {sel:g}" if sel else ""))
 
 
-def count_known(keys: Sequence[str], known: Iterable[str]) -> list[int]:
+def known_positions(keys: Sequence[str], known: Iterable[str]) -> list[int]:
     """Positions of ``keys`` that are in ``known``."""
     known = set(known)
     return [i for i, k in enumerate(keys) if k in known]

@@ -258,7 +258,7 @@ def evaluation_subset(tm: TrainedModel, corpus, *, fold: int | None = None,
     training utterances were stored cannot be checked: that is a warning too."""
     from ..errors import UserError
     from .cv import split_fold
-    from .fingerprint import corpus_identity, count_known, describe_layout, utterance_keys
+    from .fingerprint import corpus_identity, describe_layout, known_positions, utterance_keys
 
     warn = warn or (lambda text: None)
     notes: dict = {"fold_layout": tm.fold_layout}
@@ -279,7 +279,7 @@ def evaluation_subset(tm: TrainedModel, corpus, *, fold: int | None = None,
              "version): cannot check whether any scored utterance was used in training")
         notes["training_utterances"] = None
         return idx, where, notes
-    seen = count_known(utterance_keys(corpus, idx), tm.train_utterances)
+    seen = known_positions(utterance_keys(corpus, idx), tm.train_utterances)
     notes["training_utterances"] = len(seen)
     if seen and include_training:
         warn(f"{len(seen)} of the {len(idx)} utterances scored were in the checkpoint's "
