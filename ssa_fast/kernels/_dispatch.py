@@ -32,8 +32,15 @@ def _import(module: str) -> bool:
 class BackendTable:
     def __init__(self, package: str, entries: dict[str, Impl]):
         self.package, self.entries = package, entries
+        self._resolved: dict[tuple[str, str], Callable] = {}  # looked up once, not per call
 
     def _get(self, backend: str, which: str) -> Callable:
+        fn = self._resolved.get((backend, which))
+        if fn is None:
+            fn = self._resolved[(backend, which)] = self._lookup(backend, which)
+        return fn
+
+    def _lookup(self, backend: str, which: str) -> Callable:
         if backend not in self.entries:
             raise ValueError(f"{self.package}: no implementation for backend {backend!r} "
                              f"(have {sorted(self.entries)})")

@@ -32,6 +32,7 @@ Block sizes per shape (GPU; ``interpret=True`` noted where it differs):
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import NamedTuple
 
 import torch
@@ -57,7 +58,13 @@ def device_guard(t: torch.Tensor):
 
 def sm_count(t: torch.Tensor) -> int | None:
     """Multiprocessors of the GPU holding t (None on the CPU)."""
-    return torch.cuda.get_device_properties(t.device).multi_processor_count if t.is_cuda else None
+    return _sm_count(t.device.index if t.device.index is not None else
+                     torch.cuda.current_device()) if t.is_cuda else None
+
+
+@functools.cache
+def _sm_count(index: int) -> int:  # (queried once per device, not on every launch)
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 def next_pow2(n: int) -> int:

@@ -174,3 +174,20 @@ def test_bad_options():
         ssa_fast.ssa_attention(*args, scale=float("nan"))
     with pytest.raises(ValueError, match="non-empty"):
         ssa_fast.ssa_attention(*make_inputs(0, 7, 20))
+
+
+def test_mixed_float32_float64_inputs_pick_a_backend_for_the_compute_dtype():
+    """A float64 weight makes the op compute in float64 (function.py's rule): the backend is
+    chosen for that dtype, so the triton backend (float32 only) is refused up front instead of
+    failing inside on a dtype mismatch, and the automatic choice runs and matches float64."""
+    torch.manual_seed(0)
+    B, T, d = 2, 5, 8
+    h = torch.randn(B, T, d)
+    w = [torch.randn(d, d, dtype=torch.float64) for _ in range(4)]
+    wq = torch.randn(T)
+    if "triton" in ssa_fast.available_backends("cpu"):
+        with pytest.raises(ssa_fast.BackendUnavailableError, match="float64"):
+            ssa_fast.ssa_attention(h, h, wq, *w, backend="triton")
+    c, _ = ssa_fast.ssa_attention(h, h, wq, *w)
+    c64, _ = ssa_fast.ssa_attention(h.double(), h.double(), wq.double(), *w, backend="reference")
+    assert torch.allclose(c.double(), c64, atol=1e-5)

@@ -25,6 +25,8 @@ def logmel_delta_cpp(
     amin: float,
 ) -> torch.Tensor:  # (B, 3, T, M)
     if lengths is None:
-        lengths = torch.full((waveform.shape[0],), waveform.shape[1], dtype=torch.int64)
+        # (on the waveform's device: a host tensor would cost the CUDA kernel a blocking copy)
+        lengths = torch.full((waveform.shape[0],), waveform.shape[1], dtype=torch.int64,
+                             device=waveform.device)
     return torch.ops.ssa_fast.logmel_delta(waveform, lengths, window, mel_fb, hop_length, center,
                                            amin)

@@ -45,12 +45,13 @@ class LogMelDeltaFunction(torch.autograd.Function):
 def logmel_delta_apply(backend: str, waveform, lengths, window, mel_fb, hop_length, center,
                        amin):
     """Run the 3-D log-Mel on `backend` under the dtype rule above; the reference is plain torch
-    differentiated by autograd."""
+    differentiated by autograd, and a waveform that needs no gradient (inference, training
+    data) skips the autograd Function (no context, nothing saved)."""
     dtype = waveform.dtype
     work = dtype if dtype in (torch.float32, torch.float64) else torch.float32
     x, window, mel_fb = waveform.to(work), window.to(work), mel_fb.to(work)
     with torch.autocast(waveform.device.type, enabled=False):
-        if backend == "reference":
+        if backend == "reference" or not x.requires_grad:
             out = KERNELS.forward(backend)(x, lengths, window, mel_fb, hop_length, center, amin)
         else:
             out = LogMelDeltaFunction.apply(x, lengths, window, mel_fb, hop_length, center, amin,
