@@ -17,7 +17,9 @@ git ls-files -z -co --exclude-standard | tar -c --null -T - | tar -x -C "$work/s
 python3 -m venv "$work/venv"
 py="$work/venv/bin/python"
 "$py" -m pip install -q torch==2.13.0
-"$py" -m pip install -q "$work/src" 2>&1 | grep -v "^WARNING: Location" || true
+# (pip's own status decides; only its noise about this machine's local indexes is filtered)
+log=$("$py" -m pip install -q "$work/src" 2>&1) || { echo "$log"; exit 1; }
+grep -v "^WARNING: Location" <<<"$log" || true
 "$py" -m pip show -q ssa-fast >/dev/null
 
 # torch is unchanged and the installed extension loads with it

@@ -28,13 +28,19 @@
 # (benchmarks/fetch_wheels.sh); they are installed into /tmp/site and put on PYTHONPATH.
 # A failed build of the C++ extension is reported (build.log) and the Triton path carries on.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+SELF=$(realpath "$0")
+# paths given relative to the caller's folder stay so after the cd to the repository root
+abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+[ -n "${OUT:-}" ] && OUT=$(abs "$OUT")
+[ -n "${WORK:-}" ] && WORK=$(abs "$WORK")
+case "${PYTHON:-}" in */*) PYTHON=$(abs "$PYTHON") ;; esac
+cd "$(dirname "$SELF")/.."
 
 DRY=0
 if [ "${1:-}" = "--dry-run" ]; then DRY=1; shift; fi
 STAGES=("$@")
 if [ ${#STAGES[@]} -eq 0 ]; then
-  sed -n '2,/^set -uo/p' "$0" | sed '$d' >&2
+  sed -n '2,/^set -uo/p' "$SELF" | sed '$d' >&2
   exit 2
 fi
 for s in "${STAGES[@]}"; do
@@ -125,7 +131,8 @@ for stage in "${STAGES[@]}"; do
         2>&1 | tee "$log" | tail -15
       st=${PIPESTATUS[0]}
       if [ -s "$OUT/$stage.json" ]; then
-        "$PY" benchmarks/report.py "$OUT/$stage.json" | tee "$OUT/$stage.md"
+        "$PY" benchmarks/report.py "$OUT/$stage.json" 2>&1 | tee "$OUT/$stage.md"
+        [ "${PIPESTATUS[0]}" -ne 0 ] && st=1 && echo "report.py failed (see $OUT/$stage.md)"
       else
         echo "no $OUT/$stage.json: the run ended before pytest-benchmark wrote it" | tee "$OUT/$stage.md"
       fi ;;
@@ -136,7 +143,7 @@ for stage in "${STAGES[@]}"; do
       ( time run_capped $(( $(left) - 15 )) "$PY" -m ssa_fast.cli demo --out "$WORK/demo" --quiet $args ) \
         2>&1 | tee "$log" | tail -25
       st=${PIPESTATUS[0]}
-      "$PY" benchmarks/gpu_session.py collect-demo "$WORK/demo" "$OUT/demo.md" ;;
+      "$PY" benchmarks/gpu_session.py collect-demo "$WORK/demo" "$OUT/demo.md" || st=1 ;;
     cv10)
       size=medium folds=10 epochs=${CV10_EPOCHS:-30} preset=paper
       [ "$DRY" = 1 ] && { size=tiny folds=2 epochs=1 preset=small; }

@@ -24,7 +24,8 @@ import sys
 from scikit_build_core import build as _skbuild
 
 _QUERY = ("import json, torch, torch.utils; print(json.dumps({'version': torch.__version__, "
-          "'prefix': torch.utils.cmake_prefix_path, 'cuda': torch.version.cuda is not None}))")
+          "'prefix': torch.utils.cmake_prefix_path, 'cuda': torch.version.cuda is not None, "
+          "'cxx11_abi': int(torch._C._GLIBCXX_USE_CXX11_ABI)}))")
 _TORCH_REQUIREMENT = "torch>=2.4"
 _cached: dict | None = None
 
@@ -64,6 +65,7 @@ def _settings(config_settings: dict | None) -> dict:
     if info:
         settings.setdefault("cmake.define.SSA_TORCH_CMAKE_PREFIX", info["prefix"])
         settings.setdefault("cmake.define.SSA_TORCH_HAS_CUDA", "1" if info["cuda"] else "0")
+        settings.setdefault("cmake.define.SSA_TORCH_CXX11_ABI", str(info["cxx11_abi"]))
     return settings
 
 
