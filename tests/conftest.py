@@ -14,9 +14,6 @@ if not torch.cuda.is_available():
 import pytest  # noqa: E402
 from helpers import backends_for_tests  # noqa: E402
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-
-
 @pytest.fixture(params=backends_for_tests())
 def backend(request):
     return request.param

@@ -73,11 +73,17 @@ def test_compiled_training_step_matches_eager(backend):
         le, lc = eager(x, y, s), compiled(x, y, s)
         torch.testing.assert_close(lc, le, rtol=1e-4, atol=1e-5)
         for (name, a), b in zip(model.named_parameters(), twin.parameters(), strict=True):
-            torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-5, msg=name)
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-5,
+                                       msg=lambda m, name=name: f"{name}: {m}")
     # NAdam's first steps move every weight by about +-lr whatever its gradient's size, so an
-    # entry whose gradient is zero up to rounding (the bias before BatchNorm) may move either way.
+    # entry whose gradient is zero up to rounding (the bias before BatchNorm) may move either
+    # way: only those get the loose bound; every other weight must match closely (a skipped
+    # optimiser step would be off by ~lr).
     for (name, a), b in zip(model.named_parameters(), twin.parameters(), strict=True):
-        torch.testing.assert_close(b, a, rtol=0, atol=2 * steps * LR, msg=name)
+        noise_only = name.endswith("trunk.linear.bias")
+        torch.testing.assert_close(b, a, rtol=0 if noise_only else 1e-4,
+                                   atol=2 * steps * LR if noise_only else 1e-5,
+                                   msg=lambda m, name=name: f"{name}: {m}")
     norms = twin.emotion_classifier.weight.abs().sum(1)  # the projection ran inside
     torch.testing.assert_close(norms, norms[0].expand_as(norms), rtol=1e-5, atol=0)
 

@@ -87,11 +87,19 @@ def test_other_sample_rates_stereo_and_known_speakers(trained):
     speaker = clf.speakers[0]
     p = clf.classify(wave, 16000, speaker=speaker)
     assert p.normalisation == "speaker"
-    if clf.is_ssa:
-        att = clf.classify(wave, 16000, attention=True).attention
-        assert att is not None and att["alpha_em"].shape[0] == len(p.segments)
-        total = att["alpha_em"].sum(1) + att["alpha_sp"].sum(1)
-        assert np.allclose(total, 1, atol=1e-4)
+    assert clf.is_ssa  # the fixture trains SSA-CRNN-r: its attention must come back
+    att = clf.classify(wave, 16000, attention=True).attention
+    assert att is not None and att["alpha_em"].shape[0] == len(p.segments)
+    total = att["alpha_em"].sum(1) + att["alpha_sp"].sum(1)  # one softmax over 2T per segment
+    assert (att["alpha_em"] >= 0).all() and (att["alpha_sp"] >= 0).all()
+    assert np.allclose(total, 1, atol=1e-5)
+    # each utterance of a batch gets its own segments' attention, as alone and as from its file
+    other = sf.read(str(sorted((corpus / "wav").glob("*.wav"))[1]), dtype="float32")[0]
+    in_batch = clf.classify_batch([other, wave], 16000, attention=True)[1].attention
+    from_file = clf.classify_file(wav, attention=True).attention
+    for key in ("alpha_em", "alpha_sp"):
+        np.testing.assert_allclose(in_batch[key], att[key], atol=1e-6)
+        np.testing.assert_allclose(from_file[key], att[key], atol=1e-4)
 
 
 def test_errors_name_the_argument(trained):
