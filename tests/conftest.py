@@ -14,6 +14,7 @@ if not torch.cuda.is_available():
 import pytest  # noqa: E402
 from helpers import backends_for_tests  # noqa: E402
 
+
 @pytest.fixture(params=backends_for_tests())
 def backend(request):
     return request.param

@@ -66,3 +66,31 @@ def librosa_logmel_delta(y: np.ndarray, sample_rate=16000, n_fft=512, win_length
     d = librosa.feature.delta(c, width=5, order=1, mode="nearest", axis=-1)
     dd = librosa.feature.delta(d, width=5, order=1, mode="nearest", axis=-1)
     return np.stack([c, d, dd]).transpose(0, 2, 1)
+
+
+def signal_when(args, ready, sig, *, env=None, timeout=300) -> tuple[int, str]:
+    """Run ``args`` (a quiet command: its output is small), send it ``sig`` as soon as
+    ``ready()`` holds (polled; an exception counts as not yet, e.g. a checkpoint being
+    replaced), and wait for it: (return code, stderr). Fails if it ended before ``ready``."""
+    import subprocess
+    import time
+
+    def _ready():
+        try:
+            return ready()
+        except Exception:  # noqa: BLE001
+            return False
+
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and proc.poll() is None and not _ready():
+            time.sleep(0.02)
+        assert proc.poll() is None, f"{args[3] if len(args) > 3 else args} ended before the signal"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    return proc.returncode, err

@@ -18,11 +18,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
+from helpers import signal_when
 
 from ssa_fast.errors import UserError
 from ssa_fast.train import confusion_matrix, load_checkpoint
@@ -124,18 +124,10 @@ def test_cv_recomputes_a_truncated_fold_result_and_continues_after_sigkill(tiny_
     args = [sys.executable, "-m", "ssa_fast.cli", "cv", "synthetic", str(tiny_corpus), "--out",
             str(out), "--cache", str(cache), "--protocol", "random", "--folds", "2", "--models",
             "acrnn", "--epochs", "2", *SMALL]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
-    deadline = time.time() + 300
-    try:  # kill it as soon as the first fold has finished: inside the second fold
-        while time.time() < deadline and proc.poll() is None:
-            if (out / "acrnn" / "fold00" / "result.json").is_file():
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, "cv finished before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    # kill it as soon as the first fold has finished: inside the second fold
+    rc, _ = signal_when(args, (out / "acrnn" / "fold00" / "result.json").is_file, signal.SIGKILL,
+                        env=ENV)
+    assert rc == -signal.SIGKILL
     assert not (out / "results.json").exists()
     done = out / "acrnn" / "fold00" / "result.json"
     assert json.loads(done.read_text())["fingerprint"]  # written atomically: whole

@@ -8,10 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
+from helpers import signal_when
 
 from ssa_fast._atomic import save_torch
 from ssa_fast.train import load_checkpoint
@@ -41,24 +41,11 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(tiny_corpus, tmp
     full = json.loads((tmp_path / "full" / "result.json").read_text())
 
     cut = tmp_path / "cut"
-    proc = subprocess.Popen(_args(tiny_corpus, cut, cache), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=ENV)
-    deadline = time.time() + 300
-    try:  # kill it once epoch 2 (index 1) is checkpointed, i.e. somewhere inside epoch 3
-        while time.time() < deadline and proc.poll() is None:
-            last = cut / "last.pt"
-            if last.is_file():
-                try:
-                    if load_checkpoint(last)["epoch"] >= 1:
-                        break
-                except Exception:  # being replaced right now: os.replace is atomic; retry
-                    pass
-            time.sleep(0.02)
-        assert proc.poll() is None, "training finished before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    # kill it once epoch 2 (index 1) is checkpointed, i.e. somewhere inside epoch 3
+    rc, _ = signal_when(_args(tiny_corpus, cut, cache),
+                        lambda: load_checkpoint(cut / "last.pt")["epoch"] >= 1, signal.SIGKILL,
+                        env=ENV)
+    assert rc == -signal.SIGKILL
     state = load_checkpoint(cut / "last.pt")  # the last checkpoint is whole
     assert 1 <= state["epoch"] < 4
     assert not (cut / "result.json").exists()

@@ -5,7 +5,8 @@ import json
 import signal
 import subprocess
 import sys
-import time
+
+from helpers import signal_when
 
 from ssa_fast.train import load_checkpoint
 
@@ -16,22 +17,10 @@ def test_ctrl_c_mid_training_is_one_line_and_resumable(tiny_corpus, tmp_path):
             "--out", str(out), "--folds", "2", "--model", "acrnn", "--preset", "small",
             "--epochs", "3", "--batch-size", "4", "--segment-frames", "100", "--cache",
             str(cache), "--quiet"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    try:  # interrupt once epoch 1 (index 0) is checkpointed
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                if load_checkpoint(out / "last.pt")["epoch"] >= 0:
-                    break
-            except Exception:  # not written yet
-                pass
-            time.sleep(0.05)
-        assert proc.poll() is None, "training finished before it could be interrupted"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, err
+    # interrupt once epoch 1 (index 0) is checkpointed
+    rc, err = signal_when(args, lambda: load_checkpoint(out / "last.pt")["epoch"] >= 0,
+                          signal.SIGINT)
+    assert rc == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "ssa-fast train: interrupted"
     proc = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
