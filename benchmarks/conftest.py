@@ -15,18 +15,20 @@ import os
 import pytest
 import torch
 
-from ssa_fast.bench import describe_device, device_ceilings, dry_run, floor_ms, gpu_bench_device
+from ssa_fast.bench import (
+    describe_device,
+    device_ceilings,
+    dry_run,
+    floor_ms,
+    gpu_bench_device,
+    sync,
+)
 
 if not torch.cuda.is_available() and not dry_run():
     # Triton rows run only on a GPU; keep the interpreter out of timings.
     os.environ.pop("TRITON_INTERPRET", None)
 
 _ceilings: dict = {}
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 @pytest.fixture(scope="session")

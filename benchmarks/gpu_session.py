@@ -27,7 +27,9 @@ from pathlib import Path
 
 import torch
 
-DRY = os.environ.get("SSA_FAST_DRY_RUN", "") not in ("", "0")
+from ssa_fast.bench import SR, dry_run, gpu_bench_device
+
+DRY = dry_run()
 OUT = Path(os.environ.get("SSA_FAST_SESSION_OUT", "build/gpu_session"))
 PACKAGES = ("triton", "numpy", "scipy", "librosa", "soundfile", "soxr", "audioread", "nnAudio",
             "espeakng_loader", "sklearn", "matplotlib", "pytest", "pytest_benchmark",
@@ -58,8 +60,7 @@ def versions() -> dict:
             v[name] = "present"
     import ssa_fast
 
-    dev = "cpu" if DRY else "cuda"
-    for d in sorted({"cpu", dev}):
+    for d in sorted({"cpu", gpu_bench_device() or "cpu"}):
         v[f"ssa_fast backends ({d})"] = ", ".join(ssa_fast.available_backends(d))
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
@@ -94,7 +95,7 @@ def kernel_checks(device: str) -> list[dict]:
             traceback.print_exc()
 
     seconds, batch = (0.3, 2) if DRY else (3.0, 8)
-    x = 0.1 * torch.randn(batch, int(seconds * 16000) + 37, generator=g)
+    x = 0.1 * torch.randn(batch, int(seconds * SR) + 37, generator=g)
     import ssa_fast
 
     # the one-launch CUDA kernel too, where the extension was built with it
@@ -170,8 +171,8 @@ def model_steps(device: str) -> list[dict]:
 def probe() -> int:
     from ssa_fast.bench import device_ceilings
 
-    device = "cpu" if DRY else "cuda"
-    if not DRY and not torch.cuda.is_available():
+    device = gpu_bench_device()
+    if device is None:
         print("probe: torch sees no CUDA device", file=sys.stderr)
         return 2
     OUT.mkdir(parents=True, exist_ok=True)
