@@ -236,6 +236,15 @@ def describe(fn: JITFunction, signature: dict, constexprs: dict, attrs: dict) ->
     return "; ".join(p for p in parts if p)
 
 
+def _print_rows(rows) -> None:
+    print(f"{'kernel':<22} {'regs':>4} {'spill st/ld':>11} {'stack':>5} {'shared':>7} "
+          f"{'warps':>5} {'s':>5}  specialisation")
+    for r in sorted(rows, key=lambda r: (r["kernel"], r["specialisation"])):
+        spill = f"{r['spill_stores']}/{r['spill_loads']}"
+        print(f"{r['kernel']:<22} {r['registers']!s:>4} {spill:>11} {r['stack']!s:>5} "
+              f"{r['shared']:>7} {r['num_warps']:>5} {r['compile_s']:>5.1f}  {r['specialisation']}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", type=int, default=90, help="compute capability x 10 (default 90)")
@@ -247,6 +256,8 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                     help="parallel compiles (default: the CPU count)")
     ap.add_argument("--json", default=None, help="also write every row to this file")
+    ap.add_argument("--summary", action="store_true",
+                    help="print one line per kernel (and failures), not one per specialisation")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -282,12 +293,8 @@ def main(argv=None) -> int:
             failures.append(f"{name}: no launch of the library reached it (the enumeration "
                             "misses a launcher)")
 
-    print(f"{'kernel':<22} {'regs':>4} {'spill st/ld':>11} {'stack':>5} {'shared':>7} "
-          f"{'warps':>5} {'s':>5}  specialisation")
-    for r in sorted(rows, key=lambda r: (r["kernel"], r["specialisation"])):
-        spill = f"{r['spill_stores']}/{r['spill_loads']}"
-        print(f"{r['kernel']:<22} {r['registers']!s:>4} {spill:>11} {r['stack']!s:>5} "
-              f"{r['shared']:>7} {r['num_warps']:>5} {r['compile_s']:>5.1f}  {r['specialisation']}")
+    if not args.summary:
+        _print_rows(rows)
     by_kernel: dict[str, list] = {}
     for r in rows:
         by_kernel.setdefault(r["kernel"], []).append(r)
