@@ -398,7 +398,9 @@ def _train_config(args, device: str, model: str = "ssa-crnn-r"):
                        batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                        seed=args.seed, device=device, bf16=args.bf16, compile=args.compile,
                        pooling=args.pooling, speaker_weight=args.speaker_weight,
-                       deterministic=args.deterministic, bn_batches=args.bn_batches)
+                       deterministic=args.deterministic, bn_batches=args.bn_batches,
+                       logit_scale=args.logit_scale,
+                       learn_logit_scale=args.learn_logit_scale)
 
 
 def cmd_cv(args) -> int:
@@ -652,6 +654,12 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=_POSITIVE, default=1e-4)
     g.add_argument("--speaker-weight", type=_float_above(0.0, inclusive=True), default=1.0,
                    help="lambda of the speaker loss (SSA-CRNN)")
+    g.add_argument("--logit-scale", type=_POSITIVE, default=1.0, metavar="S",
+                   help="the '-r' models: multiply the L1-constrained classifier's logits by S "
+                        "(1: the paper's eq. 8 literally, whose logits stay within ~1/K; see "
+                        "docs/experiments)")
+    g.add_argument("--learn-logit-scale", action="store_true",
+                   help="learn the logit scale, starting from --logit-scale")
     g.add_argument("--patience", type=_COUNT, default=None, help="early stopping (epochs)")
     g.add_argument("--pooling", choices=("mean", "max"), default="mean",
                    help="utterance decision: mean of segment log-probs or max posterior")

@@ -60,6 +60,7 @@ def test_option_values_and_paths_refused_in_process(tmp_path, capsys):
         (train + ["--folds", "1"], "--folds"),
         (train + ["--lr", "0"], "--lr"),
         (train + ["--lr", "nan"], "--lr"),
+        (train + ["--logit-scale", "0"], "--logit-scale"),
         (train + ["--segment-frames", "-3"], "--segment-frames"),
         (train + ["--fold", "2", "--folds", "2"], "--fold must be in [0, 2)"),
         (train + ["--device", "tpu7"], "--device"),

@@ -14,26 +14,35 @@ from .presets import Preset, get_preset
 class ACRNN(nn.Module):
     """(B, 3, T0, n_mels) -> class logits (B, n_classes). design.md section 4.
 
-    ``l1_constraint=True`` gives ACRNN-r: call :meth:`project_` after every optimiser step.
+    ``l1_constraint=True`` gives ACRNN-r: call :meth:`project_` after every optimiser step;
+    ``logit_scale`` / ``learn_logit_scale`` scale its logits (see `Classifier`).
     ``forward(x, return_details=True)`` also returns (alpha, embedding).
     """
 
     def __init__(self, n_classes: int, preset: str | Preset = "paper", *,
                  pool: tuple[int, int] | None = None, l1_constraint: bool = False,
-                 n_mels: int = 40, dropout: float | None = None, backend: str | None = None):
+                 n_mels: int = 40, dropout: float | None = None, backend: str | None = None,
+                 logit_scale: float = 1.0, learn_logit_scale: bool = False):
         super().__init__()
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {n_classes}")
         self.preset = get_preset(preset, pool=pool, dropout=dropout)
         self.config = dict(n_classes=n_classes, preset=self.preset.to_dict(),
-                           l1_constraint=l1_constraint, n_mels=n_mels)
+                           l1_constraint=l1_constraint, n_mels=n_mels,
+                           logit_scale=logit_scale, learn_logit_scale=learn_logit_scale)
         p = self.preset
         d = 2 * p.lstm_hidden
         self.trunk = CRNNTrunk(p, n_mels)
         self.attention = FrameAttention(d)
         self.embed = nn.Linear(d, p.embedding)
         self.act = nn.LeakyReLU(p.leaky_slope)
-        self.classifier = Classifier(p.embedding, n_classes, l1_constraint, backend)
+        self.classifier = Classifier(p.embedding, n_classes, l1_constraint, backend,
+                                     logit_scale, learn_logit_scale)
+
+    @property
+    def emotion_classifier(self) -> Classifier:
+        """The classifier of the model's classes (the same name as SSACRNN's)."""
+        return self.classifier
 
     def head(self, h: torch.Tensor):
         """Steps 7-9 on the BLSTM output h (B, T, d): (logits, alpha, embedding)."""
@@ -69,14 +78,16 @@ class SSACRNN(nn.Module):
 
     Train with CE(emotion) + lambda * CE(speaker); the emotion loss reaches C_sp through SSA.
     ``l1_constraint`` applies the L1 projection to the emotion classifier (SSA-CRNN-r);
-    ``l1_constraint_speaker`` to the speaker classifier too [choice: off].
+    ``l1_constraint_speaker`` to the speaker classifier too [choice: off]. ``logit_scale`` /
+    ``learn_logit_scale`` scale the constrained emotion classifier's logits (see `Classifier`).
     """
 
     def __init__(self, n_emotions: int, n_speakers: int, preset: str | Preset = "paper", *,
                  segment_frames: int = 300, combine: str = "concat", scale: float | None = None,
                  pool: tuple[int, int] | None = None, l1_constraint: bool = True,
                  l1_constraint_speaker: bool = False, n_mels: int = 40,
-                 dropout: float | None = None, backend: str | None = None):
+                 dropout: float | None = None, backend: str | None = None,
+                 logit_scale: float = 1.0, learn_logit_scale: bool = False):
         super().__init__()
         if n_emotions < 2 or n_speakers < 2:
             raise ValueError(f"need >= 2 emotions and >= 2 speakers, got {n_emotions}, "
@@ -86,7 +97,8 @@ class SSACRNN(nn.Module):
         self.config = dict(n_emotions=n_emotions, n_speakers=n_speakers,
                            preset=p.to_dict(), segment_frames=segment_frames, combine=combine,
                            scale=scale, l1_constraint=l1_constraint,
-                           l1_constraint_speaker=l1_constraint_speaker, n_mels=n_mels)
+                           l1_constraint_speaker=l1_constraint_speaker, n_mels=n_mels,
+                           logit_scale=logit_scale, learn_logit_scale=learn_logit_scale)
         d = 2 * p.lstm_hidden
         T = segment_frames // p.pool[0]
         if T < 1:
@@ -98,7 +110,8 @@ class SSACRNN(nn.Module):
         self.ssa = SelfSpeakerAttention(T, d, combine, scale, backend)
         self.emotion_embed = nn.Linear(self.ssa.out_dim, p.embedding)
         self.act = nn.LeakyReLU(p.leaky_slope)
-        self.emotion_classifier = Classifier(p.embedding, n_emotions, l1_constraint, backend)
+        self.emotion_classifier = Classifier(p.embedding, n_emotions, l1_constraint, backend,
+                                             logit_scale, learn_logit_scale)
 
     def forward(self, x: torch.Tensor) -> SSAOutput:
         if x.shape[2] != self.segment_frames:

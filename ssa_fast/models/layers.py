@@ -92,18 +92,42 @@ class Classifier(nn.Linear):
 
     The constrained layer has no bias [choice]: the projected rows are tiny (|logit| <~ 1/K), so
     any free bias would decide every prediction by itself (measured: constant predictions).
+
+    ``logit_scale`` multiplies the constrained layer's logits: 1 is eq. 8 literally. With rows of
+    L1 norm N / (K sum_i ||x_i||_1) the logits do not depend on the embedding's scale and stay
+    within ~1/K, so the cross-entropy stays at ln K and never saturates (docs/experiments/E1).
+    A scale s > 1 keeps the constraint (equal, batch-relative class norms) and lets the softmax
+    become confident; ``learn_scale`` makes it a parameter (learned in log space from
+    ``logit_scale``). The projection constrains W only; the scale is shared by all classes.
     """
 
     def __init__(self, n_in: int, n_classes: int, l1_constraint: bool = False,
-                 backend: str | None = None):
+                 backend: str | None = None, logit_scale: float = 1.0,
+                 learn_scale: bool = False):
         super().__init__(n_in, n_classes, bias=not l1_constraint)
+        if not logit_scale > 0:
+            raise ValueError(f"logit_scale must be > 0, got {logit_scale}")
+        if not l1_constraint and (logit_scale != 1.0 or learn_scale):
+            raise ValueError("logit_scale applies to the L1-constrained classifier only")
         self.l1_constraint, self.backend = l1_constraint, backend
         self._last_input: torch.Tensor | None = None
+        log_scale = torch.tensor(math.log(logit_scale))
+        if learn_scale:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            # (not in the state dict: the model's config holds it, and older checkpoints load)
+            self.register_buffer("log_scale", log_scale, persistent=False)
+        self.scaled = l1_constraint and (learn_scale or logit_scale != 1.0)
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.log_scale.detach().exp())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.l1_constraint and self.training:
             self._last_input = x.detach()
-        return super().forward(x)
+        y = super().forward(x)
+        return y * self.log_scale.exp().to(y.dtype) if self.scaled else y
 
     @torch.no_grad()
     def project_(self) -> None:

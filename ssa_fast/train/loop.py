@@ -40,6 +40,10 @@ class TrainConfig:
     lr: float = 1e-4
     beta1: float = 0.9
     speaker_weight: float = 1.0  # lambda in CE(emotion) + lambda CE(speaker) [choice]
+    # "-r" models: the constrained classifier's logits times this (1: eq. 8 literally; see
+    # models.layers.Classifier and docs/experiments/E1); learned from this start if asked
+    logit_scale: float = 1.0
+    learn_logit_scale: bool = False
     pooling: str = "mean"  # utterance decision: mean of segment log-probs | "max" posterior
     select_by: str = "utterance"  # validation UAR used for model selection [choice]
     patience: int | None = None  # early stopping after this many epochs without improvement
@@ -68,6 +72,8 @@ class TrainConfig:
             raise ValueError(f"select_by must be 'utterance' or 'segment', got {self.select_by!r}")
         if self.bn_batches < 0:
             raise ValueError(f"bn_batches must be >= 0, got {self.bn_batches}")
+        if not self.logit_scale > 0:
+            raise ValueError(f"logit_scale must be > 0, got {self.logit_scale}")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -81,11 +87,14 @@ class TrainConfig:
 def build_model(cfg: TrainConfig, n_classes: int, n_speakers: int, segment_frames: int,
                 n_mels: int) -> torch.nn.Module:
     constrained = cfg.model.endswith("-r")
+    # the scale belongs to the constrained classifier; the other models ignore it
+    scale = dict(logit_scale=cfg.logit_scale, learn_logit_scale=cfg.learn_logit_scale) \
+        if constrained else {}
     if cfg.model.startswith("ssa"):
         return SSACRNN(n_classes, max(n_speakers, 2), cfg.preset, segment_frames=segment_frames,
-                       l1_constraint=constrained, n_mels=n_mels, backend=cfg.backend)
+                       l1_constraint=constrained, n_mels=n_mels, backend=cfg.backend, **scale)
     return ACRNN(n_classes, cfg.preset, l1_constraint=constrained, n_mels=n_mels,
-                 backend=cfg.backend)
+                 backend=cfg.backend, **scale)
 
 
 def _forward(model, x):
@@ -243,7 +252,7 @@ class _StatisticsTaken(Exception):
 
 LOG_COLUMNS = ("epoch", "train_loss", "segment_uar", "utterance_uar", "utterance_wa",
                "utterance_macro_f1", "loss", "speaker_accuracy", "test_segment_uar",
-               "test_utterance_uar")
+               "test_utterance_uar", "embedding_l1", "step_ratio", "logit_scale")
 
 
 def _write_metrics_log(history: list[dict], path: Path) -> None:
@@ -322,7 +331,8 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
     for epoch in range(start, cfg.epochs):
         sampler.set_epoch(epoch)
         model.train()
-        losses = []
+        losses, z_l1, step_ratio = [], [], []
+        clf = model.emotion_classifier
         # (disable=None: tqdm draws bars on a terminal only, so logs hold no escape codes)
         for batch in tqdm(sampler, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}",
                           unit="batch", leave=False, disable=None if progress else True):
@@ -333,7 +343,7 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
             x = train_segs.x[idx].to(cfg.device, non_blocking=True)
             y = train_segs.label[idx].to(cfg.device)
             with torch.autocast(x.device.type, torch.bfloat16, enabled=cfg.bf16):
-                emo, spk, _ = _forward(step_model, x)
+                emo, spk, details = _forward(step_model, x)
                 loss = F.cross_entropy(emo.float(), y, reduction="sum") * weight
                 if is_ssa:
                     s = train_segs.speaker[idx].to(cfg.device)
@@ -341,15 +351,24 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
                         spk.float(), s, reduction="sum")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            w0 = clf.weight.detach().clone()
             opt.step()
+            # how far one step moves the classifier, relative to its size (before the projection)
+            step_ratio.append((clf.weight.detach() - w0).abs().sum() / w0.abs().sum())
             model.project_()  # the L1 projection of the "-r" models (no-op otherwise)
             losses.append(loss.detach() / W)
+            z = details.z_em if isinstance(details, SSAOutput) else details[1]
+            z_l1.append(z.detach().float().abs().sum(dim=1).mean() / W)
         train_loss = dist.all_reduce_sum(torch.stack(losses).sum()).item() / len(losses)
+        # the classifier's mean input L1 norm ||z||_1 and the mean step / |W| of the epoch
+        diagnostics = dict(embedding_l1=dist.all_reduce_sum(torch.stack(z_l1).mean()).item(),
+                           step_ratio=torch.stack(step_ratio).mean().item(),
+                           logit_scale=clf.logit_scale if clf.l1_constraint else None)
         if cfg.bn_batches:  # the statistics of this epoch's weights (same batches, no RNG)
             recalibrate_batchnorm(model, train_segs, itertools.islice(sampler, cfg.bn_batches),
                                   cfg)
         metrics = evaluate(model, val_segs, cfg, n_classes)
-        metrics.update(epoch=epoch, train_loss=train_loss)
+        metrics.update(epoch=epoch, train_loss=train_loss, **diagnostics)
         if test_segs is not None:  # recorded only: selection never looks at it
             test = evaluate(model, test_segs, cfg, n_classes)
             metrics.update(test_segment_uar=test["segment_uar"],

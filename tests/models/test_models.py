@@ -161,3 +161,39 @@ def test_model_from_config_round_trip():
         again = model_from_config(m.config)
         again.load_state_dict(m.state_dict())  # same parameters, same shapes
         assert type(again) is type(m) and again.config == m.config
+
+
+def test_logit_scale_multiplies_the_constrained_logits_only():
+    torch.manual_seed(0)
+    literal = ACRNN(4, preset="small", l1_constraint=True).eval()
+    scaled = ACRNN(4, preset="small", l1_constraint=True, logit_scale=300.0).eval()
+    # the fixed scale is configuration, not state: the literal model's weights load as they are
+    scaled.load_state_dict(literal.state_dict())
+    x = torch.randn(3, 3, 300, 40)
+    torch.testing.assert_close(scaled(x), 300.0 * literal(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="L1-constrained"):
+        ACRNN(4, preset="small", logit_scale=10.0)
+    with pytest.raises(ValueError, match="> 0"):
+        ACRNN(4, preset="small", l1_constraint=True, logit_scale=0.0)
+    ssa = SSACRNN(4, 3, preset="small", logit_scale=30.0)
+    assert ssa.emotion_classifier.logit_scale == pytest.approx(30.0)
+    assert ssa.speaker.classifier.logit_scale == 1.0  # the speaker head is not constrained
+
+
+def test_learned_logit_scale_trains_and_round_trips():
+    from ssa_fast.models import model_from_config
+
+    m = ACRNN(4, preset="small", l1_constraint=True, logit_scale=20.0, learn_logit_scale=True)
+    assert [n for n, _ in m.named_parameters() if "scale" in n] == ["classifier.log_scale"]
+    m.train()
+    logits = m(torch.randn(4, 3, 300, 40))
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).backward()
+    assert m.classifier.log_scale.grad is not None and m.classifier.log_scale.grad != 0
+    with torch.no_grad():
+        m.classifier.log_scale.add_(0.5)
+    again = model_from_config(m.config)
+    again.load_state_dict(m.state_dict())
+    assert again.classifier.logit_scale == pytest.approx(20.0 * math.exp(0.5), rel=1e-5)
+    # a projection step leaves the scale alone and constrains W only
+    m.project_()
+    assert m.classifier.logit_scale == pytest.approx(20.0 * math.exp(0.5), rel=1e-5)

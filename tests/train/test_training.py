@@ -116,6 +116,31 @@ def test_evaluate_outputs_for_every_model(tiny, tmp_path):
         TrainConfig(model="cnn")
 
 
+def test_training_logs_the_classifier_diagnostics(tiny, tmp_path):
+    """metrics.csv holds ||z||_1, the step / |W| ratio and (constrained models) the logit scale,
+    whose value a learned scale changes and a fixed one keeps."""
+    trs, vas, _ = _fold(tiny)
+    for model, scale, learn in (("acrnn", 1.0, False), ("acrnn-r", 50.0, False),
+                                ("ssa-crnn-r", 50.0, True)):
+        cfg = replace(CFG, model=model, epochs=2, logit_scale=scale, learn_logit_scale=learn)
+        res = train(cfg, trs, vas, n_classes=4, n_speakers=2, out_dir=tmp_path / model,
+                    progress=False)
+        header, *rows = (tmp_path / model / "metrics.csv").read_text().splitlines()
+        cols = header.split(",")
+        assert len(rows) == 2 and {"embedding_l1", "step_ratio"} <= set(cols)
+        assert ("logit_scale" in cols) == model.endswith("-r")
+        for h in res["history"]:
+            assert h["embedding_l1"] > 0 and h["step_ratio"] > 0
+        if model.endswith("-r"):
+            logged = [float(r.split(",")[cols.index("logit_scale")]) for r in rows]
+            assert (logged[-1] != pytest.approx(scale, rel=1e-6)) == learn
+            best = load_checkpoint(tmp_path / model / "best.pt")
+            assert best["model_config"]["logit_scale"] == scale
+            assert best["model_config"]["learn_logit_scale"] == learn
+    with pytest.raises(ValueError, match="logit_scale"):
+        replace(CFG, logit_scale=-1.0)
+
+
 def test_cross_validation_and_reports(tiny, tmp_path):
     corpus, feats = tiny
     cfg = replace(CFG, epochs=1)

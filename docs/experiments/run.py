@@ -1,0 +1,207 @@
+"""The experiments of docs/experiments/README.md: each runs `ssa-fast cv` as a user would, once per
+(variant, seed), then `analyse` turns the results into the README's tables and figures.
+
+    python docs/experiments/run.py e1 --corpus C --work W       # mechanism (literal vs scaled)
+    python docs/experiments/run.py e3 --corpus C --work W       # the paper's lr 1e-4
+    python docs/experiments/run.py e2 --corpus L --work W       # headroom (a larger corpus)
+    python docs/experiments/run.py loso --corpus L --work W     # speaker-independent
+    python docs/experiments/run.py analyse --work W --out docs/experiments
+
+C is `ssa-fast synth --size small --out C` (the demo's corpus); L a larger one (README). Every
+run goes to W/<experiment>/<variant>/seed<s>/ and is reused by a rerun when it finished with the
+same settings (the cv fingerprint). Runs are sequential; --threads sets torch's threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+# (variant name, models, logit scale): one `ssa-fast cv` call per variant and seed. The scaled
+# variant's unconstrained models ignore the scale.
+SCALE = 300.0
+VARIANTS = {
+    "scaled": (["acrnn", "acrnn-r", "ssa-crnn", "ssa-crnn-r"], SCALE),
+    "literal": (["acrnn-r", "ssa-crnn-r"], 1.0),
+}
+EXPERIMENTS = {
+    # name: (variants, seeds, folds, protocol, extra cv options)
+    "e1": (["scaled", "literal"], [0, 1, 2], 3, "linguistic", ["--lr", "1e-3"]),
+    "e3": (["scaled"], [0], 3, "linguistic", ["--lr", "1e-4"]),
+    "e2": (["scaled", "literal"], [0], 3, "linguistic", ["--lr", "1e-3"]),
+    "loso": (["scaled"], [0], None, "loso", ["--lr", "1e-3"]),
+}
+NAMES = {"acrnn": "ACRNN", "acrnn-r": "ACRNN-r", "ssa-crnn": "SSA-CRNN",
+         "ssa-crnn-r": "SSA-CRNN-r"}
+
+
+def run(args) -> int:
+    variants, seeds, folds, protocol, extra = EXPERIMENTS[args.experiment]
+    if args.seeds:
+        seeds = args.seeds
+    if folds is None:  # loso: one fold per speaker
+        manifest = Path(args.corpus) / "manifest.csv"
+        speakers = {line.split(",")[1] for line in manifest.read_text().splitlines()[1:]}
+        folds = len(speakers)
+    for v in args.variants or variants:
+        models, scale = VARIANTS[v]
+        for s in seeds:
+            out = Path(args.work) / args.experiment / v / f"seed{s}"
+            cmd = ["ssa-fast", "cv", "synthetic", args.corpus, "--cache", args.cache
+                   or str(Path(args.work) / "cache"), "--out", str(out), "--models", *models,
+                   "--protocol", protocol, "--folds", str(folds), "--preset", "small",
+                   "--epochs", str(args.epochs), "--seed", str(s), "--logit-scale", str(scale),
+                   "--threads", str(args.threads), "--quiet", *extra]
+            print(" ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True)
+    return 0
+
+
+# ---- analysis ----------------------------------------------------------------------------------
+
+def t95(n: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1)) if n > 1 else math.nan
+
+
+def mean_ci(values) -> tuple[float, float]:
+    v = np.asarray(values, dtype=float)
+    return float(v.mean()), t95(v.size) * float(v.std(ddof=1)) / math.sqrt(v.size) \
+        if v.size > 1 else math.nan
+
+
+def load(work: Path, experiment: str, last_k: int) -> dict:
+    """{row name: {(seed, fold): {"best": ..., "last_k": ..., "history": [...]}}}."""
+    rows: dict[str, dict] = {}
+    for res in sorted((work / experiment).glob("*/seed*/results.json")):
+        variant, seed = res.parent.parent.name, int(res.parent.name[4:])
+        data = json.loads(res.read_text())
+        for model, folds in data["folds"].items():
+            name = NAMES[model] + (" (literal)" if variant == "literal" else "")
+            if variant == "scaled" and model.endswith("-r"):
+                name += f" (scale {data['config']['logit_scale']:g})"
+            for r in folds:
+                hist = r["history"]
+                rows.setdefault(name, {})[(seed, r["fold"])] = {
+                    "best": r["utterance_uar"], "best_epoch": r["best_epoch"] + 1,
+                    "last_k": float(np.mean([h["utterance_uar"] for h in hist[-last_k:]])),
+                    "history": hist}
+    return rows
+
+
+def table(rows: dict, pairs: list[tuple[str, str]], last_k: int) -> str:
+    lines = ["| model | runs | UAR, selected epoch | UAR, mean of last "
+             f"{last_k} epochs | selected epoch |", "|---|---:|---:|---:|---:|"]
+    for name, runs in rows.items():
+        b = mean_ci([r["best"] for r in runs.values()])
+        k = mean_ci([r["last_k"] for r in runs.values()])
+        e = np.mean([r["best_epoch"] for r in runs.values()])
+        lines.append(f"| {name} | {len(runs)} | {100 * b[0]:.1f} ± {100 * b[1]:.1f} | "
+                     f"{100 * k[0]:.1f} ± {100 * k[1]:.1f} | {e:.1f} |")
+    lines += ["", "Paired differences (same seed and fold; mean ± 95% CI, t over pairs; "
+              "percentage points):", "", "| difference | pairs | selected epoch | last "
+              f"{last_k} epochs | pairs > 0 |", "|---|---:|---:|---:|---:|"]
+    for a, b in pairs:
+        if a not in rows or b not in rows:
+            continue
+        keys = sorted(set(rows[a]) & set(rows[b]))
+        d = [rows[a][k]["best"] - rows[b][k]["best"] for k in keys]
+        dk = [rows[a][k]["last_k"] - rows[b][k]["last_k"] for k in keys]
+        m, h = mean_ci(d)
+        mk, hk = mean_ci(dk)
+        pos = sum(x > 0 for x in d)
+        lines.append(f"| {a} − {b} | {len(keys)} | {100 * m:+.1f} ± {100 * h:.1f} | "
+                     f"{100 * mk:+.1f} ± {100 * hk:.1f} | {pos}/{len(keys)} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [("utterance_uar", "validation UAR (utterance)"),
+            ("embedding_l1", "classifier input ‖z‖₁ (training mean)"),
+            ("step_ratio", "optimiser step / ‖W‖₁ (classifier)")]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for i, (name, runs) in enumerate(rows.items()):
+        colour = f"C{i}"
+        for ax, (key, label) in zip(axes, keys, strict=True):
+            curves = [[h.get(key) for h in r["history"]] for r in runs.values()]
+            if any(v is None for c in curves for v in c):
+                continue
+            n = min(len(c) for c in curves)
+            a = np.array([c[:n] for c in curves], dtype=float)
+            epochs = np.arange(1, n + 1)
+            ax.plot(epochs, a.mean(0), color=colour, label=name)
+            ax.fill_between(epochs, a.min(0), a.max(0), color=colour, alpha=0.12, lw=0)
+            ax.set_title(label)
+    axes[0].axhline(0.25, color="grey", ls=":", lw=1, label="chance")
+    axes[1].set_yscale("log")
+    axes[2].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+PAIRS = {
+    "e1": [("ACRNN-r (scale 300)", "ACRNN"), ("SSA-CRNN-r (scale 300)", "ACRNN-r (scale 300)"),
+           ("SSA-CRNN-r (scale 300)", "ACRNN"), ("SSA-CRNN-r (scale 300)", "SSA-CRNN"),
+           ("ACRNN-r (scale 300)", "ACRNN-r (literal)"),
+           ("SSA-CRNN-r (scale 300)", "SSA-CRNN-r (literal)")],
+}
+PAIRS["e2"] = PAIRS["e1"]
+PAIRS["e3"] = PAIRS["e1"][:4]
+PAIRS["loso"] = PAIRS["e1"][:4]
+
+
+def analyse(args) -> int:
+    work, out = Path(args.work), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for experiment in EXPERIMENTS:
+        rows = load(work, experiment, args.last_k)
+        if not rows:
+            continue
+        text = table(rows, PAIRS[experiment], args.last_k)
+        (out / f"{experiment}_table.md").write_text(text)
+        plot(rows, out / f"{experiment}_curves.png", f"{experiment.upper()}: mean over runs, "
+             "band = min..max")
+        print(f"## {experiment}\n\n{text}")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="experiment", required=True)
+    for name in EXPERIMENTS:
+        p = sub.add_parser(name)
+        p.add_argument("--corpus", required=True)
+        p.add_argument("--work", required=True)
+        p.add_argument("--cache", default=None)
+        p.add_argument("--epochs", type=int, default=15)
+        p.add_argument("--threads", type=int, default=2)
+        p.add_argument("--seeds", type=int, nargs="*", default=None)
+        p.add_argument("--variants", nargs="*", choices=sorted(VARIANTS), default=None)
+    p = sub.add_parser("analyse")
+    p.add_argument("--work", required=True)
+    p.add_argument("--out", default=str(Path(__file__).parent))
+    p.add_argument("--last-k", type=int, default=3)
+    args = ap.parse_args(argv)
+    return analyse(args) if args.experiment == "analyse" else run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
