@@ -16,7 +16,8 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from .models.registry import PAPER_MODELS, model_spec
 
 SR = 16000
 
@@ -246,12 +247,12 @@ def train_step_workload(model_name: str, preset: str, batch: int, device, *,
                         channels_last: bool = False, compile: bool = False,
                         backend: str | None = None, segment_frames: int = 300, n_mels: int = 40):
     """One step of ``model_name`` ("acrnn", "acrnn-r", "ssa-crnn", "ssa-crnn-r") as the training
-    loop (``ssa_fast.train.loop.train``) runs it: forward and losses under bf16 autocast when
-    ``bf16``, CE(emotion) (+ CE(speaker) for SSA-CRNN), backward, NAdam, L1 projection; with
-    ``compile`` the model is wrapped in torch.compile as the loop's ``--compile`` does. The loop
-    has the step inline, so it is restated here. Returns (fn, forward FLOPs per sample)."""
+    loop runs it: ``ssa_fast.train.loop.train_step`` (forward and losses under bf16 autocast
+    when ``bf16``, CE(emotion) (+ CE(speaker) for SSA-CRNN), backward, NAdam, L1 projection);
+    with ``compile`` the model is wrapped in torch.compile as the loop's ``--compile`` does.
+    Returns (fn, forward FLOPs per sample)."""
     from .models import forward_flops
-    from .train.loop import TrainConfig, _forward, build_model
+    from .train.loop import TrainConfig, _forward, build_model, train_step
 
     device = torch.device(device)
     cfg = TrainConfig(model=model_name, preset=preset, backend=backend)
@@ -276,17 +277,10 @@ def train_step_workload(model_name: str, preset: str, batch: int, device, *,
     model.train()
     opt = torch.optim.NAdam(model.parameters(), lr=1e-4)
 
+    speakers = s if model_spec(model_name).speaker_attentive else None
+
     def step():
-        with torch.autocast(**autocast):
-            emo, spk, _ = _forward(step_model, x)
-            loss = F.cross_entropy(emo.float(), e)
-            if spk is not None:
-                loss = loss + F.cross_entropy(spk.float(), s)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        model.project_()
-        return loss
+        return train_step(step_model, model, opt, x, e, speakers, bf16=bf16).loss
 
     return step, flops
 
@@ -327,7 +321,7 @@ def quick_bench(device: torch.device | str, *, ops=("logmel_delta", "ssa_attenti
             plan.append(("l1_project_", "K=4 n=128 N=40", impl, "reference",
                          lambda impl=impl: l1_workload(impl, 4, 128, 40, device)))
     if "train_step" in ops:
-        for m in ("acrnn", "acrnn-r", "ssa-crnn-r"):
+        for m in PAPER_MODELS:
             plan.append(("train step", f"{preset} B={batch}", m, None,
                          lambda m=m: train_step_workload(m, preset, batch, device)[0]))
     rows = []

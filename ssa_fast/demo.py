@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .models.registry import PAPER_MODELS as MODELS
+
 # Calibrated on the project's 2-core CPU machine (docs/notes/training_probe.md): the paper's lr
 # 1e-4 learns too slowly for a 10-minute demo.
 DEMO_CPU = {"size": "small", "preset": "small", "folds": 3, "epochs": 10, "lr": 1e-3,
             "threads": 2}
 DEMO_CUDA = {"size": "medium", "preset": "paper", "folds": 3, "epochs": 20, "lr": 1e-4,
              "threads": None}
-MODELS = ["acrnn", "acrnn-r", "ssa-crnn-r"]
 
 
 DEMO_SENTENCES = [

@@ -4,7 +4,9 @@ from .acrnn import ACRNN, SSACRNN, SSAOutput, model_from_config
 from .flops import forward_flops
 from .layers import Classifier, CRNNTrunk, FrameAttention, SelfSpeakerAttention
 from .presets import PRESETS, Preset, get_preset
+from .registry import MODEL_NAMES, MODELS, PAPER_MODELS, ModelSpec, display_name, model_spec
 
-__all__ = ["ACRNN", "PRESETS", "Classifier", "CRNNTrunk", "FrameAttention", "Preset",
-           "SSACRNN", "SSAOutput", "SelfSpeakerAttention", "forward_flops", "get_preset",
-           "model_from_config"]
+__all__ = ["ACRNN", "MODELS", "MODEL_NAMES", "PAPER_MODELS", "PRESETS", "Classifier",
+           "CRNNTrunk", "FrameAttention", "ModelSpec", "Preset", "SSACRNN", "SSAOutput",
+           "SelfSpeakerAttention", "display_name", "forward_flops", "get_preset",
+           "model_from_config", "model_spec"]

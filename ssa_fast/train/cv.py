@@ -33,7 +33,7 @@ from ..data.splits import (
     random_folds,
 )
 from ..errors import UserError
-from ..reports.experiment import DISPLAY_NAMES
+from ..models import display_name
 from .fingerprint import (
     corpus_identity,
     differences,
@@ -44,8 +44,6 @@ from .fingerprint import (
 )
 from .loop import TrainConfig, build_model, evaluate, load_checkpoint, train
 from .metrics import last_k_mean, mean_ci95
-
-MODEL_NAMES = DISPLAY_NAMES
 
 
 def make_folds(corpus: Corpus, protocol: str, k: int, seed: int = 0):
@@ -271,7 +269,8 @@ def fold_bundle(corpus: Corpus, norm: Normaliser, segment_frames: int,
 
 def run_summary(res: dict) -> dict:
     """A training result without the model and the per-segment outputs (JSON-ready)."""
-    return {k: v for k, v in res.items() if k not in ("model", "alpha_em", "alpha_sp", "z")}
+    per_segment = ("model", "alpha_em", "alpha_sp", "z", "predicted")
+    return {k: v for k, v in res.items() if k not in per_segment}
 
 
 def _train_run(cfg: TrainConfig, corpus: Corpus, fold_segs, split, fold: int, prov: dict,
@@ -351,7 +350,8 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
                     outputs = _outputs_of(run_dir / "best.pt", cfg_m, corpus, val_segs)
                 figures_data[m] = {"alpha_em": outputs["alpha_em"],
                                    "alpha_sp": outputs["alpha_sp"], "z": outputs["z"],
-                                   "labels": val_segs.label, "lengths": val_segs.lengths}
+                                   "labels": val_segs.label, "lengths": val_segs.lengths,
+                                   "predicted": outputs["predicted"]}
             results[m].append(summary)
             bar.update()
             if progress and dist.is_main() and not sys.stderr.isatty():  # a log: one line a run
@@ -366,7 +366,7 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
                         "models": list(models)},
            "reported_on": "test" if selection else "validation", "selection": selection,
            "last_k": last_k,
-           "summary": {m: summarise(results[m], selection > 0, last_k, MODEL_NAMES.get(m, m))
+           "summary": {m: summarise(results[m], selection > 0, last_k, display_name(m))
                        for m in models},
            "folds": results}
     out["fingerprint"] = fingerprint({"run": out["identity"], "folds": {

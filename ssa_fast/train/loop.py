@@ -15,6 +15,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -24,18 +25,18 @@ from .._atomic import save_torch, write_text
 from ..data.sampler import BalancedBatchSampler
 from ..data.segments import Segments
 from ..errors import UserError
-from ..models import ACRNN, SSACRNN, SSAOutput
+from ..models import MODEL_NAMES, SSACRNN, SSAOutput, model_spec
 from .fingerprint import differences, fingerprint
 from .metrics import confusion_matrix, scores
 
-MODELS = ("acrnn", "acrnn-r", "ssa-crnn", "ssa-crnn-r")
+MODELS = MODEL_NAMES  # (models/registry.py)
 
 
 @dataclass
 class TrainConfig:
     model: str = "ssa-crnn-r"  # one of MODELS
-    preset: str = "small"  # "paper" for the paper's sizes
-    epochs: int = 20
+    preset: str = "paper"  # the paper's sizes; "small" for CPU demos and tests
+    epochs: int = 30
     batch_size: int = 40  # emotionally balanced: batch_size / n_classes per class
     lr: float = 1e-4
     beta1: float = 0.9
@@ -86,15 +87,10 @@ class TrainConfig:
 
 def build_model(cfg: TrainConfig, n_classes: int, n_speakers: int, segment_frames: int,
                 n_mels: int) -> torch.nn.Module:
-    constrained = cfg.model.endswith("-r")
-    # the scale belongs to the constrained classifier; the other models ignore it
-    scale = dict(logit_scale=cfg.logit_scale, learn_logit_scale=cfg.learn_logit_scale) \
-        if constrained else {}
-    if cfg.model.startswith("ssa"):
-        return SSACRNN(n_classes, max(n_speakers, 2), cfg.preset, segment_frames=segment_frames,
-                       l1_constraint=constrained, n_mels=n_mels, backend=cfg.backend, **scale)
-    return ACRNN(n_classes, cfg.preset, l1_constraint=constrained, n_mels=n_mels,
-                 backend=cfg.backend, **scale)
+    return model_spec(cfg.model).build(
+        n_classes, n_speakers, preset=cfg.preset, segment_frames=segment_frames, n_mels=n_mels,
+        backend=cfg.backend, logit_scale=cfg.logit_scale,
+        learn_logit_scale=cfg.learn_logit_scale)
 
 
 def _forward(model, x):
@@ -107,6 +103,40 @@ def _forward(model, x):
         return out.emotion_logits, out.speaker_logits, out
     logits, alpha, z = model(x, return_details=True)
     return logits, None, (alpha, z)
+
+
+class StepResult(NamedTuple):
+    loss: torch.Tensor  # the step's loss (detached)
+    embedding_l1: torch.Tensor  # mean L1 norm of the classifier's input ||z||_1
+    step_ratio: torch.Tensor  # |W_after - W_before|_1 / |W_before|_1 of the classifier, before
+    #                           the projection: how far one step moves it, relative to its size
+
+
+def train_step(step_model, model, opt, x: torch.Tensor, y: torch.Tensor,
+               speakers: torch.Tensor | None = None, *, weight: float | None = None,
+               speaker_weight: float = 1.0, bf16: bool = False) -> StepResult:
+    """One optimiser step, as training runs it (and the benchmarks time it): forward under bf16
+    autocast when ``bf16``, weight x (sum of CE(emotion) + speaker_weight x CE(speaker) for
+    SSA-CRNN) over the batch, backward, the optimiser's step, the L1 projection of the "-r"
+    models. ``step_model`` is ``model`` or its DDP / torch.compile wrapper; ``weight`` defaults
+    to 1 / batch (the mean); under torchrun the loop passes world size / global batch, so that
+    DDP's gradient average is the global batch mean."""
+    weight = 1.0 / len(x) if weight is None else weight
+    clf = model.emotion_classifier
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):
+        emo, spk, details = _forward(step_model, x)
+        loss = F.cross_entropy(emo.float(), y, reduction="sum") * weight
+        if speakers is not None and spk is not None:
+            loss = loss + speaker_weight * weight * F.cross_entropy(spk.float(), speakers,
+                                                                    reduction="sum")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    w0 = clf.weight.detach().clone()
+    opt.step()
+    ratio = (clf.weight.detach() - w0).abs().sum() / w0.abs().sum()
+    model.project_()  # the L1 projection of the "-r" models (no-op otherwise)
+    z = details.z_em if isinstance(details, SSAOutput) else details[1]
+    return StepResult(loss.detach(), z.detach().float().abs().sum(dim=1).mean(), ratio)
 
 
 def utterance_probabilities(logp: torch.Tensor, utterance: torch.Tensor, n_utterances: int,
@@ -178,6 +208,7 @@ def evaluate(model, segs: Segments, cfg: TrainConfig, n_classes: int, *,
         out["alpha_em"] = gathered(alphas)
         out["alpha_sp"] = gathered(alphas_sp) if alphas_sp else None
         out["z"] = gathered(zs)
+        out["predicted"] = logp.argmax(1)  # each segment's predicted class
     return out
 
 
@@ -332,38 +363,26 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
         sampler.set_epoch(epoch)
         model.train()
         losses, z_l1, step_ratio = [], [], []
-        clf = model.emotion_classifier
         # (disable=None: tqdm draws bars on a terminal only, so logs hold no escape codes)
         for batch in tqdm(sampler, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}",
                           unit="batch", leave=False, disable=None if progress else True):
             # every rank draws the same balanced batch and trains on its slice; the sum over the
             # slice / global size x W makes DDP's gradient average the global batch mean
             idx = batch[rank::W]
-            weight = W / len(batch)
             x = train_segs.x[idx].to(cfg.device, non_blocking=True)
             y = train_segs.label[idx].to(cfg.device)
-            with torch.autocast(x.device.type, torch.bfloat16, enabled=cfg.bf16):
-                emo, spk, details = _forward(step_model, x)
-                loss = F.cross_entropy(emo.float(), y, reduction="sum") * weight
-                if is_ssa:
-                    s = train_segs.speaker[idx].to(cfg.device)
-                    loss = loss + cfg.speaker_weight * weight * F.cross_entropy(
-                        spk.float(), s, reduction="sum")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            w0 = clf.weight.detach().clone()
-            opt.step()
-            # how far one step moves the classifier, relative to its size (before the projection)
-            step_ratio.append((clf.weight.detach() - w0).abs().sum() / w0.abs().sum())
-            model.project_()  # the L1 projection of the "-r" models (no-op otherwise)
-            losses.append(loss.detach() / W)
-            z = details.z_em if isinstance(details, SSAOutput) else details[1]
-            z_l1.append(z.detach().float().abs().sum(dim=1).mean() / W)
+            s = train_segs.speaker[idx].to(cfg.device) if is_ssa else None
+            step = train_step(step_model, model, opt, x, y, s, weight=W / len(batch),
+                              speaker_weight=cfg.speaker_weight, bf16=cfg.bf16)
+            losses.append(step.loss / W)
+            z_l1.append(step.embedding_l1 / W)
+            step_ratio.append(step.step_ratio)
         train_loss = dist.all_reduce_sum(torch.stack(losses).sum()).item() / len(losses)
         # the classifier's mean input L1 norm ||z||_1 and the mean step / |W| of the epoch
         diagnostics = dict(embedding_l1=dist.all_reduce_sum(torch.stack(z_l1).mean()).item(),
                            step_ratio=torch.stack(step_ratio).mean().item(),
-                           logit_scale=clf.logit_scale if clf.l1_constraint else None)
+                           logit_scale=model.emotion_classifier.logit_scale
+                           if model.emotion_classifier.l1_constraint else None)
         if cfg.bn_batches:  # the statistics of this epoch's weights (same batches, no RNG)
             recalibrate_batchnorm(model, train_segs, itertools.islice(sampler, cfg.bn_batches),
                                   cfg)

@@ -1,0 +1,57 @@
+"""The models by name: the one place that says which models exist, how they are shown, what they
+need and how they are built. The command line, training, reports, the demo and the benchmarks
+all read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # the name on the command line and in files ("ssa-crnn-r")
+    display: str  # the name in tables and figures ("SSA-CRNN-r")
+    speaker_attentive: bool  # SSA-CRNN: needs a speaker for every utterance (its speaker loss)
+    constrained: bool  # the "-r" models: the L1 projection of eq. 8 after every step
+
+    def build(self, n_classes: int, n_speakers: int, *, preset="paper", segment_frames: int = 300,
+              n_mels: int = 40, backend: str | None = None, logit_scale: float = 1.0,
+              learn_logit_scale: bool = False) -> nn.Module:
+        """The model, untrained. ``logit_scale`` applies to the constrained models only (the
+        others ignore it)."""
+        from .acrnn import ACRNN, SSACRNN
+
+        scale = dict(logit_scale=logit_scale, learn_logit_scale=learn_logit_scale) \
+            if self.constrained else {}
+        if self.speaker_attentive:
+            return SSACRNN(n_classes, max(n_speakers, 2), preset, segment_frames=segment_frames,
+                           l1_constraint=self.constrained, n_mels=n_mels, backend=backend,
+                           **scale)
+        return ACRNN(n_classes, preset, l1_constraint=self.constrained, n_mels=n_mels,
+                     backend=backend, **scale)
+
+
+MODELS: dict[str, ModelSpec] = {s.name: s for s in (
+    ModelSpec("acrnn", "ACRNN", speaker_attentive=False, constrained=False),
+    ModelSpec("acrnn-r", "ACRNN-r", speaker_attentive=False, constrained=True),
+    ModelSpec("ssa-crnn", "SSA-CRNN", speaker_attentive=True, constrained=False),
+    ModelSpec("ssa-crnn-r", "SSA-CRNN-r", speaker_attentive=True, constrained=True),
+)}
+MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
+# the paper's Table 1 (what `cv` and the demo run unless told otherwise)
+PAPER_MODELS: tuple[str, ...] = ("acrnn", "acrnn-r", "ssa-crnn-r")
+
+
+def model_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"model must be one of {MODEL_NAMES}, got {name!r}") from None
+
+
+def display_name(name: str) -> str:
+    """The display name of a model name; other strings unchanged."""
+    spec = MODELS.get(name)
+    return spec.display if spec else name
