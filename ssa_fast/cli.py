@@ -409,6 +409,7 @@ def cmd_cv(args) -> int:
     from .train import cross_validate
 
     corpus, feats, device = _load_corpus(args)
+    _save_config(args)
     results = cross_validate(corpus, feats, args.models, _train_config(args, device), args.out,
                              protocol=args.protocol, k=args.folds,
                              normalisation=args.normalisation,
@@ -418,7 +419,7 @@ def cmd_cv(args) -> int:
                              selection=args.selection_split, last_k=args.last_k)
     if not is_main():
         return 0
-    paths = write_reports(results, Path(args.out) / "reports")
+    paths = write_reports(results, Path(args.out) / "reports", fmt=args.figure_format)
     _say(paths["table"].read_text())
     _say("reports: " + ", ".join(str(p) for p in paths.values()))
     return 0
@@ -432,6 +433,7 @@ def cmd_train(args) -> int:
     corpus, feats, device = _load_corpus(args)
     _check_corpus(args, corpus)  # again: unreadable audio files may have left the corpus
     cfg = _train_config(args, device, args.model)
+    _save_config(args)
     out = Path(args.out)
     if args.overwrite and is_main():  # the files of the run it replaces (see _check_args)
         for name in RUN_FILES:
@@ -444,7 +446,8 @@ def cmd_train(args) -> int:
                      on_epoch_end=None if args.quiet else _print_epoch)
     if not is_main():
         return 0
-    png = plot_history(res["history"], out / "training_curves.png", title=cfg.model)
+    png = plot_history(res["history"], out / "training_curves.png", title=cfg.model,
+                       best_epoch=res["best_epoch"], n_classes=len(corpus.classes))
     _say(f"selected epoch {res['best_epoch'] + 1}: validation UAR segment "
          f"{100 * res['segment_uar']:.2f} %, utterance {100 * res['utterance_uar']:.2f} %"
          + ("" if "test" not in res else f"; test UAR segment "
@@ -539,17 +542,21 @@ def _load_checkpoint(path: str, device: str = "cpu"):
         raise UserError(msg) from exc
 
 
-def _plot_attention_to(path: Path, pred, classes: list[str]) -> None:
-    """The attention curves of one file's Prediction, written (atomically) to ``path``."""
+def _plot_attention_to(path: Path, pred, clf) -> None:
+    """The attention curves of one file's Prediction, written (atomically) to ``path``: the
+    predicted class of each segment (no true label is known), seconds from the checkpoint."""
     import torch
 
     from .reports.experiment import plot_attention
 
-    data = {"ssa": {"alpha_em": torch.from_numpy(pred.attention["alpha_em"]),
-                    "alpha_sp": torch.from_numpy(pred.attention["alpha_sp"]),
-                    "labels": torch.tensor([classes.index(s.label) for s in pred.segments]),
-                    "lengths": torch.tensor([s.frames for s in pred.segments])}}
-    plot_attention(data, path.parent, classes, name=path.name)
+    classes = clf.classes
+    data = {clf.model_name: {
+        "alpha_em": torch.from_numpy(pred.attention["alpha_em"]),
+        "alpha_sp": torch.from_numpy(pred.attention["alpha_sp"]),
+        "predicted": torch.tensor([classes.index(s.label) for s in pred.segments]),
+        "lengths": torch.tensor([s.frames for s in pred.segments])}}
+    plot_attention(data, path.parent, classes, name=path.name,
+                   seconds_per_frame=clf.attention_frame_seconds, hop_seconds=clf.frame_seconds)
 
 
 def cmd_predict(args) -> int:
@@ -583,7 +590,7 @@ def cmd_predict(args) -> int:
                "segments": [s.label for s in pred.segments]}
         if plots:
             res["attention_plot"] = str(Path(args.attention_plot) / name)
-            _plot_attention_to(Path(res["attention_plot"]), pred, clf.classes)
+            _plot_attention_to(Path(res["attention_plot"]), pred, clf)
         results.append(res)
         if not args.json:
             top = ", ".join(f"{c} {p:.2f}" for c, p in res["probabilities"].items())
@@ -594,7 +601,6 @@ def cmd_predict(args) -> int:
     return status
 
 
-MODEL_CHOICES = ("acrnn", "acrnn-r", "ssa-crnn", "ssa-crnn-r")
 
 
 def _corpus_arguments(p: argparse.ArgumentParser, n_mels: bool = True) -> None:
@@ -646,32 +652,38 @@ def _protocol_options(p: argparse.ArgumentParser, from_checkpoint: bool = False)
 
 
 def _training_options(p: argparse.ArgumentParser) -> None:
+    from .models import PRESETS
+    from .train import TrainConfig
+
+    d = TrainConfig()  # the defaults of the Python API, stated once there
     g = p.add_argument_group("training (design.md section 7 defaults)")
-    g.add_argument("--preset", choices=("paper", "small"), default="paper")
-    g.add_argument("--epochs", type=_COUNT, default=30)
-    g.add_argument("--batch-size", type=_COUNT, default=40,
+    g.add_argument("--preset", choices=sorted(PRESETS), default=d.preset)
+    g.add_argument("--epochs", type=_COUNT, default=d.epochs)
+    g.add_argument("--batch-size", type=_COUNT, default=d.batch_size,
                    help="a multiple of the number of classes (balanced batches)")
-    g.add_argument("--lr", type=_POSITIVE, default=1e-4)
-    g.add_argument("--speaker-weight", type=_float_above(0.0, inclusive=True), default=1.0,
+    g.add_argument("--lr", type=_POSITIVE, default=d.lr)
+    g.add_argument("--speaker-weight", type=_float_above(0.0, inclusive=True),
+                   default=d.speaker_weight,
                    help="lambda of the speaker loss (SSA-CRNN)")
-    g.add_argument("--logit-scale", type=_POSITIVE, default=1.0, metavar="S",
+    g.add_argument("--logit-scale", type=_POSITIVE, default=d.logit_scale, metavar="S",
                    help="the '-r' models: multiply the L1-constrained classifier's logits by S "
                         "(1: the paper's eq. 8 literally, whose logits stay within ~1/K; see "
                         "docs/experiments)")
     g.add_argument("--learn-logit-scale", action="store_true",
                    help="learn the logit scale, starting from --logit-scale")
-    g.add_argument("--patience", type=_COUNT, default=None, help="early stopping (epochs)")
-    g.add_argument("--pooling", choices=("mean", "max"), default="mean",
+    g.add_argument("--patience", type=_COUNT, default=d.patience,
+                   help="early stopping (epochs)")
+    g.add_argument("--pooling", choices=("mean", "max"), default=d.pooling,
                    help="utterance decision: mean of segment log-probs or max posterior")
     g.add_argument("--normalisation", choices=("speaker", "global", "utterance"),
                    default=None, help="default: speaker, or utterance when some utterances "
                                       "have no speaker")
     g.add_argument("--segment-frames", type=_COUNT, default=300)
     g.add_argument("--train-hop", type=_COUNT, default=None, help="overlapping training segments")
-    g.add_argument("--bn-batches", type=_NATURAL, default=5,
+    g.add_argument("--bn-batches", type=_NATURAL, default=d.bn_batches,
                    help="before every validation, re-estimate the BatchNorm statistics on this "
                         "many training batches (at most one epoch's); 0: keep the running "
-                        "averages (default 5)")
+                        "averages")
     g.add_argument("--selection-split", type=_fraction, default=0.0, metavar="FRACTION",
                    help="hold out this fraction of each fold's training utterances (its "
                         "phrases for the linguistic protocol) to select the epoch; the fold's "
@@ -687,10 +699,13 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                         "compile time; each LSTM runs eagerly between compiled graphs)")
     g.add_argument("--deterministic", action="store_true",
                    help="deterministic CUDA algorithms (reproducible GPU runs; slower)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=d.seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .models.registry import MODEL_NAMES, PAPER_MODELS
+    from .train import TrainConfig
+
     parser = _Parser(
         prog="ssa-fast", description="Speaker-attentive speech emotion recognition (SSA-CRNN).")
     from . import __version__
@@ -732,14 +747,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "says which number it shows.")
     _corpus_arguments(p)
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--models", nargs="+", default=["acrnn", "acrnn-r", "ssa-crnn-r"],
-                   choices=MODEL_CHOICES)
+    p.add_argument("--models", nargs="+", default=list(PAPER_MODELS), choices=MODEL_NAMES)
     _protocol_options(p)
     _training_options(p)
     p.add_argument("--restart", action="store_true",
                    help="recompute every fold, even those finished with the same settings")
     p.add_argument("--last-k", type=_COUNT, default=3,
                    help="the table's mean over the last K epochs (default 3)")
+    p.add_argument("--figure-format", choices=("png", "pdf", "svg"), default="png",
+                   help="the figures of reports/ (PDF and SVG are vector graphics)")
     p.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("train", help="train one model on one fold of a corpus",
@@ -751,7 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "OUT/result.json and OUT/training_curves.png.")
     _corpus_arguments(p)
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--model", default="ssa-crnn-r", choices=MODEL_CHOICES)
+    p.add_argument("--model", default=TrainConfig.model, choices=MODEL_NAMES)
     _protocol_options(p)
     p.add_argument("--fold", type=_NATURAL, default=0, help="which fold validates (default 0)")
     _training_options(p)
@@ -852,10 +868,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the corpus size")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
-    for p in sub.choices.values():
+    for name, p in sub.choices.items():
         p.add_argument("--debug", action="store_true",
                        help="show the traceback of an error (otherwise one line, status 2)")
+        if name in ("train", "cv"):
+            p.add_argument("--config", metavar="FILE",
+                           help="options from a JSON, YAML or TOML file (names as on this "
+                                "command line, or a run's config.json); options typed here "
+                                "win. The resolved options are saved to OUT/config.json")
+    _show_defaults(parser)
     return parser
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option's help ends with its default (unless it says it already or has none)."""
+    from .config_file import subparser
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices:
+                _show_defaults(subparser(parser, command))
+            continue
+        d = action.default
+        if (not action.option_strings or d is None or d is False or d == argparse.SUPPRESS
+                or action.help == argparse.SUPPRESS or "default" in (action.help or "")):
+            continue
+        shown = " ".join(map(str, d)) if isinstance(d, list | tuple) else "%(default)s"
+        action.help = f"{action.help} (default: {shown})" if action.help else \
+            f"default: {shown}"
+
+
+def _save_config(args) -> None:
+    """OUT/config.json of a train or cv run: every resolved option (``--config`` reads it)."""
+    from ._atomic import write_json
+    from .distributed import is_main
+
+    if is_main() and getattr(args, "resolved_config", None):
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", args.resolved_config, indent=1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -864,9 +915,20 @@ def main(argv: list[str] | None = None) -> int:
     anything else is a bug and keeps its traceback. ``--debug`` shows every traceback.
     Ctrl-C ends with one line and status 130 (what was written so far is complete: every file
     is written atomically, and ``--resume`` / a rerun of ``cv`` continues)."""
-    args = build_parser().parse_args(argv)
+    from . import config_file
+
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        expanded = config_file.expand(parser, argv)
+    except UserError as exc:
+        print(f"ssa-fast: error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    args = parser.parse_args(expanded)
     if getattr(args, "protocol", "") is None:
         args.protocol = "linguistic" if args.corpus in ("atthack", "synthetic") else "random"
+    if args.command in ("train", "cv"):
+        args.resolved_config = config_file.resolved(args, parser, argv)
     prog = f"ssa-fast {args.command}"
     try:
         with warnings.catch_warnings():

@@ -80,13 +80,28 @@ class EmotionClassifier:
     def is_ssa(self) -> bool:
         return self._tm.is_ssa
 
+    @property
+    def model_name(self) -> str:
+        """The model it is: "acrnn", "acrnn-r", "ssa-crnn" or "ssa-crnn-r"."""
+        return str(self._tm.config.get("model", "ssa-crnn-r" if self.is_ssa else "acrnn"))
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds per feature frame (the hop)."""
+        return self._tm.feature_params.get("hop_length", 160) / self.sample_rate
+
+    @property
+    def attention_frame_seconds(self) -> float:
+        """Seconds per attention weight (a feature frame times the model's time pooling)."""
+        return self.frame_seconds * self._tm.model.preset.pool[0]
+
     def _known(self, speaker: str | None) -> str | None:
         return speaker if speaker in self._tm.normaliser.stats else None
 
     def _prediction(self, logp: torch.Tensor, lengths: Sequence[int], probs: torch.Tensor,
                     speaker: str | None, attention: dict | None) -> Prediction:
         classes = self._tm.classes
-        hop_s = self._tm.feature_params.get("hop_length", 160) / self.sample_rate
+        hop_s = self.frame_seconds
         segments, start = [], 0
         for lp, n in zip(logp, lengths, strict=True):
             p = lp.exp()

@@ -90,11 +90,17 @@ def test_train_evaluate_predict_commands(tmp_path):
                 "--quiet").returncode == 0
     common = ["--folds", "2", "--cache", str(tmp_path / "cache"), "--quiet"]
     run = tmp_path / "run"
-    proc = _cli("train", "synthetic", str(corpus), "--out", str(run), "--model", "ssa-crnn-r",
-                "--fold", "1", "--preset", "small", "--epochs", "2", "--batch-size", "8",
-                "--lr", "1e-3", "--segment-frames", "100", *common)
+    # the training options from a YAML file, one of them overridden on the command line
+    (tmp_path / "run.yaml").write_text("model: ssa-crnn-r\nfold: 1\npreset: small\nepochs: 5\n"
+                                       "batch-size: 8\nlr: 1.0e-3\nsegment_frames: 100\n")
+    proc = _cli("train", "synthetic", str(corpus), "--out", str(run), "--config",
+                str(tmp_path / "run.yaml"), "--epochs", "2", *common)
     assert proc.returncode == 0, proc.stderr
     assert "selected epoch" in proc.stdout
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["options"]["epochs"] == 2 and saved["options"]["preset"] == "small"
+    assert saved["options"]["lr"] == 1e-3 and saved["options"]["fold"] == 1
+    assert saved["command"] == "train" and saved["corpus"] == "synthetic"
 
     result = json.loads((run / "result.json").read_text())
     assert len(result["history"]) == 2

@@ -53,12 +53,13 @@ def run(args) -> int:
         models, scale = VARIANTS[v]
         for s in seeds:
             out = Path(args.work) / args.experiment / v / f"seed{s}"
-            cmd = ["ssa-fast", "cv", "synthetic", args.corpus, "--cache", args.cache
-                   or str(Path(args.work) / "cache"), "--out", str(out), "--models", *models,
+            cache = args.cache or str(Path(args.work) / "cache")
+            cmd = [sys.executable, "-m", "ssa_fast.cli", "cv", "synthetic", args.corpus,
+                   "--cache", cache, "--out", str(out), "--models", *models,
                    "--protocol", protocol, "--folds", str(folds), "--preset", "small",
                    "--epochs", str(args.epochs), "--seed", str(s), "--logit-scale", str(scale),
                    "--threads", str(args.threads), "--quiet", *extra]
-            print(" ".join(cmd), flush=True)
+            print("ssa-fast", " ".join(cmd[3:]), flush=True)
             subprocess.run(cmd, check=True)
     return 0
 

@@ -22,8 +22,8 @@ for f, (tr, va) in enumerate(folds):
     tm = load_trained(out / "cv" / "ssa-crnn-r" / f"fold{f:02d}" / "best.pt")
     trained = segment_outputs(tm, val)["alpha_sp"].sum(1)
     torch.manual_seed(0)
-    tm.model = build_model(TrainConfig(model="ssa-crnn-r"), 4, len(corpus.speakers), 300,
-                           40).eval()
+    cfg = TrainConfig(model="ssa-crnn-r", preset="small")
+    tm.model = build_model(cfg, 4, len(corpus.speakers), 300, 40).eval()
     init = segment_outputs(tm, val)["alpha_sp"].sum(1)
     print(f"fold {f}: alpha_sp mass, trained: mean {trained.mean():.2e}, max "
           f"{trained.max():.2e}; untrained: mean {init.mean():.3f}")

@@ -24,6 +24,7 @@ for model in ["acrnn", "acrnn-r", "ssa-crnn-r"]:
         print(model, epoch, round(metrics["utterance_uar"], 3), round(metrics["train_loss"], 3),
               f"{time.time() - start:.0f}s", flush=True)
 
-    train(TrainConfig(model=model, epochs=12, lr=1e-3), train_segs, val_segs, n_classes=4,
+    cfg = TrainConfig(model=model, preset="small", epochs=12, lr=1e-3)
+    train(cfg, train_segs, val_segs, n_classes=4,
           n_speakers=len(corpus.speakers), out_dir=f"/tmp/probe_{model}", progress=False,
           on_epoch_end=report)

@@ -1,7 +1,8 @@
 """Reports of a cross-validation run: the Table-1-style table (Markdown, CSV), normalised
 confusion matrices (Figure 4), attention curves of a sample (Figure 3), t-SNE of the emotion
-embeddings (Figure 5) and training curves. Every file is written atomically; figures a run does
-not produce are removed, so the folder never shows figures of an earlier run."""
+embeddings (Figure 5) and training curves. Figures are PNG (PNG_DPI), PDF or SVG (vector).
+Every file is written atomically; figures a run does not produce are removed, so the folder
+never shows figures of an earlier run."""
 
 from __future__ import annotations
 
@@ -12,9 +13,18 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import save_figure, write_text
+from ..models.registry import MODELS
 
-DISPLAY_NAMES = {"acrnn": "ACRNN", "acrnn-r": "ACRNN-r", "ssa-crnn": "SSA-CRNN",
-                 "ssa-crnn-r": "SSA-CRNN-r"}
+FORMATS = ("png", "pdf", "svg")  # figure formats; PDF and SVG are vector graphics
+PNG_DPI = 200
+FIGURES = ("confusion_matrices", "training_curves", "tsne", "attention")
+# the time axis of the attention curves: the features' defaults (features.logmel) and the time
+# pooling of the model presets (models.presets: pool (2, 2) in both)
+SAMPLE_RATE = 16000  # Hz
+HOP_LENGTH = 160  # samples between feature frames
+TIME_POOL = 2  # feature frames per attention frame
+HOP_SECONDS = HOP_LENGTH / SAMPLE_RATE  # 10 ms per feature frame
+SECONDS_PER_FRAME = HOP_SECONDS * TIME_POOL  # 20 ms per attention frame
 
 
 def _plt():
@@ -76,136 +86,394 @@ def write_table(results: dict, out_dir: Path) -> str:
     return md
 
 
-def plot_confusions(results: dict, out_dir: Path) -> Path:
+# ---------------------------------------------------------------------------------- figures
+
+
+def figure_path(out_dir: str | Path, name: str, fmt: str = "png") -> Path:
+    """``out_dir / <name>.<fmt>``; a figure suffix already on ``name`` is replaced."""
+    if fmt not in FORMATS:
+        raise ValueError(f"figure format must be one of {FORMATS}, got {fmt!r}")
+    stem = name[:-len(Path(name).suffix)] if Path(name).suffix[1:] in FORMATS else name
+    return Path(out_dir) / f"{stem}.{fmt}"
+
+
+def _style():
+    """Font sizes for print; TrueType fonts in PDF (no Type 3, which
+    publishers refuse) and text as paths in SVG."""
+    import matplotlib
+
+    return matplotlib.rc_context({
+        "font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8,
+        "xtick.labelsize": 8, "ytick.labelsize": 8, "figure.titlesize": 10,
+        "pdf.fonttype": 42, "svg.fonttype": "path", "svg.hashsalt": "ssa-fast"})
+
+
+def _save(fig, path: Path) -> Path:
+    """Write ``fig`` atomically (PNG at PNG_DPI, PDF and SVG as vector graphics, without a
+    creation date so that the same figure gives the same file) and close it."""
+    fmt = path.suffix[1:]
+    meta = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}.get(fmt)
+    try:
+        save_figure(path, fig, dpi=PNG_DPI, **({} if meta is None else {"metadata": meta}))
+    finally:
+        _plt().close(fig)
+    return path
+
+
+def _name(model: str, fallback: str | None = None) -> str:
+    return MODELS[model].display if model in MODELS else (fallback or model)
+
+
+def epoch_ticks(n_epochs: int) -> list[int]:
+    """Integer tick positions for epochs 1 .. n_epochs (1 always among them)."""
+    from matplotlib.ticker import MaxNLocator
+
+    n = max(1, int(n_epochs))
+    inside = {int(t) for t in MaxNLocator(nbins=6, integer=True).tick_values(1, n)
+              if 1 <= t <= n}
+    ticks = sorted(inside | {1})
+    if len(ticks) > 2 and ticks[1] - 1 < (ticks[2] - ticks[1]) / 2:  # 1 crowding the next
+        ticks.pop(1)
+    return ticks
+
+
+def _epoch_axis(ax, n_epochs: int) -> None:
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    ax.xaxis.set_major_locator(FixedLocator(epoch_ticks(n_epochs)))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(0.6, max(1, n_epochs) + 0.4)
+    ax.set_xlabel("epoch")
+
+
+def _selected(history: list[dict], key: str) -> int:
+    """0-based epoch of the best ``key`` (the first of equals), as training selects it."""
+    values = [h[key] for h in history]
+    return history[int(np.argmax(values))]["epoch"]
+
+
+def fold_curves(folds: list[dict], key: str = "utterance_uar") -> dict:
+    """What a training-curve panel shows of one model: ``folds`` [(epochs, values)], epochs
+    counted from 1 and values in %; ``mean`` (epochs, mean over the folds that ran that epoch);
+    ``selected`` [(epoch, value)] of each fold's selected epoch (its ``best_epoch``)."""
+    curves, selected, by_epoch = [], [], {}
+    for fold in folds:
+        h = fold["history"]
+        epochs = [int(e["epoch"]) + 1 for e in h]
+        values = [100 * e[key] for e in h]
+        curves.append((epochs, values))
+        for e, v in zip(epochs, values, strict=True):
+            by_epoch.setdefault(e, []).append(v)
+        best = fold.get("best_epoch")
+        best = _selected(h, key) if best is None or best < 0 else int(best)
+        if best + 1 in epochs:
+            selected.append((best + 1, values[epochs.index(best + 1)]))
+    mean_epochs = sorted(by_epoch)
+    mean = (mean_epochs, [float(np.mean(by_epoch[e])) for e in mean_epochs])
+    return {"folds": curves, "mean": mean, "selected": selected}
+
+
+def _chance_line(ax, n_classes: int):
+    return ax.axhline(100 / n_classes, ls=":", lw=1, color="0.35", zorder=1)
+
+
+def training_curves_figure(results: dict):
+    """The figure of :func:`plot_training_curves` (one panel per model)."""
+    from matplotlib.lines import Line2D
+
+    plt = _plt()
+    models = list(results["folds"])
+    n_classes = len(results["classes"])
+    fig, axes = plt.subplots(1, len(models), figsize=(2.9 * len(models) + 0.6, 2.9),
+                             sharey=True, squeeze=False, layout="constrained")
+    n_epochs = 1
+    for i, (ax, m) in enumerate(zip(axes[0], models, strict=True)):
+        data = fold_curves(results["folds"][m])
+        color = f"C{i}"
+        for epochs, values in data["folds"]:
+            ax.plot(epochs, values, color=color, lw=0.8, alpha=0.45)
+            n_epochs = max(n_epochs, max(epochs, default=1))
+        ax.plot(*data["mean"], color=color, lw=2.2,
+                marker="o" if len(data["mean"][0]) == 1 else None, ms=4)  # one epoch: a dot
+        if data["selected"]:
+            ax.plot(*zip(*data["selected"], strict=True), ls="none", marker="o", ms=5,
+                    mfc="white", mec=color, mew=1.4, zorder=3)
+        _chance_line(ax, n_classes)
+        ax.set_title(_name(m, results.get("summary", {}).get(m, {}).get("name")))
+        ax.grid(axis="y", lw=0.4, alpha=0.5)
+    for ax in axes[0]:
+        _epoch_axis(ax, n_epochs)
+    k = max(len(f) for f in results["folds"].values())
+    axes[0][0].set_ylabel("validation UAR, utterance (%)")
+    handles = [Line2D([], [], color="0.3", lw=0.8, alpha=0.6, label=f"each fold ({k})"),
+               Line2D([], [], color="0.3", lw=2.2, label="mean over folds"),
+               Line2D([], [], ls="none", marker="o", ms=5, mfc="white", mec="0.3", mew=1.4,
+                      label="selected epoch"),
+               Line2D([], [], ls=":", lw=1, color="0.35",
+                      label=f"chance (1/{n_classes} = {100 / n_classes:.0f} %)")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False)
+    return fig
+
+
+def plot_training_curves(results: dict, out_dir: Path, *, fmt: str = "png") -> Path:
+    """Validation UAR per epoch of every fold (thin), their mean (bold), each fold's selected
+    epoch (circle) and chance level (dotted), one panel per model:
+    ``out_dir / training_curves.<fmt>``."""
+    path = figure_path(out_dir, "training_curves", fmt)
+    with _style():
+        return _save(training_curves_figure(results), path)
+
+
+def history_figure(history: list[dict], title: str = "", *, best_epoch: int | None = None,
+                   n_classes: int | None = None):
+    """The figure of :func:`plot_history`."""
+    plt = _plt()
+    epochs = [int(e["epoch"]) + 1 for e in history]
+    n_epochs = max(epochs, default=1)
+    if best_epoch is None or best_epoch < 0:
+        best_epoch = _selected(history, "utterance_uar") if history else None
+    if n_classes is None and history and history[0].get("utterance_recall") is not None:
+        n_classes = len(history[0]["utterance_recall"])
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 2.8), layout="constrained")
+    a1.plot(epochs, [e["train_loss"] for e in history], marker=".", color="0.25")
+    a1.set_ylabel("training loss (cross-entropy)")
+    curves = [("segment_uar", "validation, segment", "C0", "-"),
+              ("utterance_uar", "validation, utterance", "C1", "-"),
+              ("test_segment_uar", "test, segment", "C0", "--"),
+              ("test_utterance_uar", "test, utterance", "C1", "--")]
+    for key, label, color, ls in curves:
+        if any(e.get(key) is not None for e in history):
+            a2.plot(epochs, [np.nan if e.get(key) is None else 100 * e[key] for e in history],
+                    marker=".", color=color, ls=ls, label=label)
+    if best_epoch is not None and best_epoch + 1 in epochs:
+        e = epochs.index(best_epoch + 1)
+        a2.plot(best_epoch + 1, 100 * history[e]["utterance_uar"], ls="none", marker="o",
+                ms=7, mfc="none", mec="black", mew=1.2, label="selected epoch")
+    if n_classes:
+        _chance_line(a2, n_classes).set_label(f"chance (1/{n_classes})")
+    a2.set_ylabel("UAR (%)")
+    a2.legend(loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    for ax in (a1, a2):
+        _epoch_axis(ax, n_epochs)
+        ax.grid(axis="y", lw=0.4, alpha=0.5)
+    if title:
+        fig.suptitle(_name(title))
+    return fig
+
+
+def plot_history(history: list[dict], path: str | Path, title: str = "", *, fmt: str = "png",
+                 best_epoch: int | None = None, n_classes: int | None = None) -> Path:
+    """One training run: training loss and UAR (segment, utterance; test ones when recorded)
+    per epoch, written to ``path`` with the suffix ``.<fmt>``. ``title``: a model id is shown
+    by its display name. ``best_epoch`` (0-based, the run's ``best_epoch``) is marked; without
+    it, the epoch of the best validation utterance UAR (the default selection). The chance
+    line's 1 / ``n_classes`` defaults to the number of per-class recalls in the history."""
+    path = Path(path)
+    path = figure_path(path.parent, path.name, fmt)
+    with _style():
+        return _save(history_figure(history, title, best_epoch=best_epoch,
+                                    n_classes=n_classes), path)
+
+
+def confusions_figure(results: dict):
+    """The figure of :func:`plot_confusions`."""
     from ..train.metrics import normalised
 
     plt = _plt()
     s = results["summary"]
     classes = results["classes"]
-    fig, axes = plt.subplots(1, len(s), figsize=(3.6 * len(s), 3.4), constrained_layout=True,
-                             squeeze=False)
-    for ax, v in zip(axes[0], s.values(), strict=True):
+    long_names = max(map(len, classes)) > 4
+    size = 1.1 + 0.42 * len(classes) + (0.3 if long_names else 0)
+    fig, axes = plt.subplots(1, len(s), figsize=(size * len(s) + 0.8, size + 0.4),
+                             layout="constrained", squeeze=False)
+    image = None
+    for ax, (m, v) in zip(axes[0], s.items(), strict=True):
         cm = normalised(np.asarray(v["utterance_cm"]))
-        ax.imshow(cm, vmin=0, vmax=1, cmap="Blues")
+        image = ax.imshow(cm, vmin=0, vmax=1, cmap="Blues")
         for i in range(len(classes)):
             for j in range(len(classes)):
-                ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center",
-                        color="white" if cm[i, j] > 0.5 else "black", fontsize=8)
-        ax.set_xticks(range(len(classes)), classes)
+                ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if cm[i, j] > 0.5 else "black")
+        ax.set_xticks(range(len(classes)), classes, rotation=45 if long_names else 0,
+                      ha="right" if long_names else "center")
         ax.set_yticks(range(len(classes)), classes)
-        ax.set_xlabel("predicted")
-        ax.set_title(f"{v['name']}\nUAR {_fmt(v['utterance_uar'])}%", fontsize=9)
-    axes[0][0].set_ylabel("true")
-    path = out_dir / "confusion_matrices.png"
-    save_figure(path, fig, dpi=120)
-    plt.close(fig)
-    return path
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(f"{_name(m, v.get('name'))}\nUAR {_fmt(v['utterance_uar'])} %")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="fraction of the true class")
+    return fig
 
 
-def plot_attention(figures_data: dict, out_dir: Path, classes: list[str],
-                   name: str = "attention.png") -> Path | None:
-    """alpha_em and alpha_sp over the frames of one full-length validation segment, written
-    (atomically) to ``out_dir / name``."""
+def plot_confusions(results: dict, out_dir: Path, *, fmt: str = "png") -> Path:
+    """Utterance-level confusion matrices summed over the folds, rows normalised (Figure 4):
+    ``out_dir / confusion_matrices.<fmt>``."""
+    path = figure_path(out_dir, "confusion_matrices", fmt)
+    with _style():
+        return _save(confusions_figure(results), path)
+
+
+def _fold_text(fold: int | None, n_folds: int | None) -> str:
+    if fold is None:
+        return ""
+    return f"fold {fold + 1}" + ("" if n_folds is None else f" of {n_folds}")
+
+
+def attention_segment(d: dict) -> int:
+    """The segment an attention figure shows: the first of the longest ones."""
+    lengths = d.get("lengths")
+    if lengths is None:
+        return 0
+    return int(np.argmax(np.asarray(lengths)))
+
+
+def attention_figure(figures_data: dict, classes: list[str], *, fold: int | None = None,
+                     n_folds: int | None = None, seconds_per_frame: float = SECONDS_PER_FRAME,
+                     hop_seconds: float = HOP_SECONDS):
+    """The figure of :func:`plot_attention`, or None without an SSA model."""
     ssa = [m for m, d in figures_data.items() if d.get("alpha_sp") is not None]
     if not ssa:
         return None
-    d = figures_data[ssa[-1]]
-    full = np.flatnonzero(d["lengths"].numpy() == d["lengths"].max().item())
-    i = int(full[0]) if len(full) else 0
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 3), constrained_layout=True)
-    a_em, a_sp = d["alpha_em"][i].numpy(), d["alpha_sp"][i].numpy()
-    t = np.arange(len(a_em)) * 0.02  # pooled frames of 20 ms
-    ax.plot(t, a_em, label=f"alpha_em (sum {a_em.sum():.2f})")
-    ax.plot(t, a_sp, label=f"alpha_sp (sum {a_sp.sum():.2f})")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("attention weight")
-    ax.set_title(f"SSA attention of a validation segment (true: {classes[int(d['labels'][i])]})")
-    ax.legend()
-    path = Path(out_dir) / name
-    save_figure(path, fig, dpi=120)
-    plt.close(fig)
-    return path
+    i = attention_segment(figures_data[ssa[-1]])
+    fig, axes = plt.subplots(len(ssa), 1, figsize=(7, 0.4 + 2.2 * len(ssa)), sharex=True,
+                             squeeze=False, layout="constrained")
+    where = _fold_text(fold, n_folds)
+    for ax, m in zip(axes[:, 0], ssa, strict=True):
+        d = figures_data[m]
+        a_em, a_sp = np.asarray(d["alpha_em"][i]), np.asarray(d["alpha_sp"][i])
+        n = len(a_em)
+        end = n * seconds_per_frame
+        if d.get("lengths") is None:
+            valid, speech = n, end
+        else:  # valid feature frames -> attention frames holding any of them
+            speech = min(end, int(np.asarray(d["lengths"])[i]) * hop_seconds)
+            valid = min(n, int(np.ceil(speech / seconds_per_frame - 1e-6)))
+        t = (np.arange(valid) + 0.5) * seconds_per_frame  # the centre of each attention frame
+        ax.plot(t, a_em[:valid], color="C0", lw=1.2,
+                label=r"$\alpha_{\mathrm{em}}$ (emotion)")
+        ax.plot(t, a_sp[:valid], color="C3", lw=1.2, label=r"$\alpha_{\mathrm{sp}}$ (speaker)")
+        if speech < end:
+            ax.axvspan(speech, end, color="0.88", lw=0,
+                       label="zero padding (not drawn)")
+        ax.set_xlim(0, end)
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("attention weight")
+        what = []
+        if d.get("labels") is not None:
+            what.append(f"true: {classes[int(d['labels'][i])]}")
+        if d.get("predicted") is not None:
+            what.append(f"predicted: {classes[int(d['predicted'][i])]}")
+        head = f"{_name(m)}, {where}" if where else _name(m)
+        seg = "validation segment" if where else "segment"
+        ax.set_title(f"{head}: {seg} {i + 1}" + (f" ({', '.join(what)})" if what else ""))
+    axes[-1, 0].set_xlabel("time in the segment (s)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, frameon=False)
+    return fig
 
 
-def plot_tsne(figures_data: dict, out_dir: Path, classes: list[str], seed: int = 0) -> Path:
+def plot_attention(figures_data: dict, out_dir: Path, classes: list[str],
+                   name: str = "attention", *, fmt: str = "png", fold: int | None = None,
+                   n_folds: int | None = None, seconds_per_frame: float = SECONDS_PER_FRAME,
+                   hop_seconds: float = HOP_SECONDS) -> Path | None:
+    """alpha_em and alpha_sp over one segment (the first of the longest), one panel per SSA
+    model of ``figures_data`` ({model id: {"alpha_em", "alpha_sp": (S, T') attention,
+    "lengths": (S,) valid feature frames, optional "labels" (true) and "predicted" class
+    indices}}), written to ``out_dir / <name>.<fmt>``; None without an SSA model.
+
+    The curves stop at the segment's valid length: its zero padding is shaded, not drawn.
+    ``seconds_per_frame``: seconds per attention frame (default SECONDS_PER_FRAME: hop 160
+    samples at 16 kHz = 10 ms per feature frame, times the time pooling 2 of the presets);
+    ``hop_seconds``: seconds per feature frame, the unit of "lengths". ``fold`` (0-based) and
+    ``n_folds`` name the cross-validation fold in the title."""
+    path = figure_path(out_dir, name, fmt)
+    with _style():
+        fig = attention_figure(figures_data, classes, fold=fold, n_folds=n_folds,
+                               seconds_per_frame=seconds_per_frame, hop_seconds=hop_seconds)
+        return None if fig is None else _save(fig, path)
+
+
+def tsne_figure(figures_data: dict, classes: list[str], seed: int = 0, *, fold: int = 0,
+                n_folds: int | None = None):
+    """The figure of :func:`plot_tsne`."""
+    from matplotlib.lines import Line2D
     from sklearn.manifold import TSNE
 
     plt = _plt()
     n = len(figures_data)
-    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.8), constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(2.8 * n + 0.2, 3.3), squeeze=False,
+                             layout="constrained")
     for ax, (m, d) in zip(axes[0], figures_data.items(), strict=True):
-        z = d["z"].numpy()
-        labels = d["labels"].numpy()
+        z = np.asarray(d["z"])
+        labels = np.asarray(d["labels"])
         perplexity = max(2.0, min(30.0, (len(z) - 1) / 3))
         emb = TSNE(2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(z)
-        for c, name in enumerate(classes):
+        for c in range(len(classes)):  # class c has colour Cc in every panel
             sel = labels == c
-            ax.scatter(emb[sel, 0], emb[sel, 1], s=8, label=name)
-        ax.set_title(f"{DISPLAY_NAMES.get(m, m)}: emotion embeddings (t-SNE)", fontsize=9)
+            ax.scatter(emb[sel, 0], emb[sel, 1], s=6, color=f"C{c}", alpha=0.8, lw=0)
+        ax.set_title(_name(m))
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0][0].legend(markerscale=2, fontsize=8)
-    path = out_dir / "tsne.png"
-    save_figure(path, fig, dpi=120)
-    plt.close(fig)
-    return path
+    fig.suptitle(f"t-SNE of the emotion embeddings: validation segments of "
+                 f"{_fold_text(fold, n_folds)}")
+    handles = [Line2D([], [], ls="none", marker="o", ms=5, color=f"C{c}", label=name)
+               for c, name in enumerate(classes)]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(classes), 8),
+               frameon=False)
+    return fig
 
 
-def plot_training_curves(results: dict, out_dir: Path) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 3.5), constrained_layout=True)
-    for i, (m, folds) in enumerate(results["folds"].items()):
-        for j, fold in enumerate(folds):
-            h = fold["history"]
-            ax.plot([e["epoch"] + 1 for e in h], [100 * e["utterance_uar"] for e in h],
-                    color=f"C{i}", alpha=0.5, label=results["summary"][m]["name"] if j == 0
-                    else None)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation UAR % (utterance)")
-    ax.legend()
-    path = out_dir / "training_curves.png"
-    save_figure(path, fig, dpi=120)
-    plt.close(fig)
-    return path
+def plot_tsne(figures_data: dict, out_dir: Path, classes: list[str], seed: int = 0, *,
+              fmt: str = "png", fold: int = 0, n_folds: int | None = None) -> Path:
+    """t-SNE of the emotion embeddings of fold ``fold``'s (0-based; cross_validate keeps the
+    first) validation segments, one panel per model (Figure 5): ``out_dir / tsne.<fmt>``."""
+    path = figure_path(out_dir, "tsne", fmt)
+    with _style():
+        return _save(tsne_figure(figures_data, classes, seed, fold=fold, n_folds=n_folds), path)
 
 
-def plot_history(history: list[dict], path: str | Path, title: str = "") -> Path:
-    """One training run: training loss and validation UAR (segment, utterance) per epoch."""
-    plt = _plt()
-    path = Path(path)
-    epochs = [e["epoch"] + 1 for e in history]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
-    a1.plot(epochs, [e["train_loss"] for e in history], marker=".")
-    a1.set_xlabel("epoch")
-    a1.set_ylabel("training loss")
-    for key, label in (("segment_uar", "segment"), ("utterance_uar", "utterance")):
-        a2.plot(epochs, [100 * e[key] for e in history], marker=".", label=label)
-    a2.set_xlabel("epoch")
-    a2.set_ylabel("validation UAR %")
-    a2.legend()
-    if title:
-        fig.suptitle(title)
-    save_figure(path, fig, dpi=120)
-    plt.close(fig)
-    return path
+def run_frame_seconds(results: dict) -> tuple[float, float]:
+    """(seconds per feature frame, seconds per attention frame) of a run: the hop over the
+    sample rate of its features (defaults 160 / 16000), times the time pooling of its model
+    preset (results["config"]["preset"])."""
+    feats = (results.get("identity") or {}).get("data", {}).get("features") or {}
+    hop = feats.get("hop_length", HOP_LENGTH) / feats.get("sample_rate", SAMPLE_RATE)
+    pool = TIME_POOL
+    preset = (results.get("config") or {}).get("preset")
+    if preset is not None:
+        from ..models.presets import get_preset
+
+        try:
+            pool = get_preset(preset).pool[0]
+        except (ValueError, TypeError):  # an unknown preset: the default pooling
+            pass
+    return hop, hop * pool
 
 
-def write_reports(results: dict, out_dir: str | Path) -> dict:
-    """All reports of a cross-validation run; returns {name: path}."""
+def write_reports(results: dict, out_dir: str | Path, fmt: str = "png") -> dict:
+    """All reports of a cross-validation run, figures as ``fmt`` ("png", "pdf" or "svg");
+    returns {name: path}. Figures of any format that this run did not write are removed."""
+    if fmt not in FORMATS:
+        raise ValueError(f"figure format must be one of {FORMATS}, got {fmt!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_table(results, out_dir)
     paths = {"table": out_dir / "table.md", "csv": out_dir / "table.csv",
-             "confusion": plot_confusions(results, out_dir),
-             "curves": plot_training_curves(results, out_dir)}
+             "confusion": plot_confusions(results, out_dir, fmt=fmt),
+             "curves": plot_training_curves(results, out_dir, fmt=fmt)}
     figures = results.get("figures_data") or {}
-    if figures:
-        paths["tsne"] = plot_tsne(figures, out_dir, results["classes"])
-        att = plot_attention(figures, out_dir, results["classes"])
+    if figures:  # cross_validate keeps the first fold's validation outputs
+        k = results.get("k")
+        paths["tsne"] = plot_tsne(figures, out_dir, results["classes"], fmt=fmt, fold=0,
+                                  n_folds=k)
+        hop, per_frame = run_frame_seconds(results)
+        att = plot_attention(figures, out_dir, results["classes"], fmt=fmt, fold=0, n_folds=k,
+                             seconds_per_frame=per_frame, hop_seconds=hop)
         if att is not None:
             paths["attention"] = att
-    for name in ("tsne.png", "attention.png"):  # not made by this run: not left from another
-        if out_dir / name not in paths.values():
-            (out_dir / name).unlink(missing_ok=True)
+    for name in FIGURES:  # not made by this run: not left from another
+        for other in FORMATS:
+            p = figure_path(out_dir, name, other)
+            if p not in paths.values():
+                p.unlink(missing_ok=True)
     return paths

@@ -65,7 +65,7 @@ def test_stream_errors_name_the_file(tmp_path):
 
 def _trained(kind="ssa-crnn-r", mode="speaker"):
     torch.manual_seed(0)
-    model = build_model(TrainConfig(model=kind), 4, 2, 100, 40).eval()
+    model = build_model(TrainConfig(model=kind, preset="small"), 4, 2, 100, 40).eval()
     feats = [logmel_delta(torch.from_numpy(_speechy(2.0, 16000, s))) for s in range(4)]
     norm = Normaliser(mode).fit(feats, ["a", "a", "b", "b"])
     return TrainedModel(model, ["neu", "hap", "sad", "ang"], ["a", "b"], norm, 100, {}, "mean",

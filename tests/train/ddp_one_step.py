@@ -17,7 +17,7 @@ from ssa_fast.train import TrainConfig, build_model
 dist.init_process_group("gloo")
 rank, W = dist.get_rank(), dist.get_world_size()
 torch.manual_seed(0)
-model = build_model(TrainConfig(model="ssa-crnn-r"), 4, 3, 100, 40)
+model = build_model(TrainConfig(model="ssa-crnn-r", preset="small"), 4, 3, 100, 40)
 ref = copy.deepcopy(model)
 g = torch.Generator().manual_seed(1)
 B = 10  # 5 per rank

@@ -68,7 +68,7 @@ def _fold(tiny):
     return prepare_fold(corpus, feats, train_idx, val, segment_frames=100, min_tail=20)
 
 
-CFG = TrainConfig(model="ssa-crnn-r", epochs=3, batch_size=8, lr=1e-3, seed=3)
+CFG = TrainConfig(model="ssa-crnn-r", preset="small", epochs=3, batch_size=8, lr=1e-3, seed=3)
 
 
 def test_train_writes_checkpoints_and_resumes_identically(tiny, tmp_path):
@@ -160,3 +160,174 @@ def test_cross_validation_and_reports(tiny, tmp_path):
     cross_validate(corpus, feats, ["acrnn", "ssa-crnn-r"], cfg, tmp_path, protocol="random",
                    k=2, segment_frames=100, progress=False)
     assert (tmp_path / "acrnn" / "fold00" / "result.json").stat().st_mtime_ns == stamp
+
+
+# ---------------------------------------------------------------- report figures (fake runs)
+
+def _fake_results(models=("acrnn", "ssa-crnn-r"), k=3, epochs=(7, 5, 6), n_segments=24,
+                  frames=100, classes=("neu", "hap", "sad", "ang")):
+    """A cross-validation result as cross_validate returns it, with made-up numbers: folds of
+    different lengths (early stopping), segments zero-padded to ``frames`` feature frames."""
+    rng = np.random.default_rng(0)
+    n = len(classes)
+    folds, summary, figures = {}, {}, {}
+    for m in models:
+        rows = []
+        for f in range(k):
+            uar_ = rng.uniform(0.2, 0.6, epochs[f])
+            rows.append({"best_epoch": int(np.argmax(uar_)), "utterance_uar": float(uar_.max()),
+                         "history": [{"epoch": e, "train_loss": 1.0 / (e + 1),
+                                      "segment_uar": float(u), "utterance_uar": float(u),
+                                      "utterance_recall": [float(u)] * n}
+                                     for e, u in enumerate(uar_)]})
+        folds[m] = rows
+        ci = mean_ci95([r["utterance_uar"] for r in rows])
+        summary[m] = {"name": m, "folds": k, "segment_uar": ci, "utterance_uar": ci,
+                      "last_k_utterance_uar": ci, "utterance_wa": ci, "utterance_macro_f1": ci,
+                      "utterance_recall": [0.5] * n,
+                      "utterance_cm": (rng.integers(0, 5, (n, n)) + 10 * np.eye(n)).tolist()}
+        labels = torch.arange(n_segments) % n
+        att = lambda: torch.softmax(torch.randn(n_segments, frames // 2), dim=1)  # noqa: E731
+        figures[m] = {"alpha_em": att(), "alpha_sp": att() if m.startswith("ssa") else None,
+                      "z": torch.randn(n_segments, 8) + 4 * torch.eye(n, 8)[labels],
+                      "labels": labels,
+                      "lengths": torch.tensor(rng.integers(20, frames, n_segments))}
+    return {"corpus": "fake", "protocol": "random", "k": k, "classes": list(classes),
+            "config": {"preset": "small"}, "identity": {"data": {"features": {"n_mels": 40}}},
+            "reported_on": "validation", "selection": 0.0, "last_k": 3, "summary": summary,
+            "folds": folds, "figures_data": figures}
+
+
+def test_reports_in_every_figure_format(tmp_path):
+    """pdf and svg are written as such (magic bytes) and a run in another format removes the
+    figures of the previous one; an unknown format is refused before anything is written."""
+    res = _fake_results()
+    magic = {"png": (b"\x89PNG\r\n\x1a\n",), "pdf": (b"%PDF",), "svg": (b"<?xml", b"<svg")}
+    for fmt in ("pdf", "svg"):
+        paths = write_reports(res, tmp_path, fmt=fmt)
+        for key in ("confusion", "curves", "tsne", "attention"):
+            assert paths[key].suffix == f".{fmt}", key
+            assert paths[key].read_bytes().startswith(magic[fmt]), key
+        left = {p.suffix for p in tmp_path.iterdir() if p.stem != "table"}
+        assert left == {f".{fmt}"}, left
+        assert not list(tmp_path.glob(".*.tmp*"))  # written through temporary files
+    with pytest.raises(ValueError, match="format"):
+        write_reports(res, tmp_path / "other", fmt="jpg")
+    assert not (tmp_path / "other").exists()
+
+
+def test_training_curves_show_folds_mean_selection_and_chance():
+    from ssa_fast.reports.experiment import epoch_ticks, fold_curves, training_curves_figure
+
+    res = _fake_results()
+    fig = training_curves_figure(res)
+    try:
+        for ax, m in zip(fig.axes, res["folds"], strict=True):
+            assert ax.get_title() == {"acrnn": "ACRNN", "ssa-crnn-r": "SSA-CRNN-r"}[m]
+            ticks = ax.get_xticks()
+            assert len(ticks) and all(t == int(t) and 1 <= t <= 7 for t in ticks), ticks
+            assert "epoch" in ax.get_xlabel()
+            lines = {tuple(line.get_xdata()): line for line in ax.get_lines()}
+            for fold in res["folds"][m]:  # every fold's curve, epochs counted from 1
+                assert tuple(range(1, len(fold["history"]) + 1)) in lines
+            chance = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+            assert len(chance) == 1 and chance[0].get_ydata()[0] == pytest.approx(25)
+        assert "%" in fig.axes[0].get_ylabel()
+        assert fig.legends and "chance" in " ".join(t.get_text() for t in fig.legends[0].texts)
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    data = fold_curves(res["folds"]["acrnn"])
+    for (epoch, value), fold in zip(data["selected"], res["folds"]["acrnn"], strict=True):
+        assert epoch == fold["best_epoch"] + 1
+        assert value == pytest.approx(100 * fold["history"][fold["best_epoch"]]["utterance_uar"])
+    epochs, mean = data["mean"]
+    assert epochs == list(range(1, 8))  # the longest fold's 7 epochs
+    h = [f["history"] for f in res["folds"]["acrnn"]]
+    assert mean[0] == pytest.approx(100 * np.mean([x[0]["utterance_uar"] for x in h]))
+    assert mean[6] == pytest.approx(100 * h[0][6]["utterance_uar"])  # only fold 1 ran it
+    for n in (1, 2, 9, 30, 200):
+        ticks = epoch_ticks(n)
+        assert ticks[0] == 1 and ticks[-1] <= n and all(isinstance(t, int) for t in ticks)
+
+
+def test_attention_figure_stops_at_the_valid_length(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from ssa_fast.reports.experiment import attention_figure, attention_segment, plot_attention
+
+    res = _fake_results()
+    figures = res["figures_data"]
+    d = figures["ssa-crnn-r"]
+    d["lengths"][:] = 30  # every segment zero-padded to 100 frames; the longest has 79
+    d["lengths"][5] = 79
+    i = attention_segment(d)
+    assert i == 5
+    fig = attention_figure(figures, res["classes"], fold=0, n_folds=3,
+                           seconds_per_frame=0.02, hop_seconds=0.01)
+    try:
+        (ax,) = fig.axes
+        assert ax.get_title().startswith("SSA-CRNN-r, fold 1 of 3")
+        assert f"true: {res['classes'][int(d['labels'][i])]}" in ax.get_title()
+        curves = [line for line in ax.get_lines() if len(line.get_xdata())]
+        assert len(curves) == 2
+        for line in curves:  # 79 frames of 10 ms: 40 attention frames, none past 0.79 s
+            assert len(line.get_xdata()) == 40
+            assert max(line.get_xdata()) <= 0.79 + 1e-9
+        assert ax.get_xlim()[1] == pytest.approx(1.0)  # the padded segment: 50 x 20 ms
+        assert ax.get_xlabel() == "time in the segment (s)"
+    finally:
+        plt.close(fig)
+    # the CLI's call (a name with its suffix) still writes that file; no SSA model: no figure
+    assert plot_attention(figures, tmp_path, res["classes"], name="a.wav.png") == \
+        tmp_path / "a.wav.png"
+    assert plot_attention({"acrnn": figures["acrnn"]}, tmp_path, res["classes"]) is None
+
+
+def test_tsne_confusion_and_history_figures_are_labelled(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from ssa_fast.reports.experiment import (
+        confusions_figure,
+        history_figure,
+        plot_history,
+        tsne_figure,
+    )
+
+    res = _fake_results()
+    fig = tsne_figure(res["figures_data"], res["classes"], fold=0, n_folds=3)
+    try:
+        assert "fold 1 of 3" in fig.get_suptitle()
+        assert [ax.get_title() for ax in fig.axes] == ["ACRNN", "SSA-CRNN-r"]
+        assert [t.get_text() for t in fig.legends[0].texts] == res["classes"]
+        for ax in fig.axes:  # class c drawn in colour Cc in every panel
+            colours = [tuple(c.get_facecolor()[0][:3]) for c in ax.collections]
+            assert len(set(colours)) == len(res["classes"])
+        assert colours == [tuple(c.get_facecolor()[0][:3]) for c in fig.axes[0].collections]
+    finally:
+        plt.close(fig)
+    fig = confusions_figure(res)
+    try:
+        panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+        for ax in panels:
+            assert "true" in ax.get_ylabel() and "predicted" in ax.get_xlabel()
+            assert [t.get_text() for t in ax.get_xticklabels()] == res["classes"]
+            assert [t.get_text() for t in ax.get_yticklabels()] == res["classes"]
+            rows = np.array([float(t.get_text()) for t in ax.texts]).reshape(4, 4)
+            assert rows.sum(axis=1) == pytest.approx(np.ones(4), abs=0.03)  # row-normalised
+        assert panels[1].get_title().startswith("SSA-CRNN-r")
+    finally:
+        plt.close(fig)
+    hist = res["folds"]["ssa-crnn-r"][0]["history"]
+    fig = history_figure(hist, "ssa-crnn-r", best_epoch=2)
+    try:
+        assert fig.get_suptitle() == "SSA-CRNN-r"
+        for ax in fig.axes:
+            assert all(t == int(t) and t >= 1 for t in ax.get_xticks())
+        labels = [t.get_text() for t in fig.axes[1].get_legend().texts]
+        assert "selected epoch" in labels and "chance (1/4)" in labels
+    finally:
+        plt.close(fig)
+    out = plot_history(hist, tmp_path / "training_curves.png", title="ssa-crnn-r", fmt="svg")
+    assert out == tmp_path / "training_curves.svg" and out.read_bytes()[:5] == b"<?xml"
