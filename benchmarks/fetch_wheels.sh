@@ -3,7 +3,8 @@
 #
 # The GPU image has torch, Triton, numpy, scipy, scikit-learn, numba, joblib, msgpack, lazy_loader,
 # requests, pytest, pytest-benchmark... but not librosa, soundfile, soxr, audioread, pooch, nnAudio
-# or espeakng-loader, nor their import-time needs decorator, platformdirs, cffi and pycparser.
+# or espeakng-loader, nor their import-time needs decorator, platformdirs, cffi and pycparser
+# (nor perhaps PyYAML, which `--config FILE.yaml` needs).
 # Without them the tests that use them skip (the corpus, CLI and librosa ground-truth tests), the
 # synthetic corpus cannot be made, and the nnAudio benchmark row is skipped.
 #
@@ -27,6 +28,6 @@ mkdir -p "$DEST"
   -d "$DEST" \
   librosa==0.11.0 soundfile==0.14.0 soxr==1.1.0 audioread==3.1.0 pooch==1.9.0 \
   nnAudio==0.3.4 espeakng-loader==0.2.4 \
-  decorator==5.3.1 platformdirs==4.14.8 cffi==2.1.1 pycparser==3.12
+  decorator==5.3.1 platformdirs==4.14.8 cffi==2.1.1 pycparser==3.12 PyYAML==6.0.2
 ls -1 "$DEST"
 du -sh "$DEST"
