@@ -166,16 +166,19 @@ def _user_error(exc: BaseException) -> str | None:
 
 
 def _feature_options(p: argparse.ArgumentParser) -> None:
+    from .features import FeatureConfig
+
+    d = FeatureConfig()  # the defaults, stated once there
     g = p.add_argument_group("features (design.md section 2 defaults)")
-    g.add_argument("--sample-rate", type=_COUNT, default=16000,
+    g.add_argument("--sample-rate", type=_COUNT, default=d.sample_rate,
                    help="resample audio to this rate")
-    g.add_argument("--n-fft", type=_COUNT, default=512)
-    g.add_argument("--win-length", type=_COUNT, default=400)
-    g.add_argument("--hop-length", type=_COUNT, default=160)
-    g.add_argument("--n-mels", type=_COUNT, default=40)
-    g.add_argument("--fmin", type=_float_above(0.0, inclusive=True), default=0.0)
-    g.add_argument("--fmax", type=_POSITIVE, default=None, help="default: sample_rate / 2")
-    g.add_argument("--window", choices=("hamming", "hann"), default="hamming")
+    g.add_argument("--n-fft", type=_COUNT, default=d.n_fft)
+    g.add_argument("--win-length", type=_COUNT, default=d.win_length)
+    g.add_argument("--hop-length", type=_COUNT, default=d.hop_length)
+    g.add_argument("--n-mels", type=_COUNT, default=d.n_mels)
+    g.add_argument("--fmin", type=_float_above(0.0, inclusive=True), default=d.fmin)
+    g.add_argument("--fmax", type=_POSITIVE, default=d.fmax, help="default: sample_rate / 2")
+    g.add_argument("--window", choices=("hamming", "hann"), default=d.window)
     g.add_argument("--htk", action="store_true", help="HTK mel scale instead of Slaney")
     g.add_argument("--backend", choices=("reference", "cpp", "triton"), default=None,
                    help="implementation (default: fastest available for the device)")
@@ -300,6 +303,13 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def _features(args):
+    """The feature parameters of a train / cv / evaluate command line."""
+    from .features import FeatureConfig
+
+    return FeatureConfig(n_mels=args.n_mels)
+
+
 def _load_corpus(args):
     """The corpus of the command line with its (cached) features; prints a one-line summary."""
     import torch
@@ -317,8 +327,8 @@ def _load_corpus(args):
     _check_corpus(args, corpus)  # before the (long) feature extraction
     if not main:
         dist.barrier()  # rank 0 fills the feature cache first; the others read it
-    corpus, feats = corpus_features(corpus, args.cache, device=device,
-                                    progress=not args.quiet and main, n_mels=args.n_mels)
+    corpus, feats = corpus_features(corpus, args.cache, features=_features(args), device=device,
+                                    progress=not args.quiet and main)
     if main:
         dist.barrier()
         for item, why in corpus.skipped[: args.show_skipped]:
@@ -415,7 +425,7 @@ def cmd_cv(args) -> int:
                              normalisation=args.normalisation,
                              segment_frames=args.segment_frames, train_hop=args.train_hop,
                              resume=not args.restart, progress=not args.quiet,
-                             feature_params={"n_mels": args.n_mels},
+                             feature_params=_features(args).to_dict(),
                              selection=args.selection_split, last_k=args.last_k)
     if not is_main():
         return 0
@@ -441,7 +451,7 @@ def cmd_train(args) -> int:
     res = train_fold(corpus, feats, cfg, out, protocol=args.protocol, k=args.folds,
                      fold=args.fold, selection=args.selection_split,
                      normalisation=args.normalisation, segment_frames=args.segment_frames,
-                     train_hop=args.train_hop, feature_params={"n_mels": args.n_mels},
+                     train_hop=args.train_hop, feature_params=_features(args).to_dict(),
                      resume=args.resume, progress=not args.quiet, announce=_say,
                      on_epoch_end=None if args.quiet else _print_epoch)
     if not is_main():
@@ -481,9 +491,8 @@ def cmd_evaluate(args) -> int:
     if args.fold is not None:  # another fold layout is refused before any audio is read
         fold_layout_to_score(tm, args.fold, **layout)
     corpus = _open_corpus(args)
-    n_mels = tm.feature_params.get("n_mels", 40)
-    corpus, feats = corpus_features(corpus, args.cache, device=device, progress=not args.quiet,
-                                    n_mels=n_mels)
+    corpus, feats = corpus_features(corpus, args.cache, features=tm.features, device=device,
+                                    progress=not args.quiet)
     idx, where, notes = evaluation_subset(  # the checkpoint's fold layout, no training data
         tm, corpus, fold=args.fold, **layout, include_training=args.include_training,
         warn=lambda text: warnings.warn(text, stacklevel=2))
@@ -613,7 +622,9 @@ def _corpus_arguments(p: argparse.ArgumentParser, n_mels: bool = True) -> None:
                         "path=file,label=emotion,speaker=spk (default: their own names; "
                         "speaker and phrase are optional)")
     if n_mels:
-        g.add_argument("--n-mels", type=_COUNT, default=40)
+        from .features import FeatureConfig
+
+        g.add_argument("--n-mels", type=_COUNT, default=FeatureConfig.n_mels)
     g.add_argument("--merge-excited", action="store_true", help="IEMOCAP: exc -> hap")
     g.add_argument("--scripted", action="store_true", help="IEMOCAP: scripted dialogs too")
     g.add_argument("--cache", default=".ssa_fast_cache", help="feature cache folder")
@@ -666,9 +677,9 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                    default=d.speaker_weight,
                    help="lambda of the speaker loss (SSA-CRNN)")
     g.add_argument("--logit-scale", type=_POSITIVE, default=d.logit_scale, metavar="S",
-                   help="the '-r' models: multiply the L1-constrained classifier's logits by S "
-                        "(1: the paper's eq. 8 literally, whose logits stay within ~1/K; see "
-                        "docs/experiments)")
+                   help="the '-r' models: multiply the L1-constrained classifier's logits by S; "
+                        "1 is the paper's eq. 8 literally, whose logits stay within ~1/K and "
+                        "barely learn (docs/experiments/README.md)")
     g.add_argument("--learn-logit-scale", action="store_true",
                    help="learn the logit scale, starting from --logit-scale")
     g.add_argument("--patience", type=_COUNT, default=d.patience,

@@ -74,7 +74,7 @@ class EmotionClassifier:
 
     @property
     def sample_rate(self) -> int:
-        return int(self._tm.feature_params.get("sample_rate", 16000))
+        return self._tm.features.sample_rate
 
     @property
     def is_ssa(self) -> bool:
@@ -88,7 +88,7 @@ class EmotionClassifier:
     @property
     def frame_seconds(self) -> float:
         """Seconds per feature frame (the hop)."""
-        return self._tm.feature_params.get("hop_length", 160) / self.sample_rate
+        return self._tm.features.frame_seconds
 
     @property
     def attention_frame_seconds(self) -> float:
@@ -138,8 +138,7 @@ class EmotionClassifier:
                              f"samples), got shape {y.shape}")
         y = check_samples(np.ascontiguousarray(y, dtype=np.float32), "waveform")
         y = resample(y, int(sample_rate), self.sample_rate)
-        params = {k: v for k, v in self._tm.feature_params.items() if k != "sample_rate"}
-        return logmel_delta(torch.from_numpy(y), sample_rate=self.sample_rate, **params)
+        return logmel_delta(torch.from_numpy(y), **self._tm.features.kwargs())
 
     def classify_batch(self, waves: Sequence, sample_rate: int = 16000,
                        speakers: Sequence[str | None] | None = None, *,

@@ -101,6 +101,12 @@ def test_train_evaluate_predict_commands(tmp_path):
     assert saved["options"]["epochs"] == 2 and saved["options"]["preset"] == "small"
     assert saved["options"]["lr"] == 1e-3 and saved["options"]["fold"] == 1
     assert saved["command"] == "train" and saved["corpus"] == "synthetic"
+    import torch
+
+    from ssa_fast.features import FeatureConfig
+
+    bundle = torch.load(run / "best.pt", weights_only=True)["bundle"]
+    assert bundle["feature_params"] == FeatureConfig().to_dict()  # every parameter, stored
 
     result = json.loads((run / "result.json").read_text())
     assert len(result["history"]) == 2

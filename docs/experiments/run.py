@@ -29,11 +29,12 @@ SCALE = 300.0
 VARIANTS = {
     "scaled": (["acrnn", "acrnn-r", "ssa-crnn", "ssa-crnn-r"], SCALE),
     "literal": (["acrnn-r", "ssa-crnn-r"], 1.0),
+    "table1": (["acrnn", "acrnn-r", "ssa-crnn-r"], SCALE),  # the paper's three models
 }
 EXPERIMENTS = {
     # name: (variants, seeds, folds, protocol, extra cv options)
     "e1": (["scaled", "literal"], [0, 1, 2], 3, "linguistic", ["--lr", "1e-3"]),
-    "e3": (["scaled"], [0], 3, "linguistic", ["--lr", "1e-4"]),
+    "e3": (["table1"], [0], 3, "linguistic", ["--lr", "1e-4"]),
     "e2": (["scaled", "literal"], [0], 3, "linguistic", ["--lr", "1e-3"]),
     "loso": (["scaled"], [0], None, "loso", ["--lr", "1e-3"]),
 }
@@ -79,22 +80,24 @@ def mean_ci(values) -> tuple[float, float]:
 
 
 def load(work: Path, experiment: str, last_k: int) -> dict:
-    """{row name: {(seed, fold): {"best": ..., "last_k": ..., "history": [...]}}}."""
+    """{row name: {(seed, fold): {"best": ..., "last_k": ..., "history": [...]}}} from every
+    finished fold (its result.json), so that a partial run can be looked at too."""
     rows: dict[str, dict] = {}
-    for res in sorted((work / experiment).glob("*/seed*/results.json")):
-        variant, seed = res.parent.parent.name, int(res.parent.name[4:])
-        data = json.loads(res.read_text())
-        for model, folds in data["folds"].items():
-            name = NAMES[model] + (" (literal)" if variant == "literal" else "")
-            if variant == "scaled" and model.endswith("-r"):
-                name += f" (scale {data['config']['logit_scale']:g})"
-            for r in folds:
-                hist = r["history"]
-                rows.setdefault(name, {})[(seed, r["fold"])] = {
-                    "best": r["utterance_uar"], "best_epoch": r["best_epoch"] + 1,
-                    "last_k": float(np.mean([h["utterance_uar"] for h in hist[-last_k:]])),
-                    "history": hist}
-    return rows
+    for res in sorted((work / experiment).glob("*/seed*/*/fold*/result.json")):
+        model, seed_dir = res.parent.parent.name, res.parent.parent.parent
+        variant, seed = seed_dir.parent.name, int(seed_dir.name[4:])
+        r = json.loads(res.read_text())
+        scale = r["identity"]["train"]["logit_scale"]
+        name = NAMES[model] + (" (literal)" if variant == "literal" else
+                               f" (scale {scale:g})" if model.endswith("-r") else "")
+        hist = r["history"]
+        rows.setdefault(name, {})[(seed, r["fold"])] = {
+            "best": r["utterance_uar"], "best_epoch": r["best_epoch"] + 1,
+            "last_k": float(np.mean([h["utterance_uar"] for h in hist[-last_k:]])),
+            "history": hist}
+    order = ["ACRNN", f"ACRNN-r (scale {SCALE:g})", "ACRNN-r (literal)", "SSA-CRNN",
+             f"SSA-CRNN-r (scale {SCALE:g})", "SSA-CRNN-r (literal)"]
+    return {k: rows[k] for k in sorted(rows, key=lambda k: order.index(k) if k in order else 99)}
 
 
 def table(rows: dict, pairs: list[tuple[str, str]], last_k: int) -> str:
@@ -181,7 +184,30 @@ def analyse(args) -> int:
         plot(rows, out / f"{experiment}_curves.png", f"{experiment.upper()}: mean over runs, "
              "band = min..max")
         print(f"## {experiment}\n\n{text}")
+    lr = lr_table(work, args.last_k)
+    if lr:
+        (out / "e3_lr_table.md").write_text(lr)
+        print(f"## e3: lr 1e-4 against 1e-3\n\n{lr}")
     return 0
+
+
+def lr_table(work: Path, last_k: int) -> str:
+    """E3: per model, UAR at lr 1e-4 (E3) minus UAR at lr 1e-3 (E1), same seed and fold."""
+    slow, fast = load(work, "e3", last_k), load(work, "e1", last_k)
+    lines = ["| model | pairs | lr 1e-4 | lr 1e-3 | difference, selected epoch | difference, "
+             f"last {last_k} epochs |", "|---|---:|---:|---:|---:|---:|"]
+    for name, runs in slow.items():
+        keys = sorted(set(runs) & set(fast.get(name, {})))
+        if not keys:
+            continue
+        a = [runs[k]["best"] for k in keys]
+        b = [fast[name][k]["best"] for k in keys]
+        d = mean_ci(np.subtract(a, b))
+        dk = mean_ci([runs[k]["last_k"] - fast[name][k]["last_k"] for k in keys])
+        lines.append(f"| {name} | {len(keys)} | {100 * np.mean(a):.1f} | {100 * np.mean(b):.1f} "
+                     f"| {100 * d[0]:+.1f} ± {100 * d[1]:.1f} | {100 * dk[0]:+.1f} ± "
+                     f"{100 * dk[1]:.1f} |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
 def main(argv=None) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .._atomic import save_torch, sweep_stale
+from ..features.config import FeatureConfig
 from ..kernels.logmel_delta import logmel_delta
 from .corpus import Corpus
 
@@ -98,14 +99,20 @@ class CacheWarning(UserWarning):
 
 
 def corpus_features(corpus: Corpus, cache_dir: str | Path | None = None, *,
-                    sample_rate: int = 16000, device: str = "cpu", backend: str | None = None,
-                    progress: bool = True, **params) -> tuple[Corpus, list[torch.Tensor]]:
-    """(corpus of the readable records, their features (3, T, M)). Unreadable files are in the
-    returned corpus' ``skipped``. With ``cache_dir``, results are reused across runs.
+                    features: FeatureConfig | None = None, device: str = "cpu",
+                    backend: str | None = None, progress: bool = True,
+                    **params) -> tuple[Corpus, list[torch.Tensor]]:
+    """(corpus of the readable records, their features (3, T, M)) with the parameters of
+    ``features`` (default FeatureConfig()); keyword ``params`` (``n_mels=64``...) override
+    single fields. Unreadable files are in the returned corpus' ``skipped``. With
+    ``cache_dir``, results are reused across runs (the cache key holds every parameter).
 
     The cache heals itself: temporary files of killed runs are swept, a truncated or corrupt
     cache file is named (CacheWarning), removed and rebuilt, and a full disk raises
     DiskFullError naming the file (no partial file is left)."""
+    features = FeatureConfig.from_dict({**(features or FeatureConfig()).to_dict(), **params})
+    sample_rate, params = features.sample_rate, features.to_dict()
+    del params["sample_rate"]
     path = None
     if cache_dir is not None:
         sweep_stale(cache_dir, recursive=False)

@@ -67,10 +67,6 @@ class Corpus(Sequence):
         index = {c: i for i, c in enumerate(self.classes)}
         return np.array([index[r.label] for r in self.records], dtype=np.int64)
 
-    def subset(self, indices) -> Corpus:
-        return Corpus([self.records[i] for i in indices], self.classes, self.name, self.root,
-                      list(self.skipped), list(self.notes))
-
     def load_audio(self, sample_rate: int = 16000, *, progress: bool = False):
         """Load every file (mono float32 at `sample_rate`). Returns (corpus of the readable
         records, list of waveforms); unreadable files go to the returned corpus' ``skipped``."""

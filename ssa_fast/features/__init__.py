@@ -1,5 +1,6 @@
-"""Feature extraction modules."""
+"""Feature extraction: the parameters (`FeatureConfig`) and the front-end module."""
 
+from .config import FeatureConfig
 from .logmel import LogMelDelta
 
-__all__ = ["LogMelDelta"]
+__all__ = ["FeatureConfig", "LogMelDelta"]

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.segments import MIN_TAIL, Normaliser, Segments, make_segments
+from ..features.config import FeatureConfig
 from ..models import SSACRNN, model_from_config
 from .loop import load_checkpoint, utterance_probabilities
 from .metrics import confusion_matrix, scores
@@ -32,6 +33,7 @@ class TrainedModel:
     feature_params: dict
     pooling: str
     config: dict  # the TrainConfig the model was trained with
+    # (feature_params: FeatureConfig.to_dict() of the features it was trained on, all fields)
     # what produced it (fingerprint.py): identity (corpus, fold layout, configs), fingerprint and
     # the keys of its training utterances; None in checkpoints written before they were stored
     identity: dict | None = None
@@ -40,6 +42,10 @@ class TrainedModel:
     @property
     def fold_layout(self) -> dict | None:
         return (self.identity or {}).get("folds")
+
+    @property
+    def features(self) -> FeatureConfig:
+        return FeatureConfig.from_dict(self.feature_params)
 
     @property
     def is_ssa(self) -> bool:
@@ -69,7 +75,8 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
     model.to(device).eval()
     return TrainedModel(model, list(bundle["classes"]), list(bundle.get("speakers", [])),
                         Normaliser.from_state_dict(bundle["normaliser"]),
-                        int(bundle["segment_frames"]), dict(bundle.get("feature_params", {})),
+                        int(bundle["segment_frames"]),
+                        FeatureConfig.from_dict(bundle.get("feature_params")).to_dict(),
                         ckpt["config"].get("pooling", "mean"), ckpt["config"],
                         ckpt.get("identity"), ckpt.get("train_utterances"))
 
@@ -159,9 +166,9 @@ def classify_file(tm: TrainedModel, path: str | Path, speaker: str | None = None
 
     from ..features.stream import stream_features
 
-    params = dict(tm.feature_params)
-    sr = params.pop("sample_rate", 16000)
-    hop = params.get("hop_length", 160)
+    params = tm.features.kwargs()
+    sr = params.pop("sample_rate")
+    hop = params["hop_length"]
 
     def blocks(desc):
         try:

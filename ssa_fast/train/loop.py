@@ -41,9 +41,10 @@ class TrainConfig:
     lr: float = 1e-4
     beta1: float = 0.9
     speaker_weight: float = 1.0  # lambda in CE(emotion) + lambda CE(speaker) [choice]
-    # "-r" models: the constrained classifier's logits times this (1: eq. 8 literally; see
-    # models.layers.Classifier and docs/experiments/E1); learned from this start if asked
-    logit_scale: float = 1.0
+    # "-r" models: the constrained classifier's logits times this. 1 is eq. 8 literally, whose
+    # logits stay within ~1/K so that the loss never saturates and the "-r" models do not learn
+    # (docs/experiments/README.md, E1); 300 [choice, from E1]. Learned from this start if asked
+    logit_scale: float = 300.0
     learn_logit_scale: bool = False
     pooling: str = "mean"  # utterance decision: mean of segment log-probs | "max" posterior
     select_by: str = "utterance"  # validation UAR used for model selection [choice]
