@@ -482,7 +482,7 @@ def cmd_evaluate(args) -> int:
     import json
 
     from .data import corpus_features
-    from .train.inference import evaluation_subset, fold_layout_to_score, score
+    from .predict.engine import evaluation_subset, fold_layout_to_score, score
 
     device = _device(args.device)
     tm = _load_checkpoint(args.checkpoint, device)
@@ -537,7 +537,7 @@ def cmd_bench(args) -> int:
 
 def _load_checkpoint(path: str, device: str = "cpu"):
     """load_trained, with a file that is not a usable model checkpoint as a user error."""
-    from .train.inference import load_trained
+    from .predict.engine import load_trained
 
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         raise UserError(f"{path}: an empty file (0 bytes), expected a model checkpoint (best.pt "

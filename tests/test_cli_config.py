@@ -2,6 +2,7 @@
 command line's own parser, typed options win, mistakes are one line naming the file."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,16 @@ def test_bad_values_in_a_config_file_are_refused_like_typed_ones(tmp_path, capsy
     assert exc.value.code == 2 and "--lr" in capsys.readouterr().err
     with pytest.raises(UserError, match="cannot read"):
         config_file.load(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_the_shipped_configs_parse_as_typed_options(path):
+    pytest.importorskip("yaml")
+    corpus = path.name.split("_")[0]
+    args = _parse(["cv", corpus, "root", "--out", "o", "--config", str(path)])
+    values = config_file.load(path)
+    for key, value in values.items():
+        assert getattr(args, key.replace("-", "_")) == value, key
+    # the command in the file's comment names the file
+    assert f"--config configs/{path.name}" in path.read_text()

@@ -15,8 +15,8 @@ import ssa_fast
 from ssa_fast.audio import AudioError, load
 from ssa_fast.data.corpus import load_corpus, load_manifest
 from ssa_fast.data.segments import Normaliser, make_segments, segment_bounds
+from ssa_fast.predict.engine import load_trained
 from ssa_fast.train import confusion_matrix, uar
-from ssa_fast.train.inference import load_trained
 
 sf = pytest.importorskip("soundfile")  # not on every GPU image: the module skips
 

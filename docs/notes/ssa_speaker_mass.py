@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from ssa_fast.data import corpus_features, load_corpus
+from ssa_fast.predict.engine import load_trained, segment_outputs
 from ssa_fast.train import TrainConfig, build_model, make_folds, prepare_fold
-from ssa_fast.train.inference import load_trained, segment_outputs
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "demo_out")
 corpus, feats = corpus_features(load_corpus("synthetic", out / "corpus"), out / "cache",

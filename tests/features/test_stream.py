@@ -12,8 +12,8 @@ from ssa_fast.audio import AudioError, load
 from ssa_fast.data.segments import Normaliser
 from ssa_fast.features.stream import stream_features
 from ssa_fast.kernels.logmel_delta import logmel_delta
+from ssa_fast.predict.engine import TrainedModel, classify, classify_file
 from ssa_fast.train import TrainConfig, build_model
-from ssa_fast.train.inference import TrainedModel, classify, classify_file
 
 sf = pytest.importorskip("soundfile")  # not on every GPU image: the module skips
 
@@ -106,7 +106,7 @@ def test_predict_on_a_one_hour_wav_runs_in_bounded_memory(tmp_path):
             "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); "
             "raise SystemExit(rc)")
     base = subprocess.run([sys.executable, "-c", "import resource, torch, ssa_fast.cli, "
-                           "ssa_fast.train.inference; "
+                           "ssa_fast.predict.engine; "
                            "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
                           capture_output=True, text=True, timeout=300)
     proc = subprocess.run([sys.executable, "-c", code, "predict", str(ckpt), str(path),

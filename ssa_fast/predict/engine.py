@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from ..data.segments import MIN_TAIL, Normaliser, Segments, make_segments
 from ..features.config import FeatureConfig
 from ..models import SSACRNN, model_from_config
-from .loop import load_checkpoint, utterance_probabilities
-from .metrics import confusion_matrix, scores
+from ..train.loop import load_checkpoint, utterance_probabilities
+from ..train.metrics import confusion_matrix, scores
 
 
 @dataclass
@@ -228,7 +228,7 @@ def fold_layout_to_score(tm: TrainedModel, fold: int, protocol: str | None = Non
     naming them (that fold's "validation" set would be made mostly of training utterances).
     Needs no data: the command line calls it before loading any audio."""
     from ..errors import UserError
-    from .fingerprint import describe_layout
+    from ..train.fingerprint import describe_layout
 
     layout = tm.fold_layout
     if layout is None:
@@ -264,8 +264,13 @@ def evaluation_subset(tm: TrainedModel, corpus, *, fold: int | None = None,
     and warns. ``warn(text)`` receives the warnings. Checkpoints written before the layout and
     training utterances were stored cannot be checked: that is a warning too."""
     from ..errors import UserError
-    from .cv import split_fold
-    from .fingerprint import corpus_identity, describe_layout, known_positions, utterance_keys
+    from ..train.cv import split_fold
+    from ..train.fingerprint import (
+        corpus_identity,
+        describe_layout,
+        known_positions,
+        utterance_keys,
+    )
 
     warn = warn or (lambda text: None)
     notes: dict = {"fold_layout": tm.fold_layout}

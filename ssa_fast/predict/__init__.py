@@ -59,7 +59,7 @@ class EmotionClassifier:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu"):
         """Load a ``best.pt`` written by ``ssa-fast train`` / ``cv`` (``weights_only`` load)."""
-        from .train.inference import load_trained
+        from .engine import load_trained
 
         return cls(load_trained(path, device))
 
@@ -116,7 +116,7 @@ class EmotionClassifier:
     def classify_file(self, path: str | Path, speaker: str | None = None, *,
                       attention: bool = False, progress: bool = False) -> Prediction:
         """Classify one audio file of any length (streamed: memory does not grow with it)."""
-        from .train.inference import classify_file
+        from .engine import classify_file
 
         out = classify_file(self._tm, path, self._known(speaker), progress=progress,
                             keep_attention=attention)
@@ -127,8 +127,8 @@ class EmotionClassifier:
 
     def features(self, wave, sample_rate: int) -> torch.Tensor:
         """The model's 3-D log-Mel ``(3, T, n_mels)`` of one waveform (mono, any sample rate)."""
-        from .audio.io import check_samples, resample
-        from .kernels.logmel_delta import logmel_delta
+        from ..audio.io import check_samples, resample
+        from ..kernels.logmel_delta import logmel_delta
 
         y = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
         if y.ndim == 2 and min(y.shape) <= 8:  # (channels, N) or (N, channels): mix down
@@ -145,7 +145,7 @@ class EmotionClassifier:
                        attention: bool = False) -> list[Prediction]:
         """Classify in-memory waveforms (numpy arrays or tensors, mono or channels x samples)
         recorded at ``sample_rate``; ``speakers[i]`` names a training speaker or is None."""
-        from .train.inference import classify
+        from .engine import classify
 
         if not isinstance(sample_rate, int) or sample_rate <= 0:
             raise ValueError(f"sample_rate must be a positive int, got {sample_rate!r}")
