@@ -158,8 +158,12 @@ def test_demo_end_to_end_tiny(tmp_path):
     proc = _cli("demo", "--out", str(tmp_path), "--size", "tiny", "--folds", "2", "--epochs",
                 "1", "--quiet")
     assert proc.returncode == 0, proc.stderr
-    for name in ("ACRNN", "ACRNN-r", "SSA-CRNN-r"):
+    for name in ("ACRNN", "ACRNN-r", "SSA-CRNN-r", "ACRNN-r, eq. 8 literal"):
         assert f"| {name} |" in proc.stdout
+    lit = json.loads((tmp_path / "cv-literal" / "results.json").read_text())
+    assert lit["config"]["logit_scale"] == 1.0 and list(lit["summary"]) == ["acrnn-r"]
+    main = json.loads((tmp_path / "cv" / "results.json").read_text())
+    assert main["config"]["logit_scale"] == 300.0
     reports = tmp_path / "reports"
     for name in ("confusion_matrices.png", "tsne.png", "attention.png", "training_curves.png"):
         assert (reports / name).read_bytes()[:4] == b"\x89PNG", name
