@@ -271,7 +271,7 @@ def train_step_workload(model_name: str, preset: str, batch: int, device, *,
 
         def forward():
             with torch.no_grad(), torch.autocast(**autocast):
-                return _forward(step_model, x)[0]
+                return _forward(step_model, x, model.speaker_attentive)[0]
 
         return forward, flops
     model.train()

@@ -19,6 +19,8 @@ class ACRNN(nn.Module):
     ``forward(x, return_details=True)`` also returns (alpha, embedding).
     """
 
+    speaker_attentive = False  # (models/registry.py: what callers ask instead of the type)
+
     def __init__(self, n_classes: int, preset: str | Preset = "paper", *,
                  pool: tuple[int, int] | None = None, l1_constraint: bool = False,
                  n_mels: int = 40, dropout: float | None = None, backend: str | None = None,
@@ -81,6 +83,8 @@ class SSACRNN(nn.Module):
     ``l1_constraint_speaker`` to the speaker classifier too [choice: off]. ``logit_scale`` /
     ``learn_logit_scale`` scale the constrained emotion classifier's logits (see `Classifier`).
     """
+
+    speaker_attentive = True
 
     def __init__(self, n_emotions: int, n_speakers: int, preset: str | Preset = "paper", *,
                  segment_frames: int = 300, combine: str = "concat", scale: float | None = None,

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..data.segments import MIN_TAIL, Normaliser, Segments, make_segments
 from ..features.config import FeatureConfig
-from ..models import SSACRNN, model_from_config
+from ..models import model_from_config
 from ..train.loop import load_checkpoint, utterance_probabilities
 from ..train.metrics import confusion_matrix, scores
 
@@ -49,7 +49,7 @@ class TrainedModel:
 
     @property
     def is_ssa(self) -> bool:
-        return isinstance(self.model, SSACRNN)
+        return self.model.speaker_attentive
 
 
 def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:

@@ -25,7 +25,7 @@ from .._atomic import save_torch, write_text
 from ..data.sampler import BalancedBatchSampler
 from ..data.segments import Segments
 from ..errors import UserError
-from ..models import MODEL_NAMES, SSACRNN, SSAOutput, model_spec
+from ..models import MODEL_NAMES, SSAOutput, model_spec
 from .fingerprint import differences, fingerprint
 from .metrics import confusion_matrix, scores
 
@@ -94,12 +94,11 @@ def build_model(cfg: TrainConfig, n_classes: int, n_speakers: int, segment_frame
         learn_logit_scale=cfg.learn_logit_scale)
 
 
-def _forward(model, x):
-    """(emotion logits, speaker logits or None, details) for either model type."""
-    core = model
-    while hasattr(core, "module") or hasattr(core, "_orig_mod"):  # DDP / torch.compile wrappers
-        core = getattr(core, "module", None) or core._orig_mod
-    if isinstance(core, SSACRNN):
+def _forward(model, x, speaker_attentive: bool):
+    """(emotion logits, speaker logits or None, details) of ``model`` (or its DDP /
+    torch.compile wrapper), an SSA-CRNN when ``speaker_attentive`` (``model.speaker_attentive``
+    of the unwrapped model, asked once by the caller)."""
+    if speaker_attentive:
         out = model(x)
         return out.emotion_logits, out.speaker_logits, out
     logits, alpha, z = model(x, return_details=True)
@@ -125,7 +124,7 @@ def train_step(step_model, model, opt, x: torch.Tensor, y: torch.Tensor,
     weight = 1.0 / len(x) if weight is None else weight
     clf = model.emotion_classifier
     with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):
-        emo, spk, details = _forward(step_model, x)
+        emo, spk, details = _forward(step_model, x, model.speaker_attentive)
         loss = F.cross_entropy(emo.float(), y, reduction="sum") * weight
         if speakers is not None and spk is not None:
             loss = loss + speaker_weight * weight * F.cross_entropy(spk.float(), speakers,
@@ -174,7 +173,7 @@ def evaluate(model, segs: Segments, cfg: TrainConfig, n_classes: int, *,
     for i in range(lo, hi, cfg.eval_batch):
         x = segs.x[i:min(i + cfg.eval_batch, hi)].to(cfg.device)
         with torch.autocast(x.device.type, torch.bfloat16, enabled=cfg.bf16):
-            logits, spk_logits, details = _forward(model, x)
+            logits, spk_logits, details = _forward(model, x, model.speaker_attentive)
         logps.append(F.log_softmax(logits.float(), dim=-1).cpu())
         if spk_logits is not None:
             spk_pred.append(spk_logits.argmax(dim=1).cpu())
@@ -266,7 +265,7 @@ def recalibrate_batchnorm(model, segs: Segments, batches, cfg: TrainConfig) -> i
             seen.clear()
             try:
                 with torch.autocast(x.device.type, torch.bfloat16, enabled=cfg.bf16):
-                    _forward(model, x)
+                    _forward(model, x, model.speaker_attentive)
             except _StatisticsTaken:
                 pass
     finally:
@@ -330,7 +329,7 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
     opt = torch.optim.NAdam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     sampler = BalancedBatchSampler(train_segs.label.numpy(), cfg.batch_size,
                                    n_classes=n_classes, seed=cfg.seed)
-    is_ssa = isinstance(model, SSACRNN)
+    is_ssa = model.speaker_attentive
     W, rank, main = dist.world_size(), dist.rank(), dist.is_main()
     step_model = model
     if W > 1:  # torchrun: see ssa_fast.distributed for why this equals the 1-process run
