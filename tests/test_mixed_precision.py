@@ -6,7 +6,7 @@ autocast off for the device of their inputs, whichever it is).
 
 Tolerances are not guessed: the error of a fast backend's bf16 step (against the float32
 reference step) must be at most twice the error of the reference backend's own bf16 step, plus a
-small floor, per parameter (STYLE.md habit 2).
+small floor, per parameter.
 """
 
 import math
