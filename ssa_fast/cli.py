@@ -713,17 +713,7 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=d.seed)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .models.registry import MODEL_NAMES, PAPER_MODELS
-    from .train import TrainConfig
-
-    parser = _Parser(
-        prog="ssa-fast", description="Speaker-attentive speech emotion recognition (SSA-CRNN).")
-    from . import __version__
-
-    parser.add_argument("--version", action="version", version=f"ssa-fast {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="synthesise the synthetic emotional-speech corpus",
                        description="Synthesise speech with espeak-ng for several voices "
                                    "(speakers) and 4 emotions expressed by prosody in a "
@@ -741,6 +731,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=_COUNT, default=None, help="processes (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synth)
+
+
+def _add_cv(sub) -> None:
+    from .models.registry import MODEL_NAMES, PAPER_MODELS
 
     p = sub.add_parser("cv", help="K-fold cross-validation of ACRNN / ACRNN-r / SSA-CRNN-r",
                        description="The paper's protocol: features (cached), per-fold speaker "
@@ -769,6 +763,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the figures of reports/ (PDF and SVG are vector graphics)")
     p.set_defaults(func=cmd_cv)
 
+
+def _add_train(sub) -> None:
+    from .models.registry import MODEL_NAMES
+    from .train import TrainConfig
+
     p = sub.add_parser("train", help="train one model on one fold of a corpus",
                        description="Train one model on the training part of one fold (--fold) "
                                    "of the chosen protocol and validate on the rest every "
@@ -788,6 +787,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the run in a non-empty OUT (otherwise refused)")
     p.set_defaults(func=cmd_train)
 
+
+def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="UAR and confusion matrix of a trained model on a corpus",
                        description="Score a best.pt on a labelled corpus: every utterance, or "
                                    "the validation part of one fold (--fold; its test part for "
@@ -810,6 +811,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="also write the JSON to this file")
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="time the fused ops and a training step on this machine",
                        description="A quick table: every available implementation of "
                                    "logmel_delta, ssa_attention (forward + backward) and "
@@ -827,6 +830,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_bench)
 
+
+def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="emotion of audio files with a trained model",
                        description="Classify audio files with a checkpoint written by "
                                    "`ssa-fast cv` (<out>/<model>/foldNN/best.pt): prints the "
@@ -847,6 +852,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
 
+
+def _add_features(sub) -> None:
     p = sub.add_parser("features", help="compute 3-D log-Mel features of audio files",
                        description="Compute the 3-D log-Mel (static, delta, delta-delta) of each "
                                    "audio file and save it as DIR/<stem>.npy with shape "
@@ -861,12 +868,15 @@ def build_parser() -> argparse.ArgumentParser:
     _feature_options(p)
     p.set_defaults(func=cmd_features)
 
+
+def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the paper's experiment end to end on synthetic speech",
                        description="1. synthesise speech, compute its 3-D log-Mel with the "
                                    "fastest backend, check it against the float64 reference and "
                                    "plot it; 2. synthesise the emotional corpus; 3. K-fold "
                                    "cross-validation of ACRNN, ACRNN-r and SSA-CRNN-r (the "
-                                   "`small` preset on the CPU, `paper` on CUDA); 4. the Table-1 "
+                                   "`small` preset on the CPU, `paper` on CUDA), and one '-r' "
+                                   "model with eq. 8's literal logit scale; 4. the Table-1 "
                                    "result and the figures in OUT/reports. About 10 minutes on "
                                    "2 CPU cores. An interrupted demo continues where it "
                                    "stopped.")
@@ -879,6 +889,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the corpus size")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(
+        prog="ssa-fast", description="Speaker-attentive speech emotion recognition (SSA-CRNN).")
+    parser.add_argument("--version", action="version", version=f"ssa-fast {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_synth, _add_cv, _add_train, _add_evaluate, _add_bench, _add_predict,
+                _add_features, _add_demo):  # one function per subcommand, in --help's order
+        add(sub)
     for name, p in sub.choices.items():
         p.add_argument("--debug", action="store_true",
                        help="show the traceback of an error (otherwise one line, status 2)")
