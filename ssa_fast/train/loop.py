@@ -301,6 +301,67 @@ def load_checkpoint(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _step_model(model, cfg: TrainConfig):
+    """What the steps call: the model, wrapped in DDP under torchrun (see ssa_fast.distributed
+    for why this equals the 1-process run) and in torch.compile with ``cfg.compile``."""
+    step_model = model
+    if dist.world_size() > 1:
+        dist.convert_batchnorm(model)
+        device = next(model.parameters()).device
+        step_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(step_model) if cfg.compile else step_model
+
+
+def _resume(last: Path, cfg: TrainConfig, stamp: dict, model, opt):
+    """Load ``last.pt`` into the model and optimiser (and torch's RNG); (first epoch to run,
+    best score, best epoch, history). A ``last.pt`` of another configuration or identity is
+    refused, naming what differs."""
+    state = load_checkpoint(last)
+    identity = stamp["identity"]
+    if state["config"] != asdict(cfg) or state.get("fingerprint") != stamp["fingerprint"]:
+        changed = (differences(state.get("identity"), identity) if identity else
+                   differences(state["config"], asdict(cfg)))
+        raise UserError(f"{last} was written with another configuration "
+                        f"({'; '.join(changed)}); refusing to resume (delete it or use "
+                        "the same options)")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["epoch"] + 1, state["best_metric"], state["best_epoch"], state["history"]
+
+
+def _train_epoch(step_model, model, opt, sampler, segs: Segments, cfg: TrainConfig, epoch: int,
+                 progress: bool) -> tuple[float, dict]:
+    """One epoch of steps: (mean training loss, diagnostics: the classifier's mean input L1 norm
+    ||z||_1, the mean step / |W| and the logit scale of a constrained classifier)."""
+    from tqdm import tqdm
+
+    W, rank = dist.world_size(), dist.rank()
+    model.train()
+    losses, z_l1, step_ratio = [], [], []
+    # (disable=None: tqdm draws bars on a terminal only, so logs hold no escape codes)
+    for batch in tqdm(sampler, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}",
+                      unit="batch", leave=False, disable=None if progress else True):
+        # every rank draws the same balanced batch and trains on its slice; the sum over the
+        # slice / global size x W makes DDP's gradient average the global batch mean
+        idx = batch[rank::W]
+        x = segs.x[idx].to(cfg.device, non_blocking=True)
+        y = segs.label[idx].to(cfg.device)
+        s = segs.speaker[idx].to(cfg.device) if model.speaker_attentive else None
+        step = train_step(step_model, model, opt, x, y, s, weight=W / len(batch),
+                          speaker_weight=cfg.speaker_weight, bf16=cfg.bf16)
+        losses.append(step.loss / W)
+        z_l1.append(step.embedding_l1 / W)
+        step_ratio.append(step.step_ratio)
+    train_loss = dist.all_reduce_sum(torch.stack(losses).sum()).item() / len(losses)
+    clf = model.emotion_classifier
+    return train_loss, dict(
+        embedding_l1=dist.all_reduce_sum(torch.stack(z_l1).mean()).item(),
+        step_ratio=torch.stack(step_ratio).mean().item(),
+        logit_scale=clf.logit_scale if clf.l1_constraint else None)
+
+
 def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_classes: int,
           n_speakers: int, out_dir: str | Path, resume: bool = False, progress: bool = True,
           on_epoch_end=None, bundle: dict | None = None, provenance: dict | None = None,
@@ -317,8 +378,6 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
     ``"test"``; it plays no part in the selection. ``on_epoch_end(epoch, metrics)`` is called
     after each epoch's checkpoint.
     """
-    from tqdm import tqdm
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.deterministic:
@@ -329,15 +388,8 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
     opt = torch.optim.NAdam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     sampler = BalancedBatchSampler(train_segs.label.numpy(), cfg.batch_size,
                                    n_classes=n_classes, seed=cfg.seed)
-    is_ssa = model.speaker_attentive
-    W, rank, main = dist.world_size(), dist.rank(), dist.is_main()
-    step_model = model
-    if W > 1:  # torchrun: see ssa_fast.distributed for why this equals the 1-process run
-        dist.convert_batchnorm(model)
-        device = next(model.parameters()).device
-        step_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    step_model = torch.compile(step_model) if cfg.compile else step_model
+    main = dist.is_main()
+    step_model = _step_model(model, cfg)
     progress = progress and main
 
     identity = (provenance or {}).get("identity")
@@ -346,43 +398,12 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
     start, best, best_epoch, history = 0, -1.0, -1, []
     last = out_dir / "last.pt"
     if resume and last.is_file():
-        state = load_checkpoint(last)
-        if state["config"] != asdict(cfg) or state.get("fingerprint") != stamp["fingerprint"]:
-            changed = (differences(state.get("identity"), identity) if identity else
-                       differences(state["config"], asdict(cfg)))
-            raise UserError(f"{last} was written with another configuration "
-                             f"({'; '.join(changed)}); refusing to resume (delete it or use "
-                             "the same options)")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        start, best, best_epoch = state["epoch"] + 1, state["best_metric"], state["best_epoch"]
-        history = state["history"]
+        start, best, best_epoch, history = _resume(last, cfg, stamp, model, opt)
 
     for epoch in range(start, cfg.epochs):
         sampler.set_epoch(epoch)
-        model.train()
-        losses, z_l1, step_ratio = [], [], []
-        # (disable=None: tqdm draws bars on a terminal only, so logs hold no escape codes)
-        for batch in tqdm(sampler, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}",
-                          unit="batch", leave=False, disable=None if progress else True):
-            # every rank draws the same balanced batch and trains on its slice; the sum over the
-            # slice / global size x W makes DDP's gradient average the global batch mean
-            idx = batch[rank::W]
-            x = train_segs.x[idx].to(cfg.device, non_blocking=True)
-            y = train_segs.label[idx].to(cfg.device)
-            s = train_segs.speaker[idx].to(cfg.device) if is_ssa else None
-            step = train_step(step_model, model, opt, x, y, s, weight=W / len(batch),
-                              speaker_weight=cfg.speaker_weight, bf16=cfg.bf16)
-            losses.append(step.loss / W)
-            z_l1.append(step.embedding_l1 / W)
-            step_ratio.append(step.step_ratio)
-        train_loss = dist.all_reduce_sum(torch.stack(losses).sum()).item() / len(losses)
-        # the classifier's mean input L1 norm ||z||_1 and the mean step / |W| of the epoch
-        diagnostics = dict(embedding_l1=dist.all_reduce_sum(torch.stack(z_l1).mean()).item(),
-                           step_ratio=torch.stack(step_ratio).mean().item(),
-                           logit_scale=model.emotion_classifier.logit_scale
-                           if model.emotion_classifier.l1_constraint else None)
+        train_loss, diagnostics = _train_epoch(step_model, model, opt, sampler, train_segs, cfg,
+                                               epoch, progress)
         if cfg.bn_batches:  # the statistics of this epoch's weights (same batches, no RNG)
             recalibrate_batchnorm(model, train_segs, itertools.islice(sampler, cfg.bn_batches),
                                   cfg)
