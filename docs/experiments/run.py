@@ -100,6 +100,12 @@ def load(work: Path, experiment: str, last_k: int) -> dict:
     return {k: rows[k] for k in sorted(rows, key=lambda k: order.index(k) if k in order else 99)}
 
 
+def pm(mean: float, half: float, sign: bool = False) -> str:
+    """"mean ± half" in percent ("mean (1 run)" without a CI)."""
+    m = f"{100 * mean:+.1f}" if sign else f"{100 * mean:.1f}"
+    return f"{m} (one run)" if math.isnan(half) else f"{m} ± {100 * half:.1f}"
+
+
 def table(rows: dict, pairs: list[tuple[str, str]], last_k: int) -> str:
     lines = ["| model | runs | UAR, selected epoch | UAR, mean of last "
              f"{last_k} epochs | selected epoch |", "|---|---:|---:|---:|---:|"]
@@ -107,8 +113,7 @@ def table(rows: dict, pairs: list[tuple[str, str]], last_k: int) -> str:
         b = mean_ci([r["best"] for r in runs.values()])
         k = mean_ci([r["last_k"] for r in runs.values()])
         e = np.mean([r["best_epoch"] for r in runs.values()])
-        lines.append(f"| {name} | {len(runs)} | {100 * b[0]:.1f} ± {100 * b[1]:.1f} | "
-                     f"{100 * k[0]:.1f} ± {100 * k[1]:.1f} | {e:.1f} |")
+        lines.append(f"| {name} | {len(runs)} | {pm(*b)} | {pm(*k)} | {e:.1f} |")
     lines += ["", "Paired differences (same seed and fold; mean ± 95% CI, t over pairs; "
               "percentage points):", "", "| difference | pairs | selected epoch | last "
               f"{last_k} epochs | pairs > 0 |", "|---|---:|---:|---:|---:|"]
@@ -121,8 +126,8 @@ def table(rows: dict, pairs: list[tuple[str, str]], last_k: int) -> str:
         m, h = mean_ci(d)
         mk, hk = mean_ci(dk)
         pos = sum(x > 0 for x in d)
-        lines.append(f"| {a} − {b} | {len(keys)} | {100 * m:+.1f} ± {100 * h:.1f} | "
-                     f"{100 * mk:+.1f} ± {100 * hk:.1f} | {pos}/{len(keys)} |")
+        lines.append(f"| {a} − {b} | {len(keys)} | {pm(m, h, True)} | {pm(mk, hk, True)} | "
+                     f"{pos}/{len(keys)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -205,8 +210,7 @@ def lr_table(work: Path, last_k: int) -> str:
         d = mean_ci(np.subtract(a, b))
         dk = mean_ci([runs[k]["last_k"] - fast[name][k]["last_k"] for k in keys])
         lines.append(f"| {name} | {len(keys)} | {100 * np.mean(a):.1f} | {100 * np.mean(b):.1f} "
-                     f"| {100 * d[0]:+.1f} ± {100 * d[1]:.1f} | {100 * dk[0]:+.1f} ± "
-                     f"{100 * dk[1]:.1f} |")
+                     f"| {pm(*d, True)} | {pm(*dk, True)} |")
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
