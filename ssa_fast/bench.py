@@ -252,7 +252,7 @@ def train_step_workload(model_name: str, preset: str, batch: int, device, *,
     with ``compile`` the model is wrapped in torch.compile as the loop's ``--compile`` does.
     Returns (fn, forward FLOPs per sample)."""
     from .models import forward_flops
-    from .train.loop import TrainConfig, _forward, build_model, train_step
+    from .train.loop import TrainConfig, build_model, train_step
 
     device = torch.device(device)
     cfg = TrainConfig(model=model_name, preset=preset, backend=backend)
@@ -271,7 +271,7 @@ def train_step_workload(model_name: str, preset: str, batch: int, device, *,
 
         def forward():
             with torch.no_grad(), torch.autocast(**autocast):
-                return _forward(step_model, x, model.speaker_attentive)[0]
+                return step_model(x).emotion_logits
 
         return forward, flops
     model.train()

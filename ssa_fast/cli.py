@@ -244,12 +244,10 @@ def cmd_features(args) -> int:
 
     from ._atomic import atomic_write, sweep_stale
     from .audio import AudioError, load
-    from .kernels.logmel_delta import check_params, logmel_delta
+    from .features import FeatureConfig
 
-    kwargs = _feature_kwargs(args)
     try:
-        check_params(*(kwargs[k] for k in ("sample_rate", "n_fft", "win_length", "hop_length",
-                                           "n_mels", "fmin", "fmax", "window")))
+        config = FeatureConfig(**_feature_kwargs(args))
     except ValueError as exc:
         raise UserError(f"feature options: {exc}") from None
     out = Path(args.out)
@@ -257,6 +255,7 @@ def cmd_features(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     sweep_stale(out)
     device = torch.device(args.device)
+    front_end = config.module(args.backend).to(device)
     written, skipped = 0, []
     for path, name in tqdm(names.items(), desc="features", unit="file",
                            disable=True if args.quiet else None):
@@ -265,7 +264,7 @@ def cmd_features(args) -> int:
         except AudioError as exc:  # reported and skipped; the other files still run
             skipped.append(str(exc))
             continue
-        feats = logmel_delta(torch.from_numpy(y).to(device), backend=args.backend, **kwargs)
+        feats = front_end(torch.from_numpy(y).to(device))
         array = feats.cpu().numpy()
         atomic_write(out / name, lambda tmp, a=array: _save_npy(tmp, a))
         written += 1
@@ -551,23 +550,6 @@ def _load_checkpoint(path: str, device: str = "cpu"):
         raise UserError(msg) from exc
 
 
-def _plot_attention_to(path: Path, pred, clf) -> None:
-    """The attention curves of one file's Prediction, written (atomically) to ``path``: the
-    predicted class of each segment (no true label is known), seconds from the checkpoint."""
-    import torch
-
-    from .reports.experiment import plot_attention
-
-    classes = clf.classes
-    data = {clf.model_name: {
-        "alpha_em": torch.from_numpy(pred.attention["alpha_em"]),
-        "alpha_sp": torch.from_numpy(pred.attention["alpha_sp"]),
-        "predicted": torch.tensor([classes.index(s.label) for s in pred.segments]),
-        "lengths": torch.tensor([s.frames for s in pred.segments])}}
-    plot_attention(data, path.parent, classes, name=path.name,
-                   seconds_per_frame=clf.attention_frame_seconds, hop_seconds=clf.frame_seconds)
-
-
 def cmd_predict(args) -> int:
     import json
 
@@ -599,7 +581,7 @@ def cmd_predict(args) -> int:
                "segments": [s.label for s in pred.segments]}
         if plots:
             res["attention_plot"] = str(Path(args.attention_plot) / name)
-            _plot_attention_to(Path(res["attention_plot"]), pred, clf)
+            clf.plot_attention(pred, res["attention_plot"])
         results.append(res)
         if not args.json:
             top = ", ".join(f"{c} {p:.2f}" for c, p in res["probabilities"].items())

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .features.config import FeatureConfig
-from .models.registry import PAPER_MODELS as MODELS
+from .models.registry import PAPER_MODELS
 
 # Calibrated on the project's 2-core CPU machine (docs/notes/training_probe.md): the paper's lr
 # 1e-4 learns too slowly for a 10-minute demo.
@@ -39,71 +39,100 @@ DEMO_SENTENCES = [
 ]
 
 
-def feature_check(out: str | Path) -> Path:
-    """Synthesise three sentences, compute their 3-D log-Mel with the fastest backend, check it
-    against the float64 reference (and a ragged batch against one-by-one calls), time it and
-    plot it. Returns the PNG path."""
+def _demo_speech(out: Path, sample_rate: int) -> list[np.ndarray]:
+    """The three demo sentences (espeak-ng) at ``sample_rate``, each followed by 0.25 s of
+    silence; their concatenation is written to OUT/demo_utterance.wav."""
     import soundfile as sf
-    import torch
 
-    from . import _backend
     from ._atomic import atomic_write
     from .audio import resample, synthesize
-    from .bench import time_ms
-    from .kernels.logmel_delta import logmel_delta
-    from .reports import plot_logmel_delta
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    sr = 16000
 
     print("1. features: synthesising speech with espeak-ng (three voices)")
     pieces = []
     for voice, text in DEMO_SENTENCES:
         y, sr_in = synthesize(text, voice)
-        pieces += [resample(y, sr_in, sr), np.zeros(sr // 4, np.float32)]
+        pieces += [resample(y, sr_in, sample_rate), np.zeros(sample_rate // 4, np.float32)]
     wave = np.concatenate(pieces)
     wav_path = out / "demo_utterance.wav"
-    atomic_write(wav_path, lambda tmp: sf.write(tmp, wave, sr, format="WAV"))
-    print(f"   {len(wave) / sr:.2f} s of speech -> {wav_path}")
+    atomic_write(wav_path, lambda tmp: sf.write(tmp, wave, sample_rate, format="WAV"))
+    print(f"   {len(wave) / sample_rate:.2f} s of speech -> {wav_path}")
+    return pieces
 
-    backend = _backend.resolve("logmel_delta", device)
-    x = torch.from_numpy(wave).to(device)
-    print(f"   3-D log-Mel on {device.type} with the '{backend}' backend "
-          f"(available: {', '.join(_backend.available_backends(device))})")
-    feats = logmel_delta(x, backend=backend)
-    ref = logmel_delta(x.double(), backend="reference")
-    err = (feats.double() - ref).abs().amax(dim=(1, 2)).tolist()
-    print(f"   features {tuple(feats.shape)}; max |{backend} - float64 reference| per channel: "
-          + ", ".join(f"{e:.1e}" for e in err))
 
-    lengths = [len(p) for p in pieces[0::2]]
+def _ragged_batch_error(front_end, sentences: list[np.ndarray], device) -> float:
+    """Largest difference between a zero-padded batch of ``sentences`` (with lengths) and each
+    sentence computed alone."""
+    import torch
+
+    lengths = [len(p) for p in sentences]
     batch = torch.zeros(len(lengths), max(lengths), device=device)
-    for i, p in enumerate(pieces[0::2]):
+    for i, p in enumerate(sentences):
         batch[i, : len(p)] = torch.from_numpy(p)
-    bfeats, frames = logmel_delta(batch, lengths=torch.tensor(lengths), backend=backend)
-    alone = [logmel_delta(batch[i, :n], backend=backend) for i, n in enumerate(lengths)]
-    worst = max(float((bfeats[i, :, :t] - a).abs().max()) for i, (t, a) in
-                enumerate(zip(frames.tolist(), alone, strict=True)))
-    print(f"   ragged batch of {len(lengths)} sentences: batched == one-by-one to {worst:.1e}")
+    feats, frames = front_end(batch, lengths=torch.tensor(lengths))
+    alone = [front_end(batch[i, :n]) for i, n in enumerate(lengths)]
+    return max(float((feats[i, :, :t] - a).abs().max()) for i, (t, a) in
+               enumerate(zip(frames.tolist(), alone, strict=True)))
 
-    t_fast = time_ms(lambda: logmel_delta(x, backend=backend), device)
-    t_ref = time_ms(lambda: logmel_delta(x, backend="reference"), device)
+
+def _timing_line(front_end, reference, x, wave: np.ndarray, config: FeatureConfig,
+                 backend: str, device) -> str:
+    import torch
+
+    from .bench import time_ms
+
+    t_fast = time_ms(lambda: front_end(x), device)
+    t_ref = time_ms(lambda: reference(x), device)
     line = (f"   timing ({torch.get_num_threads()} threads): {backend} {t_fast:.2f} ms, "
             f"reference {t_ref:.2f} ms")
     try:
         import librosa
 
         t_lib = time_ms(lambda: librosa.feature.melspectrogram(
-            y=wave, sr=sr, n_fft=512, hop_length=160, win_length=400, window="hamming",
-            n_mels=40), "cpu")
+            y=wave, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
+            win_length=config.win_length, window=config.window, n_mels=config.n_mels), "cpu")
         line += f", librosa (mel only) {t_lib:.2f} ms"
     except ImportError:
         pass
-    print(line + f"; {len(wave) / sr / 3600 / (t_fast / 1e3):.1f} hours of audio per second")
+    hours = len(wave) / config.sample_rate / 3600
+    return line + f"; {hours / (t_fast / 1e3):.1f} hours of audio per second"
 
-    png = plot_logmel_delta(feats, out / "demo_logmel_delta.png", waveform=wave, sample_rate=sr,
+
+def feature_check(out: str | Path) -> Path:
+    """Synthesise three sentences, compute their 3-D log-Mel (the default FeatureConfig) with the
+    fastest backend, check it against the float64 reference (and a ragged batch against
+    one-by-one calls), time it and plot it. Returns the PNG path."""
+    import torch
+
+    from . import _backend
+    from .kernels.logmel_delta import logmel_delta
+    from .reports import plot_logmel_delta
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    config = FeatureConfig()
+    pieces = _demo_speech(out, config.sample_rate)
+    wave = np.concatenate(pieces)
+
+    backend = _backend.resolve("logmel_delta", device)
+    front_end = config.module(backend).to(device)
+    reference = config.module("reference").to(device)
+    x = torch.from_numpy(wave).to(device)
+    print(f"   3-D log-Mel on {device.type} with the '{backend}' backend "
+          f"(available: {', '.join(_backend.available_backends(device))})")
+    feats = front_end(x)
+    # (the float64 reference with its filterbank in float64: the function form)
+    ref = logmel_delta(x.double(), backend="reference", **config.kwargs())
+    err = (feats.double() - ref).abs().amax(dim=(1, 2)).tolist()
+    print(f"   features {tuple(feats.shape)}; max |{backend} - float64 reference| per channel: "
+          + ", ".join(f"{e:.1e}" for e in err))
+    worst = _ragged_batch_error(front_end, pieces[0::2], device)
+    print(f"   ragged batch of {len(pieces) // 2} sentences: batched == one-by-one to "
+          f"{worst:.1e}")
+    print(_timing_line(front_end, reference, x, wave, config, backend, device))
+
+    png = plot_logmel_delta(feats, out / "demo_logmel_delta.png", waveform=wave,
+                            sample_rate=config.sample_rate,
                             title="3-D log-Mel of a synthesised utterance (ssa_fast.logmel_delta)")
     print(f"   figure -> {png}")
     return png
@@ -161,17 +190,17 @@ def run_demo(out: str | Path, *, folds: int | None = None, epochs: int | None = 
         synthesize_corpus(corpus_dir, s["size"], progress=progress)
     corpus, feats = corpus_features(load_corpus("synthetic", corpus_dir), out / "cache",
                                     device=device, progress=progress)
-    minutes = sum(f.shape[1] for f in feats) / 100 / 60
+    minutes = sum(f.shape[1] for f in feats) * FeatureConfig().frame_seconds / 60
     print(f"   {len(corpus)} utterances ({minutes:.1f} min), {len(corpus.speakers)} speakers, "
           f"classes {corpus.classes}")
 
     print(f"3. {s['folds']}-fold cross-validation (linguistic: no phrase in both training and "
-          f"validation) of {', '.join(MODELS)}: preset {s['preset']}, {s['epochs']} epochs, "
+          f"validation) of {', '.join(PAPER_MODELS)}: preset {s['preset']}, {s['epochs']} epochs, "
           f"NAdam lr {s['lr']:g}, batches of 40, on {device}")
     cfg = TrainConfig(preset=s["preset"], epochs=s["epochs"], lr=s["lr"], device=device,
                       bf16=cuda)
     t1 = time.perf_counter()
-    results = cross_validate(corpus, feats, MODELS, cfg, out / "cv", protocol="linguistic",
+    results = cross_validate(corpus, feats, PAPER_MODELS, cfg, out / "cv", protocol="linguistic",
                              k=s["folds"], progress=progress,
                              feature_params=FeatureConfig().to_dict())
     if s.get("literal"):

@@ -55,7 +55,7 @@ def make_step(model, opt):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        model.project_()
+        model.project_(out)
         return loss.detach()
 
     return step

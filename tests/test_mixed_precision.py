@@ -44,16 +44,14 @@ def train_step(model, bf16: bool, device: str = "cpu"):
     opt = torch.optim.NAdam(model.parameters(), lr=1e-3)
     with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
         out = model(x)
-        if isinstance(model, SSACRNN):
-            loss = (F.cross_entropy(out.emotion_logits.float(), y)
-                    + F.cross_entropy(out.speaker_logits.float(), s))
-        else:
-            loss = F.cross_entropy(out.float(), y)
+        loss = F.cross_entropy(out.emotion_logits.float(), y)
+        if out.speaker_logits is not None:
+            loss = loss + F.cross_entropy(out.speaker_logits.float(), s)
     opt.zero_grad()
     loss.backward()
     grads = {n: p.grad.detach().cpu().clone() for n, p in model.named_parameters()}
     opt.step()
-    model.project_()
+    model.project_(out)
     params = {n: p.detach().cpu().clone() for n, p in model.named_parameters()}
     return loss.detach().cpu(), grads, params
 

@@ -178,4 +178,6 @@ def test_every_readme_block_runs_in_order(tmp_path):
     assert (world / "runs" / "one" / "config.json").exists()
     assert namespace["p"].label in namespace["clf"].classes
     assert len(namespace["ps"]) == 2
+    assert namespace["p"].attention is not None  # (the README's model is SSA-CRNN-r)
+    assert (world / "talk_attention.pdf").read_bytes()[:5] == b"%PDF-"
     assert ran["bash"] >= 6 and ran["python"] >= 3 and ran["yaml"] == 1

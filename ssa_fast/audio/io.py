@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,21 @@ def check_samples(y: np.ndarray, path: str | Path) -> np.ndarray:
     return y
 
 
+def mono(wave, name: str = "waveform") -> np.ndarray:
+    """An in-memory waveform (numpy array or tensor; mono, or channels x samples either way
+    round with at most 8 channels, averaged) as float32 mono samples, checked as files are
+    (:func:`check_samples`); a ValueError naming ``name`` otherwise."""
+    if hasattr(wave, "detach"):  # a torch tensor (without importing torch here)
+        wave = wave.detach().cpu().numpy()
+    y = np.asarray(wave)
+    if y.ndim == 2 and min(y.shape) <= 8:  # (channels, N) or (N, channels): mix down
+        y = y.mean(axis=int(np.argmin(y.shape)))
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"a {name} must be a non-empty 1-D array (or channels x samples), got "
+                         f"shape {y.shape}")
+    return check_samples(np.ascontiguousarray(y, dtype=np.float32), name)
+
+
 def load(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     """Load an audio file as float32 mono in [-1, 1] at `sample_rate` Hz.
 
@@ -55,3 +71,41 @@ def load(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
         raise AudioError(f"{path}: the file holds no samples")
     y = check_samples(y.mean(axis=1) if y.shape[1] > 1 else y[:, 0], path)
     return resample(np.ascontiguousarray(y, dtype=np.float32), int(sr), sample_rate)
+
+
+def audio_blocks(path: str | Path, sample_rate: int = 16000,
+                 block_samples: int = 1 << 20) -> Iterator[np.ndarray]:
+    """float32 mono blocks of a file at ``sample_rate`` (streamed resampling, channels averaged).
+    Raises AudioError naming the file when it cannot be read or holds samples that are not
+    audio (non-finite, or beyond MAX_SAMPLE)."""
+    import soundfile as sf
+
+    path = Path(path)
+    try:
+        fh = sf.SoundFile(str(path))
+    except Exception as exc:
+        raise AudioError(f"{path}: cannot read audio ({exc})") from exc
+    with fh:
+        stream = None
+        if fh.samplerate != sample_rate:
+            import soxr
+
+            stream = soxr.ResampleStream(fh.samplerate, sample_rate, 1, dtype="float32",
+                                         quality="HQ")
+        total = 0
+        while True:
+            try:
+                y = fh.read(block_samples, dtype="float32", always_2d=True)
+            except Exception as exc:
+                raise AudioError(f"{path}: cannot read audio ({exc})") from exc
+            last = len(y) < block_samples
+            y = check_samples(y.mean(axis=1) if y.shape[1] > 1 else y[:, 0], path)
+            total += len(y)
+            if stream is not None:
+                y = stream.resample_chunk(y, last=last)
+            if len(y):
+                yield np.ascontiguousarray(y, dtype=np.float32)
+            if last:
+                break
+        if total == 0:
+            raise AudioError(f"{path}: the file holds no samples")

@@ -16,7 +16,6 @@ import torch
 
 from .._atomic import save_torch, sweep_stale
 from ..features.config import FeatureConfig
-from ..kernels.logmel_delta import logmel_delta
 from .corpus import Corpus
 
 CACHE_VERSION = 1
@@ -49,12 +48,15 @@ def _batches(lengths: list[int], max_samples: int) -> list[list[int]]:
     return groups
 
 
-def compute_features(waves: list, *, device: str | torch.device = "cpu",
-                     backend: str | None = None, max_batch_samples: int = 16000 * 600,
-                     progress: bool = False, **params) -> list[torch.Tensor]:
-    """3-D log-Mel of each waveform (batched by length, on `device`); CPU float32 tensors."""
+def compute_features(waves: list, features: FeatureConfig | None = None, *,
+                     device: str | torch.device = "cpu", backend: str | None = None,
+                     max_batch_samples: int = 16000 * 600,
+                     progress: bool = False) -> list[torch.Tensor]:
+    """3-D log-Mel (``features``, default FeatureConfig()) of each waveform, batched by length,
+    on `device`; CPU float32 tensors."""
     from tqdm import tqdm
 
+    front_end = (features or FeatureConfig()).module(backend).to(device)
     lengths = [len(w) for w in waves]
     out: list[torch.Tensor | None] = [None] * len(waves)
     groups = _batches(lengths, max_batch_samples)
@@ -64,8 +66,7 @@ def compute_features(waves: list, *, device: str | torch.device = "cpu",
         for j, i in enumerate(group):
             batch[j, :lengths[i]] = torch.as_tensor(waves[i])
         group_lengths = torch.tensor([lengths[i] for i in group])
-        feats, frames = logmel_delta(batch.to(device), lengths=group_lengths, backend=backend,
-                                     **params)
+        feats, frames = front_end(batch.to(device), lengths=group_lengths)
         for j, i in enumerate(group):
             out[i] = feats[j, :, :int(frames[j])].float().cpu().contiguous()
     return out
@@ -126,8 +127,7 @@ def corpus_features(corpus: Corpus, cache_dir: str | Path | None = None, *,
                           corpus.name, corpus.root, skipped, list(corpus.notes))
             return kept, list(data["features"])
     kept, waves = corpus.load_audio(sample_rate, progress=progress)
-    feats = compute_features(waves, device=device, backend=backend, progress=progress,
-                             sample_rate=sample_rate, **params)
+    feats = compute_features(waves, features, device=device, backend=backend, progress=progress)
     if path is not None:
         new_skips = [list(s) for s in kept.skipped[len(corpus.skipped):]]
         save_torch(path, {"paths": [r.path for r in kept.records], "features": feats,

@@ -46,9 +46,48 @@ class Stats:
     std: torch.Tensor  # (3, 1, M)
 
 
-def _stats(frames: list[torch.Tensor], eps: float) -> Stats:
-    cat = torch.cat(frames, dim=1)  # (3, sum T, M)
-    return Stats(cat.mean(dim=1, keepdim=True), cat.std(dim=1, keepdim=True).clamp_min(eps))
+class FrameStats:
+    """Mean and unbiased standard deviation of every channel and mel bin over all frames of
+    (3, T, M) blocks, added one block at a time (float64; blocks merged with Chan et al.'s
+    pairwise update, as accurate as one pass over their concatenation). The one formula of the
+    normalisation statistics: training speakers, utterances, and files streamed in blocks."""
+
+    def __init__(self):
+        self.n = 0
+        self.mean: torch.Tensor | None = None  # (3, 1, M)
+        self.m2: torch.Tensor | None = None  # sum of squared deviations from the mean
+
+    def add(self, block: torch.Tensor) -> FrameStats:
+        b = block.double()
+        n_b = b.shape[1]
+        if n_b == 0:
+            return self
+        mean_b = b.mean(dim=1, keepdim=True)
+        m2_b = (b - mean_b).square().sum(dim=1, keepdim=True)
+        if self.mean is None:
+            self.n, self.mean, self.m2 = n_b, mean_b, m2_b
+            return self
+        n = self.n + n_b
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * (n_b / n)
+        self.m2 = self.m2 + m2_b + delta.square() * (self.n * n_b / n)
+        self.n = n
+        return self
+
+    def stats(self, eps: float) -> Stats:
+        """The statistics; the std is at least ``eps`` (a constant bin, or a single frame,
+        normalises to 0 instead of dividing by 0)."""
+        if self.mean is None:
+            raise ValueError("no frames to take statistics of")
+        var = self.m2 / max(self.n - 1, 1)
+        return Stats(self.mean, var.sqrt().clamp_min(eps))
+
+
+def _stats(frames, eps: float) -> Stats:
+    acc = FrameStats()
+    for f in frames:
+        acc.add(f)
+    return acc.stats(eps)
 
 
 class Normaliser:
@@ -69,7 +108,7 @@ class Normaliser:
                              f"{sum(not s for s in speakers)} have none (use 'utterance')")
         groups: dict[str, list[torch.Tensor]] = defaultdict(list)
         for f, s in zip(features, speakers, strict=True):
-            groups[s if self.mode == "speaker" else "*"].append(f.double())
+            groups[s if self.mode == "speaker" else "*"].append(f)
         self.stats = {k: _stats(v, self.eps) for k, v in groups.items()}
         return self
 
@@ -77,7 +116,7 @@ class Normaliser:
         """Normalise one utterance. A speaker without training statistics (an unseen speaker at
         prediction time) falls back to the utterance's own statistics."""
         st = self.stats_for(speaker)
-        return self.apply(feats, st if st is not None else _stats([feats.double()], self.eps))
+        return self.apply(feats, st if st is not None else _stats([feats], self.eps))
 
     def stats_for(self, speaker: str | None) -> Stats | None:
         """The training statistics that normalise `speaker` (None: use the utterance's own)."""

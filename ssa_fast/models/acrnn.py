@@ -11,12 +11,34 @@ from .layers import Classifier, CRNNTrunk, FrameAttention, SelfSpeakerAttention
 from .presets import Preset, get_preset
 
 
-class ACRNN(nn.Module):
-    """(B, 3, T0, n_mels) -> class logits (B, n_classes). design.md section 4.
+class ModelOutput(NamedTuple):
+    """What every model returns: ACRNN fills the emotion fields and leaves the speaker fields
+    None; SSA-CRNN fills all six. Callers read the fields they need, whatever the model."""
 
-    ``l1_constraint=True`` gives ACRNN-r: call :meth:`project_` after every optimiser step;
-    ``logit_scale`` / ``learn_logit_scale`` scale its logits (see `Classifier`).
-    ``forward(x, return_details=True)`` also returns (alpha, embedding).
+    emotion_logits: torch.Tensor  # (B, n_classes)
+    speaker_logits: torch.Tensor | None  # (B, n_speakers), SSA-CRNN
+    alpha_em: torch.Tensor  # (B, T) attention weights on the emotion frames (SSA for SSA-CRNN)
+    alpha_sp: torch.Tensor | None  # (B, T) SSA weights on the speaker frames, SSA-CRNN
+    z_em: torch.Tensor  # (B, embedding) emotion embedding (input of the emotion classifier)
+    z_sp: torch.Tensor | None  # (B, embedding) speaker embedding, SSA-CRNN
+
+
+# A stable name for the output type in torch.export's serialised programs (torch.export.save).
+torch.utils._pytree._register_namedtuple(ModelOutput,
+                                         serialized_type_name="ssa_fast.models.ModelOutput")
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+class ACRNN(nn.Module):
+    """(B, 3, T0, n_mels) -> ``ModelOutput`` (logits (B, n_classes), frame attention, emotion
+    embedding; no speaker fields). design.md section 4.
+
+    ``l1_constraint=True`` gives ACRNN-r: call :meth:`project_` with the step's output after
+    every optimiser step; ``logit_scale`` / ``learn_logit_scale`` scale its logits (see
+    `Classifier`).
     """
 
     speaker_attentive = False  # (models/registry.py: what callers ask instead of the type)
@@ -52,26 +74,15 @@ class ACRNN(nn.Module):
         z = self.act(self.embed(c))
         return self.classifier(z), alpha, z
 
-    def forward(self, x: torch.Tensor, return_details: bool = False):
+    def forward(self, x: torch.Tensor) -> ModelOutput:
         logits, alpha, z = self.head(self.trunk(x))
-        return (logits, alpha, z) if return_details else logits
+        return ModelOutput(logits, None, alpha, None, z, None)
 
-    def project_(self) -> None:
-        self.classifier.project_()
-
-
-class SSAOutput(NamedTuple):
-    emotion_logits: torch.Tensor  # (B, n_emotions)
-    speaker_logits: torch.Tensor  # (B, n_speakers)
-    alpha_em: torch.Tensor  # (B, T) SSA weights on the emotion frames
-    alpha_sp: torch.Tensor  # (B, T) SSA weights on the speaker frames
-    z_em: torch.Tensor  # (B, embedding) emotion embedding (input of the emotion classifier)
-    z_sp: torch.Tensor  # (B, embedding) speaker embedding
-
-
-# A stable name for the output type in torch.export's serialised programs (torch.export.save).
-torch.utils._pytree._register_namedtuple(SSAOutput,
-                                         serialized_type_name="ssa_fast.models.SSAOutput")
+    def project_(self, out: ModelOutput, gather=_identity) -> None:
+        """The L1 projection of ACRNN-r (a no-op for ACRNN), relative to the classifier inputs
+        of the step's output ``out``; ``gather`` collects them over processes (torchrun)."""
+        if self.classifier.l1_constraint:
+            self.classifier.project_(gather(out.z_em.detach()))
 
 
 class SSACRNN(nn.Module):
@@ -117,7 +128,7 @@ class SSACRNN(nn.Module):
         self.emotion_classifier = Classifier(p.embedding, n_emotions, l1_constraint, backend,
                                              logit_scale, learn_logit_scale)
 
-    def forward(self, x: torch.Tensor) -> SSAOutput:
+    def forward(self, x: torch.Tensor) -> ModelOutput:
         if x.shape[2] != self.segment_frames:
             raise ValueError(f"SSACRNN was built for segments of {self.segment_frames} frames "
                              f"(w_q has one weight per pooled frame), got input {tuple(x.shape)}")
@@ -126,12 +137,16 @@ class SSACRNN(nn.Module):
         h_em = self.emotion_trunk(x)
         c, alpha_em, alpha_sp = self.ssa(h_em, h_sp)
         z_em = self.act(self.emotion_embed(c))
-        return SSAOutput(self.emotion_classifier(z_em), speaker_logits, alpha_em, alpha_sp,
-                         z_em, z_sp)
+        return ModelOutput(self.emotion_classifier(z_em), speaker_logits, alpha_em, alpha_sp,
+                           z_em, z_sp)
 
-    def project_(self) -> None:
-        self.emotion_classifier.project_()
-        self.speaker.project_()
+    def project_(self, out: ModelOutput, gather=_identity) -> None:
+        """The L1 projection of the constrained classifiers, relative to their inputs in the
+        step's output ``out`` (see ACRNN.project_)."""
+        if self.emotion_classifier.l1_constraint:
+            self.emotion_classifier.project_(gather(out.z_em.detach()))
+        if self.speaker.classifier.l1_constraint:
+            self.speaker.classifier.project_(gather(out.z_sp.detach()))
 
 
 def model_from_config(config: dict, backend: str | None = None) -> nn.Module:

@@ -52,7 +52,7 @@ def forward_flops(model: nn.Module, input_shape: tuple[int, ...] = (3, 300, 40))
             h.remove()
         model.train(was_training)
     # Attention: scores and weighted sums over (T, d), plus SSA's key/query/value maps.
-    if hasattr(out, "alpha_em"):
+    if out.alpha_sp is not None:  # SSA-CRNN
         T = out.alpha_em.shape[1]
         d = model.ssa.w_k_em.shape[0]
         counts["attention"] = 2 * T * d * 3 + 4 * 2 * d * d + 2 * 2 * T * d

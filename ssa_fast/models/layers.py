@@ -8,7 +8,6 @@ import math
 import torch
 from torch import nn
 
-from ..distributed import gather_rows
 from ..kernels.l1_project import l1_project_
 from ..kernels.ssa_attention import COMBINES, ssa_attention
 from .presets import Preset
@@ -87,8 +86,8 @@ class SelfSpeakerAttention(nn.Module):
 
 
 class Classifier(nn.Linear):
-    """FC^c. With `l1_constraint`, `project_()` rescales every class row to the L1 norm of
-    design.md section 6, using the inputs of the last training forward pass.
+    """FC^c. With `l1_constraint`, `project_(x)` rescales every class row to the L1 norm of
+    design.md section 6, relative to ``x``, the batch's inputs of this layer.
 
     The constrained layer has no bias [choice]: the projected rows are tiny (|logit| <~ 1/K), so
     any free bias would decide every prediction by itself (measured: constant predictions).
@@ -110,7 +109,6 @@ class Classifier(nn.Linear):
         if not l1_constraint and (logit_scale != 1.0 or learn_scale):
             raise ValueError("logit_scale applies to the L1-constrained classifier only")
         self.l1_constraint, self.backend = l1_constraint, backend
-        self._last_input: torch.Tensor | None = None
         log_scale = torch.tensor(math.log(logit_scale))
         if learn_scale:
             self.log_scale = nn.Parameter(log_scale)
@@ -124,18 +122,12 @@ class Classifier(nn.Linear):
         return float(self.log_scale.detach().exp())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.l1_constraint and self.training:
-            self._last_input = x.detach()
         y = super().forward(x)
         return y * self.log_scale.exp().to(y.dtype) if self.scaled else y
 
     @torch.no_grad()
-    def project_(self) -> None:
-        if not self.l1_constraint:
-            return
-        if self._last_input is None:
-            raise RuntimeError("project_() needs a training forward pass first (it uses that "
-                               "batch's inputs to the classifier)")
-        x = gather_rows(self._last_input)  # under torchrun: the inputs of the global batch
-        l1_project_(self.weight, x.to(self.weight.dtype), backend=self.backend)
-        self._last_input = None
+    def project_(self, x: torch.Tensor) -> None:
+        """Project the rows onto the constraint of the batch whose inputs were ``x`` (N, n_in)
+        (under torchrun: the whole batch's, gathered by the caller)."""
+        if self.l1_constraint:
+            l1_project_(self.weight, x.to(self.weight.dtype), backend=self.backend)

@@ -55,6 +55,7 @@ class EmotionClassifier:
 
     def __init__(self, trained):
         self._tm = trained
+        self._front_end = None  # the checkpoint's LogMelDelta, made on first use
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu"):
@@ -125,20 +126,36 @@ class EmotionClassifier:
         return self._prediction(out["logp"], out["lengths"].tolist(), out["probabilities"],
                                 speaker, att)
 
-    def features(self, wave, sample_rate: int) -> torch.Tensor:
-        """The model's 3-D log-Mel ``(3, T, n_mels)`` of one waveform (mono, any sample rate)."""
-        from ..audio.io import check_samples, resample
-        from ..kernels.logmel_delta import logmel_delta
+    def plot_attention(self, prediction: Prediction, path: str | Path) -> Path:
+        """The SSA attention curves of a Prediction made with ``attention=True`` (the longest
+        segment; each segment titled with its predicted class), written atomically to ``path``
+        (PNG, PDF or SVG by its suffix; PNG otherwise)."""
+        from ..reports.experiment import FORMATS, plot_attention
 
-        y = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
-        if y.ndim == 2 and min(y.shape) <= 8:  # (channels, N) or (N, channels): mix down
-            y = y.mean(axis=int(np.argmin(y.shape)))
-        if y.ndim != 1 or y.size == 0:
-            raise ValueError(f"a waveform must be a non-empty 1-D array (or channels x "
-                             f"samples), got shape {y.shape}")
-        y = check_samples(np.ascontiguousarray(y, dtype=np.float32), "waveform")
-        y = resample(y, int(sample_rate), self.sample_rate)
-        return logmel_delta(torch.from_numpy(y), **self._tm.features.kwargs())
+        if prediction.attention is None:
+            raise ValueError("the prediction holds no attention weights: classify with "
+                             "attention=True, with an SSA model")
+        path = Path(path)
+        fmt = path.suffix[1:].lower() if path.suffix[1:].lower() in FORMATS else "png"
+        data = {self.model_name: {
+            "alpha_em": torch.from_numpy(prediction.attention["alpha_em"]),
+            "alpha_sp": torch.from_numpy(prediction.attention["alpha_sp"]),
+            "predicted": torch.tensor([self.classes.index(s.label)
+                                       for s in prediction.segments]),
+            "lengths": torch.tensor([s.frames for s in prediction.segments])}}
+        return plot_attention(data, path.parent, self.classes, name=path.name, fmt=fmt,
+                              seconds_per_frame=self.attention_frame_seconds,
+                              hop_seconds=self.frame_seconds)
+
+    def features(self, wave, sample_rate: int) -> torch.Tensor:
+        """The model's 3-D log-Mel ``(3, T, n_mels)`` of one waveform (mono or channels x
+        samples, any sample rate)."""
+        from ..audio.io import mono, resample
+
+        if self._front_end is None:
+            self._front_end = self._tm.features.module()
+        y = resample(mono(wave, "waveform"), int(sample_rate), self.sample_rate)
+        return self._front_end(torch.from_numpy(y))
 
     def classify_batch(self, waves: Sequence, sample_rate: int = 16000,
                        speakers: Sequence[str | None] | None = None, *,

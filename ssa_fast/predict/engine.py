@@ -9,17 +9,17 @@ the utterance's own statistics for an unseen one (design.md section 3).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..data.segments import MIN_TAIL, Normaliser, Segments, make_segments
+from ..data.segments import MIN_TAIL, FrameStats, Normaliser, Segments, Stats, make_segments
 from ..features.config import FeatureConfig
 from ..models import model_from_config
-from ..train.loop import load_checkpoint, utterance_probabilities
+from ..train.loop import load_checkpoint, score_batch, utterance_probabilities
 from ..train.metrics import confusion_matrix, scores
 
 
@@ -81,22 +81,17 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
                         ckpt.get("identity"), ckpt.get("train_utterances"))
 
 
-@torch.no_grad()
-def _score_batch(tm: TrainedModel, x: torch.Tensor, parts: dict, attention: bool) -> None:
-    """Run one batch of segments; append its log-probabilities (and attention) to ``parts``."""
-    out = tm.model(x.to(next(tm.model.parameters()).device))
-    logits = out.emotion_logits if tm.is_ssa else out
-    parts.setdefault("logp", []).append(F.log_softmax(logits.float(), dim=-1).cpu())
-    if attention and tm.is_ssa:
-        parts.setdefault("alpha_em", []).append(out.alpha_em.float().cpu())
-        parts.setdefault("alpha_sp", []).append(out.alpha_sp.float().cpu())
+def _score(tm: TrainedModel, x: torch.Tensor, parts: dict, attention: bool) -> None:
+    """Score one batch of segments (training's own scorer); keep the attention weights of an
+    SSA model when asked (the prediction API returns both SSA weights or none)."""
+    score_batch(tm.model, x, parts, keep_outputs=attention and tm.is_ssa)
 
 
 def segment_outputs(tm: TrainedModel, segs: Segments, batch: int = 128) -> dict:
     """Per-segment log-probabilities (S, K), and for SSA models the attention weights."""
     parts: dict[str, list] = {}
     for i in range(0, len(segs), batch):
-        _score_batch(tm, segs.x[i:i + batch], parts, attention=True)
+        _score(tm, segs.x[i:i + batch], parts, attention=True)
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
@@ -135,20 +130,39 @@ def score(tm: TrainedModel, features: list[torch.Tensor], labels: list[str],
             "predictions": [tm.classes[int(i)] for i in probs.argmax(1)]}
 
 
-def _stream_stats(blocks, eps: float):
-    """Mean and (unbiased) std over all frames of streamed (3, F, M) blocks, as Normaliser."""
-    from ..data.segments import Stats
+def _file_blocks(tm: TrainedModel, path: str | Path, block_frames: int, progress: bool,
+                 desc: str):
+    """The model's features of a file, streamed in blocks of ``block_frames`` frames (with a
+    progress bar when asked: its length comes from the file's header where it can be read)."""
+    import soundfile as sf
+    from tqdm import tqdm
 
-    total = sq = None
-    n = 0
+    from ..features.stream import stream_features
+
+    features = tm.features
+    try:
+        blocks = int(sf.info(str(path)).duration / features.frame_seconds) // block_frames + 1
+    except Exception:  # stream_features reports unreadable files with a clear error
+        blocks = None
+    return tqdm(stream_features(path, features, block_frames=block_frames), total=blocks,
+                desc=desc, unit="block", leave=False, disable=None if progress else True)
+
+
+def _stream_segments(blocks, normaliser: Normaliser, stats: Stats, segment_frames: int):
+    """(segment (3, segment_frames, M), valid frames) of streamed feature blocks: normalised with
+    ``stats``, cut as in training (segment_bounds: non-overlapping, the tail kept when it is long
+    enough or the only segment) and zero-padded after normalisation."""
+    L, carry, n = segment_frames, None, 0
     for f in blocks:
-        f = f.double()
-        s, q = f.sum(dim=1, keepdim=True), (f * f).sum(dim=1, keepdim=True)
-        total, sq = (s, q) if total is None else (total + s, sq + q)
-        n += f.shape[1]
-    mean = total / n
-    var = (sq - n * mean * mean) / max(n - 1, 1)
-    return Stats(mean, var.clamp_min(0).sqrt().clamp_min(eps))
+        z = normaliser.apply(f, stats)
+        carry = z if carry is None else torch.cat([carry, z], dim=1)
+        while carry.shape[1] >= L:
+            yield carry[:, :L], L
+            carry, n = carry[:, L:], n + 1
+    if carry is not None and carry.shape[1] > 0 and (n == 0 or carry.shape[1] >= MIN_TAIL):
+        seg = torch.zeros(3, L, carry.shape[2], dtype=carry.dtype)
+        seg[:, :carry.shape[1]] = carry
+        yield seg, carry.shape[1]
 
 
 def classify_file(tm: TrainedModel, path: str | Path, speaker: str | None = None, *,
@@ -161,62 +175,23 @@ def classify_file(tm: TrainedModel, path: str | Path, speaker: str | None = None
     Returns {"probabilities" (K,), "logp" (S, K) per segment, "lengths" (S,), and with
     keep_attention for SSA models "alpha_em" / "alpha_sp" (S, T)}; the same numbers as
     :func:`classify` on the whole file."""
-    import soundfile as sf
-    from tqdm import tqdm
-
-    from ..features.stream import stream_features
-
-    params = tm.features.kwargs()
-    sr = params.pop("sample_rate")
-    hop = params["hop_length"]
-
-    def blocks(desc):
-        try:
-            seconds = sf.info(str(path)).duration
-        except Exception:  # stream_features reports unreadable files with a clear error
-            seconds = None
-        total = None if seconds is None else int(seconds * sr / hop) // block_frames + 1
-        return tqdm(stream_features(path, block_frames=block_frames, sample_rate=sr, **params),
-                    total=total, desc=desc, unit="block", leave=False,
-                    disable=None if progress else True)
-
-    norm = tm.normaliser
-    stats = norm.stats_for(speaker)
-    if stats is None:
-        stats = _stream_stats(blocks(f"{Path(path).name}: statistics"), norm.eps)
-
-    L = tm.segment_frames
+    name = Path(path).name
+    stats = tm.normaliser.stats_for(speaker)
+    if stats is None:  # the utterance's own statistics: one streamed pass first
+        acc = FrameStats()
+        for f in _file_blocks(tm, path, block_frames, progress, f"{name}: statistics"):
+            acc.add(f)
+        stats = acc.stats(tm.normaliser.eps)
     parts: dict[str, list] = {}
-    lengths, pending = [], []
-
-    def run(segments):
-        _score_batch(tm, torch.stack(segments), parts, keep_attention)
-
-    def emit(frames, length):
-        seg = torch.zeros(3, L, frames.shape[2], dtype=frames.dtype)
-        seg[:, :length] = frames[:, :length]  # zero padding after normalisation
-        pending.append(seg)
-        lengths.append(length)
-        if len(pending) == batch:
-            run(pending)
-            pending.clear()
-
-    carry = None
-    for f in blocks(Path(path).name):
-        z = norm.apply(f, stats)
-        carry = z if carry is None else torch.cat([carry, z], dim=1)
-        while carry.shape[1] >= L:
-            emit(carry[:, :L], L)
-            carry = carry[:, L:]
-    # the tail segment follows segment_bounds: kept when long enough or the only segment
-    if carry is not None and carry.shape[1] > 0 and (not lengths or carry.shape[1] >= MIN_TAIL):
-        emit(carry, carry.shape[1])
-    if pending:
-        run(pending)
+    lengths: list[int] = []
+    segments = _stream_segments(_file_blocks(tm, path, block_frames, progress, name),
+                                tm.normaliser, stats, tm.segment_frames)
+    while chunk := list(itertools.islice(segments, batch)):
+        _score(tm, torch.stack([seg for seg, _ in chunk]), parts, keep_attention)
+        lengths += [n for _, n in chunk]
     res = {k: torch.cat(v) for k, v in parts.items()}
-    logp = res["logp"]
     res["probabilities"] = utterance_probabilities(
-        logp, torch.zeros(len(logp), dtype=torch.long), 1, tm.pooling)[0]
+        res["logp"], torch.zeros(len(lengths), dtype=torch.long), 1, tm.pooling)[0]
     res["lengths"] = torch.tensor(lengths)
     return res
 

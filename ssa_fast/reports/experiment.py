@@ -13,18 +13,18 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import save_figure, write_text
+from ..features.config import FeatureConfig
+from ..models.presets import get_preset
 from ..models.registry import MODELS
 
 FORMATS = ("png", "pdf", "svg")  # figure formats; PDF and SVG are vector graphics
 PNG_DPI = 200
 FIGURES = ("confusion_matrices", "training_curves", "tsne", "attention")
-# the time axis of the attention curves: the features' defaults (features.logmel) and the time
-# pooling of the model presets (models.presets: pool (2, 2) in both)
-SAMPLE_RATE = 16000  # Hz
-HOP_LENGTH = 160  # samples between feature frames
-TIME_POOL = 2  # feature frames per attention frame
-HOP_SECONDS = HOP_LENGTH / SAMPLE_RATE  # 10 ms per feature frame
-SECONDS_PER_FRAME = HOP_SECONDS * TIME_POOL  # 20 ms per attention frame
+# the time axis of the attention curves when a run does not say otherwise: the default features'
+# hop and the time pooling of the default (paper) preset
+HOP_SECONDS = FeatureConfig().frame_seconds  # seconds per feature frame
+TIME_POOL = get_preset("paper").pool[0]  # feature frames per attention frame
+SECONDS_PER_FRAME = HOP_SECONDS * TIME_POOL  # seconds per attention frame
 
 
 def _plt():
@@ -433,16 +433,17 @@ def plot_tsne(figures_data: dict, out_dir: Path, classes: list[str], seed: int =
 
 
 def run_frame_seconds(results: dict) -> tuple[float, float]:
-    """(seconds per feature frame, seconds per attention frame) of a run: the hop over the
-    sample rate of its features (defaults 160 / 16000), times the time pooling of its model
-    preset (results["config"]["preset"])."""
+    """(seconds per feature frame, seconds per attention frame) of a run: the hop of its
+    features (results["identity"]["data"]["features"], a FeatureConfig), times the time pooling
+    of its model preset (results["config"]["preset"]); the defaults where a run does not say."""
     feats = (results.get("identity") or {}).get("data", {}).get("features") or {}
-    hop = feats.get("hop_length", HOP_LENGTH) / feats.get("sample_rate", SAMPLE_RATE)
+    try:
+        hop = FeatureConfig.from_dict(feats).frame_seconds
+    except (ValueError, TypeError):  # an unreadable record: the default features
+        hop = HOP_SECONDS
     pool = TIME_POOL
     preset = (results.get("config") or {}).get("preset")
     if preset is not None:
-        from ..models.presets import get_preset
-
         try:
             pool = get_preset(preset).pool[0]
         except (ValueError, TypeError):  # an unknown preset: the default pooling

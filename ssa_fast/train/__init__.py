@@ -2,18 +2,18 @@
 
 from .cv import PROTOCOLS, cross_validate, make_folds, prepare_fold, split_fold
 from .loop import (
-    MODELS,
     TrainConfig,
     build_model,
     evaluate,
     load_checkpoint,
     recalibrate_batchnorm,
+    score_batch,
     train,
     utterance_probabilities,
 )
 from .metrics import confusion_matrix, mean_ci95, normalised, uar
 
-__all__ = ["MODELS", "PROTOCOLS", "TrainConfig", "build_model", "confusion_matrix",
+__all__ = ["PROTOCOLS", "TrainConfig", "build_model", "confusion_matrix",
            "cross_validate", "evaluate", "load_checkpoint", "make_folds", "mean_ci95",
-           "normalised", "prepare_fold", "recalibrate_batchnorm", "split_fold", "train", "uar",
-           "utterance_probabilities"]
+           "normalised", "prepare_fold", "recalibrate_batchnorm", "score_batch", "split_fold",
+           "train", "uar", "utterance_probabilities"]

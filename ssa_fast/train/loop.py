@@ -25,16 +25,14 @@ from .._atomic import save_torch, write_text
 from ..data.sampler import BalancedBatchSampler
 from ..data.segments import Segments
 from ..errors import UserError
-from ..models import MODEL_NAMES, SSAOutput, model_spec
+from ..models import MODEL_NAMES, model_spec
 from .fingerprint import differences, fingerprint
 from .metrics import confusion_matrix, scores
-
-MODELS = MODEL_NAMES  # (models/registry.py)
 
 
 @dataclass
 class TrainConfig:
-    model: str = "ssa-crnn-r"  # one of MODELS
+    model: str = "ssa-crnn-r"  # one of models.MODEL_NAMES
     preset: str = "paper"  # the paper's sizes; "small" for CPU demos and tests
     epochs: int = 30
     batch_size: int = 40  # emotionally balanced: batch_size / n_classes per class
@@ -66,8 +64,8 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)  # free-form notes stored with checkpoints
 
     def __post_init__(self):
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"model must be one of {MODEL_NAMES}, got {self.model!r}")
         if self.pooling not in ("mean", "max"):
             raise ValueError(f"pooling must be 'mean' or 'max', got {self.pooling!r}")
         if self.select_by not in ("utterance", "segment"):
@@ -94,17 +92,6 @@ def build_model(cfg: TrainConfig, n_classes: int, n_speakers: int, segment_frame
         learn_logit_scale=cfg.learn_logit_scale)
 
 
-def _forward(model, x, speaker_attentive: bool):
-    """(emotion logits, speaker logits or None, details) of ``model`` (or its DDP /
-    torch.compile wrapper), an SSA-CRNN when ``speaker_attentive`` (``model.speaker_attentive``
-    of the unwrapped model, asked once by the caller)."""
-    if speaker_attentive:
-        out = model(x)
-        return out.emotion_logits, out.speaker_logits, out
-    logits, alpha, z = model(x, return_details=True)
-    return logits, None, (alpha, z)
-
-
 class StepResult(NamedTuple):
     loss: torch.Tensor  # the step's loss (detached)
     embedding_l1: torch.Tensor  # mean L1 norm of the classifier's input ||z||_1
@@ -124,19 +111,20 @@ def train_step(step_model, model, opt, x: torch.Tensor, y: torch.Tensor,
     weight = 1.0 / len(x) if weight is None else weight
     clf = model.emotion_classifier
     with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):
-        emo, spk, details = _forward(step_model, x, model.speaker_attentive)
-        loss = F.cross_entropy(emo.float(), y, reduction="sum") * weight
-        if speakers is not None and spk is not None:
-            loss = loss + speaker_weight * weight * F.cross_entropy(spk.float(), speakers,
-                                                                    reduction="sum")
+        out = step_model(x)
+        loss = F.cross_entropy(out.emotion_logits.float(), y, reduction="sum") * weight
+        if speakers is not None and out.speaker_logits is not None:
+            loss = loss + speaker_weight * weight * F.cross_entropy(
+                out.speaker_logits.float(), speakers, reduction="sum")
     opt.zero_grad(set_to_none=True)
     loss.backward()
     w0 = clf.weight.detach().clone()
     opt.step()
     ratio = (clf.weight.detach() - w0).abs().sum() / w0.abs().sum()
-    model.project_()  # the L1 projection of the "-r" models (no-op otherwise)
-    z = details.z_em if isinstance(details, SSAOutput) else details[1]
-    return StepResult(loss.detach(), z.detach().float().abs().sum(dim=1).mean(), ratio)
+    # the L1 projection of the "-r" models (no-op otherwise), relative to the classifier inputs
+    # of the whole batch (under torchrun gathered from every rank)
+    model.project_(out, gather=dist.gather_rows)
+    return StepResult(loss.detach(), out.z_em.detach().float().abs().sum(dim=1).mean(), ratio)
 
 
 def utterance_probabilities(logp: torch.Tensor, utterance: torch.Tensor, n_utterances: int,
@@ -159,38 +147,50 @@ def utterance_probabilities(logp: torch.Tensor, utterance: torch.Tensor, n_utter
 
 
 @torch.no_grad()
+def score_batch(model, x: torch.Tensor, parts: dict, *, keep_outputs: bool = False,
+                bf16: bool = False) -> None:
+    """Score one batch of segments ``x`` (B, 3, T, M) with ``model`` (in eval mode, on any
+    device) and append to ``parts`` (lists, on the CPU): "logp" (B, K) log-probabilities,
+    "speaker" (B,) predicted speakers of an SSA-CRNN, and with ``keep_outputs`` "alpha_em",
+    "alpha_sp" (SSA-CRNN) (B, T) attention weights and "z" (B, embedding) emotion embeddings.
+    The one scorer of validation, evaluation and prediction."""
+    x = x.to(next(model.parameters()).device)
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):
+        out = model(x)
+    parts.setdefault("logp", []).append(F.log_softmax(out.emotion_logits.float(), dim=-1).cpu())
+    if out.speaker_logits is not None:
+        parts.setdefault("speaker", []).append(out.speaker_logits.argmax(dim=1).cpu())
+    if keep_outputs:
+        parts.setdefault("alpha_em", []).append(out.alpha_em.float().cpu())
+        if out.alpha_sp is not None:
+            parts.setdefault("alpha_sp", []).append(out.alpha_sp.float().cpu())
+        parts.setdefault("z", []).append(out.z_em.float().cpu())
+
+
+@torch.no_grad()
 def evaluate(model, segs: Segments, cfg: TrainConfig, n_classes: int, *,
              keep_outputs: bool = False) -> dict:
     """Segment- and utterance-level UAR, WA, macro F1, per-class recall and confusion matrices
     (and, with keep_outputs, the attention weights and emotion embeddings of every segment, for
     the figures)."""
     model.eval()
-    logps, alphas, alphas_sp, zs, spk_pred = [], [], [], [], []
+    parts: dict[str, list] = {}
     # under torchrun every rank scores a contiguous share of the segments; outputs are gathered
     W, r = dist.world_size(), dist.rank()
     shard = W > 1 and len(segs) >= W  # (every share non-empty; else each rank scores all)
     lo, hi = (len(segs) * r // W, len(segs) * (r + 1) // W) if shard else (0, len(segs))
     for i in range(lo, hi, cfg.eval_batch):
-        x = segs.x[i:min(i + cfg.eval_batch, hi)].to(cfg.device)
-        with torch.autocast(x.device.type, torch.bfloat16, enabled=cfg.bf16):
-            logits, spk_logits, details = _forward(model, x, model.speaker_attentive)
-        logps.append(F.log_softmax(logits.float(), dim=-1).cpu())
-        if spk_logits is not None:
-            spk_pred.append(spk_logits.argmax(dim=1).cpu())
-        if keep_outputs:
-            if isinstance(details, SSAOutput):  # (a NamedTuple: test it before plain tuples)
-                alphas.append(details.alpha_em.float().cpu())
-                alphas_sp.append(details.alpha_sp.float().cpu())
-                zs.append(details.z_em.float().cpu())
-            else:
-                alphas.append(details[0].float().cpu())
-                zs.append(details[1].float().cpu())
-    def gathered(parts):
-        t = torch.cat(parts)
+        score_batch(model, segs.x[i:min(i + cfg.eval_batch, hi)], parts,
+                    keep_outputs=keep_outputs, bf16=cfg.bf16)
+
+    def gathered(key):
+        if key not in parts:
+            return None
+        t = torch.cat(parts[key])
         return dist.gather_rows(t.to(cfg.device)).cpu() if shard else t
 
-    logp = gathered(logps)
-    spk_pred = [gathered(spk_pred)] if spk_pred else []
+    logp = gathered("logp")
+    spk_pred = gathered("speaker")
     y = segs.label
     seg_cm = confusion_matrix(y.numpy(), logp.argmax(1).numpy(), n_classes)
     utt_ids, inverse = torch.unique(segs.utterance, return_inverse=True)
@@ -201,13 +201,13 @@ def evaluate(model, segs: Segments, cfg: TrainConfig, n_classes: int, *,
            "loss": float(F.nll_loss(logp, y)), "segment_cm": seg_cm.tolist(),
            "utterance_cm": utt_cm.tolist()}
     known = segs.speaker >= 0
-    if spk_pred and bool(known.any()):  # SSA-CRNN: how well C_sp recognises the speakers
-        hit = spk_pred[0][known] == segs.speaker[known]
+    if spk_pred is not None and bool(known.any()):  # SSA-CRNN: how well C_sp knows the speakers
+        hit = spk_pred[known] == segs.speaker[known]
         out["speaker_accuracy"] = float(hit.float().mean())
     if keep_outputs:
-        out["alpha_em"] = gathered(alphas)
-        out["alpha_sp"] = gathered(alphas_sp) if alphas_sp else None
-        out["z"] = gathered(zs)
+        out["alpha_em"] = gathered("alpha_em")
+        out["alpha_sp"] = gathered("alpha_sp")
+        out["z"] = gathered("z")
         out["predicted"] = logp.argmax(1)  # each segment's predicted class
     return out
 
@@ -265,7 +265,7 @@ def recalibrate_batchnorm(model, segs: Segments, batches, cfg: TrainConfig) -> i
             seen.clear()
             try:
                 with torch.autocast(x.device.type, torch.bfloat16, enabled=cfg.bf16):
-                    _forward(model, x, model.speaker_attentive)
+                    model(x)
             except _StatisticsTaken:
                 pass
     finally:

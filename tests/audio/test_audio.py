@@ -73,7 +73,7 @@ def test_espeak_errors():
 def test_float_samples_beyond_audio_range_are_refused_naming_the_file(tmp_path):
     """A float file with samples above 1e15 is corrupt, not loud: refused by the loader and the
     streamed reader alike (before it could abort a multi-file run inside feature extraction)."""
-    from ssa_fast.features.stream import audio_blocks
+    from ssa_fast.audio.io import audio_blocks
 
     loud = np.full(3000, 2.0, np.float32)  # clipped but audio: accepted
     sf.write(tmp_path / "loud.wav", loud, 16000, subtype="FLOAT")

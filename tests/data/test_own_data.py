@@ -246,7 +246,7 @@ def test_cli_refuses_ssa_without_speakers(tmp_path):
     assert not cache.exists() and not out.exists()
 
 
-def _readme_blocks(section="## Your own data"):
+def _readme_blocks(section="## Train on your own data"):
     """The code blocks of one README section: (language, text)."""
     import re
     from pathlib import Path
@@ -257,10 +257,12 @@ def _readme_blocks(section="## Your own data"):
 
 
 def test_readme_own_data_examples(tmp_path, monkeypatch):
-    """Every block of the README's "Your own data" section, run as written on tiny generated
-    data named as there (clips.csv, ROOT, IEMOCAP_full_release), with the tiny-run options
-    appended: 2 folds, 1 epoch, the small preset, one model (acrnn where the block names the
-    ACRNN models, else SSA-CRNN-r, which needs the speakers)."""
+    """The `cv` lines and the Python block of the README's "Train on your own data" section, run
+    as written on tiny generated data named as there (clips.csv, my_clips, IEMOCAP_full_release),
+    with the tiny-run options appended: 2 folds, 1 epoch, the small preset, one model (acrnn
+    where the line names the ACRNN models, else SSA-CRNN-r, which needs the speakers); then the
+    same manifest without its speaker column, which ACRNN accepts (per-utterance normalisation)
+    and a prediction reads back. (tests/test_readme.py runs every block once more, in order.)"""
     import shlex
 
     monkeypatch.chdir(tmp_path)
@@ -269,20 +271,30 @@ def test_readme_own_data_examples(tmp_path, monkeypatch):
     for i, row in enumerate(rows):
         _wav(tmp_path / row.split(",")[0], seed=i)
     (tmp_path / "clips.csv").write_text("file,emotion,spk\n" + "\n".join(rows) + "\n")
-    _folder_corpus(tmp_path / "ROOT")
+    (tmp_path / "nospk.csv").write_text(
+        "file,emotion\n" + "\n".join(r.rsplit(",", 1)[0] for r in rows) + "\n")
+    _folder_corpus(tmp_path / "my_clips")
     _iemocap_sessions(tmp_path / "IEMOCAP_full_release")
     blocks = _readme_blocks()
-    assert [lang for lang, _ in blocks] == ["", "python", "", "", ""]
-    for lang, code in blocks:
-        if lang == "python":
-            scope = {}
-            exec(code, scope)
-            assert len(scope["corpus"]) == 12 and scope["corpus"].speakers == []
-            continue
-        (line,) = code.strip().splitlines()
+    assert [lang for lang, _ in blocks] == ["bash", "yaml", "bash", "python"]
+    scope = {}
+    exec(blocks[3][1], scope)  # noqa: S102
+    assert len(scope["corpus"]) == 12 and scope["corpus"].speakers == ["spk0", "spk1"]
+    lines = blocks[0][1].strip().splitlines()
+    assert len(lines) == 3
+    lines.append("ssa-fast cv manifest nospk.csv --columns path=file,label=emotion --models "
+                 "acrnn --out runs/nospk")
+    for line in lines:
         argv = shlex.split(line.split("#")[0])
         assert argv[:2] == ["ssa-fast", "cv"]
         model = "acrnn" if "acrnn" in argv else "ssa-crnn-r"
+        if "--models" in argv:  # (the tiny run: one model)
+            i = argv.index("--models")
+            argv = argv[:i] + argv[i + 1:][next(j for j, w in enumerate(argv[i + 1:])
+                                                if w.startswith("--")):]
+        if "--folds" in argv:
+            i = argv.index("--folds")
+            argv = argv[:i] + argv[i + 2:]
         proc = _cli(*argv[1:], "--cache", tmp_path / "cache", "--folds", "2", "--models", model,
                     "--batch-size", "12", *FAST)
         assert proc.returncode == 0, (line, proc.stderr)

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ssa_fast.distributed import convert_batchnorm
+from ssa_fast.distributed import convert_batchnorm, gather_rows
 from ssa_fast.train import TrainConfig, build_model
 
 dist.init_process_group("gloo")
@@ -28,7 +28,7 @@ s = torch.randint(0, 3, (B,), generator=g)
 # the whole batch in one process (plain BatchNorm, no collectives)
 out = ref(x)
 (F.cross_entropy(out.emotion_logits, y) + F.cross_entropy(out.speaker_logits, s)).backward()
-ref.project_()
+ref.project_(out)
 
 # the same batch split over the ranks
 convert_batchnorm(model)
@@ -39,7 +39,7 @@ weight = W / B
 loss = weight * (F.cross_entropy(out.emotion_logits, y[idx], reduction="sum")
                  + F.cross_entropy(out.speaker_logits, s[idx], reduction="sum"))
 loss.backward()
-model.project_()
+model.project_(out, gather=gather_rows)
 
 if rank == 0:
     def rel(a, b, floor=1e-12):
