@@ -50,12 +50,14 @@ class FrameStats:
     """Mean and unbiased standard deviation of every channel and mel bin over all frames of
     (3, T, M) blocks, added one block at a time (float64; blocks merged with Chan et al.'s
     pairwise update, as accurate as one pass over their concatenation). The one formula of the
-    normalisation statistics: training speakers, utterances, and files streamed in blocks."""
+    normalisation statistics: training speakers (all their frames as one block), utterances,
+    and files streamed in blocks. One block gives exactly torch's ``mean`` and ``std``."""
 
     def __init__(self):
         self.n = 0
         self.mean: torch.Tensor | None = None  # (3, 1, M)
         self.m2: torch.Tensor | None = None  # sum of squared deviations from the mean
+        self._std: torch.Tensor | None = None  # torch's own std while there is one block
 
     def add(self, block: torch.Tensor) -> FrameStats:
         b = block.double()
@@ -63,15 +65,17 @@ class FrameStats:
         if n_b == 0:
             return self
         mean_b = b.mean(dim=1, keepdim=True)
-        m2_b = (b - mean_b).square().sum(dim=1, keepdim=True)
+        # (one frame: no spread; torch's unbiased std of one value is NaN)
+        std_b = b.std(dim=1, keepdim=True) if n_b > 1 else torch.zeros_like(mean_b)
+        m2_b = std_b.square() * (n_b - 1)
         if self.mean is None:
-            self.n, self.mean, self.m2 = n_b, mean_b, m2_b
+            self.n, self.mean, self.m2, self._std = n_b, mean_b, m2_b, std_b
             return self
         n = self.n + n_b
         delta = mean_b - self.mean
         self.mean = self.mean + delta * (n_b / n)
         self.m2 = self.m2 + m2_b + delta.square() * (self.n * n_b / n)
-        self.n = n
+        self.n, self._std = n, None
         return self
 
     def stats(self, eps: float) -> Stats:
@@ -79,8 +83,8 @@ class FrameStats:
         normalises to 0 instead of dividing by 0)."""
         if self.mean is None:
             raise ValueError("no frames to take statistics of")
-        var = self.m2 / max(self.n - 1, 1)
-        return Stats(self.mean, var.sqrt().clamp_min(eps))
+        std = self._std if self._std is not None else (self.m2 / max(self.n - 1, 1)).sqrt()
+        return Stats(self.mean, std.clamp_min(eps))
 
 
 def _stats(frames, eps: float) -> Stats:
@@ -109,7 +113,8 @@ class Normaliser:
         groups: dict[str, list[torch.Tensor]] = defaultdict(list)
         for f, s in zip(features, speakers, strict=True):
             groups[s if self.mode == "speaker" else "*"].append(f)
-        self.stats = {k: _stats(v, self.eps) for k, v in groups.items()}
+        # (each group's frames as one block: exactly the mean and std of their concatenation)
+        self.stats = {k: _stats([torch.cat(v, dim=1)], self.eps) for k, v in groups.items()}
         return self
 
     def __call__(self, feats: torch.Tensor, speaker: str) -> torch.Tensor:

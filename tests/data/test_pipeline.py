@@ -169,3 +169,29 @@ def test_make_folds_short_linguistic_run_validates_each_phrase_once():
         assert not {records[i].phrase for i in tr} & {records[i].phrase for i in va}
     paper = make_folds(corpus, "linguistic", 10)  # 10 groups, 2 validate per fold
     assert len(paper) == 10 and all(len({records[i].phrase for i in va}) == 2 for _, va in paper)
+
+
+def test_frame_stats_one_formula_for_whole_and_streamed_frames():
+    """Normalisation statistics come from FrameStats: one block is exactly torch's mean and
+    std of it (what training's speaker statistics are); blocks added one by one (a streamed
+    file) agree with their concatenation to float64 rounding; one frame has no spread, so its
+    bins normalise to 0 (an unbiased std of one value would be NaN)."""
+    from ssa_fast.data.segments import FrameStats, Normaliser
+
+    g = torch.Generator().manual_seed(0)
+    blocks = [3 * torch.randn(3, n, 40, generator=g) + 1 for n in (1, 7, 300, 129, 2)]
+    whole = torch.cat(blocks, dim=1).double()
+    one = FrameStats().add(torch.cat(blocks, dim=1)).stats(1e-5)
+    assert torch.equal(one.mean, whole.mean(dim=1, keepdim=True))
+    assert torch.equal(one.std, whole.std(dim=1, keepdim=True).clamp_min(1e-5))
+    acc = FrameStats()
+    for b in blocks:
+        acc.add(b)
+    streamed = acc.stats(1e-5)
+    torch.testing.assert_close(streamed.mean, one.mean, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(streamed.std, one.std, rtol=1e-13, atol=0)
+    single = torch.randn(3, 1, 40, generator=g)
+    z = Normaliser("utterance")(single, "")
+    assert torch.equal(z, torch.zeros_like(z))
+    with pytest.raises(ValueError, match="no frames"):
+        FrameStats().stats(1e-5)
