@@ -87,13 +87,6 @@ class FrameStats:
         return Stats(self.mean, std.clamp_min(eps))
 
 
-def _stats(frames, eps: float) -> Stats:
-    acc = FrameStats()
-    for f in frames:
-        acc.add(f)
-    return acc.stats(eps)
-
-
 class Normaliser:
     """Per-speaker (default), global or per-utterance z-normalisation of (3, T, M) features."""
 
@@ -114,14 +107,15 @@ class Normaliser:
         for f, s in zip(features, speakers, strict=True):
             groups[s if self.mode == "speaker" else "*"].append(f)
         # (each group's frames as one block: exactly the mean and std of their concatenation)
-        self.stats = {k: _stats([torch.cat(v, dim=1)], self.eps) for k, v in groups.items()}
+        self.stats = {k: FrameStats().add(torch.cat(v, dim=1)).stats(self.eps)
+                      for k, v in groups.items()}
         return self
 
     def __call__(self, feats: torch.Tensor, speaker: str) -> torch.Tensor:
         """Normalise one utterance. A speaker without training statistics (an unseen speaker at
         prediction time) falls back to the utterance's own statistics."""
         st = self.stats_for(speaker)
-        return self.apply(feats, st if st is not None else _stats([feats], self.eps))
+        return self.apply(feats, st if st is not None else FrameStats().add(feats).stats(self.eps))
 
     def stats_for(self, speaker: str | None) -> Stats | None:
         """The training statistics that normalise `speaker` (None: use the utterance's own)."""
