@@ -94,3 +94,17 @@ def signal_when(args, ready, sig, *, env=None, timeout=300) -> tuple[int, str]:
         proc.kill()
         proc.wait(timeout=60)
     return proc.returncode, err
+
+
+def fresh_dispatch() -> None:
+    """Empty every fused op's cache of looked-up implementations and dynamo's caches, so that a
+    compile test sees a first call (as in a user's new process), whatever ran before it."""
+    import torch._dynamo
+
+    from ssa_fast.kernels.l1_project.function import KERNELS as l1
+    from ssa_fast.kernels.logmel_delta.function import KERNELS as logmel
+    from ssa_fast.kernels.ssa_attention.function import CORE
+
+    for table in (l1, logmel, CORE):
+        table._resolved.clear()
+    torch._dynamo.reset()

@@ -37,7 +37,12 @@ class BackendTable:
     def _get(self, backend: str, which: str) -> Callable:
         fn = self._resolved.get((backend, which))
         if fn is None:
-            fn = self._resolved[(backend, which)] = self._lookup(backend, which)
+            fn = self._lookup(backend, which)
+            # Not stored while dynamo traces: a dict mutated inside an autograd.Function (this
+            # lookup runs in its forward and backward) is an unsupported side effect, which
+            # fails a fullgraph compile that runs before any eager call has filled the cache.
+            if not torch.compiler.is_compiling():
+                self._resolved[(backend, which)] = fn
         return fn
 
     def _lookup(self, backend: str, which: str) -> Callable:

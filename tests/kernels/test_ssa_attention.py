@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from helpers import device_for
+from helpers import device_for, fresh_dispatch
 
 import ssa_fast
 from ssa_fast.kernels.ssa_attention import ssa_attention_literal
@@ -130,6 +130,7 @@ def test_torch_compile_fullgraph(backend_name):
         c, alpha = ssa_fast.ssa_attention(*a, backend=backend_name)
         return (c.square().sum() + alpha[:, :3].sum()) * 0.5
 
+    fresh_dispatch()  # compiled first, as in a new process (the lookup cache once broke this)
     compiled = torch.compile(loss, fullgraph=True)
     eager_leaves = [t.clone().requires_grad_(True) for t in inputs]
     comp_leaves = [t.clone().requires_grad_(True) for t in inputs]
