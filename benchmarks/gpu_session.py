@@ -109,7 +109,9 @@ def kernel_checks(device: str) -> list[dict]:
                       logmel_delta(x.double(), n_mels=n_mels, backend="reference")))
 
     B, T, d = (3, 7, 9) if DRY else (40, 150, 256)
-    for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 3e-2)):
+    # The reference runs on the same (rounded) inputs as the kernel, so that the error is the
+    # kernel's own (bf16: the outputs' and gradients' rounding to bf16, ~2e-3, over float32 math)
+    for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 1e-2)):
         def ssa_check(dtype=dtype):
             ins = ssa_inputs(B, T, d, "cpu")
             gc = torch.randn(B, 2 * d, generator=g)
@@ -117,7 +119,7 @@ def kernel_checks(device: str) -> list[dict]:
             worst = 0.0
             outs = {}
             for impl, dt, dev in (("triton", dtype, device), ("reference", torch.float64, "cpu")):
-                leaves = [t.detach().to(dev, dt).requires_grad_(True) for t in ins]
+                leaves = [t.detach().to(dtype).to(dev, dt).requires_grad_(True) for t in ins]
                 c, alpha = ssa_attention(*leaves, backend=impl)
                 grads = torch.autograd.grad(
                     (c.float() * gc.to(dev)).sum() + (alpha.float() * ga.to(dev)).sum(), leaves)

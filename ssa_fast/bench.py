@@ -257,8 +257,9 @@ def train_step_workload(model_name: str, preset: str, batch: int, device, *,
     device = torch.device(device)
     cfg = TrainConfig(model=model_name, preset=preset, backend=backend)
     model = build_model(cfg, 4, n_speakers, segment_frames, n_mels)
-    flops = forward_flops(model, (3, segment_frames, n_mels))["total"]
     model = model.to(device)
+    # counted on the device: a model built for one backend (backend="triton") runs only there
+    flops = forward_flops(model, (3, segment_frames, n_mels))["total"]
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, segment_frames, n_mels, generator=g).to(device)
     e = torch.randint(0, 4, (batch,), generator=g).to(device)

@@ -45,7 +45,8 @@ def forward_flops(model: nn.Module, input_shape: tuple[int, ...] = (3, 300, 40))
     model.eval()
     try:
         with torch.no_grad():
-            x = torch.zeros(1, *input_shape)
+            param = next(model.parameters())
+            x = torch.zeros(1, *input_shape, device=param.device)
             out = model(x)
     finally:
         for h in handles:
