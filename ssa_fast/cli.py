@@ -557,7 +557,7 @@ def cmd_predict(args) -> int:
     from .audio import AudioError
     from .predict import EmotionClassifier
 
-    clf = EmotionClassifier(_load_checkpoint(args.checkpoint))
+    clf = EmotionClassifier(_load_checkpoint(args.checkpoint, _device(args.device)))
     if args.speaker and args.speaker not in clf.speakers:
         print(f"speaker {args.speaker!r} was not in training: per-utterance normalisation",
               file=sys.stderr)
@@ -827,6 +827,7 @@ def _add_predict(sub) -> None:
     p.add_argument("checkpoint", help="best.pt of a trained model")
     p.add_argument("files", nargs="+", help="audio files")
     p.add_argument("--speaker", default=None, help="the speaker, if seen in training")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if present)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--attention-plot", default=None, metavar="DIR",
                    help="SSA models: write each file's attention curves to DIR/<stem>.png "
