@@ -11,6 +11,9 @@
 #   bash benchmarks/gpu_session.sh train    # training-step rows (eager fp32 vs bf16 + channels_last
 #                                           # + cudnn.benchmark + compile, MFU) and inference
 #                                           # segments/s at batch 1 and 512        (capped)
+#   bash benchmarks/gpu_session.sh cli      # the CLI as users run it on CUDA: synth (tiny), train
+#                                           # --bf16, train --compile, evaluate, predict, features,
+#                                           # a 2-fold cv of the three models with --bf16 (~3 min)
 #   bash benchmarks/gpu_session.sh demo     # the CUDA demo (DEMO_ARGS="--folds 2 --epochs 5"...)
 #   bash benchmarks/gpu_session.sh cv10     # time a 10-fold CV of SSA-CRNN-r (CV10_EPOCHS=30)
 #   bash benchmarks/gpu_session.sh --dry-run probe tests bench train demo
@@ -44,8 +47,8 @@ if [ ${#STAGES[@]} -eq 0 ]; then
   exit 2
 fi
 for s in "${STAGES[@]}"; do
-  case "$s" in probe|tests|bench|train|demo|cv10) ;;
-    *) echo "gpu_session.sh: unknown stage '$s' (expected probe, tests, bench, train, demo, cv10)" >&2
+  case "$s" in probe|tests|bench|train|cli|demo|cv10) ;;
+    *) echo "gpu_session.sh: unknown stage '$s' (expected probe, tests, bench, train, cli, demo, cv10)" >&2
        exit 2 ;;
   esac
 done
@@ -136,6 +139,10 @@ for stage in "${STAGES[@]}"; do
       else
         echo "no $OUT/$stage.json: the run ended before pytest-benchmark wrote it" | tee "$OUT/$stage.md"
       fi ;;
+    cli)
+      run_capped $(( $(left) - 15 )) bash benchmarks/gpu_cli.sh "$WORK/cli" "$OUT/cli.md" 2>&1 \
+        | tee "$log" | tail -30
+      st=${PIPESTATUS[0]} ;;
     demo)
       args=${DEMO_ARGS:-}
       [ "$DRY" = 1 ] && args="--features-only"

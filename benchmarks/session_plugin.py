@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-_OUT = os.environ.get("SSA_FAST_SESSION_OUT")
+# Under pytest-xdist only the controller writes the summary (it sees every worker's reports).
+_OUT = None if os.environ.get("PYTEST_XDIST_WORKER") else os.environ.get("SSA_FAST_SESSION_OUT")
 _TIMEOUT = int(os.environ.get("SSA_FAST_TEST_TIMEOUT", "0") or 0)
 
 
@@ -80,6 +81,13 @@ def pytest_collectreport(report):
 
 def pytest_collection_finish(session):
     _summary.collected = len(session.items)
+    _summary.write()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """Under xdist the controller collects nothing itself: each worker reports its items."""
+    _summary.collected = max(_summary.collected, len(ids))
     _summary.write()
 
 

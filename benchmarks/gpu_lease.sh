@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine, when few minutes and few returned files are all there is:
+# build + probe, then the GPU tests (in parallel workers) beside the CLI stage, then the
+# benchmark stages; every stage's summary (.md) is copied to DEST and everything else (logs,
+# JSON) is packed into DEST/session.tgz, so at most 7 files come back. Budgets in seconds:
+#
+#   DEST=$OUT P1=150 P2=200 P3=120 STAGES3="bench" bash benchmarks/gpu_lease.sh
+#
+# P1: build + probe; P2: tests beside cli; P3: STAGES3 (bench, train: timings, run alone).
+# TESTS (default: the suites that touch the GPU), TEST_K (a -k expression) and TEST_WORKERS
+# (default 8) choose the tests.
+set -uo pipefail
+cd "$(dirname "$(realpath "$0")")/.."
+DEST=${DEST:?DEST: the folder whose files come back}
+G=$PWD/build/gs
+rm -rf "$G" && mkdir -p "$G" "$DEST"
+export OUT=$G WORK=$PWD/build/gpu_work
+# DRY=1: the same plumbing on the CPU (gpu_session.sh --dry-run)
+GS=(bash benchmarks/gpu_session.sh)
+[ "${DRY:-0}" = 1 ] && GS+=(--dry-run)
+T0=$SECONDS
+stamp() { echo "== [$((SECONDS - T0)) s] $*"; }
+
+stamp "phase 1: build + probe"
+SESSION_LIMIT=${P1:-150} "${GS[@]}" probe
+stamp "phase 2: tests beside cli"
+sel=${TESTS:-"tests/kernels tests/test_mixed_precision.py tests/test_compile.py \
+tests/test_backend.py tests/models tests/test_predict.py tests/features tests/test_hostile_inputs.py"}
+PYTEST_ADDOPTS="${TEST_K:+-k '$TEST_K'}" SESSION_LIMIT=${P2:-200} TESTS="-n ${TEST_WORKERS:-8} $sel" \
+  "${GS[@]}" tests \
+  >"$G/tests.stdout" 2>&1 &
+SESSION_LIMIT=${P2:-200} "${GS[@]}" cli
+wait
+tail -25 "$G/tests.stdout"
+if [ -n "${STAGES3-bench}" ]; then
+  stamp "phase 3: ${STAGES3-bench}"
+  # shellcheck disable=SC2086
+  SESSION_LIMIT=${P3:-120} "${GS[@]}" ${STAGES3-bench}
+fi
+stamp "packing"
+cp "$G"/*.md "$DEST"/ 2>/dev/null
+so=$(python3 -c "import torch, ssa_fast._C as m; print(m.__file__)" 2>/dev/null)
+[ -n "$so" ] && cp "$so" "$DEST/"
+tar czf "$DEST/session.tgz" -C build gs $(cd build && find gpu_work -name '*.err' -o -name '*.out' \
+  -o -name 'table.md' -o -name 'result.json' | head -200) 2>/dev/null
+ls -la "$DEST"
+stamp "done"
