@@ -9,7 +9,9 @@ Backends:
 
 Selection, strongest first: the ``backend=`` argument of a call, the innermost
 :func:`use_backend` context, the ``SSA_FAST_BACKEND`` environment variable, then the automatic
-choice (``triton`` on CUDA, ``cpp`` on CPU, ``reference`` otherwise). A backend that was asked for
+choice (on CUDA: an op's ``cuda`` kernel where the extension has one, else ``triton``, except for
+long log-Mel batches, see :data:`LOGMEL_TRITON_MAX_SAMPLES`; ``cpp`` on CPU; ``reference``
+otherwise). A backend that was asked for
 explicitly and cannot run raises :class:`BackendUnavailableError`; the automatic choice falls back
 to the reference and says why once per reason.
 """
@@ -27,6 +29,11 @@ import torch
 
 BACKENDS = ("reference", "cpp", "triton", "cuda")
 ENV_VAR = "SSA_FAST_BACKEND"
+# logmel_delta on CUDA without the extension's CUDA kernel: the Triton kernel (one launch) wins on
+# short input, the reference (cuFFT and ~20 launches) from about this many samples per call. On an
+# H200 (benchmarks/RESULTS.md): 3 s x 1, Triton 0.34 ms against 1.17; 3 s x 512, 3.6 ms against
+# 1.6; both linear in the batch beyond, which puts the crossing near 7e6 samples.
+LOGMEL_TRITON_MAX_SAMPLES = 6_000_000
 
 _override: contextvars.ContextVar[str | None] = contextvars.ContextVar("ssa_fast_backend",
                                                                        default=None)
@@ -83,6 +90,7 @@ TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 @torch.compiler.assume_constant_result
+@torch.compiler.assume_constant_result  # asked while tracing a compiled caller: a constant
 def cuda_kernel_registered(op: str) -> bool:
     """Whether ssa_fast._C was built with a CUDA kernel for torch.ops.ssa_fast.<op>."""
     try:
@@ -149,22 +157,37 @@ def requested_backend(backend: str | None) -> str | None:
     return None
 
 
+def _automatic(op: str, device: torch.device, dtype: torch.dtype | None,
+               samples: int | None) -> str | None:
+    """The automatic choice before availability is checked (None: the reference)."""
+    if device.type == "cpu":
+        return "cpp"
+    if device.type != "cuda":
+        return None
+    # A hand-written CUDA kernel runs where it exists: the log-Mel one passed the suite's log-Mel
+    # tests on an H200 and is the fastest backend there at every benchmarked size, 2x the
+    # reference and 1.4-4.5x Triton (benchmarks/RESULTS.md).
+    if _cuda_kernel_reason(op, device, dtype) is None:
+        return "cuda"
+    if op == "logmel_delta" and samples is not None and samples > LOGMEL_TRITON_MAX_SAMPLES:
+        return "reference"
+    return "triton"
+
+
 def resolve(op: str, device: torch.device, backend: str | None = None,
-            dtype: torch.dtype | None = None) -> str:
-    """Pick the backend that runs `op` on tensors of `dtype` on `device`."""
+            dtype: torch.dtype | None = None, samples: int | None = None) -> str:
+    """Pick the backend that runs `op` on tensors of `dtype` on `device`; `samples` (the
+    waveform's element count, for logmel_delta) sizes the automatic choice on CUDA."""
     explicit = requested_backend(backend)
     if explicit is not None:
         why = unavailable_reason(explicit, device, dtype, op)
         if why is not None:
             raise BackendUnavailableError(f"{op}: backend {explicit!r} is unavailable: {why}")
         return explicit
-    # On CUDA the automatic choice stays triton until a hand-written CUDA kernel has passed the
-    # test suite on a real GPU and its benchmark rows are recorded in benchmarks/RESULTS.md; the
-    # cuda backend runs when asked for explicitly.
-    preferred = "triton" if device.type == "cuda" else "cpp" if device.type == "cpu" else None
-    if preferred is None:
+    preferred = _automatic(op, device, dtype, samples)
+    if preferred in (None, "reference"):
         return "reference"
-    why = unavailable_reason(preferred, device, dtype)
+    why = unavailable_reason(preferred, device, dtype, op)
     if why is None:
         return preferred
     if why not in _warned:

@@ -290,12 +290,30 @@ def test_gpu_other_fft_sizes_take_the_triton_path():
     torch.testing.assert_close(out, ref, atol=1e-3, rtol=0)
 
 
-def test_cuda_backend_is_per_op_and_explicit():
-    """backend="cuda" names the fused kernel: never the automatic choice (until it has passed the
-    suite on a GPU), listed only for ops that have one, and a clear error where it cannot run."""
+def test_automatic_logmel_choice_on_cuda_without_its_kernel():
+    """Without the CUDA kernel, Triton runs short log-Mel batches and the reference long ones
+    (the crossing measured on an H200); the policy, whatever this machine has."""
     from ssa_fast import _backend
 
-    assert _backend.resolve("logmel_delta", torch.device("cuda")) in ("triton", "reference")
+    if _cuda_kernel_built():
+        pytest.skip("this machine's extension has the CUDA kernel, which is chosen first")
+    cuda, n = torch.device("cuda"), _backend.LOGMEL_TRITON_MAX_SAMPLES
+    assert _backend._automatic("logmel_delta", cuda, torch.float32, 48000) == "triton"
+    assert _backend._automatic("logmel_delta", cuda, torch.float32, n) == "triton"
+    assert _backend._automatic("logmel_delta", cuda, torch.float32, n + 1) == "reference"
+    assert _backend._automatic("ssa_attention", cuda, torch.float32, None) == "triton"
+    assert _backend._automatic("logmel_delta", torch.device("cpu"), torch.float32, n + 1) == "cpp"
+
+
+def test_cuda_backend_is_per_op_and_explicit():
+    """backend="cuda" names the fused kernel: the automatic choice on CUDA where the extension
+    has it, listed only for ops that have one, and a clear error where it cannot run."""
+    from ssa_fast import _backend
+
+    auto = _backend.resolve("logmel_delta", torch.device("cuda"))
+    assert auto == ("cuda" if _cuda_kernel_built() else
+                    "triton" if "triton" in ssa_fast.available_backends("cuda") else "reference")
+    assert _backend.resolve("ssa_attention", torch.device("cuda")) != "cuda"  # it has none
     assert "cuda" not in ssa_fast.available_backends("cuda")  # without an op: not every op has it
     assert "cuda" not in ssa_fast.available_backends("cpu", "logmel_delta")
     with pytest.raises(_backend.BackendUnavailableError, match="cuda"):
