@@ -16,7 +16,7 @@
 #                                           # a 2-fold cv of the three models with --bf16 (~3 min)
 #   bash benchmarks/gpu_session.sh demo     # the CUDA demo (DEMO_ARGS="--folds 2 --epochs 5"...)
 #   bash benchmarks/gpu_session.sh cv10     # time a 10-fold CV of SSA-CRNN-r (CV10_EPOCHS=30)
-#   bash benchmarks/gpu_session.sh --dry-run probe tests bench train demo
+#   bash benchmarks/gpu_session.sh --dry-run probe tests bench train cli demo
 #                                           # every stage's plumbing on the CPU at tiny sizes
 #
 # Each stage writes at most four files to $OUT (default build/gpu_session): <stage>.md (the summary
