@@ -85,6 +85,9 @@ def test_option_values_and_paths_refused_in_process(tmp_path, capsys):
     if not torch.cuda.is_available():
         cases.append((train + ["--device", "cuda"], "CUDA is not available"))
         cases.append((["features", "x.wav", "--out", out, "--device", "cuda:0"], "--device"))
+        cases.append((["predict", str(tmp_path / "no.pt"), "x.wav", "--device", "cuda"],
+                      "CUDA is not available"))
+    cases.append((["predict", str(tmp_path / "no.pt"), "x.wav", "--device", "tpu"], "--device"))
     for argv, name in cases:
         try:
             code = main(argv)
