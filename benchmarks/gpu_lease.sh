@@ -7,8 +7,8 @@
 #   DEST=$OUT P1=150 P2=200 P3=120 STAGES3="bench" bash benchmarks/gpu_lease.sh
 #
 # P1: build + probe; P2: tests beside cli; P3: STAGES3 (bench, train: timings, run alone).
-# TESTS (default: the suites that touch the GPU), TEST_K (a -k expression) and TEST_WORKERS
-# (default 8) choose the tests.
+# TESTS (default: the suites that touch the GPU), TEST_K (a -k expression; default: all but the
+# C++ gradchecks) and TEST_WORKERS (default 8) choose the tests.
 set -uo pipefail
 cd "$(dirname "$(realpath "$0")")/.."
 DEST=${DEST:?DEST: the folder whose files come back}
@@ -26,6 +26,8 @@ SESSION_LIMIT=${P1:-150} "${GS[@]}" probe
 stamp "phase 2: tests beside cli"
 sel=${TESTS:-"tests/kernels tests/test_mixed_precision.py tests/test_compile.py \
 tests/test_backend.py tests/models tests/test_predict.py tests/features tests/test_hostile_inputs.py"}
+# (by default without the float64 gradchecks of the C++ kernels: CPU-only minutes, run by CI)
+TEST_K=${TEST_K-"not gradcheck_through_cpp and not gradcheck_cpp"}
 PYTEST_ADDOPTS="${TEST_K:+-k '$TEST_K'}" SESSION_LIMIT=${P2:-200} TESTS="-n ${TEST_WORKERS:-8} $sel" \
   "${GS[@]}" tests \
   >"$G/tests.stdout" 2>&1 &
