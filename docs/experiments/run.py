@@ -9,7 +9,10 @@
 
 C is `ssa-fast synth --size small --out C` (the demo's corpus); L a larger one (README). Every
 run goes to W/<experiment>/<variant>/seed<s>/ and is reused by a rerun when it finished with the
-same settings (the cv fingerprint). Runs are sequential; --threads sets torch's threads.
+same settings (the cv fingerprint). Runs are sequential; --threads sets torch's threads. `analyse`
+reads every W/<experiment>/*/seed*/<model>/fold*/result.json, whatever the folder between (runs
+split over several processes go to folders of their own) and names a row by its model and logit
+scale (1: "literal").
 """
 
 from __future__ import annotations
@@ -85,10 +88,11 @@ def load(work: Path, experiment: str, last_k: int) -> dict:
     rows: dict[str, dict] = {}
     for res in sorted((work / experiment).glob("*/seed*/*/fold*/result.json")):
         model, seed_dir = res.parent.parent.name, res.parent.parent.parent
-        variant, seed = seed_dir.parent.name, int(seed_dir.name[4:])
+        seed = int(seed_dir.name[4:])
         r = json.loads(res.read_text())
         scale = r["identity"]["train"]["logit_scale"]
-        name = NAMES[model] + (" (literal)" if variant == "literal" else
+        literal = model.endswith("-r") and scale == 1.0  # eq. 8 as written
+        name = NAMES[model] + (" (literal)" if literal else
                                f" (scale {scale:g})" if model.endswith("-r") else "")
         hist = r["history"]
         rows.setdefault(name, {})[(seed, r["fold"])] = {
