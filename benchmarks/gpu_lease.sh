@@ -21,8 +21,17 @@ GS=(bash benchmarks/gpu_session.sh)
 T0=$SECONDS
 stamp() { echo "== [$((SECONDS - T0)) s] $*"; }
 
-stamp "phase 1: build + probe"
-SESSION_LIMIT=${P1:-150} "${GS[@]}" probe
+# STAGES1: phase 1's stages (default probe); empty only in a dry run, where nothing is built (on
+# the GPU machine phase 1 builds the extension before phase 2's two processes start)
+STAGES1=${STAGES1-probe}
+if [ -n "$STAGES1" ]; then
+  stamp "phase 1: build + $STAGES1"
+  # shellcheck disable=SC2086
+  SESSION_LIMIT=${P1:-150} "${GS[@]}" $STAGES1
+elif [ "${DRY:-0}" != 1 ]; then
+  echo "gpu_lease.sh: STAGES1 may be empty only with DRY=1 (phase 1 builds the extension)" >&2
+  exit 2
+fi
 stamp "phase 2: tests beside cli"
 sel=${TESTS:-"tests/kernels tests/test_mixed_precision.py tests/test_compile.py \
 tests/test_backend.py tests/models tests/test_predict.py tests/features tests/test_hostile_inputs.py"}

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-# Under pytest-xdist only the controller writes the summary (it sees every worker's reports).
-_OUT = None if os.environ.get("PYTEST_XDIST_WORKER") else os.environ.get("SSA_FAST_SESSION_OUT")
+_OUT = os.environ.get("SSA_FAST_SESSION_OUT")
 _TIMEOUT = int(os.environ.get("SSA_FAST_TEST_TIMEOUT", "0") or 0)
 
 
@@ -71,6 +70,15 @@ def _last_line(report) -> str:
     text = getattr(report, "longreprtext", "") or str(report.longrepr or "")
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return (lines[-1] if lines else "")[:300]
+
+
+def pytest_configure(config):
+    """Under pytest-xdist only the controller writes the summary (it sees every worker's
+    reports); a worker has ``workerinput`` (not the environment: a pytest started by a test
+    inherits its worker's variables)."""
+    global _OUT
+    if hasattr(config, "workerinput"):
+        _OUT = None
 
 
 def pytest_collectreport(report):

@@ -74,16 +74,17 @@ def test_test_stage_alarm_stops_a_hanging_test(tmp_path):
     assert "passed 1, failed 1" in summary and "TimeoutError" in summary, summary
 
 
-@pytest.mark.slow  # ~90 s of CPU: the probe, a few tests under xdist, the CLI stage's commands
+@pytest.mark.slow  # ~70 s of CPU: a few tests under xdist beside the CLI stage's commands
 @pytest.mark.skipif(bool(os.environ.get("SSA_FAST_IN_SESSION")),
                     reason="inside a GPU session, whose real stages are the test")
 def test_dry_run_of_the_one_call_lease(tmp_path):
-    """gpu_lease.sh: build + probe, the tests beside the CLI stage, every summary back in DEST
-    (at most 8 files), the logs packed; the CLI stage's commands all succeed."""
+    """gpu_lease.sh: the tests beside the CLI stage, every summary back in DEST (at most 8
+    files), the logs packed; the CLI stage's commands all succeed. (The probe's dry run is in
+    test_dry_run_of_every_stage.)"""
     dest = tmp_path / "dest"
     env = {**os.environ, "DRY": "1", "DEST": str(dest), "PYTHON": sys.executable,
            "TESTS": "tests/test_backend.py", "TEST_K": "unknown_backend", "TEST_WORKERS": "2",
-           "STAGES3": ""}
+           "STAGES1": "", "STAGES3": ""}
     env.pop("TRITON_INTERPRET", None)
     for key in [k for k in env if k.startswith("PYTEST_XDIST") or k == "PYTEST_CURRENT_TEST"]:
         del env[key]
@@ -91,7 +92,7 @@ def test_dry_run_of_the_one_call_lease(tmp_path):
                           text=True, timeout=1200, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
     files = sorted(p.name for p in dest.iterdir())
-    assert {"probe.md", "tests.md", "cli.md", "session.tgz"} <= set(files) and len(files) <= 8
+    assert {"tests.md", "cli.md", "session.tgz"} <= set(files) and len(files) <= 8
     cli = (dest / "cli.md").read_text()
     assert "0 command(s) failed" in cli, cli
     for command in ("synth", "train_bf16", "evaluate", "predict", "features", "cv_bf16",
