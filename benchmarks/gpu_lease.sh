@@ -19,6 +19,7 @@ export OUT=$G WORK=$PWD/build/gpu_work
 GS=(bash benchmarks/gpu_session.sh)
 [ "${DRY:-0}" = 1 ] && GS+=(--dry-run)
 T0=$SECONDS
+rc=0  # the last failing stage's status, returned after the packing
 stamp() { echo "== [$((SECONDS - T0)) s] $*"; }
 
 # STAGES1: phase 1's stages (default probe); empty only in a dry run, where nothing is built (on
@@ -27,7 +28,7 @@ STAGES1=${STAGES1-probe}
 if [ -n "$STAGES1" ]; then
   stamp "phase 1: build + $STAGES1"
   # shellcheck disable=SC2086
-  SESSION_LIMIT=${P1:-150} "${GS[@]}" $STAGES1
+  SESSION_LIMIT=${P1:-150} "${GS[@]}" $STAGES1 || rc=$?
 elif [ "${DRY:-0}" != 1 ]; then
   echo "gpu_lease.sh: STAGES1 may be empty only with DRY=1 (phase 1 builds the extension)" >&2
   exit 2
@@ -40,13 +41,14 @@ TEST_K=${TEST_K-"not gradcheck_through_cpp and not gradcheck_cpp"}
 PYTEST_ADDOPTS="${TEST_K:+-k '$TEST_K'}" SESSION_LIMIT=${P2:-200} TESTS="-n ${TEST_WORKERS:-8} $sel" \
   "${GS[@]}" tests \
   >"$G/tests.stdout" 2>&1 &
-SESSION_LIMIT=${P2:-200} "${GS[@]}" cli
-wait
+tests_pid=$!
+SESSION_LIMIT=${P2:-200} "${GS[@]}" cli || rc=$?
+wait "$tests_pid" || rc=$?
 tail -25 "$G/tests.stdout"
 if [ -n "${STAGES3-bench}" ]; then
   stamp "phase 3: ${STAGES3-bench}"
   # shellcheck disable=SC2086
-  SESSION_LIMIT=${P3:-120} "${GS[@]}" ${STAGES3-bench}
+  SESSION_LIMIT=${P3:-120} "${GS[@]}" ${STAGES3-bench} || rc=$?
 fi
 stamp "packing"
 cp "$G"/*.md "$DEST"/ 2>/dev/null
@@ -55,4 +57,5 @@ so=$(python3 -c "import torch, ssa_fast._C as m; print(m.__file__)" 2>/dev/null)
 tar czf "$DEST/session.tgz" -C build gs $(cd build && find gpu_work -name '*.err' -o -name '*.out' \
   -o -name 'table.md' -o -name 'result.json' | head -200) 2>/dev/null
 ls -la "$DEST"
-stamp "done"
+stamp "done (exit status $rc)"
+exit "$rc"
