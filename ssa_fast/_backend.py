@@ -157,8 +157,8 @@ def requested_backend(backend: str | None) -> str | None:
     return None
 
 
-def _automatic(op: str, device: torch.device, dtype: torch.dtype | None,
-               samples: int | None) -> str | None:
+def _preferred(op: str, device: torch.device, dtype: torch.dtype | None, samples: int | None,
+               cuda: bool) -> str | None:
     """The automatic choice before availability is checked (None: the reference)."""
     if device.type == "cpu":
         return "cpp"
@@ -167,11 +167,29 @@ def _automatic(op: str, device: torch.device, dtype: torch.dtype | None,
     # A hand-written CUDA kernel runs where it exists: the log-Mel one passed the suite's log-Mel
     # tests on an H200 and is the fastest backend there at every benchmarked size, 2x the
     # reference and 1.4-4.5x Triton (benchmarks/RESULTS.md).
-    if _cuda_kernel_reason(op, device, dtype) is None:
+    if cuda and _cuda_kernel_reason(op, device, dtype) is None:
         return "cuda"
     if op == "logmel_delta" and samples is not None and samples > LOGMEL_TRITON_MAX_SAMPLES:
         return "reference"
     return "triton"
+
+
+def automatic(op: str, device: torch.device, dtype: torch.dtype | None = None,
+              samples: int | None = None, *, cuda: bool = True, stacklevel: int = 3) -> str:
+    """The automatic choice for `op` (no explicit request looked at); ``cuda=False`` leaves the
+    hand-written CUDA kernels out (a call they do not cover). Falls back to the reference, said
+    once per reason."""
+    preferred = _preferred(op, device, dtype, samples, cuda)
+    if preferred in (None, "reference"):
+        return "reference"
+    why = unavailable_reason(preferred, device, dtype, op)
+    if why is None:
+        return preferred
+    if why not in _warned:
+        _warned.add(why)
+        warnings.warn(f"ssa_fast: using the reference backend on {device.type}: {why}",
+                      RuntimeWarning, stacklevel=stacklevel)
+    return "reference"
 
 
 def resolve(op: str, device: torch.device, backend: str | None = None,
@@ -184,17 +202,7 @@ def resolve(op: str, device: torch.device, backend: str | None = None,
         if why is not None:
             raise BackendUnavailableError(f"{op}: backend {explicit!r} is unavailable: {why}")
         return explicit
-    preferred = _automatic(op, device, dtype, samples)
-    if preferred in (None, "reference"):
-        return "reference"
-    why = unavailable_reason(preferred, device, dtype, op)
-    if why is None:
-        return preferred
-    if why not in _warned:
-        _warned.add(why)
-        warnings.warn(f"ssa_fast: using the reference backend on {device.type}: {why}",
-                      RuntimeWarning, stacklevel=3)
-    return "reference"
+    return automatic(op, device, dtype, samples, stacklevel=4)
 
 
 @contextlib.contextmanager

@@ -290,19 +290,22 @@ def test_gpu_other_fft_sizes_take_the_triton_path():
     torch.testing.assert_close(out, ref, atol=1e-3, rtol=0)
 
 
-def test_automatic_logmel_choice_on_cuda_without_its_kernel():
-    """Without the CUDA kernel, Triton runs short log-Mel batches and the reference long ones
-    (the crossing measured on an H200); the policy, whatever this machine has."""
+def test_automatic_logmel_choice_on_cuda():
+    """The CUDA kernel first where built; without it (or left out for an n_fft it does not
+    cover) Triton runs short log-Mel batches and the reference long ones (the crossing measured
+    on an H200); the policy, whatever this machine has."""
     from ssa_fast import _backend
 
-    if _cuda_kernel_built():
-        pytest.skip("this machine's extension has the CUDA kernel, which is chosen first")
     cuda, n = torch.device("cuda"), _backend.LOGMEL_TRITON_MAX_SAMPLES
-    assert _backend._automatic("logmel_delta", cuda, torch.float32, 48000) == "triton"
-    assert _backend._automatic("logmel_delta", cuda, torch.float32, n) == "triton"
-    assert _backend._automatic("logmel_delta", cuda, torch.float32, n + 1) == "reference"
-    assert _backend._automatic("ssa_attention", cuda, torch.float32, None) == "triton"
-    assert _backend._automatic("logmel_delta", torch.device("cpu"), torch.float32, n + 1) == "cpp"
+    f32 = torch.float32
+    built = _cuda_kernel_built()
+    assert _backend._preferred("logmel_delta", cuda, f32, 48000, True) == \
+        ("cuda" if built else "triton")
+    assert _backend._preferred("logmel_delta", cuda, f32, 48000, False) == "triton"
+    assert _backend._preferred("logmel_delta", cuda, f32, n, False) == "triton"
+    assert _backend._preferred("logmel_delta", cuda, f32, n + 1, False) == "reference"
+    assert _backend._preferred("ssa_attention", cuda, f32, None, True) == "triton"
+    assert _backend._preferred("logmel_delta", torch.device("cpu"), f32, n + 1, True) == "cpp"
 
 
 def test_cuda_backend_is_per_op_and_explicit():

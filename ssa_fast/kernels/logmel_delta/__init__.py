@@ -139,15 +139,15 @@ def _cuda_fft_size(n_fft: int) -> bool:
     return 256 <= n_fft <= 2048 and n_fft & (n_fft - 1) == 0
 
 
-def _cuda_fallback(n_fft: int, x: torch.Tensor, warn: bool = True) -> str:
-    """The backend that runs an n_fft the CUDA kernel does not cover (said once per size)."""
-    name = "triton" if _backend.unavailable_reason("triton", x.device, x.dtype) is None and \
-        x.numel() <= _backend.LOGMEL_TRITON_MAX_SAMPLES else "reference"
-    if not warn:
-        return name
-    warnings.warn(f"ssa_fast: logmel_delta with n_fft={n_fft} runs on the {name} backend: the "
-                  "cuda kernel needs n_fft a power of two in [256, 2048]", RuntimeWarning,
-                  stacklevel=4)
+def _cuda_fallback(n_fft: int, x: torch.Tensor, warn: bool) -> str:
+    """The automatic choice without the CUDA kernel, for an n_fft it does not cover (said when
+    the cuda backend was asked for explicitly)."""
+    name = _backend.automatic("logmel_delta", x.device, x.dtype, x.numel(), cuda=False,
+                              stacklevel=5)
+    if warn:
+        warnings.warn(f"ssa_fast: logmel_delta with n_fft={n_fft} runs on the {name} backend: "
+                      "the cuda kernel needs n_fft a power of two in [256, 2048]",
+                      RuntimeWarning, stacklevel=4)
     return name
 
 
@@ -177,7 +177,6 @@ def logmel_delta_with_bank(
 
     name = _backend.resolve("logmel_delta", x.device, backend, x.dtype, samples=x.numel())
     if name == "cuda" and not _cuda_fft_size(n_fft):
-        # said when the cuda kernel was asked for; the automatic choice moves on silently
         name = _cuda_fallback(n_fft, x, warn=_backend.requested_backend(backend) is not None)
     window = window.to(x.device, x.dtype)
     mel_fb = mel_fb.to(x.device, x.dtype)
