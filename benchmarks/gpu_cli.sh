@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The `cli` stage of gpu_session.sh: the command line as a user runs it on a GPU, each command a
-# real process on a small generated corpus, the slowest (torch.compile, reruns) last. Every command is run even when one fails; its exit
-# status, time and (on failure) the end of its stderr go to the summary.
+# real process on a small generated corpus, the slowest (torch.compile, reruns) last. Every
+# command is run even when one fails; its exit status, time and (on failure) the end of its
+# stderr go to the summary.
 #
 #   bash benchmarks/gpu_cli.sh WORKDIR SUMMARY.md
 #

@@ -52,7 +52,7 @@ if [ -n "${STAGES3-bench}" ]; then
 fi
 stamp "packing"
 cp "$G"/*.md "$DEST"/ 2>/dev/null
-so=$(python3 -c "import torch, ssa_fast._C as m; print(m.__file__)" 2>/dev/null)
+so=$("${PYTHON:-python3}" -c "import torch, ssa_fast._C as m; print(m.__file__)" 2>/dev/null)
 [ -n "$so" ] && cp "$so" "$DEST/"
 tar czf "$DEST/session.tgz" -C build gs $(cd build && find gpu_work -name '*.err' -o -name '*.out' \
   -o -name 'table.md' -o -name 'result.json' | head -200) 2>/dev/null

@@ -11,9 +11,10 @@
 #   bash benchmarks/gpu_session.sh train    # training-step rows (eager fp32 vs bf16 + channels_last
 #                                           # + cudnn.benchmark + compile, MFU) and inference
 #                                           # segments/s at batch 1 and 512        (capped)
-#   bash benchmarks/gpu_session.sh cli      # the CLI as users run it on CUDA: synth (tiny), train
-#                                           # --bf16, train --compile, evaluate, predict, features,
-#                                           # a 2-fold cv of the three models with --bf16 (~3 min)
+#   bash benchmarks/gpu_session.sh cli      # the CLI as users run it on CUDA (gpu_cli.sh): synth,
+#                                           # train --bf16, evaluate, predict, features, a 2-fold
+#                                           # cv --bf16, train --bf16 --compile, --resume, a cv
+#                                           # rerun (~4 min)
 #   bash benchmarks/gpu_session.sh demo     # the CUDA demo (DEMO_ARGS="--folds 2 --epochs 5"...)
 #   bash benchmarks/gpu_session.sh cv10     # time a 10-fold CV of SSA-CRNN-r (CV10_EPOCHS=30)
 #   bash benchmarks/gpu_session.sh --dry-run probe tests bench train cli demo

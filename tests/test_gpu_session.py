@@ -14,12 +14,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_session.sh"
 
 
-def _session(*args, tmp_path, timeout=1200, **env):
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"),
-           "PYTHON": sys.executable, **env}
+def _script_env(**extra) -> dict:
+    """This environment for a session script, without what the outer test run sets."""
+    env = {**os.environ, "PYTHON": sys.executable, **extra}
     env.pop("TRITON_INTERPRET", None)  # the script sets what each mode needs
     for key in [k for k in env if k.startswith("PYTEST_XDIST") or k == "PYTEST_CURRENT_TEST"]:
         del env[key]  # (under pytest -n the inner pytest-benchmark would disable itself)
+    return env
+
+
+def _session(*args, tmp_path, timeout=1200, **env):
+    env = _script_env(OUT=str(tmp_path / "out"), WORK=str(tmp_path / "work"), **env)
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=tmp_path)
 
@@ -82,12 +87,9 @@ def test_dry_run_of_the_one_call_lease(tmp_path):
     files), the logs packed; the CLI stage's commands all succeed. (The probe's dry run is in
     test_dry_run_of_every_stage.)"""
     dest = tmp_path / "dest"
-    env = {**os.environ, "DRY": "1", "DEST": str(dest), "PYTHON": sys.executable,
-           "TESTS": "tests/test_backend.py", "TEST_K": "unknown_backend", "TEST_WORKERS": "2",
-           "STAGES1": "", "STAGES3": "", "P2": "1100"}  # (a slow CI machine: no budget cut)
-    env.pop("TRITON_INTERPRET", None)
-    for key in [k for k in env if k.startswith("PYTEST_XDIST") or k == "PYTEST_CURRENT_TEST"]:
-        del env[key]
+    env = _script_env(DRY="1", DEST=str(dest), TESTS="tests/test_backend.py",
+                      TEST_K="unknown_backend", TEST_WORKERS="2", STAGES1="", STAGES3="",
+                      P2="1100")  # (a slow CI machine: no budget cut)
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_lease.sh")], capture_output=True,
                           text=True, timeout=1500, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
