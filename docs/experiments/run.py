@@ -38,7 +38,7 @@ EXPERIMENTS = {
     # name: (variants, seeds, folds, protocol, extra cv options)
     "e1": (["scaled", "literal"], [0, 1, 2], 3, "linguistic", ["--lr", "1e-3"]),
     "e3": (["table1"], [0], 3, "linguistic", ["--lr", "1e-4"]),
-    "e2": (["scaled", "literal"], [0], 3, "linguistic", ["--lr", "1e-3"]),
+    "e2": (["scaled", "literal"], [0, 1, 2], 3, "linguistic", ["--lr", "1e-3"]),
     "loso": (["scaled"], [0], None, "loso", ["--lr", "1e-3"]),
 }
 NAMES = {"acrnn": "ACRNN", "acrnn-r": "ACRNN-r", "ssa-crnn": "SSA-CRNN",
@@ -82,9 +82,15 @@ def mean_ci(values) -> tuple[float, float]:
         if v.size > 1 else math.nan
 
 
-def load(work: Path, experiment: str, last_k: int) -> dict:
+def load(work: Path, experiment: str, last_k: int, epochs: int | None = None) -> dict:
     """{row name: {(seed, fold): {"best": ..., "last_k": ..., "history": [...]}}} from every
-    finished fold (its result.json), so that a partial run can be looked at too."""
+    finished fold (its result.json), so that a partial run can be looked at too.
+
+    ``epochs``: every run as if it had stopped after that many epochs (runs with fewer are left
+    out). Nothing in training depends on the number of epochs to come (no schedule: the first
+    15 epochs of a 30-epoch run are those of a 15-epoch run), so the selected epoch is the first
+    best of the first ``epochs`` of the history, the training loop's own rule; for a run kept
+    whole that is checked against its stored result."""
     rows: dict[str, dict] = {}
     for res in sorted((work / experiment).glob("*/seed*/*/fold*/result.json")):
         model, seed_dir = res.parent.parent.name, res.parent.parent.parent
@@ -95,10 +101,18 @@ def load(work: Path, experiment: str, last_k: int) -> dict:
         name = NAMES[model] + (" (literal)" if literal else
                                f" (scale {scale:g})" if model.endswith("-r") else "")
         hist = r["history"]
+        if epochs is not None:
+            if len(hist) < epochs:
+                continue
+            hist = hist[:epochs]
+        uar = [h["utterance_uar"] for h in hist]
+        best = int(np.argmax(uar))  # the first best, as the training loop keeps it
+        if len(hist) == len(r["history"]) and (best != r["best_epoch"]
+                                               or uar[best] != r["utterance_uar"]):
+            raise ValueError(f"{res}: its history does not give its selected epoch")
         rows.setdefault(name, {})[(seed, r["fold"])] = {
-            "best": r["utterance_uar"], "best_epoch": r["best_epoch"] + 1,
-            "last_k": float(np.mean([h["utterance_uar"] for h in hist[-last_k:]])),
-            "history": hist}
+            "best": uar[best], "best_epoch": best + 1,
+            "last_k": float(np.mean(uar[-last_k:])), "history": hist}
     order = ["ACRNN", f"ACRNN-r (scale {SCALE:g})", "ACRNN-r (literal)", "SSA-CRNN",
              f"SSA-CRNN-r (scale {SCALE:g})", "SSA-CRNN-r (literal)"]
     return {k: rows[k] for k in sorted(rows, key=lambda k: order.index(k) if k in order else 99)}
@@ -179,20 +193,26 @@ PAIRS = {
 PAIRS["e2"] = PAIRS["e1"]
 PAIRS["e3"] = PAIRS["e1"][:4]
 PAIRS["loso"] = PAIRS["e1"][:4]
+# the epochs at which an experiment's runs are tabled, each a table of its own (the first also
+# takes the longer runs, cut there); one table of whole runs where not given
+TABLE_EPOCHS = {"e2": [15, 30]}
 
 
 def analyse(args) -> int:
     work, out = Path(args.work), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for experiment in EXPERIMENTS:
-        rows = load(work, experiment, args.last_k)
-        if not rows:
-            continue
-        text = table(rows, PAIRS[experiment], args.last_k)
-        (out / f"{experiment}_table.md").write_text(text)
-        plot(rows, out / f"{experiment}_curves.png", f"{experiment.upper()}: mean over runs, "
-             "band = min..max")
-        print(f"## {experiment}\n\n{text}")
+        for i, epochs in enumerate(TABLE_EPOCHS.get(experiment, [None])):
+            rows = load(work, experiment, args.last_k, epochs)
+            if not rows:
+                continue
+            stem = experiment if i == 0 else f"{experiment}_{epochs}ep"
+            text = table(rows, PAIRS[experiment], args.last_k)
+            (out / f"{stem}_table.md").write_text(text)
+            plot(rows, out / f"{stem}_curves.png", f"{experiment.upper()}"
+                 + (f", first {epochs} epochs" if epochs else "")
+                 + ": mean over runs, band = min..max")
+            print(f"## {stem}\n\n{text}")
     lr = lr_table(work, args.last_k)
     if lr:
         (out / "e3_lr_table.md").write_text(lr)
