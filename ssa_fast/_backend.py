@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import importlib
 import os
 import warnings
@@ -38,6 +39,29 @@ LOGMEL_TRITON_MAX_SAMPLES = 6_000_000
 _override: contextvars.ContextVar[str | None] = contextvars.ContextVar("ssa_fast_backend",
                                                                        default=None)
 _warned: set[str] = set()
+
+
+def constant_under_compile(fn):
+    """``torch.compiler.assume_constant_result`` without importing torch._dynamo (about 2 s,
+    paid by every command-line process otherwise): the decorator only marks the function, and
+    dynamo reads the mark when it traces a call (tests/test_backend.py compares the marks)."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+def eager_under_compile(fn):
+    """``torch.compiler.disable`` without importing torch._dynamo first: the call runs eagerly
+    (a graph break) when torch.compile traces it, as a plain call otherwise; dynamo is loaded at
+    the first traced call (torch's own lazy form of disable, ``torch._disable_dynamo``)."""
+    disabled = torch._disable_dynamo(fn)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if torch.compiler.is_compiling():
+            return disabled(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return call
 
 
 class BackendUnavailableError(RuntimeError):
@@ -64,13 +88,13 @@ def _probe(module: str, why: str) -> tuple[bool, str]:
 
 # Availability is fixed for the life of the process: under torch.compile the probes are evaluated
 # once at trace time and treated as constants (no graph break, no traced imports).
-@torch.compiler.assume_constant_result
+@constant_under_compile
 def extension_status() -> tuple[bool, str]:
     """(loaded, why not) for the compiled extension ssa_fast._C."""
     return _probe("ssa_fast._C", "the compiled extension ssa_fast._C could not be imported")
 
 
-@torch.compiler.assume_constant_result
+@constant_under_compile
 def triton_status() -> tuple[bool, str]:
     return _probe("triton", "Triton is not installed; install the 'triton' extra")
 
@@ -89,8 +113,7 @@ def _check_name(name: str, where: str) -> str:
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-@torch.compiler.assume_constant_result
-@torch.compiler.assume_constant_result  # asked while tracing a compiled caller: a constant
+@constant_under_compile  # asked while tracing a compiled caller: a constant
 def cuda_kernel_registered(op: str) -> bool:
     """Whether ssa_fast._C was built with a CUDA kernel for torch.ops.ssa_fast.<op>."""
     try:

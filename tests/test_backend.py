@@ -107,3 +107,58 @@ def test_float64_is_not_for_triton():
     with pytest.raises(ssa_fast.BackendUnavailableError, match="float64"):
         ssa_fast.l1_project_(torch.randn(3, 8, dtype=torch.float64, device=dev),
                              torch.randn(5, 8, dtype=torch.float64, device=dev), backend="triton")
+
+
+def test_compile_marks_without_importing_dynamo():
+    """The package marks its probes constant and its host-side set-up eager under torch.compile
+    without importing torch._dynamo (about 2 s of every command-line process): importing it,
+    its command line and a CPU feature computation leave dynamo unloaded."""
+    code = ("import sys, torch, ssa_fast, ssa_fast.cli\n"
+            "ssa_fast.logmel_delta(torch.randn(16000))\n"
+            "ssa_fast.cli.build_parser()\n"
+            "assert 'torch._dynamo' not in sys.modules, 'dynamo imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_constant_mark_is_dynamos_own():
+    import torch._dynamo
+
+    def ours():
+        return 1
+
+    def dynamos():
+        return 1
+
+    _backend.constant_under_compile(ours)
+    torch._dynamo.assume_constant_result(dynamos)
+    assert vars(ours) == vars(dynamos) == {"_dynamo_marked_constant": True}
+
+
+def test_eager_under_compile_runs_eagerly_in_a_compiled_caller():
+    """Like torch.compiler.disable: the wrapped function stays out of the compiled graphs (it
+    runs eagerly between them) and its result flows on; eager calls are plain calls."""
+    calls = []
+
+    @_backend.eager_under_compile
+    def host_side(n: int) -> torch.Tensor:
+        calls.append(n)
+        return torch.arange(n, dtype=torch.float32)
+
+    def f(x):
+        return x * host_side(x.shape[0]) + 1
+
+    x = torch.ones(5)
+    assert torch.equal(f(x), torch.arange(5.0) + 1) and calls == [5]
+    graphs = []
+
+    def record(gm, example_inputs):
+        graphs.append([str(n.target) for n in gm.graph.nodes])
+        return gm.forward
+
+    compiled = torch.compile(f, backend=record)
+    for _ in range(3):
+        assert torch.equal(compiled(x), torch.arange(5.0) + 1)
+    assert calls == [5, 5, 5, 5] and graphs  # each call ran it
+    assert not any("arange" in t for g in graphs for t in g), graphs  # traced: in a graph

@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 import torch
 
+from .._backend import constant_under_compile
+
 
 class Impl(NamedTuple):
     forward: str  # "module.function" computing the forward, e.g. "cpp.ssa_core_fwd_cpp"
@@ -23,7 +25,7 @@ class Impl(NamedTuple):
 
 # Evaluated once at trace time under torch.compile (an import inside a traced function would
 # break the graph); after it the module is in sys.modules, which dynamo reads like a dict.
-@torch.compiler.assume_constant_result
+@constant_under_compile
 def _import(module: str) -> bool:
     importlib.import_module(module)
     return True

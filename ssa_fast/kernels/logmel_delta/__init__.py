@@ -122,13 +122,13 @@ def _validate_lengths(lengths, waveform: torch.Tensor, n_fft: int, center: bool)
 
 
 # Host-side set-up (numpy), kept out of torch.compile graphs.
-@torch.compiler.disable
+@_backend.eager_under_compile
 @lru_cache(maxsize=64)
 def _cached_bank(sample_rate, n_fft, n_mels, fmin, fmax, htk, device, dtype):
     return mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax, htk).to(device, dtype)
 
 
-@torch.compiler.disable
+@_backend.eager_under_compile
 @lru_cache(maxsize=64)
 def _cached_window(window, win_length, n_fft, device, dtype):
     return analysis_window(window, win_length, n_fft).to(device, dtype)
