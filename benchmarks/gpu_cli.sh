@@ -6,14 +6,15 @@
 #
 #   bash benchmarks/gpu_cli.sh WORKDIR SUMMARY.md
 #
-# With SSA_FAST_DRY_RUN=1 the same commands run on the CPU (--device cpu), at the same sizes, but
-# for the compiled training run.
+# With SSA_FAST_DRY_RUN=1 the same commands run on the CPU (--device cpu), one epoch each instead
+# of two (the plumbing is the test there), but for the compiled training run.
 set -uo pipefail
 W=${1:?WORKDIR}
 SUMMARY=${2:?SUMMARY.md}
 PY=${PYTHON:-python3}
 DEV=cuda
-[ "${SSA_FAST_DRY_RUN:-0}" = 1 ] && DEV=cpu
+E=2
+[ "${SSA_FAST_DRY_RUN:-0}" = 1 ] && DEV=cpu E=1
 rm -rf "$W" && mkdir -p "$W"
 fails=0
 {
@@ -46,21 +47,21 @@ common=(--preset small --batch-size 8 --segment-frames 100 --cache "$W/cache" --
         --quiet)
 step synth 0 synth --out "$C" --size tiny --phrases 6 --quiet
 step train_bf16 0 train synthetic "$C" --out "$W/bf16" --model ssa-crnn-r --folds 2 --fold 1 \
-  --epochs 2 --bf16 "${common[@]}"
+  --epochs "$E" --bf16 "${common[@]}"
 step evaluate 0 evaluate "$W/bf16/best.pt" synthetic "$C" --fold 1 --cache "$W/cache" \
   --device "$DEV" --quiet
 wav=$(find "$C" -name '*.wav' | sort | head -1)
 step predict 0 predict "$W/bf16/best.pt" "$wav" --json --attention-plot "$W/att" --device "$DEV" \
   --quiet
 step features 0 features "$wav" --out "$W/feats" --device "$DEV" --quiet
-step cv_bf16 0 cv synthetic "$C" --out "$W/cv" --folds 2 --epochs 2 --bf16 "${common[@]}"
+step cv_bf16 0 cv synthetic "$C" --out "$W/cv" --folds 2 --epochs "$E" --bf16 "${common[@]}"
 # (the dry run leaves out the compiled run: minutes of inductor on a CPU, and
 # tests/test_cli_precision.py runs `train --compile` on the CPU already)
 [ "$DEV" = cpu ] || step train_bf16_compile 0 train synthetic "$C" --out "$W/bfc" \
-  --model ssa-crnn-r --folds 2 --fold 1 --epochs 2 --bf16 --compile "${common[@]}"
+  --model ssa-crnn-r --folds 2 --fold 1 --epochs "$E" --bf16 --compile "${common[@]}"
 step resume 0 train synthetic "$C" --out "$W/bf16" --model ssa-crnn-r --folds 2 --fold 1 \
-  --epochs 2 --bf16 --resume "${common[@]}"
-step cv_again 0 cv synthetic "$C" --out "$W/cv" --folds 2 --epochs 2 --bf16 "${common[@]}"
+  --epochs "$E" --bf16 --resume "${common[@]}"
+step cv_again 0 cv synthetic "$C" --out "$W/cv" --folds 2 --epochs "$E" --bf16 "${common[@]}"
 [ -f "$W/cv/reports/table.md" ] && { echo; echo '```'; cat "$W/cv/reports/table.md"; echo '```'; } >>"$SUMMARY"
 echo "$fails command(s) failed" | tee -a "$SUMMARY"
 [ "$fails" -eq 0 ]

@@ -2,6 +2,10 @@
 
 Triton kernels run on the CPU through Triton's interpreter unless a CUDA GPU is present; the
 variable must be set before any @triton.jit runs, hence before ssa_fast is imported.
+
+Under ``pytest -n N`` (``make test``) the cores are shared out: each worker, and the command-line
+processes its tests start, computes with cores / N threads, not with every core each (N workers
+of all-core thread pools oversubscribe the machine).
 """
 
 import os
@@ -13,6 +17,14 @@ if not torch.cuda.is_available():
 
 import pytest  # noqa: E402
 from helpers import backends_for_tests  # noqa: E402
+
+
+def pytest_configure(config):
+    workers = getattr(config, "workerinput", {}).get("workercount")
+    if workers and workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # the processes the tests start
 
 
 @pytest.fixture(params=backends_for_tests())
