@@ -81,8 +81,13 @@ def signal_when(args, ready, sig, *, env=None, timeout=300) -> tuple[int, str]:
         except Exception:  # noqa: BLE001
             return False
 
+    import signal
+
+    def default_signals():  # as at a terminal, even when the tests run in a background job
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # (bash's `&` starts jobs ignoring SIGINT)
+
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=env)
+                            env=env, preexec_fn=default_signals)
     deadline = time.time() + timeout
     try:
         while time.time() < deadline and proc.poll() is None and not _ready():
