@@ -124,3 +124,51 @@ def sweep_stale(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed
+
+
+def snapshot(obj):
+    """A copy of ``obj`` (nested dicts, lists, tuples) whose tensors are detached CPU copies:
+    what a background write may serialise while training goes on changing the originals."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return type(obj)((k, snapshot(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(snapshot(v) for v in obj)
+    return obj
+
+
+class BackgroundWriter:
+    """Checkpoint writes off the training loop's critical path: one thread writes the files in
+    the order they were handed over, each atomically (:func:`save_torch`), from a
+    :func:`snapshot` taken at hand-over. A failed write is raised by the next :meth:`save_torch`
+    or by :meth:`wait`; :meth:`wait` returns once everything handed over is on disk."""
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ssa-fast-writer")
+        self._pending: list = []
+
+    def save_torch(self, path: str | os.PathLike, obj) -> None:
+        self._raise_failed()
+        self._pending.append(self._pool.submit(save_torch, path, snapshot(obj)))
+
+    def _raise_failed(self) -> None:
+        done = [f for f in self._pending if f.done()]
+        self._pending = [f for f in self._pending if not f.done()]
+        for f in done:
+            f.result()
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for f in pending:
+            f.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)

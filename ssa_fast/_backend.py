@@ -69,9 +69,22 @@ class BackendUnavailableError(RuntimeError):
 
 
 _status: dict[str, tuple[bool, str]] = {}
+# The ops of ssa_fast._C that have a CUDA kernel, read from the dispatcher once, when the
+# extension is loaded (eagerly: importing ssa_fast.kernels loads it). Nothing asks the
+# dispatcher after that, so the backend choice made while torch.compile traces a caller is plain
+# Python over these facts: a dispatcher query inside a traced region raised under fake tensors
+# on torch 2.11 (tests/test_compile.py::test_backend_choice_queries_nothing_while_tracing).
+_cuda_ops: frozenset[str] = frozenset()
+
+
+def _native_cuda_ops() -> frozenset[str]:
+    return frozenset(name.split("::", 1)[1] for name in
+                     torch._C._dispatch_get_registrations_for_dispatch_key("CUDA")
+                     if name.startswith("ssa_fast::"))
 
 
 def _probe(module: str, why: str) -> tuple[bool, str]:
+    global _cuda_ops
     if module not in _status:
         try:
             importlib.import_module(module)
@@ -82,8 +95,21 @@ def _probe(module: str, why: str) -> tuple[bool, str]:
                 why += checkout_shadowing_hint()
             _status[module] = (False, f"{why} ({exc})")
         else:
+            if module == "ssa_fast._C":
+                _cuda_ops = _native_cuda_ops()
             _status[module] = (True, "")
     return _status[module]
+
+
+def prepare(device: torch.device | str | None = None) -> None:
+    """Settle, outside any traced region, every fact the automatic choice reads for tensors on
+    ``device``: the extension and its CUDA kernels, and Triton where it could run (CUDA, or the
+    CPU under TRITON_INTERPRET=1). Called before torch.compile wraps a model (the training
+    loop), so that tracing it imports and queries nothing."""
+    extension_status()
+    device = torch.device(device) if device is not None else None
+    if device is not None and (device.type == "cuda" or triton_interpret()):
+        triton_status()
 
 
 # Availability is fixed for the life of the process: under torch.compile the probes are evaluated
@@ -113,13 +139,11 @@ def _check_name(name: str, where: str) -> str:
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-@constant_under_compile  # asked while tracing a compiled caller: a constant
 def cuda_kernel_registered(op: str) -> bool:
-    """Whether ssa_fast._C was built with a CUDA kernel for torch.ops.ssa_fast.<op>."""
-    try:
-        return torch._C._dispatch_has_kernel_for_dispatch_key(f"ssa_fast::{op}", "CUDA")
-    except RuntimeError:  # no native op of that name
-        return False
+    """Whether ssa_fast._C was built with a CUDA kernel for torch.ops.ssa_fast.<op> (read when
+    the extension was loaded; False for a name that is no native op, such as ssa_attention,
+    whose native parts are ssa_core_fwd / ssa_core_bwd)."""
+    return extension_status()[0] and op in _cuda_ops
 
 
 def _cuda_kernel_reason(op: str | None, device: torch.device,
@@ -167,6 +191,10 @@ def unavailable_reason(backend: str, device: torch.device, dtype: torch.dtype | 
             f"got a tensor on {device}")
 
 
+# Under torch.compile the choice in force is read once, when a graph is traced (dynamo cannot
+# trace ContextVar.get: a graph break in every fused op of a compiled model otherwise); a graph
+# keeps the backend it was traced with.
+@constant_under_compile
 def requested_backend(backend: str | None) -> str | None:
     """The explicit choice in force for a call, if any (argument > context > environment)."""
     if backend is not None:

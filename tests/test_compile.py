@@ -88,8 +88,12 @@ def test_compiled_training_step_matches_eager(backend):
     torch.testing.assert_close(norms, norms[0].expand_as(norms), rtol=1e-5, atol=0)
 
 
-def test_graph_breaks_are_the_lstms_only():
+@pytest.mark.parametrize("backend", ["cpp", None], ids=["cpp", "automatic"])
+def test_graph_breaks_are_the_lstms_only(backend):
+    """With the automatic choice (what the CLI runs) too: reading the choice in force
+    (use_backend's context variable) once broke the graph in every fused op."""
     model, x, _, _ = _setup("cpp")
+    model.ssa.backend = backend
     explained = torch._dynamo.explain(model)(x)
     assert explained.graph_break_count == 2  # the two trunks' LSTMs
     for reason in explained.break_reasons:
@@ -128,3 +132,78 @@ def test_logmel_compiles_to_one_op(backend):
     native = [t for t in targets if "ssa_fast" in t]
     assert len(native) == 1 and not any("fft" in t for t in targets), targets
     torch.testing.assert_close(torch.compile(features, fullgraph=True)(x), features(x))
+
+
+def _unresolvable_while_tracing(monkeypatch):
+    """Make every dispatcher query and import that the backend choice could make raise inside a
+    traced region, as the CUDA-kernel query did under fake tensors on torch 2.11 ("operator
+    ssa_fast::ssa_attention does not exist"); outside tracing they work as usual."""
+    import importlib
+
+    from torch._guards import TracingContext
+
+    from ssa_fast import _backend
+
+    def guarded(fn, ours=lambda args: True):
+        def call(*args, **kwargs):
+            if TracingContext.try_get() is not None and ours(args):
+                raise RuntimeError(f"{fn.__name__}{args} called while tracing")
+            return fn(*args, **kwargs)
+        return call
+
+    def ours(args):  # (dynamo itself asks the dispatcher and imports while it traces)
+        name = str(args[0])
+        return name.startswith(("ssa_fast::", "triton")) or name == "ssa_fast._C"
+
+    # (fake tensors ask it too, by DispatchKey: only the by-name CUDA query is the library's)
+    monkeypatch.setattr(torch._C, "_dispatch_has_kernel_for_dispatch_key",
+                        guarded(torch._C._dispatch_has_kernel_for_dispatch_key,
+                                lambda args: ours(args) and args[1] == "CUDA"))
+    monkeypatch.setattr(torch._C, "_dispatch_get_registrations_for_dispatch_key",
+                        guarded(torch._C._dispatch_get_registrations_for_dispatch_key))
+    monkeypatch.setattr(importlib, "import_module", guarded(importlib.import_module, ours))
+    # as in a fresh process: nothing probed yet but the extension (loaded with ssa_fast.kernels)
+    monkeypatch.setattr(_backend, "_status",
+                        {k: v for k, v in _backend._status.items() if k == "ssa_fast._C"})
+    return _backend
+
+
+def test_backend_choice_queries_nothing_while_tracing(monkeypatch):
+    """The automatic choice for CUDA tensors, made inside a compiled caller once the device was
+    prepared (what the training loop does before torch.compile), is plain Python: no dispatcher
+    query, no import (the class of the torch 2.11 crash of --compile on CUDA)."""
+    _backend = _unresolvable_while_tracing(monkeypatch)
+    cuda = torch.device("cuda")
+    _backend.prepare(cuda)
+    ops = ("ssa_attention", "l1_project_", "logmel_delta")
+    eager = [_backend.resolve(op, cuda, None, torch.float32, samples=1000) for op in ops]
+
+    def choose(x):
+        names = [_backend.resolve(op, cuda, None, torch.float32, samples=1000) for op in ops]
+        return x + 1, names
+
+    torch._dynamo.reset()
+    _, traced = torch.compile(choose, backend="eager", fullgraph=True)(torch.zeros(2))
+    assert traced == eager
+    assert not _backend.cuda_kernel_registered("ssa_attention")  # no native op of that name
+
+
+@pytest.mark.slow
+def test_compiled_training_loop_step_queries_nothing_while_tracing(monkeypatch):
+    """The training loop's compiled step (the automatic backend choice, as the CLI runs it)
+    with every backend query made unresolvable while tracing: it trains, and its losses equal
+    the eager step's."""
+    from ssa_fast.train.loop import TrainConfig, _step_model, train_step
+
+    _unresolvable_while_tracing(monkeypatch)
+    torch._dynamo.reset()
+    _, x, y, s = _setup("cpp")
+    model, twin = _model(None), _model(None)
+    twin.load_state_dict(model.state_dict())
+    losses = []
+    for m, compile in ((model, False), (twin, "default")):
+        cfg = TrainConfig(model="ssa-crnn-r", compile=compile)
+        opt = torch.optim.NAdam(m.parameters(), lr=LR)
+        step_model = _step_model(m, cfg)
+        losses.append([train_step(step_model, m, opt, x, y, s).loss for _ in range(2)])
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-4, atol=1e-5)

@@ -13,21 +13,28 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from .. import _backend
 from .. import distributed as dist
-from .._atomic import save_torch, write_text
+from .._atomic import BackgroundWriter, write_text
 from ..data.sampler import BalancedBatchSampler
 from ..data.segments import Segments
 from ..errors import UserError
 from ..models import MODEL_NAMES, model_spec
 from .fingerprint import differences, fingerprint
 from .metrics import confusion_matrix, scores
+from .timing import Breakdown
+
+# torch.compile modes of the training step: "default" (inductor), "reduce-overhead" (inductor
+# and CUDA graphs), "regional" (each CRNN trunk compiled on its own, the rest eager); "auto" is
+# the mode measured fastest on the device (compile_mode)
+COMPILE_MODES = ("auto", "default", "reduce-overhead", "regional")
 
 
 @dataclass
@@ -54,7 +61,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     bf16: bool = False  # bf16 autocast on the training device (CPU or CUDA)
-    compile: bool = False  # torch.compile the model (CPU or CUDA; each LSTM runs eagerly)
+    # torch.compile of the training step: False (eager), True ("auto": the mode measured
+    # fastest on the device, or eager where none beat it, see compile_mode) or one of
+    # COMPILE_MODES; each LSTM runs eagerly between compiled graphs
+    compile: bool | str = False
     # Reproducible CUDA runs: deterministic algorithms (torch.use_deterministic_algorithms,
     # cuDNN benchmark off, CUBLAS_WORKSPACE_CONFIG); slower. CPU runs with one thread are
     # reproducible for a seed without it (tested); multi-threaded CPU runs were not compared.
@@ -74,6 +84,9 @@ class TrainConfig:
             raise ValueError(f"bn_batches must be >= 0, got {self.bn_batches}")
         if not self.logit_scale > 0:
             raise ValueError(f"logit_scale must be > 0, got {self.logit_scale}")
+        if not isinstance(self.compile, bool) and self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be True, False or one of {COMPILE_MODES}, "
+                             f"got {self.compile!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -301,16 +314,47 @@ def load_checkpoint(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def compile_mode(compile: bool | str, device: torch.device, world_size: int = 1) -> str | None:
+    """The torch.compile mode a training step runs with (None: eager).
+
+    "auto" (``compile=True``) takes the mode measured fastest on the device, and stays eager
+    where no mode beat eager (benchmarks/RESULTS.md, "compile modes"): on one CUDA device
+    CUDA graphs ("reduce-overhead": 19.0 ms a step against 23.0 eager and 26.4-26.9 for the
+    default mode, paper preset, bf16, H200); under torchrun and on the CPU eager, as no mode
+    was measured faster there.
+    """
+    if compile is False:
+        return None
+    mode = "auto" if compile is True else compile
+    if mode != "auto":
+        return mode
+    if device.type == "cuda" and world_size == 1:
+        return "reduce-overhead"
+    return None
+
+
 def _step_model(model, cfg: TrainConfig):
     """What the steps call: the model, wrapped in DDP under torchrun (see ssa_fast.distributed
-    for why this equals the 1-process run) and in torch.compile with ``cfg.compile``."""
+    for why this equals the 1-process run) and in torch.compile with ``cfg.compile``. The
+    fused ops' backends are settled first, outside any traced region."""
+    device = next(model.parameters()).device
+    _backend.prepare(device)
     step_model = model
     if dist.world_size() > 1:
         dist.convert_batchnorm(model)
-        device = next(model.parameters()).device
         step_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    return torch.compile(step_model) if cfg.compile else step_model
+    mode = compile_mode(cfg.compile, device, dist.world_size())
+    if mode == "regional":  # each trunk (convolutions .. BatchNorm) compiled on its own
+        from ..models.layers import CRNNTrunk
+
+        for m in model.modules():
+            if isinstance(m, CRNNTrunk):
+                m.compile()
+        return step_model
+    if mode is not None:
+        return torch.compile(step_model, mode=None if mode == "default" else mode)
+    return step_model
 
 
 def _resume(last: Path, cfg: TrainConfig, stamp: dict, model, opt):
@@ -331,31 +375,76 @@ def _resume(last: Path, cfg: TrainConfig, stamp: dict, model, opt):
     return state["epoch"] + 1, state["best_metric"], state["best_epoch"], state["history"]
 
 
-def _train_epoch(step_model, model, opt, sampler, segs: Segments, cfg: TrainConfig, epoch: int,
-                 progress: bool) -> tuple[float, dict]:
+class _TrainingData(NamedTuple):
+    """The training segments as the steps read them: on a CUDA device when they fit (gathered
+    there, batch by batch, with no host round trip), else on the host."""
+    x: torch.Tensor  # (S, 3, T, M)
+    label: torch.Tensor  # (S,)
+    speaker: torch.Tensor  # (S,)
+
+
+def resident(x: torch.Tensor, device: torch.device, fraction: float = 0.25) -> torch.Tensor:
+    """``x`` on ``device`` when it is a CUDA device and ``x`` takes at most ``fraction`` of its
+    free memory (IEMOCAP's 7 h are about 1.2 GB of float32 features), else ``x`` itself."""
+    if device.type != "cuda" or x.device == device:
+        return x
+    free, _ = torch.cuda.mem_get_info(device)
+    if x.numel() * x.element_size() > fraction * free:
+        return x
+    return x.to(device, non_blocking=x.is_pinned())
+
+
+def _training_data(segs: Segments, device: torch.device) -> _TrainingData:
+    x = resident(segs.x, device)
+    if x.device != device:  # streamed from the host: pinned, so that each copy is asynchronous
+        return _TrainingData(x.pin_memory() if device.type == "cuda" else x, segs.label,
+                             segs.speaker)
+    return _TrainingData(x, segs.label.to(device), segs.speaker.to(device))
+
+
+def _train_epoch(step_model, model, opt, sampler, data: _TrainingData, cfg: TrainConfig,
+                 epoch: int, progress: bool, timing: Breakdown) -> tuple[float, dict]:
     """One epoch of steps: (mean training loss, diagnostics: the classifier's mean input L1 norm
-    ||z||_1, the mean step / |W| and the logit scale of a constrained classifier)."""
+    ||z||_1, the mean step / |W| and the logit scale of a constrained classifier). Nothing in
+    the loop waits for the device: the epoch's batches go to it as one index table, and the
+    losses are read back once, at the end."""
+    import time
+
     from tqdm import tqdm
 
     W, rank = dist.world_size(), dist.rank()
+    device = torch.device(cfg.device)
     model.train()
     losses, z_l1, step_ratio = [], [], []
+    # every rank draws the same balanced batches and trains on its slice of each; the sum over
+    # the slice / global size x W makes DDP's gradient average the global batch mean
+    batches = torch.as_tensor(list(sampler), dtype=torch.long)
+    weight = W / batches.shape[1]  # W / global batch size
+    batches = batches[:, rank::W]
+    on_device = data.x.device == device and device.type != "cpu"
+    if on_device:
+        batches = batches.pin_memory().to(device, non_blocking=True)
+    gathering = 0.0
     # (disable=None: tqdm draws bars on a terminal only, so logs hold no escape codes)
-    for batch in tqdm(sampler, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}",
-                      unit="batch", leave=False, disable=None if progress else True):
-        # every rank draws the same balanced batch and trains on its slice; the sum over the
-        # slice / global size x W makes DDP's gradient average the global batch mean
-        idx = batch[rank::W]
-        x = segs.x[idx].to(cfg.device, non_blocking=True)
-        y = segs.label[idx].to(cfg.device)
-        s = segs.speaker[idx].to(cfg.device) if model.speaker_attentive else None
-        step = train_step(step_model, model, opt, x, y, s, weight=W / len(batch),
+    for idx in tqdm(batches, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}",
+                    unit="batch", leave=False, disable=None if progress else True):
+        t0 = time.perf_counter()
+        x = data.x[idx]
+        y, s = data.label[idx], data.speaker[idx] if model.speaker_attentive else None
+        if not on_device:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            s = None if s is None else s.to(device, non_blocking=True)
+        if device.type == "cpu":  # (on a GPU the gather is queued work, timed with the steps)
+            gathering += time.perf_counter() - t0
+        step = train_step(step_model, model, opt, x, y, s, weight=weight,
                           speaker_weight=cfg.speaker_weight, bf16=cfg.bf16)
         losses.append(step.loss / W)
         z_l1.append(step.embedding_l1 / W)
         step_ratio.append(step.step_ratio)
     train_loss = dist.all_reduce_sum(torch.stack(losses).sum()).item() / len(losses)
     clf = model.emotion_classifier
+    timing.add("batch gathering", gathering)
+    timing.add("training steps", -gathering)  # (the caller times the whole loop as steps)
     return train_loss, dict(
         embedding_l1=dist.all_reduce_sum(torch.stack(z_l1).mean()).item(),
         step_ratio=torch.stack(step_ratio).mean().item(),
@@ -366,69 +455,101 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
           n_speakers: int, out_dir: str | Path, resume: bool = False, progress: bool = True,
           on_epoch_end=None, bundle: dict | None = None, provenance: dict | None = None,
           test_segs: Segments | None = None) -> dict:
-    """Train one model; returns the selected epoch's validation metrics and the history.
+    """Train one model; returns the selected epoch's validation metrics, the history and the
+    time breakdown (``timing``, see timing.py).
 
     ``out_dir`` receives ``last.pt`` (everything needed to resume) and ``best.pt`` (the selected
-    model with its config and ``bundle``: class names, normaliser... for prediction). With
-    ``resume``, training continues from ``last.pt`` and ends exactly as an uninterrupted run;
-    a ``last.pt`` of another configuration or identity is refused. ``provenance``
-    ({"identity": ..., "train_utterances": [...]}, see fingerprint.py) is stored in both
-    checkpoints with the identity's fingerprint. ``test_segs``, a held-out test set, is scored
-    every epoch (recorded as ``test_*`` in the history) and, for the selected model, returned as
-    ``"test"``; it plays no part in the selection. ``on_epoch_end(epoch, metrics)`` is called
-    after each epoch's checkpoint.
+    model with its config and ``bundle``: class names, normaliser... for prediction), written by
+    a background thread while training goes on (each atomically, in order; all are on disk
+    when this returns). With ``resume``, training continues from ``last.pt`` and ends exactly as
+    an uninterrupted run; a ``last.pt`` of another configuration or identity is refused.
+    ``provenance`` ({"identity": ..., "train_utterances": [...]}, see fingerprint.py) is stored
+    in both checkpoints with the identity's fingerprint. ``test_segs``, a held-out test set, is
+    scored every epoch (recorded as ``test_*`` in the history) and, for the selected model,
+    returned as ``"test"``; it plays no part in the selection. ``on_epoch_end(epoch, metrics)``
+    is called after each epoch's checkpoint.
+
+    On a CUDA device the segments live on the device when they fit (:func:`resident`), batches
+    are gathered there, and cuDNN picks its algorithms once per shape (unless
+    ``cfg.deterministic``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.deterministic:
-        set_deterministic()
-    torch.manual_seed(cfg.seed)
-    segment_frames, n_mels = train_segs.x.shape[2], train_segs.x.shape[3]
-    model = build_model(cfg, n_classes, n_speakers, segment_frames, n_mels).to(cfg.device)
-    opt = torch.optim.NAdam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    sampler = BalancedBatchSampler(train_segs.label.numpy(), cfg.batch_size,
-                                   n_classes=n_classes, seed=cfg.seed)
-    main = dist.is_main()
-    step_model = _step_model(model, cfg)
-    progress = progress and main
+    device = torch.device(cfg.device)
+    timing = Breakdown(device)
+    writer = BackgroundWriter()
+    try:
+        return _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume,
+                      progress, on_epoch_end, bundle, provenance, test_segs, device, timing,
+                      writer)
+    finally:
+        writer.close()
 
-    identity = (provenance or {}).get("identity")
-    stamp = {"identity": identity, "fingerprint": identity and fingerprint(identity),
-             "train_utterances": (provenance or {}).get("train_utterances")}
-    start, best, best_epoch, history = 0, -1.0, -1, []
-    last = out_dir / "last.pt"
-    if resume and last.is_file():
-        start, best, best_epoch, history = _resume(last, cfg, stamp, model, opt)
+
+def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, progress,
+           on_epoch_end, bundle, provenance, test_segs, device, timing, writer) -> dict:
+    with timing.phase("startup"):
+        if cfg.deterministic:
+            set_deterministic()
+        elif device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # autotuned once per shape
+        torch.manual_seed(cfg.seed)
+        segment_frames, n_mels = train_segs.x.shape[2], train_segs.x.shape[3]
+        model = build_model(cfg, n_classes, n_speakers, segment_frames, n_mels).to(device)
+        opt = torch.optim.NAdam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+        sampler = BalancedBatchSampler(train_segs.label.numpy(), cfg.batch_size,
+                                       n_classes=n_classes, seed=cfg.seed)
+        main = dist.is_main()
+        step_model = _step_model(model, cfg)
+        progress = progress and main
+
+        identity = (provenance or {}).get("identity")
+        stamp = {"identity": identity, "fingerprint": identity and fingerprint(identity),
+                 "train_utterances": (provenance or {}).get("train_utterances")}
+        start, best, best_epoch, history = 0, -1.0, -1, []
+        last = out_dir / "last.pt"
+        if resume and last.is_file():
+            start, best, best_epoch, history = _resume(last, cfg, stamp, model, opt)
+    with timing.phase("data"):  # the fold's segments to the device, once
+        data = _training_data(train_segs, device)
+        val_segs = replace(val_segs, x=resident(val_segs.x, device))
+        if test_segs is not None:
+            test_segs = replace(test_segs, x=resident(test_segs.x, device))
 
     for epoch in range(start, cfg.epochs):
         sampler.set_epoch(epoch)
-        train_loss, diagnostics = _train_epoch(step_model, model, opt, sampler, train_segs, cfg,
-                                               epoch, progress)
+        with timing.phase("training steps"):
+            train_loss, diagnostics = _train_epoch(step_model, model, opt, sampler, data, cfg,
+                                                   epoch, progress, timing)
         if cfg.bn_batches:  # the statistics of this epoch's weights (same batches, no RNG)
-            recalibrate_batchnorm(model, train_segs, itertools.islice(sampler, cfg.bn_batches),
-                                  cfg)
-        metrics = evaluate(model, val_segs, cfg, n_classes)
-        metrics.update(epoch=epoch, train_loss=train_loss, **diagnostics)
-        if test_segs is not None:  # recorded only: selection never looks at it
-            test = evaluate(model, test_segs, cfg, n_classes)
-            metrics.update(test_segment_uar=test["segment_uar"],
-                           test_utterance_uar=test["utterance_uar"])
+            with timing.phase("BatchNorm re-estimation"):
+                recalibrate_batchnorm(model, replace(train_segs, x=data.x),
+                                      itertools.islice(sampler, cfg.bn_batches), cfg)
+        with timing.phase("validation"):
+            metrics = evaluate(model, val_segs, cfg, n_classes)
+            metrics.update(epoch=epoch, train_loss=train_loss, **diagnostics)
+            if test_segs is not None:  # recorded only: selection never looks at it
+                test = evaluate(model, test_segs, cfg, n_classes)
+                metrics.update(test_segment_uar=test["segment_uar"],
+                               test_utterance_uar=test["utterance_uar"])
         history.append(metrics)
         score = metrics[f"{cfg.select_by}_uar"]
         improved = score > best
         if improved:
             best, best_epoch = score, epoch
         if main:  # checkpoints and the metrics log are written once, by rank 0
-            _write_metrics_log(history, out_dir / "metrics.csv")
-            if improved:
-                save_torch(out_dir / "best.pt", {
-                    "config": asdict(cfg), "model": model.state_dict(), "epoch": epoch,
-                    "metrics": {k: v for k, v in metrics.items() if not k.endswith("_cm")},
-                    "model_config": model.config, "bundle": bundle or {}, **stamp})
-            save_torch(last, {"config": asdict(cfg), "model": model.state_dict(),
-                              "optimizer": opt.state_dict(), "epoch": epoch, "best_metric": best,
-                              "best_epoch": best_epoch, "history": history,
-                              "torch_rng": torch.get_rng_state(), **stamp})
+            with timing.phase("checkpoints"):  # (the hand-over; the writes run beside training)
+                _write_metrics_log(history, out_dir / "metrics.csv")
+                if improved:
+                    writer.save_torch(out_dir / "best.pt", {
+                        "config": asdict(cfg), "model": model.state_dict(), "epoch": epoch,
+                        "metrics": {k: v for k, v in metrics.items() if not k.endswith("_cm")},
+                        "model_config": model.config, "bundle": bundle or {}, **stamp})
+                writer.save_torch(last, {
+                    "config": asdict(cfg), "model": model.state_dict(),
+                    "optimizer": opt.state_dict(), "epoch": epoch, "best_metric": best,
+                    "best_epoch": best_epoch, "history": history,
+                    "torch_rng": torch.get_rng_state(), **stamp})
         dist.barrier()
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics)
@@ -439,10 +560,16 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
         if cfg.patience is not None and epoch - best_epoch >= cfg.patience:
             break
 
-    # best.pt holds the weights and the BatchNorm statistics its validation score was measured with
-    model.load_state_dict(load_checkpoint(out_dir / "best.pt")["model"])
-    final = evaluate(model, val_segs, cfg, n_classes, keep_outputs=True)
-    final.update(best_epoch=best_epoch, history=history, fingerprint=stamp["fingerprint"])
-    if test_segs is not None:
-        final["test"] = evaluate(model, test_segs, cfg, n_classes)
+    with timing.phase("checkpoints"):  # every write on disk before best.pt is read back
+        writer.wait()
+        dist.barrier()
+    with timing.phase("final evaluation"):
+        # best.pt holds the weights and the BatchNorm statistics its validation score was
+        # measured with
+        model.load_state_dict(load_checkpoint(out_dir / "best.pt")["model"])
+        final = evaluate(model, val_segs, cfg, n_classes, keep_outputs=True)
+        final.update(best_epoch=best_epoch, history=history, fingerprint=stamp["fingerprint"])
+        if test_segs is not None:
+            final["test"] = evaluate(model, test_segs, cfg, n_classes)
+    final["timing"] = timing.as_dict()
     return {"model": model, **final}
