@@ -413,11 +413,16 @@ def _train_config(args, device: str, model: str = "ssa-crnn-r"):
 
 
 def cmd_cv(args) -> int:
+    from ._atomic import write_json
     from .distributed import is_main
     from .reports import write_reports
     from .train import cross_validate
+    from .train.cv import without_figures_data
+    from .train.timing import Breakdown, describe
 
-    corpus, feats, device = _load_corpus(args)
+    timing = Breakdown(_device(args.device))
+    with timing.phase("features"):
+        corpus, feats, device = _load_corpus(args)
     _save_config(args)
     results = cross_validate(corpus, feats, args.models, _train_config(args, device), args.out,
                              protocol=args.protocol, k=args.folds,
@@ -425,12 +430,16 @@ def cmd_cv(args) -> int:
                              segment_frames=args.segment_frames, train_hop=args.train_hop,
                              resume=not args.restart, progress=not args.quiet,
                              feature_params=_features(args).to_dict(),
-                             selection=args.selection_split, last_k=args.last_k)
+                             selection=args.selection_split, last_k=args.last_k, timing=timing)
     if not is_main():
         return 0
-    paths = write_reports(results, Path(args.out) / "reports", fmt=args.figure_format)
+    with timing.phase("reports"):
+        paths = write_reports(results, Path(args.out) / "reports", fmt=args.figure_format)
+    results["timing"] = timing.as_dict()  # the whole command's, reports included
+    write_json(Path(args.out) / "results.json", without_figures_data(results), indent=1)
     _say(paths["table"].read_text())
     _say("reports: " + ", ".join(str(p) for p in paths.values()))
+    _say(describe(results["timing"]), file=sys.stderr)
     return 0
 
 
@@ -438,8 +447,11 @@ def cmd_train(args) -> int:
     from .distributed import is_main
     from .reports.experiment import plot_history
     from .train.cv import RUN_FILES, train_fold
+    from .train.timing import Breakdown, describe
 
-    corpus, feats, device = _load_corpus(args)
+    timing = Breakdown(_device(args.device))
+    with timing.phase("features"):
+        corpus, feats, device = _load_corpus(args)
     _check_corpus(args, corpus)  # again: unreadable audio files may have left the corpus
     cfg = _train_config(args, device, args.model)
     _save_config(args)
@@ -463,6 +475,8 @@ def cmd_train(args) -> int:
             f"{100 * res['test']['segment_uar']:.2f} %, utterance "
             f"{100 * res['test']['utterance_uar']:.2f} %"))
     _say(f"model -> {out / 'best.pt'}; curves -> {png}")
+    timing.merge(res["timing"])
+    _say(describe(timing.as_dict()), file=sys.stderr)
     return 0
 
 

@@ -42,8 +42,9 @@ from .fingerprint import (
     run_identity,
     utterance_keys,
 )
-from .loop import TrainConfig, build_model, evaluate, load_checkpoint, train
+from .loop import PER_SEGMENT, TrainConfig, build_model, evaluate, load_checkpoint, train
 from .metrics import last_k_mean, mean_ci95
+from .timing import Breakdown
 
 
 def make_folds(corpus: Corpus, protocol: str, k: int, seed: int = 0):
@@ -269,7 +270,7 @@ def fold_bundle(corpus: Corpus, norm: Normaliser, segment_frames: int,
 
 def run_summary(res: dict) -> dict:
     """A training result without the model and the per-segment outputs (JSON-ready)."""
-    per_segment = ("model", "alpha_em", "alpha_sp", "z", "predicted")
+    per_segment = ("model", *PER_SEGMENT)
     return {k: v for k, v in res.items() if k not in per_segment}
 
 
@@ -299,7 +300,7 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
                    normalisation: str = "speaker", segment_frames: int = 300,
                    train_hop: int | None = None, resume: bool = True, progress: bool = True,
                    feature_params: dict | None = None, selection: float = 0.0,
-                   last_k: int = 3) -> dict:
+                   last_k: int = 3, timing: Breakdown | None = None) -> dict:
     """Run every model on every fold; returns (and writes to out_dir/results.json) the per-fold
     metrics and the summary.
 
@@ -310,9 +311,12 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
     0-byte file of an old killed run) is recomputed with a warning. ``resume=False`` recomputes
     everything. ``selection`` > 0 holds out that fraction of each fold's training utterances
     for model selection and reports the fold's own held-out utterances as a test set (see
-    split_fold). ``last_k``: the summary's mean over the last k epochs."""
+    split_fold). ``last_k``: the summary's mean over the last k epochs. ``timing``: the
+    breakdown the runs' phases are added to (see timing.py; the caller's, which may already
+    hold the feature extraction), stored in results.json."""
     from tqdm import tqdm
 
+    timing = timing if timing is not None else Breakdown(cfg.device)
     check_speakers(corpus, models, normalisation, protocol)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -336,10 +340,12 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
             fp = fingerprint(prov["identity"])
             summary = _finished(run_dir, prov["identity"], fp, resume, f"{m} fold {f}")
             if fold_segs is None and (summary is None or f == 0):
-                fold_segs = _fold_segments(corpus, feats, tr, va, te, data)
+                with timing.phase("data"):
+                    fold_segs = _fold_segments(corpus, feats, tr, va, te, data)
             if summary is None:
                 outputs, summary = _train_run(cfg_m, corpus, fold_segs, (tr, va, te), f, prov,
                                               data, run_dir, resume=resume, progress=progress)
+                timing.merge(summary["timing"])
                 summary["reused"] = False
             else:
                 summary["reused"] = True
@@ -347,7 +353,8 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
             if f == 0:  # figures use the first fold's validation outputs, reused or not
                 val_segs = fold_segs[1]
                 if outputs is None:
-                    outputs = _outputs_of(run_dir / "best.pt", cfg_m, corpus, val_segs)
+                    with timing.phase("final evaluation"):
+                        outputs = _outputs_of(run_dir / "best.pt", cfg_m, corpus, val_segs)
                 figures_data[m] = {"alpha_em": outputs["alpha_em"],
                                    "alpha_sp": outputs["alpha_sp"], "z": outputs["z"],
                                    "labels": val_segs.label, "lengths": val_segs.lengths,
@@ -371,10 +378,16 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
            "folds": results}
     out["fingerprint"] = fingerprint({"run": out["identity"], "folds": {
         m: [r["fingerprint"] for r in rows] for m, rows in results.items()}})
+    out["timing"] = timing.as_dict()  # (not part of the fingerprint: it changes every run)
     if dist.is_main():
         write_json(out_dir / "results.json", out, indent=1)
     out["figures_data"] = figures_data
     return out
+
+
+def without_figures_data(results: dict) -> dict:
+    """A :func:`cross_validate` result as results.json holds it (no per-segment outputs)."""
+    return {k: v for k, v in results.items() if k != "figures_data"}
 
 
 def train_fold(corpus: Corpus, feats: list[torch.Tensor], cfg: TrainConfig, out_dir: str | Path,

@@ -180,6 +180,10 @@ def score_batch(model, x: torch.Tensor, parts: dict, *, keep_outputs: bool = Fal
         parts.setdefault("z", []).append(out.z_em.float().cpu())
 
 
+# what evaluate(keep_outputs=True) adds: per-segment outputs, for the figures
+PER_SEGMENT = ("alpha_em", "alpha_sp", "z", "predicted")
+
+
 @torch.no_grad()
 def evaluate(model, segs: Segments, cfg: TrainConfig, n_classes: int, *,
              keep_outputs: bool = False) -> dict:
@@ -516,6 +520,7 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
         if test_segs is not None:
             test_segs = replace(test_segs, x=resident(test_segs.x, device))
 
+    selected = None  # (validation with outputs, test) of the selected epoch, if run here
     for epoch in range(start, cfg.epochs):
         sampler.set_epoch(epoch)
         with timing.phase("training steps"):
@@ -526,8 +531,12 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
                 recalibrate_batchnorm(model, replace(train_segs, x=data.x),
                                       itertools.islice(sampler, cfg.bn_batches), cfg)
         with timing.phase("validation"):
-            metrics = evaluate(model, val_segs, cfg, n_classes)
+            # (with the per-segment outputs the figures need: those of the selected epoch are
+            # the run's final evaluation, not recomputed)
+            scored = evaluate(model, val_segs, cfg, n_classes, keep_outputs=True)
+            metrics = {k: v for k, v in scored.items() if k not in PER_SEGMENT}
             metrics.update(epoch=epoch, train_loss=train_loss, **diagnostics)
+            test = None
             if test_segs is not None:  # recorded only: selection never looks at it
                 test = evaluate(model, test_segs, cfg, n_classes)
                 metrics.update(test_segment_uar=test["segment_uar"],
@@ -537,6 +546,7 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
         improved = score > best
         if improved:
             best, best_epoch = score, epoch
+            selected = (scored, test)
         if main:  # checkpoints and the metrics log are written once, by rank 0
             with timing.phase("checkpoints"):  # (the hand-over; the writes run beside training)
                 _write_metrics_log(history, out_dir / "metrics.csv")
@@ -565,11 +575,15 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
         dist.barrier()
     with timing.phase("final evaluation"):
         # best.pt holds the weights and the BatchNorm statistics its validation score was
-        # measured with
+        # measured with; their scores were taken then, unless the run resumed after that epoch
         model.load_state_dict(load_checkpoint(out_dir / "best.pt")["model"])
-        final = evaluate(model, val_segs, cfg, n_classes, keep_outputs=True)
+        if selected is None:
+            selected = (evaluate(model, val_segs, cfg, n_classes, keep_outputs=True),
+                        None if test_segs is None else evaluate(model, test_segs, cfg,
+                                                                 n_classes))
+        final, test = dict(selected[0]), selected[1]
         final.update(best_epoch=best_epoch, history=history, fingerprint=stamp["fingerprint"])
-        if test_segs is not None:
-            final["test"] = evaluate(model, test_segs, cfg, n_classes)
+        if test is not None:
+            final["test"] = test
     final["timing"] = timing.as_dict()
     return {"model": model, **final}
