@@ -48,6 +48,18 @@ def test_cv_command_end_to_end(tmp_path):
     assert "| SSA-CRNN-r |" in proc.stdout
     for name in ("table.md", "table.csv", "confusion_matrices.png", "tsne.png", "attention.png"):
         assert (tmp_path / "cv" / "reports" / name).is_file(), name
+    # where the time went: printed last, stored for the command and for every run
+    assert proc.stderr.strip().splitlines()[-1].startswith("time ")
+    timing = json.loads((tmp_path / "cv" / "results.json").read_text())["timing"]
+    runs = [json.loads(p.read_text())["timing"]
+            for p in sorted((tmp_path / "cv").glob("*/fold*/result.json"))]
+    assert len(runs) == 4
+    for t in (timing, *runs):
+        assert t["phases"]["training steps"] > 0 and t["other_s"] >= 0
+        assert sum(t["phases"].values()) <= t["total_s"] + 1e-3
+    assert {"features", "data", "validation", "reports"} <= set(timing["phases"])
+    steps = sum(r["phases"]["training steps"] for r in runs)
+    assert abs(timing["phases"]["training steps"] - steps) < 1e-3  # the runs', added up
 
     # predict with the trained SSA model, on a file of the corpus and on a corrupt one
     wav = sorted((corpus / "wav").glob("spk01_sad_*.wav"))[0]

@@ -425,8 +425,8 @@ def _train_epoch(step_model, model, opt, sampler, data: _TrainingData, cfg: Trai
     batches = torch.as_tensor(list(sampler), dtype=torch.long)
     weight = W / batches.shape[1]  # W / global batch size
     batches = batches[:, rank::W]
-    on_device = data.x.device == device and device.type != "cpu"
-    if on_device:
+    on_device = data.x.device == device  # (on the CPU always: the same path as a GPU's)
+    if on_device and device.type == "cuda":
         batches = batches.pin_memory().to(device, non_blocking=True)
     gathering = 0.0
     # (disable=None: tqdm draws bars on a terminal only, so logs hold no escape codes)

@@ -83,3 +83,28 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path):
         save_torch(path, {"epoch": 2, "w": torch.zeros(3), "bad": Unpicklable()})
     assert load_checkpoint(path)["epoch"] == 1  # intact, loads with weights_only=True
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+def test_background_writes_are_snapshots_in_order_and_fail_loudly(tmp_path):
+    from ssa_fast._atomic import BackgroundWriter
+
+    w = torch.zeros(1000)
+    writer = BackgroundWriter()
+    for epoch in range(3):  # training changes the weights in place right after each hand-over
+        writer.save_torch(tmp_path / "last.pt", {"epoch": epoch, "w": w, "nested": [w, (w,)]})
+        w.add_(1)
+    writer.wait()
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["epoch"] == 2 and bool((state["w"] == 2).all())  # the last hand-over's values
+    assert bool((state["nested"][1][0] == 2).all())
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("disk full (simulated)")
+
+    writer.save_torch(tmp_path / "last.pt", {"epoch": 3, "bad": Unpicklable()})
+    with pytest.raises(RuntimeError, match="disk full"):
+        writer.wait()
+    writer.close()
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 2  # the previous file, intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
