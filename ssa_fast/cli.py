@@ -405,7 +405,8 @@ def _train_config(args, device: str, model: str = "ssa-crnn-r"):
 
     return TrainConfig(model=model, preset=args.preset, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                       seed=args.seed, device=device, bf16=args.bf16, compile=args.compile,
+                       seed=args.seed, device=device, bf16=args.bf16,
+                       compile=args.compile_mode or args.compile,
                        pooling=args.pooling, speaker_weight=args.speaker_weight,
                        deterministic=args.deterministic, bn_batches=args.bn_batches,
                        logit_scale=args.logit_scale,
@@ -661,6 +662,7 @@ def _protocol_options(p: argparse.ArgumentParser, from_checkpoint: bool = False)
 def _training_options(p: argparse.ArgumentParser) -> None:
     from .models import PRESETS
     from .train import TrainConfig
+    from .train.loop import COMPILE_MODES
 
     d = TrainConfig()  # the defaults of the Python API, stated once there
     g = p.add_argument_group("training (design.md section 7 defaults)")
@@ -702,8 +704,16 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                    help="bf16 autocast on the CPU or CUDA (convolutions, LSTMs and linear "
                         "layers in bfloat16; the fused ops and the loss in float32)")
     g.add_argument("--compile", action="store_true",
-                   help="torch.compile the model on the CPU or CUDA (the first batches pay the "
-                        "compile time; each LSTM runs eagerly between compiled graphs)")
+                   help="torch.compile the training step in the mode measured fastest on the "
+                        "device: CUDA graphs on one GPU (19.0 ms a step against 23.0 eager, "
+                        "paper preset, bf16, H200); on the CPU and under torchrun no mode beat "
+                        "eager, so the step stays eager there (benchmarks/RESULTS.md). The "
+                        "first batches pay the compile time; each LSTM runs eagerly between "
+                        "compiled graphs")
+    g.add_argument("--compile-mode", choices=COMPILE_MODES, default=None,
+                   help="compile in this mode whatever was measured (implies --compile): "
+                        "default (inductor), reduce-overhead (inductor + CUDA graphs), "
+                        "regional (each CRNN trunk compiled on its own)")
     g.add_argument("--deterministic", action="store_true",
                    help="deterministic CUDA algorithms (reproducible GPU runs; slower)")
     g.add_argument("--seed", type=int, default=d.seed)

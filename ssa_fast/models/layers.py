@@ -36,10 +36,12 @@ class CRNNTrunk(nn.Module):
         self.pool_t = p.pool[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, T0, F) -> (B, T, d)
-        if x.device.type == "cpu":
+        if x.device.type == "cpu" or self.conv1.weight.is_contiguous(
+                memory_format=torch.channels_last):
             # oneDNN's convolutions run channels-last: the training step of the small preset
             # takes about 15% less time (benchmarks/RESULTS.md, CPU); results agree to fp32
-            # rounding (tests/models/test_models.py)
+            # rounding (tests/models/test_models.py). On CUDA a model converted to channels-last
+            # (the training loop's bf16 runs: the layout of the tensor cores) takes its input so.
             x = x.contiguous(memory_format=torch.channels_last)
         y = self.pool(self.act(self.conv1(x)))
         for conv in self.convs:

@@ -500,6 +500,8 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
         torch.manual_seed(cfg.seed)
         segment_frames, n_mels = train_segs.x.shape[2], train_segs.x.shape[3]
         model = build_model(cfg, n_classes, n_speakers, segment_frames, n_mels).to(device)
+        if device.type == "cuda" and cfg.bf16:  # bf16 convolutions: channels-last (RESULTS.md)
+            model = model.to(memory_format=torch.channels_last)
         opt = torch.optim.NAdam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
         sampler = BalancedBatchSampler(train_segs.label.numpy(), cfg.batch_size,
                                        n_classes=n_classes, seed=cfg.seed)
