@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_session.py probe            # -> $SSA_FAST_SESSION_OUT/probe.{md,json}
     python benchmarks/gpu_session.py collect-demo DIR FILE    # the demo's tables -> FILE
+    python benchmarks/gpu_session.py collect-cv DIR FILE WALL_S  # a cv run's time breakdown
 
 ``probe`` answers, in about two minutes, whether the GPU path works at all before minutes are
 spent on tests and benchmarks: versions, the device's copy bandwidth and bf16 matmul peak (the
@@ -223,10 +224,43 @@ def collect_demo(demo_dir: str, out_file: str) -> int:
     return 0
 
 
+def collect_cv(cv_dir: str, out_file: str, wall_s: str) -> int:
+    """A cv run's wall time, time breakdown, table and training throughput (segments/s inside
+    the training steps and end to end) in one Markdown file."""
+    root = Path(cv_dir)
+    lines = [f"# GPU session: {root.name} ({time.strftime('%Y-%m-%d %H:%M:%S')})", ""]
+    results = root / "results.json"
+    if not results.is_file():
+        lines.append(f"no {results}: the run did not finish (see its log)")
+        Path(out_file).write_text("\n".join(lines) + "\n")
+        return 1
+    res = json.loads(results.read_text())
+    timing = res.get("timing", {})
+    total = timing.get("total_s", 0.0)
+    segments = sum(r.get("n_train_segments", 0) * len(r.get("history", []))
+                   for rows in res["folds"].values() for r in rows if not r.get("reused"))
+    steps = timing.get("phases", {}).get("training steps", 0.0)
+    lines += [f"wall time of the command: {wall_s} s; in the command's breakdown {total:.1f} s",
+              f"training segments seen: {segments}; {segments / max(steps, 1e-9):,.0f} "
+              f"segments/s inside the training steps, {segments / max(total, 1e-9):,.0f} "
+              "end to end", "", "| phase | s | share |", "|---|---:|---:|"]
+    phases = dict(timing.get("phases", {}), other=timing.get("other_s", 0.0))
+    for name, sec in phases.items():
+        lines.append(f"| {name} | {sec:.1f} | {100 * sec / max(total, 1e-9):.1f}% |")
+    table = root / "reports" / "table.md"
+    if table.is_file():
+        lines += ["", table.read_text().strip()]
+    Path(out_file).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "probe":
         sys.exit(probe())
     if len(sys.argv) == 4 and sys.argv[1] == "collect-demo":
         sys.exit(collect_demo(sys.argv[2], sys.argv[3]))
+    if len(sys.argv) == 5 and sys.argv[1] == "collect-cv":
+        sys.exit(collect_cv(sys.argv[2], sys.argv[3], sys.argv[4]))
     print(__doc__, file=sys.stderr)
     sys.exit(2)

@@ -17,6 +17,7 @@
 #                                           # rerun (~4 min)
 #   bash benchmarks/gpu_session.sh demo     # the CUDA demo (DEMO_ARGS="--folds 2 --epochs 5"...)
 #   bash benchmarks/gpu_session.sh cv10     # time a 10-fold CV of SSA-CRNN-r (CV10_EPOCHS=30)
+#   bash benchmarks/gpu_session.sh compile  # --compile's modes against eager (compile_modes.py)
 #   bash benchmarks/gpu_session.sh --dry-run probe tests bench train cli demo
 #                                           # every stage's plumbing on the CPU at tiny sizes
 #
@@ -48,8 +49,8 @@ if [ ${#STAGES[@]} -eq 0 ]; then
   exit 2
 fi
 for s in "${STAGES[@]}"; do
-  case "$s" in probe|tests|bench|train|cli|demo|cv10) ;;
-    *) echo "gpu_session.sh: unknown stage '$s' (expected probe, tests, bench, train, cli, demo, cv10)" >&2
+  case "$s" in probe|tests|bench|train|cli|demo|cv10|compile) ;;
+    *) echo "gpu_session.sh: unknown stage '$s' (expected probe, tests, bench, train, cli, demo, cv10, compile)" >&2
        exit 2 ;;
   esac
 done
@@ -153,12 +154,26 @@ for stage in "${STAGES[@]}"; do
       st=${PIPESTATUS[0]}
       "$PY" benchmarks/gpu_session.py collect-demo "$WORK/demo" "$OUT/demo.md" || st=1 ;;
     cv10)
-      size=medium folds=10 epochs=${CV10_EPOCHS:-30} preset=paper
+      # issue 24's measurement: 10-fold CV of SSA-CRNN-r, paper preset, bf16, on the large
+      # synthetic corpus (~4 h of audio); CV10_MODELS="acrnn acrnn-r ssa-crnn-r" for the three
+      size=${CV10_SIZE:-large} folds=10 epochs=${CV10_EPOCHS:-30} preset=paper
       [ "$DRY" = 1 ] && { size=tiny folds=2 epochs=1 preset=small; }
+      # shellcheck disable=SC2086
       ( run_capped $(( $(left) - 15 )) "$PY" -m ssa_fast.cli synth --out "$WORK/synth_cv10" --size $size --quiet &&
-        time run_capped $(( $(left) - 15 )) "$PY" -m ssa_fast.cli cv synthetic "$WORK/synth_cv10" \
-          --out "$WORK/cv10" --models ssa-crnn-r --folds $folds --preset $preset --bf16 \
-          --epochs "$epochs" --cache "$WORK/cache_cv10" --quiet ) 2>&1 | tee "$log" | tail -15
+        t0=$SECONDS && run_capped $(( $(left) - 15 )) "$PY" -m ssa_fast.cli cv synthetic "$WORK/synth_cv10" \
+          --out "$WORK/cv10" --models ${CV10_MODELS:-ssa-crnn-r} --folds $folds --preset $preset --bf16 \
+          --epochs "$epochs" --cache "$WORK/cache_cv10" --quiet ${CV10_ARGS:-} &&
+        echo "cv wall time: $((SECONDS - t0)) s" | tee "$WORK/cv10_wall" ) 2>&1 | tee "$log" | tail -15
+      st=${PIPESTATUS[0]}
+      "$PY" benchmarks/gpu_session.py collect-cv "$WORK/cv10" "$OUT/cv10.md" \
+        "$(sed 's/[^0-9]//g' "$WORK/cv10_wall" 2>/dev/null)" || st=1 ;;
+    compile)
+      # which torch.compile mode --compile should take (issue 24): each mode against eager
+      args="--device cuda --preset paper --batch 40 --bf16"
+      [ "$DRY" = 1 ] && args="--device cpu --model acrnn-r --preset small --batch 4 --frames 40 --modes eager regional --steps 1 --rounds 1 --check-steps 2"
+      # shellcheck disable=SC2086
+      run_capped $(( $(left) - 15 )) "$PY" benchmarks/compile_modes.py $args --json "$OUT/compile.json" \
+        2>&1 | tee "$log" | grep -v Warning | tail -12 | tee "$OUT/compile.md"
       st=${PIPESTATUS[0]} ;;
   esac
   [ "$st" -ne 0 ] && rc=$st && echo "== $stage: exit status $st (see $log)"

@@ -66,6 +66,22 @@ def test_dry_run_of_every_stage(tmp_path):
     assert "demo_logmel_delta" in (out / "demo.md").read_text()
 
 
+@pytest.mark.slow  # ~60 s of CPU: a tiny cv and a compile of the small model
+@pytest.mark.skipif(bool(os.environ.get("SSA_FAST_IN_SESSION")),
+                    reason="inside a GPU session, whose real stages are the test")
+def test_dry_run_of_the_cv10_and_compile_stages(tmp_path):
+    proc = _session("--dry-run", "cv10", "compile", tmp_path=tmp_path)
+    out = tmp_path / "out"
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+    cv10 = (out / "cv10.md").read_text()
+    assert re.search(r"wall time of the command: \d+ s", cv10), cv10
+    assert re.search(r"[\d,]+ segments/s inside the training steps", cv10), cv10
+    assert "| training steps |" in cv10 and "| SSA-CRNN-r |" in cv10
+    compile_md = (out / "compile.md").read_text()
+    assert re.search(r"\| regional \| [\d.]+ .*\| (True|False) \|", compile_md), compile_md
+    assert re.search(r"\| eager \| [\d.]+ .*\| 1.00x \|", compile_md), compile_md
+
+
 def test_test_stage_alarm_stops_a_hanging_test(tmp_path):
     (tmp_path / "test_hang.py").write_text(
         "import time\n\ndef test_hangs():\n    time.sleep(60)\n\ndef test_fine():\n    pass\n")

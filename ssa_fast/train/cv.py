@@ -289,7 +289,7 @@ def _train_run(cfg: TrainConfig, corpus: Corpus, fold_segs, split, fold: int, pr
     tr, va, te = split
     summary = run_summary(res)
     summary.update(fold=fold, identity=prov["identity"], n_train=len(tr), n_val=len(va),
-                   n_test=None if te is None else len(te))
+                   n_test=None if te is None else len(te), n_train_segments=len(train_segs))
     if dist.is_main():
         write_json(Path(run_dir) / "result.json", summary, indent=1)
     return res, summary
