@@ -99,9 +99,11 @@ def main(argv=None) -> None:
         # gradient is zero up to rounding, and NAdam moves a weight whose gradient is rounding
         # by +-lr either way (tests/test_compile.py; so do some biases a few layers before it)
         rtol = 2e-2 if args.bf16 else 1e-3
-        ok = all(abs(a - b) <= rtol * abs(b) + 1e-5 for a, b in zip(losses, ref_losses))
+        ok = all(abs(a - b) <= rtol * abs(b) + 1e-5
+                 for a, b in zip(losses, ref_losses, strict=True))
         diffs = {name: float((a - b).norm() / a.norm().clamp_min(1e-12))
-                 for (name, a), b in zip(ref_model.named_parameters(), model.parameters())
+                 for (name, a), b in zip(ref_model.named_parameters(), model.parameters(),
+                                         strict=True)
                  if not name.endswith("trunk.linear.bias")}  # (the bias before BatchNorm)
         worst = max(diffs, key=diffs.get)
         same[mode] = ok and diffs[worst] <= 2e-2
