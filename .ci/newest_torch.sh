@@ -23,12 +23,13 @@ if ! "$py" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$
     cmake pytest pytest-xdist hypothesis librosa scipy pyyaml tqdm matplotlib soundfile soxr
 fi
 "$py" -c "import torch; print('newest torch:', torch.__version__)"
-# ssa_fast itself, built against that torch in a build folder of its own, installed into a
-# throw-away target (the cached environment keeps no copy of the project)
+# ssa_fast itself, built against that torch (its CPU kernels: CI has no GPU) in a build folder of
+# its own, installed into a throw-away target (the cached environment keeps no copy of it)
 site=$(mktemp -d)
 trap 'rm -rf "$site"' EXIT
 "$py" -m pip install -q --no-build-isolation --no-deps --target "$site" \
-  --config-settings=build-dir="build/newest-torch-$version" . 2>&1 | grep -v "^WARNING: Location" || true
+  --config-settings=build-dir="build/newest-torch-$version" \
+  --config-settings=cmake.define.SSA_FAST_CUDA=OFF . 2>&1 | grep -v "^WARNING: Location" || true
 # run from outside the checkout, so that the installed copy (with its _C) is the one imported
 root=$PWD
 (cd "$site" && PYTHONPATH="$site" "$py" -m pytest -q -p no:cacheprovider -n 2 \
