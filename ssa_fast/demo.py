@@ -145,7 +145,7 @@ def demo_settings(cuda: bool, **overrides) -> dict:
 
 
 def _add_literal_row(results: dict, model: str, corpus, feats, cfg, out: Path, folds: int,
-                     progress: bool) -> None:
+                     progress: bool, timing=None) -> None:
     """Cross-validate ``model`` with eq. 8's literal logit scale (1) on the same folds and add
     it to ``results`` as one more row (table and training curves)."""
     from dataclasses import replace
@@ -156,7 +156,7 @@ def _add_literal_row(results: dict, model: str, corpus, feats, cfg, out: Path, f
     print(f"   and {model} as eq. 8 states it (logit scale 1), for comparison")
     lit = cross_validate(corpus, feats, [model], replace(cfg, logit_scale=1.0),
                          out / "cv-literal", protocol="linguistic", k=folds, progress=progress,
-                         feature_params=FeatureConfig().to_dict())
+                         feature_params=FeatureConfig().to_dict(), timing=timing)
     name = f"{display_name(model)}, eq. 8 literal"
     results["summary"][name] = {**lit["summary"][model], "name": name}
     results["folds"][name] = lit["folds"][model]
@@ -172,6 +172,7 @@ def run_demo(out: str | Path, *, folds: int | None = None, epochs: int | None = 
     from .data.synthetic import synthesize_corpus
     from .reports import write_reports
     from .train import TrainConfig, cross_validate
+    from .train.timing import Breakdown, describe
 
     out = Path(out)
     cuda = torch.cuda.is_available()
@@ -200,19 +201,23 @@ def run_demo(out: str | Path, *, folds: int | None = None, epochs: int | None = 
     cfg = TrainConfig(preset=s["preset"], epochs=s["epochs"], lr=s["lr"], device=device,
                       bf16=cuda)
     t1 = time.perf_counter()
+    timing = Breakdown(device)  # where the cross-validation's time goes, both runs of it
     results = cross_validate(corpus, feats, PAPER_MODELS, cfg, out / "cv", protocol="linguistic",
                              k=s["folds"], progress=progress,
-                             feature_params=FeatureConfig().to_dict())
+                             feature_params=FeatureConfig().to_dict(), timing=timing)
     if s.get("literal"):
-        _add_literal_row(results, s["literal"], corpus, feats, cfg, out, s["folds"], progress)
+        _add_literal_row(results, s["literal"], corpus, feats, cfg, out, s["folds"], progress,
+                         timing)
     t2 = time.perf_counter()
-    paths = write_reports(results, out / "reports")
+    with timing.phase("reports"):
+        paths = write_reports(results, out / "reports")
     print("4. result (UAR %, mean ± 95% CI over folds)\n")
     print(paths["table"].read_text())
     print(f"   figures: {', '.join(str(p) for k, p in paths.items() if k != 'table')}")
     print(f"   time: cross-validation {t2 - t1:.0f} s, all {time.perf_counter() - t0:.0f} s "
           f"({torch.get_num_threads()} threads)")
+    print(f"   cross-validation and reports, {describe(timing.as_dict())}")
     results["demo"] = {**s, "device": device, "cv_seconds": t2 - t1,
-                       "total_seconds": time.perf_counter() - t0}
+                       "total_seconds": time.perf_counter() - t0, "timing": timing.as_dict()}
     write_json(out / "demo.json", results["demo"], indent=1)
     return results
