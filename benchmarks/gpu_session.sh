@@ -18,6 +18,7 @@
 #   bash benchmarks/gpu_session.sh demo     # the CUDA demo (DEMO_ARGS="--folds 2 --epochs 5"...)
 #   bash benchmarks/gpu_session.sh cv10     # time a 10-fold CV of SSA-CRNN-r (CV10_EPOCHS=30)
 #   bash benchmarks/gpu_session.sh compile  # --compile's modes against eager (compile_modes.py)
+#   bash benchmarks/gpu_session.sh demosweep  # CUDA demo settings (DEMO_SWEEP="size:epochs:lr ...")
 #   bash benchmarks/gpu_session.sh --dry-run probe tests bench train cli demo
 #                                           # every stage's plumbing on the CPU at tiny sizes
 #
@@ -49,8 +50,8 @@ if [ ${#STAGES[@]} -eq 0 ]; then
   exit 2
 fi
 for s in "${STAGES[@]}"; do
-  case "$s" in probe|tests|bench|train|cli|demo|cv10|compile) ;;
-    *) echo "gpu_session.sh: unknown stage '$s' (expected probe, tests, bench, train, cli, demo, cv10, compile)" >&2
+  case "$s" in probe|tests|bench|train|cli|demo|cv10|compile|demosweep) ;;
+    *) echo "gpu_session.sh: unknown stage '$s' (expected probe, tests, bench, train, cli, demo, cv10, compile, demosweep)" >&2
        exit 2 ;;
   esac
 done
@@ -167,6 +168,24 @@ for stage in "${STAGES[@]}"; do
       st=${PIPESTATUS[0]}
       "$PY" benchmarks/gpu_session.py collect-cv "$WORK/cv10" "$OUT/cv10.md" \
         "$(sed 's/[^0-9]//g' "$WORK/cv10_wall" 2>/dev/null)" || st=1 ;;
+    demosweep)
+      # the CUDA demo's defaults from evidence (issue 24): each DEMO_SWEEP entry is one demo run
+      # ("size:epochs:lr"), timed, its table and breakdown collected; pick what shows the
+      # paper's ordering within 5 minutes
+      sweep=${DEMO_SWEEP:-"small:8:1e-3 small:15:1e-3 medium:8:1e-3 medium:20:1e-4"}
+      [ "$DRY" = 1 ] && sweep="tiny:1:1e-3"
+      st=0
+      for entry in $sweep; do
+        IFS=: read -r size epochs lr <<<"$entry"
+        extra=""; [ "$DRY" = 1 ] && extra="--folds 2 --preset small"
+        name="demo_${size}_${epochs}_${lr}"
+        # shellcheck disable=SC2086
+        ( time run_capped $(( $(left) - 15 )) "$PY" -m ssa_fast.cli demo --out "$WORK/$name" \
+            --size "$size" --epochs "$epochs" --lr "$lr" --quiet $extra ) >"$WORK/$name.log" 2>&1 || st=1
+        { echo "## $name"; echo; grep -E "^\|" "$WORK/$name.log"; grep -E "time[: ]|real" "$WORK/$name.log"; echo; } \
+          >>"$OUT/demosweep.md"
+      done
+      cat "$OUT/demosweep.md" ;;
     compile)
       # which torch.compile mode --compile should take (issue 24): each mode against eager
       args="--device cuda --preset paper --batch 40 --bf16"

@@ -283,8 +283,8 @@ def cmd_demo(args) -> int:
     if args.features_only:
         feature_check(args.out)
         return 0
-    run_demo(args.out, folds=args.folds, epochs=args.epochs, size=args.size,
-             progress=not args.quiet)
+    run_demo(args.out, folds=args.folds, epochs=args.epochs, size=args.size, lr=args.lr,
+             preset=args.preset, progress=not args.quiet)
     return 0
 
 
@@ -894,6 +894,9 @@ def _add_demo(sub) -> None:
     p.add_argument("--epochs", type=_COUNT, default=None, help="override the demo's epochs")
     p.add_argument("--size", choices=("tiny", "small", "medium", "large"), default=None,
                    help="override the corpus size")
+    p.add_argument("--lr", type=_POSITIVE, default=None, help="override the demo's lr")
+    p.add_argument("--preset", choices=("small", "paper"), default=None,
+                   help="override the demo's model preset")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 

@@ -163,7 +163,8 @@ def _add_literal_row(results: dict, model: str, corpus, feats, cfg, out: Path, f
 
 
 def run_demo(out: str | Path, *, folds: int | None = None, epochs: int | None = None,
-             size: str | None = None, progress: bool = True) -> dict:
+             size: str | None = None, lr: float | None = None, preset: str | None = None,
+             progress: bool = True) -> dict:
     """Steps 1-4; returns the cross-validation results (as written to OUT/cv/results.json)."""
     import torch
 
@@ -176,7 +177,7 @@ def run_demo(out: str | Path, *, folds: int | None = None, epochs: int | None = 
 
     out = Path(out)
     cuda = torch.cuda.is_available()
-    s = demo_settings(cuda, folds=folds, epochs=epochs, size=size)
+    s = demo_settings(cuda, folds=folds, epochs=epochs, size=size, lr=lr, preset=preset)
     if s["threads"]:
         torch.set_num_threads(s["threads"])
     device = "cuda" if cuda else "cpu"
