@@ -365,21 +365,22 @@ def _train_epoch(step_model, model, opt, sampler, segs: Segments, cfg: TrainConf
 def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_classes: int,
           n_speakers: int, out_dir: str | Path, resume: bool = False, progress: bool = True,
           on_epoch_end=None, bundle: dict | None = None, provenance: dict | None = None,
-          test_segs: Segments | None = None) -> dict:
+          test_segs: Segments | None = None, on_start=None) -> dict:
     """Train one model; returns the selected epoch's validation metrics and the history.
 
     ``out_dir`` receives ``last.pt`` (everything needed to resume) and ``best.pt`` (the selected
     model with its config and ``bundle``: class names, normaliser... for prediction). With
     ``resume``, training continues from ``last.pt`` and ends exactly as an uninterrupted run;
     a ``last.pt`` of another configuration or identity is refused. ``provenance``
-    ({"identity": ..., "train_utterances": [...]}, see fingerprint.py) is stored in both
-    checkpoints with the identity's fingerprint. ``test_segs``, a held-out test set, is scored
-    every epoch (recorded as ``test_*`` in the history) and, for the selected model, returned as
-    ``"test"``; it plays no part in the selection. ``on_epoch_end(epoch, metrics)`` is called
-    after each epoch's checkpoint.
+    ({"identity": ..., "train_utterances": [...], "used_utterances": {...}}, see
+    fingerprint.py) is stored in both checkpoints with the identity's fingerprint.
+    ``test_segs``, a held-out test set, is scored every epoch (recorded as ``test_*`` in the
+    history) and, for the selected model, returned as ``"test"``; it plays no part in the
+    selection. ``on_epoch_end(epoch, metrics)`` is called after each epoch's checkpoint;
+    ``on_start()`` once the run is checked (a ``last.pt`` to resume matches), before anything
+    is written to ``out_dir``.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.deterministic:
         set_deterministic()
     torch.manual_seed(cfg.seed)
@@ -393,12 +394,15 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
     progress = progress and main
 
     identity = (provenance or {}).get("identity")
-    stamp = {"identity": identity, "fingerprint": identity and fingerprint(identity),
-             "train_utterances": (provenance or {}).get("train_utterances")}
+    stamp = {**(provenance or {}), "identity": identity,
+             "fingerprint": identity and fingerprint(identity)}
     start, best, best_epoch, history = 0, -1.0, -1, []
     last = out_dir / "last.pt"
     if resume and last.is_file():
         start, best, best_epoch, history = _resume(last, cfg, stamp, model, opt)
+    if on_start is not None:
+        on_start()
+    out_dir.mkdir(parents=True, exist_ok=True)
 
     for epoch in range(start, cfg.epochs):
         sampler.set_epoch(epoch)
