@@ -19,9 +19,9 @@ type and choices, as a typed value is, and becomes the option's default: an opti
 command line wins, and the file's values never mix with the positional arguments. The corpus
 kind and root stay positional arguments of the command line.
 
-The command line is read as argparse reads it (abbreviations such as ``--conf`` included):
-``--config`` given twice with different files, or any option typed twice with different values,
-is refused rather than one of them being dropped.
+The command line is read as argparse reads it (abbreviations such as ``--conf`` included), and
+``--config`` given twice with different files is refused rather than one of them being dropped
+(another option typed twice: the last wins, as argparse has it).
 
 A run's ``config.json`` holds every resolved option (``"options"``), the command, the corpus
 and the version; ``--config OUT/config.json`` repeats the run with the same options. It records
@@ -240,27 +240,21 @@ def _typed(sub: argparse.ArgumentParser, argv: list[str]) -> dict[str, list]:
 
 def apply(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
     """Prepare ``parser`` for ``argv``: the options of its ``--config FILE`` become the
-    command's defaults (an option typed in ``argv`` wins), and an option typed twice with
-    different values (``--config`` included) is refused. Returns the dests typed in ``argv``.
-    Raises UserError naming the file or option."""
+    command's defaults (an option typed in ``argv`` wins); ``--config`` given twice with
+    different files is refused. Returns the dests typed in ``argv``. Raises UserError naming
+    the file."""
     command = next((a for a in argv if not a.startswith("-")), None)
     sub = subparser(parser, command) if command else None
     if sub is None:
         return set()  # the parser reports the missing or unknown command itself
     typed = _typed(sub, argv[argv.index(command) + 1:])
     options = _options_of(sub)
-    for dest, given in typed.items():
-        if _is_switch(options[dest]) or len(given) < 2:
-            continue
-        shown = [" ".join(v) if isinstance(v, list) else str(v) for v in given]
-        if len(set(shown)) > 1:
-            flag = _flag(options[dest])
-            hint = (f" with all its values ({flag} {' '.join(shown)})"
-                    if options[dest].nargs in ("+", "*") else "")
-            raise UserError(f"{flag} is given {len(given)} times ({', '.join(shown)}): give it "
-                            f"once{hint}")
     if "config" in typed:
-        path = typed["config"][0]
+        files = list(dict.fromkeys(typed["config"]))
+        if len(files) > 1:  # (other options typed twice: the last wins, as typed options do)
+            raise UserError(f"--config is given {len(files)} times ({', '.join(files)}): give "
+                            "one file (options typed on the command line win over it)")
+        path = files[0]
         defaults = values(sub, load(path), path)
         sub.set_defaults(**defaults)
         for dest in defaults:  # a required option (--out) the file gives is given
