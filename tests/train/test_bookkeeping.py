@@ -231,6 +231,15 @@ def test_evaluate_keeps_to_the_checkpoints_fold_layout_and_held_out_data(tiny_co
                          tmp_path / "neu.csv"), "--cache", cache, "--json")
     assert "label 'NEU' read as 'neu' (8 records)" in proc.stderr
     assert json.loads(proc.stdout)["n_utterances"] == 6  # 24 held out, 2 of each class left
+    # --fold on a corpus that cannot hold the checkpoint's folds (one 'ang' utterance): one
+    # line before any feature is computed
+    one_ang = [r for r in rows if r["label"] != "fear"] + [rows[-1] | {"label": "ang"}]
+    proc = _cli("evaluate", run / "best.pt", "manifest",
+                _listing(tiny_corpus, one_ang, tmp_path / "one_ang.csv"), "--fold", "1",
+                "--cache", fresh, check=False)
+    assert proc.returncode == 2 and not proc.stdout and not fresh.exists()
+    (line,) = [x for x in proc.stderr.splitlines() if "error" in x]
+    assert "'ang'" in line and "fold" in line and "Traceback" not in proc.stderr
 
 
 def _listing(corpus, rows, path, speakers=True):
