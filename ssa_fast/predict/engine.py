@@ -278,8 +278,9 @@ def evaluation_subset(tm: TrainedModel, corpus, *, fold: int | None = None,
         if len(drop) == len(idx):
             raise UserError(f"all {len(idx)} utterances of the {where} were used to train the "
                             "checkpoint: nothing held out to score")
+        chose = " or chose its epoch on them" if (tm.fold_layout or {}).get("selection") else ""
         warn(f"excluded {len(seen)} of the {len(idx)} utterances: the checkpoint was trained "
-             "on them (--include-training scores them too)")
+             f"on them{chose} (--include-training scores them too)")
         idx = [i for j, i in enumerate(idx) if j not in drop]
         where += ", without the training utterances"
     notes["excluded_training"] = 0 if include_training else len(seen)
