@@ -143,11 +143,64 @@ def _check_args(args) -> None:
     fold, folds = getattr(args, "fold", None), getattr(args, "folds", None)
     if fold is not None and folds is not None and fold >= folds:
         raise UserError(f"--fold must be in [0, {folds}) for {folds} folds, got {fold}")
+    _check_features(args)
+    if args.command == "train" and args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite: give one (--resume continues the run in "
+                        "--out, --overwrite replaces it)")
     if args.command == "train" and not args.resume and not args.overwrite:
         out = Path(args.out)
         if out.is_dir() and any(out.iterdir()):
             raise UserError(f"--out {out} is not empty: add --resume to continue its run, "
                             "--overwrite to replace it, or choose another folder")
+
+
+def _feature_config(args):
+    """The FeatureConfig of the command line's feature options (``features``: all of them;
+    ``train`` / ``cv``: --n-mels); None for a command without them."""
+    from .features import FeatureConfig
+
+    if args.command != "features":
+        return _features(args) if hasattr(args, "n_mels") else None
+    try:
+        return FeatureConfig(**_feature_kwargs(args))
+    except ValueError as exc:
+        raise UserError(f"feature options: {exc}") from None
+
+
+def _check_features(args) -> None:
+    """Refuse impossible feature options; warn about those that run but hardly do what was
+    meant: mel bands that no FFT bin reaches (always at the log floor), and for ``features`` a
+    sample rate other than 16 kHz with the window and hop (counted in samples) left at their
+    16 kHz defaults."""
+    config = _feature_config(args)
+    if config is None:
+        return
+    from .features import FeatureConfig
+
+    empty = config.empty_bands()
+    if empty:
+        shown = ", ".join(map(str, empty[:8])) + (", ..." if len(empty) > 8 else "")
+        warnings.warn(f"--n-mels {config.n_mels}: {len(empty)} of the mel bands ({shown}) get no "
+                      f"FFT bin ({config.sample_rate / config.n_fft:g} Hz per bin at --n-fft "
+                      f"{config.n_fft} and {config.sample_rate} Hz) and stay at the log floor; "
+                      "use fewer mel bands" + (" or a larger --n-fft"
+                                               if args.command == "features" else ""),
+                      stacklevel=2)
+    d = FeatureConfig()
+    untyped = [o for o in ("win_length", "hop_length") if o not in getattr(args, "typed", ())]
+    if args.command == "features" and config.sample_rate != d.sample_rate and untyped:
+        sr, scale = config.sample_rate, config.sample_rate / d.sample_rate
+        win, hop = round(d.win_length * scale), round(d.hop_length * scale)
+        n_fft = max(config.n_fft, 1 << (win - 1).bit_length())
+        fix = f"--win-length {win} --hop-length {hop}" + (
+            f" --n-fft {n_fft}" if n_fft != config.n_fft else "")
+        warnings.warn(f"--sample-rate {sr}: the window ({config.win_length} samples) and hop "
+                      f"({config.hop_length}) are counted in samples, so frames are "
+                      f"{1000 * config.win_length / sr:.3g} ms long every "
+                      f"{1000 * config.hop_length / sr:.3g} ms (the defaults mean "
+                      f"{1000 * d.win_length / d.sample_rate:g} ms / "
+                      f"{1000 * d.hop_length / d.sample_rate:g} ms at {d.sample_rate} Hz); for "
+                      f"those give {fix}", stacklevel=2)
 
 
 def _user_error(exc: BaseException) -> str | None:
@@ -244,12 +297,8 @@ def cmd_features(args) -> int:
 
     from ._atomic import atomic_write, sweep_stale
     from .audio import AudioError, load
-    from .features import FeatureConfig
 
-    try:
-        config = FeatureConfig(**_feature_kwargs(args))
-    except ValueError as exc:
-        raise UserError(f"feature options: {exc}") from None
+    config = _feature_config(args)
     out = Path(args.out)
     names = _output_names(args.files, ".npy")
     out.mkdir(parents=True, exist_ok=True)
@@ -349,6 +398,10 @@ def _open_corpus(args):
     options = {}
     if args.corpus == "iemocap":
         options = {"merge_excited": args.merge_excited, "scripted": args.scripted}
+    for option in ("merge_excited", "scripted"):  # not ignored where they mean nothing
+        if getattr(args, option, False) and args.corpus != "iemocap":
+            raise UserError(f"--{option.replace('_', '-')}: applies to the iemocap corpus, not "
+                            f"{args.corpus!r}")
     if getattr(args, "columns", None) is not None:
         if args.corpus != "manifest":
             raise UserError(f"--columns: applies to the manifest corpus, not {args.corpus!r}")
@@ -370,6 +423,10 @@ def _check_corpus(args, corpus) -> None:
     from .train import make_folds
 
     n = len(corpus.classes)
+    present = sorted({r.label for r in corpus})
+    if args.command in ("train", "cv") and len(present) < 2:
+        raise UserError(f"{args.root}: every utterance is labelled {present[0]!r}: "
+                        "classifying emotions needs at least 2 classes")
     batch = getattr(args, "batch_size", None)
     if batch is not None and batch % n:
         raise UserError(f"--batch-size {batch} is not a multiple of the {n} classes "
@@ -390,6 +447,12 @@ def _check_corpus(args, corpus) -> None:
     if fold is not None and not 0 <= fold < len(folds):
         raise UserError(f"--fold must be in [0, {len(folds)}) for {len(folds)} folds "
                         f"({args.protocol}), got {fold}")
+    if getattr(args, "selection_split", 0.0):  # every fold it will run can be split so
+        from .train.cv import selection_split
+
+        for f in range(len(folds)) if fold is None else [fold]:
+            selection_split(corpus, folds[f][0], args.protocol, args.selection_split,
+                            args.seed, f)
 
 
 def _say(*args, **kwargs) -> None:
@@ -455,17 +518,20 @@ def cmd_train(args) -> int:
         corpus, feats, device = _load_corpus(args)
     _check_corpus(args, corpus)  # again: unreadable audio files may have left the corpus
     cfg = _train_config(args, device, args.model)
-    _save_config(args)
     out = Path(args.out)
-    if args.overwrite and is_main():  # the files of the run it replaces (see _check_args)
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
+
+    def start() -> None:  # once the run is checked (a --resume matches): nothing written before
+        if args.overwrite and is_main():  # the files of the run it replaces (see _check_args)
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+        _save_config(args)
+
     res = train_fold(corpus, feats, cfg, out, protocol=args.protocol, k=args.folds,
                      fold=args.fold, selection=args.selection_split,
                      normalisation=args.normalisation, segment_frames=args.segment_frames,
                      train_hop=args.train_hop, feature_params=_features(args).to_dict(),
                      resume=args.resume, progress=not args.quiet, announce=_say,
-                     on_epoch_end=None if args.quiet else _print_epoch)
+                     on_epoch_end=None if args.quiet else _print_epoch, on_start=start)
     if not is_main():
         return 0
     png = plot_history(res["history"], out / "training_curves.png", title=cfg.model,
@@ -495,16 +561,41 @@ def _print_epoch(epoch: int, m: dict) -> None:
 def cmd_evaluate(args) -> int:
     import json
 
-    from .data import corpus_features
+    from .data import corpus_features, match_classes
     from .predict.engine import evaluation_subset, fold_layout_to_score, score
+    from .train.cv import split_fold
 
     device = _device(args.device)
     tm = _load_checkpoint(args.checkpoint, device)
     layout = {"protocol": getattr(args, "protocol", None), "k": getattr(args, "folds", None),
               "seed": getattr(args, "seed", None)}  # absent: the checkpoint's
+    if args.fold is None and tm.fold_layout:  # they choose a fold's layout: not ignored
+        from .train.fingerprint import describe_layout
+
+        option = {"protocol": "--protocol", "k": "--folds", "seed": "--seed"}
+        wrong = [f"{option[key]} {value}" for key, value in layout.items()
+                 if value is not None and value != tm.fold_layout[key]]
+        if wrong:
+            raise UserError(f"{' '.join(wrong)}: choose the fold layout of --fold, and without "
+                            "--fold every utterance is scored; the checkpoint was trained on "
+                            f"{describe_layout(tm.fold_layout)}")
     if args.fold is not None:  # another fold layout is refused before any audio is read
-        fold_layout_to_score(tm, args.fold, **layout)
+        fold_layout = fold_layout_to_score(tm, args.fold, **layout)
     corpus = _open_corpus(args)
+    shown_notes = len(corpus.notes)
+    corpus, unknown = match_classes(corpus, tm.classes)  # case, normal form: the model's names
+    if unknown:
+        shown = ", ".join(f"{label!r} ({n} utterance{'s' * (n != 1)})"
+                          for label, n in unknown.items())
+        raise UserError(f"{args.root}: label{'s' * (len(unknown) > 1)} {shown} "
+                        f"{'are' if len(unknown) > 1 else 'is'} not among the classes of "
+                        f"{args.checkpoint} ({', '.join(tm.classes)}): leave those utterances "
+                        "out of the corpus to score the others")
+    for note in corpus.notes[shown_notes:]:
+        print(f"note: {note}", file=sys.stderr)
+    if args.fold is not None:  # the fold's split on this corpus: refused here, not after
+        split_fold(corpus, fold_layout["protocol"], fold_layout["k"], args.fold,
+                   fold_layout["seed"], fold_layout.get("selection") or 0.0)
     corpus, feats = corpus_features(corpus, args.cache, features=tm.features, device=device,
                                     progress=not args.quiet)
     idx, where, notes = evaluation_subset(  # the checkpoint's fold layout, no training data
@@ -802,10 +893,14 @@ def _add_evaluate(sub) -> None:
                                    "is the checkpoint's: --protocol, --folds and --seed "
                                    "default to it, and other values are refused (exit 2), "
                                    "since their validation sets would hold training "
-                                   "utterances. Utterances the checkpoint was trained on are "
-                                   "left out, with a warning saying how many, unless "
-                                   "--include-training. Speakers seen in training use their "
-                                   "training statistics, others their own.")
+                                   "utterances. Utterances the checkpoint was trained on, or "
+                                   "chose its epoch on, are left out, with a warning saying "
+                                   "how many, unless --include-training; they are recognised "
+                                   "by their file and their audio, however the corpus lists "
+                                   "them. The corpus's labels must be classes of the "
+                                   "checkpoint (up to case and Unicode normal form). Speakers "
+                                   "seen in training use their training statistics, others "
+                                   "their own.")
     p.add_argument("checkpoint", help="best.pt of a trained model")
     _corpus_arguments(p, n_mels=False)
     _protocol_options(p, from_checkpoint=True)
@@ -918,7 +1013,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--config", metavar="FILE",
                            help="options from a JSON, YAML or TOML file (names as on this "
                                 "command line, or a run's config.json); options typed here "
-                                "win. The resolved options are saved to OUT/config.json")
+                                "win. The resolved options are saved to OUT/config.json "
+                                "(--resume, --overwrite and --restart are typed each time)")
     _show_defaults(parser)
     return parser
 
@@ -962,12 +1058,13 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        expanded = config_file.expand(parser, argv)
+    try:  # --config FILE: the command's defaults; an option typed twice: refused
+        typed = config_file.apply(parser, argv)
     except UserError as exc:
         print(f"ssa-fast: error: {exc}", file=sys.stderr)
         return EXIT_USER
-    args = parser.parse_args(expanded)
+    args = parser.parse_args(argv)
+    args.typed = typed
     if getattr(args, "protocol", "") is None:
         args.protocol = "linguistic" if args.corpus in ("atthack", "synthetic") else "random"
     if args.command in ("train", "cv"):

@@ -14,8 +14,10 @@ TRAIN = ["train", "synthetic", "corpus", "--out", "run"]
 
 
 def _parse(argv):
+    """What main() parses: the --config file applied to the parser, then the typed options."""
     parser = cli.build_parser()
-    return parser.parse_args(config_file.expand(parser, argv))
+    config_file.apply(parser, argv)
+    return parser.parse_args(argv)
 
 
 @pytest.mark.parametrize("suffix, text", [
@@ -81,9 +83,10 @@ def test_bad_config_files_are_one_line_naming_the_file(tmp_path, capsys, text, m
 def test_bad_values_in_a_config_file_are_refused_like_typed_ones(tmp_path, capsys):
     path = tmp_path / "bad.json"
     path.write_text('{"lr": -1}')
-    with pytest.raises(SystemExit) as exc:
-        cli.main(TRAIN + ["--config", str(path)])
-    assert exc.value.code == 2 and "--lr" in capsys.readouterr().err
+    assert cli.main(TRAIN + ["--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err
+    assert "--lr: expected a finite number > 0, got '-1'" in err
     with pytest.raises(UserError, match="cannot read"):
         config_file.load(tmp_path / "missing.yaml")
 
@@ -99,3 +102,133 @@ def test_the_shipped_configs_parse_as_typed_options(path):
         assert getattr(args, key.replace("-", "_")) == value, key
     # the command in the file's comment names the file
     assert f"--config configs/{path.name}" in path.read_text()
+
+
+# --- options read exactly as written, or refused in one line -------------------------------
+
+def _refused(capsys, argv, *parts):
+    """main() refuses argv with one line containing parts, exit 2."""
+    assert cli.main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for part in parts:
+        assert part in err, (part, err)
+    return err
+
+
+@pytest.mark.parametrize("spelling", ["--config", "--conf", "--confi", "--config=", "--conf="])
+def test_a_config_file_is_read_under_every_spelling_the_parser_accepts(tmp_path, capsys,
+                                                                      spelling):
+    """argparse takes abbreviations; the file is read whatever the spelling (its --folds 2 and
+    --fold 5 are what the run refuses, before any work)."""
+    path = tmp_path / "run.yaml"
+    path.write_text("folds: 2\nfold: 5\n")
+    option = [spelling + str(path)] if spelling.endswith("=") else [spelling, path]
+    _refused(capsys, ["train", "folder", tmp_path, "--out", tmp_path / "o", *option],
+             "--fold must be in [0, 2) for 2 folds, got 5")
+    assert not (tmp_path / "o").exists()
+    args = _parse(["train", "folder", "root", "--out", "o", *map(str, option)])
+    assert (args.folds, args.fold) == (2, 5)
+
+
+def test_several_config_files_are_refused_not_dropped(tmp_path, capsys):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text('{"epochs": 3}')
+    b.write_text('{"lr": 0.1}')
+    train = ["train", "folder", tmp_path, "--out", tmp_path / "o"]
+    _refused(capsys, train + ["--config", a, "--conf", b], "--config is given 2 times",
+             str(a), str(b))
+    assert not (tmp_path / "o").exists()
+    # the same file twice loses nothing; a typed option given twice: the last wins
+    args = _parse(["train", "folder", "r", "--out", "o", "--config", str(a), "--config", str(a),
+                   "--lr", "0.5", "--lr", "0.25"])
+    assert (args.epochs, args.lr) == (3, 0.25)
+
+
+def test_list_values_of_a_file_never_take_the_positional_arguments(tmp_path):
+    path = tmp_path / "cv.yaml"
+    path.write_text("folds: 4\nmodels: [acrnn, acrnn-r]\n")
+    for argv in (["cv", "folder", "root", "--out", "o", "--config", str(path)],
+                 ["cv", "--config", str(path), "folder", "root", "--out", "o"]):
+        args = _parse(argv)
+        assert (args.corpus, args.root, args.models, args.folds) == \
+            ("folder", "root", ["acrnn", "acrnn-r"], 4)
+
+
+def test_a_config_file_can_give_the_required_out(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text('{"out": "runs/a", "epochs": 2}')
+    args = _parse(["train", "folder", "root", "--config", str(path)])
+    assert (args.out, args.epochs) == ("runs/a", 2)
+    assert _parse(["train", "folder", "root", "--config", str(path), "--out", "b"]).out == "b"
+
+
+def test_yaml_is_read_as_yaml_1_2(tmp_path, capsys):
+    """YAML 1.1's octal 010, yes/on booleans and 1:30 sexagesimals are not what anyone means
+    in a configuration file: read as YAML 1.2 (decimal 10, strings), so a string where a
+    number or a switch is wanted is refused like a typed one."""
+    pytest.importorskip("yaml")
+    path = tmp_path / "run.yaml"
+    path.write_text("epochs: 010\nfolds: 0x0a\nlr: 1e-3\nseed: -07\ntrain_hop: ~\n"
+                    "bf16: true\nlogit_scale: .5\n")
+    args = _parse(["train", "folder", "root", "--out", "o", "--config", str(path)])
+    assert (args.epochs, args.folds, args.lr, args.seed, args.train_hop, args.bf16,
+            args.logit_scale) == (10, 10, 0.001, -7, None, True, 0.5)
+    train = ["train", "folder", tmp_path, "--out", tmp_path / "o", "--config", path]
+    for text, parts in [("bf16: yes\n", ["bf16 must be true or false, got 'yes'"]),
+                        ("compile: on\n", ["compile must be true or false, got 'on'"]),
+                        ("epochs: 1:30\n", ["--epochs", "got '1:30'"]),
+                        ("epochs: 3\nepochs: 4\n", ["'epochs' is given twice"]),
+                        ("logit_scale: 3\nlogit-scale: 4\n", ["given twice"]),
+                        ("epochs: 10.0\n", ["--epochs", "got '10.0'"])]:
+        path.write_text(text)
+        _refused(capsys, train, str(path), *parts)
+
+
+def test_json_keys_given_twice_are_refused(tmp_path, capsys):
+    path = tmp_path / "run.json"
+    path.write_text('{"epochs": 3, "epochs": 4}')
+    _refused(capsys, ["train", "folder", tmp_path, "--out", tmp_path / "o", "--config", path],
+             str(path), "'epochs' is given twice")
+
+
+def test_a_saved_config_records_the_run_not_how_to_clobber_another(tmp_path, capsys):
+    """--overwrite and --resume say what to do with one --out: a run's config.json does not
+    keep them (older ones that do are read without them), a hand-written file may not set
+    them, and reusing a run's options for another --out leaves that folder's run alone."""
+    argv = ["train", "folder", "root", "--out", "a", "--overwrite", "--epochs", "3"]
+    saved = config_file.resolved(_parse(argv), cli.build_parser(), argv)
+    assert saved["options"]["epochs"] == 3
+    assert not {"overwrite", "resume", "restart"} & set(saved["options"])
+    cv_argv = ["cv", "folder", "root", "--out", "a", "--restart"]
+    assert "restart" not in config_file.resolved(_parse(cv_argv), cli.build_parser(),
+                                                 cv_argv)["options"]
+    # a config.json of an older version, which kept them
+    saved["options"].update(overwrite=True, resume=True)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(saved))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "best.pt").write_bytes(b"another model")
+    _refused(capsys, ["train", "folder", tmp_path, "--config", path, "--out", other],
+             f"--out {other} is not empty")
+    assert (other / "best.pt").read_bytes() == b"another model"
+    args = _parse(["train", "folder", "root", "--config", str(path), "--out", "b"])
+    assert (args.overwrite, args.resume, args.epochs) == (False, False, 3)
+    for key in ("overwrite", "resume"):
+        hand = tmp_path / f"{key}.yaml"
+        hand.write_text(f"{key}: true\n")
+        _refused(capsys, ["train", "folder", tmp_path, "--out", other, "--config", hand],
+                 str(hand), f"type --{key} on the command line")
+
+
+def test_resume_and_overwrite_together_are_refused(tmp_path, capsys):
+    _refused(capsys, ["train", "folder", tmp_path, "--out", tmp_path / "o", "--resume",
+                      "--overwrite"], "--resume and --overwrite")
+
+
+def test_options_that_mean_nothing_for_the_run_are_refused_not_ignored(tmp_path, capsys):
+    for option in ("--merge-excited", "--scripted"):
+        _refused(capsys, ["train", "folder", tmp_path, "--out", tmp_path / "o", option],
+                 f"{option}: applies to the iemocap corpus, not 'folder'")
+    assert not (tmp_path / "o").exists()

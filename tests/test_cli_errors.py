@@ -148,6 +148,43 @@ def test_features_multi_file_run(tmp_path):
     assert frames == {"a/x.wav.npy": 51, "b/x.npy": 71, "a/x.flac.npy": 31}  # each its own input
 
 
+def test_feature_options_that_hardly_do_what_was_meant_are_said(tmp_path, capsys):
+    """More mel bands than the FFT resolves leave bands at the log floor, and window and hop
+    are counted in samples whatever --sample-rate: both are said in one warning line each
+    (and not when the options say what they mean)."""
+    wav = _wav(tmp_path / "x.wav", seconds=1.0)
+
+    def features(*options):
+        out = tmp_path / "f" / "-".join(options).replace("--", "")
+        assert main(["features", str(wav), "--out", str(out), "--quiet", *options]) == 0
+        return np.load(out / "x.npy"), capsys.readouterr().err
+
+    feats, err = features("--n-mels", "256")
+    (line,) = err.splitlines()
+    assert line.startswith("ssa-fast features: warning: --n-mels 256: 24 of the mel bands "
+                           "(0, 3, 8, 11, 16, 19, 24, 27, ...) get no FFT bin"), line
+    assert "31.25 Hz per bin at --n-fft 512" in line and "a larger --n-fft" in line
+    assert np.allclose(feats[0, :, 0], np.log(1e-10), rtol=0, atol=1e-4)  # the floor, always
+    assert features("--n-mels", "256", "--n-fft", "2048")[1] == ""  # resolved: no warning
+    _, err = features("--sample-rate", "8000")
+    (line,) = err.splitlines()
+    assert "--sample-rate 8000: the window (400 samples) and hop (160) are counted in " \
+           "samples, so frames are 50 ms long every 20 ms" in line
+    assert "give --win-length 200 --hop-length 80" in line
+    _, err = features("--sample-rate", "48000")
+    assert "--win-length 1200 --hop-length 480 --n-fft 2048" in err
+    assert features("--sample-rate", "8000", "--win-length", "200", "--hop-length", "80")[1] \
+        == ""
+    assert features()[1] == ""
+    # train and cv: --n-mels too, before any work
+    assert main(["train", "folder", str(tmp_path), "--out", str(tmp_path / "o"), "--n-mels",
+                 "256"]) == 2
+    warning, error = capsys.readouterr().err.splitlines()
+    assert warning.startswith("ssa-fast train: warning: --n-mels 256: 24 of the mel bands")
+    assert "use fewer mel bands" in warning and "--n-fft" not in warning.split("; ")[-1]
+    assert error.startswith("ssa-fast train: error:")
+
+
 def _can_mount_tmpfs() -> bool:
     if shutil.which("unshare") is None:
         return False

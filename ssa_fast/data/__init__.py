@@ -8,9 +8,10 @@ from importlib import import_module
 
 _EXPORTS = {
     **dict.fromkeys(["ATTHACK_ATTITUDES", "AUDIO_SUFFIXES", "Corpus", "IEMOCAP_CLASSES",
-                     "MANIFEST_FIELDS", "Record", "check_speakers", "default_normalisation",
-                     "load_atthack", "load_corpus", "load_folder", "load_iemocap",
-                     "load_manifest", "parse_columns"], "corpus"),
+                     "MANIFEST_FIELDS", "Record", "audio_digest", "check_speakers",
+                     "default_normalisation", "label_key", "load_atthack", "load_corpus",
+                     "load_folder", "load_iemocap", "load_manifest", "match_classes",
+                     "parse_columns"], "corpus"),
     **dict.fromkeys(["compute_features", "corpus_features"], "cache"),
     "BalancedBatchSampler": "sampler",
     **dict.fromkeys(["NORMALISATIONS", "Normaliser", "Segments", "make_segments",

@@ -3,6 +3,8 @@
 The cache key covers every file (path, size, modification time), its annotation, the feature
 parameters and the sample rate: change any of them and the features are recomputed. Files are
 written atomically (``_atomic.save_torch``) and read with ``torch.load(weights_only=True)``.
+A cache file also holds each file's audio digest (``Record.audio``), which a cached run gives
+its records as a run that reads the audio does.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -18,7 +21,7 @@ from .._atomic import save_torch, sweep_stale
 from ..features.config import FeatureConfig
 from .corpus import Corpus
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: with the audio digests
 
 
 def _key(corpus: Corpus, sample_rate: int, params: dict) -> str:
@@ -82,6 +85,7 @@ def _read_cache(path: Path, corpus: Corpus) -> dict | None:
         ok = (isinstance(data, dict) and isinstance(data.get("paths"), list)
               and isinstance(data.get("features"), list)
               and len(data["paths"]) == len(data["features"])
+              and isinstance(data.get("audio"), list) and len(data["audio"]) == len(data["paths"])
               and all(isinstance(f, torch.Tensor) and f.ndim == 3 for f in data["features"])
               and set(data["paths"]) <= {r.path for r in corpus.records})
         why = None if ok else "not a feature cache of this corpus"
@@ -121,15 +125,16 @@ def corpus_features(corpus: Corpus, cache_dir: str | Path | None = None, *,
         path = Path(cache_dir) / f"features-{corpus.name or 'corpus'}-{key}.pt"
         data = _read_cache(path, corpus) if path.is_file() else None
         if data is not None:
-            keep = set(data["paths"])
+            audio = dict(zip(data["paths"], data["audio"], strict=True))
             skipped = list(corpus.skipped) + [tuple(s) for s in data["skipped"]]
-            kept = Corpus([r for r in corpus.records if r.path in keep], corpus.classes,
-                          corpus.name, corpus.root, skipped, list(corpus.notes))
+            kept = Corpus([replace(r, audio=audio[r.path]) for r in corpus.records
+                           if r.path in audio], corpus.classes, corpus.name, corpus.root,
+                          skipped, list(corpus.notes))
             return kept, list(data["features"])
     kept, waves = corpus.load_audio(sample_rate, progress=progress)
     feats = compute_features(waves, features, device=device, backend=backend, progress=progress)
     if path is not None:
         new_skips = [list(s) for s in kept.skipped[len(corpus.skipped):]]
         save_torch(path, {"paths": [r.path for r in kept.records], "features": feats,
-                          "skipped": new_skips})
+                          "audio": [r.audio for r in kept.records], "skipped": new_skips})
     return kept, feats

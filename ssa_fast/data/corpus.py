@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import csv
 import json
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,18 @@ class Record:
     speaker: str  # "" when unknown
     label: str
     phrase: str | None = None
+    # what the audio is, whatever the listing: a hash of the decoded samples (audio_digest), set
+    # once the file has been read (Corpus.load_audio, the feature cache); not part of equality
+    audio: str | None = field(default=None, compare=False, repr=False)
+
+
+def audio_digest(samples: np.ndarray) -> str:
+    """A hash of decoded samples (mono float32 at the features' sample rate): the same audio
+    listed under another path, manifest or annotation has the same digest."""
+    import hashlib
+
+    data = np.ascontiguousarray(samples, dtype=np.float32)
+    return hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest()
 
 
 @dataclass
@@ -69,7 +82,8 @@ class Corpus(Sequence):
 
     def load_audio(self, sample_rate: int = 16000, *, progress: bool = False):
         """Load every file (mono float32 at `sample_rate`). Returns (corpus of the readable
-        records, list of waveforms); unreadable files go to the returned corpus' ``skipped``."""
+        records, each with its ``audio`` digest, list of waveforms); unreadable files go to the
+        returned corpus' ``skipped``."""
         from tqdm import tqdm
 
         from ..audio import AudioError, load
@@ -82,47 +96,95 @@ class Corpus(Sequence):
             except AudioError as exc:
                 skipped.append((rec.path, str(exc)))
                 continue
-            kept.append(rec)
+            kept.append(replace(rec, audio=audio_digest(y)))
             waves.append(y)
         return Corpus(kept, self.classes, self.name, self.root, skipped, list(self.notes)), waves
 
 
+def label_key(label: str) -> str:
+    """What two spellings of one label share: case-folded and in Unicode NFC (``colère`` typed
+    with a precomposed ``è`` or, as file names copied from macOS, with ``e`` + a combining
+    accent; ``Neu`` and ``neu``)."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", label).casefold())
+
+
+def _nfc(text: str | None) -> str | None:
+    return None if text is None else unicodedata.normalize("NFC", text)
+
+
+def _why_merged(old: str, new: str) -> str:
+    if _nfc(old) == _nfc(new):
+        return ("labels that differ only in Unicode normal form (accents composed or "
+                "decomposed, as in file names copied from macOS) are one class")
+    return "labels that differ only by case are one class"
+
+
 def _canonical_labels(records: list[Record], classes: Sequence[str] | None,
                       notes: list[str]) -> tuple[list[Record], list[str]]:
-    """Labels that differ only by case (``neu``, ``Neu``) are one class: merged, with a note.
+    """Labels that differ only by case (``neu``, ``Neu``) or Unicode normal form (``colère``
+    in NFC and in NFD) are one class: merged, with a note. Speakers and phrases are read in
+    NFC (one speaker written both ways is one speaker, with a note).
 
-    With given ``classes`` a label takes the spelling of the class it matches case-insensitively;
-    without, the most frequent spelling of each case-folded label (on a tie the lower-case one,
-    else the first in sorted order) names the class. Why merge rather than refuse: case variants
-    are typing accidents in practice, and refusing would stop a run over one stray capital."""
+    With given ``classes`` a label takes the spelling of the class it matches (label_key);
+    without, the most frequent spelling of each label_key (in NFC; on a tie the lower-case
+    one, else the first in sorted order) names the class. Why merge rather than refuse: case
+    variants are typing accidents in practice, normal forms an accident of the file system,
+    and refusing would stop a run over one stray capital."""
     from collections import Counter
 
-    counts = Counter(r.label for r in records)
+    counts = Counter(_nfc(r.label) for r in records)
     if classes is not None:
         classes = list(classes)
-        folded = [c.casefold() for c in classes]
-        clash = sorted({c for c in classes if folded.count(c.casefold()) > 1})
+        folded = [label_key(c) for c in classes]
+        clash = sorted({c for c in classes if folded.count(label_key(c)) > 1})
         if clash:
-            raise UserError(f"classes {clash} differ only by case: give each class once")
+            raise UserError(f"classes {clash} differ only by case or Unicode normal form: give "
+                            "each class once")
         spelling = dict(zip(folded, classes, strict=True))
     else:
         spelling = {}
         for label, _n in sorted(counts.items(),
                                 key=lambda kv: (-kv[1], kv[0] != kv[0].lower(), kv[0])):
-            spelling.setdefault(label.casefold(), label)
+            spelling.setdefault(label_key(label), label)
         classes = sorted(set(spelling.values()))
     renamed = Counter()
+    merged = {what: {} for what in ("speaker", "phrase")}
     out = []
     for r in records:
-        label = spelling.get(r.label.casefold(), r.label)
+        label = spelling.get(label_key(r.label), r.label)
         if label != r.label:
             renamed[(r.label, label)] += 1
-            r = Record(r.path, r.speaker, label, r.phrase)
+        speaker, phrase = _nfc(r.speaker), _nfc(r.phrase)
+        for what, old, new in (("speaker", r.speaker, speaker), ("phrase", r.phrase, phrase)):
+            if new is not None:
+                merged[what].setdefault(new, set()).add(old)
+        if (label, speaker, phrase) != (r.label, r.speaker, r.phrase):
+            r = Record(r.path, speaker, label, phrase)
         out.append(r)
     for (old, new), n in sorted(renamed.items()):
-        notes.append(f"label {old!r} read as {new!r} ({n} record{'s' * (n != 1)}): labels that "
-                     "differ only by case are one class")
+        notes.append(f"label {old!r} read as {new!r} ({n} record{'s' * (n != 1)}): "
+                     + _why_merged(old, new))
+    for what, spellings in merged.items():
+        for name, written in sorted(spellings.items()):
+            if len(written) > 1:
+                notes.append(f"{what} {name!r} is written in {len(written)} Unicode normal "
+                             f"forms: one {what}")
     return out, classes
+
+
+def match_classes(corpus: Corpus, classes: Sequence[str]) -> tuple[Corpus, dict[str, int]]:
+    """``corpus`` with its labels spelled as ``classes`` (the classes of a trained model) where
+    they match up to case and normal form (label_key; each rename is a note), and
+    ``{label: utterances}`` of the labels that match none of them."""
+    from collections import Counter
+
+    notes = list(corpus.notes)
+    records, _ = _canonical_labels(list(corpus.records), classes, notes)
+    records = [replace(new, audio=old.audio) for old, new in zip(corpus.records, records,
+                                                                 strict=True)]
+    unknown = Counter(r.label for r in records if r.label not in classes)
+    return Corpus(records, list(classes), corpus.name, corpus.root, list(corpus.skipped),
+                  notes), dict(sorted(unknown.items()))
 
 
 def _drop_duplicates(records: list[Record],

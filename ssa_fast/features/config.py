@@ -35,6 +35,16 @@ class FeatureConfig:
         """Seconds per feature frame (the hop)."""
         return self.hop_length / self.sample_rate
 
+    def empty_bands(self) -> list[int]:
+        """The mel bands that no FFT bin falls into: their filter is all zeros, so they stay at
+        the log floor ``ln(amin)`` whatever the audio (more bands than the FFT resolves between
+        fmin and fmax; none with the defaults)."""
+        from ..kernels.logmel_delta.filters import mel_filterbank
+
+        bank = mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax,
+                              self.htk)
+        return [int(i) for i in (bank.amax(1) <= 0).nonzero().flatten()]
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -34,10 +34,12 @@ class TrainedModel:
     pooling: str
     config: dict  # the TrainConfig the model was trained with
     # (feature_params: FeatureConfig.to_dict() of the features it was trained on, all fields)
-    # what produced it (fingerprint.py): identity (corpus, fold layout, configs), fingerprint and
-    # the keys of its training utterances; None in checkpoints written before they were stored
+    # what produced it (fingerprint.py): identity (corpus, fold layout, configs), fingerprint,
+    # the listing keys of its training utterances and the keys ({kind: keys}) of every
+    # utterance it used; None in checkpoints written before they were stored
     identity: dict | None = None
     train_utterances: list[str] | None = None
+    used_utterances: dict | None = None
 
     @property
     def fold_layout(self) -> dict | None:
@@ -78,7 +80,8 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
                         int(bundle["segment_frames"]),
                         FeatureConfig.from_dict(bundle.get("feature_params")).to_dict(),
                         ckpt["config"].get("pooling", "mean"), ckpt["config"],
-                        ckpt.get("identity"), ckpt.get("train_utterances"))
+                        ckpt.get("identity"), ckpt.get("train_utterances"),
+                        ckpt.get("used_utterances"))
 
 
 def _score(tm: TrainedModel, x: torch.Tensor, parts: dict, attention: bool) -> None:
@@ -234,18 +237,16 @@ def evaluation_subset(tm: TrainedModel, corpus, *, fold: int | None = None,
     another fold) is refused with a UserError, since that "validation" set would be made
     mostly of training utterances. Without ``fold``, every utterance.
 
-    Either way, utterances the checkpoint was trained on (matched by utterance_keys) are
+    Either way, utterances the checkpoint used (trained on, or chose its epoch on) are
     excluded, with a warning saying how many, unless ``include_training``, which scores them
-    and warns. ``warn(text)`` receives the warnings. Checkpoints written before the layout and
-    training utterances were stored cannot be checked: that is a warning too."""
+    and warns. They are recognised whatever the listing (fingerprint.used_positions: the same
+    file or the same audio through another manifest); checkpoints of older versions by their
+    training utterances' path relative to the corpus root, size, speaker and label.
+    ``warn(text)`` receives the warnings. Checkpoints written before the layout and training
+    utterances were stored cannot be checked: that is a warning too."""
     from ..errors import UserError
     from ..train.cv import split_fold
-    from ..train.fingerprint import (
-        corpus_identity,
-        describe_layout,
-        known_positions,
-        utterance_keys,
-    )
+    from ..train.fingerprint import corpus_identity, describe_layout, used_positions
 
     warn = warn or (lambda text: None)
     notes: dict = {"fold_layout": tm.fold_layout}
@@ -266,7 +267,8 @@ def evaluation_subset(tm: TrainedModel, corpus, *, fold: int | None = None,
              "version): cannot check whether any scored utterance was used in training")
         notes["training_utterances"] = None
         return idx, where, notes
-    seen = known_positions(utterance_keys(corpus, idx), tm.train_utterances)
+    used = tm.used_utterances or {"listing": tm.train_utterances}
+    seen = used_positions(corpus, idx, used)
     notes["training_utterances"] = len(seen)
     if seen and include_training:
         warn(f"{len(seen)} of the {len(idx)} utterances scored were in the checkpoint's "
@@ -276,8 +278,9 @@ def evaluation_subset(tm: TrainedModel, corpus, *, fold: int | None = None,
         if len(drop) == len(idx):
             raise UserError(f"all {len(idx)} utterances of the {where} were used to train the "
                             "checkpoint: nothing held out to score")
+        chose = " or chose its epoch on them" if (tm.fold_layout or {}).get("selection") else ""
         warn(f"excluded {len(seen)} of the {len(idx)} utterances: the checkpoint was trained "
-             "on them (--include-training scores them too)")
+             f"on them{chose} (--include-training scores them too)")
         idx = [i for j, i in enumerate(idx) if j not in drop]
         where += ", without the training utterances"
     notes["excluded_training"] = 0 if include_training else len(seen)

@@ -40,6 +40,7 @@ from .fingerprint import (
     fingerprint,
     fold_layout,
     run_identity,
+    used_keys,
     utterance_keys,
 )
 from .loop import PER_SEGMENT, TrainConfig, build_model, evaluate, load_checkpoint, train
@@ -129,11 +130,17 @@ def split_fold(corpus: Corpus, protocol: str, k: int, fold: int, seed: int = 0,
 
 
 def run_provenance(corpus: Corpus, corpus_id: dict, layout: dict, cfg: TrainConfig, data: dict,
-                   train_idx) -> dict:
-    """What a run stores about its origin (see fingerprint.py): its identity and the keys of
-    the utterances it trains on (``evaluate`` uses them to refuse scoring training data)."""
+                   train_idx, selection_idx=None) -> dict:
+    """What a run stores about its origin (see fingerprint.py): its identity, the listing keys
+    of the utterances it trains on (what older versions read) and the keys of every utterance
+    it used, the ``selection_idx`` that chose its epoch included (``evaluate`` leaves them out
+    whatever the listing)."""
+    used = np.concatenate([np.asarray(train_idx, dtype=np.int64),
+                           np.asarray([] if selection_idx is None else selection_idx,
+                                      dtype=np.int64)])
     return {"identity": run_identity(corpus_id, layout, asdict(cfg), data),
-            "train_utterances": utterance_keys(corpus, train_idx)}
+            "train_utterances": utterance_keys(corpus, train_idx),
+            "used_utterances": used_keys(corpus, used)}
 
 
 def _warn(message: str) -> None:
@@ -276,7 +283,7 @@ def run_summary(res: dict) -> dict:
 
 def _train_run(cfg: TrainConfig, corpus: Corpus, fold_segs, split, fold: int, prov: dict,
                data: dict, run_dir: Path, *, resume: bool, progress: bool,
-               on_epoch_end=None) -> tuple[dict, dict]:
+               on_epoch_end=None, on_start=None) -> tuple[dict, dict]:
     """Train one model on one fold (its segments and (train, validation, test) indices) and
     write its result.json: (the training result, its JSON-ready summary). Shared by ``cv`` and
     ``train``, so both leave the same files."""
@@ -285,7 +292,7 @@ def _train_run(cfg: TrainConfig, corpus: Corpus, fold_segs, split, fold: int, pr
                 n_speakers=len(corpus.speakers), out_dir=run_dir, resume=resume,
                 progress=progress, on_epoch_end=on_epoch_end,
                 bundle=fold_bundle(corpus, norm, data["segment_frames"], data["features"]),
-                provenance=prov, test_segs=test_segs)
+                provenance=prov, test_segs=test_segs, on_start=on_start)
     tr, va, te = split
     summary = run_summary(res)
     summary.update(fold=fold, identity=prov["identity"], n_train=len(tr), n_val=len(va),
@@ -336,7 +343,8 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
         for m in models:
             cfg_m = replace(cfg, model=m)
             run_dir = out_dir / m / f"fold{f:02d}"
-            prov = run_provenance(corpus, corpus_id, layout, cfg_m, data, tr)
+            prov = run_provenance(corpus, corpus_id, layout, cfg_m, data, tr,
+                                  None if te is None else va)
             fp = fingerprint(prov["identity"])
             summary = _finished(run_dir, prov["identity"], fp, resume, f"{m} fold {f}")
             if fold_segs is None and (summary is None or f == 0):
@@ -395,10 +403,11 @@ def train_fold(corpus: Corpus, feats: list[torch.Tensor], cfg: TrainConfig, out_
                normalisation: str = "speaker", segment_frames: int = 300,
                train_hop: int | None = None, feature_params: dict | None = None,
                resume: bool = False, progress: bool = True, on_epoch_end=None,
-               announce=None) -> dict:
+               announce=None, on_start=None) -> dict:
     """One model on one fold (``ssa-fast train``): the same split, provenance and files as a
     fold of :func:`cross_validate`; writes ``out_dir/result.json`` and returns the result
-    (``announce(text)`` receives a one-line description of the split first)."""
+    (``announce(text)`` receives a one-line description of the split first; ``on_start()`` is
+    called once everything is checked, before anything is written: see :func:`train`)."""
     check_speakers(corpus, [cfg.model], normalisation, protocol)
     folds = make_folds(corpus, protocol, k, cfg.seed)
     tr, va, te = _fold_split(corpus, folds, fold, protocol, cfg.seed, selection)
@@ -411,8 +420,9 @@ def train_fold(corpus: Corpus, feats: list[torch.Tensor], cfg: TrainConfig, out_
                  f"{len(train_segs)} / {len(val_segs)}"
                  + ("" if te is None else f" / {len(test_segs)}") + " segments")
     prov = run_provenance(corpus, corpus_identity(corpus),
-                          fold_layout(protocol, k, cfg.seed, fold, selection), cfg, data, tr)
+                          fold_layout(protocol, k, cfg.seed, fold, selection), cfg, data, tr,
+                          None if te is None else va)
     res, summary = _train_run(cfg, corpus, fold_segs, (tr, va, te), fold, prov, data,
                               Path(out_dir), resume=resume, progress=progress,
-                              on_epoch_end=on_epoch_end)
+                              on_epoch_end=on_epoch_end, on_start=on_start)
     return {**res, **summary}

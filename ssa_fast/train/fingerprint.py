@@ -20,10 +20,16 @@ The identity holds:
   seed, device, bf16...) except the evaluation batch size and the free-form ``extra`` notes,
   which do not change the numbers.
 
-Utterances are identified across corpora and machines by :func:`utterance_keys` (path relative
-to the corpus root, size, speaker, label; not the modification time, so a copied corpus still
-matches): checkpoints store the keys of their training utterances, and ``evaluate`` uses them
-to find training utterances among those it is asked to score.
+Utterances a run used (trained on, or chose its epoch on with a selection split) are recognised
+by what the audio is, not by how it is listed: :func:`used_keys` gives each utterance three keys,
+its ``listing`` key (:func:`utterance_keys`: path relative to the corpus root, size, speaker,
+label; not the modification time, so a copied corpus still matches), its ``file`` key (resolved
+real path, size and modification time: the same file through another manifest, absolute or
+relative paths, a symlink, with or without a speaker column) and its ``audio`` key (a hash of the
+decoded samples, ``Record.audio``: the same audio anywhere, in any container). Checkpoints store
+the keys of the utterances they used (``used_utterances``; ``train_utterances``, the listing keys
+of the training utterances, is what older versions stored and read), and ``evaluate`` leaves out
+every utterance one of whose keys is among them (:func:`used_positions`).
 """
 
 from __future__ import annotations
@@ -88,6 +94,40 @@ def utterance_keys(corpus, indices: Iterable[int] | None = None) -> list[str]:
     return keys
 
 
+USED_KINDS = ("listing", "file", "audio")
+
+
+def _file_key(path: str) -> str:
+    real = os.path.realpath(path)
+    size, mtime = _stat(real)
+    return hashlib.sha256(canonical_json(["file", real, size, mtime]).encode()).hexdigest()[:16]
+
+
+def _keys_of(corpus, i: int) -> dict[str, str | None]:
+    """The keys of utterance ``i`` by kind (``audio`` None when its audio was not read)."""
+    r = corpus[int(i)]
+    return {"listing": utterance_keys(corpus, [i])[0], "file": _file_key(r.path),
+            "audio": getattr(r, "audio", None)}
+
+
+def used_keys(corpus, indices: Iterable[int]) -> dict[str, list[str]]:
+    """{kind: sorted keys} of the utterances at ``indices`` (see the module's docstring)."""
+    out: dict[str, set[str]] = {kind: set() for kind in USED_KINDS}
+    for i in indices:
+        for kind, key in _keys_of(corpus, i).items():
+            if key is not None:
+                out[kind].add(key)
+    return {kind: sorted(keys) for kind, keys in out.items()}
+
+
+def used_positions(corpus, indices: Sequence[int], used: dict[str, Iterable[str]]) -> list[int]:
+    """Positions in ``indices`` of the utterances that have a key in ``used`` ({kind: keys},
+    as :func:`used_keys` gives; a checkpoint of an older version: {"listing": keys})."""
+    known = {kind: set(used.get(kind) or ()) for kind in USED_KINDS}
+    return [j for j, i in enumerate(indices)
+            if any(key in known[kind] for kind, key in _keys_of(corpus, i).items())]
+
+
 def fold_layout(protocol: str, k: int, seed: int, fold: int, selection: float = 0.0) -> dict:
     """Which utterances train and which validate: enough to rebuild the split of a corpus."""
     return {"protocol": protocol, "k": int(k), "seed": int(seed), "fold": int(fold),
@@ -128,8 +168,3 @@ def describe_layout(layout: dict) -> str:
     return (f"protocol {layout['protocol']}, {layout['k']} folds, seed {layout['seed']}, fold "
             f"{layout['fold']}" + (f", selection split {sel:g}" if sel else ""))
 
-
-def known_positions(keys: Sequence[str], known: Iterable[str]) -> list[int]:
-    """Positions of ``keys`` that are in ``known``."""
-    known = set(known)
-    return [i for i, k in enumerate(keys) if k in known]

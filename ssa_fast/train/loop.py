@@ -458,7 +458,7 @@ def _train_epoch(step_model, model, opt, sampler, data: _TrainingData, cfg: Trai
 def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_classes: int,
           n_speakers: int, out_dir: str | Path, resume: bool = False, progress: bool = True,
           on_epoch_end=None, bundle: dict | None = None, provenance: dict | None = None,
-          test_segs: Segments | None = None) -> dict:
+          test_segs: Segments | None = None, on_start=None) -> dict:
     """Train one model; returns the selected epoch's validation metrics, the history and the
     time breakdown (``timing``, see timing.py).
 
@@ -467,31 +467,33 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
     a background thread while training goes on (each atomically, in order; all are on disk
     when this returns). With ``resume``, training continues from ``last.pt`` and ends exactly as
     an uninterrupted run; a ``last.pt`` of another configuration or identity is refused.
-    ``provenance`` ({"identity": ..., "train_utterances": [...]}, see fingerprint.py) is stored
-    in both checkpoints with the identity's fingerprint. ``test_segs``, a held-out test set, is
-    scored every epoch (recorded as ``test_*`` in the history) and, for the selected model,
-    returned as ``"test"``; it plays no part in the selection. ``on_epoch_end(epoch, metrics)``
-    is called after each epoch's checkpoint.
+    ``provenance`` ({"identity": ..., "train_utterances": [...], "used_utterances": {...}},
+    see fingerprint.py) is stored in both checkpoints with the identity's fingerprint.
+    ``test_segs``, a held-out test set, is scored every epoch (recorded as ``test_*`` in the
+    history) and, for the selected model, returned as ``"test"``; it plays no part in the
+    selection. ``on_epoch_end(epoch, metrics)`` is called after each epoch's checkpoint;
+    ``on_start()`` once the run is checked (a ``last.pt`` to resume matches), before anything
+    is written to ``out_dir``.
 
     On a CUDA device the segments live on the device when they fit (:func:`resident`), batches
     are gathered there, and cuDNN picks its algorithms once per shape (unless
     ``cfg.deterministic``).
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device)
     timing = Breakdown(device)
     writer = BackgroundWriter()
     try:
         return _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume,
                       progress, on_epoch_end, bundle, provenance, test_segs, device, timing,
-                      writer)
+                      writer, on_start)
     finally:
         writer.close()
 
 
 def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, progress,
-           on_epoch_end, bundle, provenance, test_segs, device, timing, writer) -> dict:
+           on_epoch_end, bundle, provenance, test_segs, device, timing, writer,
+           on_start) -> dict:
     with timing.phase("startup"):
         if cfg.deterministic:
             set_deterministic()
@@ -510,12 +512,15 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
         progress = progress and main
 
         identity = (provenance or {}).get("identity")
-        stamp = {"identity": identity, "fingerprint": identity and fingerprint(identity),
-                 "train_utterances": (provenance or {}).get("train_utterances")}
+        stamp = {**(provenance or {}), "identity": identity,
+                 "fingerprint": identity and fingerprint(identity)}
         start, best, best_epoch, history = 0, -1.0, -1, []
         last = out_dir / "last.pt"
         if resume and last.is_file():
             start, best, best_epoch, history = _resume(last, cfg, stamp, model, opt)
+        if on_start is not None:
+            on_start()
+        out_dir.mkdir(parents=True, exist_ok=True)
     with timing.phase("data"):  # the fold's segments to the device, once
         data = _training_data(train_segs, device)
         val_segs = replace(val_segs, x=resident(val_segs.x, device))

@@ -130,3 +130,53 @@ def test_cli_refuses_an_unrepresentable_class_before_any_work(tmp_path):
         assert line.startswith(f"ssa-fast {command}: error: class 'sad' has no validation "
                                "utterance in fold 0 of random, 3 folds"), line
         assert not cache.exists() and not out.exists()  # nothing computed, nothing written
+
+
+def test_cli_refuses_a_corpus_of_one_class_before_any_work(tmp_path):
+    """One class to classify: refused before features and training, nothing written (before,
+    a traceback after the features, and `train` left OUT/config.json behind)."""
+    _wavs(tmp_path / "a", 8)
+    (tmp_path / "m.csv").write_text("path,speaker,label\n" + "".join(
+        f"a/u{i}.wav,s{i % 2},{'neu' if i % 2 else 'Neu'}\n" for i in range(8)))
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    for command in ("train", "cv"):
+        proc = subprocess.run([sys.executable, "-m", "ssa_fast.cli", command, "manifest",
+                               str(tmp_path / "m.csv"), "--out", str(out), "--cache", str(cache),
+                               "--folds", "2", "--batch-size", "2", "--models" if command == "cv"
+                               else "--model", "acrnn", "--quiet"],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if "error" in line]
+        assert errors == [f"ssa-fast {command}: error: {tmp_path / 'm.csv'}: every utterance is "
+                          "labelled 'neu': classifying emotions needs at least 2 classes"], \
+            proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert not cache.exists() and not out.exists()  # nothing computed, nothing written
+
+
+def test_labels_and_speakers_in_two_unicode_normal_forms_are_one(tmp_path):
+    """A folder `colère` with a precomposed è beside one with e + a combining accent (what a
+    copy from macOS makes) is one class, like case variants, with a note; a speaker folder
+    written both ways is one speaker."""
+    import unicodedata
+
+    nfc, nfd = (unicodedata.normalize(form, "colère") for form in ("NFC", "NFD"))
+    zoe_nfc, zoe_nfd = (unicodedata.normalize(form, "Zoë") for form in ("NFC", "NFD"))
+    assert nfc != nfd
+    _wavs(tmp_path / "root" / nfc / zoe_nfc, 3)
+    _wavs(tmp_path / "root" / nfd / zoe_nfd, 2)
+    _wavs(tmp_path / "root" / "calme" / "Max", 2)
+    corpus = load_corpus("folder", tmp_path / "root")
+    assert corpus.classes == ["calme", nfc] and len(corpus) == 7
+    assert [r.label for r in corpus].count(nfc) == 5
+    assert corpus.speakers == ["Max", zoe_nfc]
+    assert any(f"label {nfd!r} read as {nfc!r} (2 records)" in n
+               and "Unicode normal form" in n for n in corpus.notes), corpus.notes
+    assert any(f"speaker {zoe_nfc!r}" in n for n in corpus.notes), corpus.notes
+    # a manifest: the same, and given classes in either form match
+    (tmp_path / "m.json").write_text(json.dumps({"classes": [nfd, "calme"], "records": [
+        {"path": str(p), "label": label} for p, label in [
+            (next((tmp_path / "root" / nfc / zoe_nfc).iterdir()), nfc),
+            (next((tmp_path / "root" / "calme" / "Max").iterdir()), "Calme")]]}))
+    j = load_corpus("manifest", tmp_path / "m.json")
+    assert j.classes == [nfd, "calme"] and j.labels.tolist() == [0, 1] and not j.skipped

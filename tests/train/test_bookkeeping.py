@@ -165,10 +165,12 @@ def test_evaluate_keeps_to_the_checkpoints_fold_layout_and_held_out_data(tiny_co
     _cli(*train, "--epochs", "1")
     result = json.loads((run / "result.json").read_text())
     assert result["identity"]["folds"]["fold"] == 1
-    # --resume with other options: refused, naming them
+    # --resume with other options: refused, naming them, and nothing rewritten
+    saved = {p.name: p.read_bytes() for p in run.iterdir()}
     proc = _cli(*train, "--epochs", "2", "--resume", check=False)
     assert proc.returncode == 2 and "train.epochs: 1 -> 2" in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == saved
     ckpt = load_checkpoint(run / "best.pt")
     assert ckpt["identity"]["folds"]["fold"] == 1 and len(ckpt["train_utterances"]) == 24
     ev = ["evaluate", run / "best.pt", "synthetic", tiny_corpus, "--cache", cache, "--quiet"]
@@ -201,6 +203,101 @@ def test_evaluate_keeps_to_the_checkpoints_fold_layout_and_held_out_data(tiny_co
     proc = _cli(*ev, "--include-training", "--json")
     assert "24 of the 32 utterances scored were in the checkpoint's training set" in proc.stderr
     assert json.loads(proc.stdout)["n_utterances"] == 32
+    # without --fold, a fold layout other than the checkpoint's is refused, not ignored; its own
+    # is accepted
+    proc = _cli(*ev, "--folds", "3", "--seed", "0", check=False)
+    assert proc.returncode == 2 and not proc.stdout
+    (line,) = proc.stderr.strip().splitlines()
+    assert "--folds 3: choose the fold layout of --fold" in line
+    assert "protocol random, 2 folds, seed 0, fold 1" in line
+    assert json.loads(_cli(*ev, "--folds", "2", "--json").stdout)["n_utterances"] == 8
+
+    # labels the model lacks: one line naming them, before any feature is computed; labels
+    # that differ from the model's only by case are its classes
+    with (tiny_corpus / "manifest.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    rows = [{**r, "label": {"ang": "fear", "neu": "NEU"}.get(r["label"], r["label"])}
+            for r in rows]
+    fresh = tmp_path / "fresh_cache"
+    proc = _cli("evaluate", run / "best.pt", "manifest",
+                _listing(tiny_corpus, rows, tmp_path / "fear.csv"), "--cache", fresh,
+                check=False)
+    assert proc.returncode == 2 and not proc.stdout and not fresh.exists()
+    (line,) = [x for x in proc.stderr.splitlines() if "error" in x]
+    assert "label 'fear' (8 utterances) is not among the classes" in line
+    assert "(neu, hap, sad, ang)" in line and "Traceback" not in proc.stderr
+    proc = _cli("evaluate", run / "best.pt", "manifest",
+                _listing(tiny_corpus, [r for r in rows if r["label"] != "fear"],
+                         tmp_path / "neu.csv"), "--cache", cache, "--json")
+    assert "label 'NEU' read as 'neu' (8 records)" in proc.stderr
+    assert json.loads(proc.stdout)["n_utterances"] == 6  # 24 held out, 2 of each class left
+    # --fold on a corpus that cannot hold the checkpoint's folds (one 'ang' utterance): one
+    # line before any feature is computed
+    one_ang = [r for r in rows if r["label"] != "fear"] + [rows[-1] | {"label": "ang"}]
+    proc = _cli("evaluate", run / "best.pt", "manifest",
+                _listing(tiny_corpus, one_ang, tmp_path / "one_ang.csv"), "--fold", "1",
+                "--cache", fresh, check=False)
+    assert proc.returncode == 2 and not proc.stdout and not fresh.exists()
+    (line,) = [x for x in proc.stderr.splitlines() if "error" in x]
+    assert "'ang'" in line and "fold" in line and "Traceback" not in proc.stderr
+
+
+def _listing(corpus, rows, path, speakers=True):
+    """A manifest of ``rows`` (dicts of the synthetic manifest) with absolute paths under
+    ``corpus``, with or without the speaker column."""
+    cols = ["path", "label"] + (["speaker"] if speakers else [])
+    lines = [",".join(cols)] + [",".join([str(corpus / row["path"]), row["label"]]
+                                         + ([row["speaker"]] if speakers else []))
+                                for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_evaluate_recognises_training_utterances_whatever_the_listing(tiny_corpus, tmp_path):
+    """The same files through another manifest (absolute paths, no speaker column), and the
+    same audio copied elsewhere (new paths and modification times, some re-encoded as FLAC),
+    are the checkpoint's training utterances: left out, said so. A checkpoint of an older
+    version (listing keys only) is guarded as before."""
+    sf = pytest.importorskip("soundfile")
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    _cli("train", "synthetic", tiny_corpus, "--out", run, "--model", "acrnn", "--protocol",
+         "random", "--folds", "2", "--fold", "1", "--cache", cache, *SMALL, "--epochs", "1")
+    with (tiny_corpus / "manifest.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+
+    def evaluate(checkpoint, *corpus):
+        proc = _cli("evaluate", checkpoint, *corpus, "--cache", cache, "--json", "--quiet")
+        return json.loads(proc.stdout), proc.stderr
+
+    listings = {"absolute paths, no speaker column":
+                _listing(tiny_corpus, rows, tmp_path / "absolute.csv", speakers=False)}
+    copy = tmp_path / "copy"
+    for i, row in enumerate(rows):  # new files: new paths and modification times
+        target = copy / row["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if i % 2:
+            y, rate = sf.read(tiny_corpus / row["path"], dtype="int16")
+            row = {**row, "path": row["path"][:-4] + ".flac"}
+            sf.write(copy / row["path"], y, rate, subtype="PCM_16")
+        else:
+            shutil.copyfile(tiny_corpus / row["path"], target)
+        rows[i] = row
+    listings["a copy, half of it FLAC"] = _listing(copy, rows, tmp_path / "copy.csv")
+    for what, manifest in listings.items():
+        scored, err = evaluate(run / "best.pt", "manifest", manifest)
+        assert "excluded 24 of the 32 utterances" in err, what
+        assert scored["n_utterances"] == 8 and scored["excluded_training"] == 24, what
+
+    # a checkpoint written before the audio and file keys: the listing keys still guard the
+    # corpus it was trained on
+    ckpt = load_checkpoint(run / "best.pt")
+    assert set(ckpt["used_utterances"]) == {"listing", "file", "audio"}
+    assert all(len(keys) == 24 for keys in ckpt["used_utterances"].values())
+    del ckpt["used_utterances"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    scored, err = evaluate(tmp_path / "old.pt", "synthetic", tiny_corpus)
+    assert "excluded 24 of the 32 utterances" in err
+    assert scored["n_utterances"] == 8 and scored["excluded_training"] == 24
 
 
 def test_selection_split_reports_a_held_out_test_set(tiny_corpus, tmp_path):
@@ -237,6 +334,15 @@ def test_selection_split_reports_a_held_out_test_set(tiny_corpus, tmp_path):
     scored = json.loads(ev.stdout)
     assert scored["n_utterances"] == 8 and scored["excluded_training"] == 0
     assert scored["utterance_cm"] == r["folds"]["acrnn"][0]["test"]["utterance_cm"]
+    # over the whole corpus, the 8 utterances that chose the epoch count as used, with the 16
+    # it trained on: only the 8 test utterances are scored
+    ev = _cli("evaluate", out / "acrnn" / "fold00" / "best.pt", "synthetic", tiny_corpus,
+              "--cache", cache, "--json", "--quiet")
+    whole = json.loads(ev.stdout)
+    assert "excluded 24 of the 32 utterances: the checkpoint was trained on them or chose its " \
+           "epoch on them" in ev.stderr
+    assert whole["n_utterances"] == 8 and whole["excluded_training"] == 24
+    assert whole["utterance_cm"] == r["folds"]["acrnn"][0]["test"]["utterance_cm"]
 
 
 def test_metrics_against_scikit_learn():
