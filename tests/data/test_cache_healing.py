@@ -90,3 +90,19 @@ def test_temp_file_of_a_killed_writer_is_swept(tmp_path, corpus):
     kept2, feats2 = corpus_features(corpus, cache, progress=False)
     assert not os.path.exists(tmp)  # swept at the start of the next run
     assert _same(feats, feats2) and sorted(os.listdir(cache)) == [path.name]
+
+
+def test_sweep_leaves_temp_files_of_other_hosts(tmp_path):
+    """A folder shared by the machines of a cluster: a process here cannot tell whether a
+    process of another host is alive, so only this host's dead writers' files are swept."""
+    from ssa_fast._atomic import _host, sweep_stale, temp_path
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    assert temp_path(tmp_path / "x.pt").name == f".x.pt.tmp{os.getpid()}@{_host()}"
+    mine, old = tmp_path / f".a.pt.tmp{dead}@{_host()}", tmp_path / f".b.pt.tmp{dead}"
+    other = tmp_path / f".c.pt.tmp{dead}@not-{_host()}"
+    for p in (mine, old, other):
+        p.write_bytes(b"partial")
+    assert sorted(sweep_stale(tmp_path)) == sorted([mine, old])
+    assert other.is_file()
