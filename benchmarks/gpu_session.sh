@@ -17,6 +17,9 @@
 #                                           # rerun (~4 min)
 #   bash benchmarks/gpu_session.sh demo     # the CUDA demo (DEMO_ARGS="--folds 2 --epochs 5"...)
 #   bash benchmarks/gpu_session.sh cv10     # time a 10-fold CV of SSA-CRNN-r (CV10_EPOCHS=30)
+#   bash benchmarks/gpu_session.sh cvpar    # throughput of 2, 3, 4 concurrent cv processes on one
+#                                           # GPU against one (CVPAR_K, CVPAR_FOLDS=4,
+#                                           # CVPAR_EPOCHS=5; paper preset, bf16)   (~5 min)
 #   bash benchmarks/gpu_session.sh --dry-run probe tests bench train cli demo
 #                                           # every stage's plumbing on the CPU at tiny sizes
 #
@@ -48,8 +51,8 @@ if [ ${#STAGES[@]} -eq 0 ]; then
   exit 2
 fi
 for s in "${STAGES[@]}"; do
-  case "$s" in probe|tests|bench|train|cli|demo|cv10) ;;
-    *) echo "gpu_session.sh: unknown stage '$s' (expected probe, tests, bench, train, cli, demo, cv10)" >&2
+  case "$s" in probe|tests|bench|train|cli|demo|cv10|cvpar) ;;
+    *) echo "gpu_session.sh: unknown stage '$s' (expected probe, tests, bench, train, cli, demo, cv10, cvpar)" >&2
        exit 2 ;;
   esac
 done
@@ -159,6 +162,13 @@ for stage in "${STAGES[@]}"; do
         time run_capped $(( $(left) - 15 )) "$PY" -m ssa_fast.cli cv synthetic "$WORK/synth_cv10" \
           --out "$WORK/cv10" --models ssa-crnn-r --folds $folds --preset $preset --bf16 \
           --epochs "$epochs" --cache "$WORK/cache_cv10" --quiet ) 2>&1 | tee "$log" | tail -15
+      st=${PIPESTATUS[0]} ;;
+    cvpar)
+      ks=${CVPAR_K:-2 3 4}
+      [ "$DRY" = 1 ] && ks=2
+      # shellcheck disable=SC2086
+      run_capped $(( $(left) - 15 )) "$PY" benchmarks/gpu_session.py cvpar "$WORK/cvpar" $ks \
+        2>&1 | tee "$log" | tail -15
       st=${PIPESTATUS[0]} ;;
   esac
   [ "$st" -ne 0 ] && rc=$st && echo "== $stage: exit status $st (see $log)"
