@@ -456,7 +456,9 @@ def cmd_cv(args) -> int:
     from .distributed import is_main
     from .reports import write_reports
     from .train import cross_validate
+    from .train.parallel import follow_parent
 
+    follow_parent()  # (a worker of cv --jobs)
     share = _cv_share(args)
     corpus, feats, device = _load_corpus(args)  # the feature cache is filled once, here
     if share is None:  # (a share's process leaves the run's record to the assembling one)

@@ -99,13 +99,24 @@ def check_jobs(jobs: int, device: str) -> None:
                         "process (one worker per core at most)")
 
 
-def _die_with_parent() -> None:  # (preexec_fn) a worker ends when the process that started it does
+PARENT = "SSA_FAST_CV_PARENT"  # a worker's environment: the pid of the cv that started it
+
+
+def follow_parent() -> None:
+    """In a worker of ``cv --jobs``: end (SIGTERM) when the cv that started it ends, so that no
+    orphan goes on training after its parent was killed (Linux; elsewhere a no-op). Set here,
+    not before the exec: a child of a threaded process runs no Python code before it."""
+    parent = os.environ.pop(PARENT, None)
+    if parent is None:
+        return
     try:
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
+        return
+    if os.getppid() != int(parent):  # the parent ended before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _tail(path: Path, lines: int = 12) -> list[str]:
@@ -151,7 +162,7 @@ def run_workers(argv: list[str], runs: list, out_dir: str | Path, *, jobs: int, 
         logs.mkdir(parents=True, exist_ok=True)
         procs = []
         for j, (i, n) in enumerate(shares):
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT: str(os.getpid())}
             extra = ["--jobs", "1", "--shard", f"{i}/{n}"]
             if gpus is not None:
                 env["CUDA_VISIBLE_DEVICES"] = gpus[j]
@@ -162,8 +173,7 @@ def run_workers(argv: list[str], runs: list, out_dir: str | Path, *, jobs: int, 
             with open(log, "w") as fh:  # the child keeps its own copy of the descriptor
                 procs.append((subprocess.Popen(
                     [sys.executable, "-m", "ssa_fast.cli", *argv, *extra], stdout=fh,
-                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                    preexec_fn=_die_with_parent), log))
+                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env), log))
         say(f"{len(procs)} workers ({'one per GPU' if gpus else f'{threads} thread(s) each'}), "
             f"logs in {logs}")
         done = {r for r in owner if finished_result(runs[r]) is not None}

@@ -218,3 +218,36 @@ def test_bad_parallel_options_one_line_exit_2(tiny_corpus, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Slurm array task 4" in lines[0], proc.stderr
     assert not out.exists()  # refused before any work
+
+
+def test_workers_end_with_their_parent(tiny_corpus, tmp_path):
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+    proc = subprocess.Popen(_args(tiny_corpus, out, cache, "--jobs", "2", "--epochs", "500",
+                                  "--quiet"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=ENV)
+    locks = [out / "acrnn" / f"fold0{f}" / ".lock" for f in (0, 1)]
+    workers, deadline = [], time.time() + 300
+    while len(workers) < 2 and time.time() < deadline:
+        holders = [p.read_text() if p.is_file() else "" for p in locks]
+        workers = [int(h.split()[1]) for h in holders if h.startswith("pid ")]
+        time.sleep(0.05)
+    assert len(workers) == 2 and proc.poll() is None
+    proc.kill()  # SIGKILL: the parent cannot stop them itself
+    proc.wait(timeout=60)
+    deadline = time.time() + 60
+    while any(_alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)  # 500 epochs would take minutes
+    assert not any((p.parent / "result.json").exists() for p in locks)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (its parent, the test process's child, is gone) counts as ended
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
