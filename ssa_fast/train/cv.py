@@ -7,6 +7,8 @@ per-fold results and figures go to the output folder. Every fold result carries 
 and fingerprint of the run that produced it (fingerprint.py), and only a result with this run's
 fingerprint is reused. With a selection split, the epoch is chosen on part of the training
 utterances and the fold's held-out utterances are a test set reported in the table.
+Every (model, fold) run is trained or read under the lock of its folder, so that processes can
+share the work (parallel.py: ``cv --jobs``, ``--shard``) without ever training a run twice.
 """
 
 from __future__ import annotations
