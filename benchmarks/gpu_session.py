@@ -3,6 +3,8 @@
     python benchmarks/gpu_session.py probe            # -> $SSA_FAST_SESSION_OUT/probe.{md,json}
     python benchmarks/gpu_session.py collect-demo DIR FILE    # the demo's tables -> FILE
     python benchmarks/gpu_session.py collect-cv DIR FILE WALL_S  # a cv run's time breakdown
+    python benchmarks/gpu_session.py cvpar WORK [K ...]       # K concurrent cv processes on
+                                                              # one GPU vs one (default 2 3 4)
 
 ``probe`` answers, in about two minutes, whether the GPU path works at all before minutes are
 spent on tests and benchmarks: versions, the device's copy bandwidth and bf16 matmul peak (the
@@ -255,7 +257,56 @@ def collect_cv(cv_dir: str, out_file: str, wall_s: str) -> int:
     return 0
 
 
+def cvpar(work: str, ks: list[int]) -> int:
+    """Throughput of K concurrent cross-validation processes on one GPU against one process:
+    the same runs (one model, several folds) divided into K shares (``cv --shard i/K``), started
+    together; wall time per K, in $SSA_FAST_SESSION_OUT/cvpar.{md,json}. ``cv --jobs`` keeps one
+    process per GPU unless this shows that more raise throughput."""
+    work_dir = Path(work)
+    corpus, cache = work_dir / "synth", work_dir / "cache"
+    size, folds, epochs, preset = (("tiny", 2, 1, "small") if DRY else
+                                   ("small", int(os.environ.get("CVPAR_FOLDS", 4)),
+                                    int(os.environ.get("CVPAR_EPOCHS", 5)), "paper"))
+    cli = [sys.executable, "-m", "ssa_fast.cli"]
+    if not (corpus / "manifest.csv").is_file():
+        subprocess.run([*cli, "synth", "--out", str(corpus), "--size", size, "--quiet"],
+                       check=True)
+    common = ["cv", "synthetic", str(corpus), "--models", "ssa-crnn-r", "--folds", str(folds),
+              "--preset", preset, "--epochs", str(epochs), "--cache", str(cache), "--quiet"]
+    if not DRY:
+        common.append("--bf16")
+    # the feature cache first, so that no timed process extracts features
+    subprocess.run([*cli, *common, "--out", str(work_dir / "warm"), "--epochs", "1",
+                    "--shard", f"0/{folds}"], check=True)
+    rows = []
+    for k in [1, *ks]:
+        out = work_dir / f"k{k}"
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen([*cli, *common, "--out", str(out), "--shard", f"{i}/{k}"],
+                                  stdout=subprocess.DEVNULL) for i in range(k)]
+        codes = [p.wait() for p in procs]
+        wall = time.perf_counter() - t0
+        rows.append({"k": k, "runs": folds, "wall_s": wall, "ok": codes == [0] * k})
+        print(json.dumps(rows[-1]), flush=True)
+    base = rows[0]["wall_s"]
+    lines = [f"# GPU session: cvpar ({time.strftime('%Y-%m-%d %H:%M:%S')}"
+             f"{', DRY RUN on the CPU' if DRY else ''})", "",
+             f"{folds} runs of ssa-crnn-r ({preset} preset, {epochs} epochs, synth {size}), "
+             "divided into K shares run at once on one device (each a process: start-up, "
+             "corpus from the cache, training).", "",
+             "| K processes | wall s | runs/min | vs K=1 | status |", "|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['k']} | {r['wall_s']:.1f} | {60 * r['runs'] / r['wall_s']:.2f} | "
+                     f"{base / r['wall_s']:.2f}x | {'ok' if r['ok'] else 'FAILED'} |")
+    (OUT / "cvpar.md").write_text("\n".join(lines) + "\n")
+    (OUT / "cvpar.json").write_text(json.dumps(rows, indent=1))
+    print("\n".join(lines))
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
 if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "cvpar":
+        sys.exit(cvpar(sys.argv[2], [int(k) for k in sys.argv[3:]] or [2, 3, 4]))
     if len(sys.argv) >= 2 and sys.argv[1] == "probe":
         sys.exit(probe())
     if len(sys.argv) == 4 and sys.argv[1] == "collect-demo":

@@ -19,6 +19,9 @@
 #   bash benchmarks/gpu_session.sh cv10     # time a 10-fold CV of SSA-CRNN-r (CV10_EPOCHS=30)
 #   bash benchmarks/gpu_session.sh compile  # --compile's modes against eager (compile_modes.py)
 #   bash benchmarks/gpu_session.sh demosweep  # CUDA demo settings (DEMO_SWEEP="size:epochs:lr ...")
+#   bash benchmarks/gpu_session.sh cvpar    # throughput of 2, 3, 4 concurrent cv processes on one
+#                                           # GPU against one (CVPAR_K, CVPAR_FOLDS=4,
+#                                           # CVPAR_EPOCHS=5; paper preset, bf16)   (~5 min)
 #   bash benchmarks/gpu_session.sh --dry-run probe tests bench train cli demo
 #                                           # every stage's plumbing on the CPU at tiny sizes
 #
@@ -50,8 +53,8 @@ if [ ${#STAGES[@]} -eq 0 ]; then
   exit 2
 fi
 for s in "${STAGES[@]}"; do
-  case "$s" in probe|tests|bench|train|cli|demo|cv10|compile|demosweep) ;;
-    *) echo "gpu_session.sh: unknown stage '$s' (expected probe, tests, bench, train, cli, demo, cv10, compile, demosweep)" >&2
+  case "$s" in probe|tests|bench|train|cli|demo|cv10|cvpar|compile|demosweep) ;;
+    *) echo "gpu_session.sh: unknown stage '$s' (expected probe, tests, bench, train, cli, demo, cv10, cvpar, compile, demosweep)" >&2
        exit 2 ;;
   esac
 done
@@ -193,6 +196,13 @@ for stage in "${STAGES[@]}"; do
       # shellcheck disable=SC2086
       run_capped $(( $(left) - 15 )) "$PY" benchmarks/compile_modes.py $args --json "$OUT/compile.json" \
         2>&1 | tee "$log" | grep -v Warning | tail -12 | tee "$OUT/compile.md"
+      st=${PIPESTATUS[0]} ;;
+    cvpar)
+      ks=${CVPAR_K:-2 3 4}
+      [ "$DRY" = 1 ] && ks=2
+      # shellcheck disable=SC2086
+      run_capped $(( $(left) - 15 )) "$PY" benchmarks/gpu_session.py cvpar "$WORK/cvpar" $ks \
+        2>&1 | tee "$log" | tail -15
       st=${PIPESTATUS[0]} ;;
   esac
   [ "$st" -ne 0 ] && rc=$st && echo "== $stage: exit status $st (see $log)"

@@ -3,7 +3,9 @@
 A write goes to a temporary file in the destination's folder and is renamed over the destination
 only once complete, so a kill, a crash or a full disk mid-write leaves the previous file (or no
 file) and never a truncated one. The temporary file is removed on failure; files left by a killed
-process (``.<name>.tmp<pid>``, pid no longer alive) are swept by :func:`sweep_stale`.
+process (``.<name>.tmp<pid>@<host>``, pid no longer alive on this host) are swept by
+:func:`sweep_stale`. The host in the name keeps processes of other machines writing into a shared
+folder (the shards of a cluster job) safe from a sweep here, which cannot see their processes.
 """
 
 from __future__ import annotations
@@ -12,10 +14,16 @@ import errno
 import json
 import os
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
-_TMP = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")
+_TMP = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)(?:@(?P<host>[^@]+))?$")
+
+
+def _host() -> str:
+    """This machine's name as it goes into a file name."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
 
 
 class DiskFullError(OSError):
@@ -23,7 +31,7 @@ class DiskFullError(OSError):
 
 
 def temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+    return path.with_name(f".{path.name}.tmp{os.getpid()}@{_host()}")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
@@ -113,14 +121,15 @@ def _alive(pid: int) -> bool:
 
 
 def sweep_stale(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Remove temporary files of dead processes under ``folder``; returns what was removed."""
+    """Remove temporary files of dead processes of this host under ``folder`` (and those named
+    without a host, by older versions); returns what was removed."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    removed = []
+    removed, here = [], _host()
     for p in folder.rglob(".*.tmp*") if recursive else folder.glob(".*.tmp*"):
         m = _TMP.match(p.name)
-        if m and p.is_file() and not _alive(int(m["pid"])):
+        if m and m["host"] in (None, here) and p.is_file() and not _alive(int(m["pid"])):
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed

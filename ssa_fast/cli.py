@@ -147,6 +147,12 @@ def _check_args(args) -> None:
     if args.command == "train" and args.resume and args.overwrite:
         raise UserError("--resume and --overwrite: give one (--resume continues the run in "
                         "--out, --overwrite replaces it)")
+    if args.command == "cv":
+        from .train.parallel import check_jobs, slurm_share
+
+        check_jobs(args.jobs, _device(getattr(args, "device", None)))
+        if args.shard is None:
+            slurm_share()  # a Slurm array's variables are checked before any work too
     if args.command == "train" and not args.resume and not args.overwrite:
         out = Path(args.out)
         if out.is_dir() and any(out.iterdir()):
@@ -476,25 +482,79 @@ def _train_config(args, device: str, model: str = "ssa-crnn-r"):
                        learn_logit_scale=args.learn_logit_scale)
 
 
+def _cv_share(args) -> tuple[int, int] | None:
+    """The share of the runs this cv trains: --shard, or a Slurm job array's task (said on
+    stderr); None: every run, and the results are assembled."""
+    from .train.parallel import slurm_share
+
+    if args.shard is not None:
+        return args.shard
+    share = slurm_share()
+    if share is not None:
+        _say(f"share {share[0]}/{share[1]} of the runs from the Slurm job array "
+             "(SLURM_ARRAY_TASK_ID); --shard overrides it", file=sys.stderr)
+    return share
+
+
+def _cv_workers(args, corpus, cfg, share, plan: dict) -> int:
+    """cv --jobs N: the runs in N worker processes (train/parallel.py); 0 when all succeeded."""
+    from .train.cv import plan_runs
+    from .train.parallel import run_workers
+
+    runs = plan_runs(corpus, args.models, cfg, args.out, **plan)
+    jobs = min(args.jobs, len(runs[share[0]::share[1]] if share else runs))
+    failed = run_workers(args.argv, runs, args.out, jobs=jobs, device=cfg.device, share=share,
+                         threads=args.threads, progress=not args.quiet,
+                         say=lambda text: print(text, file=sys.stderr, flush=True))
+    for text in failed:
+        print(f"ssa-fast cv: {text}", file=sys.stderr)
+    if failed:
+        print(f"ssa-fast cv: {len(failed)} of {jobs} workers failed; the other workers' runs "
+              "are complete: the same command again trains what is missing and reuses the "
+              "rest", file=sys.stderr)
+        return EXIT_SKIPPED
+    return 0
+
+
 def cmd_cv(args) -> int:
     from ._atomic import write_json
     from .distributed import is_main
     from .reports import write_reports
     from .train import cross_validate
     from .train.cv import without_figures_data
+    from .train.parallel import follow_parent
     from .train.timing import Breakdown, describe
 
+    follow_parent()  # (a worker of cv --jobs)
+    share = _cv_share(args)
     timing = Breakdown(_device(args.device))
     with timing.phase("features"):
-        corpus, feats, device = _load_corpus(args)
-    _save_config(args)
-    results = cross_validate(corpus, feats, args.models, _train_config(args, device), args.out,
-                             protocol=args.protocol, k=args.folds,
-                             normalisation=args.normalisation,
-                             segment_frames=args.segment_frames, train_hop=args.train_hop,
-                             resume=not args.restart, progress=not args.quiet,
-                             feature_params=_features(args).to_dict(),
-                             selection=args.selection_split, last_k=args.last_k, timing=timing)
+        corpus, feats, device = _load_corpus(args)  # the feature cache is filled once, here
+    if share is None:  # (a share's process leaves the run's record to the assembling one)
+        _save_config(args)
+    cfg = _train_config(args, device)
+    plan = dict(protocol=args.protocol, k=args.folds, normalisation=args.normalisation,
+                segment_frames=args.segment_frames, train_hop=args.train_hop,
+                feature_params=_features(args).to_dict(), selection=args.selection_split)
+    resume = not args.restart
+    if args.jobs > 1:
+        with timing.phase("workers"):  # (their own breakdowns are in their runs' result.json)
+            status = _cv_workers(args, corpus, cfg, share, plan)
+        if status or share is not None:
+            return status
+        resume = True  # the workers trained (or restarted) every run: assemble them
+    results = cross_validate(corpus, feats, args.models, cfg, args.out, resume=resume,
+                             progress=not args.quiet, last_k=args.last_k, share=share,
+                             timing=timing, **plan)
+    if share is not None:
+        _say(f"share {share[0]}/{share[1]}: trained {len(results['trained'])}, reused "
+             f"{len(results['reused'])}"
+             + (f", skipped {len(results['busy'])} (being trained elsewhere)"
+                if results["busy"] else "")
+             + " of its runs; `ssa-fast cv` with the same options and no --shard assembles "
+               "the table when every share is done")
+        _say(describe(timing.as_dict()), file=sys.stderr)
+        return 0
     if not is_main():
         return 0
     with timing.phase("reports"):
@@ -721,6 +781,16 @@ def _corpus_arguments(p: argparse.ArgumentParser, n_mels: bool = True) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _share(text: str) -> tuple[int, int]:
+    """argparse type of --shard."""
+    from .train.parallel import parse_share
+
+    try:
+        return parse_share(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _columns(text: str) -> dict[str, str]:
     """argparse type of --columns."""
     from .data import parse_columns
@@ -858,6 +928,16 @@ def _add_cv(sub) -> None:
                    help="the table's mean over the last K epochs (default 3)")
     p.add_argument("--figure-format", choices=("png", "pdf", "svg"), default="png",
                    help="the figures of reports/ (PDF and SVG are vector graphics)")
+    g = p.add_argument_group("parallel runs (README: Folds in parallel and on a cluster)")
+    g.add_argument("--jobs", type=_COUNT, default=1, metavar="N",
+                   help="train N (model, fold) runs at once in worker processes: one per "
+                        "visible GPU on CUDA, or N CPU processes with cores // N threads each "
+                        "(--threads overrides); their logs go to OUT/logs/")
+    g.add_argument("--shard", type=_share, default=None, metavar="I/N",
+                   help="train only share I of N (I from 0 to N-1) of the runs and write no "
+                        "table; a cv with the same options and no --shard assembles it. Inside "
+                        "a Slurm job array the share is SLURM_ARRAY_TASK_ID - "
+                        "SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT unless --shard is given")
     p.set_defaults(func=cmd_cv)
 
 
@@ -1065,6 +1145,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER
     args = parser.parse_args(argv)
     args.typed = typed
+    args.argv = argv  # (the workers of cv --jobs run the same command line)
     if getattr(args, "protocol", "") is None:
         args.protocol = "linguistic" if args.corpus in ("atthack", "synthetic") else "random"
     if args.command in ("train", "cv"):

@@ -119,3 +119,17 @@ def test_dry_run_of_the_one_call_lease(tmp_path):
     assert "| ACRNN-r |" in cli  # the cv table came back
     tests = (dest / "tests.md").read_text()
     assert re.search(r"collected (\d+); passed \1, failed 0", tests), tests
+
+
+@pytest.mark.slow  # ~1 min of CPU: synth, a warm-up run, then 1 and 2 concurrent cv processes
+@pytest.mark.skipif(bool(os.environ.get("SSA_FAST_IN_SESSION")),
+                    reason="inside a GPU session, whose real stages are the test")
+def test_dry_run_of_the_concurrent_cv_stage(tmp_path):
+    proc = _session("--dry-run", "cvpar", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+    table = (tmp_path / "out" / "cvpar.md").read_text()
+    assert "DRY RUN" in table
+    for k in (1, 2):
+        assert re.search(rf"^\| {k} \| [\d.]+ \| [\d.]+ \| [\d.]+x \| ok \|$", table, re.M), table
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == \
+        ["cvpar.json", "cvpar.log", "cvpar.md"]

@@ -5,6 +5,8 @@ parameters and the sample rate: change any of them and the features are recomput
 written atomically (``_atomic.save_torch``) and read with ``torch.load(weights_only=True)``.
 A cache file also holds each file's audio digest (``Record.audio``), which a cached run gives
 its records as a run that reads the audio does.
+Processes sharing a cache folder (the shards of a cluster job) fill it one at a time, under the
+folder's lock (_lock.py): the first computes a missing file, the others wait and read it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import torch
 
 from .._atomic import save_torch, sweep_stale
+from .._lock import folder_lock, holder
 from ..features.config import FeatureConfig
 from .corpus import Corpus
 
@@ -80,6 +83,17 @@ def _read_cache(path: Path, corpus: Corpus) -> dict | None:
     removed) when it is truncated, corrupt or not a feature cache: it is then rebuilt."""
     import warnings
 
+    data, why = _load_cache(path, corpus)
+    if why is None:
+        return data
+    warnings.warn(f"feature cache {path} is unreadable ({why}): removed, recomputing",
+                  CacheWarning, stacklevel=4)  # (the caller of corpus_features)
+    path.unlink(missing_ok=True)
+    return None
+
+
+def _load_cache(path: Path, corpus: Corpus) -> tuple[dict | None, str | None]:
+    """(the cached features at ``path``, None) or (None, why they cannot be used)."""
     try:
         data = torch.load(path, weights_only=True)
         ok = (isinstance(data, dict) and isinstance(data.get("paths"), list)
@@ -90,13 +104,8 @@ def _read_cache(path: Path, corpus: Corpus) -> dict | None:
               and set(data["paths"]) <= {r.path for r in corpus.records})
         why = None if ok else "not a feature cache of this corpus"
     except Exception as exc:  # zip / pickle / EOF errors of a truncated or corrupt file
-        why = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}"
-    if why is None:
-        return data
-    warnings.warn(f"feature cache {path} is unreadable ({why}): removed, recomputing",
-                  CacheWarning, stacklevel=3)
-    path.unlink(missing_ok=True)
-    return None
+        data, why = None, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}"
+    return (data, None) if why is None else (None, why)
 
 
 class CacheWarning(UserWarning):
@@ -116,22 +125,51 @@ def corpus_features(corpus: Corpus, cache_dir: str | Path | None = None, *,
     cache file is named (CacheWarning), removed and rebuilt, and a full disk raises
     DiskFullError naming the file (no partial file is left)."""
     features = FeatureConfig.from_dict({**(features or FeatureConfig()).to_dict(), **params})
-    sample_rate, params = features.sample_rate, features.to_dict()
-    del params["sample_rate"]
-    path = None
-    if cache_dir is not None:
-        sweep_stale(cache_dir, recursive=False)
-        key = _key(corpus, sample_rate, params)
-        path = Path(cache_dir) / f"features-{corpus.name or 'corpus'}-{key}.pt"
-        data = _read_cache(path, corpus) if path.is_file() else None
-        if data is not None:
-            audio = dict(zip(data["paths"], data["audio"], strict=True))
-            skipped = list(corpus.skipped) + [tuple(s) for s in data["skipped"]]
-            kept = Corpus([replace(r, audio=audio[r.path]) for r in corpus.records
-                           if r.path in audio], corpus.classes, corpus.name, corpus.root,
-                          skipped, list(corpus.notes))
-            return kept, list(data["features"])
-    kept, waves = corpus.load_audio(sample_rate, progress=progress)
+    if cache_dir is None:
+        return _computed(corpus, None, features, device, backend, progress)
+    sweep_stale(cache_dir, recursive=False)
+    path = cache_path(corpus, cache_dir, features)
+    data = _load_cache(path, corpus)[0] if path.is_file() else None  # (read without the lock)
+    if data is None:
+        with folder_lock(cache_dir, wait=False) as held:
+            if held:
+                return _filled(corpus, path, features, device, backend, progress)
+        if progress:
+            import sys
+
+            print(f"waiting for the feature cache {cache_dir}: {holder(cache_dir)} is "
+                  "filling it", file=sys.stderr, flush=True)
+        with folder_lock(cache_dir):
+            return _filled(corpus, path, features, device, backend, progress)
+    return _cached(corpus, data)
+
+
+def cache_path(corpus: Corpus, cache_dir: str | Path, features: FeatureConfig) -> Path:
+    """The cache file of ``corpus``'s features with ``features``' parameters."""
+    params = features.to_dict()
+    key = _key(corpus, params.pop("sample_rate"), params)
+    return Path(cache_dir) / f"features-{corpus.name or 'corpus'}-{key}.pt"
+
+
+def _cached(corpus: Corpus, data: dict) -> tuple[Corpus, list[torch.Tensor]]:
+    audio = dict(zip(data["paths"], data["audio"], strict=True))
+    skipped = list(corpus.skipped) + [tuple(s) for s in data["skipped"]]
+    kept = Corpus([replace(r, audio=audio[r.path]) for r in corpus.records if r.path in audio],
+                  corpus.classes, corpus.name, corpus.root, skipped, list(corpus.notes))
+    return kept, list(data["features"])
+
+
+def _filled(corpus, path: Path, features: FeatureConfig, device, backend, progress):
+    """The features of the cache file ``path``, computed and saved unless another process did
+    that while this one waited; the cache folder's lock is held."""
+    data = _read_cache(path, corpus) if path.is_file() else None
+    if data is not None:
+        return _cached(corpus, data)
+    return _computed(corpus, path, features, device, backend, progress)
+
+
+def _computed(corpus, path: Path | None, features: FeatureConfig, device, backend, progress):
+    kept, waves = corpus.load_audio(features.sample_rate, progress=progress)
     feats = compute_features(waves, features, device=device, backend=backend, progress=progress)
     if path is not None:
         new_skips = [list(s) for s in kept.skipped[len(corpus.skipped):]]

@@ -7,21 +7,26 @@ per-fold results and figures go to the output folder. Every fold result carries 
 and fingerprint of the run that produced it (fingerprint.py), and only a result with this run's
 fingerprint is reused. With a selection split, the epoch is chosen on part of the training
 utterances and the fold's held-out utterances are a test set reported in the table.
+Every (model, fold) run is trained or read under the lock of its folder, so that processes can
+share the work (parallel.py: ``cv --jobs``, ``--shard``) without ever training a run twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from .. import distributed as dist
 from .._atomic import sweep_stale, write_json
+from .._lock import folder_lock, holder
 from ..data.corpus import Corpus, check_speakers
 from ..data.segments import MIN_TAIL, Normaliser, make_segments
 from ..data.splits import (
@@ -146,6 +151,11 @@ def run_provenance(corpus: Corpus, corpus_id: dict, layout: dict, cfg: TrainConf
 def _warn(message: str) -> None:
     if dist.is_main():  # (the CLI prints warnings as one line: "ssa-fast cv: warning: ...")
         warnings.warn(message, stacklevel=3)
+
+
+def _note(message: str) -> None:
+    if dist.is_main():
+        print(message, file=sys.stderr, flush=True)
 
 
 RUN_FILES = ("result.json", "best.pt", "last.pt", "metrics.csv", "training_curves.png")
@@ -302,12 +312,60 @@ def _train_run(cfg: TrainConfig, corpus: Corpus, fold_segs, split, fold: int, pr
     return res, summary
 
 
+class Run(NamedTuple):
+    """One (model, fold) run of a cross-validation: where it goes and what identifies it."""
+    fold: int
+    model: str
+    run_dir: Path
+    split: tuple  # (training, validation, test or None) utterance indices
+    provenance: dict
+    fingerprint: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.model} fold {self.fold}"
+
+
+def plan_runs(corpus: Corpus, models: list[str], cfg: TrainConfig, out_dir: str | Path, *,
+              protocol: str = "random", k: int = 10, normalisation: str = "speaker",
+              segment_frames: int = 300, train_hop: int | None = None,
+              feature_params: dict | None = None, selection: float = 0.0) -> list[Run]:
+    """Every run of a cross-validation in its fixed order (fold by fold, the models in the given
+    order), each with its folder and fingerprint. A share ``I/N`` of the work is
+    ``plan_runs(...)[I::N]``: deterministic, so that independent processes divide it."""
+    folds = make_folds(corpus, protocol, k, cfg.seed)
+    corpus_id = corpus_identity(corpus)
+    data = _data_settings(normalisation, segment_frames, train_hop, feature_params)
+    runs = []
+    for f, (tr, va) in enumerate(folds):
+        tr, va, te = _with_selection(corpus, tr, va, protocol, selection, cfg.seed, f)
+        layout = fold_layout(protocol, k, cfg.seed, f, selection)
+        for m in models:
+            prov = run_provenance(corpus, corpus_id, layout, replace(cfg, model=m), data, tr,
+                                  None if te is None else va)
+            runs.append(Run(f, m, Path(out_dir) / m / f"fold{f:02d}", (tr, va, te), prov,
+                            fingerprint(prov["identity"])))
+    return runs
+
+
+def finished_result(run: Run) -> dict | None:
+    """The stored result of ``run`` when it finished with its fingerprint, else None (reads
+    only: for watching the progress of other processes)."""
+    try:
+        result = json.loads((run.run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(result, dict) and result.get("fingerprint") == run.fingerprint
+    return result if ok else None
+
+
 def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str], cfg: TrainConfig,
                    out_dir: str | Path, *, protocol: str = "random", k: int = 10,
                    normalisation: str = "speaker", segment_frames: int = 300,
                    train_hop: int | None = None, resume: bool = True, progress: bool = True,
                    feature_params: dict | None = None, selection: float = 0.0,
-                   last_k: int = 3, timing: Breakdown | None = None) -> dict:
+                   last_k: int = 3, share: tuple[int, int] | None = None,
+                   timing: Breakdown | None = None) -> dict:
     """Run every model on every fold; returns (and writes to out_dir/results.json) the per-fold
     metrics and the summary.
 
@@ -318,7 +376,14 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
     0-byte file of an old killed run) is recomputed with a warning. ``resume=False`` recomputes
     everything. ``selection`` > 0 holds out that fraction of each fold's training utterances
     for model selection and reports the fold's own held-out utterances as a test set (see
-    split_fold). ``last_k``: the summary's mean over the last k epochs. ``timing``: the
+    split_fold). ``last_k``: the summary's mean over the last k epochs.
+
+    Several processes may work in the same ``out_dir``: a run is trained or read only under the
+    lock of its folder (_lock.py), so two processes never train the same run. A run locked by
+    another process is left for later; this call then waits for it (saying so) and reuses its
+    result. ``share=(I, N)`` trains only the runs ``plan_runs(...)[I::N]``, skips (naming them)
+    those another process holds, writes no results.json and returns what it did:
+    ``{"share", "trained", "reused", "busy"}`` (lists of run names). ``timing``: the
     breakdown the runs' phases are added to (see timing.py; the caller's, which may already
     hold the feature extraction), stored in results.json."""
     from tqdm import tqdm
@@ -327,39 +392,52 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
     check_speakers(corpus, models, normalisation, protocol)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if dist.is_main():
-        sweep_stale(out_dir)
-    folds = make_folds(corpus, protocol, k, cfg.seed)
-    corpus_id = corpus_identity(corpus)
+    if dist.is_main() and share is None:  # (a run's folder is swept under its lock)
+        sweep_stale(out_dir, recursive=False)
+    runs = plan_runs(corpus, models, cfg, out_dir, protocol=protocol, k=k,
+                     normalisation=normalisation, segment_frames=segment_frames,
+                     train_hop=train_hop, feature_params=feature_params, selection=selection)
+    k_folds = runs[-1].fold + 1
+    mine = runs if share is None else runs[share[0]::share[1]]
     data = _data_settings(normalisation, segment_frames, train_hop, feature_params)
-    results: dict[str, list[dict]] = {m: [] for m in models}
+    summaries: dict[tuple[int, str], dict] = {}
     figures_data: dict[str, dict] = {}
-    bar = tqdm(total=len(folds) * len(models), desc="cross-validation", unit="run",
+    cut: dict[int, tuple] = {}  # the segments of the fold in hand (one fold at a time)
+
+    def segments(f: int, split) -> tuple:
+        if f not in cut:
+            cut.clear()
+            with timing.phase("data"):
+                cut[f] = _fold_segments(corpus, feats, *split, data)
+        return cut[f]
+
+    bar = tqdm(total=len(mine), desc="cross-validation", unit="run",
                disable=None if progress else True)
-    for f, (tr, va) in enumerate(folds):
-        tr, va, te = _with_selection(corpus, tr, va, protocol, selection, cfg.seed, f)
-        layout = fold_layout(protocol, k, cfg.seed, f, selection)
-        fold_segs = None  # cut once per fold, when some model needs them
-        for m in models:
-            cfg_m = replace(cfg, model=m)
-            run_dir = out_dir / m / f"fold{f:02d}"
-            prov = run_provenance(corpus, corpus_id, layout, cfg_m, data, tr,
-                                  None if te is None else va)
-            fp = fingerprint(prov["identity"])
-            summary = _finished(run_dir, prov["identity"], fp, resume, f"{m} fold {f}")
-            if fold_segs is None and (summary is None or f == 0):
-                with timing.phase("data"):
-                    fold_segs = _fold_segments(corpus, feats, tr, va, te, data)
+
+    def attempt(run: Run, wait: bool) -> bool:
+        """Reuse or train ``run`` under its lock; False when another process holds it."""
+        f, m, run_dir = run.fold, run.model, run.run_dir
+        cfg_m = replace(cfg, model=m)
+        # under torchrun rank 0 locks, waiting, and the other ranks follow it at the barriers
+        with folder_lock(run_dir, wait=wait or dist.is_distributed()) if dist.is_main() \
+                else contextlib.nullcontext(True) as held:
+            if not held:
+                return False
+            if dist.is_main():
+                sweep_stale(run_dir, recursive=False)
+            summary = _finished(run_dir, run.provenance["identity"], run.fingerprint, resume,
+                                run.name)
+            outputs = None
             if summary is None:
-                outputs, summary = _train_run(cfg_m, corpus, fold_segs, (tr, va, te), f, prov,
-                                              data, run_dir, resume=resume, progress=progress)
+                outputs, summary = _train_run(cfg_m, corpus, segments(f, run.split), run.split,
+                                              f, run.provenance, data, run_dir, resume=resume,
+                                              progress=progress)
                 timing.merge(summary["timing"])
                 summary["reused"] = False
             else:
                 summary["reused"] = True
-                outputs = None
-            if f == 0:  # figures use the first fold's validation outputs, reused or not
-                val_segs = fold_segs[1]
+            if f == 0 and share is None:  # figures: the first fold's validation outputs
+                val_segs = segments(f, run.split)[1]
                 if outputs is None:
                     with timing.phase("final evaluation"):
                         outputs = _outputs_of(run_dir / "best.pt", cfg_m, corpus, val_segs)
@@ -367,17 +445,31 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
                                    "alpha_sp": outputs["alpha_sp"], "z": outputs["z"],
                                    "labels": val_segs.label, "lengths": val_segs.lengths,
                                    "predicted": outputs["predicted"]}
-            results[m].append(summary)
-            bar.update()
-            if progress and dist.is_main() and not sys.stderr.isatty():  # a log: one line a run
-                print(f"{m} fold {f + 1}/{len(folds)}: utterance UAR "
-                      f"{100 * summary['utterance_uar']:.2f} %"
-                      + (" (reused)" if summary["reused"] else ""), file=sys.stderr, flush=True)
+        summaries[f, m] = summary
+        bar.update()
+        if progress and dist.is_main() and not sys.stderr.isatty():  # a log: one line a run
+            print(f"{m} fold {f + 1}/{k_folds}: utterance UAR "
+                  f"{100 * summary['utterance_uar']:.2f} %"
+                  + (" (reused)" if summary["reused"] else ""), file=sys.stderr, flush=True)
+        return True
+
+    busy = [run for run in mine if not attempt(run, wait=False)]
+    for run in busy if share is None else ():
+        _note(f"waiting for {run.name}: {holder(run.run_dir)} is training it")
+        attempt(run, wait=True)
     bar.close()
-    out = {"corpus": corpus.name, "protocol": protocol, "k": len(folds),
+    if share is not None:
+        for run in busy:
+            _note(f"skipped {run.name}: {holder(run.run_dir)} is training it")
+        done = [r for r in mine if (r.fold, r.model) in summaries]
+        return {"share": share, "busy": [r.name for r in busy],
+                "trained": [r.name for r in done if not summaries[r.fold, r.model]["reused"]],
+                "reused": [r.name for r in done if summaries[r.fold, r.model]["reused"]]}
+    results = {m: [summaries[f, m] for f in range(k_folds)] for m in models}
+    out = {"corpus": corpus.name, "protocol": protocol, "k": k_folds,
            "classes": corpus.classes, "config": asdict(cfg),
-           "identity": {"corpus": corpus_id, "protocol": protocol, "k": len(folds),
-                        "seed": cfg.seed, "selection": selection, "data": data,
+           "identity": {"corpus": runs[0].provenance["identity"]["corpus"], "protocol": protocol,
+                        "k": k_folds, "seed": cfg.seed, "selection": selection, "data": data,
                         "models": list(models)},
            "reported_on": "test" if selection else "validation", "selection": selection,
            "last_k": last_k,

@@ -89,4 +89,54 @@ def test_temp_file_of_a_killed_writer_is_swept(tmp_path, corpus):
     assert os.path.isfile(tmp) and os.path.basename(tmp).startswith(f".{path.name}.tmp")
     kept2, feats2 = corpus_features(corpus, cache, progress=False)
     assert not os.path.exists(tmp)  # swept at the start of the next run
-    assert _same(feats, feats2) and sorted(os.listdir(cache)) == [path.name]
+    assert _same(feats, feats2) and sorted(os.listdir(cache)) == [".lock", path.name]
+
+
+def test_sweep_leaves_temp_files_of_other_hosts(tmp_path):
+    """A folder shared by the machines of a cluster: a process here cannot tell whether a
+    process of another host is alive, so only this host's dead writers' files are swept."""
+    from ssa_fast._atomic import _host, sweep_stale, temp_path
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    assert temp_path(tmp_path / "x.pt").name == f".x.pt.tmp{os.getpid()}@{_host()}"
+    mine, old = tmp_path / f".a.pt.tmp{dead}@{_host()}", tmp_path / f".b.pt.tmp{dead}"
+    other = tmp_path / f".c.pt.tmp{dead}@not-{_host()}"
+    for p in (mine, old, other):
+        p.write_bytes(b"partial")
+    assert sorted(sweep_stale(tmp_path)) == sorted([mine, old])
+    assert other.is_file()
+
+
+WAITER = """
+import sys
+from ssa_fast.data import corpus_features, load_corpus
+
+corpus = load_corpus("manifest", sys.argv[1])
+corpus_features(corpus, sys.argv[2], progress=True)
+"""
+
+
+def test_processes_sharing_a_cache_fill_it_once(tmp_path, corpus):
+    """While one process fills the cache (here: this one, holding its lock), another waits,
+    saying so, and then reads the file instead of computing it again."""
+    from ssa_fast._lock import folder_lock
+    from ssa_fast.data.cache import _computed, cache_path
+    from ssa_fast.features import FeatureConfig
+
+    cache = tmp_path / "cache"
+    with folder_lock(cache):
+        proc = subprocess.Popen([sys.executable, "-c", WAITER, str(tmp_path / "m.csv"),
+                                 str(cache)], stderr=subprocess.PIPE, text=True)
+        line = proc.stderr.readline()
+        assert f"waiting for the feature cache {cache}: pid {os.getpid()} on " in line
+        assert proc.poll() is None
+        # what corpus_features does with the lock held (a second lock in this process would
+        # wait for the first: flock locks belong to open files, not processes)
+        _computed(corpus, cache_path(corpus, cache, FeatureConfig()), FeatureConfig(), "cpu",
+                  None, False)
+        (path,) = cache.glob("features-*.pt")
+        stamp = path.stat().st_mtime_ns
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    proc.stderr.close()
+    assert path.stat().st_mtime_ns == stamp  # read, not computed and written again

@@ -1,0 +1,253 @@
+"""Cross-validation runs in parallel, as users run it: `ssa-fast cv --jobs N` and `--shard I/N`
+(and a Slurm job array's variables) as real subprocesses on the tiny generated corpus
+(tests/train/conftest.py), with real worker processes, a real SIGKILL and real file locks.
+
+- `--jobs 2` gives the same per-fold results as a sequential run (one thread per process on the
+  CPU, where a seed gives bit-identical training);
+- shards train their runs only; a plain `cv` afterwards assembles the table without retraining;
+- a killed worker is named and its run resumed by the next call; a crashed worker is named and
+  the others' runs complete;
+- a run locked by another process is skipped by a shard (named) and waited for by an
+  assembling `cv`; two concurrent invocations on one --out never train the same run;
+- bad values (--jobs beyond the cores, a share out of range, a Slurm array that is not a range):
+  one line, exit status 2.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ssa_fast._lock import folder_lock
+from ssa_fast.errors import UserError
+from ssa_fast.train.parallel import parse_share, slurm_share, sub_share
+
+# One thread per process: CPU training is then bit-reproducible for a seed, whatever the number
+# of processes beside it (the comparisons below are exact).
+ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("SLURM_")},
+       "OMP_NUM_THREADS": "1"}
+OPTIONS = ["--models", "acrnn", "--protocol", "random", "--folds", "2", "--preset", "small",
+           "--epochs", "4", "--batch-size", "8", "--lr", "1e-3", "--segment-frames", "100",
+           "--threads", "1", "--device", "cpu"]
+RUNS = ["acrnn fold 0", "acrnn fold 1"]
+
+
+def _args(corpus, out, cache, *extra):
+    return [sys.executable, "-m", "ssa_fast.cli", "cv", "synthetic", str(corpus), "--out",
+            str(out), "--cache", str(cache), *OPTIONS, *map(str, extra)]
+
+
+def _cv(corpus, out, cache, *extra, env=None, code=0):
+    proc = subprocess.run(_args(corpus, out, cache, *extra), capture_output=True, text=True,
+                          timeout=600, env=env or ENV)
+    assert proc.returncode == code, proc.stderr[-3000:]
+    return proc
+
+
+def _folds(out):
+    rows = json.loads((out / "results.json").read_text())["folds"]["acrnn"]
+    return [(r["utterance_uar"], r["history"], r["utterance_cm"]) for r in rows]
+
+
+def _trained(stderr: str) -> list[str]:
+    """The runs a (non-quiet, logged) cv trained itself: its lines without "(reused)"."""
+    return [f"acrnn fold {int(m[1]) - 1}" for m in
+            re.finditer(r"^acrnn fold (\d+)/2: utterance UAR [\d.]+ %$", stderr, re.M)]
+
+
+def _stamps(out):
+    return [(out / "acrnn" / f"fold0{f}" / "result.json").stat().st_mtime_ns for f in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def sequential(tiny_corpus, tmp_path_factory):
+    """The reference: the same cross-validation run one fold after the other."""
+    out = tmp_path_factory.mktemp("sequential") / "cv"
+    _cv(tiny_corpus, out, out.parent / "cache", "--quiet")
+    return _folds(out)
+
+
+def test_shares_partition_the_runs():
+    runs = list(range(23))
+    for n in (1, 2, 5):
+        for jobs in (1, 3):
+            parts = [runs[i::n][j::jobs] for i in range(n) for j in range(jobs)]
+            subs = [runs[s[0]::s[1]] for i in range(n) for s in
+                    [sub_share((i, n), j, jobs) for j in range(jobs)]]
+            assert subs == parts and sorted(sum(parts, [])) == runs
+    assert parse_share("0/1") == (0, 1) and parse_share("3/4") == (3, 4)
+    for bad in ("4/4", "-1/2", "0/0", "x", "1", "1/2/3", ""):
+        with pytest.raises(ValueError, match="0 <= I < N"):
+            parse_share(bad)
+    env = {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1",
+           "SLURM_ARRAY_TASK_STEP": "2"}  # --array=1-7:2: tasks 1, 3, 5, 7
+    assert slurm_share(env) == (3, 4) and slurm_share({}) is None
+    with pytest.raises(UserError, match="Slurm array task 7"):  # the step left out
+        slurm_share({**env, "SLURM_ARRAY_TASK_STEP": "1"})
+
+
+def test_jobs_match_sequential_and_a_killed_worker_resumes(tiny_corpus, tmp_path, sequential):
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+    # kill worker 1 (its run: fold 1) with SIGKILL once its first epoch is checkpointed
+    proc = subprocess.Popen(_args(tiny_corpus, out, cache, "--jobs", "2", "--quiet"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=ENV)
+    run, victim = out / "acrnn" / "fold01", None
+    deadline = time.time() + 300
+    while victim is None and proc.poll() is None and time.time() < deadline:
+        holder = (run / ".lock").read_text() if (run / ".lock").is_file() else ""
+        if (run / "last.pt").is_file() and holder.startswith("pid "):
+            victim = int(holder.split()[1])
+            os.kill(victim, signal.SIGKILL)
+        time.sleep(0.02)
+    _, err = proc.communicate(timeout=600)
+    assert victim is not None, err[-3000:]
+    assert proc.returncode == 1, err[-3000:]
+    assert "worker 1 (--shard 1/2: acrnn fold 1) was killed by SIGKILL" in err
+    assert "logs/shard-1-of-2.log" in err and "1 of 2 workers failed" in err
+    assert not (out / "results.json").exists() and not (run / "result.json").exists()
+    assert (out / "acrnn" / "fold00" / "result.json").is_file()  # the other worker finished
+    assert (out / "logs" / "shard-0-of-2.log").read_text().count("share 0/2: trained 1") == 1
+
+    # the next call resumes the killed run (from its last.pt) and reuses the finished one
+    done = (out / "acrnn" / "fold00" / "result.json").stat().st_mtime_ns
+    again = _cv(tiny_corpus, out, cache, "--jobs", "2")
+    assert "(worker 1)" in again.stderr
+    assert (out / "acrnn" / "fold00" / "result.json").stat().st_mtime_ns == done
+    assert _folds(out) == sequential  # bit-identical to one run after the other
+    rows = json.loads((out / "results.json").read_text())["folds"]["acrnn"]
+    assert all(r["reused"] for r in rows)  # the table is assembled from the workers' runs
+    assert "| ACRNN |" in again.stdout
+
+
+def test_shards_then_a_plain_cv_assembles_without_retraining(tiny_corpus, tmp_path,
+                                                             sequential):
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+    first = _cv(tiny_corpus, out, cache, "--shard", "0/2")
+    assert _trained(first.stderr) == ["acrnn fold 0"]
+    assert "share 0/2: trained 1, reused 0 of its runs" in first.stdout
+    assert not (out / "results.json").exists() and not (out / "reports").exists()
+    assert not (out / "acrnn" / "fold01").exists()
+
+    # a Slurm array task (--array=1-2: ids 1 and 2) takes its share from the variables
+    slurm = {**ENV, "SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "2",
+             "SLURM_ARRAY_TASK_MIN": "1"}
+    second = _cv(tiny_corpus, out, cache, env=slurm)
+    assert "share 1/2 of the runs from the Slurm job array" in second.stderr
+    assert _trained(second.stderr) == ["acrnn fold 1"]
+    assert not (out / "results.json").exists()
+
+    stamps = _stamps(out)
+    table = _cv(tiny_corpus, out, cache)
+    assert _trained(table.stderr) == [] and table.stderr.count("(reused)") == 2
+    assert _stamps(out) == stamps  # nothing retrained, nothing rewritten
+    assert _folds(out) == sequential
+    assert (out / "reports" / "table.md").is_file() and (out / "config.json").is_file()
+    assert json.loads((out / "config.json").read_text())["options"]["shard"] is None
+
+
+def test_a_crashed_worker_is_named_and_the_others_finish(tiny_corpus, tmp_path):
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+    (out / "acrnn").mkdir(parents=True)
+    (out / "acrnn" / "fold01").write_text("a file where worker 1's run folder goes")
+    proc = _cv(tiny_corpus, out, cache, "--jobs", "2", "--quiet", code=1)
+    assert "worker 1 (--shard 1/2: acrnn fold 1) exited with status 2" in proc.stderr
+    assert "fold01" in proc.stderr.split("the end of its log")[1]  # the worker's own error
+    assert (out / "acrnn" / "fold00" / "result.json").is_file()
+    assert not (out / "results.json").exists()
+
+
+def test_a_locked_run_is_skipped_by_a_shard_and_awaited_by_the_assembly(tiny_corpus, tmp_path,
+                                                                        sequential):
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+    with folder_lock(out / "acrnn" / "fold00", wait=False) as held:  # "another process"
+        assert held
+        shard = _cv(tiny_corpus, out, cache, "--shard", "0/1")
+        assert f"skipped acrnn fold 0: pid {os.getpid()} on " in shard.stderr
+        assert _trained(shard.stderr) == ["acrnn fold 1"]
+        assert "skipped 1 (being trained elsewhere)" in shard.stdout
+        log = tmp_path / "assembly.log"
+        with open(log, "w") as fh:
+            proc = subprocess.Popen(_args(tiny_corpus, out, cache), stdout=subprocess.DEVNULL,
+                                    stderr=fh, text=True, env=ENV)
+        deadline = time.time() + 300
+        while "waiting for acrnn fold 0" not in log.read_text() and time.time() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert proc.poll() is None  # it waits while the lock is held
+    assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
+    err = log.read_text()
+    assert f"waiting for acrnn fold 0: pid {os.getpid()} on " in err
+    assert _trained(err) == ["acrnn fold 0"]  # trained once the lock was released
+    assert _folds(out) == sequential
+
+
+def test_two_invocations_on_one_out_never_train_a_run_twice(tiny_corpus, tmp_path, sequential):
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+    procs = [subprocess.Popen(_args(tiny_corpus, out, cache), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=ENV) for _ in range(2)]
+    errs = []
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+        errs.append(err)
+    a, b = (_trained(e) for e in errs)
+    assert sorted(a + b) == RUNS, errs  # every run trained by exactly one of them
+    assert _folds(out) == sequential
+
+
+def test_bad_parallel_options_one_line_exit_2(tiny_corpus, tmp_path):
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+    cases = [(["--jobs", "100000"], "--jobs 100000: only "),
+             (["--shard", "2/2"], "--shard: expected I/N with 0 <= I < N"),
+             (["--shard", "0/0"], "--shard: expected I/N"),
+             (["--shard", "x"], "--shard: expected I/N")]
+    for extra, expected in cases:
+        proc = _cv(tiny_corpus, out, cache, *extra, code=2)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], proc.stderr
+    listed = {**ENV, "SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "3",
+              "SLURM_ARRAY_TASK_MIN": "1"}  # --array=1,2,4: not a range
+    proc = _cv(tiny_corpus, out, cache, env=listed, code=2)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Slurm array task 4" in lines[0], proc.stderr
+    assert not out.exists()  # refused before any work
+
+
+def test_workers_end_with_their_parent(tiny_corpus, tmp_path):
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+    proc = subprocess.Popen(_args(tiny_corpus, out, cache, "--jobs", "2", "--epochs", "500",
+                                  "--quiet"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=ENV)
+    locks = [out / "acrnn" / f"fold0{f}" / ".lock" for f in (0, 1)]
+    workers, deadline = [], time.time() + 300
+    while len(workers) < 2 and time.time() < deadline:
+        holders = [p.read_text() if p.is_file() else "" for p in locks]
+        workers = [int(h.split()[1]) for h in holders if h.startswith("pid ")]
+        time.sleep(0.05)
+    assert len(workers) == 2 and proc.poll() is None
+    proc.kill()  # SIGKILL: the parent cannot stop them itself
+    proc.wait(timeout=60)
+    deadline = time.time() + 60
+    while any(_alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)  # 500 epochs would take minutes
+    assert not any((p.parent / "result.json").exists() for p in locks)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (its parent, the test process's child, is gone) counts as ended
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
