@@ -481,7 +481,7 @@ def cmd_evaluate(args) -> int:
     import json
 
     from .data import corpus_features
-    from .predict.engine import evaluation_subset, fold_layout_to_score, score
+    from .train.evaluation import evaluation_subset, fold_layout_to_score, score
 
     device = _device(args.device)
     tm = _load_checkpoint(args.checkpoint, device)

@@ -114,3 +114,13 @@ def test_errors_name_the_argument(trained):
     with pytest.raises(ValueError, match="NaN"):
         clf.classify(np.full(16000, np.nan, np.float32))
     assert clf.classify_batch([]) == []
+
+
+def test_prediction_imports_nothing_from_training():
+    """predict/ sits below train/: the scorer and the pooling come from models/scoring.py."""
+    code = ("import sys, ssa_fast.predict, ssa_fast.predict.engine; "
+            "bad = sorted(m for m in sys.modules if m.startswith('ssa_fast.train')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
