@@ -124,3 +124,22 @@ def test_prediction_imports_nothing_from_training():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_integer_pcm_is_scaled_as_files_are(trained):
+    """int16 samples (soundfile.read(..., dtype="int16")) give the file's own prediction, also
+    with a known speaker's statistics (where unscaled samples shift every feature)."""
+    ckpt, corpus = trained
+    clf = EmotionClassifier.from_checkpoint(ckpt)
+    wav = sorted((corpus / "wav").glob("*.wav"))[0]
+    speaker = clf.speakers[0]
+    from_file = clf.classify_file(wav, speaker)
+    pcm16, sr = sf.read(str(wav), dtype="int16")
+    pcm32, _ = sf.read(str(wav), dtype="int32")
+    for pcm in (pcm16, torch.from_numpy(pcm16), pcm32):
+        p = clf.classify(pcm, sr, speaker=speaker)
+        assert _close(p.probabilities, from_file.probabilities, 1e-4)
+    f = clf.features(pcm16, sr)
+    assert (f - clf.features(sf.read(str(wav), dtype="float32")[0], sr)).abs().max() < 1e-3
+    with pytest.raises(TypeError, match="int64"):
+        clf.classify(pcm16.astype(np.int64), sr)
