@@ -9,6 +9,8 @@ of all-core thread pools oversubscribe the machine).
 """
 
 import os
+import subprocess
+import sys
 
 import torch
 
@@ -30,3 +32,24 @@ def pytest_configure(config):
 @pytest.fixture(params=backends_for_tests())
 def backend(request):
     return request.param
+
+
+def run_cli(*args, timeout=600, cwd=None):
+    """``ssa-fast ARGS`` in a subprocess, as a user runs it (the result, whatever its status)."""
+    return subprocess.run([sys.executable, "-m", "ssa_fast.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """(best.pt, corpus folder) of a 1-epoch SSA-CRNN-r on the tiny synthetic corpus, trained
+    by the command line."""
+    tmp = tmp_path_factory.mktemp("trained")
+    corpus = tmp / "corpus"
+    for args in (("synth", "--out", corpus, "--size", "tiny", "--phrases", "4", "--quiet"),
+                 ("train", "synthetic", corpus, "--out", tmp / "run", "--model", "ssa-crnn-r",
+                  "--folds", "2", "--preset", "small", "--epochs", "1", "--batch-size", "8",
+                  "--segment-frames", "100", "--cache", tmp / "cache", "--quiet")):
+        proc = run_cli(*args)
+        assert proc.returncode == 0, proc.stderr
+    return tmp / "run" / "best.pt", corpus

@@ -21,18 +21,6 @@ def _cli(*args):
     return proc
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """(best.pt, corpus folder) of a 1-epoch SSA-CRNN-r on the tiny synthetic corpus."""
-    tmp = tmp_path_factory.mktemp("predict_api")
-    corpus = tmp / "corpus"
-    _cli("synth", "--out", str(corpus), "--size", "tiny", "--phrases", "4", "--quiet")
-    _cli("train", "synthetic", str(corpus), "--out", str(tmp / "run"), "--model", "ssa-crnn-r",
-         "--folds", "2", "--preset", "small", "--epochs", "1", "--batch-size", "8",
-         "--segment-frames", "100", "--cache", str(tmp / "cache"), "--quiet")
-    return tmp / "run" / "best.pt", corpus
-
-
 def _close(a: dict, b: dict, tol: float) -> bool:
     return a.keys() == b.keys() and all(abs(a[k] - b[k]) <= tol for k in a)
 

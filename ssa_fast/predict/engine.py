@@ -10,12 +10,23 @@ the utterance's own statistics for an unseen one (design.md section 3).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from ..data.segments import MIN_TAIL, FrameStats, Normaliser, Segments, Stats, make_segments
+from ..data.segments import (
+    MIN_TAIL,
+    FrameStats,
+    Normaliser,
+    Segments,
+    Stats,
+    make_segments,
+    segment_bounds,
+)
 from ..features.config import FeatureConfig
 from ..models import model_from_config
 from ..models.scoring import load_checkpoint, score_batch, utterance_probabilities
@@ -79,10 +90,11 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
                         ckpt.get("identity"), ckpt.get("train_utterances"))
 
 
-def _score(tm: TrainedModel, x: torch.Tensor, parts: dict, attention: bool) -> None:
+def _score(tm: TrainedModel, x: torch.Tensor, parts: dict, attention: bool,
+           bf16: bool = False) -> None:
     """Score one batch of segments (training's own scorer); keep the attention weights of an
     SSA model when asked (the prediction API returns both SSA weights or none)."""
-    score_batch(tm.model, x, parts, keep_outputs=attention and tm.is_ssa)
+    score_batch(tm.model, x, parts, keep_outputs=attention and tm.is_ssa, bf16=bf16)
 
 
 def segment_outputs(tm: TrainedModel, segs: Segments, batch: int = 128) -> dict:
@@ -146,7 +158,7 @@ def _stream_segments(blocks, normaliser: Normaliser, stats: Stats, segment_frame
 
 def classify_file(tm: TrainedModel, path: str | Path, speaker: str | None = None, *,
                   block_frames: int = 6000, batch: int = 64, progress: bool = False,
-                  keep_attention: bool = False) -> dict:
+                  keep_attention: bool = False, bf16: bool = False) -> dict:
     """Classify one audio file of any length in bounded memory: features are streamed in blocks
     of ``block_frames`` (a first streamed pass gathers the utterance statistics when the speaker
     was not seen in training), cut into segments as in training and scored ``batch`` at a time.
@@ -166,10 +178,165 @@ def classify_file(tm: TrainedModel, path: str | Path, speaker: str | None = None
     segments = _stream_segments(_file_blocks(tm, path, block_frames, progress, name),
                                 tm.normaliser, stats, tm.segment_frames)
     while chunk := list(itertools.islice(segments, batch)):
-        _score(tm, torch.stack([seg for seg, _ in chunk]), parts, keep_attention)
+        _score(tm, torch.stack([seg for seg, _ in chunk]), parts, keep_attention, bf16)
         lengths += [n for _, n in chunk]
     res = {k: torch.cat(v) for k, v in parts.items()}
     res["probabilities"] = utterance_probabilities(
         res["logp"], torch.zeros(len(lengths), dtype=torch.long), 1, tm.pooling)[0]
     res["lengths"] = torch.tensor(lengths)
     return res
+
+
+# What is too short or too quiet to classify [choice]: under a quarter of a second (shorter than
+# a syllable: a 1-sample or 10 ms file gave every such input the same confident label), or a
+# peak below one 16-bit step (digital silence, whose features are the log floor everywhere).
+MIN_SECONDS = 0.25
+SILENCE_PEAK = 2.0 ** -15
+
+
+def unclassifiable(duration: float, peak: float) -> tuple[str, str] | None:
+    """(status, reason) of audio with nothing to classify, None for audio to classify."""
+    if duration < MIN_SECONDS:
+        return "too short", (f"{1000 * duration:.3g} ms of audio, at least "
+                             f"{1000 * MIN_SECONDS:g} ms is needed to classify")
+    if peak < SILENCE_PEAK:
+        return "silent", (f"digital silence (peak {peak:.2g}, below one 16-bit step "
+                          f"{SILENCE_PEAK:.2g})")
+    return None
+
+
+@dataclass
+class Item:
+    """One input of the batched engine, as a loader worker hands it over: the waveform
+    (float32 mono at the model's rate) of a file held whole, or ``stream`` for a file too long
+    to hold (classified block by block by :func:`classify_file`), or the reason it failed."""
+
+    index: int
+    name: str  # the file as given (or "waveform i")
+    # a numpy array from a worker: pickled through the worker's pipe, not shared by file
+    # descriptor (a sharing worker prints a traceback when Ctrl-C ends the main process first)
+    wave: np.ndarray | torch.Tensor | None = None
+    speaker: str | None = None
+    duration: float = 0.0  # seconds at the model's sample rate
+    peak: float = 0.0  # largest absolute sample
+    error: str | None = None
+    stream: bool = False
+
+    def pin_memory(self) -> Item:  # (the DataLoader's pin_memory thread calls this)
+        if self.wave is not None:
+            self.wave = torch.as_tensor(self.wave).pin_memory()
+        return self
+
+
+@dataclass
+class _Pending:
+    """An input on its way through the engine: its segments' outputs as they are scored."""
+
+    item: Item
+    status: str = "ok"
+    reason: str | None = None
+    left: int = 0  # segments not yet scored
+    lengths: list[int] = field(default_factory=list)
+    parts: dict = field(default_factory=dict)  # key -> list of (1, ...) rows, in segment order
+    result: dict | None = None  # a streamed file's classify_file result
+
+
+def _on(st: Stats, device: torch.device) -> Stats:
+    return Stats(st.mean.to(device), st.std.to(device))
+
+
+def classify_items(tm: TrainedModel, items: Iterable[Item], *, batch_size: int = 128,
+                   bf16: bool = False, keep_attention: bool = False,
+                   progress_blocks: bool = False) -> Iterator[dict]:
+    """Classify a stream of inputs with segments of many inputs scored together, ``batch_size``
+    segments a forward pass; results come out in input order as soon as an input's last segment
+    is scored.
+
+    Each waveform is copied to the model's device (``non_blocking`` from pinned memory), its
+    features computed there (the fused log-Mel kernel), normalised (a known speaker's training
+    statistics, else its own), cut into segments as in training and queued; the queue is
+    scored whenever it holds ``batch_size`` segments (and at the end), under bf16 autocast when
+    ``bf16``. A ``stream`` item (a long file) is classified by :func:`classify_file` in bounded
+    memory. The same numbers as :func:`classify` / :func:`classify_file` input by input.
+
+    Yields {"index", "file", "status" ("ok", "too short", "silent", "failed"), "reason",
+    "duration", "speaker_known"} and, for "ok", "logp" (S, K), "lengths" (S,), "probabilities"
+    (K,) and with ``keep_attention`` for SSA models "alpha_em" / "alpha_sp" (S, T)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = next(tm.model.parameters()).device
+    front_end = None
+    keep = keep_attention and tm.is_ssa
+    L = tm.segment_frames
+    stats_on_device: dict[str, Stats] = {}
+    order: deque[_Pending] = deque()  # inputs in input order, not yet yielded
+    queue: list[torch.Tensor] = []  # segments waiting for a forward pass
+    owners: list[_Pending] = []
+
+    def run(n: int) -> None:
+        parts: dict[str, list] = {}
+        _score(tm, torch.stack(queue[:n]), parts, keep, bf16)
+        out = {k: torch.cat(v) for k, v in parts.items()}
+        for j, owner in enumerate(owners[:n]):
+            for k in ("logp", "alpha_em", "alpha_sp"):
+                if k in out:
+                    owner.parts.setdefault(k, []).append(out[k][j:j + 1])
+            owner.left -= 1
+        del queue[:n], owners[:n]
+
+    def finish(p: _Pending) -> dict:
+        it = p.item
+        res = {"index": it.index, "file": it.name, "status": p.status, "reason": p.reason,
+               "duration": it.duration,
+               "speaker_known": it.speaker is not None and it.speaker in tm.normaliser.stats}
+        if p.status != "ok":
+            return res
+        if p.result is not None:
+            res.update(p.result)
+            return res
+        res.update({k: torch.cat(v) for k, v in p.parts.items()})
+        res["lengths"] = torch.tensor(p.lengths)
+        res["probabilities"] = utterance_probabilities(
+            res["logp"], torch.zeros(len(p.lengths), dtype=torch.long), 1, tm.pooling)[0]
+        return res
+
+    for it in items:
+        p = _Pending(it)
+        order.append(p)
+        verdict = None if it.error else unclassifiable(it.duration, it.peak)
+        if it.error:
+            p.status, p.reason = "failed", it.error
+        elif verdict:
+            p.status, p.reason = verdict
+        elif it.stream:
+            try:
+                p.result = classify_file(tm, it.name, it.speaker, batch=batch_size,
+                                         progress=progress_blocks, keep_attention=keep,
+                                         bf16=bf16)
+            except ValueError as exc:  # AudioError (a UserError): read when streamed
+                p.status, p.reason = "failed", str(exc)
+        else:
+            if front_end is None:
+                front_end = tm.features.module().to(device)
+            f = front_end(torch.as_tensor(it.wave).to(device, non_blocking=True))  # (3, T, M)
+            st = tm.normaliser.stats_for(it.speaker)
+            if st is None:
+                st = FrameStats().add(f).stats(tm.normaliser.eps)
+            else:
+                st = stats_on_device.setdefault(it.speaker, _on(st, device))
+            z = Normaliser.apply(f, st)
+            for start, length in segment_bounds(f.shape[1], L):
+                seg = z.new_zeros(3, L, z.shape[2])
+                seg[:, :length] = z[:, start:start + length]
+                queue.append(seg)
+                owners.append(p)
+                p.lengths.append(length)
+                p.left += 1
+        while len(queue) >= batch_size:
+            run(batch_size)
+        while order and order[0].left == 0:
+            yield finish(order.popleft())
+    while queue:
+        run(min(batch_size, len(queue)))
+    while order:
+        yield finish(order.popleft())
