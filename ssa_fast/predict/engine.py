@@ -325,13 +325,14 @@ def classify_items(tm: TrainedModel, items: Iterable[Item], *, batch_size: int =
             else:
                 st = stats_on_device.setdefault(it.speaker, _on(st, device))
             z = Normaliser.apply(f, st)
-            for start, length in segment_bounds(f.shape[1], L):
-                seg = z.new_zeros(3, L, z.shape[2])
-                seg[:, :length] = z[:, start:start + length]
-                queue.append(seg)
-                owners.append(p)
-                p.lengths.append(length)
-                p.left += 1
+            # the segments of segment_bounds (consecutive, the last zero-padded) in one view
+            bounds = segment_bounds(f.shape[1], L)
+            T = len(bounds) * L
+            z = torch.nn.functional.pad(z[:, :T], (0, 0, 0, T - min(T, z.shape[1])))
+            queue += z.view(3, len(bounds), L, -1).transpose(0, 1).unbind(0)
+            owners += [p] * len(bounds)
+            p.lengths += [length for _, length in bounds]
+            p.left += len(bounds)
         while len(queue) >= batch_size:
             run(batch_size)
         while order and order[0].left == 0:
