@@ -11,13 +11,14 @@ in --dir to be reused), writes an untrained checkpoint of --preset (the speed do
 the weights; or pass --checkpoint), then times, each after a short warm-up:
 
 - file-by-file: the loop `ssa-fast predict` ran before the batched engine, predict.engine.
-  classify_file on each file in turn (streamed: a statistics pass and a scoring pass);
+  classify_file on each file in turn (streamed: a statistics pass and a scoring pass; fp32);
 - batched: classify_files on the folder (--workers decoding processes, --batch-size segments a
   forward pass, features on the device, bf16 autocast with --bf16);
 - model-only (a GPU, or --model-only): forward passes of --batch-size random segments, as
   segments/s and hours of audio/s (one segment is segment_frames x hop seconds).
 
-It checks that both paths give the same labels (and prints the largest probability difference),
+It checks that both paths give the same labels (and prints the largest probability difference:
+with --bf16 and a trained --checkpoint, the evidence that bf16 keeps fp32's labels),
 and prints files/s and hours of audio/s of each, the speed-up, and (with a model-only rate) the
 batched path's fraction of it. --json writes the numbers.
 """
@@ -136,13 +137,13 @@ def main(argv=None) -> None:
 
     # warm-up of both paths (kernels, threads, allocator) on a few files
     for p in paths[:4]:
-        classify_file(tm, p, bf16=args.bf16)
+        classify_file(tm, p)
     list(clf.classify_files(paths[:16], batch_size=args.batch_size, num_workers=0,
                             bf16=args.bf16))
 
     sync(device)
     t0 = time.perf_counter()
-    loop = [classify_file(tm, p, bf16=args.bf16)["probabilities"] for p in paths]
+    loop = [classify_file(tm, p)["probabilities"] for p in paths]
     sync(device)
     t_loop = time.perf_counter() - t0
 

@@ -322,8 +322,10 @@ def classify_items(tm: TrainedModel, items: Iterable[Item], *, batch_size: int =
             st = tm.normaliser.stats_for(it.speaker)
             if st is None:
                 st = FrameStats().add(f).stats(tm.normaliser.eps)
-            else:
-                st = stats_on_device.setdefault(it.speaker, _on(st, device))
+            else:  # (moved to the device once per speaker)
+                if it.speaker not in stats_on_device:
+                    stats_on_device[it.speaker] = _on(st, device)
+                st = stats_on_device[it.speaker]
             z = Normaliser.apply(f, st)
             # the segments of segment_bounds (consecutive, the last zero-padded) in one view
             bounds = segment_bounds(f.shape[1], L)
