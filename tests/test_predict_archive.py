@@ -223,3 +223,25 @@ def test_ctrl_c_keeps_whole_records_and_resume_finishes(trained, tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["file"] for r in rows) == sorted(str(p) for p in folder.glob("*.wav"))
+
+
+def test_inputs_expand_folders_manifests_and_lists(tmp_path):
+    from ssa_fast.errors import UserError
+    from ssa_fast.predict.inputs import expand_inputs
+
+    (tmp_path / "d" / ".hidden").mkdir(parents=True)
+    for name in ("d/b.wav", "d/a.FLAC", "d/.hidden/h.wav", "d/notes.md"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "m.json").write_text(json.dumps(
+        [{"file": "d/b.wav", "spk": "s1"}, {"file": ""}, {"file": "x.wav"}]))
+    (tmp_path / "l.lst").write_text("# nothing\n\n")
+    entries, problems = expand_inputs(
+        [tmp_path / "m.json", tmp_path / "d", tmp_path / "l.lst", tmp_path / "d" / "b.wav"],
+        {"path": "file", "speaker": "spk"}, speaker="s0")
+    assert [(e.path, e.speaker) for e in entries] == [
+        (str(tmp_path / "d" / "b.wav"), "s1"), (str(tmp_path / "x.wav"), "s0"),
+        (str(tmp_path / "d" / "a.FLAC"), "s0")]
+    assert len(problems) == 2 and "record 2 has no path" in problems[0]
+    assert "naming no files" in problems[1]
+    with pytest.raises(UserError, match="no column 'path'"):
+        expand_inputs([tmp_path / "m.json"])
