@@ -245,3 +245,17 @@ def test_inputs_expand_folders_manifests_and_lists(tmp_path):
     assert "naming no files" in problems[1]
     with pytest.raises(UserError, match="no column 'path'"):
         expand_inputs([tmp_path / "m.json"])
+
+
+def test_bf16_autocast_path_runs_on_the_cpu(trained, archive):
+    """--bf16 (meant for GPUs) through the same engine: close to fp32 (the labels of a 1-epoch
+    model, near-uniform, are not compared: that evidence needs a trained model on a GPU)."""
+    ckpt, _ = trained
+    _, good = archive
+    clf = EmotionClassifier.from_checkpoint(ckpt)
+    fp32 = list(clf.classify_files(good[:4], num_workers=0))
+    bf16 = list(clf.classify_files(good[:4], num_workers=0, bf16=True))
+    for a, b in zip(fp32, bf16, strict=True):
+        assert a.file == b.file and b.classified
+        assert _close(a.probabilities, b.probabilities, 0.05)
+        assert a.probabilities != b.probabilities  # bf16 did run
