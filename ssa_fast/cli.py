@@ -576,8 +576,8 @@ def cmd_predict(args) -> int:
     if out is not None and out.done:
         print(f"--resume: {len(entries) - len(todo)} of the {len(entries)} files are in "
               f"{out.partial if out.partial.exists() else out.out} already", file=sys.stderr)
-    names = _output_names([e.path for e in todo], ".png")
     plots = bool(args.attention_plot and clf.is_ssa)
+    names = _output_names([e.path for e in todo], ".png") if plots else {}
     if args.attention_plot and not clf.is_ssa:
         print(f"--attention-plot: {args.checkpoint} is not an SSA model (no attention); no "
               "figures written", file=sys.stderr)
