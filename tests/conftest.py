@@ -9,8 +9,6 @@ of all-core thread pools oversubscribe the machine).
 """
 
 import os
-import subprocess
-import sys
 
 import torch
 
@@ -18,7 +16,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
-from helpers import backends_for_tests  # noqa: E402
+from helpers import backends_for_tests, run_cli  # noqa: E402
 
 
 def pytest_configure(config):
@@ -32,12 +30,6 @@ def pytest_configure(config):
 @pytest.fixture(params=backends_for_tests())
 def backend(request):
     return request.param
-
-
-def run_cli(*args, timeout=600, cwd=None):
-    """``ssa-fast ARGS`` in a subprocess, as a user runs it (the result, whatever its status)."""
-    return subprocess.run([sys.executable, "-m", "ssa_fast.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
-from helpers import signal_when, speech_like
+from helpers import run_cli, signal_when, speech_like
 
 from ssa_fast import EmotionClassifier
 from ssa_fast.audio.io import load
