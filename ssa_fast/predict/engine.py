@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..audio.io import AudioError
 from ..data.segments import (
     MIN_TAIL,
     FrameStats,
@@ -313,7 +314,7 @@ def classify_items(tm: TrainedModel, items: Iterable[Item], *, batch_size: int =
                 p.result = classify_file(tm, it.name, it.speaker, batch=batch_size,
                                          progress=progress_blocks, keep_attention=keep,
                                          bf16=bf16)
-            except ValueError as exc:  # AudioError (a UserError): read when streamed
+            except AudioError as exc:  # (a long file is read only now)
                 p.status, p.reason = "failed", str(exc)
         else:
             if front_end is None:
