@@ -133,7 +133,7 @@ def _check_args(args) -> None:
     _check_device(getattr(args, "device", None))
     for option in ("out", "cache"):
         value = getattr(args, option, None)
-        folder = not (option == "out" and args.command == "evaluate")
+        folder = not (option == "out" and args.command in ("evaluate", "predict"))
         _check_output(value, f"--{option}", folder=folder)
     _check_output(getattr(args, "attention_plot", None), "--attention-plot")
     if hasattr(args, "root"):
@@ -622,8 +622,8 @@ def cmd_evaluate(args) -> int:
     import json
 
     from .data import corpus_features, match_classes
-    from .predict.engine import evaluation_subset, fold_layout_to_score, score
     from .train.cv import split_fold
+    from .train.evaluation import evaluation_subset, fold_layout_to_score, score
 
     device = _device(args.device)
     tm = _load_checkpoint(args.checkpoint, device)
@@ -718,46 +718,85 @@ def _load_checkpoint(path: str, device: str = "cpu"):
 
 def cmd_predict(args) -> int:
     import json
+    import time
 
     from ._atomic import sweep_stale
-    from .audio import AudioError
     from .predict import EmotionClassifier
+    from .predict.inputs import expand_inputs
+    from .predict.output import PredictionsFile, checkpoint_id
 
+    if args.resume and not args.out:
+        raise UserError("--resume: needs --out (the predictions file to continue)")
     clf = EmotionClassifier(_load_checkpoint(args.checkpoint, _device(args.device)))
     if args.speaker and args.speaker not in clf.speakers:
         print(f"speaker {args.speaker!r} was not in training: per-utterance normalisation",
               file=sys.stderr)
-    names = _output_names(args.files, ".png")  # a file named twice is classified once
+    entries, problems = expand_inputs(args.inputs, args.columns, args.speaker)
+    for line in problems:
+        print(f"skipped: {line}", file=sys.stderr)
+    if not entries:
+        raise UserError(f"no audio files in {' '.join(args.inputs)}")
+    out = (PredictionsFile(args.out, clf.classes, checkpoint_id(args.checkpoint), args.resume)
+           if args.out else None)
+    todo = [e for e in entries if out is None or e.path not in out.done]
+    if out is not None and out.done:
+        print(f"--resume: {len(entries) - len(todo)} of the {len(entries)} files are in "
+              f"{out.partial if out.partial.exists() else out.out} already", file=sys.stderr)
     plots = bool(args.attention_plot and clf.is_ssa)
+    names = _output_names([e.path for e in todo], ".png") if plots else {}
     if args.attention_plot and not clf.is_ssa:
         print(f"--attention-plot: {args.checkpoint} is not an SSA model (no attention); no "
               "figures written", file=sys.stderr)
     if plots:
         sweep_stale(args.attention_plot)
-    results, status = [], 0
-    for path, name in names.items():
-        try:  # streamed: bounded memory for files of any length
-            pred = clf.classify_file(path, args.speaker, attention=plots,
-                                     progress=not args.quiet)
-        except AudioError as exc:  # reported and skipped; the other files still run
-            print(f"skipped: {exc}", file=sys.stderr)
-            status = EXIT_SKIPPED
-            continue
-        res = {"file": str(path), "emotion": pred.label, "probabilities": pred.probabilities,
-               "segments": [s.label for s in pred.segments]}
-        if plots:
-            res["attention_plot"] = str(Path(args.attention_plot) / name)
-            clf.plot_attention(pred, res["attention_plot"])
-        results.append(res)
-        if not args.json:
-            top = ", ".join(f"{c} {p:.2f}" for c, p in res["probabilities"].items())
-            print(f"{path}: {res['emotion']}  ({top}; {len(res['segments'])} segment(s))",
-                  flush=True)
+    results: list[dict] = []
+    counts = {"ok": 0, "too short": 0, "silent": 0, "failed": 0}
+    hours, t0, finished = 0.0, time.perf_counter(), False
+    try:
+        for pred in clf.classify_entries(todo, batch_size=args.batch_size,
+                                         num_workers=args.workers, bf16=args.bf16,
+                                         attention=plots, progress=not args.quiet,
+                                         progress_blocks=not args.quiet):
+            counts[pred.status] += 1
+            if pred.status == "failed":  # reported and skipped; the other files still run
+                print(f"skipped: {pred.reason}", file=sys.stderr)
+                continue
+            hours += (pred.duration or 0.0) / 3600
+            if out is not None:
+                out.write(pred)
+            res = {"file": pred.file, "status": pred.status, "emotion": pred.label,
+                   "probabilities": pred.probabilities, "duration": pred.duration,
+                   "segments": [s.label for s in pred.segments], "reason": pred.reason}
+            if plots and pred.classified:
+                res["attention_plot"] = str(Path(args.attention_plot) / names[pred.file])
+                clf.plot_attention(pred, res["attention_plot"])
+            if args.json:
+                results.append(res)
+            elif out is None and pred.classified:
+                top = ", ".join(f"{c} {p:.2f}" for c, p in res["probabilities"].items())
+                print(f"{pred.file}: {res['emotion']}  ({top}; {len(res['segments'])} "
+                      "segment(s))", flush=True)
+            elif out is None:
+                print(f"{pred.file}: not classified ({pred.status}: {pred.reason})",
+                      flush=True)
+        finished = True
+    finally:
+        if out is not None:
+            kept = out.close(finished)
+            if not finished:
+                print(f"{len(out.done)} predictions kept in {kept} (--resume continues)",
+                      file=sys.stderr)
     if args.json:
         print(json.dumps(results, indent=1))
-    return status
-
-
+    seconds = time.perf_counter() - t0
+    unlabelled = counts["too short"] + counts["silent"]
+    if not args.quiet or unlabelled or counts["failed"]:
+        print(f"{len(todo)} files, {hours:.3f} h of audio in {seconds:.1f} s: {counts['ok']} "
+              f"classified, {counts['too short']} too short, {counts['silent']} silent (not "
+              f"classified), {counts['failed']} failed"
+              + (f", {len(problems)} input(s) naming no file" if problems else "")
+              + (f"; predictions in {out.out}" if out is not None else ""), file=sys.stderr)
+    return EXIT_SKIPPED if counts["failed"] or unlabelled or problems else 0
 
 
 def _corpus_arguments(p: argparse.ArgumentParser, n_mels: bool = True) -> None:
@@ -1015,23 +1054,51 @@ def _add_bench(sub) -> None:
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="emotion of audio files with a trained model",
                        description="Classify audio files with a checkpoint written by "
-                                   "`ssa-fast cv` (<out>/<model>/foldNN/best.pt): prints the "
-                                   "emotion, the class probabilities (pooled over segments as "
-                                   "in training, --pooling of cv) and per-segment decisions. "
-                                   "Features are "
-                                   "normalised with the training statistics of --speaker, or "
-                                   "with the utterance's own statistics for an unseen speaker. "
-                                   "Files of any length are streamed in 60-second blocks "
-                                   "(bounded memory).")
+                                   "`ssa-fast cv` (<out>/<model>/foldNN/best.pt): the emotion, "
+                                   "the class probabilities (pooled over segments as in "
+                                   "training, --pooling of cv) and per-segment decisions. "
+                                   "Features are normalised with the training statistics of "
+                                   "--speaker (or of a manifest's speaker column), or with the "
+                                   "utterance's own statistics for an unseen speaker. Files are "
+                                   "decoded in --workers processes and the segments of many "
+                                   "files scored together (--batch-size); files longer than 5 "
+                                   "minutes are streamed in 60-second blocks (bounded memory). "
+                                   "Audio shorter than 0.25 s or digitally silent is not "
+                                   "classified (status 'too short' / 'silent'). A file that "
+                                   "cannot be read is reported and skipped; exit status 1 when "
+                                   "any file failed or was not classified.")
     p.add_argument("checkpoint", help="best.pt of a trained model")
-    p.add_argument("files", nargs="+", help="audio files")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="audio files, folders (their audio files, recursively), manifests "
+                        "(.csv / .json with a path column, see --columns; an optional speaker "
+                        "column) or list files (.txt / .lst / .list, one path a line)")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="write the predictions to FILE (.jsonl or .csv) as they come (into "
+                        "FILE.partial, renamed to FILE at the end): per file its status, "
+                        "label, probabilities, duration and segments (start, end, label)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue --out: classify only the files not in it (refused when it "
+                        "was written with another checkpoint)")
+    p.add_argument("--batch-size", type=_COUNT, default=128,
+                   help="segments per forward pass, of many files together (default 128)")
+    p.add_argument("--workers", type=_NATURAL, default=None,
+                   help="processes decoding and resampling audio (default: the CPU cores but "
+                        "one, at most 8; 0: in the main process)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast for the model (check on your data that the labels match "
+                        "fp32)")
+    p.add_argument("--columns", type=_columns, default=None, metavar="FIELD=COLUMN,...",
+                   help="manifest inputs: the columns holding path and speaker, e.g. "
+                        "path=file,speaker=spk")
     p.add_argument("--speaker", default=None, help="the speaker, if seen in training")
     p.add_argument("--device", default=None, help="torch device (default: cuda if present)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--attention-plot", default=None, metavar="DIR",
                    help="SSA models: write each file's attention curves to DIR/<stem>.png "
                         "(named like the output of `features`)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, no summary line "
+                                                        "unless a file failed or was not "
+                                                        "classified")
     p.set_defaults(func=cmd_predict)
 
 

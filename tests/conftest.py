@@ -16,7 +16,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
-from helpers import backends_for_tests  # noqa: E402
+from helpers import backends_for_tests, run_cli  # noqa: E402
 
 
 def pytest_configure(config):
@@ -30,3 +30,18 @@ def pytest_configure(config):
 @pytest.fixture(params=backends_for_tests())
 def backend(request):
     return request.param
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """(best.pt, corpus folder) of a 1-epoch SSA-CRNN-r on the tiny synthetic corpus, trained
+    by the command line."""
+    tmp = tmp_path_factory.mktemp("trained")
+    corpus = tmp / "corpus"
+    for args in (("synth", "--out", corpus, "--size", "tiny", "--phrases", "4", "--quiet"),
+                 ("train", "synthetic", corpus, "--out", tmp / "run", "--model", "ssa-crnn-r",
+                  "--folds", "2", "--preset", "small", "--epochs", "1", "--batch-size", "8",
+                  "--segment-frames", "100", "--cache", tmp / "cache", "--quiet")):
+        proc = run_cli(*args)
+        assert proc.returncode == 0, proc.stderr
+    return tmp / "run" / "best.pt", corpus

@@ -113,3 +113,12 @@ def fresh_dispatch() -> None:
     for table in (l1, logmel, CORE):
         table._resolved.clear()
     torch._dynamo.reset()
+
+
+def run_cli(*args, timeout=600, cwd=None):
+    """``ssa-fast ARGS`` in a subprocess, as a user runs it (the result, whatever its status)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "ssa_fast.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd)

@@ -21,18 +21,6 @@ def _cli(*args):
     return proc
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """(best.pt, corpus folder) of a 1-epoch SSA-CRNN-r on the tiny synthetic corpus."""
-    tmp = tmp_path_factory.mktemp("predict_api")
-    corpus = tmp / "corpus"
-    _cli("synth", "--out", str(corpus), "--size", "tiny", "--phrases", "4", "--quiet")
-    _cli("train", "synthetic", str(corpus), "--out", str(tmp / "run"), "--model", "ssa-crnn-r",
-         "--folds", "2", "--preset", "small", "--epochs", "1", "--batch-size", "8",
-         "--segment-frames", "100", "--cache", str(tmp / "cache"), "--quiet")
-    return tmp / "run" / "best.pt", corpus
-
-
 def _close(a: dict, b: dict, tol: float) -> bool:
     return a.keys() == b.keys() and all(abs(a[k] - b[k]) <= tol for k in a)
 
@@ -114,3 +102,32 @@ def test_errors_name_the_argument(trained):
     with pytest.raises(ValueError, match="NaN"):
         clf.classify(np.full(16000, np.nan, np.float32))
     assert clf.classify_batch([]) == []
+
+
+def test_prediction_imports_nothing_from_training():
+    """predict/ sits below train/: the scorer and the pooling come from models/scoring.py."""
+    code = ("import sys, ssa_fast.predict, ssa_fast.predict.engine; "
+            "bad = sorted(m for m in sys.modules if m.startswith('ssa_fast.train')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_integer_pcm_is_scaled_as_files_are(trained):
+    """int16 samples (soundfile.read(..., dtype="int16")) give the file's own prediction, also
+    with a known speaker's statistics (where unscaled samples shift every feature)."""
+    ckpt, corpus = trained
+    clf = EmotionClassifier.from_checkpoint(ckpt)
+    wav = sorted((corpus / "wav").glob("*.wav"))[0]
+    speaker = clf.speakers[0]
+    from_file = clf.classify_file(wav, speaker)
+    pcm16, sr = sf.read(str(wav), dtype="int16")
+    pcm32, _ = sf.read(str(wav), dtype="int32")
+    for pcm in (pcm16, torch.from_numpy(pcm16), pcm32):
+        p = clf.classify(pcm, sr, speaker=speaker)
+        assert _close(p.probabilities, from_file.probabilities, 1e-4)
+    f = clf.features(pcm16, sr)
+    assert (f - clf.features(sf.read(str(wav), dtype="float32")[0], sr)).abs().max() < 1e-3
+    with pytest.raises(TypeError, match="int64"):
+        clf.classify(pcm16.astype(np.int64), sr)

@@ -38,13 +38,33 @@ def check_samples(y: np.ndarray, path: str | Path) -> np.ndarray:
     return y
 
 
+# integer PCM -> float in [-1, 1) as soundfile reads files: divided by 2^(bits - 1)
+# (unsigned 8-bit, as in 8-bit WAV, centred on 128 first)
+_PCM_SCALE = {np.dtype(np.int8): (0, 2.0 ** 7), np.dtype(np.uint8): (128, 2.0 ** 7),
+              np.dtype(np.int16): (0, 2.0 ** 15), np.dtype(np.int32): (0, 2.0 ** 31)}
+
+
+def as_float(y: np.ndarray, name: str = "waveform") -> np.ndarray:
+    """Samples as float32 on the scale of audio files: float arrays unchanged, integer PCM
+    (int8, uint8, int16, int32, e.g. ``soundfile.read(..., dtype="int16")``) scaled as files
+    are; any other dtype (int64, bool, complex...) a TypeError naming ``name`` and the dtype."""
+    if y.dtype.kind == "f":
+        return y.astype(np.float32, copy=False)
+    if y.dtype in _PCM_SCALE:
+        offset, scale = _PCM_SCALE[y.dtype]
+        return ((y.astype(np.float64) - offset) / scale).astype(np.float32)
+    raise TypeError(f"a {name} of dtype {y.dtype} is not audio samples: pass float samples in "
+                    "[-1, 1] or integer PCM (int8, uint8, int16, int32)")
+
+
 def mono(wave, name: str = "waveform") -> np.ndarray:
     """An in-memory waveform (numpy array or tensor; mono, or channels x samples either way
-    round with at most 8 channels, averaged) as float32 mono samples, checked as files are
-    (:func:`check_samples`); a ValueError naming ``name`` otherwise."""
+    round with at most 8 channels, averaged) as float32 mono samples, integer PCM scaled as
+    files are (:func:`as_float`), checked as files are (:func:`check_samples`); a ValueError
+    naming ``name`` otherwise."""
     if hasattr(wave, "detach"):  # a torch tensor (without importing torch here)
         wave = wave.detach().cpu().numpy()
-    y = np.asarray(wave)
+    y = as_float(np.asarray(wave), name)
     if y.ndim == 2 and min(y.shape) <= 8:  # (channels, N) or (N, channels): mix down
         y = y.mean(axis=int(np.argmin(y.shape)))
     if y.ndim != 1 or y.size == 0:

@@ -281,22 +281,14 @@ def _column_names(columns: Mapping[str, str] | None) -> dict[str, str]:
     return names
 
 
-def load_manifest(path: str | Path, classes: Sequence[str] | None = None,
-                  name: str = "manifest", columns: Mapping[str, str] | None = None) -> Corpus:
-    """CSV (header ``path,label[,speaker][,phrase]``) or JSON (a list of such objects, or
-    ``{"records": [...], "classes": [...]}``); relative paths are relative to the manifest.
-
-    ``columns`` maps the fields to other column names, e.g. ``{"path": "file", "label":
-    "emotion", "speaker": "spk"}``; a missing path or label column (or a mapped column that is
-    absent) is an error naming it and listing the columns found. Speaker and phrase are
-    optional: without a speaker column, or with an empty value, a record has no speaker (see
-    :func:`check_speakers`).
-
-    Read leniently where the intent is clear: a UTF-8 byte-order mark is ignored, column names
-    and values are stripped (column names case-insensitive), numbers are accepted as labels,
-    speakers and phrases, and labels differing only by case are one class (noted in
-    ``Corpus.notes``). A file listed twice is kept once, or left out when its annotations differ
-    (reported in ``Corpus.skipped``)."""
+def read_manifest(path: str | Path, columns: Mapping[str, str] | None = None,
+                  classes: Sequence[str] | None = None, required: Sequence[str] = ("path", "label")
+                  ) -> tuple[Path, list[dict], dict[str, str], Sequence[str] | None]:
+    """The records of a CSV or JSON manifest (or of the manifest.csv / .json of a folder) as
+    (the manifest file, rows with stripped lower-case keys, the column of every field, the
+    classes a JSON manifest declares or ``classes``); a ``required`` column (or a mapped one)
+    that is absent is a UserError naming it and the columns found. Shared by training
+    (:func:`load_manifest`) and prediction (which needs only the path column)."""
     names = _column_names(columns)
     path = Path(path)
     if path.is_dir():
@@ -341,11 +333,31 @@ def load_manifest(path: str | Path, classes: Sequence[str] | None = None,
     found = ([str(k).strip().lower() for k in header] if header is not None
              else sorted({k for row in rows for k in row}))
     for f in MANIFEST_FIELDS:  # a column that is absent altogether: the mapping is wrong
-        if names[f] not in found and (f in ("path", "label") or f in (columns or {})):
+        if names[f] not in found and (f in required or f in (columns or {})):
             mapped = f" (columns {f}={names[f]})" if f in (columns or {}) else ""
             raise UserError(f"{path}: the manifest lacks {f}: no column {names[f]!r}{mapped}; "
                             f"columns found: {', '.join(map(repr, found)) or 'none'}; map "
                             f"yours with columns {f}=NAME")
+    return path, rows, names, classes
+
+
+def load_manifest(path: str | Path, classes: Sequence[str] | None = None,
+                  name: str = "manifest", columns: Mapping[str, str] | None = None) -> Corpus:
+    """CSV (header ``path,label[,speaker][,phrase]``) or JSON (a list of such objects, or
+    ``{"records": [...], "classes": [...]}``); relative paths are relative to the manifest.
+
+    ``columns`` maps the fields to other column names, e.g. ``{"path": "file", "label":
+    "emotion", "speaker": "spk"}``; a missing path or label column (or a mapped column that is
+    absent) is an error naming it and listing the columns found. Speaker and phrase are
+    optional: without a speaker column, or with an empty value, a record has no speaker (see
+    :func:`check_speakers`).
+
+    Read leniently where the intent is clear: a UTF-8 byte-order mark is ignored, column names
+    and values are stripped (column names case-insensitive), numbers are accepted as labels,
+    speakers and phrases, and labels differing only by case are one class (noted in
+    ``Corpus.notes``). A file listed twice is kept once, or left out when its annotations differ
+    (reported in ``Corpus.skipped``)."""
+    path, rows, names, classes = read_manifest(path, columns, classes)
     records, skipped = [], []
     for i, row in enumerate(rows):
         fields = {f: _field(path, i, row, names[f]) for f in MANIFEST_FIELDS}
@@ -358,6 +370,24 @@ def load_manifest(path: str | Path, classes: Sequence[str] | None = None,
         p = p if p.is_absolute() else path.parent / p
         records.append(Record(str(p), fields["speaker"] or "", fields["label"], fields["phrase"]))
     return _finish(records, classes, name, path.parent, skipped)
+
+
+def manifest_paths(path: str | Path, columns: Mapping[str, str] | None = None
+                   ) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """(path, speaker or None) of every record of a manifest to classify (no label needed;
+    relative paths relative to the manifest), and one line per record without a path."""
+    path, rows, names, _ = read_manifest(path, columns, required=("path",))
+    out, problems = [], []
+    for i, row in enumerate(rows):
+        file = _field(path, i, row, names["path"])
+        if file is None:
+            problems.append(f"{path}: record {i + 1} has no path (column {names['path']!r} "
+                            "empty)")
+            continue
+        p = Path(file)
+        out.append((str(p if p.is_absolute() else path.parent / p),
+                    _field(path, i, row, names["speaker"])))
+    return out, problems
 
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")

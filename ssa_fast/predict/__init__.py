@@ -7,23 +7,30 @@
     clf = EmotionClassifier.from_checkpoint("runs/x/best.pt", device="cpu")
     p = clf.classify_file("talk.wav")          # p.label, p.probabilities, p.segments
     ps = clf.classify_batch([wave_a, wave_b], sample_rate=22050)
+    for p in clf.classify_files(["archive/", "more.csv"], batch_size=256):
+        print(p.file, p.status, p.label)       # in input order; failures carry their reason
 
 Everything between the audio and the answer comes from the checkpoint: the sample rate and
 feature parameters, the normalisation statistics of the training speakers, the segment length
 and the pooling of segments into an utterance. A speaker seen in training is normalised with its
 training statistics (pass its name); any other audio with its own statistics.
+
+Audio with nothing to classify (shorter than MIN_SECONDS, or digital silence) gets no label: its
+``status`` says why ("too short", "silent") and ``label`` is None.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["EmotionClassifier", "Prediction", "SegmentPrediction"]
+from .engine import MIN_SECONDS, SILENCE_PEAK
+
+__all__ = ["MIN_SECONDS", "SILENCE_PEAK", "EmotionClassifier", "Prediction", "SegmentPrediction"]
 
 
 @dataclass(frozen=True)
@@ -39,15 +46,27 @@ class SegmentPrediction:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The emotion of one utterance (or file) and how it was reached."""
+    """The emotion of one utterance (or file) and how it was reached.
 
-    label: str
+    ``status`` is "ok" (classified), "too short" or "silent" (nothing to classify: ``label`` is
+    None, ``probabilities`` and ``segments`` are empty, ``reason`` says why) or, from
+    ``classify_files``, "failed" (the file could not be read; ``reason`` names it)."""
+
+    label: str | None
     probabilities: dict[str, float]
     segments: list[SegmentPrediction]
     # "speaker" (the training statistics of a known speaker) or "utterance" (its own statistics)
     normalisation: str
     # SSA models, when asked: per segment the attention over its own frames and the speaker's
     attention: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    status: str = "ok"
+    reason: str | None = None
+    file: str | None = None  # the file, for predictions of files
+    duration: float | None = None  # seconds of audio
+
+    @property
+    def classified(self) -> bool:
+        return self.status == "ok"
 
 
 class EmotionClassifier:
@@ -99,32 +118,102 @@ class EmotionClassifier:
     def _known(self, speaker: str | None) -> str | None:
         return speaker if speaker in self._tm.normaliser.stats else None
 
-    def _prediction(self, logp: torch.Tensor, lengths: Sequence[int], probs: torch.Tensor,
-                    speaker: str | None, attention: dict | None) -> Prediction:
+    def _prediction(self, res: dict, attention: bool, in_memory: bool = False) -> Prediction:
+        """A Prediction of one result of the engine (engine.classify_items)."""
+        normalisation = "speaker" if res["speaker_known"] else "utterance"
+        file = None if in_memory else res["file"]
+        if res["status"] != "ok":
+            return Prediction(None, {}, [], normalisation, None, res["status"], res["reason"],
+                              file, res["duration"])
         classes = self._tm.classes
         hop_s = self.frame_seconds
         segments, start = [], 0
-        for lp, n in zip(logp, lengths, strict=True):
+        for lp, n in zip(res["logp"], res["lengths"].tolist(), strict=True):
             p = lp.exp()
             segments.append(SegmentPrediction(
                 start * hop_s, (start + int(n)) * hop_s, classes[int(p.argmax())],
                 dict(zip(classes, map(float, p), strict=True)), int(n)))
             start += int(n)
+        probs = res["probabilities"]
+        att = ({k: res[k].numpy() for k in ("alpha_em", "alpha_sp")}
+               if attention and "alpha_em" in res else None)
         return Prediction(classes[int(probs.argmax())],
                           dict(zip(classes, map(float, probs), strict=True)), segments,
-                          "speaker" if self._known(speaker) else "utterance", attention)
+                          normalisation, att, "ok", None, file, res["duration"])
+
+    def classify_files(self, inputs: Sequence[str | Path] | str | Path,
+                       speaker: str | None = None, *, batch_size: int = 128,
+                       num_workers: int | None = None, bf16: bool = False,
+                       columns: Mapping[str, str] | None = None, attention: bool = False,
+                       progress: bool = False) -> Iterator[Prediction]:
+        """Classify many files: an iterator of Predictions in input order (``p.file`` names
+        each), the engine of ``ssa-fast predict``.
+
+        ``inputs``: files, folders (their audio files, recursively), manifests (.csv / .json,
+        ``columns`` as in training; a speaker column names each file's speaker) and list files
+        (.txt / .lst / .list, one path a line); a file named twice is classified once.
+        Files are decoded and resampled by ``num_workers`` DataLoader workers (None: the cores
+        but one, at most 8; 0: in this process), and the segments of many files are scored
+        together, ``batch_size`` a forward pass (under bf16 autocast with ``bf16``). Files
+        longer than inputs.LOAD_SECONDS are streamed in bounded memory. A file that cannot be
+        read comes out with status "failed" and its reason; the iteration goes on."""
+        from .inputs import expand_inputs
+
+        if isinstance(inputs, (str, Path)):
+            inputs = [inputs]
+        entries, problems = expand_inputs(list(inputs), columns, self._known(speaker))
+        if problems:
+            import warnings
+
+            for line in problems:
+                warnings.warn(line, stacklevel=2)
+        return self.classify_entries(entries, batch_size=batch_size, num_workers=num_workers,
+                                     bf16=bf16, attention=attention, progress=progress)
+
+    def classify_entries(self, entries, *, batch_size: int = 128,
+                         num_workers: int | None = None, bf16: bool = False,
+                         attention: bool = False, progress: bool = False,
+                         progress_blocks: bool = False) -> Iterator[Prediction]:
+        """classify_files of expanded inputs (inputs.Entry: path and speaker)."""
+        from .engine import classify_items
+        from .inputs import load_items
+
+        device = next(self._tm.model.parameters()).device
+        items = load_items(entries, self.sample_rate, num_workers=num_workers,
+                           pin_memory=device.type == "cuda")
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(entries), unit="file", desc="predict", disable=None,
+                       smoothing=0.1)
+        hours = 0.0
+        try:
+            for res in classify_items(self._tm, items, batch_size=batch_size, bf16=bf16,
+                                      keep_attention=attention, progress_blocks=progress_blocks):
+                if bar is not None:
+                    hours += res["duration"] / 3600
+                    rate = hours / max(bar.format_dict["elapsed"], 1e-9)
+                    bar.set_postfix_str(f"{hours:.2f} h of audio, {rate:.3f} h/s", refresh=False)
+                    bar.update()
+                yield self._prediction(res, attention)
+        finally:
+            if bar is not None:
+                bar.close()
 
     def classify_file(self, path: str | Path, speaker: str | None = None, *,
                       attention: bool = False, progress: bool = False) -> Prediction:
-        """Classify one audio file of any length (streamed: memory does not grow with it)."""
-        from .engine import classify_file
+        """Classify one audio file of any length (long files are streamed: memory does not grow
+        with them). A file that cannot be read raises AudioError naming it."""
+        from ..audio import AudioError
+        from .inputs import Entry
 
-        out = classify_file(self._tm, path, self._known(speaker), progress=progress,
-                            keep_attention=attention)
-        att = ({k: out[k].numpy() for k in ("alpha_em", "alpha_sp")}
-               if attention and "alpha_em" in out else None)
-        return self._prediction(out["logp"], out["lengths"].tolist(), out["probabilities"],
-                                speaker, att)
+        pred = next(self.classify_entries([Entry(str(path), self._known(speaker))],
+                                          num_workers=0, attention=attention,
+                                          progress_blocks=progress))
+        if pred.status == "failed":
+            raise AudioError(pred.reason)
+        return pred
 
     def plot_attention(self, prediction: Prediction, path: str | Path) -> Path:
         """The SSA attention curves of a Prediction made with ``attention=True`` (the longest
@@ -162,7 +251,8 @@ class EmotionClassifier:
                        attention: bool = False) -> list[Prediction]:
         """Classify in-memory waveforms (numpy arrays or tensors, mono or channels x samples)
         recorded at ``sample_rate``; ``speakers[i]`` names a training speaker or is None."""
-        from .engine import classify
+        from ..audio.io import mono, resample
+        from .engine import Item, classify_items
 
         if not isinstance(sample_rate, int) or sample_rate <= 0:
             raise ValueError(f"sample_rate must be a positive int, got {sample_rate!r}")
@@ -172,16 +262,14 @@ class EmotionClassifier:
             raise ValueError(f"{len(waves)} waveforms but {len(speakers)} speakers")
         if not waves:
             return []
-        feats = [self.features(w, sample_rate) for w in waves]
-        probs, segs, out = classify(self._tm, feats, [self._known(s) for s in speakers])
-        result = []
-        for i, spk in enumerate(speakers):
-            rows = (segs.utterance == i).nonzero().flatten()
-            att = ({k: out[k][rows].numpy() for k in ("alpha_em", "alpha_sp")}
-                   if attention and "alpha_em" in out else None)
-            result.append(self._prediction(out["logp"][rows], segs.lengths[rows].tolist(),
-                                           probs[i], spk, att))
-        return result
+        items = []
+        for i, (w, spk) in enumerate(zip(waves, speakers, strict=True)):
+            y = resample(mono(w, f"waveform {i}"), sample_rate, self.sample_rate)
+            items.append(Item(i, f"waveform {i}", torch.from_numpy(y), self._known(spk),
+                              len(y) / self.sample_rate,
+                              float(np.abs(y).max()) if len(y) else 0.0))
+        return [self._prediction(res, attention, in_memory=True)
+                for res in classify_items(self._tm, items, keep_attention=attention)]
 
     def classify(self, wave, sample_rate: int = 16000, speaker: str | None = None, *,
                  attention: bool = False) -> Prediction:

@@ -1,7 +1,7 @@
 """Using a trained model: load a ``best.pt`` written by training, classify features of whole
-utterances (normalised with the training statistics, cut into segments, pooled per utterance),
-and score a labelled corpus with it: in the checkpoint's own fold layout and without the
-utterances it was trained on (evaluation_subset).
+utterances (normalised with the training statistics, cut into segments, pooled per utterance)
+and audio files of any length; train/evaluation.py scores a labelled corpus with them. Nothing
+here imports train/: the scorer and the pooling are models/scoring.py's.
 
 Speaker normalisation uses the training statistics of a speaker seen in training and falls back to
 the utterance's own statistics for an unseen one (design.md section 3).
@@ -10,17 +10,27 @@ the utterance's own statistics for an unseen one (design.md section 3).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..data.segments import MIN_TAIL, FrameStats, Normaliser, Segments, Stats, make_segments
+from ..audio.io import AudioError
+from ..data.segments import (
+    MIN_TAIL,
+    FrameStats,
+    Normaliser,
+    Segments,
+    Stats,
+    make_segments,
+    segment_bounds,
+)
 from ..features.config import FeatureConfig
 from ..models import model_from_config
-from ..train.loop import load_checkpoint, score_batch, utterance_probabilities
-from ..train.metrics import confusion_matrix, scores
+from ..models.scoring import load_checkpoint, score_batch, utterance_probabilities
 
 
 @dataclass
@@ -84,10 +94,11 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
                         ckpt.get("used_utterances"))
 
 
-def _score(tm: TrainedModel, x: torch.Tensor, parts: dict, attention: bool) -> None:
+def _score(tm: TrainedModel, x: torch.Tensor, parts: dict, attention: bool,
+           bf16: bool = False) -> None:
     """Score one batch of segments (training's own scorer); keep the attention weights of an
     SSA model when asked (the prediction API returns both SSA weights or none)."""
-    score_batch(tm.model, x, parts, keep_outputs=attention and tm.is_ssa)
+    score_batch(tm.model, x, parts, keep_outputs=attention and tm.is_ssa, bf16=bf16)
 
 
 def segment_outputs(tm: TrainedModel, segs: Segments, batch: int = 128) -> dict:
@@ -112,25 +123,6 @@ def classify(tm: TrainedModel, features: list[torch.Tensor], speakers: list[str 
     out = segment_outputs(tm, segs, batch)
     probs = utterance_probabilities(out["logp"], segs.utterance, len(features), tm.pooling)
     return probs, segs, out
-
-
-def score(tm: TrainedModel, features: list[torch.Tensor], labels: list[str],
-          speakers: list[str | None], batch: int = 128) -> dict:
-    """Segment- and utterance-level UAR, WA, macro F1, per-class recall and confusion matrices
-    of a labelled set of utterances.
-    Labels are class names; a name the model does not know is an error."""
-    unknown = sorted(set(labels) - set(tm.classes))
-    if unknown:
-        raise ValueError(f"labels {unknown} are not classes of the model ({tm.classes})")
-    y = np.array([tm.classes.index(c) for c in labels])
-    probs, segs, out = classify(tm, features, speakers, batch)
-    K = len(tm.classes)
-    seg_cm = confusion_matrix(y[segs.utterance.numpy()], out["logp"].argmax(1).numpy(), K)
-    utt_cm = confusion_matrix(y, probs.argmax(1).numpy(), K)
-    return {**scores(seg_cm, "segment"), **scores(utt_cm, "utterance"),
-            "segment_cm": seg_cm.tolist(), "utterance_cm": utt_cm.tolist(),
-            "n_utterances": len(labels), "n_segments": len(segs),
-            "predictions": [tm.classes[int(i)] for i in probs.argmax(1)]}
 
 
 def _file_blocks(tm: TrainedModel, path: str | Path, block_frames: int, progress: bool,
@@ -170,7 +162,7 @@ def _stream_segments(blocks, normaliser: Normaliser, stats: Stats, segment_frame
 
 def classify_file(tm: TrainedModel, path: str | Path, speaker: str | None = None, *,
                   block_frames: int = 6000, batch: int = 64, progress: bool = False,
-                  keep_attention: bool = False) -> dict:
+                  keep_attention: bool = False, bf16: bool = False) -> dict:
     """Classify one audio file of any length in bounded memory: features are streamed in blocks
     of ``block_frames`` (a first streamed pass gathers the utterance statistics when the speaker
     was not seen in training), cut into segments as in training and scored ``batch`` at a time.
@@ -190,7 +182,7 @@ def classify_file(tm: TrainedModel, path: str | Path, speaker: str | None = None
     segments = _stream_segments(_file_blocks(tm, path, block_frames, progress, name),
                                 tm.normaliser, stats, tm.segment_frames)
     while chunk := list(itertools.islice(segments, batch)):
-        _score(tm, torch.stack([seg for seg, _ in chunk]), parts, keep_attention)
+        _score(tm, torch.stack([seg for seg, _ in chunk]), parts, keep_attention, bf16)
         lengths += [n for _, n in chunk]
     res = {k: torch.cat(v) for k, v in parts.items()}
     res["probabilities"] = utterance_probabilities(
@@ -199,89 +191,159 @@ def classify_file(tm: TrainedModel, path: str | Path, speaker: str | None = None
     return res
 
 
-def fold_layout_to_score(tm: TrainedModel, fold: int, protocol: str | None = None,
-                         k: int | None = None, seed: int | None = None, warn=None) -> dict:
-    """The checkpoint's fold layout with validation fold ``fold``; ``protocol``, ``k`` and
-    ``seed`` (None: the checkpoint's) or ``fold`` other than the checkpoint's raise a UserError
-    naming them (that fold's "validation" set would be made mostly of training utterances).
-    Needs no data: the command line calls it before loading any audio."""
-    from ..errors import UserError
-    from ..train.fingerprint import describe_layout
-
-    layout = tm.fold_layout
-    if layout is None:
-        if warn is not None:
-            warn("the checkpoint does not record its fold layout (written by an older "
-                 "version): cannot check that this fold's validation set was held out")
-        return {"protocol": protocol, "k": k if k is not None else 10, "seed": seed or 0,
-                "fold": fold, "selection": 0.0}
-    asked = {"protocol": protocol, "k": k, "seed": seed, "fold": fold}
-    option = {"protocol": "--protocol", "k": "--folds", "seed": "--seed", "fold": "--fold"}
-    wrong = [f"{option[key]} {value}" for key, value in asked.items()
-             if value is not None and value != layout[key]]
-    if wrong:
-        raise UserError(f"{' '.join(wrong)}: the checkpoint was trained on "
-                        f"{describe_layout(layout)}; another fold layout would score its "
-                        "training utterances (leave these options out to use the checkpoint's)")
-    return layout
+# What is too short or too quiet to classify [choice]: under a quarter of a second (shorter than
+# a syllable: a 1-sample or 10 ms file gave every such input the same confident label), or a
+# peak below one 16-bit step (digital silence, whose features are the log floor everywhere).
+MIN_SECONDS = 0.25
+SILENCE_PEAK = 2.0 ** -15
 
 
-def evaluation_subset(tm: TrainedModel, corpus, *, fold: int | None = None,
-                      protocol: str | None = None, k: int | None = None, seed: int | None = None,
-                      include_training: bool = False, warn=None) -> tuple[list[int], str, dict]:
-    """The utterances of ``corpus`` that ``evaluate`` scores: (indices, description, notes).
+def unclassifiable(duration: float, peak: float) -> tuple[str, str] | None:
+    """(status, reason) of audio with nothing to classify, None for audio to classify."""
+    if duration < MIN_SECONDS:
+        return "too short", (f"{1000 * duration:.3g} ms of audio, at least "
+                             f"{1000 * MIN_SECONDS:g} ms is needed to classify")
+    if peak < SILENCE_PEAK:
+        return "silent", (f"digital silence (peak {peak:.2g}, below one 16-bit step "
+                          f"{SILENCE_PEAK:.2g})")
+    return None
 
-    With ``fold``, that fold's validation utterances (its test utterances if the checkpoint was
-    trained with a selection split) under the checkpoint's own fold layout: ``protocol``, ``k``
-    and ``seed`` default to the checkpoint's, and a value other than the checkpoint's (or
-    another fold) is refused with a UserError, since that "validation" set would be made
-    mostly of training utterances. Without ``fold``, every utterance.
 
-    Either way, utterances the checkpoint used (trained on, or chose its epoch on) are
-    excluded, with a warning saying how many, unless ``include_training``, which scores them
-    and warns. They are recognised whatever the listing (fingerprint.used_positions: the same
-    file or the same audio through another manifest); checkpoints of older versions by their
-    training utterances' path relative to the corpus root, size, speaker and label.
-    ``warn(text)`` receives the warnings. Checkpoints written before the layout and training
-    utterances were stored cannot be checked: that is a warning too."""
-    from ..errors import UserError
-    from ..train.cv import split_fold
-    from ..train.fingerprint import corpus_identity, describe_layout, used_positions
+@dataclass
+class Item:
+    """One input of the batched engine, as a loader worker hands it over: the waveform
+    (float32 mono at the model's rate) of a file held whole, or ``stream`` for a file too long
+    to hold (classified block by block by :func:`classify_file`), or the reason it failed."""
 
-    warn = warn or (lambda text: None)
-    notes: dict = {"fold_layout": tm.fold_layout}
-    idx, where = list(range(len(corpus))), "all utterances"
-    if fold is not None:
-        layout = fold_layout_to_score(tm, fold, protocol, k, seed, warn)
-        if tm.identity and tm.identity["corpus"]["hash"] != corpus_identity(corpus)["hash"]:
-            warn(f"the corpus differs from the one the checkpoint was trained on "
-                 f"({tm.identity['corpus']['utterances']} utterances then, {len(corpus)} now, "
-                 "or changed files): its folds are rebuilt on this corpus")
-        _, va, te = split_fold(corpus, layout["protocol"], layout["k"], fold, layout["seed"],
-                               layout.get("selection") or 0.0)
-        idx = [int(i) for i in (va if te is None else te)]
-        where = (f"{'test' if te is not None else 'validation'} set of fold {fold} "
-                 f"({describe_layout(layout)})")
-    if tm.train_utterances is None:
-        warn("the checkpoint does not record its training utterances (written by an older "
-             "version): cannot check whether any scored utterance was used in training")
-        notes["training_utterances"] = None
-        return idx, where, notes
-    used = tm.used_utterances or {"listing": tm.train_utterances}
-    seen = used_positions(corpus, idx, used)
-    notes["training_utterances"] = len(seen)
-    if seen and include_training:
-        warn(f"{len(seen)} of the {len(idx)} utterances scored were in the checkpoint's "
-             "training set (--include-training): these scores are not a held-out measurement")
-    elif seen:
-        drop = set(seen)
-        if len(drop) == len(idx):
-            raise UserError(f"all {len(idx)} utterances of the {where} were used to train the "
-                            "checkpoint: nothing held out to score")
-        chose = " or chose its epoch on them" if (tm.fold_layout or {}).get("selection") else ""
-        warn(f"excluded {len(seen)} of the {len(idx)} utterances: the checkpoint was trained "
-             f"on them{chose} (--include-training scores them too)")
-        idx = [i for j, i in enumerate(idx) if j not in drop]
-        where += ", without the training utterances"
-    notes["excluded_training"] = 0 if include_training else len(seen)
-    return idx, where, notes
+    index: int
+    name: str  # the file as given (or "waveform i")
+    # a numpy array from a worker: pickled through the worker's pipe, not shared by file
+    # descriptor (a sharing worker prints a traceback when Ctrl-C ends the main process first)
+    wave: np.ndarray | torch.Tensor | None = None
+    speaker: str | None = None
+    duration: float = 0.0  # seconds at the model's sample rate
+    peak: float = 0.0  # largest absolute sample
+    error: str | None = None
+    stream: bool = False
+
+    def pin_memory(self) -> Item:  # (the DataLoader's pin_memory thread calls this)
+        if self.wave is not None:
+            self.wave = torch.as_tensor(self.wave).pin_memory()
+        return self
+
+
+@dataclass
+class _Pending:
+    """An input on its way through the engine: its segments' outputs as they are scored."""
+
+    item: Item
+    status: str = "ok"
+    reason: str | None = None
+    left: int = 0  # segments not yet scored
+    lengths: list[int] = field(default_factory=list)
+    parts: dict = field(default_factory=dict)  # key -> list of (1, ...) rows, in segment order
+    result: dict | None = None  # a streamed file's classify_file result
+
+
+def _on(st: Stats, device: torch.device) -> Stats:
+    return Stats(st.mean.to(device), st.std.to(device))
+
+
+def classify_items(tm: TrainedModel, items: Iterable[Item], *, batch_size: int = 128,
+                   bf16: bool = False, keep_attention: bool = False,
+                   progress_blocks: bool = False) -> Iterator[dict]:
+    """Classify a stream of inputs with segments of many inputs scored together, ``batch_size``
+    segments a forward pass; results come out in input order as soon as an input's last segment
+    is scored.
+
+    Each waveform is copied to the model's device (``non_blocking`` from pinned memory), its
+    features computed there (the fused log-Mel kernel), normalised (a known speaker's training
+    statistics, else its own), cut into segments as in training and queued; the queue is
+    scored whenever it holds ``batch_size`` segments (and at the end), under bf16 autocast when
+    ``bf16``. A ``stream`` item (a long file) is classified by :func:`classify_file` in bounded
+    memory. The same numbers as :func:`classify` / :func:`classify_file` input by input.
+
+    Yields {"index", "file", "status" ("ok", "too short", "silent", "failed"), "reason",
+    "duration", "speaker_known"} and, for "ok", "logp" (S, K), "lengths" (S,), "probabilities"
+    (K,) and with ``keep_attention`` for SSA models "alpha_em" / "alpha_sp" (S, T)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = next(tm.model.parameters()).device
+    front_end = None
+    keep = keep_attention and tm.is_ssa
+    L = tm.segment_frames
+    stats_on_device: dict[str, Stats] = {}
+    order: deque[_Pending] = deque()  # inputs in input order, not yet yielded
+    queue: list[torch.Tensor] = []  # segments waiting for a forward pass
+    owners: list[_Pending] = []
+
+    def run(n: int) -> None:
+        parts: dict[str, list] = {}
+        _score(tm, torch.stack(queue[:n]), parts, keep, bf16)
+        out = {k: torch.cat(v) for k, v in parts.items()}
+        for j, owner in enumerate(owners[:n]):
+            for k in ("logp", "alpha_em", "alpha_sp"):
+                if k in out:
+                    owner.parts.setdefault(k, []).append(out[k][j:j + 1])
+            owner.left -= 1
+        del queue[:n], owners[:n]
+
+    def finish(p: _Pending) -> dict:
+        it = p.item
+        res = {"index": it.index, "file": it.name, "status": p.status, "reason": p.reason,
+               "duration": it.duration,
+               "speaker_known": it.speaker is not None and it.speaker in tm.normaliser.stats}
+        if p.status != "ok":
+            return res
+        if p.result is not None:
+            res.update(p.result)
+            return res
+        res.update({k: torch.cat(v) for k, v in p.parts.items()})
+        res["lengths"] = torch.tensor(p.lengths)
+        res["probabilities"] = utterance_probabilities(
+            res["logp"], torch.zeros(len(p.lengths), dtype=torch.long), 1, tm.pooling)[0]
+        return res
+
+    for it in items:
+        p = _Pending(it)
+        order.append(p)
+        verdict = None if it.error else unclassifiable(it.duration, it.peak)
+        if it.error:
+            p.status, p.reason = "failed", it.error
+        elif verdict:
+            p.status, p.reason = verdict
+        elif it.stream:
+            try:
+                p.result = classify_file(tm, it.name, it.speaker, batch=batch_size,
+                                         progress=progress_blocks, keep_attention=keep,
+                                         bf16=bf16)
+            except AudioError as exc:  # (a long file is read only now)
+                p.status, p.reason = "failed", str(exc)
+        else:
+            if front_end is None:
+                front_end = tm.features.module().to(device)
+            f = front_end(torch.as_tensor(it.wave).to(device, non_blocking=True))  # (3, T, M)
+            st = tm.normaliser.stats_for(it.speaker)
+            if st is None:
+                st = FrameStats().add(f).stats(tm.normaliser.eps)
+            else:  # (moved to the device once per speaker)
+                if it.speaker not in stats_on_device:
+                    stats_on_device[it.speaker] = _on(st, device)
+                st = stats_on_device[it.speaker]
+            z = Normaliser.apply(f, st)
+            # the segments of segment_bounds (consecutive, the last zero-padded) in one view
+            bounds = segment_bounds(f.shape[1], L)
+            T = len(bounds) * L
+            z = torch.nn.functional.pad(z[:, :T], (0, 0, 0, T - min(T, z.shape[1])))
+            queue += z.view(3, len(bounds), L, -1).transpose(0, 1).unbind(0)
+            owners += [p] * len(bounds)
+            p.lengths += [length for _, length in bounds]
+            p.left += len(bounds)
+        while len(queue) >= batch_size:
+            run(batch_size)
+        while order and order[0].left == 0:
+            yield finish(order.popleft())
+    while queue:
+        run(min(batch_size, len(queue)))
+    while order:
+        yield finish(order.popleft())

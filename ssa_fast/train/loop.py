@@ -27,6 +27,7 @@ from ..data.sampler import BalancedBatchSampler
 from ..data.segments import Segments
 from ..errors import UserError
 from ..models import MODEL_NAMES, model_spec
+from ..models.scoring import load_checkpoint, score_batch, utterance_probabilities
 from .fingerprint import differences, fingerprint
 from .metrics import confusion_matrix, scores
 from .timing import Breakdown
@@ -138,46 +139,6 @@ def train_step(step_model, model, opt, x: torch.Tensor, y: torch.Tensor,
     # of the whole batch (under torchrun gathered from every rank)
     model.project_(out, gather=dist.gather_rows)
     return StepResult(loss.detach(), out.z_em.detach().float().abs().sum(dim=1).mean(), ratio)
-
-
-def utterance_probabilities(logp: torch.Tensor, utterance: torch.Tensor, n_utterances: int,
-                            pooling: str = "mean") -> torch.Tensor:
-    """Class probabilities (U, K) of each utterance from its segments' log-probabilities (S, K);
-    ``utterance`` (S,) holds each segment's utterance in [0, U).
-
-    "mean" [choice]: softmax of the mean segment log-probability; "max" (Chen et al.'s code):
-    the largest segment posterior per class, renormalised.
-    """
-    U, K = n_utterances, logp.shape[1]
-    if pooling == "mean":
-        total = torch.zeros(U, K, dtype=logp.dtype).index_add_(0, utterance, logp)
-        count = torch.zeros(U, dtype=logp.dtype).index_add_(0, utterance, torch.ones_like(
-            utterance, dtype=logp.dtype))
-        return torch.softmax(total / count[:, None], dim=-1)
-    best = torch.zeros(U, K, dtype=logp.dtype).scatter_reduce(
-        0, utterance[:, None].expand_as(logp), logp.exp(), "amax")
-    return best / best.sum(dim=1, keepdim=True)
-
-
-@torch.no_grad()
-def score_batch(model, x: torch.Tensor, parts: dict, *, keep_outputs: bool = False,
-                bf16: bool = False) -> None:
-    """Score one batch of segments ``x`` (B, 3, T, M) with ``model`` (in eval mode, on any
-    device) and append to ``parts`` (lists, on the CPU): "logp" (B, K) log-probabilities,
-    "speaker" (B,) predicted speakers of an SSA-CRNN, and with ``keep_outputs`` "alpha_em",
-    "alpha_sp" (SSA-CRNN) (B, T) attention weights and "z" (B, embedding) emotion embeddings.
-    The one scorer of validation, evaluation and prediction."""
-    x = x.to(next(model.parameters()).device)
-    with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):
-        out = model(x)
-    parts.setdefault("logp", []).append(F.log_softmax(out.emotion_logits.float(), dim=-1).cpu())
-    if out.speaker_logits is not None:
-        parts.setdefault("speaker", []).append(out.speaker_logits.argmax(dim=1).cpu())
-    if keep_outputs:
-        parts.setdefault("alpha_em", []).append(out.alpha_em.float().cpu())
-        if out.alpha_sp is not None:
-            parts.setdefault("alpha_sp", []).append(out.alpha_sp.float().cpu())
-        parts.setdefault("z", []).append(out.z_em.float().cpu())
 
 
 # what evaluate(keep_outputs=True) adds: per-segment outputs, for the figures
@@ -311,11 +272,6 @@ def _write_metrics_log(history: list[dict], path: Path) -> None:
         lines.append(",".join("" if h.get(c) is None else
                               str(h[c] + 1 if c == "epoch" else round(h[c], 6)) for c in cols))
     write_text(path, "\n".join(lines) + "\n")
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Checkpoints hold tensors and plain Python values only: loaded with weights_only=True."""
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def compile_mode(compile: bool | str, device: torch.device, world_size: int = 1) -> str | None:

@@ -1,0 +1,87 @@
+"""Archives that outgrow one machine: the prediction engine on a Dask cluster (the optional
+extra ``ssa-fast[dask]``, ``dask[distributed]``).
+
+::
+
+    from distributed import Client
+    from ssa_fast.predict.dask import classify_files_dask
+
+    client = Client("tcp://scheduler:8786")      # or Client(LocalCluster()) on one machine
+    for rec in classify_files_dask(client, "best.pt", ["archive/", "more.csv"]):
+        print(rec["file"], rec["status"], rec["label"])
+
+The client expands the inputs (as ``ssa-fast predict``) and cuts the file list into tasks of
+``files_per_task`` files; each worker process loads the checkpoint once (on its GPU when it
+has one: run one worker process per GPU, e.g. with dask-cuda's LocalCUDACluster, which gives
+each its own device) and classifies its tasks with the same engine as one machine
+(:meth:`EmotionClassifier.classify_entries`: segments of many files a forward pass). Records
+(``predict.output.record``: the rows of ``--out``) come back in input order, a task's as soon as
+it and every task before it are done, while at most ``max_pending`` tasks are submitted ahead;
+the files must be readable at the same paths on every worker (a shared file system).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+_CLASSIFIERS: dict = {}  # (checkpoint, device) -> (EmotionClassifier, checkpoint id): per worker
+
+
+def _classifier(checkpoint: str, device: str | None):
+    import torch
+
+    from . import EmotionClassifier
+    from .output import checkpoint_id
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    key = (checkpoint, device)
+    if key not in _CLASSIFIERS:
+        _CLASSIFIERS[key] = (EmotionClassifier.from_checkpoint(checkpoint, device),
+                             checkpoint_id(checkpoint))
+    return _CLASSIFIERS[key]
+
+
+def classify_task(checkpoint: str, entries: list, device: str | None = None,
+                  batch_size: int = 128, bf16: bool = False, num_workers: int = 0) -> list[dict]:
+    """One task on a worker: the records of ``entries`` (inputs.Entry), in order."""
+    from .output import record
+
+    clf, ident = _classifier(checkpoint, device)
+    return [record(p, ident) for p in clf.classify_entries(
+        entries, batch_size=batch_size, num_workers=num_workers, bf16=bf16)]
+
+
+def classify_files_dask(client, checkpoint: str | os.PathLike,
+                        inputs: Sequence[str | os.PathLike], *, speaker: str | None = None,
+                        columns: Mapping[str, str] | None = None, files_per_task: int = 256,
+                        max_pending: int | None = None, device: str | None = None,
+                        batch_size: int = 128, bf16: bool = False,
+                        num_workers: int = 0) -> Iterator[dict]:
+    """Records of every file of ``inputs`` classified on the cluster of ``client``, in input
+    order. ``device`` None: each worker's GPU if it has one, else its CPU; ``num_workers``:
+    decoding processes inside each task (0: the Dask worker's own thread); ``max_pending``
+    (default: 2 per Dask worker thread) bounds the tasks in flight. Files that failed come
+    back with status "failed" and their reason; the inputs that name no file raise nothing
+    and are returned by ``expand_inputs`` if you need them."""
+    from .inputs import expand_inputs
+
+    if files_per_task < 1:
+        raise ValueError(f"files_per_task must be >= 1, got {files_per_task}")
+    checkpoint = str(Path(checkpoint).resolve())
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    entries, _ = expand_inputs(list(inputs), columns, speaker)
+    tasks = [entries[i:i + files_per_task] for i in range(0, len(entries), files_per_task)]
+    if max_pending is None:
+        max_pending = 2 * max(1, sum(client.nthreads().values()))
+    pending: deque = deque()
+    for chunk in tasks:
+        pending.append(client.submit(classify_task, checkpoint, chunk, device, batch_size, bf16,
+                                     num_workers, pure=False))
+        while len(pending) >= max_pending:
+            yield from pending.popleft().result()
+    while pending:
+        yield from pending.popleft().result()

@@ -1,0 +1,147 @@
+"""The predictions file of ``ssa-fast predict --out``: JSON lines or CSV, written as it goes.
+
+Records are appended, each as one write of whole lines, to ``<out>.partial`` while the run goes
+on; the finished file is renamed to ``<out>`` at the end, so ``<out>`` is never half-written. A
+killed run leaves ``<out>.partial``, whose last line may be cut: ``--resume`` drops that line,
+keeps every whole record and classifies only the files not in it (a finished ``<out>`` can be
+resumed too, to add files). Every record names the checkpoint that made it (the first 16 hex
+digits of the checkpoint file's SHA-256): resuming with another checkpoint is refused. Files that
+failed are not written (a resumed run tries them again); files too short or silent are, with
+their status.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+from ..errors import UserError
+
+FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
+
+
+def checkpoint_id(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def partial_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def record(pred, checkpoint: str) -> dict:
+    """The output record of one Prediction of a file."""
+    return {"file": pred.file, "status": pred.status, "label": pred.label,
+            "probabilities": pred.probabilities,
+            "duration": None if pred.duration is None else round(pred.duration, 4),
+            "segments": [{"start": round(s.start, 4), "end": round(s.end, 4), "label": s.label}
+                         for s in pred.segments],
+            "reason": pred.reason, "checkpoint": checkpoint}
+
+
+class PredictionsFile:
+    """``--out`` (.jsonl or .csv) for the ``classes`` of checkpoint ``checkpoint`` (its id);
+    ``done`` holds the files already in it when resuming."""
+
+    def __init__(self, out: str | os.PathLike, classes: list[str], checkpoint: str,
+                 resume: bool = False):
+        self.out = Path(out)
+        self.format = FORMATS.get(self.out.suffix.lower())
+        if self.format is None:
+            raise UserError(f"--out {out}: expected a .jsonl or .csv file name")
+        self.classes, self.checkpoint = list(classes), checkpoint
+        self.columns = (["file", "status", "label", "duration"]
+                        + [f"p_{c}" for c in self.classes]
+                        + ["segments", "reason", "checkpoint"])
+        self.partial = partial_path(self.out)
+        self.done: set[str] = set()
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self._resume()
+        elif self.partial.exists():
+            raise UserError(f"{self.partial}: the predictions of an interrupted run; --resume "
+                            "continues it (or delete it to start over)")
+        else:
+            self._start()
+        self.fh = open(self.partial, "a", encoding="utf-8", newline="")  # noqa: SIM115
+
+    def _start(self) -> None:
+        with open(self.partial, "w", encoding="utf-8", newline="") as fh:
+            if self.format == "csv":
+                csv.writer(fh).writerow(self.columns)
+
+    def _resume(self) -> None:
+        source = self.partial if self.partial.exists() else self.out
+        if not source.exists():
+            self._start()
+            return
+        text = source.read_text(encoding="utf-8")
+        whole = text[:text.rfind("\n") + 1]  # a cut last line (a killed run) is dropped
+        rows = self._parse(source, whole)
+        for i, row in enumerate(rows):
+            if row.get("checkpoint") != self.checkpoint:
+                raise UserError(f"--resume: {source} record {i + 1} ({row.get('file')}) was "
+                                f"written with checkpoint {row.get('checkpoint')}, not this "
+                                f"one ({self.checkpoint}); use another --out, or the same "
+                                "checkpoint")
+            self.done.add(row["file"])
+        tmp = self.partial.with_name(self.partial.name + f".tmp{os.getpid()}")
+        tmp.write_text(whole if rows or self.format == "jsonl" else "", encoding="utf-8")
+        os.replace(tmp, self.partial)
+        if not rows and self.format == "csv":
+            self._start()
+
+    def _parse(self, source: Path, text: str) -> list[dict]:
+        if self.format == "jsonl":
+            rows = []
+            for n, line in enumerate(text.splitlines()):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UserError(f"--resume: {source} line {n + 1} is not a JSON record "
+                                    f"({exc}); not a predictions file of `ssa-fast predict`") \
+                        from exc
+                if not isinstance(row, dict) or "file" not in row:
+                    raise UserError(f"--resume: {source} line {n + 1} is not a prediction "
+                                    "record (no file)")
+                rows.append(row)
+            return rows
+        reader = csv.DictReader(io.StringIO(text))
+        if text and reader.fieldnames != self.columns:
+            raise UserError(f"--resume: {source} has columns {reader.fieldnames}, expected "
+                            f"{self.columns} (another checkpoint's classes, or not a "
+                            "predictions file of `ssa-fast predict`)")
+        return list(reader)
+
+    def write(self, pred) -> None:
+        rec = record(pred, self.checkpoint)
+        if self.format == "jsonl":
+            line = json.dumps(rec) + "\n"
+        else:
+            buf = io.StringIO()
+            probs = rec["probabilities"]
+            csv.writer(buf).writerow(
+                [rec["file"], rec["status"], rec["label"] or "", rec["duration"]]
+                + ["" if c not in probs else f"{probs[c]:.6g}" for c in self.classes]
+                + [json.dumps([[s["start"], s["end"], s["label"]] for s in rec["segments"]]),
+                   rec["reason"] or "", rec["checkpoint"]])
+            line = buf.getvalue()
+        self.fh.write(line)  # whole lines, flushed: a kill cuts at most the last one
+        self.fh.flush()
+        self.done.add(rec["file"])
+
+    def close(self, finished: bool) -> Path:
+        """Close; a finished run's predictions become ``out`` (atomically). Returns the file
+        that holds them."""
+        self.fh.close()
+        if finished:
+            os.replace(self.partial, self.out)
+            return self.out
+        return self.partial

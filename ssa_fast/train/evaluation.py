@@ -1,0 +1,118 @@
+"""Scoring a trained model on a labelled corpus (``ssa-fast evaluate``): in the checkpoint's own
+fold layout and without the utterances it was trained on (evaluation_subset), with the
+prediction engine's classify (the same segments, normalisation and pooling as prediction)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..predict.engine import TrainedModel, classify
+from .metrics import confusion_matrix, scores
+
+
+def score(tm: TrainedModel, features: list[torch.Tensor], labels: list[str],
+          speakers: list[str | None], batch: int = 128) -> dict:
+    """Segment- and utterance-level UAR, WA, macro F1, per-class recall and confusion matrices
+    of a labelled set of utterances.
+    Labels are class names; a name the model does not know is an error."""
+    unknown = sorted(set(labels) - set(tm.classes))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not classes of the model ({tm.classes})")
+    y = np.array([tm.classes.index(c) for c in labels])
+    probs, segs, out = classify(tm, features, speakers, batch)
+    K = len(tm.classes)
+    seg_cm = confusion_matrix(y[segs.utterance.numpy()], out["logp"].argmax(1).numpy(), K)
+    utt_cm = confusion_matrix(y, probs.argmax(1).numpy(), K)
+    return {**scores(seg_cm, "segment"), **scores(utt_cm, "utterance"),
+            "segment_cm": seg_cm.tolist(), "utterance_cm": utt_cm.tolist(),
+            "n_utterances": len(labels), "n_segments": len(segs),
+            "predictions": [tm.classes[int(i)] for i in probs.argmax(1)]}
+
+
+def fold_layout_to_score(tm: TrainedModel, fold: int, protocol: str | None = None,
+                         k: int | None = None, seed: int | None = None, warn=None) -> dict:
+    """The checkpoint's fold layout with validation fold ``fold``; ``protocol``, ``k`` and
+    ``seed`` (None: the checkpoint's) or ``fold`` other than the checkpoint's raise a UserError
+    naming them (that fold's "validation" set would be made mostly of training utterances).
+    Needs no data: the command line calls it before loading any audio."""
+    from ..errors import UserError
+    from .fingerprint import describe_layout
+
+    layout = tm.fold_layout
+    if layout is None:
+        if warn is not None:
+            warn("the checkpoint does not record its fold layout (written by an older "
+                 "version): cannot check that this fold's validation set was held out")
+        return {"protocol": protocol, "k": k if k is not None else 10, "seed": seed or 0,
+                "fold": fold, "selection": 0.0}
+    asked = {"protocol": protocol, "k": k, "seed": seed, "fold": fold}
+    option = {"protocol": "--protocol", "k": "--folds", "seed": "--seed", "fold": "--fold"}
+    wrong = [f"{option[key]} {value}" for key, value in asked.items()
+             if value is not None and value != layout[key]]
+    if wrong:
+        raise UserError(f"{' '.join(wrong)}: the checkpoint was trained on "
+                        f"{describe_layout(layout)}; another fold layout would score its "
+                        "training utterances (leave these options out to use the checkpoint's)")
+    return layout
+
+
+def evaluation_subset(tm: TrainedModel, corpus, *, fold: int | None = None,
+                      protocol: str | None = None, k: int | None = None, seed: int | None = None,
+                      include_training: bool = False, warn=None) -> tuple[list[int], str, dict]:
+    """The utterances of ``corpus`` that ``evaluate`` scores: (indices, description, notes).
+
+    With ``fold``, that fold's validation utterances (its test utterances if the checkpoint was
+    trained with a selection split) under the checkpoint's own fold layout: ``protocol``, ``k``
+    and ``seed`` default to the checkpoint's, and a value other than the checkpoint's (or
+    another fold) is refused with a UserError, since that "validation" set would be made
+    mostly of training utterances. Without ``fold``, every utterance.
+
+    Either way, utterances the checkpoint used (trained on, or chose its epoch on) are
+    excluded, with a warning saying how many, unless ``include_training``, which scores them
+    and warns. They are recognised whatever the listing (fingerprint.used_positions: the same
+    file or the same audio through another manifest); checkpoints of older versions by their
+    training utterances' path relative to the corpus root, size, speaker and label.
+    ``warn(text)`` receives the warnings. Checkpoints written before the layout and training
+    utterances were stored cannot be checked: that is a warning too."""
+    from ..errors import UserError
+    from .cv import split_fold
+    from .fingerprint import corpus_identity, describe_layout, used_positions
+
+    warn = warn or (lambda text: None)
+    notes: dict = {"fold_layout": tm.fold_layout}
+    idx, where = list(range(len(corpus))), "all utterances"
+    if fold is not None:
+        layout = fold_layout_to_score(tm, fold, protocol, k, seed, warn)
+        if tm.identity and tm.identity["corpus"]["hash"] != corpus_identity(corpus)["hash"]:
+            warn(f"the corpus differs from the one the checkpoint was trained on "
+                 f"({tm.identity['corpus']['utterances']} utterances then, {len(corpus)} now, "
+                 "or changed files): its folds are rebuilt on this corpus")
+        _, va, te = split_fold(corpus, layout["protocol"], layout["k"], fold, layout["seed"],
+                               layout.get("selection") or 0.0)
+        idx = [int(i) for i in (va if te is None else te)]
+        where = (f"{'test' if te is not None else 'validation'} set of fold {fold} "
+                 f"({describe_layout(layout)})")
+    if tm.train_utterances is None:
+        warn("the checkpoint does not record its training utterances (written by an older "
+             "version): cannot check whether any scored utterance was used in training")
+        notes["training_utterances"] = None
+        return idx, where, notes
+    used = tm.used_utterances or {"listing": tm.train_utterances}
+    seen = used_positions(corpus, idx, used)
+    notes["training_utterances"] = len(seen)
+    if seen and include_training:
+        warn(f"{len(seen)} of the {len(idx)} utterances scored were in the checkpoint's "
+             "training set (--include-training): these scores are not a held-out measurement")
+    elif seen:
+        drop = set(seen)
+        if len(drop) == len(idx):
+            raise UserError(f"all {len(idx)} utterances of the {where} were used to train the "
+                            "checkpoint: nothing held out to score")
+        chose = " or chose its epoch on them" if (tm.fold_layout or {}).get("selection") else ""
+        warn(f"excluded {len(seen)} of the {len(idx)} utterances: the checkpoint was trained "
+             f"on them{chose} (--include-training scores them too)")
+        idx = [i for j, i in enumerate(idx) if j not in drop]
+        where += ", without the training utterances"
+    notes["excluded_training"] = 0 if include_training else len(seen)
+    return idx, where, notes

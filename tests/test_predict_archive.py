@@ -1,0 +1,260 @@
+"""`ssa-fast predict` on archives: folders, manifests and list files, --out (JSON lines or CSV)
+written as it goes, --resume, bad input reported and skipped, Ctrl-C, audio with nothing to
+classify; and EmotionClassifier.classify_files, the same engine from Python. Every prediction
+is checked against the unbatched reference (engine.classify on the whole file's features)."""
+
+import csv
+import json
+import signal
+import sys
+
+import numpy as np
+import pytest
+import torch
+from helpers import run_cli, signal_when, speech_like
+
+from ssa_fast import EmotionClassifier
+from ssa_fast.audio.io import load
+from ssa_fast.predict.engine import classify, load_trained
+
+sf = pytest.importorskip("soundfile")
+
+
+def _reference(tm, path, speaker=None) -> dict:
+    """The class probabilities of a file by the unbatched path: the whole file's features."""
+    f = tm.features.module()(torch.from_numpy(load(path, tm.features.sample_rate)))
+    probs, _, _ = classify(tm, [f], [speaker])
+    return dict(zip(tm.classes, map(float, probs[0]), strict=True))
+
+
+def _close(a: dict, b: dict, tol: float = 1e-4) -> bool:
+    return a.keys() == b.keys() and all(abs(a[k] - b[k]) <= tol for k in a)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    """A folder of good files (nested, another sample rate, stereo), files with nothing to
+    classify (one sample, 10 ms, a second of digital silence), bad files (0 bytes, a truncated
+    WAV, not audio), an empty folder, a list file and a manifest naming missing files."""
+    root = tmp_path_factory.mktemp("archive")
+    a = root / "a"
+    (a / "sub").mkdir(parents=True)
+    good = []
+    for i in range(6):
+        path = a / ("sub" if i % 2 else "") / f"f{i}.wav"
+        sf.write(path, speech_like(16000 + 7000 * i, seed=i).astype(np.float32), 16000)
+        good.append(path)
+    sf.write(a / "r22.wav", speech_like(40000, 22050, seed=9).astype(np.float32), 22050)
+    sf.write(a / "stereo.flac", np.stack([speech_like(30000, seed=10)] * 2, 1), 16000)
+    good += [a / "r22.wav", a / "stereo.flac"]
+    sf.write(a / "one.wav", np.array([0.3], np.float32), 16000)
+    sf.write(a / "ten_ms.wav", speech_like(160, seed=11).astype(np.float32), 16000)
+    sf.write(a / "zero.wav", np.zeros(16000, np.int16), 16000, subtype="PCM_16")
+    (a / "empty.wav").write_bytes(b"")
+    (a / "trunc.wav").write_bytes(good[0].read_bytes()[:30])
+    (a / "text.wav").write_text("not audio")
+    (root / "nothing").mkdir()
+    (root / "nothing" / "notes.txt").write_text("no audio here")
+    (root / "list.txt").write_text("a/f0.wav\n# a comment\n\nmissing.wav\n")
+    (root / "man.csv").write_text("file,spk\na/f2.wav,spk01\nnot_there.wav,\n")
+    return root, good
+
+
+def _predict(root, *args):
+    return run_cli("predict", *args, cwd=root)
+
+
+def test_archive_to_jsonl_and_csv_with_bad_input_reported(trained, archive):
+    ckpt, _ = trained
+    root, good = archive
+    inputs = ["man.csv", "a", "list.txt", "nothing"]  # f2 first from the manifest, with its speaker
+    common = ["--columns", "path=file,speaker=spk", "--workers", "2", "--batch-size", "5",
+              "--quiet"]
+    proc = _predict(root, ckpt, *inputs, "--out", "p.jsonl", *common)
+    assert proc.returncode == 1, proc.stderr  # some failed: said by the status
+    assert "Traceback" not in proc.stderr
+    err = proc.stderr.splitlines()
+    for text in ("nothing: a folder with no audio files", "empty.wav: an empty file (0 bytes)",
+                 "trunc.wav: cannot read audio", "text.wav: cannot read audio",
+                 "missing.wav: no such file", "not_there.wav: no such file"):
+        assert sum(text in line for line in err) == 1, (text, proc.stderr)
+    assert ("16 files" in err[-1] and "8 classified, 2 too short, 1 silent" in err[-1]
+            and "5 failed, 1 input(s) naming no file" in err[-1]), err[-1]
+    assert (root / "p.jsonl").is_file() and not (root / "p.jsonl.partial").exists()
+    rows = [json.loads(line) for line in (root / "p.jsonl").read_text().splitlines()]
+    by_file = {r["file"]: r for r in rows}
+    assert len(by_file) == len(rows) == 11  # each file once (f0 and f2 are named twice)
+    tm = load_trained(ckpt)
+    for path in good:
+        r = by_file[str(path.relative_to(root))]
+        speaker = "spk01" if path.name == "f2.wav" else None  # the manifest's speaker column
+        assert r["status"] == "ok" and r["label"] in tm.classes
+        assert _close(r["probabilities"], _reference(tm, path, speaker)), path
+        assert r["label"] == max(r["probabilities"], key=r["probabilities"].get)
+        assert abs(r["duration"] - sf.info(str(path)).duration) < 1e-3
+        assert r["segments"][0]["start"] == 0 and r["segments"][-1]["end"] <= r["duration"]
+    for name, status in (("one.wav", "too short"), ("ten_ms.wav", "too short"),
+                         ("zero.wav", "silent")):
+        r = by_file[f"a/{name}"]
+        assert (r["status"], r["label"], r["probabilities"], r["segments"]) == \
+            (status, None, {}, []), r
+        assert r["reason"]
+    # the same run into CSV: the same predictions
+    proc = _predict(root, ckpt, *inputs, "--out", "p.csv", *common)
+    assert proc.returncode == 1
+    with open(root / "p.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert [t["file"] for t in table] == [r["file"] for r in rows]
+    for t in table:
+        r = by_file[t["file"]]
+        assert t["status"] == r["status"] and (t["label"] or None) == r["label"]
+        for c, p in r["probabilities"].items():
+            assert abs(float(t[f"p_{c}"]) - p) < 1e-5
+        assert [s[2] for s in json.loads(t["segments"])] == [s["label"] for s in r["segments"]]
+
+
+def test_resume_continues_a_cut_file_and_refuses_another_checkpoint(trained, archive, tmp_path):
+    ckpt, _ = trained
+    root, _ = archive
+    out = tmp_path / "p.jsonl"
+    proc = _predict(root, ckpt, "a", "--out", out, "--workers", "1", "--quiet")
+    full = out.read_text().splitlines(keepends=True)
+    # a killed run: 3 whole records and half of the 4th in the .partial file
+    partial = tmp_path / "p.jsonl.partial"
+    partial.write_text("".join(full[:3]) + full[3][:40])
+    out.unlink()
+    proc = _predict(root, ckpt, "a", "--out", out, "--quiet")
+    assert proc.returncode == 2 and "--resume continues it" in proc.stderr  # nothing lost
+    assert partial.read_text().startswith("".join(full[:3]))
+    proc = _predict(root, ckpt, "a", "--out", out, "--resume", "--workers", "2")
+    assert proc.returncode == 1, proc.stderr  # (the archive's bad files)
+    assert "3 of the 14 files are in" in proc.stderr
+    again = out.read_text().splitlines(keepends=True)
+    assert again[:3] == full[:3] and len(again) == len(full)
+    first = {json.loads(r)["file"]: json.loads(r) for r in full}
+    for line in again:
+        r = json.loads(line)
+        assert r["status"] == first[r["file"]]["status"]
+        if r["status"] == "ok":
+            assert _close(r["probabilities"], first[r["file"]]["probabilities"], 1e-5)
+    # another checkpoint (the same weights saved anew: another file) is refused
+    other = tmp_path / "other.pt"
+    state = torch.load(ckpt, weights_only=True)
+    state["epoch"] = 99
+    torch.save(state, other)
+    before = out.read_bytes()
+    proc = _predict(root, other, "a", "--out", out, "--resume", "--quiet")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "written with checkpoint" in proc.stderr and str(out) in proc.stderr
+    assert out.read_bytes() == before
+    proc = _predict(root, ckpt, "a", "--resume", "--quiet")
+    assert proc.returncode == 2 and "--resume: needs --out" in proc.stderr
+
+
+def test_nothing_to_classify_gets_no_label(trained, tmp_path):
+    """A 1-sample or 10 ms file and a second of digital silence are marked, not labelled (they
+    all got the same confident label); the summary and the exit status say so."""
+    ckpt, _ = trained
+    files = {"one.wav": np.array([0.3], np.float32),
+             "ten_ms.wav": speech_like(160, seed=3).astype(np.float32),
+             "silence.wav": np.zeros(16000, np.float32),
+             "speech.wav": speech_like(24000, seed=4).astype(np.float32)}
+    for name, y in files.items():
+        sf.write(tmp_path / name, y, 16000)
+    proc = run_cli("predict", ckpt, *(tmp_path / n for n in files), "--json", "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    res = {r["file"].rsplit("/", 1)[-1]: r for r in json.loads(proc.stdout)}
+    assert [res[n]["status"] for n in files] == ["too short", "too short", "silent", "ok"]
+    for n in ("one.wav", "ten_ms.wav", "silence.wav"):
+        assert res[n]["emotion"] is None and res[n]["probabilities"] == {} and res[n]["reason"]
+    assert res["speech.wav"]["emotion"] is not None
+    assert "1 classified, 2 too short, 1 silent" in proc.stderr
+    proc = run_cli("predict", ckpt, tmp_path / "silence.wav")
+    assert "silence.wav: not classified (silent" in proc.stdout
+    clf = EmotionClassifier.from_checkpoint(ckpt)
+    batch = clf.classify_batch([files[n] for n in files], 16000)
+    assert [p.status for p in batch] == ["too short", "too short", "silent", "ok"]
+    assert [p.label is None for p in batch] == [True, True, True, False]
+    assert not batch[2].classified and batch[2].probabilities == {}
+    assert clf.classify_file(tmp_path / "one.wav").status == "too short"
+
+
+def test_classify_files_is_the_clis_engine_in_input_order(trained, archive):
+    ckpt, _ = trained
+    root, good = archive
+    clf = EmotionClassifier.from_checkpoint(ckpt)
+    tm = load_trained(ckpt)
+    order = [good[3], good[0], root / "a" / "trunc.wav", good[6], good[0]]
+    preds = list(clf.classify_files(order, batch_size=3, num_workers=2))
+    assert [p.file for p in preds] == [str(p) for p in order[:4]]  # the repeat once
+    assert [p.status for p in preds] == ["ok", "ok", "failed", "ok"]
+    assert "trunc.wav" in preds[2].reason and preds[2].label is None
+    for path, p in zip(order, preds, strict=False):
+        if p.classified:
+            assert _close(p.probabilities, _reference(tm, path))
+            assert _close(p.probabilities, clf.classify_file(path).probabilities, 1e-5)
+    with pytest.warns(UserWarning, match="no audio files"):
+        assert list(clf.classify_files(root / "nothing")) == []
+    folder = list(clf.classify_files(root / "a", num_workers=0, batch_size=64))
+    assert len(folder) == 14 and all(p.file.startswith(str(root / "a")) for p in folder)
+
+
+def test_ctrl_c_keeps_whole_records_and_resume_finishes(trained, tmp_path):
+    """Ctrl-C with decoding workers running: one line, status 130, the records written so far
+    kept whole in the .partial file; --resume classifies the rest."""
+    ckpt, _ = trained
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(60):
+        sf.write(folder / f"x{i:02d}.wav", speech_like(24000, seed=i).astype(np.float32), 16000)
+    out = tmp_path / "p.jsonl"
+    partial = tmp_path / "p.jsonl.partial"
+    args = [sys.executable, "-m", "ssa_fast.cli", "predict", str(ckpt), str(folder), "--out",
+            str(out), "--workers", "2", "--batch-size", "1", "--quiet"]
+    rc, err = signal_when(args, lambda: partial.read_text().count("\n") >= 3, signal.SIGINT)
+    assert rc == 130, err
+    assert "Traceback" not in err and "interrupted" in err and "(--resume continues)" in err
+    assert not out.exists()
+    kept = partial.read_text()
+    assert kept.endswith("\n") and 3 <= kept.count("\n") < 60
+    assert all(json.loads(line)["status"] == "ok" for line in kept.splitlines())
+    proc = run_cli(*args[3:], "--resume")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["file"] for r in rows) == sorted(str(p) for p in folder.glob("*.wav"))
+
+
+def test_inputs_expand_folders_manifests_and_lists(tmp_path):
+    from ssa_fast.errors import UserError
+    from ssa_fast.predict.inputs import expand_inputs
+
+    (tmp_path / "d" / ".hidden").mkdir(parents=True)
+    for name in ("d/b.wav", "d/a.FLAC", "d/.hidden/h.wav", "d/notes.md"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "m.json").write_text(json.dumps(
+        [{"file": "d/b.wav", "spk": "s1"}, {"file": ""}, {"file": "x.wav"}]))
+    (tmp_path / "l.lst").write_text("# nothing\n\n")
+    entries, problems = expand_inputs(
+        [tmp_path / "m.json", tmp_path / "d", tmp_path / "l.lst", tmp_path / "d" / "b.wav"],
+        {"path": "file", "speaker": "spk"}, speaker="s0")
+    assert [(e.path, e.speaker) for e in entries] == [
+        (str(tmp_path / "d" / "b.wav"), "s1"), (str(tmp_path / "x.wav"), "s0"),
+        (str(tmp_path / "d" / "a.FLAC"), "s0")]
+    assert len(problems) == 2 and "record 2 has no path" in problems[0]
+    assert "naming no files" in problems[1]
+    with pytest.raises(UserError, match="no column 'path'"):
+        expand_inputs([tmp_path / "m.json"])
+
+
+def test_bf16_autocast_path_runs_on_the_cpu(trained, archive):
+    """--bf16 (meant for GPUs) through the same engine: close to fp32 (the labels of a 1-epoch
+    model, near-uniform, are not compared: that evidence needs a trained model on a GPU)."""
+    ckpt, _ = trained
+    _, good = archive
+    clf = EmotionClassifier.from_checkpoint(ckpt)
+    fp32 = list(clf.classify_files(good[:4], num_workers=0))
+    bf16 = list(clf.classify_files(good[:4], num_workers=0, bf16=True))
+    for a, b in zip(fp32, bf16, strict=True):
+        assert a.file == b.file and b.classified
+        assert _close(a.probabilities, b.probabilities, 0.05)
+        assert a.probabilities != b.probabilities  # bf16 did run
