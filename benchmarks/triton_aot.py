@@ -8,7 +8,8 @@ that is absent (``triton.compile(ASTSource(...), target=GPUTarget("cuda", 90, 32
 ships ptxas), so this check runs anywhere.
 
 Which specialisations: the library's real launchers (``ssa_core_fwd_triton``,
-``ssa_core_bwd_triton``, ``logmel_delta_triton``, ``l1_project_triton_``) are called on CPU tensors
+``ssa_core_bwd_triton``, ``ssa_fused_fwd_triton``, ``ssa_fused_bwd_triton``,
+``logmel_delta_triton``, ``l1_project_triton_``) are called on CPU tensors
 of the shapes and dtypes users run, with the kernels replaced by recorders, and the launching
 device's multiprocessor count set to the target's (so every T-split variant of SSA appears).
 Each recorded launch is turned into Triton's own specialisation (argument types, divisibility-by-16
@@ -117,6 +118,22 @@ def recording(sm_count: int):
             setattr(mod, attr, obj)
 
 
+def _ssa_fused_launches(ssa, B: int, T: int, d: int, quick: bool) -> None:
+    """The one-launch SSA kernels as the triton backend calls them: h in float32 (and bfloat16,
+    bf16-autocast training), weights float32, both combines; output gradients contiguous, dalpha
+    absent or broadcast (``alpha.sum()``'s), and dc as a column slice where a wider gradient
+    came in."""
+    weights = [torch.empty(T, dtype=torch.float32)] + [torch.empty(d, d, dtype=torch.float32)
+                                                       for _ in range(4)]
+    for dtype in ((torch.float32,) if quick else (torch.float32, torch.bfloat16)):
+        h = torch.empty(B, T, d, dtype=dtype)
+        for combine_sum in ((False,) if quick else (False, True)):
+            c, alpha, saved = ssa.ssa_fused_fwd_triton(h, h, *weights, T ** -0.5, combine_sum)
+            for dalpha in (torch.empty(B, 2 * T), None, torch.empty(1, 1).expand(B, 2 * T)):
+                ssa.ssa_fused_bwd_triton(h, h, *weights, saved, alpha, torch.empty_like(c),
+                                         dalpha, T ** -0.5, combine_sum)
+
+
 def enumerate_launches(sm_count: int, quick: bool) -> list:
     """Call the real launchers over the shapes above; returns the recorded launches."""
     mods = _kernel_modules()
@@ -133,6 +150,8 @@ def enumerate_launches(sm_count: int, quick: bool) -> list:
                     a = torch.empty(B, 2 * T, dtype=f32)
                     ssa.ssa_core_fwd_triton(h, h, v, v, T ** -0.5)
                     ssa.ssa_core_bwd_triton(h, h, v, v, a, v, v, v, v, a, T ** -0.5)
+                    if ssa.fused_launch(h) is not None:  # the one-launch kernels' batches
+                        _ssa_fused_launches(ssa, B, T, d, quick)
         lm = mods["logmel_delta"]
         for M in ((40,) if quick else LOGMEL_MELS):
             for n_fft in ((512,) if quick else LOGMEL_NFFT):
