@@ -57,6 +57,7 @@ SSA_INTERPRET_ROWS = 256
 SSA_FUSED_TILE_ELEMENTS = 4096  # rows x BLOCK_D of one tile of the one-launch SSA kernels
 SSA_FUSED_MAX_D = 512
 SSA_INTERPRET_SMS = 4
+SSA_FUSED_MAX_SPINS = 1 << 24  # polls of a waiting weight-gradient program (seconds) before NaN
 L1_TILE_ELEMENTS = 4096
 L1_MAX_BLOCK_X = 4096
 NUM_WARPS = 4  # every kernel of the library

@@ -18,7 +18,14 @@ import triton
 import triton.language as tl
 
 from ..._backend import triton_interpret
-from .._triton_common import NUM_WARPS, device_guard, sm_count, ssa_fused_launch, ssa_launch
+from .._triton_common import (
+    NUM_WARPS,
+    SSA_FUSED_MAX_SPINS,
+    device_guard,
+    sm_count,
+    ssa_fused_launch,
+    ssa_launch,
+)
 
 
 @triton.jit
@@ -390,10 +397,11 @@ def _fused_rows_backward(h_ptr, dh_ptr, qk, dp, dq, w_q_ptr, alpha_ptr, dalpha_p
 
 
 @triton.jit
-def _outer_sum(u_ptr, u_stride, v_ptr, v_stride, out_ptr, i0, B, d, BLOCK_I: tl.constexpr,
-               BLOCK_D: tl.constexpr):
-    """out[i, :] = sum_b u[b, i] v[b, :] for rows i in [i0, i0 + BLOCK_I) of a (d, d) result, one
-    rank-1 update per item in item order (deterministic; no shared memory, unlike a tl.dot)."""
+def _outer_sum(u_ptr, u_stride, v_ptr, v_stride, out_ptr, i0, B, d, poison,
+               BLOCK_I: tl.constexpr, BLOCK_D: tl.constexpr):
+    """out[i, :] = sum_b u[b, i] v[b, :] + poison for rows i in [i0, i0 + BLOCK_I) of a (d, d)
+    result, one rank-1 update per item in item order (deterministic; no shared memory, unlike a
+    tl.dot)."""
     offs_i = i0 + tl.arange(0, BLOCK_I)
     offs_d = tl.arange(0, BLOCK_D)
     imask = offs_i < d
@@ -405,6 +413,7 @@ def _outer_sum(u_ptr, u_stride, v_ptr, v_stride, out_ptr, i0, B, d, BLOCK_I: tl.
         v = tl.load(v_ptr + b * v_stride + offs_d, mask=dmask, other=0.0,
                     cache_modifier=".cg").to(tl.float32)
         acc += u[:, None] * v[None, :]
+    acc += poison
     tl.store(out_ptr + offs_i[:, None] * d + offs_d[None, :], acc,
              mask=imask[:, None] & dmask[None, :])
 
@@ -423,6 +432,7 @@ def _ssa_fused_bwd_kernel(
     B, T, d, scale,
     DALPHA: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_J: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_TQ: tl.constexpr,
+    MAX_SPINS: tl.constexpr,
 ):
     ticket = tl.atomic_add(counters_ptr, 1)
     bd = B * d
@@ -482,21 +492,26 @@ def _ssa_fused_bwd_kernel(
         w = ticket - B
         mat = w // n
         i0 = (w % n) * BLOCK_I
+        # A wait that never ends (impossible unless the kernel is broken) gives up after
+        # MAX_SPINS polls and poisons its outputs with NaN: loudly wrong, never a hung GPU.
+        poison = tl.zeros((), tl.float32)
         if mat >= 2:
-            while tl.atomic_add(counters_ptr + 1, 0, sem="acquire") < B:
-                pass
+            spins = tl.zeros((), tl.int32)
+            while (tl.atomic_add(counters_ptr + 1, 0, sem="acquire") < B) & (spins < MAX_SPINS):
+                spins += 1
+            poison = tl.where(spins < MAX_SPINS, 0.0, float("nan"))
             tl.debug_barrier()
         if mat == 0:
-            _outer_sum(saved_ptr + 3 * bd, d, dc_ptr, dc_stride, dw_ptr, i0, B, d,
+            _outer_sum(saved_ptr + 3 * bd, d, dc_ptr, dc_stride, dw_ptr, i0, B, d, poison,
                        BLOCK_I, BLOCK_D)
         elif mat == 1:
             _outer_sum(saved_ptr + 4 * bd, d, dc_ptr + dc_sp_offset, dc_stride,
-                       dw_ptr + d * d, i0, B, d, BLOCK_I, BLOCK_D)
+                       dw_ptr + d * d, i0, B, d, poison, BLOCK_I, BLOCK_D)
         elif mat == 2:
-            _outer_sum(dqk_ptr, d, saved_ptr, d, dw_ptr + 2 * d * d, i0, B, d,
+            _outer_sum(dqk_ptr, d, saved_ptr, d, dw_ptr + 2 * d * d, i0, B, d, poison,
                        BLOCK_I, BLOCK_D)
         elif mat == 3:
-            _outer_sum(dqk_ptr + bd, d, saved_ptr, d, dw_ptr + 3 * d * d, i0, B, d,
+            _outer_sum(dqk_ptr + bd, d, saved_ptr, d, dw_ptr + 3 * d * d, i0, B, d, poison,
                        BLOCK_I, BLOCK_D)
         else:
             offs_t = (w - 4 * n) * BLOCK_TQ + tl.arange(0, BLOCK_TQ)
@@ -505,7 +520,7 @@ def _ssa_fused_bwd_kernel(
             for b0 in range(0, B):
                 acc += tl.load(dwq_part_ptr + b0 * T + offs_t, mask=tmask, other=0.0,
                                cache_modifier=".cg")
-            tl.store(dw_q_ptr + offs_t, acc, mask=tmask)
+            tl.store(dw_q_ptr + offs_t, acc + poison, mask=tmask)
 
 
 def fused_launch(h: torch.Tensor):
@@ -571,7 +586,8 @@ def ssa_fused_bwd_triton(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, saved,
             dalpha,
             dh_em, dh_sp, dw_q, dw, dqk, dwq_part, counters, B, T, d, float(scale),
             DALPHA=dalpha_mode, BLOCK_T=g.block_t, BLOCK_D=g.block_d, BLOCK_J=g.block_j,
-            BLOCK_I=g.block_i, BLOCK_TQ=g.block_tq, num_warps=NUM_WARPS)
+            BLOCK_I=g.block_i, BLOCK_TQ=g.block_tq,
+            MAX_SPINS=SSA_FUSED_MAX_SPINS, num_warps=NUM_WARPS)
     return dh_em, dh_sp, dw_q, dw
 
 
