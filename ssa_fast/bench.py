@@ -6,8 +6,10 @@ that runs the workload once; ``time_ms`` synchronises the device around each cal
 
 Implementations: a fused backend name ("cpp", "triton", "cuda"), "reference" (the pure-torch fast
 form), "literal" (SSA: the paper-literal form with materialised keys and values), "compile_<name>"
-(torch.compile of that reference) and, for log-Mel, the peers "torchaudio" (the chain a torchaudio
-user writes, optional: torchaudio is not a dependency), "stft_floor" and "stft_abs".
+(torch.compile of that reference), "cudagraph_<name>" (SSA on CUDA: captured in a CUDA graph and
+replayed), "triton_two_kernel" (SSA: the triton backend's large-batch path at any batch) and,
+for log-Mel, the peers "torchaudio" (the chain a torchaudio user writes, optional: torchaudio is
+not a dependency), "stft_floor" and "stft_abs".
 """
 
 from __future__ import annotations
@@ -137,11 +139,17 @@ def ssa_workload(impl: str, inputs: list[torch.Tensor]):
     from .kernels.ssa_attention import ssa_attention
     from .kernels.ssa_attention.reference import ssa_attention_fast, ssa_attention_literal
 
+    if impl.startswith("cudagraph_"):
+        return _cuda_graph(ssa_workload(impl.removeprefix("cudagraph_"), inputs))
     T = inputs[0].shape[1]
     scale = 1 / math.sqrt(T)
     base = impl.removeprefix("compile_")
     if base in ("cpp", "triton"):
         fn = lambda *a: ssa_attention(*a, backend=base)
+    elif base == "triton_two_kernel":  # the triton backend's path for large batches, forced
+        from .kernels.ssa_attention.function import SSAAttentionFunction
+
+        fn = lambda *a: SSAAttentionFunction.apply(*a, scale, "concat", "triton")
     elif base == "reference":
         fn = lambda *a: ssa_attention_fast(*a, scale, "concat")
     elif base == "literal":
@@ -158,6 +166,22 @@ def ssa_workload(impl: str, inputs: list[torch.Tensor]):
         return torch.autograd.grad((c * gc).sum() + alpha.sum(), inputs)
 
     return step
+
+
+def _cuda_graph(step):
+    """``step`` captured once in a CUDA graph; returns its replay: the device time of the
+    kernels without the host's launch overhead (what the launch-bound rows would cost if the
+    caller captured them)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):  # warm-up: compile, autotune, allocator
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def ssa_min_bytes(B: int, T: int, d: int, itemsize: int = 4) -> int:
