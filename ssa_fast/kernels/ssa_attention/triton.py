@@ -21,6 +21,7 @@ from ..._backend import triton_interpret
 from .._triton_common import (
     NUM_WARPS,
     SSA_FUSED_MAX_SPINS,
+    SSA_FUSED_WARPS,
     device_guard,
     sm_count,
     ssa_fused_launch,
@@ -548,7 +549,7 @@ def ssa_fused_fwd_triton(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, scale:
         _ssa_fused_fwd_kernel[(B,)](
             h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, c, alpha, saved, B, T, d,
             float(scale), COMBINE_SUM=combine_sum, BLOCK_T=g.block_t, BLOCK_D=g.block_d,
-            BLOCK_J=g.block_j, num_warps=NUM_WARPS)
+            BLOCK_J=g.block_j, num_warps=SSA_FUSED_WARPS)
     return c, alpha, saved
 
 
@@ -587,7 +588,7 @@ def ssa_fused_bwd_triton(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, saved,
             dh_em, dh_sp, dw_q, dw, dqk, dwq_part, counters, B, T, d, float(scale),
             DALPHA=dalpha_mode, BLOCK_T=g.block_t, BLOCK_D=g.block_d, BLOCK_J=g.block_j,
             BLOCK_I=g.block_i, BLOCK_TQ=g.block_tq,
-            MAX_SPINS=SSA_FUSED_MAX_SPINS, num_warps=NUM_WARPS)
+            MAX_SPINS=SSA_FUSED_MAX_SPINS, num_warps=SSA_FUSED_WARPS)
     return dh_em, dh_sp, dw_q, dw
 
 
