@@ -8,7 +8,8 @@
 #
 # P1: build + probe; P2: tests beside cli; P3: STAGES3 (bench, train: timings, run alone).
 # TESTS (default: the suites that touch the GPU), TEST_K (a -k expression; default: all but the
-# C++ gradchecks) and TEST_WORKERS (default 8) choose the tests.
+# C++ gradchecks) and TEST_WORKERS (default 8) choose the tests; CLI=0 leaves the cli stage out
+# of phase 2; BENCH_K (a -k expression) narrows the benchmark rows.
 set -uo pipefail
 cd "$(dirname "$(realpath "$0")")/.."
 DEST=${DEST:?DEST: the folder whose files come back}
@@ -33,7 +34,7 @@ elif [ "${DRY:-0}" != 1 ]; then
   echo "gpu_lease.sh: STAGES1 may be empty only with DRY=1 (phase 1 builds the extension)" >&2
   exit 2
 fi
-stamp "phase 2: tests beside cli"
+stamp "phase 2: tests$([ "${CLI:-1}" = 1 ] && echo " beside cli")"
 sel=${TESTS:-"tests/kernels tests/test_mixed_precision.py tests/test_compile.py \
 tests/test_backend.py tests/models tests/test_predict.py tests/features tests/test_hostile_inputs.py"}
 # (by default without the float64 gradchecks of the C++ kernels: CPU-only minutes, run by CI)
@@ -42,7 +43,9 @@ PYTEST_ADDOPTS="${TEST_K:+-k '$TEST_K'}" SESSION_LIMIT=${P2:-200} TESTS="-n ${TE
   "${GS[@]}" tests \
   >"$G/tests.stdout" 2>&1 &
 tests_pid=$!
-SESSION_LIMIT=${P2:-200} "${GS[@]}" cli || rc=$?
+if [ "${CLI:-1}" = 1 ]; then
+  SESSION_LIMIT=${P2:-200} "${GS[@]}" cli || rc=$?
+fi
 wait "$tests_pid" || rc=$?
 tail -25 "$G/tests.stdout"
 if [ -n "${STAGES3-bench}" ]; then

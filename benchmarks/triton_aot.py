@@ -8,7 +8,8 @@ that is absent (``triton.compile(ASTSource(...), target=GPUTarget("cuda", 90, 32
 ships ptxas), so this check runs anywhere.
 
 Which specialisations: the library's real launchers (``ssa_core_fwd_triton``,
-``ssa_core_bwd_triton``, ``logmel_delta_triton``, ``l1_project_triton_``) are called on CPU tensors
+``ssa_core_bwd_triton``, ``ssa_fused_fwd_triton``, ``ssa_fused_bwd_triton``,
+``logmel_delta_triton``, ``l1_project_triton_``) are called on CPU tensors
 of the shapes and dtypes users run, with the kernels replaced by recorders, and the launching
 device's multiprocessor count set to the target's (so every T-split variant of SSA appears).
 Each recorded launch is turned into Triton's own specialisation (argument types, divisibility-by-16
@@ -20,7 +21,7 @@ Fails (exit status 1) on a compile error, on shared memory above the per-block l
 an H100) and on an uncovered kernel. Spills are reported, not fatal.
 
     python benchmarks/triton_aot.py                  # every specialisation (~1 min per Triton)
-    python benchmarks/triton_aot.py --quick          # a sample of 7 (the test in make test)
+    python benchmarks/triton_aot.py --quick          # a sample of 11 (the test in make test)
     pip install --target DIR triton==3.6.0           # the GPU machine's Triton, then:
     PYTHONPATH=DIR python benchmarks/triton_aot.py
 """
@@ -117,6 +118,28 @@ def recording(sm_count: int):
             setattr(mod, attr, obj)
 
 
+def _ssa_fused_launches(ssa, B: int, T: int, d: int, quick: bool) -> None:
+    """The one-launch SSA kernels as the triton backend calls them: h in float32 and bfloat16
+    (bf16-autocast training), weights float32, concat, alpha unused by the loss (training) at
+    every shape; at the presets' shapes (T = 150, d = 64 or 256) also the sum combine and alpha's
+    gradient contiguous or broadcast (``alpha.sum()``'s). A batch of one (streamed inference)
+    runs forward only elsewhere."""
+    paper = T == 150 and d in (64, 256)
+    weights = [torch.empty(T, dtype=torch.float32)] + [torch.empty(d, d, dtype=torch.float32)
+                                                       for _ in range(4)]
+    for dtype in ((torch.float32,) if quick else (torch.float32, torch.bfloat16)):
+        h = torch.empty(B, T, d, dtype=dtype)
+        for combine_sum in ((False, True) if paper and not quick else (False,)):
+            c, alpha, saved = ssa.ssa_fused_fwd_triton(h, h, *weights, T ** -0.5, combine_sum)
+            if B == 1 and not paper:
+                continue
+            forms = ((None, torch.empty(B, 2 * T), torch.empty(1, 1).expand(B, 2 * T)) if paper
+                     else (None,))
+            for dalpha in forms:
+                ssa.ssa_fused_bwd_triton(h, h, *weights, saved, alpha, torch.empty_like(c),
+                                         dalpha, T ** -0.5, combine_sum)
+
+
 def enumerate_launches(sm_count: int, quick: bool) -> list:
     """Call the real launchers over the shapes above; returns the recorded launches."""
     mods = _kernel_modules()
@@ -133,6 +156,8 @@ def enumerate_launches(sm_count: int, quick: bool) -> list:
                     a = torch.empty(B, 2 * T, dtype=f32)
                     ssa.ssa_core_fwd_triton(h, h, v, v, T ** -0.5)
                     ssa.ssa_core_bwd_triton(h, h, v, v, a, v, v, v, v, a, T ** -0.5)
+                    if ssa.fused_launch(h) is not None:  # the one-launch kernels' batches
+                        _ssa_fused_launches(ssa, B, T, d, quick)
         lm = mods["logmel_delta"]
         for M in ((40,) if quick else LOGMEL_MELS):
             for n_fft in ((512,) if quick else LOGMEL_NFFT):
@@ -251,8 +276,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sm-count", type=int, default=132, help="the launching device's "
                     "multiprocessors, which decide SSA's T splits (default 132, an H100 SXM)")
     ap.add_argument("--quick", action="store_true",
-                    help="a sample: paper-preset SSA split and unsplit, log-Mel with 40 bands, "
-                         "L1 in float32 and bfloat16 (the CI test; about 20 s of CPU)")
+                    help="a sample: paper-preset SSA split, unsplit and in one launch per "
+                         "direction, log-Mel with 40 bands, L1 in float32 and bfloat16 (the CI "
+                         "test; about 30 s of CPU)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                     help="parallel compiles (default: the CPU count)")
     ap.add_argument("--json", default=None, help="also write every row to this file")

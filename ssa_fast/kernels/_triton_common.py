@@ -14,11 +14,21 @@ Block sizes per shape (GPU; ``interpret=True`` noted where it differs):
 
 ``_ssa_fwd_kernel`` / ``_ssa_bwd_kernel`` (:func:`ssa_launch`), h (B, T, d):
     BLOCK_D = max(16, next_pow2(d))            d = 64 -> 64, d = 65 -> 128, d = 512 -> 512
-    BLOCK_T = max(1, min(next_pow2(T), 8192 // BLOCK_D))   (interpreter: min(next_pow2(T), 256))
-              d <= 64 -> up to 128 rows, d = 256 -> 32, d = 512 -> 16
+    BLOCK_T = max(1, min(next_pow2(T), 8192 // BLOCK_D // u))  (interpreter: min(next_pow2(T), 256))
+              u = 1 when d % 16 == 0, else 4 (unvectorised rows need ~4x the registers)
+              d <= 64 -> up to 128 rows, d = 256 -> 32, d = 512 -> 16, d = 100 -> 16
     SPLITS  = slices of T per item, enough programs for two waves over the SMs but slices of at
               least one tile: min(cdiv(2 * sm_count, B), cdiv(T, BLOCK_T)), then rounded so that
               no slice is empty. SPLITS == 1 and SPLITS > 1 are two specialisations.
+``_ssa_fused_fwd_kernel`` / ``_ssa_fused_bwd_kernel`` (:func:`ssa_fused_launch`): the whole op in
+one launch per direction, for batches of at most one program per SM (B <= sm_count; the
+interpreter stands for a GPU of SSA_INTERPRET_SMS = 4 SMs, so the tests' batches take both paths),
+d <= 512:
+    BLOCK_D as above; BLOCK_T = max(1, min(next_pow2(T), 4096 // BLOCK_D // u)) (interpreter: 256)
+    BLOCK_J = max(1, 4096 // BLOCK_D // u)   columns of a W chunk in the matrix-vector steps
+    BLOCK_I = 16                         rows of a weight-gradient program
+    BLOCK_TQ = min(next_pow2(T), 1024)   steps of the dw_q reduction
+    backward grid: B item programs + 4 cdiv(d, BLOCK_I) weight-gradient programs + cdiv(T, BLOCK_TQ)
 ``_logmel_delta_kernel`` (:func:`logmel_launch`), n_mels M, n_fft:
     BLOCK_R = 64 frames per tile (interpreter: 128), of which 2 * LOGMEL_HALO are recomputed
     BLOCK_F = 64 frequency bins per step of the mel product
@@ -45,9 +55,16 @@ LOGMEL_BLOCK_ROWS_INTERPRET = 128  # the interpreter pays per program instance: 
 LOGMEL_BLOCK_FREQS = 64
 SSA_TILE_ELEMENTS = 8192  # rows x BLOCK_D of one SSA tile on a GPU
 SSA_INTERPRET_ROWS = 256
+SSA_FUSED_TILE_ELEMENTS = 4096  # rows x BLOCK_D of one tile of the one-launch SSA kernels
+SSA_FUSED_MAX_D = 512
+SSA_INTERPRET_SMS = 4
+SSA_FUSED_MAX_SPINS = 1 << 24  # polls of a waiting weight-gradient program (seconds) before NaN
 L1_TILE_ELEMENTS = 4096
 L1_MAX_BLOCK_X = 4096
-NUM_WARPS = 4  # every kernel of the library
+NUM_WARPS = 4  # every kernel of the library but the one-launch SSA kernels
+# The one-launch SSA kernels: with 4 warps ptxas spilled 4-20 bytes under Triton 3.6 (bf16 rows,
+# d = 256 and 512); at most one program per SM runs them, so 8 warps cost no occupancy.
+SSA_FUSED_WARPS = 8
 
 
 def device_guard(t: torch.Tensor):
@@ -91,7 +108,7 @@ def ssa_launch(B: int, T: int, d: int, *, sm_count: int | None = None, interpret
     """
     block_d = max(16, next_pow2(d))
     if block_t is None:
-        cap = SSA_INTERPRET_ROWS if interpret else SSA_TILE_ELEMENTS // block_d
+        cap = SSA_INTERPRET_ROWS if interpret else SSA_TILE_ELEMENTS // block_d // _unaligned(d)
         block_t = max(1, min(next_pow2(T), cap))
     if splits is None:
         splits = 1
@@ -99,6 +116,39 @@ def ssa_launch(B: int, T: int, d: int, *, sm_count: int | None = None, interpret
             splits = max(1, min(cdiv(2 * sm_count, B), cdiv(T, block_t)))
     rows = cdiv(T, splits)
     return SSALaunch(cdiv(T, rows), rows, block_t, block_d)
+
+
+class SSAFusedLaunch(NamedTuple):
+    programs_bwd: int  # grid of the backward: items, then weight-gradient programs
+    block_t: int
+    block_d: int
+    block_j: int
+    block_i: int
+    block_tq: int
+
+
+def ssa_fused_launch(B: int, T: int, d: int, *, sm_count: int | None = None,
+                     interpret: bool = False) -> SSAFusedLaunch | None:
+    """Geometry of the one-launch SSA kernels, or None where the batch is larger than one program
+    per SM (there the op is bound by bytes, and the two-kernel path with cuBLAS for the matrix
+    products moves fewer) or d > SSA_FUSED_MAX_D. ``sm_count`` None on a GPU-less machine: the
+    interpreter's stand-in count."""
+    sms = SSA_INTERPRET_SMS if interpret or sm_count is None else sm_count
+    if B > sms or d > SSA_FUSED_MAX_D:
+        return None
+    block_d = max(16, next_pow2(d))
+    tile = SSA_FUSED_TILE_ELEMENTS // _unaligned(d)
+    block_t = max(1, min(next_pow2(T), SSA_INTERPRET_ROWS if interpret else tile // block_d))
+    block_i, block_tq = 16, min(next_pow2(T), 1024)
+    programs = B + 4 * cdiv(d, block_i) + cdiv(T, block_tq)
+    return SSAFusedLaunch(programs, block_t, block_d, max(1, tile // block_d), block_i, block_tq)
+
+
+def _unaligned(d: int) -> int:
+    """4 when rows of d floats are not 64-byte multiples, else 1: without the divisibility hint
+    the row loads are not vectorised and take ~4x the registers, so the SSA tiles shrink 4x
+    (ptxas spilled up to 1.2 KB at the full tile; none at a quarter, Triton 3.6 and 3.9)."""
+    return 1 if d % 16 == 0 else 4
 
 
 class LogMelLaunch(NamedTuple):

@@ -106,3 +106,27 @@ def test_l1_project_op(backend, how):
     weight = torch.randn(5, 32, generator=g).to(dev)  # projected in place: contiguous
     x = _layout(torch.randn(7, 32, generator=g).to(dev), how)
     torch.library.opcheck(ops["l1"], (weight, x))
+
+
+@pytest.mark.parametrize("combine_sum", [False, True])
+@pytest.mark.parametrize("how", ["contiguous", "permuted", "slice"])
+def test_ssa_one_launch_ops(how, combine_sum):
+    """The one-launch SSA ops (forward and backward) against their fake kernels, with inputs and
+    output gradients in other layouts (a broadcast dalpha for "slice", as alpha.sum() gives)."""
+    _ops("triton")
+    from ssa_fast.kernels.ssa_attention import triton as ssa
+
+    dev = device_for("triton")
+    g = torch.Generator().manual_seed(5)
+    h_em, h_sp = (_layout(torch.randn(B, T, D, generator=g).to(dev), how) for _ in range(2))
+    w_q = torch.randn(T, generator=g).to(dev)
+    ws = [_layout(torch.randn(D, D, generator=g).to(dev), how) for _ in range(4)]
+    args = (h_em, h_sp, w_q, *ws, 0.4, combine_sum)
+    torch.library.opcheck(ssa.ssa_fused_fwd_triton_op, args)
+    c, alpha, saved = ssa.ssa_fused_fwd_triton_op(*args)
+    dc = _layout(torch.randn(c.shape, generator=g).to(dev), how)
+    dalpha = {"contiguous": torch.randn(B, 2 * T, generator=g).to(dev),
+              "permuted": _layout(torch.randn(B, 2 * T, generator=g).to(dev), "permuted"),
+              "slice": torch.full((1, 1), 0.5, device=dev).expand(B, 2 * T)}[how]
+    torch.library.opcheck(ssa.ssa_fused_bwd_triton_op, (h_em, h_sp, w_q, *ws, saved, alpha, dc,
+                                                         dalpha, 0.4, combine_sum))

@@ -192,3 +192,136 @@ def test_mixed_float32_float64_inputs_pick_a_backend_for_the_compute_dtype():
     c, _ = ssa_fast.ssa_attention(h, h, wq, *w)
     c64, _ = ssa_fast.ssa_attention(h.double(), h.double(), wq.double(), *w, backend="reference")
     assert torch.allclose(c.double(), c64, atol=1e-5)
+
+
+def _triton_or_skip():
+    if "triton" not in ssa_fast.available_backends(device_for("triton")):
+        pytest.skip("triton backend unavailable here")
+
+
+@pytest.mark.parametrize("combine", ["concat", "sum"])
+@pytest.mark.parametrize("dalpha", ["random", "broadcast", "none"])
+def test_triton_one_launch_path_matches_the_two_kernel_path(combine, dalpha):
+    """The one-launch kernels (design.md section 10) and the two-kernel path of the triton backend
+    give the same values and gradients, whatever output gradients autograd hands over (alpha's
+    random, broadcast as from alpha.sum(), or absent)."""
+    _triton_or_skip()
+    from ssa_fast.kernels.ssa_attention.function import SSAAttentionFunction, SSAFusedFunction
+
+    dev = device_for("triton")
+    B, T, d = 3, 19, 24
+    inputs = [t.float().to(dev) for t in make_inputs(B, T, d, seed=11)]
+    g = torch.Generator().manual_seed(12)
+    gc = torch.randn(B, 2 * d if combine == "concat" else d, generator=g).to(dev)
+    ga = {"random": torch.randn(B, 2 * T, generator=g).to(dev),
+          "broadcast": torch.full((1, 1), 0.3, device=dev).expand(B, 2 * T),
+          "none": None}[dalpha]
+
+    def run(apply):
+        leaves = [t.clone().requires_grad_(True) for t in inputs]
+        c, a = apply(*leaves, T ** -0.5, combine)
+        outs, grads = ([c, a], [gc, ga]) if ga is not None else ([c], [gc])
+        torch.autograd.backward(outs, grads)
+        return [c.detach(), a.detach()] + [t.grad for t in leaves]
+
+    one = run(SSAFusedFunction.apply)
+    two = run(lambda *a: SSAAttentionFunction.apply(*a, "triton"))
+    for x, y in zip(one, two, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+# Tensor operations that launch no kernel (allocations, views, metadata).
+_NO_KERNEL = ("aten.empty", "aten.detach", "aten.promote_types", "aten.unbind", "aten.expand",
+              "aten.view", "aten.alias", "aten.t.", "aten.transpose", "aten.select")
+
+
+def test_triton_training_batch_runs_one_kernel_per_direction(monkeypatch):
+    """At a batch of at most one program per SM the triton backend's forward is one Triton launch
+    and no other kernel, its backward one Triton launch and the zeroing of its two counters (a
+    memset): what the GPU pays in launches per call, checked here by counting."""
+    _triton_or_skip()
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from ssa_fast.kernels.ssa_attention import triton as tr
+
+    launches: list[str] = []
+    in_kernel = [False]  # (Triton's interpreter runs torch operations of its own in a launch)
+
+    class Counting:
+        def __init__(self, name):
+            self.name, self.kernel = name, getattr(tr, name)
+
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                launches.append(self.name)
+                in_kernel[0] = True
+                try:
+                    return self.kernel[grid](*args, **kwargs)
+                finally:
+                    in_kernel[0] = False
+            return launch
+
+    for name in ("_ssa_fused_fwd_kernel", "_ssa_fused_bwd_kernel", "_ssa_fwd_kernel",
+                 "_ssa_bwd_kernel"):
+        monkeypatch.setattr(tr, name, Counting(name))
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not in_kernel[0] and not str(func).startswith(_NO_KERNEL):
+                self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    dev = device_for("triton")
+    B, T, d = 2, 9, 16
+    leaves = [t.float().to(dev).requires_grad_(True) for t in make_inputs(B, T, d, seed=4)]
+    g = torch.Generator().manual_seed(4)
+    gc, ga = torch.randn(B, 2 * d, generator=g).to(dev), torch.randn(B, 2 * T, generator=g).to(dev)
+    with Ops() as fwd:
+        c, a = ssa_fast.ssa_attention(*leaves, backend="triton")
+    assert fwd.ops == ["ssa_fast.ssa_fused_fwd_triton.default"] and launches == [
+        "_ssa_fused_fwd_kernel"]
+    with Ops() as bwd:
+        torch.autograd.backward([c, a], [gc, ga])
+    assert bwd.ops == ["ssa_fast.ssa_fused_bwd_triton.default"]
+    assert launches == ["_ssa_fused_fwd_kernel", "_ssa_fused_bwd_kernel"]
+    # inside the registered ops (opaque above): allocations, and the counters' zeroing
+    with Ops() as inner:
+        out = tr.ssa_fused_fwd_triton(*[t.detach() for t in leaves], T ** -0.5, False)
+    assert inner.ops == []
+    with Ops() as inner:
+        tr.ssa_fused_bwd_triton(*[t.detach() for t in leaves], out[2], out[1], gc, ga, T ** -0.5,
+                                False)
+    assert len(inner.ops) == 1 and "zero" in inner.ops[0], inner.ops
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_triton_one_launch_path_is_cuda_graph_capturable():
+    """Forward and backward at the training shape captured in one CUDA graph and replayed on new
+    inputs equal eager calls (no host synchronisation, no allocation outside the graph pool)."""
+    B, T, d = 40, 150, 256
+    leaves = [t.float().cuda().requires_grad_(True) for t in make_inputs(B, T, d, seed=9)]
+    gc = torch.randn(B, 2 * d, device="cuda")
+
+    def step():
+        c, a = ssa_fast.ssa_attention(*leaves, backend="triton")
+        return torch.autograd.grad((c * gc).sum() + a.sum(), leaves)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = step()
+    with torch.no_grad():
+        for t in leaves:
+            t.mul_(0.5)
+    graph.replay()
+    for got, want in zip(captured, step(), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

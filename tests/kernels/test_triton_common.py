@@ -91,3 +91,29 @@ def test_logmel_triton_path_does_not_synchronise():
     ref = logmel_delta_apply("reference", x.cpu(), lengths.cpu(), window.cpu(), fb.cpu(), 160,
                              True, 1e-10)
     torch.testing.assert_close(out.cpu(), ref, atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize("d", [64, 100, 256, 257, 512])
+def test_ssa_unaligned_rows_take_a_quarter_tile(d):
+    """Rows of d floats that are not 64-byte multiples load unvectorised (~4x the registers):
+    both SSA paths quarter their tiles there, which removed ptxas's spills."""
+    u = 1 if d % 16 == 0 else 4
+    block_d = tc.next_pow2(d)
+    assert tc.ssa_launch(4096, 150, d).block_t == min(256, tc.SSA_TILE_ELEMENTS // block_d // u)
+    fused = tc.ssa_fused_launch(40, 150, d, sm_count=132)
+    assert fused.block_t == min(256, tc.SSA_FUSED_TILE_ELEMENTS // block_d // u)
+    assert fused.block_j * block_d * u == tc.SSA_FUSED_TILE_ELEMENTS
+
+
+@pytest.mark.parametrize("B, d, sms, fused", [(40, 256, 132, True), (132, 256, 132, True),
+                                              (133, 256, 132, False), (4096, 256, 132, False),
+                                              (40, 513, 132, False), (4, 16, None, True),
+                                              (5, 16, None, False)])
+def test_ssa_one_launch_path_takes_batches_of_one_wave(B, d, sms, fused):
+    """The one-launch kernels take batches of at most one program per SM (the interpreter counts
+    as SSA_INTERPRET_SMS), d <= 512; the backward's grid is the items, 4 row blocks of 16 per
+    weight matrix and the dw_q blocks."""
+    launch = tc.ssa_fused_launch(B, 150, d, sm_count=sms)
+    assert (launch is not None) == fused
+    if launch is not None:
+        assert launch.programs_bwd == B + 4 * tc.cdiv(d, 16) + 1

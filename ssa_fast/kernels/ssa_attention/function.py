@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from ..._backend import constant_under_compile
 from .._dispatch import BackendTable, Impl
 from .reference import combine_outputs, ssa_attention_fast
 
@@ -71,6 +72,62 @@ class SSAAttentionFunction(torch.autograd.Function):
         return (*(g.to(t.dtype) for g, t in zip(grads, inputs, strict=True)), None, None, None)
 
 
+# The whole op in one Triton kernel per direction (design.md section 10), for batches that fit in
+# one wave of programs: the same dtype rule, with the conversions done by the kernels' loads and
+# stores (h in float32 or a half type, read as float32; gradients stored in each input's dtype).
+FUSED = BackendTable(__package__, {
+    "triton": Impl("triton.ssa_fused_fwd_triton_op", "triton.ssa_fused_bwd_triton_op"),
+})
+_HALF = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def fused_applies(backend: str, h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp) -> bool:
+    """The one-launch kernels take the call: the triton backend, a batch of at most one program
+    per SM (``_triton_common.ssa_fused_launch``), h in float32 or a half type, weights float32."""
+    if backend != "triton" or h_em.dtype not in _HALF or h_sp.dtype not in _HALF:
+        return False
+    if any(w.dtype != torch.float32 for w in (w_q, w_k_em, w_k_sp, w_v_em, w_v_sp)):
+        return False
+    from .._triton_common import ssa_fused_launch
+
+    B, T, d = h_em.shape
+    index = (h_em.device.index if h_em.device.index is not None
+             else torch.cuda.current_device()) if h_em.is_cuda else -1
+    return ssa_fused_launch(B, T, d, sm_count=_sm_count(index)) is not None
+
+
+@constant_under_compile
+def _sm_count(index: int) -> int:
+    """Multiprocessors of CUDA device ``index``; the interpreter's stand-in count for -1."""
+    from .._triton_common import SSA_INTERPRET_SMS, _sm_count
+
+    return SSA_INTERPRET_SMS if index < 0 else _sm_count(index)
+
+
+class SSAFusedFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, scale, combine):
+        combine_sum = combine == "sum"
+        c, alpha, saved = FUSED.forward("triton")(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em,
+                                                  w_v_sp, scale, combine_sum)
+        ctx.save_for_backward(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, saved, alpha)
+        ctx.scale, ctx.combine_sum = scale, combine_sum
+        out = torch.promote_types(h_em.dtype, h_sp.dtype)
+        return c.to(out), alpha.to(out)
+
+    @staticmethod
+    def backward(ctx, dc, dalpha):
+        h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, saved, alpha = ctx.saved_tensors
+        if dc is None:
+            B, _, d = h_em.shape
+            dc = alpha.new_zeros(B, d if ctx.combine_sum else 2 * d)
+        dh_em, dh_sp, dw_q, dw = FUSED.backward("triton")(
+            h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, saved, alpha, dc, dalpha,
+            ctx.scale, ctx.combine_sum)
+        dw_v_em, dw_v_sp, dw_k_em, dw_k_sp = dw.unbind(0)
+        return dh_em, dh_sp, dw_q, dw_k_em, dw_k_sp, dw_v_em, dw_v_sp, None, None
+
+
 def ssa_attention_apply(backend: str, h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp,
                         scale: float, combine: str):
     """Run SSA on `backend`. The reference is plain torch differentiated by autograd (under
@@ -78,5 +135,9 @@ def ssa_attention_apply(backend: str, h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w
     if backend == "reference":
         return ssa_attention_fast(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, scale,
                                   combine)
+    if fused_applies(backend, h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp):
+        with torch.autocast(h_em.device.type, enabled=False):
+            return SSAFusedFunction.apply(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp,
+                                          scale, combine)
     return SSAAttentionFunction.apply(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, scale,
                                       combine, backend)
