@@ -16,6 +16,9 @@ DEST=${DEST:?DEST: the folder whose files come back}
 G=$PWD/build/gs
 rm -rf "$G" && mkdir -p "$G" "$DEST"
 export OUT=$G WORK=$PWD/build/gpu_work
+# the one-launch SSA kernels run on a GPU only when asked for, until checked there: this call
+# checks them (probe, tests) and times them (SSA_FAST_SSA_ONE_LAUNCH=0 measures without them)
+export SSA_FAST_SSA_ONE_LAUNCH=${SSA_FAST_SSA_ONE_LAUNCH:-1}
 # DRY=1: the same plumbing on the CPU (gpu_session.sh --dry-run)
 GS=(bash benchmarks/gpu_session.sh)
 [ "${DRY:-0}" = 1 ] && GS+=(--dry-run)
