@@ -114,6 +114,14 @@ def test_make_folds_refuses_a_class_with_one_utterance(tmp_path):
         make_folds(Corpus(recs, ["neu", "sad"]), "linguistic", 3)
 
 
+def _run_manifest(command: str, manifest, out, cache, *options):
+    """`ssa-fast COMMAND manifest MANIFEST` as a subprocess, batches of 2, quiet."""
+    return subprocess.run([sys.executable, "-m", "ssa_fast.cli", command, "manifest",
+                           str(manifest), "--out", str(out), "--cache", str(cache),
+                           "--batch-size", "2", *options, "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+
+
 def test_cli_refuses_an_unrepresentable_class_before_any_work(tmp_path):
     """A real run: the error comes before feature extraction and training, one line, status 2."""
     _wavs(tmp_path / "a", 9)
@@ -121,10 +129,7 @@ def test_cli_refuses_an_unrepresentable_class_before_any_work(tmp_path):
         f"a/u{i}.wav,s{i % 2},{'sad' if i == 0 else 'neu'}\n" for i in range(9)))
     out, cache = tmp_path / "run", tmp_path / "cache"
     for command in ("train", "cv"):
-        proc = subprocess.run([sys.executable, "-m", "ssa_fast.cli", command, "manifest",
-                               str(tmp_path / "m.csv"), "--out", str(out), "--cache", str(cache),
-                               "--folds", "3", "--batch-size", "2", "--quiet"],
-                              capture_output=True, text=True, timeout=300)
+        proc = _run_manifest(command, tmp_path / "m.csv", out, cache, "--folds", "3")
         assert proc.returncode == 2, proc.stderr
         (line,) = proc.stderr.strip().splitlines()
         assert line.startswith(f"ssa-fast {command}: error: class 'sad' has no validation "
@@ -140,11 +145,8 @@ def test_cli_refuses_a_corpus_of_one_class_before_any_work(tmp_path):
         f"a/u{i}.wav,s{i % 2},{'neu' if i % 2 else 'Neu'}\n" for i in range(8)))
     out, cache = tmp_path / "run", tmp_path / "cache"
     for command in ("train", "cv"):
-        proc = subprocess.run([sys.executable, "-m", "ssa_fast.cli", command, "manifest",
-                               str(tmp_path / "m.csv"), "--out", str(out), "--cache", str(cache),
-                               "--folds", "2", "--batch-size", "2", "--models" if command == "cv"
-                               else "--model", "acrnn", "--quiet"],
-                              capture_output=True, text=True, timeout=300)
+        proc = _run_manifest(command, tmp_path / "m.csv", out, cache, "--folds", "2",
+                             "--models" if command == "cv" else "--model", "acrnn")
         assert proc.returncode == 2, proc.stderr
         errors = [line for line in proc.stderr.splitlines() if "error" in line]
         assert errors == [f"ssa-fast {command}: error: {tmp_path / 'm.csv'}: every utterance is "
