@@ -4,10 +4,10 @@ Run with ``pytest benchmarks --benchmark-only`` (``make bench``); ``report.py`` 
 written with ``--benchmark-json`` into the Markdown table kept in RESULTS.md.
 
 GPU rows (``*_cuda``) run on CUDA; with ``SSA_FAST_DRY_RUN=1`` they run the same code on the CPU
-at tiny sizes (``bash benchmarks/gpu_session.sh --dry-run ...``). Rows that pass ``bytes_moved``
-or ``flops`` to ``run_bench`` get their physical floor (``floor_ms`` = the larger of bytes / copy
-bandwidth and FLOPs / bf16 matmul peak, both measured once in the same session) and
-``fraction_of_floor`` = floor / median time.
+at tiny sizes (``bash gpu_session/gpu_session.sh --dry-run ...``). Rows that pass
+``bytes_moved`` or ``flops`` to ``run_bench`` get their physical floor (``floor_ms`` = the larger
+of bytes / copy bandwidth and FLOPs / bf16 matmul peak, both measured once in the same session)
+and ``fraction_of_floor`` = floor / median time.
 """
 
 import os

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "gpu_session.sh"
+SCRIPT = ROOT / "gpu_session" / "gpu_session.sh"
 
 
 def _script_env(**extra) -> dict:
@@ -88,7 +88,7 @@ def test_test_stage_alarm_stops_a_hanging_test(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SSA_FAST_SESSION_OUT": str(tmp_path),
            "SSA_FAST_TEST_TIMEOUT": "1"}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "-p", "benchmarks.session_plugin", "test_hang.py"], cwd=tmp_path,
+                           "-p", "gpu_session.session_plugin", "test_hang.py"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 1, proc.stdout
     summary = (tmp_path / "tests.md").read_text()
@@ -106,7 +106,7 @@ def test_dry_run_of_the_one_call_lease(tmp_path):
     env = _script_env(DRY="1", DEST=str(dest), TESTS="tests/test_backend.py",
                       TEST_K="unknown_backend", TEST_WORKERS="2", STAGES1="", STAGES3="",
                       P2="1100")  # (a slow CI machine: no budget cut)
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_lease.sh")], capture_output=True,
+    proc = subprocess.run(["bash", str(ROOT / "gpu_session" / "gpu_lease.sh")], capture_output=True,
                           text=True, timeout=1500, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
     files = sorted(p.name for p in dest.iterdir())

@@ -9,11 +9,11 @@
 # synthetic corpus cannot be made, and the nnAudio benchmark row is skipped.
 #
 # Here (a machine with network and pip; any OS, the wheels are for CPython 3.12 on x86-64 Linux):
-#   bash benchmarks/fetch_wheels.sh          # ~12 MB into .whl/
+#   bash gpu_session/fetch_wheels.sh         # ~12 MB into .whl/
 # Then copy the working tree to the GPU machine WITH the ignored folder .whl/ (it is in .gitignore,
 # so a copy of tracked and untracked-but-not-ignored files leaves it behind unless told to take
 # it), and on the GPU machine, from the repository root:
-#   bash benchmarks/gpu_session.sh probe     # (any stage) installs .whl/*.whl itself:
+#   bash gpu_session/gpu_session.sh probe    # (any stage) installs .whl/*.whl itself:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
 #       --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 # Versions are pinned to those the CPU test suite runs with; keep one version of each in .whl/.

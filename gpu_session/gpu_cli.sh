@@ -4,7 +4,7 @@
 # command is run even when one fails; its exit status, time and (on failure) the end of its
 # stderr go to the summary.
 #
-#   bash benchmarks/gpu_cli.sh WORKDIR SUMMARY.md
+#   bash gpu_session/gpu_cli.sh WORKDIR SUMMARY.md
 #
 # With SSA_FAST_DRY_RUN=1 the same commands run on the CPU (--device cpu), one epoch each instead
 # of two (the plumbing is the test there), but for the compiled training run.

@@ -1,28 +1,28 @@
 #!/usr/bin/env bash
 # The GPU session, in stages that each fit one 10-minute command with margin. Run from anywhere:
 #
-#   bash benchmarks/gpu_session.sh probe    # device, driver, versions, copy bandwidth, bf16 matmul
+#   bash gpu_session/gpu_session.sh probe   # device, driver, versions, copy bandwidth, bf16 matmul
 #                                           # peak, one call of each kernel against its reference,
 #                                           # one bf16 training step of each model  (~2 min)
-#   bash benchmarks/gpu_session.sh tests    # the test suite on the GPU: no -x, a per-test timeout,
+#   bash gpu_session/gpu_session.sh tests   # the test suite on the GPU: no -x, a per-test timeout,
 #                                           # a summary in $OUT/tests.md         (capped at ~9 min)
-#   bash benchmarks/gpu_session.sh bench    # kernel rows (logmel_delta, ssa_attention, l1_project_)
+#   bash gpu_session/gpu_session.sh bench   # kernel rows (logmel_delta, ssa_attention, l1_project_)
 #                                           # with floors from this run's ceilings (capped)
-#   bash benchmarks/gpu_session.sh train    # training-step rows (eager fp32 vs bf16 + channels_last
+#   bash gpu_session/gpu_session.sh train   # training-step rows (eager fp32 vs bf16 + channels_last
 #                                           # + cudnn.benchmark + compile, MFU) and inference
 #                                           # segments/s at batch 1 and 512        (capped)
-#   bash benchmarks/gpu_session.sh cli      # the CLI as users run it on CUDA (gpu_cli.sh): synth,
+#   bash gpu_session/gpu_session.sh cli     # the CLI as users run it on CUDA (gpu_cli.sh): synth,
 #                                           # train --bf16, evaluate, predict, features, a 2-fold
 #                                           # cv --bf16, train --bf16 --compile, --resume, a cv
 #                                           # rerun (~4 min)
-#   bash benchmarks/gpu_session.sh demo     # the CUDA demo (DEMO_ARGS="--folds 2 --epochs 5"...)
-#   bash benchmarks/gpu_session.sh cv10     # time a 10-fold CV of SSA-CRNN-r (CV10_EPOCHS=30)
-#   bash benchmarks/gpu_session.sh compile  # --compile's modes against eager (compile_modes.py)
-#   bash benchmarks/gpu_session.sh demosweep  # CUDA demo settings (DEMO_SWEEP="size:epochs:lr ...")
-#   bash benchmarks/gpu_session.sh cvpar    # throughput of 2, 3, 4 concurrent cv processes on one
+#   bash gpu_session/gpu_session.sh demo    # the CUDA demo (DEMO_ARGS="--folds 2 --epochs 5"...)
+#   bash gpu_session/gpu_session.sh cv10    # time a 10-fold CV of SSA-CRNN-r (CV10_EPOCHS=30)
+#   bash gpu_session/gpu_session.sh compile # --compile's modes against eager (compile_modes.py)
+#   bash gpu_session/gpu_session.sh demosweep # CUDA demo settings (DEMO_SWEEP="size:epochs:lr ...")
+#   bash gpu_session/gpu_session.sh cvpar   # throughput of 2, 3, 4 concurrent cv processes on one
 #                                           # GPU against one (CVPAR_K, CVPAR_FOLDS=4,
 #                                           # CVPAR_EPOCHS=5; paper preset, bf16)   (~5 min)
-#   bash benchmarks/gpu_session.sh --dry-run probe tests bench train cli demo
+#   bash gpu_session/gpu_session.sh --dry-run probe tests bench train cli demo
 #                                           # every stage's plumbing on the CPU at tiny sizes
 #
 # Each stage writes at most four files to $OUT (default build/gpu_session): <stage>.md (the summary
@@ -34,7 +34,7 @@
 # Environment: TESTS (paths/args for the tests stage, default "tests"), TEST_TIMEOUT (seconds per
 # test, default 240), BENCH_K (pytest -k filter added to the bench/train selection), PYTHON.
 # Python packages the machine lacks (librosa, soundfile, nnAudio, ...) come as wheels in .whl/
-# (benchmarks/fetch_wheels.sh); they are installed into /tmp/site and put on PYTHONPATH.
+# (gpu_session/fetch_wheels.sh); they are installed into /tmp/site and put on PYTHONPATH.
 # A failed build of the C++ extension is reported (build.log) and the Triton path carries on.
 set -uo pipefail
 SELF=$(realpath "$0")
@@ -106,7 +106,7 @@ else
   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 fi
 
-# A per-test timeout: pytest-timeout when installed, else benchmarks/session_plugin.py's alarm.
+# A per-test timeout: pytest-timeout when installed, else gpu_session/session_plugin.py's alarm.
 targs=""
 if "$PY" -c "import pytest_timeout" 2>/dev/null; then
   targs="--timeout=${TEST_TIMEOUT:-240}"
@@ -119,14 +119,14 @@ for stage in "${STAGES[@]}"; do
   note "$stage ($(left)s of the session budget left)"
   case "$stage" in
     probe)
-      run_capped "$(left)" "$PY" benchmarks/gpu_session.py probe 2>&1 | tee "$log"
+      run_capped "$(left)" "$PY" gpu_session/gpu_session.py probe 2>&1 | tee "$log"
       st=${PIPESTATUS[0]} ;;
     tests)
       sel=${TESTS:-tests}
       [ "$DRY" = 1 ] && sel=${TESTS:-tests/test_backend.py -k unknown_backend}
       # shellcheck disable=SC2086
       run_capped $(( $(left) - 15 )) "$PY" -m pytest $sel -q -rfEs -p no:cacheprovider \
-        -p benchmarks.session_plugin $targs --durations=15 2>&1 | tee "$log" | tail -40
+        -p gpu_session.session_plugin $targs --durations=15 2>&1 | tee "$log" | tail -40
       st=${PIPESTATUS[0]} ;;
     bench|train)
       [ "$stage" = bench ] && files="benchmarks/test_bench_logmel_delta.py benchmarks/test_bench_ssa.py"
@@ -146,7 +146,7 @@ for stage in "${STAGES[@]}"; do
         echo "no $OUT/$stage.json: the run ended before pytest-benchmark wrote it" | tee "$OUT/$stage.md"
       fi ;;
     cli)
-      run_capped $(( $(left) - 15 )) bash benchmarks/gpu_cli.sh "$WORK/cli" "$OUT/cli.md" 2>&1 \
+      run_capped $(( $(left) - 15 )) bash gpu_session/gpu_cli.sh "$WORK/cli" "$OUT/cli.md" 2>&1 \
         | tee "$log" | tail -30
       st=${PIPESTATUS[0]} ;;
     demo)
@@ -156,7 +156,7 @@ for stage in "${STAGES[@]}"; do
       ( time run_capped $(( $(left) - 15 )) "$PY" -m ssa_fast.cli demo --out "$WORK/demo" --quiet $args ) \
         2>&1 | tee "$log" | tail -25
       st=${PIPESTATUS[0]}
-      "$PY" benchmarks/gpu_session.py collect-demo "$WORK/demo" "$OUT/demo.md" || st=1 ;;
+      "$PY" gpu_session/gpu_session.py collect-demo "$WORK/demo" "$OUT/demo.md" || st=1 ;;
     cv10)
       # issue 24's measurement: 10-fold CV of SSA-CRNN-r, paper preset, bf16, on the large
       # synthetic corpus (~4 h of audio); CV10_MODELS="acrnn acrnn-r ssa-crnn-r" for the three
@@ -169,7 +169,7 @@ for stage in "${STAGES[@]}"; do
           --epochs "$epochs" --cache "$WORK/cache_cv10" --quiet ${CV10_ARGS:-} &&
         echo "cv wall time: $((SECONDS - t0)) s" | tee "$WORK/cv10_wall" ) 2>&1 | tee "$log" | tail -15
       st=${PIPESTATUS[0]}
-      "$PY" benchmarks/gpu_session.py collect-cv "$WORK/cv10" "$OUT/cv10.md" \
+      "$PY" gpu_session/gpu_session.py collect-cv "$WORK/cv10" "$OUT/cv10.md" \
         "$(sed 's/[^0-9]//g' "$WORK/cv10_wall" 2>/dev/null)" || st=1 ;;
     demosweep)
       # the CUDA demo's defaults from evidence (issue 24): each DEMO_SWEEP entry is one demo run
@@ -201,7 +201,7 @@ for stage in "${STAGES[@]}"; do
       ks=${CVPAR_K:-2 3 4}
       [ "$DRY" = 1 ] && ks=2
       # shellcheck disable=SC2086
-      run_capped $(( $(left) - 15 )) "$PY" benchmarks/gpu_session.py cvpar "$WORK/cvpar" $ks \
+      run_capped $(( $(left) - 15 )) "$PY" gpu_session/gpu_session.py cvpar "$WORK/cvpar" $ks \
         2>&1 | tee "$log" | tail -15
       st=${PIPESTATUS[0]} ;;
   esac

@@ -1,4 +1,4 @@
-"""pytest plugin of the GPU session's test stage (``-p benchmarks.session_plugin``).
+"""pytest plugin of the GPU session's test stage (``-p gpu_session.session_plugin``).
 
 Why: a session's command is killed at its time limit and only a few files come back, so the
 summary is rewritten after every test (a killed run still leaves an up-to-date one), and a test

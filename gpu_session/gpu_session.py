@@ -1,9 +1,9 @@
-"""The Python parts of ``benchmarks/gpu_session.sh`` (see there for the stages).
+"""The Python parts of ``gpu_session/gpu_session.sh`` (see there for the stages).
 
-    python benchmarks/gpu_session.py probe            # -> $SSA_FAST_SESSION_OUT/probe.{md,json}
-    python benchmarks/gpu_session.py collect-demo DIR FILE    # the demo's tables -> FILE
-    python benchmarks/gpu_session.py collect-cv DIR FILE WALL_S  # a cv run's time breakdown
-    python benchmarks/gpu_session.py cvpar WORK [K ...]       # K concurrent cv processes on
+    python gpu_session/gpu_session.py probe           # -> $SSA_FAST_SESSION_OUT/probe.{md,json}
+    python gpu_session/gpu_session.py collect-demo DIR FILE   # the demo's tables -> FILE
+    python gpu_session/gpu_session.py collect-cv DIR FILE WALL_S # a cv run's time breakdown
+    python gpu_session/gpu_session.py cvpar WORK [K ...]      # K concurrent cv processes on
                                                               # one GPU vs one (default 2 3 4)
 
 ``probe`` answers, in about two minutes, whether the GPU path works at all before minutes are

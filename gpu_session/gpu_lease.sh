@@ -4,7 +4,7 @@
 # benchmark stages; every stage's summary (.md) is copied to DEST and everything else (logs,
 # JSON) is packed into DEST/session.tgz, so at most 7 files come back. Budgets in seconds:
 #
-#   DEST=$OUT P1=150 P2=200 P3=120 STAGES3="bench" bash benchmarks/gpu_lease.sh
+#   DEST=$OUT P1=150 P2=200 P3=120 STAGES3="bench" bash gpu_session/gpu_lease.sh
 #
 # P1: build + probe; P2: tests beside cli; P3: STAGES3 (bench, train: timings, run alone).
 # TESTS (default: the suites that touch the GPU), TEST_K (a -k expression; default: all but the
@@ -20,7 +20,7 @@ export OUT=$G WORK=$PWD/build/gpu_work
 # checks them (probe, tests) and times them (SSA_FAST_SSA_ONE_LAUNCH=0 measures without them)
 export SSA_FAST_SSA_ONE_LAUNCH=${SSA_FAST_SSA_ONE_LAUNCH:-1}
 # DRY=1: the same plumbing on the CPU (gpu_session.sh --dry-run)
-GS=(bash benchmarks/gpu_session.sh)
+GS=(bash gpu_session/gpu_session.sh)
 [ "${DRY:-0}" = 1 ] && GS+=(--dry-run)
 T0=$SECONDS
 rc=0  # the last failing stage's status, returned after the packing
