@@ -149,6 +149,8 @@ class Last:
 
 
 def read_last(path: str | Path) -> Last:
+    """Read a ``last.pt`` (unchecked: resuming compares its config and fingerprint with the
+    run's before using it)."""
     state = load(path)
     return Last(config=state["config"], model=state["model"], optimizer=state["optimizer"],
                 torch_rng=state["torch_rng"], epoch=state["epoch"],
