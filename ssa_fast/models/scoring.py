@@ -1,18 +1,10 @@
 """Scoring segments with a trained model and pooling them into utterances: the one scorer of
-validation, evaluation and prediction (train/ and predict/ both use it), and the one way a
-checkpoint is read (``weights_only=True``)."""
+validation, evaluation and prediction (train/ and predict/ both use it)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Checkpoints hold tensors and plain Python values only: loaded with weights_only=True."""
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def utterance_probabilities(logp: torch.Tensor, utterance: torch.Tensor, n_utterances: int,

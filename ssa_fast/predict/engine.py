@@ -1,7 +1,8 @@
 """Using a trained model: load a ``best.pt`` written by training, classify features of whole
 utterances (normalised with the training statistics, cut into segments, pooled per utterance)
 and audio files of any length; train/evaluation.py scores a labelled corpus with them. Nothing
-here imports train/: the scorer and the pooling are models/scoring.py's.
+here imports train/: the checkpoint's layout is models/checkpoint.py's, the scorer and the
+pooling are models/scoring.py's.
 
 Speaker normalisation uses the training statistics of a speaker seen in training and falls back to
 the utterance's own statistics for an unseen one (design.md section 3).
@@ -30,7 +31,8 @@ from ..data.segments import (
 )
 from ..features.config import FeatureConfig
 from ..models import model_from_config
-from ..models.scoring import load_checkpoint, score_batch, utterance_probabilities
+from ..models.checkpoint import read_best
+from ..models.scoring import score_batch, utterance_probabilities
 
 
 @dataclass
@@ -44,9 +46,10 @@ class TrainedModel:
     pooling: str
     config: dict  # the TrainConfig the model was trained with
     # (feature_params: FeatureConfig.to_dict() of the features it was trained on, all fields)
-    # what produced it (fingerprint.py): identity (corpus, fold layout, configs), fingerprint,
-    # the listing keys of its training utterances and the keys ({kind: keys}) of every
-    # utterance it used; None in checkpoints written before they were stored
+    # what produced it (fingerprint.py): identity (corpus, fold layout, configs), the listing
+    # keys of its training utterances and the keys ({kind: keys}) of every utterance it used
+    # ({"listing": ...} in files that stored only the former); None in checkpoints written
+    # before they were stored (models/checkpoint.py)
     identity: dict | None = None
     train_utterances: list[str] | None = None
     used_utterances: dict | None = None
@@ -65,33 +68,16 @@ class TrainedModel:
 
 
 def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
-    """A model checkpoint written by training (``best.pt``), ready for inference."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = load_checkpoint(path)
-    except Exception as exc:  # pickle / zip errors of a file that is not a checkpoint
-        first = (str(exc).splitlines() or [""])[0][:200]  # (a 0-byte file: an empty message)
-        raise ValueError(f"{path}: not a checkpoint that loads with weights_only=True "
-                         f"({type(exc).__name__}: {first})") from exc
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"{path}: not a model checkpoint (a {type(ckpt).__name__})")
-    bundle = ckpt.get("bundle") or {}
-    missing = [k for k in ("classes", "normaliser", "segment_frames") if k not in bundle]
-    if "model_config" not in ckpt or missing:
-        raise ValueError(f"{path}: not a model checkpoint written by `ssa-fast train` or "
-                         f"`ssa-fast cv` (a best.pt); missing {missing or ['model_config']}")
-    model = model_from_config(ckpt["model_config"])
-    model.load_state_dict(ckpt["model"])
+    """A model checkpoint written by training (``best.pt``), ready for inference; a missing
+    file or one that is not such a checkpoint raises as :func:`models.checkpoint.read_best`."""
+    ckpt = read_best(path)
+    model = model_from_config(ckpt.model_config)
+    model.load_state_dict(ckpt.model)
     model.to(device).eval()
-    return TrainedModel(model, list(bundle["classes"]), list(bundle.get("speakers", [])),
-                        Normaliser.from_state_dict(bundle["normaliser"]),
-                        int(bundle["segment_frames"]),
-                        FeatureConfig.from_dict(bundle.get("feature_params")).to_dict(),
-                        ckpt["config"].get("pooling", "mean"), ckpt["config"],
-                        ckpt.get("identity"), ckpt.get("train_utterances"),
-                        ckpt.get("used_utterances"))
+    return TrainedModel(model, ckpt.classes, ckpt.speakers,
+                        Normaliser.from_state_dict(ckpt.normaliser), ckpt.segment_frames,
+                        ckpt.feature_params, ckpt.pooling, ckpt.config, ckpt.identity,
+                        ckpt.train_utterances, ckpt.used_utterances)
 
 
 def _score(tm: TrainedModel, x: torch.Tensor, parts: dict, attention: bool,

@@ -38,7 +38,7 @@ from ..data.splits import (
     random_folds,
 )
 from ..errors import UserError
-from ..models import display_name
+from ..models import checkpoint, display_name
 from .fingerprint import (
     corpus_identity,
     differences,
@@ -48,7 +48,7 @@ from .fingerprint import (
     used_keys,
     utterance_keys,
 )
-from .loop import PER_SEGMENT, TrainConfig, build_model, evaluate, load_checkpoint, train
+from .loop import PER_SEGMENT, TrainConfig, build_model, evaluate, train
 from .metrics import last_k_mean, mean_ci95
 from .timing import Breakdown
 
@@ -194,7 +194,7 @@ def _finished(run_dir: Path, identity: dict, fp: str, resume: bool, what: str) -
             return result
     elif last.is_file():
         try:
-            last_fp = load_checkpoint(last).get("fingerprint")
+            last_fp = checkpoint.fingerprint_of(last)
         except Exception:  # noqa: BLE001 - any unreadable file: start this run afresh
             last_fp = None
         if last_fp != fp or not resume:
@@ -211,10 +211,10 @@ def _finished(run_dir: Path, identity: dict, fp: str, resume: bool, what: str) -
 
 def _outputs_of(path: Path, cfg: TrainConfig, corpus: Corpus, segs) -> dict:
     """The figures' per-segment outputs of a finished run's best.pt (reused folds)."""
-    ckpt = load_checkpoint(path)
+    weights = checkpoint.weights(path)
     model = build_model(cfg, len(corpus.classes), len(corpus.speakers), segs.x.shape[2],
                         segs.x.shape[3])
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(weights)
     model.to(cfg.device)
     return evaluate(model, segs, cfg, len(corpus.classes), keep_outputs=True)
 
@@ -279,10 +279,9 @@ def _fold_segments(corpus, feats, tr, va, te, data: dict):
 
 def fold_bundle(corpus: Corpus, norm: Normaliser, segment_frames: int,
                 feature_params: dict | None = None) -> dict:
-    """What a trained model needs for prediction, stored in its best.pt (see inference)."""
-    return {"classes": corpus.classes, "speakers": corpus.speakers,
-            "normaliser": norm.state_dict(), "segment_frames": segment_frames,
-            "feature_params": feature_params or {}}
+    """What a trained model needs for prediction, stored in its best.pt (models/checkpoint.py)."""
+    return checkpoint.make_bundle(corpus.classes, corpus.speakers, norm.state_dict(),
+                                  segment_frames, feature_params)
 
 
 def run_summary(res: dict) -> dict:

@@ -98,8 +98,7 @@ def evaluation_subset(tm: TrainedModel, corpus, *, fold: int | None = None,
              "version): cannot check whether any scored utterance was used in training")
         notes["training_utterances"] = None
         return idx, where, notes
-    used = tm.used_utterances or {"listing": tm.train_utterances}
-    seen = used_positions(corpus, idx, used)
+    seen = used_positions(corpus, idx, tm.used_utterances)
     notes["training_utterances"] = len(seen)
     if seen and include_training:
         warn(f"{len(seen)} of the {len(idx)} utterances scored were in the checkpoint's "

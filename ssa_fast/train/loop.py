@@ -26,8 +26,9 @@ from .._atomic import BackgroundWriter, write_text
 from ..data.sampler import BalancedBatchSampler
 from ..data.segments import Segments
 from ..errors import UserError
-from ..models import MODEL_NAMES, model_spec
-from ..models.scoring import load_checkpoint, score_batch, utterance_probabilities
+from ..models import MODEL_NAMES, checkpoint, model_spec
+from ..models.checkpoint import load as load_checkpoint  # noqa: F401 (ssa_fast.train's)
+from ..models.scoring import score_batch, utterance_probabilities
 from .fingerprint import differences, fingerprint
 from .metrics import confusion_matrix, scores
 from .timing import Breakdown
@@ -321,18 +322,18 @@ def _resume(last: Path, cfg: TrainConfig, stamp: dict, model, opt):
     """Load ``last.pt`` into the model and optimiser (and torch's RNG); (first epoch to run,
     best score, best epoch, history). A ``last.pt`` of another configuration or identity is
     refused, naming what differs."""
-    state = load_checkpoint(last)
+    state = checkpoint.read_last(last)
     identity = stamp["identity"]
-    if state["config"] != asdict(cfg) or state.get("fingerprint") != stamp["fingerprint"]:
-        changed = (differences(state.get("identity"), identity) if identity else
-                   differences(state["config"], asdict(cfg)))
+    if state.config != asdict(cfg) or state.fingerprint != stamp["fingerprint"]:
+        changed = (differences(state.identity, identity) if identity else
+                   differences(state.config, asdict(cfg)))
         raise UserError(f"{last} was written with another configuration "
                         f"({'; '.join(changed)}); refusing to resume (delete it or use "
                         "the same options)")
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
-    return state["epoch"] + 1, state["best_metric"], state["best_epoch"], state["history"]
+    model.load_state_dict(state.model)
+    opt.load_state_dict(state.optimizer)
+    torch.set_rng_state(state.torch_rng)
+    return state.epoch + 1, state.best_metric, state.best_epoch, state.history
 
 
 class _TrainingData(NamedTuple):
@@ -468,8 +469,7 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
         progress = progress and main
 
         identity = (provenance or {}).get("identity")
-        stamp = {**(provenance or {}), "identity": identity,
-                 "fingerprint": identity and fingerprint(identity)}
+        stamp = checkpoint.make_stamp(provenance, identity and fingerprint(identity))
         start, best, best_epoch, history = 0, -1.0, -1, []
         last = out_dir / "last.pt"
         if resume and last.is_file():
@@ -514,15 +514,10 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
             with timing.phase("checkpoints"):  # (the hand-over; the writes run beside training)
                 _write_metrics_log(history, out_dir / "metrics.csv")
                 if improved:
-                    writer.save_torch(out_dir / "best.pt", {
-                        "config": asdict(cfg), "model": model.state_dict(), "epoch": epoch,
-                        "metrics": {k: v for k, v in metrics.items() if not k.endswith("_cm")},
-                        "model_config": model.config, "bundle": bundle or {}, **stamp})
-                writer.save_torch(last, {
-                    "config": asdict(cfg), "model": model.state_dict(),
-                    "optimizer": opt.state_dict(), "epoch": epoch, "best_metric": best,
-                    "best_epoch": best_epoch, "history": history,
-                    "torch_rng": torch.get_rng_state(), **stamp})
+                    writer.save_torch(out_dir / "best.pt", checkpoint.best_state(
+                        asdict(cfg), model, epoch, metrics, bundle, stamp))
+                writer.save_torch(last, checkpoint.last_state(
+                    asdict(cfg), model, opt, epoch, best, best_epoch, history, stamp))
         dist.barrier()
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics)
@@ -539,7 +534,7 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
     with timing.phase("final evaluation"):
         # best.pt holds the weights and the BatchNorm statistics its validation score was
         # measured with; their scores were taken then, unless the run resumed after that epoch
-        model.load_state_dict(load_checkpoint(out_dir / "best.pt")["model"])
+        model.load_state_dict(checkpoint.weights(out_dir / "best.pt"))
         if selected is None:
             selected = (evaluate(model, val_segs, cfg, n_classes, keep_outputs=True),
                         None if test_segs is None else evaluate(model, test_segs, cfg,
