@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -15,8 +16,27 @@ from .filters import WINDOWS, analysis_window, mel_filterbank
 from .function import KERNELS, logmel_delta_apply
 from .reference import frame_count
 
-__all__ = ["check_params", "frame_count", "logmel_delta", "logmel_delta_with_bank",
+__all__ = ["DEFAULTS", "check_params", "frame_count", "logmel_delta", "logmel_delta_with_bank",
            "validate_waveform"]
+
+
+class _Defaults(NamedTuple):
+    sample_rate: int = 16000
+    n_fft: int = 512
+    win_length: int = 400  # 25 ms
+    hop_length: int = 160  # 10 ms
+    n_mels: int = 40
+    fmin: float = 0.0
+    fmax: float | None = None
+    window: str = "hamming"
+    center: bool = True
+    htk: bool = False
+    amin: float = 1e-10
+
+
+# The feature parameters' defaults (design.md section 2), written once: logmel_delta's signature,
+# LogMelDelta's and FeatureConfig's fields take them from here.
+DEFAULTS = _Defaults()
 
 
 def _int_arg(value, name: str, minimum: int) -> int:
@@ -171,17 +191,17 @@ def logmel_delta_with_bank(
 
 def logmel_delta(
     waveform,
-    sample_rate: int = 16000,
-    n_fft: int = 512,
-    win_length: int = 400,
-    hop_length: int = 160,
-    n_mels: int = 40,
-    fmin: float = 0.0,
-    fmax: float | None = None,
-    window: str | torch.Tensor = "hamming",
-    center: bool = True,
-    htk: bool = False,
-    amin: float = 1e-10,
+    sample_rate: int = DEFAULTS.sample_rate,
+    n_fft: int = DEFAULTS.n_fft,
+    win_length: int = DEFAULTS.win_length,
+    hop_length: int = DEFAULTS.hop_length,
+    n_mels: int = DEFAULTS.n_mels,
+    fmin: float = DEFAULTS.fmin,
+    fmax: float | None = DEFAULTS.fmax,
+    window: str | torch.Tensor = DEFAULTS.window,
+    center: bool = DEFAULTS.center,
+    htk: bool = DEFAULTS.htk,
+    amin: float = DEFAULTS.amin,
     lengths=None,
     backend: str | None = None,
 ):
