@@ -23,14 +23,15 @@ import ssa_fast.kernels.l1_project as l1_pkg
 import ssa_fast.kernels.logmel_delta as logmel_pkg
 import ssa_fast.kernels.ssa_attention as ssa_pkg
 from ssa_fast import _backend
+from ssa_fast.kernels.logmel_delta.function import CUDA_MAX_FFT, CUDA_MIN_FFT, TRITON_MAX_SAMPLES
 
 DEVICES = ("cpu", "cuda", "meta")
 DTYPES = {"f32": torch.float32, "f64": torch.float64, "bf16": torch.bfloat16,
           "f16": torch.float16}
 REQUESTS = (None, "reference", "cpp", "triton", "cuda")
 N_FFTS = (128, 256, 400, 512, 1024, 2048, 4096)
-# samples per call: short, at the Triton / reference crossing on CUDA, one past it
-SIZES = (2 * 8000, 6_000_000, 6_000_001)
+# samples per call: short, at the Triton / reference crossing on CUDA (6e6), one past it
+SIZES = (2 * 8000, TRITON_MAX_SAMPLES, TRITON_MAX_SAMPLES + 1)
 # (the extension has the CUDA log-Mel kernel, Triton installed, TRITON_INTERPRET on)
 MACHINES = list(itertools.product((False, True), repeat=3))
 NO_TRITON = "Triton is not installed; install the 'triton' extra (No module named 'triton')"
@@ -146,7 +147,7 @@ def _automatic(op, device, dtype, machine, samples, with_cuda, frame):
         return "reference", []
     if with_cuda and _unavailable("cuda", op, device, dtype, machine) is None:
         return "cuda", []
-    if op == "logmel_delta" and samples > 6_000_000:
+    if op == "logmel_delta" and samples > TRITON_MAX_SAMPLES:
         return "reference", []  # cuFFT beats the Triton kernel on long batches
     why = _unavailable("triton", op, device, dtype, machine)
     if why is None:
@@ -164,7 +165,8 @@ def expected(op, device, dtype, request, machine, n_fft=None, samples=None):
         name, said = request, []
     else:
         name, said = _automatic(op, device, dtype, machine, samples, True, "op")
-    if name == "cuda" and not (256 <= n_fft <= 2048 and n_fft & (n_fft - 1) == 0):
+    # (the n_fft the CUDA kernel takes, 256 .. 2048, are the header's: test_logmel_cuda_source)
+    if name == "cuda" and not (CUDA_MIN_FFT <= n_fft <= CUDA_MAX_FFT and n_fft & (n_fft - 1) == 0):
         # (the automatic choice's warning names the frame every automatic choice's does; until
         # the backend rules moved into the ops it named the one above when the CUDA kernel was
         # built but did not take the n_fft)
@@ -172,8 +174,8 @@ def expected(op, device, dtype, request, machine, n_fft=None, samples=None):
                                 "op" if request is None else "caller")
         if request is not None:
             said.append((f"ssa_fast: logmel_delta with n_fft={n_fft} runs on the {name} "
-                         "backend: the cuda kernel needs n_fft a power of two in [256, 2048]",
-                         "caller"))
+                         "backend: the cuda kernel needs n_fft a power of two in "
+                         f"[{CUDA_MIN_FFT}, {CUDA_MAX_FFT}]", "caller"))
     return name, said
 
 
