@@ -1,5 +1,8 @@
-// Every op schema of the library, in one place. Implementations register per device in
+// Every op schema of the extension, in one place. Implementations register per device in
 // csrc/cpu/*.cpp (and csrc/cuda/*.cu where hand-written CUDA is measurably faster than Triton).
+// The Triton launchers are ops of the same namespace too (ssa_fast::*_triton), registered in
+// Python by torch.library.custom_op in ssa_fast/kernels/<op>/triton.py, which infers their
+// schemas from the signatures: they must exist without the extension, which is optional.
 #include <torch/library.h>
 #include <pybind11/pybind11.h>
 

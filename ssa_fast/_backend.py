@@ -9,11 +9,14 @@ Backends:
 
 Selection, strongest first: the ``backend=`` argument of a call, the innermost
 :func:`use_backend` context, the ``SSA_FAST_BACKEND`` environment variable, then the automatic
-choice (on CUDA: an op's ``cuda`` kernel where the extension has one, else ``triton``, except for
-long log-Mel batches, see :data:`LOGMEL_TRITON_MAX_SAMPLES`; ``cpp`` on CPU; ``reference``
-otherwise). A backend that was asked for
-explicitly and cannot run raises :class:`BackendUnavailableError`; the automatic choice falls back
-to the reference and says why once per reason.
+choice (``cpp`` on CPU; on CUDA an op's ``cuda`` kernel where the extension has one, else
+``triton``; ``reference`` otherwise). A backend that was asked for explicitly and cannot run
+raises :class:`BackendUnavailableError`; the automatic choice falls back to the reference and says
+why once per reason.
+
+The rules here know no op: what an op adds (the backends it has, the calls a backend's kernels do
+not take, the sizes at which the automatic choice passes over a backend) is its :class:`OpRules`,
+the ``BackendTable`` in ``kernels/<op>/function.py``.
 """
 
 from __future__ import annotations
@@ -30,11 +33,6 @@ import torch
 
 BACKENDS = ("reference", "cpp", "triton", "cuda")
 ENV_VAR = "SSA_FAST_BACKEND"
-# logmel_delta on CUDA without the extension's CUDA kernel: the Triton kernel (one launch) wins on
-# short input, the reference (cuFFT and ~20 launches) from about this many samples per call. On an
-# H200 (benchmarks/RESULTS.md): 3 s x 1, Triton 0.34 ms against 1.17; 3 s x 512, 3.6 ms against
-# 1.6; both linear in the batch beyond, which puts the crossing near 7e6 samples.
-LOGMEL_TRITON_MAX_SAMPLES = 6_000_000
 
 _override: contextvars.ContextVar[str | None] = contextvars.ContextVar("ssa_fast_backend",
                                                                        default=None)
@@ -69,7 +67,7 @@ class BackendUnavailableError(RuntimeError):
 
 
 _status: dict[str, tuple[bool, str]] = {}
-# The ops of ssa_fast._C that have a CUDA kernel, read from the dispatcher once, when the
+# The native ops of ssa_fast._C that have a CUDA kernel, read from the dispatcher once, when the
 # extension is loaded (eagerly: importing ssa_fast.kernels loads it). Nothing asks the
 # dispatcher after that, so the backend choice made while torch.compile traces a caller is plain
 # Python over these facts: a dispatcher query inside a traced region raised under fake tensors
@@ -135,32 +133,15 @@ def _check_name(name: str, where: str) -> str:
     return name
 
 
-# The Triton kernels compute in float32 (half inputs are upcast); float64 is not theirs.
-TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# The input dtypes of the backends that compute in float32 (triton, cuda): float32 and the half
+# types their kernels upcast; float64 is not theirs.
+FLOAT32_COMPUTE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def cuda_kernel_registered(op: str) -> bool:
     """Whether ssa_fast._C was built with a CUDA kernel for torch.ops.ssa_fast.<op> (read when
-    the extension was loaded; False for a name that is no native op, such as ssa_attention,
-    whose native parts are ssa_core_fwd / ssa_core_bwd)."""
+    the extension was loaded; False for a name that is no native op)."""
     return extension_status()[0] and op in _cuda_ops
-
-
-def _cuda_kernel_reason(op: str | None, device: torch.device,
-                        dtype: torch.dtype | None) -> str | None:
-    if op is None:
-        return "the cuda backend exists for some ops only; name the op"
-    ok, why = extension_status()
-    if not ok:
-        return why
-    if not cuda_kernel_registered(op):
-        return (f"ssa_fast._C has no CUDA kernel for {op} (it was built without a CUDA torch and "
-                "compiler, or the op has none)")
-    if device.type != "cuda":
-        return f"the cuda backend runs CUDA tensors only, got a tensor on {device}"
-    if dtype is not None and dtype not in TRITON_DTYPES:
-        return f"the cuda backend computes float32, got {dtype}"
-    return None
 
 
 def unavailable_reason(backend: str, device: torch.device, dtype: torch.dtype | None = None,
@@ -170,8 +151,20 @@ def unavailable_reason(backend: str, device: torch.device, dtype: torch.dtype | 
     if backend == "reference":
         return None
     if backend == "cuda":
-        return _cuda_kernel_reason(op, device, dtype)
-    if backend == "triton" and dtype is not None and dtype not in TRITON_DTYPES:
+        if op is None:
+            return "the cuda backend exists for some ops only; name the op"
+        ok, why = extension_status()
+        if not ok:
+            return why
+        if not cuda_kernel_registered(op):
+            return (f"ssa_fast._C has no CUDA kernel for {op} (it was built without a CUDA torch "
+                    "and compiler, or the op has none)")
+        if device.type != "cuda":
+            return f"the cuda backend runs CUDA tensors only, got a tensor on {device}"
+        if dtype is not None and dtype not in FLOAT32_COMPUTE_DTYPES:
+            return f"the cuda backend computes float32, got {dtype}"
+        return None
+    if backend == "triton" and dtype is not None and dtype not in FLOAT32_COMPUTE_DTYPES:
         return f"the triton backend computes float32, got {dtype}"
     if backend == "cpp":
         ok, why = extension_status()
@@ -191,6 +184,29 @@ def unavailable_reason(backend: str, device: torch.device, dtype: torch.dtype | 
             f"got a tensor on {device}")
 
 
+class OpRules:
+    """What one op adds to the rules above: its name (in messages; a ``cuda`` backend runs the
+    native op of that name), the backends it has, and two optional rules of its own:
+
+    ``supports(backend, **call) -> str | None``: why `backend`'s kernels do not take a call with
+    these parameters (None: they do). The automatic choice passes over such a backend; an
+    explicit request for it runs on the automatic choice among the others, and says why.
+    ``prefers(backend, size) -> bool``: whether the automatic choice takes `backend` for an input
+    of `size` elements (False: it passes over it, for a measured crossing in speed).
+
+    An op named by a plain string has every backend and no rules of its own."""
+
+    def __init__(self, op: str, backends=BACKENDS, supports=None, prefers=None):
+        self.op, self.backends = op, tuple(backends)
+        self._supports, self._prefers = supports, prefers
+
+    def supports(self, backend: str, **call) -> str | None:
+        return None if self._supports is None else self._supports(backend, **call)
+
+    def prefers(self, backend: str, size: int | None) -> bool:
+        return self._prefers is None or size is None or self._prefers(backend, size)
+
+
 # Under torch.compile the choice in force is read once, when a graph is traced (dynamo cannot
 # trace ContextVar.get: a graph break in every fused op of a compiled model otherwise); a graph
 # keeps the backend it was traced with.
@@ -208,52 +224,57 @@ def requested_backend(backend: str | None) -> str | None:
     return None
 
 
-def _preferred(op: str, device: torch.device, dtype: torch.dtype | None, samples: int | None,
-               cuda: bool) -> str | None:
-    """The automatic choice before availability is checked (None: the reference)."""
-    if device.type == "cpu":
-        return "cpp"
-    if device.type != "cuda":
-        return None
-    # A hand-written CUDA kernel runs where it exists: the log-Mel one passed the suite's log-Mel
-    # tests on an H200 and is the fastest backend there at every benchmarked size, 2x the
-    # reference and 1.4-4.5x Triton (benchmarks/RESULTS.md).
-    if cuda and _cuda_kernel_reason(op, device, dtype) is None:
-        return "cuda"
-    if op == "logmel_delta" and samples is not None and samples > LOGMEL_TRITON_MAX_SAMPLES:
-        return "reference"
-    return "triton"
+# The automatic choice's candidates, first taken first: on CUDA an op's hand-written kernel where
+# it exists (csrc/cuda holds only kernels that beat Triton: why, in the op's function.py), else
+# Triton. The cuda backend, which few ops and builds have, is passed over silently where it
+# cannot run; any other candidate that cannot run means the reference, said once per reason.
+_AUTOMATIC = {"cpu": ("cpp",), "cuda": ("cuda", "triton")}
 
 
-def automatic(op: str, device: torch.device, dtype: torch.dtype | None = None,
-              samples: int | None = None, *, cuda: bool = True, stacklevel: int = 3) -> str:
-    """The automatic choice for `op` (no explicit request looked at); ``cuda=False`` leaves the
-    hand-written CUDA kernels out (a call they do not cover). Falls back to the reference, said
-    once per reason."""
-    preferred = _preferred(op, device, dtype, samples, cuda)
-    if preferred in (None, "reference"):
-        return "reference"
-    why = unavailable_reason(preferred, device, dtype, op)
-    if why is None:
-        return preferred
-    if why not in _warned:
-        _warned.add(why)
-        warnings.warn(f"ssa_fast: using the reference backend on {device.type}: {why}",
-                      RuntimeWarning, stacklevel=stacklevel)
+def automatic_candidates(rules: OpRules, device: torch.device, size: int | None = None,
+                         exclude: str | None = None, **call) -> tuple[str, ...]:
+    """The backends the automatic choice tries for this call, in order, before availability is
+    looked at (none: the reference)."""
+    return tuple(b for b in _AUTOMATIC.get(device.type, ())
+                 if b in rules.backends and b != exclude and rules.supports(b, **call) is None
+                 and rules.prefers(b, size))
+
+
+def _automatic(rules: OpRules, device: torch.device, dtype: torch.dtype | None,
+               size: int | None, call: dict, exclude: str | None, stacklevel: int) -> str:
+    for name in automatic_candidates(rules, device, size, exclude, **call):
+        why = unavailable_reason(name, device, dtype, rules.op)
+        if why is None:
+            return name
+        if name != "cuda":
+            if why not in _warned:
+                _warned.add(why)
+                warnings.warn(f"ssa_fast: using the reference backend on {device.type}: {why}",
+                              RuntimeWarning, stacklevel=stacklevel)
+            break
     return "reference"
 
 
-def resolve(op: str, device: torch.device, backend: str | None = None,
-            dtype: torch.dtype | None = None, samples: int | None = None) -> str:
-    """Pick the backend that runs `op` on tensors of `dtype` on `device`; `samples` (the
-    waveform's element count, for logmel_delta) sizes the automatic choice on CUDA."""
+def resolve(op: OpRules | str, device: torch.device, backend: str | None = None,
+            dtype: torch.dtype | None = None, size: int | None = None, **call) -> str:
+    """Pick the backend that runs `op` (its rules, or a plain name) on tensors of `dtype` on
+    `device`; `size` (elements of the main input) and `call` (the parameters the kernels' limits
+    depend on) are what the op's own rules read."""
+    rules = op if isinstance(op, OpRules) else OpRules(op)
     explicit = requested_backend(backend)
-    if explicit is not None:
-        why = unavailable_reason(explicit, device, dtype, op)
-        if why is not None:
-            raise BackendUnavailableError(f"{op}: backend {explicit!r} is unavailable: {why}")
+    if explicit is None:
+        return _automatic(rules, device, dtype, size, call, None, stacklevel=4)
+    why = unavailable_reason(explicit, device, dtype, rules.op)
+    if why is not None:
+        raise BackendUnavailableError(f"{rules.op}: backend {explicit!r} is unavailable: {why}")
+    why = rules.supports(explicit, **call)
+    if why is None:
         return explicit
-    return automatic(op, device, dtype, samples, stacklevel=4)
+    name = _automatic(rules, device, dtype, size, call, explicit, stacklevel=5)
+    shown = ", ".join(f"{k}={v}" for k, v in call.items())
+    warnings.warn(f"ssa_fast: {rules.op} with {shown} runs on the {name} backend: {why}",
+                  RuntimeWarning, stacklevel=4)
+    return name
 
 
 @contextlib.contextmanager

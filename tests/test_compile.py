@@ -172,14 +172,20 @@ def test_backend_choice_queries_nothing_while_tracing(monkeypatch):
     """The automatic choice for CUDA tensors, made inside a compiled caller once the device was
     prepared (what the training loop does before torch.compile), is plain Python: no dispatcher
     query, no import (the class of the torch 2.11 crash of --compile on CUDA)."""
+    from ssa_fast.kernels.l1_project.function import KERNELS as l1_project
+    from ssa_fast.kernels.logmel_delta.function import KERNELS as logmel_delta
+    from ssa_fast.kernels.ssa_attention.function import CORE as ssa_attention
+
     _backend = _unresolvable_while_tracing(monkeypatch)
     cuda = torch.device("cuda")
     _backend.prepare(cuda)
-    ops = ("ssa_attention", "l1_project_", "logmel_delta")
-    eager = [_backend.resolve(op, cuda, None, torch.float32, samples=1000) for op in ops]
+    # each op's rules, with the parameters its own rules read
+    ops = ((ssa_attention, {}), (l1_project, {}), (logmel_delta, {"n_fft": 512}))
+    eager = [_backend.resolve(op, cuda, None, torch.float32, 1000, **call) for op, call in ops]
 
     def choose(x):
-        names = [_backend.resolve(op, cuda, None, torch.float32, samples=1000) for op in ops]
+        names = [_backend.resolve(op, cuda, None, torch.float32, 1000, **call)
+                 for op, call in ops]
         return x + 1, names
 
     torch._dynamo.reset()

@@ -1,4 +1,5 @@
-"""`FeatureConfig`: the parameters of the 3-D log-Mel, stated once (design.md section 2).
+"""`FeatureConfig`: the parameters of the 3-D log-Mel, stated once (design.md section 2), with
+the defaults of the op (``kernels.logmel_delta.DEFAULTS``, where they are written).
 
 Everything that computes features for training, evaluation or prediction takes one; checkpoints
 and run identities store it whole (``to_dict``), so a trained model is always fed the features it
@@ -9,24 +10,24 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from ..kernels.logmel_delta import DEFAULTS, check_params
+
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    sample_rate: int = 16000
-    n_fft: int = 512
-    win_length: int = 400  # 25 ms
-    hop_length: int = 160  # 10 ms
-    n_mels: int = 40
-    fmin: float = 0.0
-    fmax: float | None = None  # None: sample_rate / 2
-    window: str = "hamming"
-    center: bool = True
-    htk: bool = False  # HTK mel scale instead of Slaney
-    amin: float = 1e-10  # log(max(S, amin))
+    sample_rate: int = DEFAULTS.sample_rate
+    n_fft: int = DEFAULTS.n_fft
+    win_length: int = DEFAULTS.win_length
+    hop_length: int = DEFAULTS.hop_length
+    n_mels: int = DEFAULTS.n_mels
+    fmin: float = DEFAULTS.fmin
+    fmax: float | None = DEFAULTS.fmax  # None: sample_rate / 2
+    window: str = DEFAULTS.window
+    center: bool = DEFAULTS.center
+    htk: bool = DEFAULTS.htk  # HTK mel scale instead of Slaney
+    amin: float = DEFAULTS.amin  # log(max(S, amin))
 
     def __post_init__(self):
-        from ..kernels.logmel_delta import check_params
-
         check_params(self.sample_rate, self.n_fft, self.win_length, self.hop_length,
                      self.n_mels, self.fmin, self.fmax, self.window)
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..kernels.logmel_delta import (
+    DEFAULTS,
     check_params,
     frame_count,
     logmel_delta_with_bank,
@@ -21,11 +22,13 @@ class LogMelDelta(nn.Module):
     the parameters are those of :func:`ssa_fast.logmel_delta` (design.md section 2 defaults).
     """
 
-    def __init__(self, sample_rate: int = 16000, n_fft: int = 512, win_length: int = 400,
-                 hop_length: int = 160, n_mels: int = 40, fmin: float = 0.0,
-                 fmax: float | None = None, window: str | torch.Tensor = "hamming",
-                 center: bool = True,
-                 htk: bool = False, amin: float = 1e-10, backend: str | None = None):
+    def __init__(self, sample_rate: int = DEFAULTS.sample_rate, n_fft: int = DEFAULTS.n_fft,
+                 win_length: int = DEFAULTS.win_length, hop_length: int = DEFAULTS.hop_length,
+                 n_mels: int = DEFAULTS.n_mels, fmin: float = DEFAULTS.fmin,
+                 fmax: float | None = DEFAULTS.fmax,
+                 window: str | torch.Tensor = DEFAULTS.window, center: bool = DEFAULTS.center,
+                 htk: bool = DEFAULTS.htk, amin: float = DEFAULTS.amin,
+                 backend: str | None = None):
         super().__init__()
         sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax = check_params(
             sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax, window)

@@ -1,9 +1,12 @@
-"""The backend table of a fused op: backend name -> forward and backward implementation.
+"""The backend table of a fused op: backend name -> forward and backward implementation, and the
+op's own backend rules.
 
 Every ``kernels/<op>/function.py`` declares one :class:`BackendTable`; implementations are named
 ``"module.function"`` within the op's package, not imported, so a backend's module (Triton, the
 compiled extension) is imported only when that backend runs. Adding a backend to an op is one
-entry in its table (and its availability rule in ``ssa_fast._backend``).
+entry in its table; what the op's kernels do not take (``supports``) and where the automatic
+choice passes over a backend (``prefers``) are given with it, and ``ssa_fast._backend`` applies
+them (its rules for every op: which backends can run on a device and dtype).
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from typing import NamedTuple
 
 import torch
 
-from .._backend import constant_under_compile
+from .._backend import OpRules, constant_under_compile
 
 
 class Impl(NamedTuple):
-    forward: str  # "module.function" computing the forward, e.g. "cpp.ssa_core_fwd_cpp"
+    forward: str  # "module.function" computing the forward, e.g. "native.ssa_core_fwd_native"
     backward: str | None = None  # "module.function" of the gradients; None: no backward
 
 
@@ -31,8 +34,12 @@ def _import(module: str) -> bool:
     return True
 
 
-class BackendTable:
-    def __init__(self, package: str, entries: dict[str, Impl]):
+class BackendTable(OpRules):
+    """`op`'s implementations by backend name, and its rules (see ``_backend.OpRules``)."""
+
+    def __init__(self, op: str, package: str, entries: dict[str, Impl], *, supports=None,
+                 prefers=None):
+        super().__init__(op, tuple(entries), supports, prefers)
         self.package, self.entries = package, entries
         self._resolved: dict[tuple[str, str], Callable] = {}  # looked up once, not per call
 

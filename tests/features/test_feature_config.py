@@ -9,10 +9,12 @@ import torch
 import ssa_fast
 from ssa_fast import cli, config_file
 from ssa_fast.features import FeatureConfig, LogMelDelta
+from ssa_fast.kernels.logmel_delta import DEFAULTS
 
 
 def test_defaults_agree_with_the_functions_and_the_command_line():
     d = FeatureConfig().to_dict()
+    assert d == DEFAULTS._asdict()  # written there, once
     for fn in (ssa_fast.logmel_delta, LogMelDelta.__init__):
         params = inspect.signature(fn).parameters
         for name, value in d.items():

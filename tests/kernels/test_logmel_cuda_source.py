@@ -10,6 +10,7 @@ compute-sanitizer and the benchmarks; the tests at the end run the real kernel w
 
 import ctypes
 import os
+import re
 import shlex
 import subprocess
 import sysconfig
@@ -26,6 +27,7 @@ from helpers import (
 
 import ssa_fast
 from ssa_fast.kernels.logmel_delta.filters import analysis_window, mel_filterbank
+from ssa_fast.kernels.logmel_delta.function import CUDA_MAX_FFT, CUDA_MIN_FFT, cuda_fft_size
 from ssa_fast.kernels.logmel_delta.reference import frame_count, logmel_delta_reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,6 +121,28 @@ def test_unsupported_fft_size_is_refused(emu):
     power = np.empty(201, np.float32)
     assert emu.ssa_logmel_rfft_power(_ptr(frame), 400, _ptr(power)) == -1
     assert emu.ssa_logmel_rfft_power(_ptr(np.zeros(4096, np.float32)), 4096, _ptr(power)) == -1
+
+
+def test_python_fft_range_is_the_kernels():
+    """The n_fft range the backend choice reads (the log-Mel op's function.py) is the one the
+    kernel's header states."""
+    header = (ROOT / "csrc" / "cuda" / "logmel_delta_tile.cuh").read_text()
+    found = dict(re.findall(r"constexpr int (kMinFft|kMaxFft) = (\d+);", header))
+    assert {k: int(v) for k, v in found.items()} == {"kMinFft": CUDA_MIN_FFT,
+                                                     "kMaxFft": CUDA_MAX_FFT}
+
+
+@cuda_source
+def test_python_fft_sizes_are_the_kernels(emu):
+    """Every n_fft up to twice the largest: the kernel's own check (fft_size_supported) takes
+    exactly the sizes the Python rule sends to it."""
+    taken = []
+    for n_fft in range(2, 2 * CUDA_MAX_FFT + 2):
+        power = np.empty(n_fft // 2 + 1, np.float32)
+        code = emu.ssa_logmel_rfft_power(_ptr(np.zeros(n_fft, np.float32)), n_fft, _ptr(power))
+        assert (code == 0) == cuda_fft_size(n_fft), n_fft
+        taken += [n_fft] if code == 0 else []
+    assert taken == [256, 512, 1024, 2048]
 
 
 # n_fft 256 .. 2048, n_mels 40 .. 128, both windows, HTK and Slaney banks, center on and off.
@@ -291,21 +315,25 @@ def test_gpu_other_fft_sizes_take_the_triton_path():
 
 
 def test_automatic_logmel_choice_on_cuda():
-    """The CUDA kernel first where built; without it (or left out for an n_fft it does not
-    cover) Triton runs short log-Mel batches and the reference long ones (the crossing measured
-    on an H200); the policy, whatever this machine has."""
+    """The CUDA kernel first where built and it takes the n_fft; else Triton runs short log-Mel
+    batches and the reference long ones (the crossing measured on an H200); the policy (the
+    candidates before availability), whatever this machine has."""
     from ssa_fast import _backend
+    from ssa_fast.kernels.logmel_delta.function import KERNELS, TRITON_MAX_SAMPLES
+    from ssa_fast.kernels.ssa_attention.function import CORE
 
-    cuda, n = torch.device("cuda"), _backend.LOGMEL_TRITON_MAX_SAMPLES
-    f32 = torch.float32
-    built = _cuda_kernel_built()
-    assert _backend._preferred("logmel_delta", cuda, f32, 48000, True) == \
-        ("cuda" if built else "triton")
-    assert _backend._preferred("logmel_delta", cuda, f32, 48000, False) == "triton"
-    assert _backend._preferred("logmel_delta", cuda, f32, n, False) == "triton"
-    assert _backend._preferred("logmel_delta", cuda, f32, n + 1, False) == "reference"
-    assert _backend._preferred("ssa_attention", cuda, f32, None, True) == "triton"
-    assert _backend._preferred("logmel_delta", torch.device("cpu"), f32, n + 1, True) == "cpp"
+    cuda, n = torch.device("cuda"), TRITON_MAX_SAMPLES
+
+    def order(rules, size, device=cuda, **call):
+        return _backend.automatic_candidates(rules, device, size, **call)
+
+    assert order(KERNELS, 48000, n_fft=512) == ("cuda", "triton")
+    assert order(KERNELS, 48000, n_fft=400) == ("triton",)  # the kernel's FFT does not take it
+    assert order(KERNELS, n, n_fft=400) == ("triton",)
+    assert order(KERNELS, n + 1, n_fft=400) == ()  # the reference
+    assert order(KERNELS, n + 1, n_fft=512) == ("cuda",)
+    assert order(CORE, None) == ("triton",)  # (no CUDA kernel in its table)
+    assert order(KERNELS, n + 1, torch.device("cpu"), n_fft=512) == ("cpp",)
 
 
 def test_cuda_backend_is_per_op_and_explicit():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from ... import _backend
-from . import cpp as _cpp  # noqa: F401  (registers the fake kernels of the native ops)
-from .function import l1_project_apply
+from . import native as _native  # noqa: F401  (registers the fake kernels of the native ops)
+from .function import KERNELS, l1_project_apply
 from .reference import l1_project_reference_
 
 __all__ = ["l1_project_", "l1_project_reference_"]
@@ -36,7 +36,7 @@ def l1_project_(weight: torch.Tensor, x: torch.Tensor, backend: str | None = Non
                          f"weight {tuple(weight.shape)}")
     if x.device != weight.device:
         raise ValueError(f"x is on {x.device} but weight is on {weight.device}")
-    name = _backend.resolve("l1_project_", weight.device, backend, weight.dtype)
+    name = _backend.resolve(KERNELS, weight.device, backend, weight.dtype)
     if weight.is_contiguous():
         return l1_project_apply(name, weight, x.detach())
     # The kernels work on contiguous rows: project a contiguous copy and write it back.

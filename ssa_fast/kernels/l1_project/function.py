@@ -13,9 +13,9 @@ import torch
 
 from .._dispatch import BackendTable, Impl
 
-KERNELS = BackendTable(__package__, {
+KERNELS = BackendTable("l1_project_", __package__, {
     "reference": Impl("reference.l1_project_reference_"),
-    "cpp": Impl("cpp.l1_project_cpp_"),
+    "cpp": Impl("native.l1_project_native_"),
     "triton": Impl("triton.l1_project_triton_op_"),
 })
 

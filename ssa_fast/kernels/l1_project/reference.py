@@ -26,3 +26,9 @@ def l1_project_reference_(weight: torch.Tensor,  # (K, n), modified in place
     factor = torch.where(usable, factor, torch.ones_like(factor))
     weight.mul_(factor.to(weight.dtype))
     return weight
+
+
+def l1_project_fake_(weight, x):
+    """The fake (meta) kernel of the registered in-place ops, native (native.py) and Triton
+    (triton.py): nothing to return, the weight is changed in place."""
+    return None

@@ -8,6 +8,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import NUM_WARPS, device_guard, l1_launch
+from .reference import l1_project_fake_
 
 
 @triton.jit
@@ -49,3 +50,6 @@ def l1_project_triton_(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 @torch.library.custom_op("ssa_fast::l1_project_triton_", mutates_args=("weight",))
 def l1_project_triton_op_(weight: torch.Tensor, x: torch.Tensor) -> None:
     l1_project_triton_(weight, x)
+
+
+l1_project_triton_op_.register_fake(l1_project_fake_)

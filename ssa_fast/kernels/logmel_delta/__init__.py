@@ -4,20 +4,39 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from ... import _backend
-from . import cpp as _cpp  # noqa: F401  (registers the fake kernels of the native ops)
+from . import native as _native  # noqa: F401  (registers the fake kernels of the native ops)
 from .filters import WINDOWS, analysis_window, mel_filterbank
-from .function import logmel_delta_apply
+from .function import KERNELS, logmel_delta_apply
 from .reference import frame_count
 
-__all__ = ["check_params", "frame_count", "logmel_delta", "logmel_delta_with_bank",
+__all__ = ["DEFAULTS", "check_params", "frame_count", "logmel_delta", "logmel_delta_with_bank",
            "validate_waveform"]
+
+
+class _Defaults(NamedTuple):
+    sample_rate: int = 16000
+    n_fft: int = 512
+    win_length: int = 400  # 25 ms
+    hop_length: int = 160  # 10 ms
+    n_mels: int = 40
+    fmin: float = 0.0
+    fmax: float | None = None
+    window: str = "hamming"
+    center: bool = True
+    htk: bool = False
+    amin: float = 1e-10
+
+
+# The feature parameters' defaults (design.md section 2), written once: logmel_delta's signature,
+# LogMelDelta's and FeatureConfig's fields take them from here.
+DEFAULTS = _Defaults()
 
 
 def _int_arg(value, name: str, minimum: int) -> int:
@@ -134,23 +153,6 @@ def _cached_window(window, win_length, n_fft, device, dtype):
     return analysis_window(window, win_length, n_fft).to(device, dtype)
 
 
-def _cuda_fft_size(n_fft: int) -> bool:
-    """The sizes the CUDA kernel's shared-memory FFT covers: powers of two from 256 to 2048."""
-    return 256 <= n_fft <= 2048 and n_fft & (n_fft - 1) == 0
-
-
-def _cuda_fallback(n_fft: int, x: torch.Tensor, warn: bool) -> str:
-    """The automatic choice without the CUDA kernel, for an n_fft it does not cover (said when
-    the cuda backend was asked for explicitly)."""
-    name = _backend.automatic("logmel_delta", x.device, x.dtype, x.numel(), cuda=False,
-                              stacklevel=5)
-    if warn:
-        warnings.warn(f"ssa_fast: logmel_delta with n_fft={n_fft} runs on the {name} backend: "
-                      "the cuda kernel needs n_fft a power of two in [256, 2048]",
-                      RuntimeWarning, stacklevel=4)
-    return name
-
-
 def logmel_delta_with_bank(
     waveform: torch.Tensor,  # (N,) or (B, N), validated
     window: torch.Tensor,  # (n_fft,) centred window
@@ -175,9 +177,7 @@ def logmel_delta_with_bank(
                          "center=False needs for one frame")
     lens = None if lengths is None else _validate_lengths(lengths, waveform, n_fft, center)
 
-    name = _backend.resolve("logmel_delta", x.device, backend, x.dtype, samples=x.numel())
-    if name == "cuda" and not _cuda_fft_size(n_fft):
-        name = _cuda_fallback(n_fft, x, warn=_backend.requested_backend(backend) is not None)
+    name = _backend.resolve(KERNELS, x.device, backend, x.dtype, size=x.numel(), n_fft=n_fft)
     window = window.to(x.device, x.dtype)
     mel_fb = mel_fb.to(x.device, x.dtype)
     out = logmel_delta_apply(name, x, lens, window, mel_fb, int(hop_length), bool(center),
@@ -191,17 +191,17 @@ def logmel_delta_with_bank(
 
 def logmel_delta(
     waveform,
-    sample_rate: int = 16000,
-    n_fft: int = 512,
-    win_length: int = 400,
-    hop_length: int = 160,
-    n_mels: int = 40,
-    fmin: float = 0.0,
-    fmax: float | None = None,
-    window: str | torch.Tensor = "hamming",
-    center: bool = True,
-    htk: bool = False,
-    amin: float = 1e-10,
+    sample_rate: int = DEFAULTS.sample_rate,
+    n_fft: int = DEFAULTS.n_fft,
+    win_length: int = DEFAULTS.win_length,
+    hop_length: int = DEFAULTS.hop_length,
+    n_mels: int = DEFAULTS.n_mels,
+    fmin: float = DEFAULTS.fmin,
+    fmax: float | None = DEFAULTS.fmax,
+    window: str | torch.Tensor = DEFAULTS.window,
+    center: bool = DEFAULTS.center,
+    htk: bool = DEFAULTS.htk,
+    amin: float = DEFAULTS.amin,
     lengths=None,
     backend: str | None = None,
 ):
@@ -217,8 +217,9 @@ def logmel_delta(
         lengths: ``(B,)`` samples per item for a batch of different lengths; frames past an
             item's end are zero and each item equals its own unbatched result.
         backend: ``None`` (automatic), ``"reference"``, ``"cpp"``, ``"triton"`` or ``"cuda"``
-            (the fused CUDA kernel; n_fft other than a power of two in [256, 2048] runs on
-            ``"triton"``).
+            (the fused CUDA kernel; an n_fft its FFT does not take, see
+            ``function.CUDA_MIN_FFT``, runs on the automatic choice among the others, with a
+            warning).
 
     Returns:
         ``(3, T, n_mels)`` or ``(B, 3, T, n_mels)``; with ``lengths``, the pair

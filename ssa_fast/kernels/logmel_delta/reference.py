@@ -81,3 +81,12 @@ def frame_count(n, n_fft: int, hop_length: int, center: bool):
     per-item lengths. Fewer than n_fft samples give 0 frames when center=False."""
     frames = 1 + n // hop_length if center else 1 + (n - n_fft) // hop_length
     return frames.clamp(min=0) if isinstance(frames, torch.Tensor) else max(frames, 0)
+
+
+def logmel_delta_fake(waveform, lengths, window, mel_fb, hop_length, center, amin, dtype=None):
+    """The fake (meta) kernel of the registered ops: the output's shape (B, 3, T, n_mels) and
+    dtype, without computing it; registered for the native op (native.py, the waveform's dtype)
+    and for the Triton one (triton.py, float32)."""
+    T = frame_count(waveform.shape[1], window.shape[0], hop_length, center)
+    return waveform.new_empty(waveform.shape[0], 3, T, mel_fb.shape[0],
+                              dtype=dtype or waveform.dtype)

@@ -18,13 +18,15 @@ delta of ~1e-6 rather than the exact 0 of the explicit differences.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
 
 from ..._backend import triton_interpret
 from .._triton_common import NUM_WARPS, device_guard, logmel_launch
-from .reference import frame_count
+from .reference import frame_count, logmel_delta_fake
 
 
 @triton.jit
@@ -136,7 +138,7 @@ def logmel_delta_triton(
 
 
 # Registered op, so that torch.compile traces the launcher (FFT, padding, kernel) as one opaque
-# node with a known output shape.
+# node with a known output shape; its fake kernel is the native op's (reference.py), in float32.
 @torch.library.custom_op("ssa_fast::logmel_delta_triton", mutates_args=())
 def logmel_delta_triton_op(waveform: torch.Tensor, lengths: torch.Tensor | None,
                            window: torch.Tensor, mel_fb: torch.Tensor, hop_length: int,
@@ -144,7 +146,4 @@ def logmel_delta_triton_op(waveform: torch.Tensor, lengths: torch.Tensor | None,
     return logmel_delta_triton(waveform, lengths, window, mel_fb, hop_length, center, amin)
 
 
-@logmel_delta_triton_op.register_fake
-def _(waveform, lengths, window, mel_fb, hop_length, center, amin):
-    T = frame_count(waveform.shape[1], window.shape[0], hop_length, center)
-    return waveform.new_empty(waveform.shape[0], 3, T, mel_fb.shape[0], dtype=torch.float32)
+logmel_delta_triton_op.register_fake(functools.partial(logmel_delta_fake, dtype=torch.float32))

@@ -7,8 +7,8 @@ import math
 import torch
 
 from ... import _backend
-from . import cpp as _cpp  # noqa: F401  (registers the fake kernels of the native ops)
-from .function import compute_dtype, ssa_attention_apply
+from . import native as _native  # noqa: F401  (registers the fake kernels of the native ops)
+from .function import CORE, compute_dtype, ssa_attention_apply
 from .reference import ssa_attention_literal
 
 __all__ = ["ssa_attention", "ssa_attention_literal"]
@@ -65,6 +65,6 @@ def ssa_attention(h_em: torch.Tensor, h_sp: torch.Tensor, w_q: torch.Tensor,
     # the backend is chosen for the dtype the op computes in (function.py's rule), which any
     # input can raise to float64, not for h_em's alone
     work = compute_dtype(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp)
-    name = _backend.resolve("ssa_attention", h_em.device, backend, work)
+    name = _backend.resolve(CORE, h_em.device, backend, work)
     return ssa_attention_apply(name, h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, scale,
                                combine)

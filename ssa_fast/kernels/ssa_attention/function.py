@@ -23,9 +23,9 @@ from .reference import combine_outputs, ssa_attention_fast
 
 # backend -> (core forward, core backward); the core is (h_em, h_sp, qk_em, qk_sp) ->
 # (p_em, p_sp, alpha, lse), see reference.py.
-CORE = BackendTable(__package__, {
+CORE = BackendTable("ssa_attention", __package__, {
     "reference": Impl("reference.ssa_core_reference", "reference.ssa_core_backward_reference"),
-    "cpp": Impl("cpp.ssa_core_fwd_cpp", "cpp.ssa_core_bwd_cpp"),
+    "cpp": Impl("native.ssa_core_fwd_native", "native.ssa_core_bwd_native"),
     "triton": Impl("triton.ssa_core_fwd_triton_op", "triton.ssa_core_bwd_triton_op"),
 })
 
@@ -77,7 +77,7 @@ class SSAAttentionFunction(torch.autograd.Function):
 # The whole op in one Triton kernel per direction (design.md section 10), for batches that fit in
 # one wave of programs: the same dtype rule, with the conversions done by the kernels' loads and
 # stores (h in float32 or a half type, read as float32; gradients stored in each input's dtype).
-FUSED = BackendTable(__package__, {
+FUSED = BackendTable("ssa_attention", __package__, {
     "triton": Impl("triton.ssa_fused_fwd_triton_op", "triton.ssa_fused_bwd_triton_op"),
 })
 _HALF = (torch.float32, torch.bfloat16, torch.float16)

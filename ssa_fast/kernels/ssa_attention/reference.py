@@ -80,3 +80,24 @@ def ssa_core_backward_reference(h_em, h_sp, qk_em, qk_sp, alpha, p_em, p_sp, dp_
     dqk_em = scale * torch.einsum("bt,btd->bd", ds_em, h_em)
     dqk_sp = scale * torch.einsum("bt,btd->bd", ds_sp, h_sp)
     return dh_em, dh_sp, dqk_em, dqk_sp
+
+
+# The fake (meta) kernels of the core's registered ops: their outputs' shapes and dtype, without
+# computing them; each registered for the native op (native.py, outputs in h_em's dtype) and for
+# the Triton one (triton.py, float32 whatever the inputs). Outputs are new contiguous tensors,
+# whatever the strides of the inputs (autograd hands over non-contiguous gradients).
+def ssa_core_fwd_fake(h_em, h_sp, qk_em, qk_sp, scale, dtype=None):
+    """p_em, p_sp (B, d), alpha (B, 2T), lse (B,)."""
+    B, T, d = h_em.shape
+    dtype = dtype or h_em.dtype
+    return (h_em.new_empty(B, d, dtype=dtype), h_em.new_empty(B, d, dtype=dtype),
+            h_em.new_empty(B, 2 * T, dtype=dtype), h_em.new_empty(B, dtype=dtype))
+
+
+def ssa_core_bwd_fake(h_em, h_sp, qk_em, qk_sp, alpha, p_em, p_sp, dp_em, dp_sp, dalpha, scale,
+                      dtype=None):
+    """dh_em, dh_sp (B, T, d), dqk_em, dqk_sp (B, d)."""
+    B, T, d = h_em.shape
+    dtype = dtype or h_em.dtype
+    return (h_em.new_empty(B, T, d, dtype=dtype), h_em.new_empty(B, T, d, dtype=dtype),
+            h_em.new_empty(B, d, dtype=dtype), h_em.new_empty(B, d, dtype=dtype))

@@ -13,6 +13,8 @@ dqk = scale sum_t ds_t h_t (partial sums per slice, added afterwards).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -27,6 +29,7 @@ from .._triton_common import (
     ssa_fused_launch,
     ssa_launch,
 )
+from .reference import ssa_core_bwd_fake, ssa_core_fwd_fake
 
 
 @triton.jit
@@ -217,7 +220,8 @@ def ssa_core_bwd_triton(h_em, h_sp, qk_em, qk_sp, alpha, p_em, p_sp, dp_em, dp_s
     return dh_em, dh_sp, dqk_em.sum(dim=1), dqk_sp.sum(dim=1)
 
 
-# Registered ops, so that torch.compile treats the launchers as opaque nodes with known shapes.
+# Registered ops, so that torch.compile treats the launchers as opaque nodes with known shapes;
+# their fake kernels are the native ops' (reference.py), with float32 outputs.
 @torch.library.custom_op("ssa_fast::ssa_core_fwd_triton", mutates_args=())
 def ssa_core_fwd_triton_op(h_em: torch.Tensor, h_sp: torch.Tensor, qk_em: torch.Tensor,
                            qk_sp: torch.Tensor, scale: float
@@ -225,12 +229,7 @@ def ssa_core_fwd_triton_op(h_em: torch.Tensor, h_sp: torch.Tensor, qk_em: torch.
     return ssa_core_fwd_triton(h_em, h_sp, qk_em, qk_sp, scale)
 
 
-@ssa_core_fwd_triton_op.register_fake
-def _(h_em, h_sp, qk_em, qk_sp, scale):
-    B, T, d = h_em.shape
-    f32 = dict(dtype=torch.float32, device=h_em.device)
-    return (torch.empty(B, d, **f32), torch.empty(B, d, **f32), torch.empty(B, 2 * T, **f32),
-            torch.empty(B, **f32))
+ssa_core_fwd_triton_op.register_fake(functools.partial(ssa_core_fwd_fake, dtype=torch.float32))
 
 
 @torch.library.custom_op("ssa_fast::ssa_core_bwd_triton", mutates_args=())
@@ -243,12 +242,7 @@ def ssa_core_bwd_triton_op(h_em: torch.Tensor, h_sp: torch.Tensor, qk_em: torch.
                                scale)
 
 
-@ssa_core_bwd_triton_op.register_fake
-def _(h_em, h_sp, qk_em, qk_sp, alpha, p_em, p_sp, dp_em, dp_sp, dalpha, scale):
-    B, T, d = h_em.shape
-    f32 = dict(dtype=torch.float32, device=h_em.device)
-    return (torch.empty(B, T, d, **f32), torch.empty(B, T, d, **f32), torch.empty(B, d, **f32),
-            torch.empty(B, d, **f32))
+ssa_core_bwd_triton_op.register_fake(functools.partial(ssa_core_bwd_fake, dtype=torch.float32))
 
 
 # -- the whole op in one kernel per direction (design.md section 10) ---------------------------

@@ -1,21 +1,19 @@
-"""C++ backend of the 3-D log-Mel: wrapper over ``torch.ops.ssa_fast.logmel_delta``."""
+"""Native backends of the 3-D log-Mel: ``torch.ops.ssa_fast.logmel_delta``, which the extension
+implements for CPU tensors (csrc/cpu, the cpp backend) and, where built with CUDA, for CUDA
+tensors (csrc/cuda, the cuda backend): one wrapper, the dispatcher picks by device."""
 
 from __future__ import annotations
 
 import torch
 
 from ..._backend import extension_status
-from .reference import frame_count
+from .reference import logmel_delta_fake
 
 if extension_status()[0]:
-
-    @torch.library.register_fake("ssa_fast::logmel_delta")
-    def _(waveform, lengths, window, mel_fb, hop_length, center, amin):
-        T = frame_count(waveform.shape[1], window.shape[0], hop_length, center)
-        return waveform.new_empty(waveform.shape[0], 3, T, mel_fb.shape[0])
+    torch.library.register_fake("ssa_fast::logmel_delta")(logmel_delta_fake)
 
 
-def logmel_delta_cpp(
+def logmel_delta_native(
     waveform: torch.Tensor,  # (B, N)
     lengths: torch.Tensor | None,  # (B,) or None
     window: torch.Tensor,  # (n_fft,)

@@ -1,0 +1,17 @@
+"""Native backend of the L1 projection: the extension's in-place op (C++ CPU kernel), and its
+fake kernel."""
+
+from __future__ import annotations
+
+import torch
+
+from ..._backend import extension_status
+from .reference import l1_project_fake_
+
+if extension_status()[0]:
+    torch.library.register_fake("ssa_fast::l1_project_")(l1_project_fake_)
+
+
+def l1_project_native_(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    torch.ops.ssa_fast.l1_project_(weight, x)
+    return weight
