@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+POOLINGS = ("mean", "max")  # an utterance's decision from its segments (utterance_probabilities)
+
 
 def load_checkpoint(path: str | Path) -> dict:
     """Checkpoints hold tensors and plain Python values only: loaded with weights_only=True."""
