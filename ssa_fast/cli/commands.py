@@ -329,6 +329,30 @@ def _load_trained(path: str, device: str = "cpu"):
         raise UserError(msg) from exc
 
 
+def _refuse_layout_without_fold(layout: dict, trained_layout: dict) -> None:
+    """evaluate without --fold scores every utterance: --protocol, --folds or --seed other
+    than the checkpoint's would be ignored, so they are refused."""
+    from ..train.fingerprint import describe_layout
+
+    option = {"protocol": "--protocol", "k": "--folds", "seed": "--seed"}
+    wrong = [f"{option[key]} {value}" for key, value in layout.items()
+             if value is not None and value != trained_layout[key]]
+    if wrong:
+        raise UserError(f"{' '.join(wrong)}: choose the fold layout of --fold, and without "
+                        "--fold every utterance is scored; the checkpoint was trained on "
+                        f"{describe_layout(trained_layout)}")
+
+
+def _print_scores(res: dict, what: str, classes: list[str]) -> None:
+    print(f"{what}: {res['n_utterances']} utterances, {res['n_segments']} segments")
+    print(f"UAR: segment {100 * res['segment_uar']:.2f} %, utterance "
+          f"{100 * res['utterance_uar']:.2f} %; utterance WA {100 * res['utterance_wa']:.2f}"
+          f" %, macro F1 {100 * res['utterance_macro_f1']:.2f} %")
+    print("utterance confusion matrix (rows: true " + ", ".join(classes) + "):")
+    for name, row in zip(classes, res["utterance_cm"], strict=True):
+        print(f"  {name:>8} " + " ".join(f"{v:5d}" for v in row))
+
+
 def cmd_evaluate(args) -> int:
     import json
 
@@ -346,15 +370,7 @@ def cmd_evaluate(args) -> int:
     trained = _load_trained(args.checkpoint, device)
     layout = {"protocol": args.protocol, "k": args.folds, "seed": args.seed}  # None: its own
     if args.fold is None and trained.fold_layout:  # they choose a fold's layout: not ignored
-        from ..train.fingerprint import describe_layout
-
-        option = {"protocol": "--protocol", "k": "--folds", "seed": "--seed"}
-        wrong = [f"{option[key]} {value}" for key, value in layout.items()
-                 if value is not None and value != trained.fold_layout[key]]
-        if wrong:
-            raise UserError(f"{' '.join(wrong)}: choose the fold layout of --fold, and without "
-                            "--fold every utterance is scored; the checkpoint was trained on "
-                            f"{describe_layout(trained.fold_layout)}")
+        _refuse_layout_without_fold(layout, trained.fold_layout)
     if args.fold is not None:  # another fold layout is refused before any audio is read
         fold_layout = fold_layout_to_score(trained, args.fold, **layout)
     corpus = open_corpus(args.corpus, args.root, merge_excited=args.merge_excited,
@@ -384,19 +400,28 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps(res, indent=1))
     else:
-        print(f"{corpus.name}, {where}: {res['n_utterances']} utterances, "
-              f"{res['n_segments']} segments")
-        print(f"UAR: segment {100 * res['segment_uar']:.2f} %, utterance "
-              f"{100 * res['utterance_uar']:.2f} %; utterance WA {100 * res['utterance_wa']:.2f}"
-              f" %, macro F1 {100 * res['utterance_macro_f1']:.2f} %")
-        print("utterance confusion matrix (rows: true " + ", ".join(trained.classes) + "):")
-        for name, row in zip(trained.classes, res["utterance_cm"], strict=True):
-            print(f"  {name:>8} " + " ".join(f"{v:5d}" for v in row))
+        _print_scores(res, f"{corpus.name}, {where}", trained.classes)
     if args.out:
         from .._atomic import write_json
 
         write_json(args.out, res, indent=1)
     return 0
+
+
+def _prediction(pred) -> dict:
+    """One file's prediction as ``predict --json`` prints it."""
+    return {"file": pred.file, "status": pred.status, "emotion": pred.label,
+            "probabilities": pred.probabilities, "duration": pred.duration,
+            "segments": [s.label for s in pred.segments], "reason": pred.reason}
+
+
+def _print_prediction(res: dict) -> None:
+    if res["status"] == "ok":
+        top = ", ".join(f"{c} {p:.2f}" for c, p in res["probabilities"].items())
+        print(f"{res['file']}: {res['emotion']}  ({top}; {len(res['segments'])} segment(s))",
+              flush=True)
+    else:
+        print(f"{res['file']}: not classified ({res['status']}: {res['reason']})", flush=True)
 
 
 def cmd_predict(args) -> int:
@@ -452,21 +477,14 @@ def cmd_predict(args) -> int:
             hours += (pred.duration or 0.0) / 3600
             if out is not None:
                 out.write(pred)
-            res = {"file": pred.file, "status": pred.status, "emotion": pred.label,
-                   "probabilities": pred.probabilities, "duration": pred.duration,
-                   "segments": [s.label for s in pred.segments], "reason": pred.reason}
+            res = _prediction(pred)
             if plots and pred.classified:
                 res["attention_plot"] = str(Path(args.attention_plot) / names[pred.file])
                 clf.plot_attention(pred, res["attention_plot"])
             if args.json:
                 results.append(res)
-            elif out is None and pred.classified:
-                top = ", ".join(f"{c} {p:.2f}" for c, p in res["probabilities"].items())
-                print(f"{pred.file}: {res['emotion']}  ({top}; {len(res['segments'])} "
-                      "segment(s))", flush=True)
             elif out is None:
-                print(f"{pred.file}: not classified ({pred.status}: {pred.reason})",
-                      flush=True)
+                _print_prediction(res)
         finished = True
     finally:
         if out is not None:
