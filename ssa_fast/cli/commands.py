@@ -20,7 +20,7 @@ from .checks import (
     check_run_folder,
     default_device,
 )
-from .corpus import check_corpus, load_corpus, open_corpus, say
+from .corpus import check_corpus, load_with_features, open_corpus, say
 from .naming import output_names
 
 # -- synth, demo, bench ---------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def cmd_cv(args) -> int:
     share = _cv_share(args.shard)
     timing = Breakdown(default_device(args.device))
     with timing.phase("features"):
-        loaded = load_corpus(args, args.models)  # the feature cache is filled once, here
+        loaded = load_with_features(args, args.models)  # the feature cache is filled once, here
     if share is None:  # (a share's process leaves the run's record to the assembling one)
         _save_config(args.out, args.resolved_config)
     cfg = _train_config(args, loaded.device)
@@ -277,7 +277,7 @@ def cmd_train(args) -> int:
 
     timing = Breakdown(default_device(args.device))
     with timing.phase("features"):
-        corpus, feats, device, normalisation = load_corpus(args, [args.model], args.fold)
+        corpus, feats, device, normalisation = load_with_features(args, [args.model], args.fold)
     # again: unreadable audio files may have left the corpus
     check_corpus(corpus, args, [args.model], normalisation, args.fold)
     cfg = _train_config(args, device, args.model)

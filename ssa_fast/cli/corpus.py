@@ -85,7 +85,7 @@ class Loaded(NamedTuple):
     normalisation: str  # resolved (check_corpus)
 
 
-def load_corpus(args, models: list[str], fold: int | None = None) -> Loaded:
+def load_with_features(args, models: list[str], fold: int | None = None) -> Loaded:
     """The corpus of a train / cv command line with its (cached) features; prints a one-line
     summary. Under torchrun (one process per rank) rank 0 fills the feature cache first."""
     import torch
