@@ -20,6 +20,7 @@ import time
 import numpy as np
 import torch
 
+from .data.segments import SEGMENT_FRAMES
 from .models.registry import PAPER_MODELS, model_spec
 
 SR = 16000
@@ -303,7 +304,8 @@ def _fast_setup(model, x, device, *, bf16: bool, channels_last: bool):
 def train_step_workload(model_name: str, preset: str, batch: int, device, *,
                         n_speakers: int = 10, forward_only: bool = False, bf16: bool = False,
                         channels_last: bool = False, compile: bool = False,
-                        backend: str | None = None, segment_frames: int = 300, n_mels: int = 40):
+                        backend: str | None = None, segment_frames: int = SEGMENT_FRAMES,
+                        n_mels: int = 40):
     """One step of ``model_name`` ("acrnn", "acrnn-r", "ssa-crnn", "ssa-crnn-r") as the training
     loop runs it: ``ssa_fast.train.loop.train_step`` (forward and losses under bf16 autocast
     when ``bf16``, CE(emotion) (+ CE(speaker) for SSA-CRNN), backward, NAdam, L1 projection);
@@ -346,9 +348,11 @@ def train_step_workload(model_name: str, preset: str, batch: int, device, *,
 
 # -- the quick table of `ssa-fast bench` -------------------------------------------------------
 
-def quick_bench(device: torch.device | str, *, ops=("logmel_delta", "ssa_attention",
-                                                   "l1_project_", "train_step"),
-                compile: bool = False, budget_s: float = 2.0, progress: bool = True) -> list[dict]:
+OPS = ("logmel_delta", "ssa_attention", "l1_project_", "train_step")  # what quick_bench times
+
+
+def quick_bench(device: torch.device | str, *, ops=OPS, compile: bool = False,
+                budget_s: float = 2.0, progress: bool = True) -> list[dict]:
     """Time every available implementation of each op at the shapes of design.md section 9 on
     ``device``; returns rows {op, case, impl, ms, speedup} (speedup over the row's baseline)."""
     from tqdm import tqdm

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import torch
 
 NORMALISATIONS = ("speaker", "global", "utterance")
+SEGMENT_FRAMES = 300  # frames per segment: 3 s at the 10 ms hop, the paper's
 MIN_TAIL = 100  # a final partial segment shorter than this is dropped (unless it is the only one)
 
 
-def segment_bounds(n_frames: int, segment_frames: int = 300, hop: int | None = None,
+def segment_bounds(n_frames: int, segment_frames: int = SEGMENT_FRAMES, hop: int | None = None,
                    min_tail: int = MIN_TAIL) -> list[tuple[int, int]]:
     """(start, length) of every segment of an utterance with `n_frames` frames."""
     if segment_frames < 1 or n_frames < 1:
@@ -152,7 +153,7 @@ class Segments:
 
 def make_segments(features: Sequence[torch.Tensor], labels: Sequence[int],
                   speakers: Sequence[str], normaliser: Normaliser, speaker_index: dict[str, int],
-                  *, segment_frames: int = 300, hop: int | None = None,
+                  *, segment_frames: int = SEGMENT_FRAMES, hop: int | None = None,
                   min_tail: int = MIN_TAIL) -> Segments:
     """Normalise every utterance, cut it into segments and zero-pad the short ones."""
     xs, lens, utt, lab, spk = [], [], [], [], []

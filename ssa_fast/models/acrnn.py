@@ -7,6 +7,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ..data.segments import SEGMENT_FRAMES
 from .layers import Classifier, CRNNTrunk, FrameAttention, SelfSpeakerAttention
 from .presets import Preset, get_preset
 
@@ -98,9 +99,9 @@ class SSACRNN(nn.Module):
     speaker_attentive = True
 
     def __init__(self, n_emotions: int, n_speakers: int, preset: str | Preset = "paper", *,
-                 segment_frames: int = 300, combine: str = "concat", scale: float | None = None,
-                 pool: tuple[int, int] | None = None, l1_constraint: bool = True,
-                 l1_constraint_speaker: bool = False, n_mels: int = 40,
+                 segment_frames: int = SEGMENT_FRAMES, combine: str = "concat",
+                 scale: float | None = None, pool: tuple[int, int] | None = None,
+                 l1_constraint: bool = True, l1_constraint_speaker: bool = False, n_mels: int = 40,
                  dropout: float | None = None, backend: str | None = None,
                  logit_scale: float = 1.0, learn_logit_scale: bool = False):
         super().__init__()

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..data.segments import SEGMENT_FRAMES
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -16,9 +18,9 @@ class ModelSpec:
     speaker_attentive: bool  # SSA-CRNN: needs a speaker for every utterance (its speaker loss)
     constrained: bool  # the "-r" models: the L1 projection of eq. 8 after every step
 
-    def build(self, n_classes: int, n_speakers: int, *, preset="paper", segment_frames: int = 300,
-              n_mels: int = 40, backend: str | None = None, logit_scale: float = 1.0,
-              learn_logit_scale: bool = False) -> nn.Module:
+    def build(self, n_classes: int, n_speakers: int, *, preset="paper",
+              segment_frames: int = SEGMENT_FRAMES, n_mels: int = 40, backend: str | None = None,
+              logit_scale: float = 1.0, learn_logit_scale: bool = False) -> nn.Module:
         """The model, untrained. ``logit_scale`` applies to the constrained models only (the
         others ignore it)."""
         from .acrnn import ACRNN, SSACRNN

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+POOLINGS = ("mean", "max")  # an utterance's decision from its segments (utterance_probabilities)
+
 
 def utterance_probabilities(logp: torch.Tensor, utterance: torch.Tensor, n_utterances: int,
                             pooling: str = "mean") -> torch.Tensor:

@@ -28,7 +28,7 @@ from .. import distributed as dist
 from .._atomic import sweep_stale, write_json
 from .._lock import folder_lock, holder
 from ..data.corpus import Corpus, check_speakers
-from ..data.segments import MIN_TAIL, Normaliser, make_segments
+from ..data.segments import MIN_TAIL, SEGMENT_FRAMES, Normaliser, make_segments
 from ..data.splits import (
     PROTOCOLS,
     check_folds,
@@ -76,23 +76,39 @@ def make_folds(corpus: Corpus, protocol: str, k: int, seed: int = 0):
     return check_folds(folds, corpus.labels, corpus.classes, f"{protocol}, {len(folds)} folds")
 
 
-def selection_split(corpus: Corpus, train_idx, protocol: str, fraction: float, seed: int,
-                    fold: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split a fold's training utterances into (training, selection): the selection part
-    chooses the epoch, so that the fold's own held-out utterances can be a test set that plays
-    no part in any choice. linguistic: a random ``fraction`` of the training phrases (no phrase
-    in both); otherwise a random ``fraction`` of every class's training utterances (stratified).
-    At least one phrase / utterance per class is selected and at least one stays in training."""
-    if not 0 < fraction < 1:
-        raise UserError(f"the selection fraction must be in (0, 1), got {fraction}")
+def check_fold(fold: int, k: int, protocol: str | None = None) -> None:
+    """Refuse a fold index outside the ``k`` folds of a layout (the message names ``--fold``)."""
+    if not 0 <= fold < k:
+        layout = f"{k} folds" + (f" ({protocol})" if protocol else "")
+        raise UserError(f"--fold must be in [0, {k}) for {layout}, got {fold}")
+
+
+def split_fold(corpus: Corpus, protocol: str, k: int, fold: int, seed: int = 0,
+               selection: float = 0.0, *, folds=None) -> tuple:
+    """(training, validation, test or None) utterance indices of one fold (``folds``: the
+    layout of make_folds, when already made).
+
+    With ``selection`` the validation part chooses the epoch and is carved out of the fold's
+    training utterances, so that the fold's own held-out utterances can be a test set that
+    plays no part in any choice. linguistic: a random ``selection`` fraction of the training
+    phrases (no phrase in both); otherwise a random fraction of every class's training
+    utterances (stratified). At least one phrase / utterance per class is selected and at
+    least one stays in training."""
+    folds = make_folds(corpus, protocol, k, seed) if folds is None else folds
+    check_fold(fold, len(folds))
+    train_idx, val_idx = folds[fold]
+    if not selection:
+        return train_idx, val_idx, None
+    if not 0 < selection < 1:
+        raise UserError(f"the selection fraction must be in (0, 1), got {selection}")
     train_idx = np.asarray(train_idx)
     rng = np.random.default_rng([seed, fold, 7])
     if protocol == "linguistic":
         phrases = np.array([corpus[int(i)].phrase for i in train_idx])
         unique = np.array(sorted(set(phrases.tolist())))
-        n = max(1, int(round(fraction * len(unique))))
+        n = max(1, int(round(selection * len(unique))))
         if n >= len(unique):
-            raise UserError(f"--selection-split {fraction:g}: the {len(unique)} training "
+            raise UserError(f"--selection-split {selection:g}: the {len(unique)} training "
                             f"phrases of fold {fold} cannot be split so")
         chosen = np.isin(phrases, rng.choice(unique, n, replace=False))
     else:
@@ -100,38 +116,31 @@ def selection_split(corpus: Corpus, train_idx, protocol: str, fraction: float, s
         chosen = np.zeros(len(train_idx), dtype=bool)
         for c in np.unique(labels):
             pool = np.flatnonzero(labels == c)
-            n = min(max(1, int(round(fraction * len(pool)))), len(pool) - 1)
+            n = min(max(1, int(round(selection * len(pool)))), len(pool) - 1)
             chosen[rng.choice(pool, n, replace=False)] = True
     split = [(train_idx[~chosen], train_idx[chosen])]
     try:
         check_folds(split, corpus.labels, corpus.classes, f"the selection split of fold {fold}")
     except ValueError as exc:
-        raise UserError(f"--selection-split {fraction:g}: {exc}") from None
-    return split[0]
+        raise UserError(f"--selection-split {selection:g}: {exc}") from None
+    return (*split[0], val_idx)
 
 
-def _with_selection(corpus, tr, va, protocol, selection, seed, fold):
-    """(training, validation for selection, test or None) of one fold."""
-    if not selection:
-        return tr, va, None
-    tr2, sel = selection_split(corpus, tr, protocol, selection, seed, fold)
-    return tr2, sel, va
-
-
-def _fold_split(corpus: Corpus, folds, fold: int, protocol: str, seed: int, selection: float):
-    if not 0 <= fold < len(folds):
-        raise UserError(f"--fold must be in [0, {len(folds)}) for {len(folds)} folds, "
-                         f"got {fold}")
-    return _with_selection(corpus, *folds[fold], protocol, selection, seed, fold)
-
-
-def split_fold(corpus: Corpus, protocol: str, k: int, fold: int, seed: int = 0,
-               selection: float = 0.0):
-    """(training, validation, test or None) utterance indices of one fold; with ``selection``
-    the validation part is carved out of the fold's training part (selection_split) and the
-    fold's held-out part is the test set."""
-    return _fold_split(corpus, make_folds(corpus, protocol, k, seed), fold, protocol, seed,
-                       selection)
+def check_plan(corpus: Corpus, models: list[str], *, protocol: str, k: int, seed: int,
+               normalisation: str | None, fold: int | None = None,
+               selection: float = 0.0) -> list:
+    """Refuse, before any feature or training work, what these models cannot do on this
+    corpus: a speaker missing where one is needed (check_speakers), a class missing from some
+    fold's training or validation part (make_folds), a fold index outside the layout, a
+    selection split that some fold to run cannot make. Returns the folds of make_folds."""
+    check_speakers(corpus, models, normalisation, protocol)
+    folds = make_folds(corpus, protocol, k, seed)
+    if fold is not None:
+        check_fold(fold, len(folds), protocol)
+    if selection:  # every fold it will run can be split so
+        for f in range(len(folds)) if fold is None else [fold]:
+            split_fold(corpus, protocol, k, f, seed, selection, folds=folds)
+    return folds
 
 
 def run_provenance(corpus: Corpus, corpus_id: dict, layout: dict, cfg: TrainConfig, data: dict,
@@ -241,7 +250,7 @@ def summarise(rows: list[dict], test: bool, last_k: int, name: str = "") -> dict
 
 
 def prepare_fold(corpus: Corpus, feats: list[torch.Tensor], train_idx, val_idx, *,
-                 normalisation: str = "speaker", segment_frames: int = 300,
+                 normalisation: str = "speaker", segment_frames: int = SEGMENT_FRAMES,
                  train_hop: int | None = None, min_tail: int = MIN_TAIL, test_idx=None):
     """(training segments, validation segments, normaliser) of one fold: the normaliser is fitted
     on the training utterances; with ``test_idx`` a fourth item, the test segments (cut with the
@@ -268,11 +277,11 @@ def _data_settings(normalisation: str, segment_frames: int, train_hop: int | Non
             "train_hop": train_hop, "features": feature_params or {}}
 
 
-def _fold_segments(corpus, feats, tr, va, te, data: dict):
+def _fold_segments(corpus, feats, train_idx, val_idx, test_idx, data: dict):
     """(training, validation, test or None, normaliser) segments of one fold."""
-    out = prepare_fold(corpus, feats, tr, va, normalisation=data["normalisation"],
+    out = prepare_fold(corpus, feats, train_idx, val_idx, normalisation=data["normalisation"],
                        segment_frames=data["segment_frames"], train_hop=data["train_hop"],
-                       test_idx=te)
+                       test_idx=test_idx)
     train_segs, val_segs, norm, *test = out
     return train_segs, val_segs, (test[0] if test else None), norm
 
@@ -290,8 +299,8 @@ def run_summary(res: dict) -> dict:
     return {k: v for k, v in res.items() if k not in per_segment}
 
 
-def _train_run(cfg: TrainConfig, corpus: Corpus, fold_segs, split, fold: int, prov: dict,
-               data: dict, run_dir: Path, *, resume: bool, progress: bool,
+def _train_run(cfg: TrainConfig, corpus: Corpus, fold_segs, split, fold: int,
+               provenance: dict, data: dict, run_dir: Path, *, resume: bool, progress: bool,
                on_epoch_end=None, on_start=None) -> tuple[dict, dict]:
     """Train one model on one fold (its segments and (train, validation, test) indices) and
     write its result.json: (the training result, its JSON-ready summary). Shared by ``cv`` and
@@ -301,11 +310,12 @@ def _train_run(cfg: TrainConfig, corpus: Corpus, fold_segs, split, fold: int, pr
                 n_speakers=len(corpus.speakers), out_dir=run_dir, resume=resume,
                 progress=progress, on_epoch_end=on_epoch_end,
                 bundle=fold_bundle(corpus, norm, data["segment_frames"], data["features"]),
-                provenance=prov, test_segs=test_segs, on_start=on_start)
-    tr, va, te = split
+                provenance=provenance, test_segs=test_segs, on_start=on_start)
+    train_idx, val_idx, test_idx = split
     summary = run_summary(res)
-    summary.update(fold=fold, identity=prov["identity"], n_train=len(tr), n_val=len(va),
-                   n_test=None if te is None else len(te), n_train_segments=len(train_segs))
+    summary.update(fold=fold, identity=provenance["identity"], n_train=len(train_idx),
+                   n_val=len(val_idx), n_test=None if test_idx is None else len(test_idx),
+                   n_train_segments=len(train_segs))
     if dist.is_main():
         write_json(Path(run_dir) / "result.json", summary, indent=1)
     return res, summary
@@ -327,7 +337,7 @@ class Run(NamedTuple):
 
 def plan_runs(corpus: Corpus, models: list[str], cfg: TrainConfig, out_dir: str | Path, *,
               protocol: str = "random", k: int = 10, normalisation: str = "speaker",
-              segment_frames: int = 300, train_hop: int | None = None,
+              segment_frames: int = SEGMENT_FRAMES, train_hop: int | None = None,
               feature_params: dict | None = None, selection: float = 0.0) -> list[Run]:
     """Every run of a cross-validation in its fixed order (fold by fold, the models in the given
     order), each with its folder and fingerprint. A share ``I/N`` of the work is
@@ -336,14 +346,15 @@ def plan_runs(corpus: Corpus, models: list[str], cfg: TrainConfig, out_dir: str 
     corpus_id = corpus_identity(corpus)
     data = _data_settings(normalisation, segment_frames, train_hop, feature_params)
     runs = []
-    for f, (tr, va) in enumerate(folds):
-        tr, va, te = _with_selection(corpus, tr, va, protocol, selection, cfg.seed, f)
+    for f in range(len(folds)):
+        split = split_fold(corpus, protocol, k, f, cfg.seed, selection, folds=folds)
+        train_idx, val_idx, test_idx = split
         layout = fold_layout(protocol, k, cfg.seed, f, selection)
         for m in models:
-            prov = run_provenance(corpus, corpus_id, layout, replace(cfg, model=m), data, tr,
-                                  None if te is None else va)
-            runs.append(Run(f, m, Path(out_dir) / m / f"fold{f:02d}", (tr, va, te), prov,
-                            fingerprint(prov["identity"])))
+            provenance = run_provenance(corpus, corpus_id, layout, replace(cfg, model=m), data,
+                                        train_idx, None if test_idx is None else val_idx)
+            runs.append(Run(f, m, Path(out_dir) / m / f"fold{f:02d}", split, provenance,
+                            fingerprint(provenance["identity"])))
     return runs
 
 
@@ -360,7 +371,7 @@ def finished_result(run: Run) -> dict | None:
 
 def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str], cfg: TrainConfig,
                    out_dir: str | Path, *, protocol: str = "random", k: int = 10,
-                   normalisation: str = "speaker", segment_frames: int = 300,
+                   normalisation: str = "speaker", segment_frames: int = SEGMENT_FRAMES,
                    train_hop: int | None = None, resume: bool = True, progress: bool = True,
                    feature_params: dict | None = None, selection: float = 0.0,
                    last_k: int = 3, share: tuple[int, int] | None = None,
@@ -388,7 +399,8 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
     from tqdm import tqdm
 
     timing = timing if timing is not None else Breakdown(cfg.device)
-    check_speakers(corpus, models, normalisation, protocol)
+    check_plan(corpus, models, protocol=protocol, k=k, seed=cfg.seed,
+               normalisation=normalisation, selection=selection)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if dist.is_main() and share is None:  # (a run's folder is swept under its lock)
@@ -416,7 +428,7 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
     def attempt(run: Run, wait: bool) -> bool:
         """Reuse or train ``run`` under its lock; False when another process holds it."""
         f, m, run_dir = run.fold, run.model, run.run_dir
-        cfg_m = replace(cfg, model=m)
+        cfg_model = replace(cfg, model=m)
         # under torchrun rank 0 locks, waiting, and the other ranks follow it at the barriers
         with folder_lock(run_dir, wait=wait or dist.is_distributed()) if dist.is_main() \
                 else contextlib.nullcontext(True) as held:
@@ -428,7 +440,7 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
                                 run.name)
             outputs = None
             if summary is None:
-                outputs, summary = _train_run(cfg_m, corpus, segments(f, run.split), run.split,
+                outputs, summary = _train_run(cfg_model, corpus, segments(f, run.split), run.split,
                                               f, run.provenance, data, run_dir, resume=resume,
                                               progress=progress)
                 timing.merge(summary["timing"])
@@ -439,7 +451,7 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
                 val_segs = segments(f, run.split)[1]
                 if outputs is None:
                     with timing.phase("final evaluation"):
-                        outputs = _outputs_of(run_dir / "best.pt", cfg_m, corpus, val_segs)
+                        outputs = _outputs_of(run_dir / "best.pt", cfg_model, corpus, val_segs)
                 figures_data[m] = {"alpha_em": outputs["alpha_em"],
                                    "alpha_sp": outputs["alpha_sp"], "z": outputs["z"],
                                    "labels": val_segs.label, "lengths": val_segs.lengths,
@@ -491,7 +503,7 @@ def without_figures_data(results: dict) -> dict:
 
 def train_fold(corpus: Corpus, feats: list[torch.Tensor], cfg: TrainConfig, out_dir: str | Path,
                *, protocol: str, k: int, fold: int, selection: float = 0.0,
-               normalisation: str = "speaker", segment_frames: int = 300,
+               normalisation: str = "speaker", segment_frames: int = SEGMENT_FRAMES,
                train_hop: int | None = None, feature_params: dict | None = None,
                resume: bool = False, progress: bool = True, on_epoch_end=None,
                announce=None, on_start=None) -> dict:
@@ -499,21 +511,23 @@ def train_fold(corpus: Corpus, feats: list[torch.Tensor], cfg: TrainConfig, out_
     fold of :func:`cross_validate`; writes ``out_dir/result.json`` and returns the result
     (``announce(text)`` receives a one-line description of the split first; ``on_start()`` is
     called once everything is checked, before anything is written: see :func:`train`)."""
-    check_speakers(corpus, [cfg.model], normalisation, protocol)
-    folds = make_folds(corpus, protocol, k, cfg.seed)
-    tr, va, te = _fold_split(corpus, folds, fold, protocol, cfg.seed, selection)
+    folds = check_plan(corpus, [cfg.model], protocol=protocol, k=k, seed=cfg.seed,
+                       normalisation=normalisation, fold=fold, selection=selection)
+    split = split_fold(corpus, protocol, k, fold, cfg.seed, selection, folds=folds)
+    train_idx, val_idx, test_idx = split
+    test = test_idx is not None
     data = _data_settings(normalisation, segment_frames, train_hop, feature_params)
-    fold_segs = _fold_segments(corpus, feats, tr, va, te, data)
+    fold_segs = _fold_segments(corpus, feats, *split, data)
     if announce is not None:
         train_segs, val_segs, test_segs, _ = fold_segs
-        announce(f"fold {fold} of {len(folds)} ({protocol}): {len(tr)} training / {len(va)} "
-                 "validation" + ("" if te is None else f" / {len(te)} test") + " utterances, "
-                 f"{len(train_segs)} / {len(val_segs)}"
-                 + ("" if te is None else f" / {len(test_segs)}") + " segments")
-    prov = run_provenance(corpus, corpus_identity(corpus),
-                          fold_layout(protocol, k, cfg.seed, fold, selection), cfg, data, tr,
-                          None if te is None else va)
-    res, summary = _train_run(cfg, corpus, fold_segs, (tr, va, te), fold, prov, data,
+        announce(f"fold {fold} of {len(folds)} ({protocol}): {len(train_idx)} training / "
+                 f"{len(val_idx)} validation" + (f" / {len(test_idx)} test" if test else "")
+                 + f" utterances, {len(train_segs)} / {len(val_segs)}"
+                 + (f" / {len(test_segs)}" if test else "") + " segments")
+    provenance = run_provenance(corpus, corpus_identity(corpus),
+                                fold_layout(protocol, k, cfg.seed, fold, selection), cfg, data,
+                                train_idx, val_idx if test else None)
+    res, summary = _train_run(cfg, corpus, fold_segs, split, fold, provenance, data,
                               Path(out_dir), resume=resume, progress=progress,
                               on_epoch_end=on_epoch_end, on_start=on_start)
     return {**res, **summary}
