@@ -1,10 +1,12 @@
-"""The CUDA logmel_delta kernel's own source, run on the CPU.
+"""The CUDA logmel_delta kernels' own source, run on the CPU.
 
 ``csrc/cuda/logmel_delta_tile.cuh`` holds the kernel's whole block program (FFT, mel, log,
 deltas, tiling, item ends); the kernel and ``logmel_cuda_emulate.cpp`` both compile it. Here the
 host compiler builds the emulation and the tests run it block by block against the float64
 reference and librosa, so the kernel's arithmetic and indexing are checked without a GPU
-(``pytest -m cuda_source``). What only a GPU shows (races between real threads, speed) is for
+(``pytest -m cuda_source``). Every test of the emulated program runs both programs: "tile" (the
+default kernel, op ``logmel_delta``) and "regfft" (``logmel_delta_regfft_tile.cuh``: the FFT in
+registers by teams of lanes with warp barriers, opt-in, op ``logmel_delta_regfft``). What only a GPU shows (races between real threads, speed) is for
 compute-sanitizer and the benchmarks; the tests at the end run the real kernel when one is built.
 """
 
@@ -59,8 +61,13 @@ def bank(sr=16000, n_fft=512, win_length=400, n_mels=40, fmin=0.0, fmax=None, ht
     return w, fb
 
 
+PROGRAMS = ["tile", "regfft"]
+# lanes per frame of the regfft program (n_fft / 2 = N1 x N2 points, min(N1, N2) lanes)
+REGFFT_LANES = {256: 8, 512: 16, 1024: 16, 2048: 32}
+
+
 def emulate(lib, x, lengths, w, fb, hop=160, center=True, amin=1e-10, tile=0, threads=256,
-            reverse=False):
+            reverse=False, program="tile"):
     """Run every block of the kernel's program; out starts as NaN so unwritten cells show."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     B, N = x.shape
@@ -68,10 +75,12 @@ def emulate(lib, x, lengths, w, fb, hop=160, center=True, amin=1e-10, tile=0, th
     n_fft, M = w.shape[0], fb.shape[0]
     T = frame_count(N, n_fft, hop, center)
     out = np.full((B, 3, T, M), np.nan, dtype=np.float32)
-    used = lib.ssa_logmel_emulate(_ptr(x), ctypes.c_int64(B), ctypes.c_int64(N), _ptr(lengths),
+    run = lib.ssa_logmel_emulate if program == "tile" else lib.ssa_logmel_regfft_emulate
+    used = run(_ptr(x), ctypes.c_int64(B), ctypes.c_int64(N), _ptr(lengths),
                                   _ptr(w), n_fft, _ptr(np.ascontiguousarray(fb)), M, hop,
                                   int(center), ctypes.c_float(amin), tile, threads, int(reverse),
                                   _ptr(out))
+    assert used != -2, "a team barrier reached by only some lanes of a team"
     assert used == (tile or used) and used >= 1
     return out
 
@@ -136,8 +145,9 @@ CASES = {
 
 
 @cuda_source
+@pytest.mark.parametrize("program", PROGRAMS)
 @pytest.mark.parametrize("name", list(CASES))
-def test_ragged_batch_matches_reference(emu, name):
+def test_ragged_batch_matches_reference(emu, name, program):
     kw = dict(CASES[name])
     hop, center = kw.pop("hop"), kw.pop("center", True)
     w, fb = bank(**kw)
@@ -146,18 +156,19 @@ def test_ragged_batch_matches_reference(emu, name):
     if center:
         lengths.append(1)
     x = ragged(lengths, seed=len(name))
-    out = emulate(emu, x, lengths, w, fb, hop, center)
+    out = emulate(emu, x, lengths, w, fb, hop, center, program=program)
     check_against_reference(out, reference(x, lengths, w, fb, hop, center), lengths, n_fft, hop,
                             center)
 
 
 @cuda_source
+@pytest.mark.parametrize("program", PROGRAMS)
 @pytest.mark.parametrize("center", [True, False])
-def test_matches_librosa(emu, center):
+def test_matches_librosa(emu, center, program):
     y = speech_like(int(1.37 * 16000) + 3, seed=1)
     w, fb = bank()
     truth = librosa_logmel_delta(y, center=center)
-    out = emulate(emu, y[None], [len(y)], w, fb, center=center)[0]
+    out = emulate(emu, y[None], [len(y)], w, fb, center=center, program=program)[0]
     err = np.abs(out - truth).max(axis=(1, 2))
     assert err.max() <= 1e-3, f"max abs error per channel vs librosa {err}"
     # within 2x the error of the fp32 reference chain (plus a small atol)
@@ -168,8 +179,9 @@ def test_matches_librosa(emu, center):
 
 
 @cuda_source
+@pytest.mark.parametrize("program", PROGRAMS)
 @pytest.mark.parametrize("tile", [1, 4, 8])
-def test_item_ends_at_tile_edges(emu, tile):
+def test_item_ends_at_tile_edges(emu, tile, program):
     """Items whose last frame falls just before, at and just after a tile edge, and items
     shorter than the halo: forced small tiles give the same result as the default tile, bit for
     bit (each frame's arithmetic does not depend on the tiling), and match the reference."""
@@ -178,8 +190,8 @@ def test_item_ends_at_tile_edges(emu, tile):
     lengths = [(f - 1) * 160 + 37 for f in frames]
     x = ragged(lengths, seed=tile)
     w, fb = bank()
-    small = emulate(emu, x, lengths, w, fb, tile=tile)
-    default = emulate(emu, x, lengths, w, fb)
+    small = emulate(emu, x, lengths, w, fb, tile=tile, program=program)
+    default = emulate(emu, x, lengths, w, fb, program=program)
     np.testing.assert_array_equal(small, default)
     check_against_reference(small, reference(x, lengths, w, fb), lengths, 512, 160, True)
 
@@ -198,11 +210,47 @@ def test_thread_count_and_order_do_not_matter(emu, threads, reverse):
 
 
 @cuda_source
-def test_amin_floor_and_silence(emu):
+@pytest.mark.parametrize("n_fft", [256, 512, 1024, 2048])
+@pytest.mark.parametrize("slots, reverse", [(None, True), (1, False), (1, True), (3, False),
+                                            (5, True)])
+def test_regfft_thread_count_and_order_do_not_matter(emu, n_fft, slots, reverse):
+    """The regfft program: lanes of a team in reverse order (between team barriers), teams in
+    reverse order (between block barriers), and fewer team slots per block (one team then
+    transforms several frames of a group in turn) give the identical result, and it matches the
+    tile program to float32 rounding."""
+    sr = 16000 * n_fft // 512
+    w, fb = bank(sr=sr, n_fft=n_fft, win_length=n_fft * 25 // 32, n_mels=40)
+    hop = n_fft * 5 // 16
+    lengths = [28 * hop + 3, 11 * hop + n_fft // 3, 2 * hop]
+    x = ragged(lengths, seed=n_fft)
+    base = emulate(emu, x, lengths, w, fb, hop, tile=8, program="regfft")
+    threads = 256 if slots is None else slots * REGFFT_LANES[n_fft]
+    np.testing.assert_array_equal(
+        emulate(emu, x, lengths, w, fb, hop, tile=8, threads=threads, reverse=reverse,
+                program="regfft"), base)
+    first = emulate(emu, x, lengths, w, fb, hop, tile=8)
+    np.testing.assert_allclose(base, first, atol=3e-5, rtol=0)
+
+
+@cuda_source
+def test_regfft_refuses_threads_that_split_a_team(emu):
+    x = np.zeros((1, 4000), np.float32)
+    w, fb = bank()
+    out = np.zeros((1, 3, 26, 40), np.float32)
+    for threads in (1, 8, 24):  # 16 lanes per frame at n_fft 512
+        assert emu.ssa_logmel_regfft_emulate(
+            _ptr(x), ctypes.c_int64(1), ctypes.c_int64(4000), _ptr(np.array([4000], np.int64)),
+            _ptr(w), 512, _ptr(np.ascontiguousarray(fb)), 40, 160, 1, ctypes.c_float(1e-10), 0,
+            threads, 0, _ptr(out)) == -3
+
+
+@cuda_source
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_amin_floor_and_silence(emu, program):
     """Exact silence: every mel energy is below amin, static = ln(amin), deltas exactly 0."""
     w, fb = bank()
     x = np.zeros((2, 4000), np.float32)
-    out = emulate(emu, x, [4000, 1234], w, fb, amin=1e-5)
+    out = emulate(emu, x, [4000, 1234], w, fb, amin=1e-5, program=program)
     t = frame_count(1234, 512, 160, True)
     np.testing.assert_allclose(out[0, 0], np.log(1e-5), rtol=1e-6)
     np.testing.assert_array_equal(out[0, 1:], 0.0)
@@ -210,18 +258,19 @@ def test_amin_floor_and_silence(emu):
 
 
 @cuda_source
+@pytest.mark.parametrize("program", PROGRAMS)
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_non_finite_samples_never_give_finite_wrong_features(emu, bad):
+def test_non_finite_samples_never_give_finite_wrong_features(emu, bad, program):
     """The GPU does not read sample values back (no synchronisation), so a NaN / Inf sample
     reaches the kernel: the frames it touches must come out non-finite (not log(amin)) and every
     finite value must equal what the clean signal gives."""
     w, fb = bank()
     lengths = [16000, 12000]
     x = ragged(lengths)
-    clean = emulate(emu, x, lengths, w, fb)
+    clean = emulate(emu, x, lengths, w, fb, program=program)
     x = x.copy()
     x[0, 8000] = bad
-    out = emulate(emu, x, lengths, w, fb)
+    out = emulate(emu, x, lengths, w, fb, program=program)
     finite = np.isfinite(out)
     t = 8000 // 160
     assert not finite[0, 0, t - 1:t + 2].any() and not finite[0, 2, t - 5:t + 6].any()
@@ -240,6 +289,24 @@ def test_launch_plan_fits_shared_memory(emu, n_fft, n_mels):
     assert 1 <= tile <= 64 and smem <= limit
     if n_mels <= 128:  # the common sizes: several blocks per SM
         assert tile >= 8 and smem <= 64 * 1024, (tile, smem)
+
+
+@cuda_source
+@pytest.mark.parametrize("n_fft, n_mels, hop, tile_at_least, smem_at_most", [
+    (256, 40, 80, 64, 64), (512, 40, 160, 64, 64), (512, 128, 160, 32, 76),
+    (1024, 80, 256, 8, 227), (2048, 128, 441, 32, 227), (2048, 1025, 512, 8, 227),
+    (2048, 40, 2500, 8, 227)])
+def test_regfft_launch_plan_fits_shared_memory(emu, n_fft, n_mels, hop, tile_at_least,
+                                               smem_at_most):
+    """One frame per team of lanes (256 threads a block); the target shape (n_fft 512, 40
+    filters) at tile 64 within 64 KB (3 blocks of 256 threads per SM on an H100). n_fft 1024
+    and 2048 transpose 16 / 8 frames of 4.1 / 8.3 KB at once: 100-200 KB, 1-2 blocks per SM."""
+    res = (ctypes.c_int64 * 4)()
+    limit = 227 * 1024
+    emu.ssa_logmel_regfft_plan(n_fft, n_mels, hop, 1, 160000, limit, res)
+    tile, group, smem, T = list(res)
+    assert group == 256 // REGFFT_LANES[n_fft] and T == 1 + 160000 // hop
+    assert tile_at_least <= tile <= 64 and smem <= smem_at_most * 1024, (tile, smem)
 
 
 # -- the compiled CUDA kernel (GPU machines with the extension built for CUDA) -----------------
