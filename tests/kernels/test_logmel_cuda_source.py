@@ -6,8 +6,9 @@ host compiler builds the emulation and the tests run it block by block against t
 reference and librosa, so the kernel's arithmetic and indexing are checked without a GPU
 (``pytest -m cuda_source``). Every test of the emulated program runs both programs: "tile" (the
 default kernel, op ``logmel_delta``) and "regfft" (``logmel_delta_regfft_tile.cuh``: the FFT in
-registers by teams of lanes with warp barriers, opt-in, op ``logmel_delta_regfft``). What only a GPU shows (races between real threads, speed) is for
-compute-sanitizer and the benchmarks; the tests at the end run the real kernel when one is built.
+registers by teams of lanes with warp barriers, opt-in, op ``logmel_delta_regfft``). What only
+a GPU shows (races between real threads, speed) is for compute-sanitizer and the benchmarks; the
+tests at the end run the real kernels when they are built.
 """
 
 import ctypes
@@ -322,28 +323,72 @@ needs_cuda_kernel = pytest.mark.skipif(not _cuda_kernel_built(),
                                        reason="needs a GPU and the extension built with CUDA")
 
 
+def _gpu_op(program):
+    return (torch.ops.ssa_fast.logmel_delta if program == "tile"
+            else torch.ops.ssa_fast.logmel_delta_regfft)
+
+
 @needs_cuda_kernel
+@pytest.mark.parametrize("program", PROGRAMS)
 @pytest.mark.parametrize("name", list(CASES))
-def test_gpu_kernel_matches_emulation(emu, name):
+def test_gpu_kernel_matches_emulation(emu, name, program):
     kw = dict(CASES[name])
     hop, center = kw.pop("hop"), kw.pop("center", True)
     w, fb = bank(**kw)
     n_fft = w.shape[0]
     lengths = [int(2.3 * kw["sr"]) + 7, n_fft, n_fft + 3 * hop + 1]
     x = ragged(lengths, seed=5)
-    gpu = torch.ops.ssa_fast.logmel_delta(
+    gpu = _gpu_op(program)(
         torch.from_numpy(x).cuda(), torch.tensor(lengths).cuda(), torch.from_numpy(w).cuda(),
         torch.from_numpy(fb).cuda(), hop, center, 1e-10).cpu().numpy()
-    np.testing.assert_allclose(gpu, emulate(emu, x, lengths, w, fb, hop, center), atol=2e-5,
-                               rtol=0)
+    np.testing.assert_allclose(
+        gpu, emulate(emu, x, lengths, w, fb, hop, center, program=program), atol=2e-5, rtol=0)
 
 
 @needs_cuda_kernel
-def test_gpu_opcheck():
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_gpu_kernel_non_finite_and_librosa(emu, program):
+    """On the GPU as in the emulation: a NaN sample makes exactly the same cells non-finite, the
+    finite cells agree, and a clean utterance matches librosa within 1e-3."""
+    w, fb = bank()
+    lengths = [16000, 12000]
+    x = ragged(lengths)
+    x[0, 8000] = np.nan
+    gpu = _gpu_op(program)(torch.from_numpy(x).cuda(), torch.tensor(lengths).cuda(),
+                           torch.from_numpy(w).cuda(), torch.from_numpy(fb).cuda(), 160, True,
+                           1e-10).cpu().numpy()
+    emulated = emulate(emu, x, lengths, w, fb, program=program)
+    np.testing.assert_array_equal(np.isfinite(gpu), np.isfinite(emulated))
+    np.testing.assert_allclose(gpu, emulated, atol=2e-5, rtol=0)  # (NaN where both are NaN)
+    y = speech_like(int(1.37 * 16000) + 3, seed=1)
+    out = _gpu_op(program)(torch.from_numpy(y[None]).cuda(), torch.tensor([len(y)]).cuda(),
+                           torch.from_numpy(w).cuda(), torch.from_numpy(fb).cuda(), 160, True,
+                           1e-10)[0].cpu().numpy()
+    assert np.abs(out - librosa_logmel_delta(y)).max() <= 1e-3
+
+
+@needs_cuda_kernel
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_gpu_opcheck(program):
     x = torch.randn(2, 3000, device="cuda")
     w, fb = (torch.from_numpy(a).cuda() for a in bank())
-    torch.library.opcheck(torch.ops.ssa_fast.logmel_delta,
+    torch.library.opcheck(_gpu_op(program),
                           (x, torch.tensor([3000, 1700], device="cuda"), w, fb, 160, True, 1e-10))
+
+
+@needs_cuda_kernel
+def test_gpu_regfft_is_selected_per_call(monkeypatch):
+    """SSA_FAST_LOGMEL_REGFFT=1 routes backend="cuda" to the regfft kernel, read at each call."""
+    x = ragged([9000, 5000], seed=2)
+    xc = torch.from_numpy(x).cuda()
+    w, fb = (torch.from_numpy(a).cuda() for a in bank())
+    lengths = torch.tensor([9000, 5000], device="cuda")
+    ops = {p: _gpu_op(p)(xc, lengths, w, fb, 160, True, 1e-10) for p in PROGRAMS}
+    assert not torch.equal(ops["tile"], ops["regfft"])  # (float32 rounding differs)
+    for flag, program in (("1", "regfft"), ("0", "tile")):
+        monkeypatch.setenv("SSA_FAST_LOGMEL_REGFFT", flag)
+        out = ssa_fast.logmel_delta(xc, lengths=lengths, backend="cuda")
+        torch.testing.assert_close(out, ops[program], atol=0, rtol=0)
 
 
 @needs_cuda_kernel
@@ -355,6 +400,25 @@ def test_gpu_other_fft_sizes_take_the_triton_path():
     assert any("n_fft" in str(c.message) for c in caught)
     ref = ssa_fast.logmel_delta(x, n_fft=400, win_length=400, backend="reference")
     torch.testing.assert_close(out, ref, atol=1e-3, rtol=0)
+
+
+def test_regfft_flag_leaves_cpu_calls_alone(monkeypatch):
+    """The flag picks between the CUDA kernels only: CPU calls keep the C++ kernel (the regfft op
+    has no CPU kernel), and the flag is read at each call."""
+    from ssa_fast.kernels.logmel_delta import cpp
+
+    if "cpp" not in ssa_fast.available_backends("cpu"):
+        pytest.skip("the C++ extension is not built")
+    x = torch.from_numpy(ragged([6000, 4000], seed=4))
+    base = ssa_fast.logmel_delta(x, backend="cpp")
+    for flag, on in (("1", True), ("0", False), ("", False), ("yes", True)):
+        monkeypatch.setenv(cpp.REGFFT_ENV, flag)
+        assert cpp.regfft_requested() is on
+        torch.testing.assert_close(ssa_fast.logmel_delta(x, backend="cpp"), base, atol=0, rtol=0)
+    with pytest.raises(NotImplementedError, match="logmel_delta_regfft"):
+        torch.ops.ssa_fast.logmel_delta_regfft(x, torch.tensor([6000, 4000]),
+                                               *(torch.from_numpy(a) for a in bank()), 160, True,
+                                               1e-10)
 
 
 def test_automatic_logmel_choice_on_cuda():
