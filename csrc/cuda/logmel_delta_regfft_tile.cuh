@@ -25,8 +25,9 @@
 //      windowed) by a N1-point DFT in registers per column, the twiddles, one transpose through
 //      shared memory, a N2-point DFT in registers per row (lane l owns columns l, l + P, ... then
 //      rows l, l + P, ...); the spectrum back to shared memory for the mirror bins of the real
-//      split; power; the frame's filters dealt round-robin to its lanes (banded sums over each
-//      filter's non-zero bins); ln(max(., amin)) into the tile's static rows. Only team barriers;
+//      split; power; the frame's filters dealt to its lanes balanced by band width (deal_filters,
+//      once per call), each a banded sum over its non-zero bins; ln(max(., amin)) into the tile's
+//      static rows. Only team barriers;
 //   3. after all groups one block barrier; each thread owns one band over a run of kDeltaRun
 //      output frames and slides the delta window in registers (same formula, clamping and
 //      rounding as logmel_delta_tile.cuh), writing the three channels (consecutive threads,
@@ -145,6 +146,37 @@ SSA_HD float split_power(Complex zk, Complex zr, Complex w) {
   return xk.re * xk.re + xk.im * xk.im;
 }
 
+// The mel filters of a frame dealt to its P lanes (P <= 32), balanced by work (band width + 1):
+// the last (widest) filter first, each to the lane with the least work so far, ties to the
+// lowest lane. deal[l] .. deal[l + 1] index lane l's filters in deal[P + 1 ..] (M entries).
+// For the 40 Slaney filters at n_fft 512 the busiest of 16 lanes sums 36 bins (the widest
+// filter; round-robin dealing: 52; the mean: 31). The emulation runs this; the GPU the same
+// choices by one warp (deal_filters_warp in logmel_delta_regfft.cu). Which lane computes a filter
+// does not change its value.
+SSA_HD int deal_lane(const int* load, int P) {
+  int best = 0;
+  for (int l = 1; l < P; ++l)
+    if (load[l] < load[best]) best = l;
+  return best;
+}
+SSA_HD void deal_filters(const int* bands, int M, int P, int* deal) {
+  int load[32], count[32];
+  for (int l = 0; l < P; ++l) load[l] = count[l] = 0;
+  for (int m = M - 1; m >= 0; --m) {
+    const int l = deal_lane(load, P);
+    load[l] += bands[2 * m + 1] - bands[2 * m] + 1;
+    ++count[l];
+  }
+  deal[0] = 0;
+  for (int l = 0; l < P; ++l) deal[l + 1] = deal[l] + count[l];
+  for (int l = 0; l < P; ++l) load[l] = count[l] = 0;
+  for (int m = M - 1; m >= 0; --m) {  // the same choices again, now placing each filter
+    const int l = deal_lane(load, P);
+    load[l] += bands[2 * m + 1] - bands[2 * m] + 1;
+    deal[P + 1 + deal[l] + count[l]++] = m;
+  }
+}
+
 // Dynamic shared memory of one block, in floats (complex arrays first: 8-byte alignment).
 struct SmemLayout {
   int twiddles;  // half Complex: exp(-2 pi i k / n_fft), k < half
@@ -196,11 +228,12 @@ inline Geometry plan(int n_fft, int n_mels, int hop, bool center, int64_t n_samp
 
 // One frame through the FFT, power and mel by the P lanes of a team (split N1 x N2). s: the
 // frame's samples (zeros outside the item), win: the window, z: the frame's area of
-// frame_floats(n_fft) floats, tw: exp(-2 pi i k / n_fft); writes stat_row[m] for every filter.
+// frame_floats(n_fft) floats, tw: exp(-2 pi i k / n_fft), deal: deal_filters' output for P
+// lanes; writes stat_row[m] for every filter.
 template <int N1, int N2, class Team>
 SSA_HD void frame_program(const Team& team, int lane, const float* s, const float* win,
                           Complex* z, const Complex* tw, const float* fb, const int* bands,
-                          int M, float amin, float* stat_row) {
+                          const int* deal, float amin, float* stat_row) {
   constexpr int P = N1 < N2 ? N1 : N2;
   constexpr int half = N1 * N2, F = half + 1, stride = N2 + 1;
   // Columns n2 = lane + P q: z[n1 N2 + n2] for n1 < N1, a N1-point DFT, the twiddles
@@ -252,11 +285,17 @@ SSA_UNROLL
   for (int j = 0; j < J; ++j)
     if (lane + j * P <= half) power[lane + j * P] = pw[j];
   team.sync();
-  for (int m = lane; m < M; m += P)
+  for (int i = deal[lane]; i < deal[lane + 1]; ++i) {
+    const int m = deal[P + 1 + i];
     stat_row[m] = log_mel(power, fb + int64_t(m) * F, bands[2 * m], bands[2 * m + 1], amin);
+  }
 }
 
-// The program of block `block`, arguments as logmel::tile_program; smem as layout(g).
+// The program of block `block`, arguments as logmel::tile_program, except that `bands` is
+// followed by deal_filters' output for this n_fft's lanes (bands_size entries in all); smem as
+// layout(g).
+SSA_HD int bands_size(int M, int n_fft) { return 3 * M + split_for(n_fft).lanes + 1; }
+
 template <int N1, int N2, class Exec>
 SSA_HD void tile_program(const Exec& ex, const Geometry& g, int64_t block, const float* x,
                          const int64_t* lengths, const float* window, const float* fb,
@@ -315,7 +354,7 @@ SSA_HD void tile_program(const Exec& ex, const Geometry& g, int64_t block, const
     ex.sync();
     ex.teams(G, P, [=](const auto& team, int f, int lane) {
       frame_program<N1, N2>(team, lane, samples + f * stride, win, frames + f * per_frame, tw,
-                            fb, bands, M, g.amin, stat + (r0 + f) * M);
+                            fb, bands, bands + 2 * M, g.amin, stat + (r0 + f) * M);
     });
   }
   ex.sync();

@@ -207,9 +207,10 @@ int ssa_logmel_regfft_emulate(const float* x, int64_t B, int64_t N, const int64_
   const int lanes = regfft::split_for(n_fft).lanes;
   if (threads < lanes || threads % lanes != 0) return -3;
   const Geometry g = regfft::plan(n_fft, n_mels, hop, center != 0, N, amin, 227 * 1024, tile);
-  std::vector<int> bands(2 * n_mels);
+  std::vector<int> bands(regfft::bands_size(n_mels, n_fft));
   for (int m = 0; m < n_mels; ++m)
     band_range(fb + int64_t(m) * g.n_freqs, g.n_freqs, &bands[2 * m], &bands[2 * m + 1]);
+  regfft::deal_filters(bands.data(), n_mels, lanes, bands.data() + 2 * n_mels);
   std::vector<float> smem(regfft::layout(g).floats);
   const TeamExec ex(threads, lanes, reverse != 0);
   for (int64_t block = 0; block < B * g.tiles_per_item; ++block) {
@@ -218,6 +219,11 @@ int ssa_logmel_regfft_emulate(const float* x, int64_t B, int64_t N, const int64_
                              smem.data());
   }
   return ex.failed() ? -2 : g.tile;
+}
+
+// deal_filters for the non-zero bin ranges bands (M, 2): deal gets P + 1 + M entries.
+void ssa_logmel_regfft_deal(const int* bands, int n_mels, int lanes, int* deal) {
+  ssa_fast::logmel::regfft::deal_filters(bands, n_mels, lanes, deal);
 }
 
 // The second program's geometry: tile, group, shared memory bytes, T.

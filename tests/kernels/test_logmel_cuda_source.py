@@ -234,6 +234,30 @@ def test_regfft_thread_count_and_order_do_not_matter(emu, n_fft, slots, reverse)
 
 
 @cuda_source
+@pytest.mark.parametrize("sr, n_fft, n_mels, htk", [
+    (16000, 512, 40, False), (16000, 512, 128, False), (8000, 256, 40, False),
+    (22050, 1024, 80, True), (44100, 2048, 128, False), (44100, 2048, 1025, False)])
+def test_regfft_filters_dealt_to_lanes_by_width(emu, sr, n_fft, n_mels, htk):
+    """Every filter to exactly one lane; the busiest lane within the greedy bound (the mean work
+    plus the widest filter), and at the target bank (40 filters, n_fft 512) exactly the widest
+    filter, where dealing round-robin gives 52 bins."""
+    P = REGFFT_LANES[n_fft]
+    fb = mel_filterbank(sr, n_fft, n_mels, 0.0, None, htk).float().numpy()
+    nz = [np.flatnonzero(r) for r in fb]
+    bands = np.array([[z[0], z[-1] + 1] if len(z) else [0, 0] for z in nz], np.int32)
+    deal = np.full(P + 1 + n_mels, -1, np.int32)
+    emu.ssa_logmel_regfft_deal(_ptr(bands), n_mels, P, _ptr(deal))
+    start, order = deal[:P + 1], deal[P + 1:]
+    assert start[0] == 0 and start[-1] == n_mels and (np.diff(start) >= 0).all()
+    assert sorted(order) == list(range(n_mels))
+    work = bands[:, 1] - bands[:, 0] + 1
+    busiest = max(work[order[start[i]:start[i + 1]]].sum() for i in range(P))
+    assert busiest <= work.sum() / P + work.max()
+    if (n_fft, n_mels) == (512, 40):
+        assert busiest == work.max() == 37  # 36 bins + the filter's own step
+
+
+@cuda_source
 def test_regfft_refuses_threads_that_split_a_team(emu):
     x = np.zeros((1, 4000), np.float32)
     w, fb = bank()
