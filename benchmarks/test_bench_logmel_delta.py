@@ -25,8 +25,9 @@ from ssa_fast.bench import (
 
 SR = 16000
 CPU_IMPLS = ["cpp", "reference", "librosa", "torchaudio", "stft_floor"]
-# "cuda": the fused kernel of csrc/cuda/logmel_delta.cu (rows skipped where it is not built)
-GPU_IMPLS = ["cuda", "triton", "reference", "compile_reference", "torchaudio",
+# "cuda": the fused kernel of csrc/cuda/logmel_delta.cu, "cuda_regfft" the second one
+# (csrc/cuda/logmel_delta_regfft.cu, opt-in) side by side (rows skipped where they are not built)
+GPU_IMPLS = ["cuda", "cuda_regfft", "triton", "reference", "compile_reference", "torchaudio",
              "compile_torchaudio", "nnaudio", "stft_floor", "stft_abs"]
 
 
@@ -48,8 +49,8 @@ def _record(benchmark, seconds, batch):
 def _impl(name: str, x: torch.Tensor):
     if name in ("torchaudio", "compile_torchaudio"):
         _need_torchaudio()
-    if name in ("cpp", "triton", "cuda", "reference", "compile_reference", "torchaudio",
-                "compile_torchaudio", "stft_floor", "stft_abs"):
+    if name in ("cpp", "triton", "cuda", "cuda_regfft", "reference", "compile_reference",
+                "torchaudio", "compile_torchaudio", "stft_floor", "stft_abs"):
         return logmel_workload(name, x)
     if name == "librosa":
         librosa = pytest.importorskip("librosa")
@@ -96,7 +97,7 @@ def test_logmel_delta_cpu(run_bench, benchmark, impl, seconds, batch, threads):
 def test_logmel_delta_cuda(run_bench, benchmark, impl, seconds, batch):
     if dry_run() and impl.startswith("compile_"):
         pytest.skip("dry run: torch.compile of the reference takes minutes on the CPU")
-    if impl == "cuda" and "cuda" not in ssa_fast.available_backends(GPU, "logmel_delta"):
+    if impl.startswith("cuda") and "cuda" not in ssa_fast.available_backends(GPU, "logmel_delta"):
         pytest.skip("the fused CUDA kernel is not built (extension without CUDA) or no GPU")
     benchmark.group = f"logmel_delta {GPU} {seconds}s x{batch}"
     x = logmel_signal(seconds, batch, GPU)

@@ -16,6 +16,11 @@ TORCH_LIBRARY(ssa_fast, m) {
   m.def(
       "logmel_delta(Tensor waveform, Tensor lengths, Tensor window, Tensor mel_fb, "
       "int hop_length, bool center, float amin) -> Tensor");
+  // The same features by the second CUDA kernel (csrc/cuda/logmel_delta_regfft.cu: the FFT in
+  // registers), CUDA only and opt-in until a GPU session has validated it (SSA_FAST_LOGMEL_REGFFT).
+  m.def(
+      "logmel_delta_regfft(Tensor waveform, Tensor lengths, Tensor window, Tensor mel_fb, "
+      "int hop_length, bool center, float amin) -> Tensor");
 
   // Self Speaker Attention core (design.md section 5, fast form): single-query attention over the
   // 2T rows of [h_em ; h_sp] with the query vectors qk_em, qk_sp (both (B, d)).

@@ -19,6 +19,10 @@ export OUT=$G WORK=$PWD/build/gpu_work
 # the one-launch SSA kernels run on a GPU only when asked for, until checked there: this call
 # checks them (probe, tests) and times them (SSA_FAST_SSA_ONE_LAUNCH=0 measures without them)
 export SSA_FAST_SSA_ONE_LAUNCH=${SSA_FAST_SSA_ONE_LAUNCH:-1}
+# likewise the second CUDA log-Mel kernel (FFT in registers): backend="cuda" runs it in the tests
+# and the CLI of this call (SSA_FAST_LOGMEL_REGFFT=0: the default kernel); the probe and the
+# benchmark rows ("cuda", "cuda_regfft") check and time both kernels side by side either way
+export SSA_FAST_LOGMEL_REGFFT=${SSA_FAST_LOGMEL_REGFFT:-1}
 # DRY=1: the same plumbing on the CPU (gpu_session.sh --dry-run)
 GS=(bash gpu_session/gpu_session.sh)
 [ "${DRY:-0}" = 1 ] && GS+=(--dry-run)

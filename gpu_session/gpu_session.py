@@ -100,16 +100,21 @@ def kernel_checks(device: str) -> list[dict]:
     seconds, batch = (0.3, 2) if DRY else (3.0, 8)
     x = 0.1 * torch.randn(batch, int(seconds * SR) + 37, generator=g)
     import ssa_fast
+    from ssa_fast.bench import logmel_cuda_kernel
 
-    # the one-launch CUDA kernel too, where the extension was built with it
-    fused = ["triton"] + (["cuda"] if "cuda" in ssa_fast.available_backends(device, "logmel_delta")
-                          else [])
-    for backend in fused:
+    # the one-launch CUDA kernels too (the default one and the opt-in regfft one), where the
+    # extension was built with them
+    fused = ["triton"] + (["cuda", "cuda_regfft"]
+                          if "cuda" in ssa_fast.available_backends(device, "logmel_delta") else [])
+    for impl in fused:
+        def logmel_check(n_mels, impl=impl):
+            with logmel_cuda_kernel(impl == "cuda_regfft"):
+                out = logmel_delta(x.to(device), n_mels=n_mels, backend=impl.split("_")[0])
+            return _rel(out, logmel_delta(x.double(), n_mels=n_mels, backend="reference"))
+
         for n_mels in (40, 128):
-            check(f"logmel_delta {backend} n_mels={n_mels}", 1e-4,
-                  lambda n_mels=n_mels, backend=backend: _rel(
-                      logmel_delta(x.to(device), n_mels=n_mels, backend=backend),
-                      logmel_delta(x.double(), n_mels=n_mels, backend="reference")))
+            check(f"logmel_delta {impl} n_mels={n_mels}", 1e-4,
+                  lambda n_mels=n_mels, f=logmel_check: f(n_mels))
 
     B, T, d = (3, 7, 9) if DRY else (40, 150, 256)
     # The reference runs on the same (rounded) inputs as the kernel, so that the error is the

@@ -4,7 +4,8 @@ The pytest-benchmark suite (``benchmarks/``, ``make bench``) and ``ssa-fast benc
 workloads here, so both time the same thing. Every builder returns a function of no arguments
 that runs the workload once; ``time_ms`` synchronises the device around each call.
 
-Implementations: a fused backend name ("cpp", "triton", "cuda"), "reference" (the pure-torch fast
+Implementations: a fused backend name ("cpp", "triton", "cuda"; log-Mel also "cuda_regfft": the
+second CUDA kernel, opt-in by ``SSA_FAST_LOGMEL_REGFFT``), "reference" (the pure-torch fast
 form), "literal" (SSA: the paper-literal form with materialised keys and values), "compile_<name>"
 (torch.compile of that reference), "cudagraph_<name>" (SSA on CUDA: captured in a CUDA graph and
 replayed), "triton_two_kernel" (SSA: the triton backend's large-batch path at any batch) and,
@@ -14,7 +15,9 @@ not a dependency), "stft_floor" and "stft_abs".
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 
 import numpy as np
@@ -69,6 +72,24 @@ def logmel_signal(seconds: float, batch: int, device) -> torch.Tensor:
     return (0.1 * torch.randn(batch, int(seconds * SR), generator=g)).to(device)
 
 
+@contextlib.contextmanager
+def logmel_cuda_kernel(regfft: bool):
+    """The log-Mel CUDA kernel backend="cuda" runs inside: the regfft kernel or the default one,
+    whatever SSA_FAST_LOGMEL_REGFFT says outside (the flag is read at each call), so that one
+    process times and checks both."""
+    from .kernels.logmel_delta.native import REGFFT_ENV
+
+    old = os.environ.get(REGFFT_ENV)
+    os.environ[REGFFT_ENV] = "1" if regfft else "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[REGFFT_ENV]
+        else:
+            os.environ[REGFFT_ENV] = old
+
+
 def logmel_workload(impl: str, x: torch.Tensor):
     from .kernels.logmel_delta import logmel_delta
     from .kernels.logmel_delta.filters import analysis_window, mel_filterbank
@@ -76,7 +97,13 @@ def logmel_workload(impl: str, x: torch.Tensor):
 
     window = analysis_window("hamming", 400, 512).float().to(x.device)
     fb = mel_filterbank(SR, 512, 40).float().to(x.device)
-    if impl in ("cpp", "triton", "cuda"):
+    if impl in ("cuda", "cuda_regfft"):
+        def fused_cuda():
+            with logmel_cuda_kernel(impl == "cuda_regfft"):
+                return logmel_delta(x, backend="cuda")
+
+        return fused_cuda
+    if impl in ("cpp", "triton"):
         return lambda: logmel_delta(x, backend=impl)
     if impl in ("reference", "compile_reference"):
         f = logmel_delta_reference
@@ -369,7 +396,9 @@ def quick_bench(device: torch.device | str, *, ops=OPS, compile: bool = False,
     if "logmel_delta" in ops:
         for secs, b in ([(60, 1), (3, 512)] if cuda else [(60, 1), (3, 32)]):
             x = logmel_signal(secs, b, device)
-            for impl in fused + ["reference"] + extra + ["stft_floor"]:
+            regfft = ["cuda_regfft"] if "cuda" in available_backends(device, "logmel_delta") \
+                else []
+            for impl in fused + regfft + ["reference"] + extra + ["stft_floor"]:
                 plan.append(("logmel_delta", f"{b} x {secs} s", impl, "reference",
                              lambda impl=impl, x=x: logmel_workload(impl, x)))
     if "ssa_attention" in ops:

@@ -1,11 +1,14 @@
-"""The CUDA logmel_delta kernel's own source, run on the CPU.
+"""The CUDA logmel_delta kernels' own source, run on the CPU.
 
 ``csrc/cuda/logmel_delta_tile.cuh`` holds the kernel's whole block program (FFT, mel, log,
 deltas, tiling, item ends); the kernel and ``logmel_cuda_emulate.cpp`` both compile it. Here the
 host compiler builds the emulation and the tests run it block by block against the float64
 reference and librosa, so the kernel's arithmetic and indexing are checked without a GPU
-(``pytest -m cuda_source``). What only a GPU shows (races between real threads, speed) is for
-compute-sanitizer and the benchmarks; the tests at the end run the real kernel when one is built.
+(``pytest -m cuda_source``). Every test of the emulated program runs both programs: "tile" (the
+default kernel, op ``logmel_delta``) and "regfft" (``logmel_delta_regfft_tile.cuh``: the FFT in
+registers by teams of lanes with warp barriers, opt-in, op ``logmel_delta_regfft``). What only
+a GPU shows (races between real threads, speed) is for compute-sanitizer and the benchmarks; the
+tests at the end run the real kernels when they are built.
 """
 
 import ctypes
@@ -61,8 +64,13 @@ def bank(sr=16000, n_fft=512, win_length=400, n_mels=40, fmin=0.0, fmax=None, ht
     return w, fb
 
 
+PROGRAMS = ["tile", "regfft"]
+# lanes per frame of the regfft program (n_fft / 2 = N1 x N2 points, min(N1, N2) lanes)
+REGFFT_LANES = {256: 8, 512: 16, 1024: 16, 2048: 32}
+
+
 def emulate(lib, x, lengths, w, fb, hop=160, center=True, amin=1e-10, tile=0, threads=256,
-            reverse=False):
+            reverse=False, program="tile"):
     """Run every block of the kernel's program; out starts as NaN so unwritten cells show."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     B, N = x.shape
@@ -70,10 +78,12 @@ def emulate(lib, x, lengths, w, fb, hop=160, center=True, amin=1e-10, tile=0, th
     n_fft, M = w.shape[0], fb.shape[0]
     T = frame_count(N, n_fft, hop, center)
     out = np.full((B, 3, T, M), np.nan, dtype=np.float32)
-    used = lib.ssa_logmel_emulate(_ptr(x), ctypes.c_int64(B), ctypes.c_int64(N), _ptr(lengths),
+    run = lib.ssa_logmel_emulate if program == "tile" else lib.ssa_logmel_regfft_emulate
+    used = run(_ptr(x), ctypes.c_int64(B), ctypes.c_int64(N), _ptr(lengths),
                                   _ptr(w), n_fft, _ptr(np.ascontiguousarray(fb)), M, hop,
                                   int(center), ctypes.c_float(amin), tile, threads, int(reverse),
                                   _ptr(out))
+    assert used != -2, "a team barrier reached by only some lanes of a team"
     assert used == (tile or used) and used >= 1
     return out
 
@@ -160,8 +170,9 @@ CASES = {
 
 
 @cuda_source
+@pytest.mark.parametrize("program", PROGRAMS)
 @pytest.mark.parametrize("name", list(CASES))
-def test_ragged_batch_matches_reference(emu, name):
+def test_ragged_batch_matches_reference(emu, name, program):
     kw = dict(CASES[name])
     hop, center = kw.pop("hop"), kw.pop("center", True)
     w, fb = bank(**kw)
@@ -170,18 +181,19 @@ def test_ragged_batch_matches_reference(emu, name):
     if center:
         lengths.append(1)
     x = ragged(lengths, seed=len(name))
-    out = emulate(emu, x, lengths, w, fb, hop, center)
+    out = emulate(emu, x, lengths, w, fb, hop, center, program=program)
     check_against_reference(out, reference(x, lengths, w, fb, hop, center), lengths, n_fft, hop,
                             center)
 
 
 @cuda_source
+@pytest.mark.parametrize("program", PROGRAMS)
 @pytest.mark.parametrize("center", [True, False])
-def test_matches_librosa(emu, center):
+def test_matches_librosa(emu, center, program):
     y = speech_like(int(1.37 * 16000) + 3, seed=1)
     w, fb = bank()
     truth = librosa_logmel_delta(y, center=center)
-    out = emulate(emu, y[None], [len(y)], w, fb, center=center)[0]
+    out = emulate(emu, y[None], [len(y)], w, fb, center=center, program=program)[0]
     err = np.abs(out - truth).max(axis=(1, 2))
     assert err.max() <= 1e-3, f"max abs error per channel vs librosa {err}"
     # within 2x the error of the fp32 reference chain (plus a small atol)
@@ -192,8 +204,9 @@ def test_matches_librosa(emu, center):
 
 
 @cuda_source
+@pytest.mark.parametrize("program", PROGRAMS)
 @pytest.mark.parametrize("tile", [1, 4, 8])
-def test_item_ends_at_tile_edges(emu, tile):
+def test_item_ends_at_tile_edges(emu, tile, program):
     """Items whose last frame falls just before, at and just after a tile edge, and items
     shorter than the halo: forced small tiles give the same result as the default tile, bit for
     bit (each frame's arithmetic does not depend on the tiling), and match the reference."""
@@ -202,8 +215,8 @@ def test_item_ends_at_tile_edges(emu, tile):
     lengths = [(f - 1) * 160 + 37 for f in frames]
     x = ragged(lengths, seed=tile)
     w, fb = bank()
-    small = emulate(emu, x, lengths, w, fb, tile=tile)
-    default = emulate(emu, x, lengths, w, fb)
+    small = emulate(emu, x, lengths, w, fb, tile=tile, program=program)
+    default = emulate(emu, x, lengths, w, fb, program=program)
     np.testing.assert_array_equal(small, default)
     check_against_reference(small, reference(x, lengths, w, fb), lengths, 512, 160, True)
 
@@ -222,11 +235,71 @@ def test_thread_count_and_order_do_not_matter(emu, threads, reverse):
 
 
 @cuda_source
-def test_amin_floor_and_silence(emu):
+@pytest.mark.parametrize("n_fft", [256, 512, 1024, 2048])
+@pytest.mark.parametrize("slots, reverse", [(None, True), (1, False), (1, True), (3, False),
+                                            (5, True)])
+def test_regfft_thread_count_and_order_do_not_matter(emu, n_fft, slots, reverse):
+    """The regfft program: lanes of a team in reverse order (between team barriers), teams in
+    reverse order (between block barriers), and fewer team slots per block (one team then
+    transforms several frames of a group in turn) give the identical result, and it matches the
+    tile program to float32 rounding."""
+    sr = 16000 * n_fft // 512
+    w, fb = bank(sr=sr, n_fft=n_fft, win_length=n_fft * 25 // 32, n_mels=40)
+    hop = n_fft * 5 // 16
+    lengths = [28 * hop + 3, 11 * hop + n_fft // 3, 2 * hop]
+    x = ragged(lengths, seed=n_fft)
+    base = emulate(emu, x, lengths, w, fb, hop, tile=8, program="regfft")
+    threads = 256 if slots is None else slots * REGFFT_LANES[n_fft]
+    np.testing.assert_array_equal(
+        emulate(emu, x, lengths, w, fb, hop, tile=8, threads=threads, reverse=reverse,
+                program="regfft"), base)
+    first = emulate(emu, x, lengths, w, fb, hop, tile=8)
+    np.testing.assert_allclose(base, first, atol=3e-5, rtol=0)
+
+
+@cuda_source
+@pytest.mark.parametrize("sr, n_fft, n_mels, htk", [
+    (16000, 512, 40, False), (16000, 512, 128, False), (8000, 256, 40, False),
+    (22050, 1024, 80, True), (44100, 2048, 128, False), (44100, 2048, 1025, False)])
+def test_regfft_filters_dealt_to_lanes_by_width(emu, sr, n_fft, n_mels, htk):
+    """Every filter to exactly one lane; the busiest lane within the greedy bound (the mean work
+    plus the widest filter), and at the target bank (40 filters, n_fft 512) exactly the widest
+    filter, where dealing round-robin gives 52 bins."""
+    P = REGFFT_LANES[n_fft]
+    fb = mel_filterbank(sr, n_fft, n_mels, 0.0, None, htk).float().numpy()
+    nz = [np.flatnonzero(r) for r in fb]
+    bands = np.array([[z[0], z[-1] + 1] if len(z) else [0, 0] for z in nz], np.int32)
+    deal = np.full(P + 1 + n_mels, -1, np.int32)
+    emu.ssa_logmel_regfft_deal(_ptr(bands), n_mels, P, _ptr(deal))
+    start, order = deal[:P + 1], deal[P + 1:]
+    assert start[0] == 0 and start[-1] == n_mels and (np.diff(start) >= 0).all()
+    assert sorted(order) == list(range(n_mels))
+    work = bands[:, 1] - bands[:, 0] + 1
+    busiest = max(work[order[start[i]:start[i + 1]]].sum() for i in range(P))
+    assert busiest <= work.sum() / P + work.max()
+    if (n_fft, n_mels) == (512, 40):
+        assert busiest == work.max() == 37  # 36 bins + the filter's own step
+
+
+@cuda_source
+def test_regfft_refuses_threads_that_split_a_team(emu):
+    x = np.zeros((1, 4000), np.float32)
+    w, fb = bank()
+    out = np.zeros((1, 3, 26, 40), np.float32)
+    for threads in (1, 8, 24):  # 16 lanes per frame at n_fft 512
+        assert emu.ssa_logmel_regfft_emulate(
+            _ptr(x), ctypes.c_int64(1), ctypes.c_int64(4000), _ptr(np.array([4000], np.int64)),
+            _ptr(w), 512, _ptr(np.ascontiguousarray(fb)), 40, 160, 1, ctypes.c_float(1e-10), 0,
+            threads, 0, _ptr(out)) == -3
+
+
+@cuda_source
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_amin_floor_and_silence(emu, program):
     """Exact silence: every mel energy is below amin, static = ln(amin), deltas exactly 0."""
     w, fb = bank()
     x = np.zeros((2, 4000), np.float32)
-    out = emulate(emu, x, [4000, 1234], w, fb, amin=1e-5)
+    out = emulate(emu, x, [4000, 1234], w, fb, amin=1e-5, program=program)
     t = frame_count(1234, 512, 160, True)
     np.testing.assert_allclose(out[0, 0], np.log(1e-5), rtol=1e-6)
     np.testing.assert_array_equal(out[0, 1:], 0.0)
@@ -234,18 +307,19 @@ def test_amin_floor_and_silence(emu):
 
 
 @cuda_source
+@pytest.mark.parametrize("program", PROGRAMS)
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_non_finite_samples_never_give_finite_wrong_features(emu, bad):
+def test_non_finite_samples_never_give_finite_wrong_features(emu, bad, program):
     """The GPU does not read sample values back (no synchronisation), so a NaN / Inf sample
     reaches the kernel: the frames it touches must come out non-finite (not log(amin)) and every
     finite value must equal what the clean signal gives."""
     w, fb = bank()
     lengths = [16000, 12000]
     x = ragged(lengths)
-    clean = emulate(emu, x, lengths, w, fb)
+    clean = emulate(emu, x, lengths, w, fb, program=program)
     x = x.copy()
     x[0, 8000] = bad
-    out = emulate(emu, x, lengths, w, fb)
+    out = emulate(emu, x, lengths, w, fb, program=program)
     finite = np.isfinite(out)
     t = 8000 // 160
     assert not finite[0, 0, t - 1:t + 2].any() and not finite[0, 2, t - 5:t + 6].any()
@@ -266,6 +340,24 @@ def test_launch_plan_fits_shared_memory(emu, n_fft, n_mels):
         assert tile >= 8 and smem <= 64 * 1024, (tile, smem)
 
 
+@cuda_source
+@pytest.mark.parametrize("n_fft, n_mels, hop, tile_at_least, smem_at_most", [
+    (256, 40, 80, 64, 64), (512, 40, 160, 64, 64), (512, 128, 160, 32, 76),
+    (1024, 80, 256, 8, 227), (2048, 128, 441, 32, 227), (2048, 1025, 512, 8, 227),
+    (2048, 40, 2500, 8, 227)])
+def test_regfft_launch_plan_fits_shared_memory(emu, n_fft, n_mels, hop, tile_at_least,
+                                               smem_at_most):
+    """One frame per team of lanes (256 threads a block); the target shape (n_fft 512, 40
+    filters) at tile 64 within 64 KB (3 blocks of 256 threads per SM on an H100). n_fft 1024
+    and 2048 transpose 16 / 8 frames of 4.1 / 8.3 KB at once: 100-200 KB, 1-2 blocks per SM."""
+    res = (ctypes.c_int64 * 4)()
+    limit = 227 * 1024
+    emu.ssa_logmel_regfft_plan(n_fft, n_mels, hop, 1, 160000, limit, res)
+    tile, group, smem, T = list(res)
+    assert group == 256 // REGFFT_LANES[n_fft] and T == 1 + 160000 // hop
+    assert tile_at_least <= tile <= 64 and smem <= smem_at_most * 1024, (tile, smem)
+
+
 # -- the compiled CUDA kernel (GPU machines with the extension built for CUDA) -----------------
 
 
@@ -279,28 +371,72 @@ needs_cuda_kernel = pytest.mark.skipif(not _cuda_kernel_built(),
                                        reason="needs a GPU and the extension built with CUDA")
 
 
+def _gpu_op(program):
+    return (torch.ops.ssa_fast.logmel_delta if program == "tile"
+            else torch.ops.ssa_fast.logmel_delta_regfft)
+
+
 @needs_cuda_kernel
+@pytest.mark.parametrize("program", PROGRAMS)
 @pytest.mark.parametrize("name", list(CASES))
-def test_gpu_kernel_matches_emulation(emu, name):
+def test_gpu_kernel_matches_emulation(emu, name, program):
     kw = dict(CASES[name])
     hop, center = kw.pop("hop"), kw.pop("center", True)
     w, fb = bank(**kw)
     n_fft = w.shape[0]
     lengths = [int(2.3 * kw["sr"]) + 7, n_fft, n_fft + 3 * hop + 1]
     x = ragged(lengths, seed=5)
-    gpu = torch.ops.ssa_fast.logmel_delta(
+    gpu = _gpu_op(program)(
         torch.from_numpy(x).cuda(), torch.tensor(lengths).cuda(), torch.from_numpy(w).cuda(),
         torch.from_numpy(fb).cuda(), hop, center, 1e-10).cpu().numpy()
-    np.testing.assert_allclose(gpu, emulate(emu, x, lengths, w, fb, hop, center), atol=2e-5,
-                               rtol=0)
+    np.testing.assert_allclose(
+        gpu, emulate(emu, x, lengths, w, fb, hop, center, program=program), atol=2e-5, rtol=0)
 
 
 @needs_cuda_kernel
-def test_gpu_opcheck():
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_gpu_kernel_non_finite_and_librosa(emu, program):
+    """On the GPU as in the emulation: a NaN sample makes exactly the same cells non-finite, the
+    finite cells agree, and a clean utterance matches librosa within 1e-3."""
+    w, fb = bank()
+    lengths = [16000, 12000]
+    x = ragged(lengths)
+    x[0, 8000] = np.nan
+    gpu = _gpu_op(program)(torch.from_numpy(x).cuda(), torch.tensor(lengths).cuda(),
+                           torch.from_numpy(w).cuda(), torch.from_numpy(fb).cuda(), 160, True,
+                           1e-10).cpu().numpy()
+    emulated = emulate(emu, x, lengths, w, fb, program=program)
+    np.testing.assert_array_equal(np.isfinite(gpu), np.isfinite(emulated))
+    np.testing.assert_allclose(gpu, emulated, atol=2e-5, rtol=0)  # (NaN where both are NaN)
+    y = speech_like(int(1.37 * 16000) + 3, seed=1)
+    out = _gpu_op(program)(torch.from_numpy(y[None]).cuda(), torch.tensor([len(y)]).cuda(),
+                           torch.from_numpy(w).cuda(), torch.from_numpy(fb).cuda(), 160, True,
+                           1e-10)[0].cpu().numpy()
+    assert np.abs(out - librosa_logmel_delta(y)).max() <= 1e-3
+
+
+@needs_cuda_kernel
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_gpu_opcheck(program):
     x = torch.randn(2, 3000, device="cuda")
     w, fb = (torch.from_numpy(a).cuda() for a in bank())
-    torch.library.opcheck(torch.ops.ssa_fast.logmel_delta,
+    torch.library.opcheck(_gpu_op(program),
                           (x, torch.tensor([3000, 1700], device="cuda"), w, fb, 160, True, 1e-10))
+
+
+@needs_cuda_kernel
+def test_gpu_regfft_is_selected_per_call(monkeypatch):
+    """SSA_FAST_LOGMEL_REGFFT=1 routes backend="cuda" to the regfft kernel, read at each call."""
+    x = ragged([9000, 5000], seed=2)
+    xc = torch.from_numpy(x).cuda()
+    w, fb = (torch.from_numpy(a).cuda() for a in bank())
+    lengths = torch.tensor([9000, 5000], device="cuda")
+    ops = {p: _gpu_op(p)(xc, lengths, w, fb, 160, True, 1e-10) for p in PROGRAMS}
+    assert not torch.equal(ops["tile"], ops["regfft"])  # (float32 rounding differs)
+    for flag, program in (("1", "regfft"), ("0", "tile")):
+        monkeypatch.setenv("SSA_FAST_LOGMEL_REGFFT", flag)
+        out = ssa_fast.logmel_delta(xc, lengths=lengths, backend="cuda")
+        torch.testing.assert_close(out, ops[program], atol=0, rtol=0)
 
 
 @needs_cuda_kernel
@@ -312,6 +448,25 @@ def test_gpu_other_fft_sizes_take_the_triton_path():
     assert any("n_fft" in str(c.message) for c in caught)
     ref = ssa_fast.logmel_delta(x, n_fft=400, win_length=400, backend="reference")
     torch.testing.assert_close(out, ref, atol=1e-3, rtol=0)
+
+
+def test_regfft_flag_leaves_cpu_calls_alone(monkeypatch):
+    """The flag picks between the CUDA kernels only: CPU calls keep the C++ kernel (the regfft op
+    has no CPU kernel), and the flag is read at each call."""
+    from ssa_fast.kernels.logmel_delta import native
+
+    if "cpp" not in ssa_fast.available_backends("cpu"):
+        pytest.skip("the C++ extension is not built")
+    x = torch.from_numpy(ragged([6000, 4000], seed=4))
+    base = ssa_fast.logmel_delta(x, backend="cpp")
+    for flag, on in (("1", True), ("0", False), ("", False), ("yes", True)):
+        monkeypatch.setenv(native.REGFFT_ENV, flag)
+        assert native.regfft_requested() is on
+        torch.testing.assert_close(ssa_fast.logmel_delta(x, backend="cpp"), base, atol=0, rtol=0)
+    with pytest.raises(NotImplementedError, match="logmel_delta_regfft"):
+        torch.ops.ssa_fast.logmel_delta_regfft(x, torch.tensor([6000, 4000]),
+                                               *(torch.from_numpy(a) for a in bank()), 160, True,
+                                               1e-10)
 
 
 def test_automatic_logmel_choice_on_cuda():
