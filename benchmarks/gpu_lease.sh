@@ -19,6 +19,10 @@ export OUT=$G WORK=$PWD/build/gpu_work
 # the one-launch SSA kernels run on a GPU only when asked for, until checked there: this call
 # checks them (probe, tests) and times them (SSA_FAST_SSA_ONE_LAUNCH=0 measures without them)
 export SSA_FAST_SSA_ONE_LAUNCH=${SSA_FAST_SSA_ONE_LAUNCH:-1}
+# the same for the large-batch SSA kernels (design.md 10.2): the `triton` rows at B = 4096 take
+# them (SSA_FAST_SSA_LARGE=0: the two-kernel path, as by default); `triton_large` and
+# `triton_two_kernel` force one path each whatever this says
+export SSA_FAST_SSA_LARGE=${SSA_FAST_SSA_LARGE:-1}
 # DRY=1: the same plumbing on the CPU (gpu_session.sh --dry-run)
 GS=(bash benchmarks/gpu_session.sh)
 [ "${DRY:-0}" = 1 ] && GS+=(--dry-run)

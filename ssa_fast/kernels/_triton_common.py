@@ -36,6 +36,8 @@ rows in the second:
               (interpreter: min(next_pow2(T), 256)); d = 256 -> 64 rows, d = 512 -> 32
     BLOCK_J = max(1, 4096 // BLOCK_D // u)   columns of a W_k chunk in the forward's qk = W_k q
     NUM_STAGES = 2 (rows of the next tile loaded while this one is reduced), 8 warps
+    second backward kernel (one program per item and tile, no loop): BLOCK_T = the rows of
+              BLOCK_J above (d = 256 -> 16), 4 warps, so that several programs share an SM
 ``_logmel_delta_kernel`` (:func:`logmel_launch`), n_mels M, n_fft:
     BLOCK_R = 64 frames per tile (interpreter: 128), of which 2 * LOGMEL_HALO are recomputed
     BLOCK_F = 64 frequency bins per step of the mel product
@@ -161,6 +163,7 @@ class SSALargeLaunch(NamedTuple):
     block_j: int
     num_stages: int
     num_warps: int
+    block_t_em: int  # rows of a program of the second backward kernel (no loop: small tiles)
 
 
 def ssa_large_launch(T: int, d: int, *, interpret: bool = False) -> SSALargeLaunch:
@@ -171,8 +174,10 @@ def ssa_large_launch(T: int, d: int, *, interpret: bool = False) -> SSALargeLaun
     cap = SSA_INTERPRET_ROWS if interpret else min(SSA_LARGE_ROWS,
                                                    SSA_LARGE_TILE_ELEMENTS // block_d // u)
     block_t = max(1, min(next_pow2(T), cap))
-    return SSALargeLaunch(block_t, block_d, max(1, SSA_FUSED_TILE_ELEMENTS // block_d // u),
-                          SSA_LARGE_STAGES, SSA_LARGE_WARPS)
+    small = SSA_FUSED_TILE_ELEMENTS // block_d // u
+    block_t_em = block_t if interpret else max(1, min(next_pow2(T), small))
+    return SSALargeLaunch(block_t, block_d, max(1, small), SSA_LARGE_STAGES, SSA_LARGE_WARPS,
+                          block_t_em)
 
 
 def _unaligned(d: int) -> int:

@@ -19,6 +19,7 @@ if "triton" not in ssa_fast.available_backends(device_for("triton")):
 from ssa_fast.kernels.ssa_attention import triton_large as tl_mod  # noqa: E402
 from ssa_fast.kernels.ssa_attention.function import (  # noqa: E402
     LARGE_ENV,
+    ONE_LAUNCH_ENV,
     SSAAttentionFunction,
 )
 from ssa_fast.kernels.ssa_attention.triton_large import SSALargeFunction  # noqa: E402
@@ -32,7 +33,8 @@ def small_tiles(monkeypatch, block_t):
     """Tiles of block_t rows (the interpreter's default tile covers T whole): several tiles per
     item, the last one partly masked, and K2 launched over several tiles per item."""
     monkeypatch.setattr(tl_mod, "large_launch", lambda h: ssa_large_launch(
-        h.shape[1], h.shape[2], interpret=True)._replace(block_t=block_t))
+        h.shape[1], h.shape[2], interpret=True)._replace(block_t=block_t,
+                                                         block_t_em=max(1, block_t // 2)))
 
 
 def output_grads(B, T, d, combine, dalpha, seed=1):
@@ -199,6 +201,7 @@ def test_large_path_is_chosen_only_when_asked(monkeypatch, asked):
     for name in ("_ssa_large_fwd_kernel", "_ssa_large_bwd_rows_kernel",
                  "_ssa_large_bwd_em_kernel"):
         monkeypatch.setattr(tl_mod, name, _Counting(launches, name))
+    monkeypatch.delenv(ONE_LAUNCH_ENV, raising=False)  # (on a GPU B = 6 would be theirs)
     if asked:
         monkeypatch.setenv(LARGE_ENV, "1")
     else:
@@ -215,6 +218,7 @@ def test_large_path_is_chosen_only_when_asked(monkeypatch, asked):
 
 
 def test_large_torch_compile_fullgraph(monkeypatch):
+    monkeypatch.delenv(ONE_LAUNCH_ENV, raising=False)
     monkeypatch.setenv(LARGE_ENV, "1")
     B, T, d = 5, 10, 16
     inputs = [t.float().to(DEV) for t in make_inputs(B, T, d, seed=6)]
@@ -223,11 +227,16 @@ def test_large_torch_compile_fullgraph(monkeypatch):
         c, alpha = ssa_fast.ssa_attention(*a, backend="triton")
         return (c.square().sum() + alpha[:, :3].sum()) * 0.5
 
+    launches: list[str] = []
+    monkeypatch.setattr(tl_mod, "_ssa_large_fwd_kernel",
+                        _Counting(launches, "_ssa_large_fwd_kernel"))
     fresh_dispatch()
     compiled = torch.compile(loss, fullgraph=True)
     eager_leaves = [t.clone().requires_grad_(True) for t in inputs]
     comp_leaves = [t.clone().requires_grad_(True) for t in inputs]
-    le, lc = loss(*eager_leaves), compiled(*comp_leaves)
+    lc = compiled(*comp_leaves)
+    assert launches == ["_ssa_large_fwd_kernel"]  # the compiled graph runs the large path
+    le = loss(*eager_leaves)
     le.backward()
     lc.backward()
     torch.testing.assert_close(lc, le, rtol=1e-5, atol=1e-5)
@@ -238,7 +247,7 @@ def test_large_torch_compile_fullgraph(monkeypatch):
 def test_large_launch_geometry():
     """Tiles of 64 rows at the benchmark's d = 256 (32 at d = 512, a quarter where rows are not
     64-byte multiples), pipelined; the interpreter takes T whole up to 256 rows."""
-    assert ssa_large_launch(150, 256) == (64, 256, 16, 2, 8)
+    assert ssa_large_launch(150, 256) == (64, 256, 16, 2, 8, 16)
     assert ssa_large_launch(150, 512).block_t == 32
     assert ssa_large_launch(150, 64).block_t == 64
     assert ssa_large_launch(150, 100).block_t == 32

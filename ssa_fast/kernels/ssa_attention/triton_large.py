@@ -27,7 +27,7 @@ import triton
 import triton.language as tl
 
 from ..._backend import triton_interpret
-from .._triton_common import device_guard, ssa_large_launch
+from .._triton_common import NUM_WARPS, device_guard, ssa_large_launch
 from .reference import combine_outputs
 from .triton import _dalpha, _matvec_rows, _rows_update
 
@@ -245,9 +245,9 @@ def ssa_large_bwd_em_triton(h_em, saved, alpha, g_em, dp, dq, w_q):
     dh_em = torch.empty(B, T, d, device=h_em.device, dtype=h_em.dtype)
     dwq_part = torch.empty(B, T, device=h_em.device, dtype=torch.float32)
     with device_guard(h_em):
-        _ssa_large_bwd_em_kernel[(B, triton.cdiv(T, g.block_t))](
+        _ssa_large_bwd_em_kernel[(B, triton.cdiv(T, g.block_t_em))](
             h_em, saved, alpha, g_em, dp, dq, w_q, dh_em, dwq_part, B, T, d,
-            BLOCK_T=g.block_t, BLOCK_D=g.block_d, num_warps=g.num_warps)
+            BLOCK_T=g.block_t_em, BLOCK_D=g.block_d, num_warps=NUM_WARPS)
     return dh_em, dwq_part
 
 
