@@ -253,3 +253,37 @@ def test_large_launch_geometry():
     assert ssa_large_launch(150, 100).block_t == 32
     assert ssa_large_launch(5, 256).block_t == 8
     assert ssa_large_launch(150, 256, interpret=True).block_t == 256
+
+
+def _layout(t, how):
+    if how == "permuted":  # stored transposed, read back through a permutation
+        dims = list(range(t.dim()))[::-1]
+        return t.permute(*dims).contiguous().permute(*dims)
+    return t
+
+
+@pytest.mark.parametrize("how", ["contiguous", "permuted", "broadcast"])
+def test_large_ops_opcheck(how):
+    """The three registered ops against their fake kernels (what torch.compile runs), inputs in
+    other layouts, alpha's gradient contiguous, permuted, broadcast (alpha.sum()'s) or absent;
+    h in bfloat16 for the permuted case."""
+    B, T, d = 3, 7, 8
+    g = torch.Generator().manual_seed(5)
+    dtype = torch.bfloat16 if how == "permuted" else torch.float32
+    h_em, h_sp = (_layout(torch.randn(B, T, d, generator=g).to(DEV, dtype), how)
+                  for _ in range(2))
+    w_q = torch.randn(T, generator=g).to(DEV)
+    w_k = [_layout(torch.randn(d, d, generator=g).to(DEV), how) for _ in range(2)]
+    args = (h_em, h_sp, w_q, *w_k, 0.4)
+    torch.library.opcheck(tl_mod.ssa_large_fwd_triton_op, args)
+    alpha, saved = tl_mod.ssa_large_fwd_triton_op(*args)
+    dp = _layout(torch.randn(2, B, d, generator=g).to(DEV), how)
+    for dalpha in (None, {"contiguous": torch.randn(B, 2 * T, generator=g).to(DEV),
+                          "permuted": _layout(torch.randn(B, 2 * T, generator=g).to(DEV), how),
+                          "broadcast": torch.full((1, 1), 0.5, device=DEV).expand(B, 2 * T)
+                          }[how]):
+        rows = (h_em, h_sp, saved, alpha, dp, dalpha, 0.4)
+        torch.library.opcheck(tl_mod.ssa_large_bwd_rows_triton_op, rows)
+    _, dqk, g_em = tl_mod.ssa_large_bwd_rows_triton_op(*rows)
+    torch.library.opcheck(tl_mod.ssa_large_bwd_em_triton_op,
+                          (h_em, saved, alpha, g_em, dp, _layout(dqk[0], how), w_q))

@@ -216,7 +216,8 @@ def ssa_large_bwd_rows_triton(h_em, h_sp, saved, alpha, dp, dalpha, scale: float
     """K1: dh_sp (h_sp's dtype), dqk (2, B, d) and g_em (B, T), float32. ``dp`` (2, B, d);
     ``dalpha`` (B, 2T) with any strides or None (copied unless contiguous or one value
     broadcast, as ``alpha.sum()`` hands over)."""
-    h_em, h_sp, dp = h_em.contiguous(), h_sp.contiguous(), dp.contiguous()
+    h_em, h_sp, saved, alpha, dp = (
+        t.contiguous() for t in (h_em, h_sp, saved, alpha, dp))
     B, T, d = h_em.shape
     g = large_launch(h_em)
     if dalpha is None:
@@ -239,7 +240,8 @@ def ssa_large_bwd_rows_triton(h_em, h_sp, saved, alpha, dp, dalpha, scale: float
 
 def ssa_large_bwd_em_triton(h_em, saved, alpha, g_em, dp, dq, w_q):
     """K2: dh_em (h_em's dtype) and dwq_part (B, T) float32 (its sum over the batch is dw_q)."""
-    h_em, dp, dq, w_q = h_em.contiguous(), dp.contiguous(), dq.contiguous(), w_q.contiguous()
+    h_em, saved, alpha, g_em, dp, dq, w_q = (
+        t.contiguous() for t in (h_em, saved, alpha, g_em, dp, dq, w_q))
     B, T, d = h_em.shape
     g = large_launch(h_em)
     dh_em = torch.empty(B, T, d, device=h_em.device, dtype=h_em.dtype)
