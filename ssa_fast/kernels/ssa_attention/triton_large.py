@@ -29,12 +29,34 @@ import triton.language as tl
 from ..._backend import triton_interpret
 from .._triton_common import NUM_WARPS, device_guard, ssa_large_launch
 from .reference import combine_outputs
-from .triton import _dalpha, _matvec_rows, _rows_update
+from .triton import _dalpha, _rows_update
 
 
 def large_launch(h: torch.Tensor):
     B, T, d = h.shape
     return ssa_large_launch(T, d, interpret=triton_interpret())
+
+
+@triton.jit
+def _qk_staged(w_em_ptr, w_sp_ptr, x_ptr, offs_d, dmask, d, BLOCK_D: tl.constexpr,
+               BLOCK_J: tl.constexpr, NUM_STAGES: tl.constexpr):
+    """y_x[i] = sum_j W_x[i, j] x[j] for both (d, d) row-major keys, x in memory: column chunks
+    of both matrices per step, the next chunks in flight (NUM_STAGES) while these are reduced.
+    The program's one resident copy per SM streams nothing else meanwhile, so these 2 d^2 reads
+    from L2 must go at L2's bandwidth, not at its latency."""
+    y_em = tl.zeros((BLOCK_D,), tl.float32)
+    y_sp = tl.zeros((BLOCK_D,), tl.float32)
+    for j0 in tl.range(0, d, BLOCK_J, num_stages=NUM_STAGES):
+        offs_j = j0 + tl.arange(0, BLOCK_J)
+        jmask = offs_j < d
+        x = tl.load(x_ptr + offs_j, mask=jmask, other=0.0)
+        idx = offs_d[:, None] * d + offs_j[None, :]
+        m2 = dmask[:, None] & jmask[None, :]
+        w = tl.load(w_em_ptr + idx, mask=m2, other=0.0)
+        y_em += tl.sum(w * x[None, :], axis=1)
+        w = tl.load(w_sp_ptr + idx, mask=m2, other=0.0)
+        y_sp += tl.sum(w * x[None, :], axis=1)
+    return y_em, y_sp
 
 
 @triton.jit
@@ -65,8 +87,8 @@ def _ssa_large_fwd_kernel(
     tl.store(q_out + offs_d, q, mask=dmask)
     tl.debug_barrier()  # q is read back in chunks by every thread
     # qk = q W_k^T, i.e. qk[i] = sum_j W_k[i, j] q[j]
-    qk_em = _matvec_rows(w_k_em_ptr, q_out, offs_d, dmask, d, BLOCK_D, BLOCK_J)
-    qk_sp = _matvec_rows(w_k_sp_ptr, q_out, offs_d, dmask, d, BLOCK_D, BLOCK_J)
+    qk_em, qk_sp = _qk_staged(w_k_em_ptr, w_k_sp_ptr, q_out, offs_d, dmask, d, BLOCK_D, BLOCK_J,
+                              NUM_STAGES)
     tl.store(saved_ptr + bd + b * d + offs_d, qk_em, mask=dmask)
     tl.store(saved_ptr + 2 * bd + b * d + offs_d, qk_sp, mask=dmask)
     # the online softmax over the 2T rows: the second read of h_em, from L2
