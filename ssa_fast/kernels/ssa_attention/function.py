@@ -146,7 +146,8 @@ class SSAFusedFunction(torch.autograd.Function):
 
 
 # The large-batch path (triton_large.py, design.md section 10.2): the batches the one-launch
-# kernels leave, on a GPU only when asked for until a GPU session has measured and checked it.
+# kernels leave, only when asked for (on the CPU's interpreter too, so that the default path is
+# the same everywhere) until a GPU session has measured and checked it (gpu_lease.sh asks).
 LARGE_ENV = "SSA_FAST_SSA_LARGE"
 
 
