@@ -34,8 +34,9 @@ one program per item in the forward and in the first backward kernel, one per it
 rows in the second:
     BLOCK_D as above; BLOCK_T = max(1, min(next_pow2(T), 64, 16384 // BLOCK_D // u))
               (interpreter: min(next_pow2(T), 256)); d = 256 -> 64 rows, d = 512 -> 32
-    BLOCK_J = max(1, min(BLOCK_D, 4096 // BLOCK_D))   columns of the W_k chunks (both keys)
-              per step of the forward's qk = W_k q (d = 256 -> 16)
+    BLOCK_J = min(BLOCK_D, 4096 // BLOCK_D)   columns of the W_k chunks (both keys) per step of
+              the forward's qk = W_k q (d = 256 -> 16); QK_STAGES = NUM_STAGES; where d is not a
+              multiple of 16: BLOCK_J = 8, QK_STAGES = 1
     NUM_STAGES = 2 (rows of the next tile loaded while this one is reduced), 8 warps
     second backward kernel (one program per item and tile, no loop): BLOCK_T = the rows of
               BLOCK_J above (d = 256 -> 16), 4 warps, so that several programs share an SM
@@ -165,6 +166,7 @@ class SSALargeLaunch(NamedTuple):
     num_stages: int
     num_warps: int
     block_t_em: int  # rows of a program of the second backward kernel (no loop: small tiles)
+    qk_stages: int  # stages of the forward's W_k loop
 
 
 def ssa_large_launch(T: int, d: int, *, interpret: bool = False) -> SSALargeLaunch:
@@ -177,11 +179,12 @@ def ssa_large_launch(T: int, d: int, *, interpret: bool = False) -> SSALargeLaun
     block_t = max(1, min(next_pow2(T), cap))
     small = SSA_FUSED_TILE_ELEMENTS // block_d // u
     block_t_em = block_t if interpret else max(1, min(next_pow2(T), small))
-    # W_k chunks: both keys' columns j0 .. j0 + BLOCK_J per step, half a tile together; not
-    # shrunk for unaligned d (4 columns a step spilled 8 bytes at d = 200, Triton 3.9; 16: none)
-    block_j = max(1, min(block_d, SSA_LARGE_TILE_ELEMENTS // 4 // block_d))
+    # W_k chunks: both keys' columns j0 .. j0 + BLOCK_J per step, a quarter tile together; where
+    # d is not a multiple of 16, 8 columns a step, not staged (the unvectorised loads of other
+    # choices spilled 4-36 bytes at d = 129 .. 511 under Triton 3.6 or 3.9)
+    block_j = min(block_d, SSA_LARGE_TILE_ELEMENTS // 4 // block_d if u == 1 else 8)
     return SSALargeLaunch(block_t, block_d, block_j, SSA_LARGE_STAGES, SSA_LARGE_WARPS,
-                          block_t_em)
+                          block_t_em, SSA_LARGE_STAGES if u == 1 else 1)
 
 
 def _unaligned(d: int) -> int:

@@ -247,7 +247,8 @@ def test_large_torch_compile_fullgraph(monkeypatch):
 def test_large_launch_geometry():
     """Tiles of 64 rows at the benchmark's d = 256 (32 at d = 512, a quarter where rows are not
     64-byte multiples), pipelined; the interpreter takes T whole up to 256 rows."""
-    assert ssa_large_launch(150, 256) == (64, 256, 16, 2, 8, 16)
+    assert ssa_large_launch(150, 256) == (64, 256, 16, 2, 8, 16, 2)
+    assert ssa_large_launch(150, 200).qk_stages == 1
     assert ssa_large_launch(150, 512).block_t == 32
     assert ssa_large_launch(150, 64).block_t == 64
     assert ssa_large_launch(150, 100).block_t == 32

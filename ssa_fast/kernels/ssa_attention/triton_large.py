@@ -66,7 +66,7 @@ def _ssa_large_fwd_kernel(
     saved_ptr,  # (5, B, d) float32: q, qk_em, qk_sp, p_em, p_sp
     B, T, d, scale,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_J: tl.constexpr,
-    NUM_STAGES: tl.constexpr,
+    NUM_STAGES: tl.constexpr, QK_STAGES: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
     offs_d = tl.arange(0, BLOCK_D)
@@ -88,7 +88,7 @@ def _ssa_large_fwd_kernel(
     tl.debug_barrier()  # q is read back in chunks by every thread
     # qk = q W_k^T, i.e. qk[i] = sum_j W_k[i, j] q[j]
     qk_em, qk_sp = _qk_staged(w_k_em_ptr, w_k_sp_ptr, q_out, offs_d, dmask, d, BLOCK_D, BLOCK_J,
-                              NUM_STAGES)
+                              QK_STAGES)
     tl.store(saved_ptr + bd + b * d + offs_d, qk_em, mask=dmask)
     tl.store(saved_ptr + 2 * bd + b * d + offs_d, qk_sp, mask=dmask)
     # the online softmax over the 2T rows: the second read of h_em, from L2
@@ -230,7 +230,7 @@ def ssa_large_fwd_triton(h_em, h_sp, w_q, w_k_em, w_k_sp, scale: float):
         _ssa_large_fwd_kernel[(B,)](
             h_em, h_sp, w_q, w_k_em, w_k_sp, alpha, saved, B, T, d, float(scale),
             BLOCK_T=g.block_t, BLOCK_D=g.block_d, BLOCK_J=g.block_j, NUM_STAGES=g.num_stages,
-            num_warps=g.num_warps)
+            QK_STAGES=g.qk_stages, num_warps=g.num_warps)
     return alpha, saved
 
 
