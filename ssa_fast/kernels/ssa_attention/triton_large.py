@@ -1,8 +1,8 @@
 """The large-batch path of the triton backend's SSA (design.md section 10.2, "Large batch").
 
 At B = 4096 the op is bound by the bytes it moves, and the two-kernel path (``triton.py``'s core
-kernels with q and the w_q terms in torch) moves 10 B T d floats. Here 8, of which one B T d is a
-re-read that L2 serves:
+kernels with q and the w_q terms in torch) moves 10 B T d floats. Here 8 at most, 7 when L2
+serves the forward's re-read of h_em:
 
 - *forward*, one program per item (``_ssa_large_fwd_kernel``): q = h_em^T w_q (first read of
   h_em), qk = W_k q for both keys (the weights from L2), then the online-softmax pass over
@@ -16,7 +16,7 @@ re-read that L2 serves:
   with its w_q dq term and the rows h_em[b, t] . dq[b] whose sum over the batch is dw_q.
 
 h is read in its own dtype (float32 or a half type) as float32, gradients of h are stored in h's
-dtype; weights are float32; everything else float32. On a GPU the path runs only when asked for
+dtype; weights are float32; everything else float32. The path runs only when asked for
 (``SSA_FAST_SSA_LARGE=1``, function.py) until a GPU session has measured and checked it.
 """
 
