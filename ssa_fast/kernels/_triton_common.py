@@ -38,8 +38,9 @@ rows in the second:
               the forward's qk = W_k q (d = 256 -> 16); QK_STAGES = NUM_STAGES; where d is not a
               multiple of 16: BLOCK_J = 8, QK_STAGES = 1
     NUM_STAGES = 2 (rows of the next tile loaded while this one is reduced), 8 warps
-    second backward kernel (one program per item and tile, no loop): BLOCK_T = the rows of
-              BLOCK_J above (d = 256 -> 16), 4 warps, so that several programs share an SM
+    second backward kernel (one program per item and tile, no loop): BLOCK_T =
+              max(1, min(next_pow2(T), 4096 // BLOCK_D // u)) (d = 256 -> 16; interpreter: as
+              above), 4 warps, so that several programs share an SM
 ``_logmel_delta_kernel`` (:func:`logmel_launch`), n_mels M, n_fft:
     BLOCK_R = 64 frames per tile (interpreter: 128), of which 2 * LOGMEL_HALO are recomputed
     BLOCK_F = 64 frequency bins per step of the mel product
