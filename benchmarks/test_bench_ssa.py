@@ -21,10 +21,12 @@ from ssa_fast.bench import (
 )
 
 CPU_SSA = ["cpp", "reference", "literal"]
-# triton_two_kernel: the large-batch path forced at every batch (at B=40 the A/B of the one-launch
-# kernels); cudagraph_*: the same work replayed from a CUDA graph, i.e. without launch overhead
-GPU_SSA = ["triton", "triton_two_kernel", "reference", "literal", "compile_literal",
-           "cudagraph_triton", "cudagraph_literal"]
+# triton_two_kernel: the two-kernel path forced at every batch (at B=40 the A/B of the one-launch
+# kernels); triton_large: the large-batch kernels (design.md 10.2) forced, at B=4096 the A/B
+# against triton_two_kernel; cudagraph_*: the same work replayed from a CUDA graph, i.e. without
+# launch overhead
+GPU_SSA = ["triton", "triton_two_kernel", "triton_large", "reference", "literal",
+           "compile_literal", "cudagraph_triton", "cudagraph_literal"]
 GPU = gpu_bench_device()
 GPU_SSA_SHAPES = [(3, 7, 9)] if dry_run() else [(40, 150, 256), (4096, 150, 256)]
 L1_SHAPES = [(4, 128, 40), (1000, 128, 4096)]

@@ -8,8 +8,8 @@ that is absent (``triton.compile(ASTSource(...), target=GPUTarget("cuda", 90, 32
 ships ptxas), so this check runs anywhere.
 
 Which specialisations: the library's real launchers (``ssa_core_fwd_triton``,
-``ssa_core_bwd_triton``, ``ssa_fused_fwd_triton``, ``ssa_fused_bwd_triton``,
-``logmel_delta_triton``, ``l1_project_triton_``) are called on CPU tensors
+``ssa_core_bwd_triton``, ``ssa_fused_fwd_triton``, ``ssa_fused_bwd_triton``, the large-batch
+``ssa_large_*_triton``, ``logmel_delta_triton``, ``l1_project_triton_``) are called on CPU tensors
 of the shapes and dtypes users run, with the kernels replaced by recorders, and the launching
 device's multiprocessor count set to the target's (so every T-split variant of SSA appears).
 Each recorded launch is turned into Triton's own specialisation (argument types, divisibility-by-16
@@ -21,7 +21,7 @@ Fails (exit status 1) on a compile error, on shared memory above the per-block l
 an H100) and on an uncovered kernel. Spills are reported, not fatal.
 
     python benchmarks/triton_aot.py                  # every specialisation (~1 min per Triton)
-    python benchmarks/triton_aot.py --quick          # a sample of 11 (the test in make test)
+    python benchmarks/triton_aot.py --quick          # a sample of 14 (the test in make test)
     pip install --target DIR triton==3.6.0           # the GPU machine's Triton, then:
     PYTHONPATH=DIR python benchmarks/triton_aot.py
 """
@@ -87,8 +87,10 @@ def _kernel_modules():
     from ssa_fast.kernels.l1_project import triton as l1
     from ssa_fast.kernels.logmel_delta import triton as lm
     from ssa_fast.kernels.ssa_attention import triton as ssa
+    from ssa_fast.kernels.ssa_attention import triton_large as ssa_large
 
-    return {"ssa_attention": ssa, "logmel_delta": lm, "l1_project": l1}
+    return {"ssa_attention": ssa, "ssa_attention_large": ssa_large, "logmel_delta": lm,
+            "l1_project": l1}
 
 
 def library_kernels() -> dict[str, JITFunction]:
@@ -140,6 +142,24 @@ def _ssa_fused_launches(ssa, B: int, T: int, d: int, quick: bool) -> None:
                                          dalpha, T ** -0.5, combine_sum)
 
 
+def _ssa_large_launches(large, B: int, T: int, d: int, quick: bool) -> None:
+    """The large-batch SSA kernels (``SSA_FAST_SSA_LARGE=1``, the batches the one-launch kernels
+    leave) as SSALargeFunction calls them: h in float32 and bfloat16, alpha's gradient absent
+    (training) at every shape; at the presets' shapes also contiguous and broadcast."""
+    paper = T == 150 and d in (64, 256)
+    w_q, w_k = torch.empty(T), torch.empty(d, d)
+    for dtype in ((torch.float32,) if quick else (torch.float32, torch.bfloat16)):
+        h = torch.empty(B, T, d, dtype=dtype)
+        alpha, saved = large.ssa_large_fwd_triton(h, h, w_q, w_k, w_k, T ** -0.5)
+        dp = torch.empty(2, B, d)
+        forms = ((None, torch.empty(B, 2 * T), torch.empty(1, 1).expand(B, 2 * T))
+                 if paper and not quick else (None,))
+        for dalpha in forms:
+            _, dqk, g_em = large.ssa_large_bwd_rows_triton(h, h, saved, alpha, dp, dalpha,
+                                                           T ** -0.5)
+        large.ssa_large_bwd_em_triton(h, saved, alpha, g_em, dp, dqk[0], w_q)
+
+
 def enumerate_launches(sm_count: int, quick: bool) -> list:
     """Call the real launchers over the shapes above; returns the recorded launches."""
     mods = _kernel_modules()
@@ -158,6 +178,8 @@ def enumerate_launches(sm_count: int, quick: bool) -> list:
                     ssa.ssa_core_bwd_triton(h, h, v, v, a, v, v, v, v, a, T ** -0.5)
                     if ssa.fused_launch(h) is not None:  # the one-launch kernels' batches
                         _ssa_fused_launches(ssa, B, T, d, quick)
+                    else:  # the large-batch path's
+                        _ssa_large_launches(mods["ssa_attention_large"], B, T, d, quick)
         lm = mods["logmel_delta"]
         for M in ((40,) if quick else LOGMEL_MELS):
             for n_fft in ((512,) if quick else LOGMEL_NFFT):
@@ -276,9 +298,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sm-count", type=int, default=132, help="the launching device's "
                     "multiprocessors, which decide SSA's T splits (default 132, an H100 SXM)")
     ap.add_argument("--quick", action="store_true",
-                    help="a sample: paper-preset SSA split, unsplit and in one launch per "
-                         "direction, log-Mel with 40 bands, L1 in float32 and bfloat16 (the CI "
-                         "test; about 30 s of CPU)")
+                    help="a sample: paper-preset SSA split, unsplit, in one launch per "
+                         "direction and on the large-batch path, log-Mel with 40 bands, L1 in "
+                         "float32 and bfloat16 (the CI test; about 40 s of CPU)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                     help="parallel compiles (default: the CPU count)")
     ap.add_argument("--json", default=None, help="also write every row to this file")

@@ -23,6 +23,10 @@ export SSA_FAST_SSA_ONE_LAUNCH=${SSA_FAST_SSA_ONE_LAUNCH:-1}
 # and the CLI of this call (SSA_FAST_LOGMEL_REGFFT=0: the default kernel); the probe and the
 # benchmark rows ("cuda", "cuda_regfft") check and time both kernels side by side either way
 export SSA_FAST_LOGMEL_REGFFT=${SSA_FAST_LOGMEL_REGFFT:-1}
+# the same for the large-batch SSA kernels (design.md 10.2): the `triton` rows at B = 4096 take
+# them (SSA_FAST_SSA_LARGE=0: the two-kernel path, as by default); `triton_large` and
+# `triton_two_kernel` force one path each whatever this says
+export SSA_FAST_SSA_LARGE=${SSA_FAST_SSA_LARGE:-1}
 # DRY=1: the same plumbing on the CPU (gpu_session.sh --dry-run)
 GS=(bash gpu_session/gpu_session.sh)
 [ "${DRY:-0}" = 1 ] && GS+=(--dry-run)

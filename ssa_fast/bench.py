@@ -8,7 +8,8 @@ Implementations: a fused backend name ("cpp", "triton", "cuda"; log-Mel also "cu
 second CUDA kernel, opt-in by ``SSA_FAST_LOGMEL_REGFFT``), "reference" (the pure-torch fast
 form), "literal" (SSA: the paper-literal form with materialised keys and values), "compile_<name>"
 (torch.compile of that reference), "cudagraph_<name>" (SSA on CUDA: captured in a CUDA graph and
-replayed), "triton_two_kernel" (SSA: the triton backend's large-batch path at any batch) and,
+replayed), "triton_two_kernel" (SSA: the triton backend's two-kernel path at any batch),
+"triton_large" (SSA: its large-batch kernels of design.md 10.2 at any batch) and,
 for log-Mel, the peers "torchaudio" (the chain a torchaudio user writes, optional: torchaudio is
 not a dependency), "stft_floor" and "stft_abs".
 """
@@ -178,6 +179,10 @@ def ssa_workload(impl: str, inputs: list[torch.Tensor]):
         from .kernels.ssa_attention.function import SSAAttentionFunction
 
         fn = lambda *a: SSAAttentionFunction.apply(*a, scale, "concat", "triton")
+    elif base == "triton_large":  # the large-batch kernels (SSA_FAST_SSA_LARGE=1's), forced
+        from .kernels.ssa_attention.triton_large import SSALargeFunction
+
+        fn = lambda *a: SSALargeFunction.apply(*a, scale, "concat")
     elif base == "reference":
         fn = lambda *a: ssa_attention_fast(*a, scale, "concat")
     elif base == "literal":

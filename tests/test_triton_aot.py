@@ -1,9 +1,10 @@
 """Every Triton kernel compiles for the H100 (sm_90a) although this machine has no GPU.
 
-A sample of the launched specialisations (paper-preset SSA split, unsplit and in one launch per
-direction, log-Mel, L1 in float32 and bfloat16), compiled by ``benchmarks/triton_aot.py --quick``
-in a subprocess (it must import the kernels without TRITON_INTERPRET). The full set, under this
-Triton and the GPU machine's Triton 3.6, is a CI step (.ci/run).
+A sample of the launched specialisations (paper-preset SSA split, unsplit, in one launch per
+direction and on the large-batch path, log-Mel, L1 in float32 and bfloat16), compiled by
+``benchmarks/triton_aot.py --quick`` in a subprocess (it must import the kernels without
+TRITON_INTERPRET). The full set, under this Triton and the GPU machine's Triton 3.6, is a CI step
+(.ci/run).
 """
 
 import os
@@ -25,8 +26,9 @@ def test_every_kernel_compiles_for_sm90a_within_the_shared_memory_limit():
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     summary = dict(re.findall(r"^(_\w+_kernel): (.*)$", proc.stdout, re.M))
     assert set(summary) == {"_ssa_fwd_kernel", "_ssa_bwd_kernel", "_ssa_fused_fwd_kernel",
-                            "_ssa_fused_bwd_kernel", "_logmel_delta_kernel",
-                            "_l1_project_kernel"}, proc.stdout
+                            "_ssa_fused_bwd_kernel", "_ssa_large_fwd_kernel",
+                            "_ssa_large_bwd_rows_kernel", "_ssa_large_bwd_em_kernel",
+                            "_logmel_delta_kernel", "_l1_project_kernel"}, proc.stdout
     for line in summary.values():
         assert "PTX target sm_90a" in line
     rows = re.findall(r"^(_\w+_kernel)\s+(\d+)\s+(\d+)/(\d+)\s+(\d+)\s+(\d+)\s+[48] ",

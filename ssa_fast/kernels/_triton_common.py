@@ -29,6 +29,18 @@ d <= 512:
     BLOCK_I = 16                         rows of a weight-gradient program
     BLOCK_TQ = min(next_pow2(T), 1024)   steps of the dw_q reduction
     backward grid: B item programs + 4 cdiv(d, BLOCK_I) weight-gradient programs + cdiv(T, BLOCK_TQ)
+``_ssa_large_*`` kernels (:func:`ssa_large_launch`): the large-batch path (design.md 10.2),
+one program per item in the forward and in the first backward kernel, one per item and tile of
+rows in the second:
+    BLOCK_D as above; BLOCK_T = max(1, min(next_pow2(T), 64, 16384 // BLOCK_D // u))
+              (interpreter: min(next_pow2(T), 256)); d = 256 -> 64 rows, d = 512 -> 32
+    BLOCK_J = min(BLOCK_D, 4096 // BLOCK_D)   columns of the W_k chunks (both keys) per step of
+              the forward's qk = W_k q (d = 256 -> 16); QK_STAGES = NUM_STAGES; where d is not a
+              multiple of 16: BLOCK_J = 8, QK_STAGES = 1
+    NUM_STAGES = 2 (rows of the next tile loaded while this one is reduced), 8 warps
+    second backward kernel (one program per item and tile, no loop): BLOCK_T =
+              max(1, min(next_pow2(T), 4096 // BLOCK_D // u)) (d = 256 -> 16; interpreter: as
+              above), 4 warps, so that several programs share an SM
 ``_logmel_delta_kernel`` (:func:`logmel_launch`), n_mels M, n_fft:
     BLOCK_R = 64 frames per tile (interpreter: 128), of which 2 * LOGMEL_HALO are recomputed
     BLOCK_F = 64 frequency bins per step of the mel product
@@ -58,6 +70,10 @@ SSA_INTERPRET_ROWS = 256
 SSA_FUSED_TILE_ELEMENTS = 4096  # rows x BLOCK_D of one tile of the one-launch SSA kernels
 SSA_FUSED_MAX_D = 512
 SSA_INTERPRET_SMS = 4
+SSA_LARGE_ROWS = 64  # rows of one tile of the large-batch SSA kernels
+SSA_LARGE_TILE_ELEMENTS = 16384  # rows x BLOCK_D at most (d = 512: 32 rows)
+SSA_LARGE_STAGES = 2
+SSA_LARGE_WARPS = 8
 SSA_FUSED_MAX_SPINS = 1 << 24  # polls of a waiting weight-gradient program (seconds) before NaN
 L1_TILE_ELEMENTS = 4096
 L1_MAX_BLOCK_X = 4096
@@ -142,6 +158,34 @@ def ssa_fused_launch(B: int, T: int, d: int, *, sm_count: int | None = None,
     block_i, block_tq = 16, min(next_pow2(T), 1024)
     programs = B + 4 * cdiv(d, block_i) + cdiv(T, block_tq)
     return SSAFusedLaunch(programs, block_t, block_d, max(1, tile // block_d), block_i, block_tq)
+
+
+class SSALargeLaunch(NamedTuple):
+    block_t: int
+    block_d: int
+    block_j: int
+    num_stages: int
+    num_warps: int
+    block_t_em: int  # rows of a program of the second backward kernel (no loop: small tiles)
+    qk_stages: int  # stages of the forward's W_k loop
+
+
+def ssa_large_launch(T: int, d: int, *, interpret: bool = False) -> SSALargeLaunch:
+    """Geometry of the large-batch SSA kernels (``ssa_attention/triton_large.py``): tiles of up
+    to 64 rows, pipelined over ``num_stages`` (the interpreter: few, large tiles)."""
+    block_d = max(16, next_pow2(d))
+    u = _unaligned(d)
+    cap = SSA_INTERPRET_ROWS if interpret else min(SSA_LARGE_ROWS,
+                                                   SSA_LARGE_TILE_ELEMENTS // block_d // u)
+    block_t = max(1, min(next_pow2(T), cap))
+    small = SSA_FUSED_TILE_ELEMENTS // block_d // u
+    block_t_em = block_t if interpret else max(1, min(next_pow2(T), small))
+    # W_k chunks: both keys' columns j0 .. j0 + BLOCK_J per step, a quarter tile together; where
+    # d is not a multiple of 16, 8 columns a step, not staged (the unvectorised loads of other
+    # choices spilled 4-36 bytes at d = 129 .. 511 under Triton 3.6 or 3.9)
+    block_j = min(block_d, SSA_LARGE_TILE_ELEMENTS // 4 // block_d if u == 1 else 8)
+    return SSALargeLaunch(block_t, block_d, block_j, SSA_LARGE_STAGES, SSA_LARGE_WARPS,
+                          block_t_em, SSA_LARGE_STAGES if u == 1 else 1)
 
 
 def _unaligned(d: int) -> int:

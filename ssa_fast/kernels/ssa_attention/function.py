@@ -145,6 +145,24 @@ class SSAFusedFunction(torch.autograd.Function):
         return dh_em, dh_sp, dw_q, dw_k_em, dw_k_sp, dw_v_em, dw_v_sp, None, None
 
 
+# The large-batch path (triton_large.py, design.md section 10.2): the batches the one-launch
+# kernels leave, only when asked for (on the CPU's interpreter too, so that the default path is
+# the same everywhere) until a GPU session has measured and checked it (gpu_lease.sh asks).
+LARGE_ENV = "SSA_FAST_SSA_LARGE"
+
+
+@constant_under_compile
+def _large_asked() -> bool:
+    return os.environ.get(LARGE_ENV, "0") not in ("", "0")
+
+
+def large_applies(backend: str, h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp) -> bool:
+    """SSA_FAST_SSA_LARGE=1, the triton backend, h in float32 or a half type, weights float32."""
+    return (backend == "triton" and _large_asked() and h_em.dtype in _HALF
+            and h_sp.dtype in _HALF
+            and all(w.dtype == torch.float32 for w in (w_q, w_k_em, w_k_sp, w_v_em, w_v_sp)))
+
+
 def ssa_attention_apply(backend: str, h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp,
                         scale: float, combine: str):
     """Run SSA on `backend`. The reference is plain torch differentiated by autograd (under
@@ -156,5 +174,10 @@ def ssa_attention_apply(backend: str, h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w
         with torch.autocast(h_em.device.type, enabled=False):
             return SSAFusedFunction.apply(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp,
                                           scale, combine)
+    if large_applies(backend, h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp):
+        from .triton_large import SSALargeFunction
+
+        return SSALargeFunction.apply(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, scale,
+                                      combine)
     return SSAAttentionFunction.apply(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, scale,
                                       combine, backend)
