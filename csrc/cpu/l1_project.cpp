@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 
 #include "checks.h"
 
@@ -40,6 +41,8 @@ void l1_project_cpu_(at::Tensor& weight, const at::Tensor& x_in) {
         std::plus<double>());
     if (!(total > 0) || !std::isfinite(total)) return;
     const double r = static_cast<double>(N) / (static_cast<double>(K) * total);
+    // a batch so small that the target norm overflows the weight's type leaves it unchanged
+    if (!(r <= static_cast<double>(std::numeric_limits<scalar_t>::max()))) return;
     scalar_t* w = weight.data_ptr<scalar_t>();
     at::parallel_for(0, K, 16, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k) {
@@ -47,8 +50,13 @@ void l1_project_cpu_(at::Tensor& weight, const at::Tensor& x_in) {
         double norm = 0;
         for (int64_t j = 0; j < n; ++j) norm += std::abs(static_cast<double>(row[j]));
         if (norm == 0) continue;
-        const auto f = static_cast<scalar_t>(r / norm);
-        for (int64_t j = 0; j < n; ++j) row[j] *= f;
+        const double f = r / norm;
+        const auto f_w = static_cast<scalar_t>(f);
+        if (std::isfinite(static_cast<double>(f_w))) {
+          for (int64_t j = 0; j < n; ++j) row[j] *= f_w;
+        } else {  // a row of tiny norm: the factor overflows the weight's type (0 x inf = NaN)
+          for (int64_t j = 0; j < n; ++j) row[j] = static_cast<scalar_t>(row[j] * f);
+        }
       }
     });
   });

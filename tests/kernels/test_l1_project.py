@@ -43,6 +43,38 @@ def test_unusable_batch_leaves_weight_unchanged(backend, x_value):
     torch.testing.assert_close(W.cpu(), W0)
 
 
+def test_batch_too_small_for_the_target_norm_leaves_weight_unchanged(backend):
+    """A batch of denormals: r = N / (K sum |x|) overflows float32, so W is left as it is
+    (found by the hostile-input property test: the kernels wrote inf)."""
+    dev = device_for(backend)
+    W0 = torch.randn(4, 16)
+    x = torch.zeros(1, 16)
+    x[0, 3] = 1.4e-45
+    W = W0.clone().to(dev)
+    ssa_fast.l1_project_(W, x.to(dev), backend=backend)
+    torch.testing.assert_close(W.cpu(), W0, rtol=0, atol=0)
+
+
+def test_row_of_tiny_norm_gets_the_target_without_nan(backend):
+    """A row of denormal norm with zeros in it: its factor r / norm overflows float32, and
+    0 x inf would be NaN; the zeros stay zero and the row gets the target norm."""
+    dev = device_for(backend)
+    g = torch.Generator().manual_seed(5)
+    W0 = torch.randn(3, 16, generator=g)
+    W0[1] = 0.0
+    W0[1, 2] = 1e-44
+    x = torch.randn(40, 16, generator=g)
+    W = W0.clone().to(dev)
+    ssa_fast.l1_project_(W, x.to(dev), backend=backend)
+    W = W.cpu()
+    assert torch.isfinite(W).all()
+    assert torch.count_nonzero(W[1]) == 1
+    r = 40 / (3 * x.double().abs().sum())
+    torch.testing.assert_close(W.double().abs().sum(1), torch.full((3,), float(r),
+                               dtype=torch.float64), rtol=1e-5, atol=0)
+    torch.testing.assert_close(W, l1_project_reference_(W0.clone(), x), rtol=1e-5, atol=0)
+
+
 def test_huge_finite_batch_gives_finite_weights(backend):
     dev = device_for(backend)
     W0 = torch.randn(4, 16)

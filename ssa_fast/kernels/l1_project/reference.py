@@ -5,7 +5,10 @@ x (N, n) that fed it, every row is rescaled radially to
 
     ||W^c||_1 = r = N / (K * sum_i ||x_i||_1).
 
-A zero row stays zero; a batch whose total L1 norm is zero or not finite leaves W unchanged.
+A zero row stays zero; a batch whose total L1 norm is zero or not finite, or so small that r
+overflows W's dtype (a batch of denormals), leaves W unchanged. A row of tiny norm whose factor
+r / ||W^c||_1 overflows W's dtype is scaled in float64 (an infinite factor would make its zeros
+NaN).
 """
 
 from __future__ import annotations
@@ -22,9 +25,13 @@ def l1_project_reference_(weight: torch.Tensor,  # (K, n), modified in place
     r = x.shape[0] / (K * total)
     norms = weight.abs().sum(dim=1, keepdim=True, dtype=torch.float64)
     factor = torch.where(norms > 0, r / norms, torch.ones_like(norms))
-    usable = (total > 0) & torch.isfinite(total)
+    usable = (total > 0) & torch.isfinite(total) & (r <= torch.finfo(weight.dtype).max)
     factor = torch.where(usable, factor, torch.ones_like(factor))
-    weight.mul_(factor.to(weight.dtype))
+    factor_w = factor.to(weight.dtype)
+    if bool(torch.isfinite(factor_w).all()):
+        weight.mul_(factor_w)
+    else:  # a row of tiny norm: its factor overflows the weight's dtype (0 x inf = NaN)
+        weight.copy_(weight.double() * factor)
     return weight
 
 

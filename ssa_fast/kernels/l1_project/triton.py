@@ -12,7 +12,7 @@ from .reference import l1_project_fake_
 
 
 @triton.jit
-def _l1_project_kernel(w_ptr, x_ptr, K, n, x_numel, N_over_K,
+def _l1_project_kernel(w_ptr, x_ptr, K, n, x_numel, N_over_K, W_MAX,
                        BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_X: tl.constexpr):
     pid = tl.program_id(0)
     # float64 like the other backends: a batch of large finite values must not overflow the sum.
@@ -29,9 +29,14 @@ def _l1_project_kernel(w_ptr, x_ptr, K, n, x_numel, N_over_K,
     norms = tl.sum(tl.abs(w.to(tl.float64)), axis=1)
     usable = (total_sum > 0) & (total_sum < float("inf"))  # else leave the weight as it is
     r = N_over_K / tl.where(usable, total_sum, 1.0)
+    usable = usable & (r <= W_MAX)  # (a target norm the weight's dtype cannot hold: unchanged)
     factor = tl.where(norms > 0, r / tl.where(norms > 0, norms, 1.0), 1.0)
     factor = tl.where(usable, factor, 1.0)
-    tl.store(ptrs, (w * factor[:, None].to(tl.float32)).to(w_ptr.dtype.element_ty), mask=mask)
+    factor32 = factor.to(tl.float32)
+    # a row of tiny norm: its factor overflows float32 (0 x inf = NaN), so it is scaled in float64
+    wide = w.to(tl.float64) * factor[:, None]
+    scaled = tl.where((tl.abs(factor32) < float("inf"))[:, None], w * factor32[:, None], wide)
+    tl.store(ptrs, scaled.to(w_ptr.dtype.element_ty), mask=mask)
 
 
 def l1_project_triton_(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -42,8 +47,9 @@ def l1_project_triton_(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     launch = l1_launch(K, n, x.numel())
     with device_guard(weight):
         _l1_project_kernel[launch.grid](
-            weight, x, K, n, x.numel(), float(x.shape[0]) / K, BLOCK_K=launch.block_k,
-            BLOCK_N=launch.block_n, BLOCK_X=launch.block_x, num_warps=NUM_WARPS)
+            weight, x, K, n, x.numel(), float(x.shape[0]) / K, torch.finfo(weight.dtype).max,
+            BLOCK_K=launch.block_k, BLOCK_N=launch.block_n, BLOCK_X=launch.block_x,
+            num_warps=NUM_WARPS)
     return weight
 
 
