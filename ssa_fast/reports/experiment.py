@@ -14,6 +14,7 @@ import numpy as np
 
 from .._atomic import save_figure, write_text
 from ..features.config import FeatureConfig
+from ..metrics import normalised
 from ..models.presets import get_preset
 from ..models.registry import MODELS
 
@@ -277,8 +278,6 @@ def plot_history(history: list[dict], path: str | Path, title: str = "", *, fmt:
 
 def confusions_figure(results: dict):
     """The figure of :func:`plot_confusions`."""
-    from ..train.metrics import normalised
-
     plt = _plt()
     s = results["summary"]
     classes = results["classes"]

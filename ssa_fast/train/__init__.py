@@ -1,5 +1,6 @@
 """Training, evaluation, cross-validation and metrics (design.md section 7)."""
 
+from ..metrics import confusion_matrix, mean_ci95, normalised, uar
 from .cv import PROTOCOLS, cross_validate, make_folds, prepare_fold, split_fold
 from .loop import (
     TrainConfig,
@@ -11,7 +12,6 @@ from .loop import (
     train,
     utterance_probabilities,
 )
-from .metrics import confusion_matrix, mean_ci95, normalised, uar
 
 __all__ = ["PROTOCOLS", "TrainConfig", "build_model", "confusion_matrix",
            "cross_validate", "evaluate", "load_checkpoint", "make_folds", "mean_ci95",

@@ -38,6 +38,7 @@ from ..data.splits import (
     random_folds,
 )
 from ..errors import UserError
+from ..metrics import last_k_mean, mean_ci95
 from ..models import checkpoint, display_name
 from .fingerprint import (
     corpus_identity,
@@ -49,7 +50,6 @@ from .fingerprint import (
     utterance_keys,
 )
 from .loop import PER_SEGMENT, TrainConfig, build_model, evaluate, train
-from .metrics import last_k_mean, mean_ci95
 from .timing import Breakdown
 
 

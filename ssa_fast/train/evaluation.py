@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..metrics import confusion_matrix, scores
 from ..predict.engine import TrainedModel, classify
-from .metrics import confusion_matrix, scores
 
 
 def score(tm: TrainedModel, features: list[torch.Tensor], labels: list[str],

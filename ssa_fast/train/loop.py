@@ -26,11 +26,11 @@ from .._atomic import BackgroundWriter, write_text
 from ..data.sampler import BalancedBatchSampler
 from ..data.segments import Segments
 from ..errors import UserError
+from ..metrics import confusion_matrix, scores
 from ..models import MODEL_NAMES, checkpoint, model_spec
 from ..models.checkpoint import load as load_checkpoint  # noqa: F401 (ssa_fast.train's)
 from ..models.scoring import score_batch, utterance_probabilities
 from .fingerprint import differences, fingerprint
-from .metrics import confusion_matrix, scores
 from .timing import Breakdown
 
 # torch.compile modes of the training step: "default" (inductor), "reduce-overhead" (inductor

@@ -25,10 +25,10 @@ import torch
 from helpers import signal_when
 
 from ssa_fast.errors import UserError
+from ssa_fast.metrics import last_k_mean, macro_f1, recall_per_class, scores
 from ssa_fast.predict.engine import load_trained
 from ssa_fast.train import confusion_matrix, load_checkpoint
 from ssa_fast.train.evaluation import fold_layout_to_score
-from ssa_fast.train.metrics import last_k_mean, macro_f1, recall_per_class, scores
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 SMALL = ["--preset", "small", "--batch-size", "8", "--segment-frames", "100", "--threads", "1",
