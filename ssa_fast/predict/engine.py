@@ -80,38 +80,38 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
                         ckpt.train_utterances, ckpt.used_utterances)
 
 
-def _score(tm: TrainedModel, x: torch.Tensor, parts: dict, attention: bool,
+def _score(trained: TrainedModel, x: torch.Tensor, parts: dict, attention: bool,
            bf16: bool = False) -> None:
     """Score one batch of segments (training's own scorer); keep the attention weights of an
     SSA model when asked (the prediction API returns both SSA weights or none)."""
-    score_batch(tm.model, x, parts, keep_outputs=attention and tm.is_ssa, bf16=bf16)
+    score_batch(trained.model, x, parts, keep_outputs=attention and trained.is_ssa, bf16=bf16)
 
 
-def segment_outputs(tm: TrainedModel, segs: Segments, batch: int = 128) -> dict:
+def segment_outputs(trained: TrainedModel, segs: Segments, batch: int = 128) -> dict:
     """Per-segment log-probabilities (S, K), and for SSA models the attention weights."""
     parts: dict[str, list] = {}
     for i in range(0, len(segs), batch):
-        _score(tm, segs.x[i:i + batch], parts, attention=True)
+        _score(trained, segs.x[i:i + batch], parts, attention=True)
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def classify(tm: TrainedModel, features: list[torch.Tensor], speakers: list[str | None],
+def classify(trained: TrainedModel, features: list[torch.Tensor], speakers: list[str | None],
              batch: int = 128) -> tuple[torch.Tensor, Segments, dict]:
     """Class probabilities (U, K) of whole utterances from their (3, T, M) features.
 
     ``speakers[i]`` is the utterance's speaker if it was seen in training (its training
     statistics normalise it); None or an unseen name uses the utterance's own statistics.
     Returns (probabilities, the segments, segment_outputs)."""
-    names = [s if s in tm.normaliser.stats else None for s in speakers]
-    index = {s: i for i, s in enumerate(tm.speakers)}
-    segs = make_segments(features, [0] * len(features), names, tm.normaliser, index,
-                         segment_frames=tm.segment_frames)
-    out = segment_outputs(tm, segs, batch)
-    probs = utterance_probabilities(out["logp"], segs.utterance, len(features), tm.pooling)
+    names = [s if s in trained.normaliser.stats else None for s in speakers]
+    index = {s: i for i, s in enumerate(trained.speakers)}
+    segs = make_segments(features, [0] * len(features), names, trained.normaliser, index,
+                         segment_frames=trained.segment_frames)
+    out = segment_outputs(trained, segs, batch)
+    probs = utterance_probabilities(out["logp"], segs.utterance, len(features), trained.pooling)
     return probs, segs, out
 
 
-def _file_blocks(tm: TrainedModel, path: str | Path, block_frames: int, progress: bool,
+def _file_blocks(trained: TrainedModel, path: str | Path, block_frames: int, progress: bool,
                  desc: str):
     """The model's features of a file, streamed in blocks of ``block_frames`` frames (with a
     progress bar when asked: its length comes from the file's header where it can be read)."""
@@ -120,7 +120,7 @@ def _file_blocks(tm: TrainedModel, path: str | Path, block_frames: int, progress
 
     from ..features.stream import stream_features
 
-    features = tm.features
+    features = trained.features
     try:
         blocks = int(sf.info(str(path)).duration / features.frame_seconds) // block_frames + 1
     except Exception:  # stream_features reports unreadable files with a clear error
@@ -146,7 +146,7 @@ def _stream_segments(blocks, normaliser: Normaliser, stats: Stats, segment_frame
         yield seg, carry.shape[1]
 
 
-def classify_file(tm: TrainedModel, path: str | Path, speaker: str | None = None, *,
+def classify_file(trained: TrainedModel, path: str | Path, speaker: str | None = None, *,
                   block_frames: int = 6000, batch: int = 64, progress: bool = False,
                   keep_attention: bool = False, bf16: bool = False) -> dict:
     """Classify one audio file of any length in bounded memory: features are streamed in blocks
@@ -157,22 +157,22 @@ def classify_file(tm: TrainedModel, path: str | Path, speaker: str | None = None
     keep_attention for SSA models "alpha_em" / "alpha_sp" (S, T)}; the same numbers as
     :func:`classify` on the whole file."""
     name = Path(path).name
-    stats = tm.normaliser.stats_for(speaker)
+    stats = trained.normaliser.stats_for(speaker)
     if stats is None:  # the utterance's own statistics: one streamed pass first
         acc = FrameStats()
-        for f in _file_blocks(tm, path, block_frames, progress, f"{name}: statistics"):
+        for f in _file_blocks(trained, path, block_frames, progress, f"{name}: statistics"):
             acc.add(f)
-        stats = acc.stats(tm.normaliser.eps)
+        stats = acc.stats(trained.normaliser.eps)
     parts: dict[str, list] = {}
     lengths: list[int] = []
-    segments = _stream_segments(_file_blocks(tm, path, block_frames, progress, name),
-                                tm.normaliser, stats, tm.segment_frames)
+    segments = _stream_segments(_file_blocks(trained, path, block_frames, progress, name),
+                                trained.normaliser, stats, trained.segment_frames)
     while chunk := list(itertools.islice(segments, batch)):
-        _score(tm, torch.stack([seg for seg, _ in chunk]), parts, keep_attention, bf16)
+        _score(trained, torch.stack([seg for seg, _ in chunk]), parts, keep_attention, bf16)
         lengths += [n for _, n in chunk]
     res = {k: torch.cat(v) for k, v in parts.items()}
     res["probabilities"] = utterance_probabilities(
-        res["logp"], torch.zeros(len(lengths), dtype=torch.long), 1, tm.pooling)[0]
+        res["logp"], torch.zeros(len(lengths), dtype=torch.long), 1, trained.pooling)[0]
     res["lengths"] = torch.tensor(lengths)
     return res
 
@@ -235,7 +235,7 @@ def _on(st: Stats, device: torch.device) -> Stats:
     return Stats(st.mean.to(device), st.std.to(device))
 
 
-def classify_items(tm: TrainedModel, items: Iterable[Item], *, batch_size: int = 128,
+def classify_items(trained: TrainedModel, items: Iterable[Item], *, batch_size: int = 128,
                    bf16: bool = False, keep_attention: bool = False,
                    progress_blocks: bool = False) -> Iterator[dict]:
     """Classify a stream of inputs with segments of many inputs scored together, ``batch_size``
@@ -254,10 +254,10 @@ def classify_items(tm: TrainedModel, items: Iterable[Item], *, batch_size: int =
     (K,) and with ``keep_attention`` for SSA models "alpha_em" / "alpha_sp" (S, T)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = next(tm.model.parameters()).device
+    device = next(trained.model.parameters()).device
     front_end = None
-    keep = keep_attention and tm.is_ssa
-    L = tm.segment_frames
+    keep = keep_attention and trained.is_ssa
+    L = trained.segment_frames
     stats_on_device: dict[str, Stats] = {}
     order: deque[_Pending] = deque()  # inputs in input order, not yet yielded
     queue: list[torch.Tensor] = []  # segments waiting for a forward pass
@@ -265,7 +265,7 @@ def classify_items(tm: TrainedModel, items: Iterable[Item], *, batch_size: int =
 
     def run(n: int) -> None:
         parts: dict[str, list] = {}
-        _score(tm, torch.stack(queue[:n]), parts, keep, bf16)
+        _score(trained, torch.stack(queue[:n]), parts, keep, bf16)
         out = {k: torch.cat(v) for k, v in parts.items()}
         for j, owner in enumerate(owners[:n]):
             for k in ("logp", "alpha_em", "alpha_sp"):
@@ -278,7 +278,7 @@ def classify_items(tm: TrainedModel, items: Iterable[Item], *, batch_size: int =
         it = p.item
         res = {"index": it.index, "file": it.name, "status": p.status, "reason": p.reason,
                "duration": it.duration,
-               "speaker_known": it.speaker is not None and it.speaker in tm.normaliser.stats}
+               "speaker_known": it.speaker is not None and it.speaker in trained.normaliser.stats}
         if p.status != "ok":
             return res
         if p.result is not None:
@@ -287,7 +287,7 @@ def classify_items(tm: TrainedModel, items: Iterable[Item], *, batch_size: int =
         res.update({k: torch.cat(v) for k, v in p.parts.items()})
         res["lengths"] = torch.tensor(p.lengths)
         res["probabilities"] = utterance_probabilities(
-            res["logp"], torch.zeros(len(p.lengths), dtype=torch.long), 1, tm.pooling)[0]
+            res["logp"], torch.zeros(len(p.lengths), dtype=torch.long), 1, trained.pooling)[0]
         return res
 
     for it in items:
@@ -300,18 +300,18 @@ def classify_items(tm: TrainedModel, items: Iterable[Item], *, batch_size: int =
             p.status, p.reason = verdict
         elif it.stream:
             try:
-                p.result = classify_file(tm, it.name, it.speaker, batch=batch_size,
+                p.result = classify_file(trained, it.name, it.speaker, batch=batch_size,
                                          progress=progress_blocks, keep_attention=keep,
                                          bf16=bf16)
             except AudioError as exc:  # (a long file is read only now)
                 p.status, p.reason = "failed", str(exc)
         else:
             if front_end is None:
-                front_end = tm.features.module().to(device)
+                front_end = trained.features.module().to(device)
             f = front_end(torch.as_tensor(it.wave).to(device, non_blocking=True))  # (3, T, M)
-            st = tm.normaliser.stats_for(it.speaker)
+            st = trained.normaliser.stats_for(it.speaker)
             if st is None:
-                st = FrameStats().add(f).stats(tm.normaliser.eps)
+                st = FrameStats().add(f).stats(trained.normaliser.eps)
             else:  # (moved to the device once per speaker)
                 if it.speaker not in stats_on_device:
                     stats_on_device[it.speaker] = _on(st, device)

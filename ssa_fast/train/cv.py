@@ -170,8 +170,9 @@ def _note(message: str) -> None:
 RUN_FILES = ("result.json", "best.pt", "last.pt", "metrics.csv", "training_curves.png")
 
 
-def _finished(run_dir: Path, identity: dict, fp: str, resume: bool, what: str) -> dict | None:
-    """The stored result of a run when it finished with fingerprint ``fp`` (and ``resume``);
+def _finished(run_dir: Path, identity: dict, fingerprint: str, resume: bool,
+              what: str) -> dict | None:
+    """The stored result of a run when it finished with ``fingerprint`` (and ``resume``);
     otherwise None, after removing what another run left in ``run_dir`` (a ``last.pt`` of this
     run is kept: training resumes from it)."""
     done, last = run_dir / "result.json", run_dir / "last.pt"
@@ -188,7 +189,7 @@ def _finished(run_dir: Path, identity: dict, fp: str, resume: bool, what: str) -
                   "recomputing")
             result, stale = None, "unreadable"
     if result is not None:
-        if result.get("fingerprint") != fp:
+        if result.get("fingerprint") != fingerprint:
             changed = differences(result.get("identity"), identity)
             _warn(f"{what} in {run_dir} was computed with other settings "
                   f"({'; '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}); "
@@ -206,7 +207,7 @@ def _finished(run_dir: Path, identity: dict, fp: str, resume: bool, what: str) -
             last_fp = checkpoint.fingerprint_of(last)
         except Exception:  # noqa: BLE001 - any unreadable file: start this run afresh
             last_fp = None
-        if last_fp != fp or not resume:
+        if last_fp != fingerprint or not resume:
             if resume:
                 _warn(f"{what}: {last} belongs to another run; starting afresh")
             stale = "other run"

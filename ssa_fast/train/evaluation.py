@@ -11,26 +11,26 @@ from ..metrics import confusion_matrix, scores
 from ..predict.engine import TrainedModel, classify
 
 
-def score(tm: TrainedModel, features: list[torch.Tensor], labels: list[str],
+def score(trained: TrainedModel, features: list[torch.Tensor], labels: list[str],
           speakers: list[str | None], batch: int = 128) -> dict:
     """Segment- and utterance-level UAR, WA, macro F1, per-class recall and confusion matrices
     of a labelled set of utterances.
     Labels are class names; a name the model does not know is an error."""
-    unknown = sorted(set(labels) - set(tm.classes))
+    unknown = sorted(set(labels) - set(trained.classes))
     if unknown:
-        raise ValueError(f"labels {unknown} are not classes of the model ({tm.classes})")
-    y = np.array([tm.classes.index(c) for c in labels])
-    probs, segs, out = classify(tm, features, speakers, batch)
-    K = len(tm.classes)
+        raise ValueError(f"labels {unknown} are not classes of the model ({trained.classes})")
+    y = np.array([trained.classes.index(c) for c in labels])
+    probs, segs, out = classify(trained, features, speakers, batch)
+    K = len(trained.classes)
     seg_cm = confusion_matrix(y[segs.utterance.numpy()], out["logp"].argmax(1).numpy(), K)
     utt_cm = confusion_matrix(y, probs.argmax(1).numpy(), K)
     return {**scores(seg_cm, "segment"), **scores(utt_cm, "utterance"),
             "segment_cm": seg_cm.tolist(), "utterance_cm": utt_cm.tolist(),
             "n_utterances": len(labels), "n_segments": len(segs),
-            "predictions": [tm.classes[int(i)] for i in probs.argmax(1)]}
+            "predictions": [trained.classes[int(i)] for i in probs.argmax(1)]}
 
 
-def fold_layout_to_score(tm: TrainedModel, fold: int, protocol: str | None = None,
+def fold_layout_to_score(trained: TrainedModel, fold: int, protocol: str | None = None,
                          k: int | None = None, seed: int | None = None, warn=None) -> dict:
     """The checkpoint's fold layout with validation fold ``fold``; ``protocol``, ``k`` and
     ``seed`` (None: the checkpoint's) or ``fold`` other than the checkpoint's raise a UserError
@@ -39,7 +39,7 @@ def fold_layout_to_score(tm: TrainedModel, fold: int, protocol: str | None = Non
     from ..errors import UserError
     from .fingerprint import describe_layout
 
-    layout = tm.fold_layout
+    layout = trained.fold_layout
     if layout is None:
         if warn is not None:
             warn("the checkpoint does not record its fold layout (written by an older "
@@ -57,7 +57,7 @@ def fold_layout_to_score(tm: TrainedModel, fold: int, protocol: str | None = Non
     return layout
 
 
-def evaluation_subset(tm: TrainedModel, corpus, *, fold: int | None = None,
+def evaluation_subset(trained: TrainedModel, corpus, *, fold: int | None = None,
                       protocol: str | None = None, k: int | None = None, seed: int | None = None,
                       include_training: bool = False, warn=None) -> tuple[list[int], str, dict]:
     """The utterances of ``corpus`` that ``evaluate`` scores: (indices, description, notes).
@@ -80,25 +80,26 @@ def evaluation_subset(tm: TrainedModel, corpus, *, fold: int | None = None,
     from .fingerprint import corpus_identity, describe_layout, used_positions
 
     warn = warn or (lambda text: None)
-    notes: dict = {"fold_layout": tm.fold_layout}
+    notes: dict = {"fold_layout": trained.fold_layout}
     idx, where = list(range(len(corpus))), "all utterances"
     if fold is not None:
-        layout = fold_layout_to_score(tm, fold, protocol, k, seed, warn)
-        if tm.identity and tm.identity["corpus"]["hash"] != corpus_identity(corpus)["hash"]:
+        layout = fold_layout_to_score(trained, fold, protocol, k, seed, warn)
+        then = trained.identity
+        if then and then["corpus"]["hash"] != corpus_identity(corpus)["hash"]:
             warn(f"the corpus differs from the one the checkpoint was trained on "
-                 f"({tm.identity['corpus']['utterances']} utterances then, {len(corpus)} now, "
+                 f"({then['corpus']['utterances']} utterances then, {len(corpus)} now, "
                  "or changed files): its folds are rebuilt on this corpus")
-        _, va, te = split_fold(corpus, layout["protocol"], layout["k"], fold, layout["seed"],
-                               layout.get("selection") or 0.0)
-        idx = [int(i) for i in (va if te is None else te)]
-        where = (f"{'test' if te is not None else 'validation'} set of fold {fold} "
+        _, val_idx, test_idx = split_fold(corpus, layout["protocol"], layout["k"], fold,
+                                          layout["seed"], layout.get("selection") or 0.0)
+        idx = [int(i) for i in (val_idx if test_idx is None else test_idx)]
+        where = (f"{'test' if test_idx is not None else 'validation'} set of fold {fold} "
                  f"({describe_layout(layout)})")
-    if tm.train_utterances is None:
+    if trained.train_utterances is None:
         warn("the checkpoint does not record its training utterances (written by an older "
              "version): cannot check whether any scored utterance was used in training")
         notes["training_utterances"] = None
         return idx, where, notes
-    seen = used_positions(corpus, idx, tm.used_utterances)
+    seen = used_positions(corpus, idx, trained.used_utterances)
     notes["training_utterances"] = len(seen)
     if seen and include_training:
         warn(f"{len(seen)} of the {len(idx)} utterances scored were in the checkpoint's "
@@ -108,7 +109,8 @@ def evaluation_subset(tm: TrainedModel, corpus, *, fold: int | None = None,
         if len(drop) == len(idx):
             raise UserError(f"all {len(idx)} utterances of the {where} were used to train the "
                             "checkpoint: nothing held out to score")
-        chose = " or chose its epoch on them" if (tm.fold_layout or {}).get("selection") else ""
+        selected = (trained.fold_layout or {}).get("selection")
+        chose = " or chose its epoch on them" if selected else ""
         warn(f"excluded {len(seen)} of the {len(idx)} utterances: the checkpoint was trained "
              f"on them{chose} (--include-training scores them too)")
         idx = [i for j, i in enumerate(idx) if j not in drop]
