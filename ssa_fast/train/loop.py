@@ -13,6 +13,8 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -363,13 +365,45 @@ def _training_data(segs: Segments, device: torch.device) -> _TrainingData:
     return _TrainingData(x, segs.label.to(device), segs.speaker.to(device))
 
 
+class _LogLine:
+    """Inside an epoch, for a log file (no progress bar there): a line at most every
+    ``SSA_FAST_LOG_INTERVAL`` seconds (default 60; 0 writes one before every step), so a long
+    epoch (minutes a step at the paper's shape on a CPU) shows that it moves and how far."""
+
+    def __init__(self, desc: str, n_steps: int):
+        raw = os.environ.get("SSA_FAST_LOG_INTERVAL", "60")
+        try:
+            self.interval = float(raw)
+        except ValueError:
+            self.interval = float("nan")
+        if not self.interval >= 0:
+            warnings.warn(f"SSA_FAST_LOG_INTERVAL={raw!r} is not a number of seconds >= 0; "
+                          "using 60", stacklevel=2)
+            self.interval = 60.0
+        self.desc, self.n_steps = desc, n_steps
+        self.start = self.last = time.monotonic()
+
+    def maybe(self, done: int) -> None:
+        now = time.monotonic()
+        if done == 0 or now - self.last < self.interval:
+            return
+        self.last = now
+        elapsed = now - self.start
+        left = elapsed / done * (self.n_steps - done)
+        print(f"{self.desc}: step {done}/{self.n_steps}, {_duration(elapsed)} "
+              f"(about {_duration(left)} left in the epoch)", file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def _train_epoch(step_model, model, opt, sampler, data: _TrainingData, cfg: TrainConfig,
                  epoch: int, progress: bool, timing: Breakdown) -> tuple[float, dict]:
     """One epoch of steps: (mean training loss, diagnostics: the classifier's mean input L1 norm
     ||z||_1, the mean step / |W| and the logit scale of a constrained classifier). Nothing in
     the loop waits for the device: the epoch's batches go to it as one index table, and the
     losses are read back once, at the end."""
-    import time
 
     from tqdm import tqdm
 
@@ -386,9 +420,13 @@ def _train_epoch(step_model, model, opt, sampler, data: _TrainingData, cfg: Trai
     if on_device and device.type == "cuda":
         batches = batches.pin_memory().to(device, non_blocking=True)
     gathering = 0.0
+    desc = f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}"
+    log = _LogLine(desc, len(batches)) if progress and not sys.stderr.isatty() else None
     # (disable=None: tqdm draws bars on a terminal only, so logs hold no escape codes)
-    for idx in tqdm(batches, desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}",
-                    unit="batch", leave=False, disable=None if progress else True):
+    for step_number, idx in enumerate(tqdm(batches, desc=desc, unit="batch", leave=False,
+                                           disable=None if progress else True)):
+        if log is not None:
+            log.maybe(step_number)
         t0 = time.perf_counter()
         x = data.x[idx]
         y, s = data.label[idx], data.speaker[idx] if model.speaker_attentive else None
@@ -411,7 +449,6 @@ def _train_epoch(step_model, model, opt, sampler, data: _TrainingData, cfg: Trai
         step_ratio=torch.stack(step_ratio).mean().item(),
         logit_scale=clf.logit_scale if clf.l1_constraint else None)
 
-
 def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_classes: int,
           n_speakers: int, out_dir: str | Path, resume: bool = False, progress: bool = True,
           on_epoch_end=None, bundle: dict | None = None, provenance: dict | None = None,
@@ -431,7 +468,6 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
     selection. ``on_epoch_end(epoch, metrics)`` is called after each epoch's checkpoint;
     ``on_start()`` once the run is checked (a ``last.pt`` to resume matches), before anything
     is written to ``out_dir``.
-
     On a CUDA device the segments live on the device when they fit (:func:`resident`), batches
     are gathered there, and cuDNN picks its algorithms once per shape (unless
     ``cfg.deterministic``).
@@ -446,7 +482,6 @@ def train(cfg: TrainConfig, train_segs: Segments, val_segs: Segments, *, n_class
                       writer, on_start)
     finally:
         writer.close()
-
 
 def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, progress,
            on_epoch_end, bundle, provenance, test_segs, device, timing, writer,
@@ -467,7 +502,6 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
         main = dist.is_main()
         step_model = _step_model(model, cfg)
         progress = progress and main
-
         identity = (provenance or {}).get("identity")
         stamp = checkpoint.make_stamp(provenance, identity and fingerprint(identity))
         start, best, best_epoch, history = 0, -1.0, -1, []
@@ -527,7 +561,6 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
                   flush=True)
         if cfg.patience is not None and epoch - best_epoch >= cfg.patience:
             break
-
     with timing.phase("checkpoints"):  # every write on disk before best.pt is read back
         writer.wait()
         dist.barrier()
