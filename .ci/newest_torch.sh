@@ -34,4 +34,5 @@ trap 'rm -rf "$site"' EXIT
 root=$PWD
 (cd "$site" && PYTHONPATH="$site" "$py" -m pytest -q -p no:cacheprovider -n 2 \
   --rootdir "$root" -c "$root/pyproject.toml" \
-  "$root/tests/test_compile.py" "$root/tests/test_backend.py" "$root/tests/models")
+  "$root/tests/test_compile.py" "$root/tests/test_backend.py" "$root/tests/test_warn.py" \
+  "$root/tests/models")

@@ -26,10 +26,11 @@ import contextvars
 import functools
 import importlib
 import os
-import warnings
 from collections.abc import Iterator
 
 import torch
+
+from . import _warn
 
 BACKENDS = ("reference", "cpp", "triton", "cuda")
 ENV_VAR = "SSA_FAST_BACKEND"
@@ -241,7 +242,7 @@ def automatic_candidates(rules: OpRules, device: torch.device, size: int | None 
 
 
 def _automatic(rules: OpRules, device: torch.device, dtype: torch.dtype | None,
-               size: int | None, call: dict, exclude: str | None, stacklevel: int) -> str:
+               size: int | None, call: dict, exclude: str | None) -> str:
     for name in automatic_candidates(rules, device, size, exclude, **call):
         why = unavailable_reason(name, device, dtype, rules.op)
         if why is None:
@@ -249,8 +250,8 @@ def _automatic(rules: OpRules, device: torch.device, dtype: torch.dtype | None,
         if name != "cuda":
             if why not in _warned:
                 _warned.add(why)
-                warnings.warn(f"ssa_fast: using the reference backend on {device.type}: {why}",
-                              RuntimeWarning, stacklevel=stacklevel)
+                _warn.warn(f"ssa_fast: using the reference backend on {device.type}: {why}",
+                           RuntimeWarning)
             break
     return "reference"
 
@@ -263,17 +264,17 @@ def resolve(op: OpRules | str, device: torch.device, backend: str | None = None,
     rules = op if isinstance(op, OpRules) else OpRules(op)
     explicit = requested_backend(backend)
     if explicit is None:
-        return _automatic(rules, device, dtype, size, call, None, stacklevel=4)
+        return _automatic(rules, device, dtype, size, call, None)
     why = unavailable_reason(explicit, device, dtype, rules.op)
     if why is not None:
         raise BackendUnavailableError(f"{rules.op}: backend {explicit!r} is unavailable: {why}")
     why = rules.supports(explicit, **call)
     if why is None:
         return explicit
-    name = _automatic(rules, device, dtype, size, call, explicit, stacklevel=5)
+    name = _automatic(rules, device, dtype, size, call, explicit)
     shown = ", ".join(f"{k}={v}" for k, v in call.items())
-    warnings.warn(f"ssa_fast: {rules.op} with {shown} runs on the {name} backend: {why}",
-                  RuntimeWarning, stacklevel=4)
+    _warn.warn(f"ssa_fast: {rules.op} with {shown} runs on the {name} backend: {why}",
+               RuntimeWarning)
     return name
 
 

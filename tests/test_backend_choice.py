@@ -100,7 +100,7 @@ def _outcome(call, how, request, machine, *args):
 
 def _frame(w) -> str:
     """The function of this file a warning names ("op": the one calling the op, "caller": the
-    one above it), or the file."""
+    one above it), or the file: "op" is right."""
     if w.filename != __file__:
         return w.filename
     for name, fn in (("op", _logmel), ("op", _ssa), ("op", _l1), ("caller", _outcome)):
@@ -140,7 +140,7 @@ def _unavailable(backend, op, device, dtype, machine):
     return None
 
 
-def _automatic(op, device, dtype, machine, samples, with_cuda, frame):
+def _automatic(op, device, dtype, machine, samples, with_cuda):
     if device == "cpu":
         return "cpp", []
     if device != "cuda":
@@ -152,7 +152,7 @@ def _automatic(op, device, dtype, machine, samples, with_cuda, frame):
     why = _unavailable("triton", op, device, dtype, machine)
     if why is None:
         return "triton", []
-    return "reference", [(f"ssa_fast: using the reference backend on cuda: {why}", frame)]
+    return "reference", [(f"ssa_fast: using the reference backend on cuda: {why}", "op")]
 
 
 def expected(op, device, dtype, request, machine, n_fft=None, samples=None):
@@ -164,18 +164,17 @@ def expected(op, device, dtype, request, machine, n_fft=None, samples=None):
                     [])
         name, said = request, []
     else:
-        name, said = _automatic(op, device, dtype, machine, samples, True, "op")
+        name, said = _automatic(op, device, dtype, machine, samples, True)
     # (the n_fft the CUDA kernel takes, 256 .. 2048, are the header's: test_logmel_cuda_source)
     if name == "cuda" and not (CUDA_MIN_FFT <= n_fft <= CUDA_MAX_FFT and n_fft & (n_fft - 1) == 0):
-        # (the automatic choice's warning names the frame every automatic choice's does; until
-        # the backend rules moved into the ops it named the one above when the CUDA kernel was
-        # built but did not take the n_fft)
-        name, said = _automatic(op, device, dtype, machine, samples, False,
-                                "op" if request is None else "caller")
+        # (every warning names the line that called the op: until ssa_fast._warn, the one above
+        # it where an explicit request fell back, and the first frame of a public op calling
+        # another inside the library where the automatic choice did)
+        name, said = _automatic(op, device, dtype, machine, samples, False)
         if request is not None:
             said.append((f"ssa_fast: logmel_delta with n_fft={n_fft} runs on the {name} "
                          "backend: the cuda kernel needs n_fft a power of two in "
-                         f"[{CUDA_MIN_FFT}, {CUDA_MAX_FFT}]", "caller"))
+                         f"[{CUDA_MIN_FFT}, {CUDA_MAX_FFT}]", "op"))
     return name, said
 
 

@@ -193,8 +193,9 @@ def test_classify_files_is_the_clis_engine_in_input_order(trained, archive):
         if p.classified:
             assert _close(p.probabilities, _reference(tm, path))
             assert _close(p.probabilities, clf.classify_file(path).probabilities, 1e-5)
-    with pytest.warns(UserWarning, match="no audio files"):
+    with pytest.warns(UserWarning, match="no audio files") as caught:
         assert list(clf.classify_files(root / "nothing")) == []
+    assert caught[0].filename == __file__  # (the line that asked, not the library's)
     folder = list(clf.classify_files(root / "a", num_workers=0, batch_size=64))
     assert len(folder) == 14 and all(p.file.startswith(str(root / "a")) for p in folder)
 

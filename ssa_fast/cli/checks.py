@@ -3,9 +3,9 @@ that argparse cannot judge alone; and the one-line form of a user error."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
+from .._warn import warn as warn_user
 from ..errors import UserError
 
 # Exit status: 0 success; 1 some inputs of a multi-file command were reported and skipped (the
@@ -102,11 +102,10 @@ def check_features(config, typed: set[str] | None = None) -> None:
     empty = config.empty_bands()
     if empty:
         shown = ", ".join(map(str, empty[:8])) + (", ..." if len(empty) > 8 else "")
-        warnings.warn(f"--n-mels {config.n_mels}: {len(empty)} of the mel bands ({shown}) get no "
+        warn_user(f"--n-mels {config.n_mels}: {len(empty)} of the mel bands ({shown}) get no "
                       f"FFT bin ({config.sample_rate / config.n_fft:g} Hz per bin at --n-fft "
                       f"{config.n_fft} and {config.sample_rate} Hz) and stay at the log floor; "
-                      "use fewer mel bands" + (" or a larger --n-fft" if every_option else ""),
-                      stacklevel=2)
+                      "use fewer mel bands" + (" or a larger --n-fft" if every_option else ""))
     d = FeatureConfig()
     untyped = [o for o in ("win_length", "hop_length") if o not in (typed or ())]
     if every_option and config.sample_rate != d.sample_rate and untyped:
@@ -115,13 +114,13 @@ def check_features(config, typed: set[str] | None = None) -> None:
         n_fft = max(config.n_fft, 1 << (win - 1).bit_length())
         fix = f"--win-length {win} --hop-length {hop}" + (
             f" --n-fft {n_fft}" if n_fft != config.n_fft else "")
-        warnings.warn(f"--sample-rate {sr}: the window ({config.win_length} samples) and hop "
+        warn_user(f"--sample-rate {sr}: the window ({config.win_length} samples) and hop "
                       f"({config.hop_length}) are counted in samples, so frames are "
                       f"{1000 * config.win_length / sr:.3g} ms long every "
                       f"{1000 * config.hop_length / sr:.3g} ms (the defaults mean "
                       f"{1000 * d.win_length / d.sample_rate:g} ms / "
                       f"{1000 * d.hop_length / d.sample_rate:g} ms at {d.sample_rate} Hz); for "
-                      f"those give {fix}", stacklevel=2)
+                      f"those give {fix}")
 
 
 def user_error(exc: BaseException) -> str | None:

@@ -4,11 +4,11 @@ Each returns the exit status (checks.py); ``main`` turns user errors into one li
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 
+from .._warn import warn as warn_user
 from ..errors import UserError
 from .checks import (
     EXIT_SKIPPED,
@@ -393,7 +393,7 @@ def cmd_evaluate(args) -> int:
                                     progress=not args.quiet)
     idx, where, notes = evaluation_subset(  # the checkpoint's fold layout, no training data
         trained, corpus, fold=args.fold, **layout, include_training=args.include_training,
-        warn=lambda text: warnings.warn(text, stacklevel=2))
+        warn=warn_user)
     res = score(trained, [feats[i] for i in idx],
                 [corpus.classes[corpus.labels[i]] for i in idx], [corpus[i].speaker for i in idx])
     res.update(checkpoint=str(args.checkpoint), corpus=corpus.name, subset=where, **notes)

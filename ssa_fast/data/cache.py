@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from .. import _warn
 from .._atomic import save_torch, sweep_stale
 from .._lock import folder_lock, holder
 from ..features.config import FeatureConfig
@@ -81,13 +82,10 @@ def compute_features(waves: list, features: FeatureConfig | None = None, *,
 def _read_cache(path: Path, corpus: Corpus) -> dict | None:
     """The cached features at ``path``, or None (with a warning naming the file, which is
     removed) when it is truncated, corrupt or not a feature cache: it is then rebuilt."""
-    import warnings
-
     data, why = _load_cache(path, corpus)
     if why is None:
         return data
-    warnings.warn(f"feature cache {path} is unreadable ({why}): removed, recomputing",
-                  CacheWarning, stacklevel=4)  # (the caller of corpus_features)
+    _warn.warn(f"feature cache {path} is unreadable ({why}): removed, recomputing", CacheWarning)
     path.unlink(missing_ok=True)
     return None
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import _warn
 from .engine import MIN_SECONDS, SILENCE_PEAK
 
 __all__ = ["MIN_SECONDS", "SILENCE_PEAK", "EmotionClassifier", "Prediction", "SegmentPrediction"]
@@ -163,10 +164,8 @@ class EmotionClassifier:
             inputs = [inputs]
         entries, problems = expand_inputs(list(inputs), columns, self._known(speaker))
         if problems:
-            import warnings
-
             for line in problems:
-                warnings.warn(line, stacklevel=2)
+                _warn.warn(line)
         return self.classify_entries(entries, batch_size=batch_size, num_workers=num_workers,
                                      bf16=bf16, attention=attention, progress=progress)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -27,6 +26,7 @@ import torch
 from .. import distributed as dist
 from .._atomic import sweep_stale, write_json
 from .._lock import folder_lock, holder
+from .._warn import warn as warn_user
 from ..data.corpus import Corpus, check_speakers
 from ..data.segments import MIN_TAIL, SEGMENT_FRAMES, Normaliser, make_segments
 from ..data.splits import (
@@ -159,7 +159,7 @@ def run_provenance(corpus: Corpus, corpus_id: dict, layout: dict, cfg: TrainConf
 
 def _warn(message: str) -> None:
     if dist.is_main():  # (the CLI prints warnings as one line: "ssa-fast cv: warning: ...")
-        warnings.warn(message, stacklevel=3)
+        warn_user(message)
 
 
 def _note(message: str) -> None:

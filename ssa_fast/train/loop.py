@@ -14,7 +14,6 @@ import itertools
 import os
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -22,7 +21,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .. import _backend
+from .. import _backend, _warn
 from .. import distributed as dist
 from .._atomic import BackgroundWriter, write_text
 from ..data.sampler import BalancedBatchSampler
@@ -377,8 +376,8 @@ class _LogLine:
         except ValueError:
             self.interval = float("nan")
         if not self.interval >= 0:
-            warnings.warn(f"SSA_FAST_LOG_INTERVAL={raw!r} is not a number of seconds >= 0; "
-                          "using 60", stacklevel=2)
+            _warn.warn(f"SSA_FAST_LOG_INTERVAL={raw!r} is not a number of seconds >= 0; "
+                       "using 60")
             self.interval = 60.0
         self.desc, self.n_steps = desc, n_steps
         self.start = self.last = time.monotonic()

@@ -51,8 +51,10 @@ def test_damaged_cache_is_named_removed_and_rebuilt(tmp_path, corpus, damage):
     else:  # loads, but is not this corpus' cache
         torch.save({"paths": ["/elsewhere.wav"], "features": [torch.zeros(3, 2, 40)],
                     "skipped": []}, path)
-    with pytest.warns(CacheWarning, match=f"feature cache {path} is unreadable.*recomputing"):
+    with pytest.warns(CacheWarning, match=f"feature cache {path} is unreadable.*recomputing") \
+            as caught:
         kept2, feats2 = corpus_features(corpus, cache, progress=False)
+    assert caught[0].filename == __file__  # (the caller's line, not the library's)
     assert _same(feats, feats2) and [r.path for r in kept2] == [r.path for r in kept]
     assert kept2.skipped == kept.skipped  # the unreadable file is still reported
     assert path.read_bytes() == good  # rebuilt in full
