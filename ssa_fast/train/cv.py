@@ -46,6 +46,7 @@ from .fingerprint import (
     fingerprint,
     fold_layout,
     run_identity,
+    split_digest,
     used_keys,
     utterance_keys,
 )
@@ -144,16 +145,21 @@ def check_plan(corpus: Corpus, models: list[str], *, protocol: str, k: int, seed
 
 
 def run_provenance(corpus: Corpus, corpus_id: dict, layout: dict, cfg: TrainConfig, data: dict,
-                   train_idx, selection_idx=None) -> dict:
-    """What a run stores about its origin (see fingerprint.py): its identity, the listing keys
-    of the utterances it trains on (what older versions read) and the keys of every utterance
-    it used, the ``selection_idx`` that chose its epoch included (``evaluate`` leaves them out
-    whatever the listing)."""
+                   split: tuple, keys: list[str] | None = None) -> dict:
+    """What a run on ``split`` (:func:`split_fold`'s) stores about its origin (see
+    fingerprint.py): its identity, the listing keys of the utterances it trains on (what older
+    versions read) and the keys of every utterance it used, those that chose its epoch with a
+    selection split included (``evaluate`` leaves them out whatever the listing). ``keys``: the
+    corpus' ``utterance_keys``, when already made."""
+    train_idx, val_idx, test_idx = split
+    selection_idx, held_out = (None, val_idx) if test_idx is None else (val_idx, test_idx)
+    keys = utterance_keys(corpus) if keys is None else keys
     used = np.concatenate([np.asarray(train_idx, dtype=np.int64),
                            np.asarray([] if selection_idx is None else selection_idx,
                                       dtype=np.int64)])
-    return {"identity": run_identity(corpus_id, layout, asdict(cfg), data),
-            "train_utterances": utterance_keys(corpus, train_idx),
+    digest = split_digest(keys, train_idx, selection_idx, held_out)
+    return {"identity": run_identity(corpus_id, layout, asdict(cfg), data, digest),
+            "train_utterances": [keys[int(i)] for i in train_idx],
             "used_utterances": used_keys(corpus, used)}
 
 
@@ -344,16 +350,15 @@ def plan_runs(corpus: Corpus, models: list[str], cfg: TrainConfig, out_dir: str 
     order), each with its folder and fingerprint. A share ``I/N`` of the work is
     ``plan_runs(...)[I::N]``: deterministic, so that independent processes divide it."""
     folds = make_folds(corpus, protocol, k, cfg.seed)
-    corpus_id = corpus_identity(corpus)
+    corpus_id, keys = corpus_identity(corpus), utterance_keys(corpus)
     data = _data_settings(normalisation, segment_frames, train_hop, feature_params)
     runs = []
     for f in range(len(folds)):
         split = split_fold(corpus, protocol, k, f, cfg.seed, selection, folds=folds)
-        train_idx, val_idx, test_idx = split
         layout = fold_layout(protocol, k, cfg.seed, f, selection)
         for m in models:
             provenance = run_provenance(corpus, corpus_id, layout, replace(cfg, model=m), data,
-                                        train_idx, None if test_idx is None else val_idx)
+                                        split, keys)
             runs.append(Run(f, m, Path(out_dir) / m / f"fold{f:02d}", split, provenance,
                             fingerprint(provenance["identity"])))
     return runs
@@ -527,7 +532,7 @@ def train_fold(corpus: Corpus, feats: list[torch.Tensor], cfg: TrainConfig, out_
                  + (f" / {len(test_segs)}" if test else "") + " segments")
     provenance = run_provenance(corpus, corpus_identity(corpus),
                                 fold_layout(protocol, k, cfg.seed, fold, selection), cfg, data,
-                                train_idx, val_idx if test else None)
+                                split)
     res, summary = _train_run(cfg, corpus, fold_segs, split, fold, provenance, data,
                               Path(out_dir), resume=resume, progress=progress,
                               on_epoch_end=on_epoch_end, on_start=on_start)

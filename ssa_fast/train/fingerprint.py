@@ -15,6 +15,11 @@ The identity holds:
   runs recompute rather than risk reusing results of other data.
 - ``folds``: the protocol, number of folds, the seed of the split, the fold, and the selection
   split (see :func:`ssa_fast.train.cv.split_fold`).
+- ``split``: a hash of which utterances (their listing keys, below) the run trains on, chooses
+  its epoch on and holds out (:func:`split_digest`). The layout above rebuilds the split only
+  from the same listing: the random protocol and the selection carve draw positions in the
+  corpus, so the same files listed in another order give another split, and a run trained on
+  the old one must not be reused (its held-out utterances are not the new fold's).
 - ``data``: normalisation, segment length, training hop and the feature parameters.
 - ``train``: the whole :class:`~ssa_fast.train.loop.TrainConfig` (model, preset, epochs, lr,
   seed, device, bf16...) except the evaluation batch size and the free-form ``extra`` notes,
@@ -39,7 +44,7 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 
-IDENTITY_VERSION = 1
+IDENTITY_VERSION = 2  # 2: the split's hash
 # TrainConfig fields that do not change what a run computes
 NOT_IN_IDENTITY = ("eval_batch", "extra")
 
@@ -134,11 +139,22 @@ def fold_layout(protocol: str, k: int, seed: int, fold: int, selection: float = 
             "selection": float(selection)}
 
 
-def run_identity(corpus_id: dict, layout: dict, train_config: dict, data: dict) -> dict:
-    """The identity of one training run (one model on one fold)."""
+def split_digest(keys: Sequence[str], train_idx, selection_idx, held_out_idx) -> str:
+    """A hash of the utterances in each part of a fold's split (``keys``: the corpus'
+    :func:`utterance_keys`, by position; each part's keys sorted, so the listing's order does
+    not matter, only which utterance is where)."""
+    parts = [sorted(keys[int(i)] for i in ([] if idx is None else idx))
+             for idx in (train_idx, selection_idx, held_out_idx)]
+    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()[:16]
+
+
+def run_identity(corpus_id: dict, layout: dict, train_config: dict, data: dict,
+                 split: str) -> dict:
+    """The identity of one training run (one model on one fold; ``split``: its
+    :func:`split_digest`)."""
     cfg = {k: v for k, v in train_config.items() if k not in NOT_IN_IDENTITY}
-    return {"version": IDENTITY_VERSION, "corpus": corpus_id, "folds": layout, "data": data,
-            "train": cfg}
+    return {"version": IDENTITY_VERSION, "corpus": corpus_id, "folds": layout, "split": split,
+            "data": data, "train": cfg}
 
 
 def _flat(d, prefix: str = "") -> dict:
@@ -158,7 +174,9 @@ def differences(old: dict | None, new: dict) -> list[str]:
     out = []
     for key in sorted(set(a) | set(b)):
         if a.get(key, "<absent>") != b.get(key, "<absent>"):
-            name = {"corpus.hash": "corpus files"}.get(key, key)
+            name = {"corpus.hash": "corpus files",
+                    "split": "the fold's utterances (training / selection / held out)"
+                    }.get(key, key)
             out.append(f"{name}: {a.get(key, '<absent>')} -> {b.get(key, '<absent>')}")
     return out
 

@@ -119,6 +119,33 @@ def test_cv_reuses_a_fold_only_with_its_fingerprint(tiny_corpus, tmp_path):
     assert all(f["identity"]["corpus"]["utterances"] == 31 for f in r4["folds"]["acrnn"])
 
 
+def test_cv_recomputes_a_fold_whose_utterances_moved_when_the_listing_was_reordered(
+        tiny_corpus, tmp_path):
+    """The random protocol draws positions in the listing: the same files listed in another
+    order give other folds. A fold trained on the old ones is recomputed, never reused; where
+    the order does not decide the folds (loso: by speaker), it is reused."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)  # (copy2: the same sizes and modification times)
+    rows = (corpus / "manifest.csv").read_text().splitlines()
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+    loso = ["--protocol", "loso", "--folds", "2", "--models", "acrnn", "--epochs", "1"]
+    _cv(corpus, out, cache, "--models", "acrnn", "--epochs", "1")
+    _cli("cv", "synthetic", corpus, "--out", tmp_path / "loso", "--cache", cache, *SMALL, *loso)
+    held_out = json.loads((out / "acrnn" / "fold00" / "result.json").read_text())["n_val"]
+    (corpus / "manifest.csv").write_text("\n".join([rows[0], *rows[:0:-1]]) + "\n")
+
+    moved = _cv(corpus, out, cache, "--models", "acrnn", "--epochs", "1")
+    assert moved.stderr.count("the fold's utterances (training / selection / held out)") == 2
+    assert moved.stderr.count("recomputing") == 2
+    r = _results(out)
+    assert not any(f["reused"] for f in r["folds"]["acrnn"])
+    assert r["folds"]["acrnn"][0]["n_val"] == held_out  # the same sizes, other utterances
+    same = _cli("cv", "synthetic", corpus, "--out", tmp_path / "loso", "--cache", cache, *SMALL,
+                *loso)
+    assert "warning" not in same.stderr
+    assert all(f["reused"] for f in _results(tmp_path / "loso")["folds"]["acrnn"])
+
+
 def test_cv_recomputes_a_truncated_fold_result_and_continues_after_sigkill(tiny_corpus,
                                                                            tmp_path):
     out, cache = tmp_path / "cv", tmp_path / "cache"

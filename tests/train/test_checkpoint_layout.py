@@ -59,7 +59,7 @@ def run(tiny_corpus, tmp_path_factory):
     data = {"normalisation": "speaker", "segment_frames": 100, "train_hop": None,
             "features": FeatureConfig().to_dict()}
     prov = run_provenance(corpus, corpus_identity(corpus), fold_layout("random", 4, 3, 0),
-                          CFG, data, tr)
+                          CFG, data, (tr, va, None))
     given = dict(corpus=corpus, norm=norm, prov=prov)
     res = train(CFG, train_segs, val_segs, n_classes=4, n_speakers=2, out_dir=tmp / "fold",
                 progress=False, bundle=fold_bundle(corpus, norm, 100, data["features"]),
