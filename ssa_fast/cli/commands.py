@@ -158,6 +158,25 @@ def _save_config(out: str, resolved_config: dict) -> None:
         write_json(Path(out) / "config.json", resolved_config, indent=1)
 
 
+def _withdraw_results(out: str, share) -> None:
+    """Remove OUT/results.json and the reports before a cv trains anything: they describe the
+    folds of an earlier run, which this one may replace, and an interrupted or failed run (or a
+    share, which writes no table) must not leave a table beside folds it no longer describes.
+    The cv that assembles the runs writes them again."""
+    from ..distributed import is_main
+    from ..reports import report_files
+
+    if not is_main():
+        return
+    gone = [p for p in [Path(out) / "results.json", *report_files(Path(out) / "reports")]
+            if p.is_file()]
+    for p in gone:
+        p.unlink(missing_ok=True)
+    if gone and share is not None:
+        say(f"removed {Path(out) / 'results.json'} and the reports of the earlier run: the cv "
+            "that assembles the runs writes them again", file=sys.stderr)
+
+
 def _cv_share(shard: tuple[int, int] | None) -> tuple[int, int] | None:
     """The share of the runs this cv trains: --shard, or a Slurm job array's task (said on
     stderr); None: every run, and the results are assembled."""
@@ -214,6 +233,7 @@ def cmd_cv(args) -> int:
     timing = Breakdown(default_device(args.device))
     with timing.phase("features"):
         loaded = load_with_features(args, args.models)  # the feature cache is filled once, here
+    _withdraw_results(args.out, share)
     if share is None:  # (a share's process leaves the run's record to the assembling one)
         _save_config(args.out, args.resolved_config)
     cfg = _train_config(args, loaded.device)

@@ -450,6 +450,13 @@ def run_frame_seconds(results: dict) -> tuple[float, float]:
     return hop, hop * pool
 
 
+def report_files(out_dir: str | Path) -> list[Path]:
+    """Every file :func:`write_reports` may write into ``out_dir`` (any figure format)."""
+    out_dir = Path(out_dir)
+    return [out_dir / "table.md", out_dir / "table.csv",
+            *(figure_path(out_dir, name, fmt) for name in FIGURES for fmt in FORMATS)]
+
+
 def write_reports(results: dict, out_dir: str | Path, fmt: str = "png") -> dict:
     """All reports of a cross-validation run, figures as ``fmt`` ("png", "pdf" or "svg");
     returns {name: path}. Figures of any format that this run did not write are removed."""

@@ -184,6 +184,24 @@ def test_cv_recomputes_a_truncated_fold_result_and_continues_after_sigkill(tiny_
     r = _results(out)
     assert [f["reused"] for f in r["folds"]["acrnn"]] == [True, False]
     assert json.loads(second.read_text())["fingerprint"] == r["folds"]["acrnn"][1]["fingerprint"]
+    assert (out / "reports" / "table.md").is_file()
+
+    # a rerun with other settings killed once it has replaced the first fold: no table of the
+    # earlier run is left beside its folds (nor beside the config.json of the new one)
+    other = [*args, "--lr", "3e-3"]
+    old = json.loads(done.read_text())["fingerprint"]
+    rc, _ = signal_when(other, lambda: json.loads(done.read_text())["fingerprint"] != old,
+                        signal.SIGKILL, env=ENV)
+    assert rc == -signal.SIGKILL
+    assert json.loads((out / "config.json").read_text())["options"]["lr"] == 3e-3
+    assert not (out / "results.json").exists()
+    assert not [p.name for p in (out / "reports").iterdir()]
+    _cli(*other[3:])
+    assert _results(out)["config"]["lr"] == 3e-3 and (out / "reports" / "table.md").is_file()
+    # a share of the runs (it writes no table) withdraws the table too, and says so
+    share = _cli(*other[3:], "--shard", "0/2")
+    assert "removed" in share.stderr and not (out / "results.json").exists()
+    assert not (out / "reports" / "table.md").exists()
 
 
 def test_evaluate_keeps_to_the_checkpoints_fold_layout_and_held_out_data(tiny_corpus, tmp_path):
