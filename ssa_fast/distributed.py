@@ -64,6 +64,15 @@ def init_from_env(device: str | None = None) -> str | None:
     return device or "cpu"
 
 
+def broadcast(obj):
+    """Rank 0's ``obj`` (picklable) on every rank: a decision all ranks must follow."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if is_distributed():
         dist.all_reduce(t)

@@ -180,7 +180,25 @@ def _finished(run_dir: Path, identity: dict, fingerprint: str, resume: bool,
               what: str) -> dict | None:
     """The stored result of a run when it finished with ``fingerprint`` (and ``resume``);
     otherwise None, after removing what another run left in ``run_dir`` (a ``last.pt`` of this
-    run is kept: training resumes from it)."""
+    run is kept: training resumes from it). Under torchrun rank 0, which holds the run's lock,
+    reads the folder and decides; the other ranks follow its decision (read by each rank, the
+    folder could differ between them while another process finished the run, and the ranks
+    went separate ways: one reused it, the other waited to train it, for ever)."""
+    result, stale = _decide(run_dir, identity, fingerprint, resume, what) if dist.is_main() \
+        else (None, None)
+    result, stale = dist.broadcast((result, stale))
+    if result is not None:
+        return result
+    if stale and dist.is_main():
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+    dist.barrier()  # nothing of another run is left when any rank starts this one
+    return None
+
+
+def _decide(run_dir: Path, identity: dict, fingerprint: str, resume: bool,
+            what: str) -> tuple[dict | None, str | None]:
+    """(the stored result to reuse or None, why the folder's files must go or None)."""
     done, last = run_dir / "result.json", run_dir / "last.pt"
     result = stale = None
     if done.exists():
@@ -207,7 +225,7 @@ def _finished(run_dir: Path, identity: dict, fingerprint: str, resume: bool,
         elif not resume:
             stale = "restart"
         else:
-            return result
+            return result, None
     elif last.is_file():
         try:
             last_fp = checkpoint.fingerprint_of(last)
@@ -217,12 +235,7 @@ def _finished(run_dir: Path, identity: dict, fingerprint: str, resume: bool,
             if resume:
                 _warn(f"{what}: {last} belongs to another run; starting afresh")
             stale = "other run"
-    dist.barrier()  # every rank has decided before rank 0 removes anything
-    if stale and dist.is_main():
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
-    dist.barrier()
-    return None
+    return None, stale
 
 
 def _outputs_of(path: Path, cfg: TrainConfig, corpus: Corpus, segs) -> dict:

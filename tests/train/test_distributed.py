@@ -62,3 +62,48 @@ def test_torchrun_training_matches_the_single_process_run(tiny_corpus, tmp_path)
     rows = (tmp_path / "two" / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,train_loss") and [r.split(",")[0] for r in rows[1:]] == \
         ["1", "2"]
+
+
+HOLDER = """
+import shutil, sys, time
+from pathlib import Path
+from ssa_fast._lock import folder_lock
+
+out, ref = Path(sys.argv[1]), Path(sys.argv[2])
+with folder_lock(out / "acrnn" / "fold01", wait=False) as held:
+    assert held
+    print("holding", flush=True)
+    while not (out / "acrnn" / "fold00" / "result.json").is_file():  # torchrun's first run
+        time.sleep(0.05)
+    time.sleep(3)  # both ranks are at fold 1 now: rank 0 waits for this lock
+    for name in ("best.pt", "last.pt", "metrics.csv", "result.json"):  # finished elsewhere
+        shutil.copy2(ref / "acrnn" / "fold01" / name, out / "acrnn" / "fold01" / name)
+"""
+
+
+def test_torchrun_ranks_follow_rank_0_when_another_process_finishes_a_run(tiny_corpus,
+                                                                           tmp_path):
+    """Another process holds a run's lock and finishes it while a torchrun cv waits for it:
+    rank 0 reuses the run, and so does rank 1, whatever it saw in the folder before rank 0 held
+    the lock (it trained it alone, out of step with rank 0, and the job hung)."""
+    common = ["cv", "synthetic", str(tiny_corpus), "--folds", "2", "--models", "acrnn",
+              "--preset", "small", "--epochs", "1", "--batch-size", "8", "--segment-frames",
+              "100", "--threads", "1", "--device", "cpu", "--cache", str(tmp_path / "cache"),
+              "--quiet"]
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    single = subprocess.run([sys.executable, "-m", "ssa_fast.cli", *common, "--out", str(ref)],
+                            capture_output=True, text=True, timeout=300, env=ENV)
+    assert single.returncode == 0, single.stderr
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out), str(ref)],
+                              stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        multi = _torchrun("-m", "ssa_fast.cli", *common, "--out", str(out), timeout=240)
+    finally:
+        holder.kill()
+    assert multi.returncode == 0, multi.stderr[-3000:]
+    assert holder.wait() == 0
+    folds = json.loads((out / "results.json").read_text())["folds"]["acrnn"]
+    assert [f["reused"] for f in folds] == [False, True]
+    assert folds[1]["fingerprint"] == json.loads(
+        (ref / "acrnn" / "fold01" / "result.json").read_text())["fingerprint"]
