@@ -143,8 +143,9 @@ def _protocol_options(p: argparse.ArgumentParser, from_checkpoint: bool = False)
         return
     g.add_argument("--protocol", choices=PROTOCOLS, default=None,
                    help="default: linguistic for atthack and synthetic, random otherwise; "
-                        "loso: one speaker per fold; loso-session: IEMOCAP, one session per "
-                        "fold (5 folds)")
+                        "loso: one speaker per fold (the first --folds speakers: fewer folds "
+                        "than speakers leave the others out, with a warning); loso-session: "
+                        "IEMOCAP, one session per fold (5 folds)")
     g.add_argument("--folds", type=_int_at_least(2), default=10)
 
 

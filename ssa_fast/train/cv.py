@@ -32,6 +32,7 @@ from ..data.segments import MIN_TAIL, SEGMENT_FRAMES, Normaliser, make_segments
 from ..data.splits import (
     PROTOCOLS,
     check_folds,
+    iemocap_session,
     leave_one_session_out,
     leave_one_speaker_out,
     linguistic_folds,
@@ -136,12 +137,29 @@ def check_plan(corpus: Corpus, models: list[str], *, protocol: str, k: int, seed
     selection split that some fold to run cannot make. Returns the folds of make_folds."""
     check_speakers(corpus, models, normalisation, protocol)
     folds = make_folds(corpus, protocol, k, seed)
+    if protocol in ("loso", "loso-session"):
+        _say_who_is_left_out(corpus, protocol, folds)
     if fold is not None:
         check_fold(fold, len(folds), protocol)
     if selection:  # every fold it will run can be split so
         for f in range(len(folds)) if fold is None else [fold]:
             split_fold(corpus, protocol, k, f, seed, selection, folds=folds)
     return folds
+
+
+def _say_who_is_left_out(corpus: Corpus, protocol: str, folds: list) -> None:
+    """Warn when a leave-one-group-out layout holds out fewer groups (the first --folds) than
+    the corpus has: the others are never validated, which the table does not show."""
+    unit = "speaker" if protocol == "loso" else "session"
+    group = (lambda s: s) if protocol == "loso" else iemocap_session
+    every = sorted({group(r.speaker) for r in corpus})
+    held = {group(corpus[int(i)].speaker) for _, va in folds for i in va}
+    left = [g for g in every if g not in held]
+    if left:
+        shown = ", ".join(left[:8]) + (", ..." if len(left) > 8 else "")
+        _warn(f"--protocol {protocol} with {len(folds)} folds holds out {len(held)} of the "
+              f"{len(every)} {unit}s: {shown} {'is' if len(left) == 1 else 'are'} never held out "
+              f"(--folds {len(every)} holds out every {unit})")
 
 
 def run_provenance(corpus: Corpus, corpus_id: dict, layout: dict, cfg: TrainConfig, data: dict,

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from ssa_fast.data import (
 )
 from ssa_fast.errors import UserError
 from ssa_fast.train import make_folds
+from ssa_fast.train.cv import check_plan
 
 sf = pytest.importorskip("soundfile")  # not on every GPU image: the module skips
 
@@ -192,6 +194,17 @@ def test_leave_one_session_out(tmp_path):
         assert not {c[int(i)].speaker[:5] for i in tr} & {f"Ses0{f + 1}"}
         assert len(tr) + len(va) == len(c)
     assert len(make_folds(c, "loso-session", 2)) == 2
+    # fewer folds than sessions: the others are never held out, which the table cannot show
+    with pytest.warns(UserWarning, match=r"--protocol loso-session with 2 folds holds out 2 of "
+                      r"the 5 sessions: Ses03, Ses04, Ses05 are never held out \(--folds 5 "
+                      r"holds out every session\)"):
+        check_plan(c, ["acrnn"], protocol="loso-session", k=2, seed=0, normalisation=None)
+    with pytest.warns(UserWarning, match="1 of the 10 speakers: Ses01M, Ses02F, .* are never"):
+        check_plan(c, ["acrnn"], protocol="loso", k=1, seed=0, normalisation=None)
+    with warnings.catch_warnings():  # every group held out: nothing to say
+        warnings.simplefilter("error")
+        check_plan(c, ["acrnn"], protocol="loso-session", k=10, seed=0, normalisation=None)
+        check_plan(c, ["acrnn"], protocol="loso", k=10, seed=0, normalisation=None)
     with pytest.raises(UserError, match=r"needs IEMOCAP speakers .* got 'spk1'"):
         leave_one_session_out(["Ses01F", "spk1"])
     with pytest.raises(UserError, match="at least 2 sessions"):
