@@ -198,6 +198,10 @@ def _cv_workers(args, corpus, cfg, share, plan: dict) -> int:
 
     runs = plan_runs(corpus, args.models, cfg, args.out, **plan)
     jobs = min(args.jobs, len(runs[share[0]::share[1]] if share else runs))
+    if jobs == 0:  # (a job array larger than the plan: its last tasks have nothing to do)
+        say(f"share {share[0]}/{share[1]} has none of the {len(runs)} runs: nothing to train",
+            file=sys.stderr)
+        return 0
     failed = run_workers(args.argv, runs, args.out, jobs=jobs, device=cfg.device, share=share,
                          threads=args.threads, progress=not args.quiet,
                          say=lambda text: print(text, file=sys.stderr, flush=True))

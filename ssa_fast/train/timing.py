@@ -67,5 +67,6 @@ def describe(timing: dict) -> str:
     total = timing["total_s"]
     parts = [(n, s) for n, s in timing["phases"].items()] + [("other", timing["other_s"])]
     share = (lambda s: f" ({100 * s / total:.0f}%)") if total > 0 else (lambda s: "")
-    return f"time {total:.1f} s: " + ", ".join(f"{n} {s:.1f} s{share(s)}" for n, s in parts
-                                               if s >= 0.05 or n == "training steps")
+    shown = ", ".join(f"{n} {s:.1f} s{share(s)}" for n, s in parts
+                      if s >= 0.05 or n == "training steps")
+    return f"time {total:.1f} s" + (f": {shown}" if shown else "")

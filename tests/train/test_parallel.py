@@ -149,6 +149,12 @@ def test_shards_then_a_plain_cv_assembles_without_retraining(tiny_corpus, tmp_pa
     assert _folds(out) == sequential
     assert (out / "reports" / "table.md").is_file() and (out / "config.json").is_file()
     assert json.loads((out / "config.json").read_text())["options"]["shard"] is None
+    # a job array larger than the plan: its last tasks have nothing to do, with --jobs too
+    for extra in ([], ["--jobs", "2"]):
+        idle = _cv(tiny_corpus, tmp_path / "idle", cache, "--shard", "2/3", *extra)
+        assert _trained(idle.stderr) == [] and not (tmp_path / "idle" / "acrnn").exists()
+        assert ("has none of the 2 runs" if extra else "trained 0, reused 0") in \
+            idle.stdout + idle.stderr
 
 
 def test_a_crashed_worker_is_named_and_the_others_finish(tiny_corpus, tmp_path):
