@@ -191,17 +191,21 @@ def _cv_share(shard: tuple[int, int] | None) -> tuple[int, int] | None:
     return share
 
 
-def _cv_workers(args, corpus, cfg, share, plan: dict) -> int:
-    """cv --jobs N: the runs in N worker processes (train/parallel.py); 0 when all succeeded."""
-    from ..train.cv import plan_runs
+def _cv_workers(args, corpus, cfg, share, plan: dict) -> tuple[int, set]:
+    """cv --jobs N: the runs in N worker processes (train/parallel.py). Returns (0 when all
+    succeeded, the (fold, model) of the runs that were finished before the workers started:
+    those the assembly reuses, as opposed to the runs the workers trained)."""
+    from ..train.cv import finished_result, plan_runs
     from ..train.parallel import run_workers
 
     runs = plan_runs(corpus, args.models, cfg, args.out, **plan)
+    done = set() if args.restart else {(r.fold, r.model) for r in runs
+                                       if finished_result(r) is not None}
     jobs = min(args.jobs, len(runs[share[0]::share[1]] if share else runs))
     if jobs == 0:  # (a job array larger than the plan: its last tasks have nothing to do)
         say(f"share {share[0]}/{share[1]} has none of the {len(runs)} runs: nothing to train",
             file=sys.stderr)
-        return 0
+        return 0, done
     failed = run_workers(args.argv, runs, args.out, jobs=jobs, device=cfg.device, share=share,
                          threads=args.threads, progress=not args.quiet,
                          say=lambda text: print(text, file=sys.stderr, flush=True))
@@ -211,8 +215,8 @@ def _cv_workers(args, corpus, cfg, share, plan: dict) -> int:
         print(f"ssa-fast cv: {len(failed)} of {jobs} workers failed; the other workers' runs "
               "are complete: the same command again trains what is missing and reuses the "
               "rest", file=sys.stderr)
-        return EXIT_SKIPPED
-    return 0
+        return EXIT_SKIPPED, done
+    return 0, done
 
 
 def cmd_cv(args) -> int:
@@ -247,13 +251,17 @@ def cmd_cv(args) -> int:
     resume = not args.restart
     if args.jobs > 1:
         with timing.phase("workers"):  # (their own breakdowns are in their runs' result.json)
-            status = _cv_workers(args, loaded.corpus, cfg, share, plan)
+            status, done_before = _cv_workers(args, loaded.corpus, cfg, share, plan)
         if status or share is not None:
             return status
         resume = True  # the workers trained (or restarted) every run: assemble them
     results = cross_validate(loaded.corpus, loaded.features, args.models, cfg, args.out,
                              resume=resume, progress=not args.quiet, last_k=args.last_k,
                              share=share, timing=timing, **plan)
+    if args.jobs > 1:  # reused by the assembly, but trained by this command's workers
+        for model, rows in results["folds"].items():
+            for row in rows:
+                row["reused"] = (row["fold"], model) in done_before
     if share is not None:
         say(f"share {share[0]}/{share[1]}: trained {len(results['trained'])}, reused "
             f"{len(results['reused'])}"
