@@ -319,6 +319,27 @@ def _step_model(model, cfg: TrainConfig):
     return step_model
 
 
+def _best_epoch_on_disk(best: Path, stamp: dict) -> int | None:
+    """The epoch ``best`` holds when it is a checkpoint of this run (``stamp``), else None."""
+    try:
+        state = checkpoint.load(best)
+    except Exception:  # noqa: BLE001 - missing or unreadable: no epoch
+        return None
+    return state.get("epoch") if state.get("fingerprint") == stamp["fingerprint"] else None
+
+
+def _best_is_lost(best: Path, last: Path, stamp: dict) -> bool:
+    """Whether the weights of the best epoch ``last`` names are nowhere: ``best`` holds
+    another epoch and the best is not ``last``'s own (which a resume can write again)."""
+    try:
+        state = checkpoint.read_last(last)
+    except Exception:  # noqa: BLE001 - _resume names what is wrong with it
+        return False
+    if state.fingerprint != stamp["fingerprint"] or state.best_epoch in (-1, state.epoch):
+        return False
+    return _best_epoch_on_disk(best, stamp) != state.best_epoch
+
+
 def _resume(last: Path, cfg: TrainConfig, stamp: dict, model, opt):
     """Load ``last.pt`` into the model and optimiser (and torch's RNG); (first epoch to run,
     best score, best epoch, history). A ``last.pt`` of another configuration or identity is
@@ -505,11 +526,25 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
         stamp = checkpoint.make_stamp(provenance, identity and fingerprint(identity))
         start, best, best_epoch, history = 0, -1.0, -1, []
         last = out_dir / "last.pt"
-        if resume and last.is_file():
+        rewrite_best = False
+        if resume and last.is_file() and _best_is_lost(out_dir / "best.pt", last, stamp):
+            if main:
+                _warn.warn(f"{out_dir / 'best.pt'} does not hold the best epoch that {last} "
+                           "names (a run killed between the two writes by an older version): "
+                           "starting this run afresh")
+        elif resume and last.is_file():
             start, best, best_epoch, history = _resume(last, cfg, stamp, model, opt)
+            # killed after last.pt and before best.pt of its epoch: that epoch was the best,
+            # and the model resumed is its state, the one best.pt was to hold
+            rewrite_best = best_epoch == start - 1 and \
+                _best_epoch_on_disk(out_dir / "best.pt", stamp) != best_epoch
         if on_start is not None:
             on_start()
         out_dir.mkdir(parents=True, exist_ok=True)
+        if rewrite_best and main:
+            metrics = next(m for m in history if m["epoch"] == best_epoch)
+            writer.save_torch(out_dir / "best.pt", checkpoint.best_state(
+                asdict(cfg), model, best_epoch, metrics, bundle, stamp))
     with timing.phase("data"):  # the fold's segments to the device, once
         data = _training_data(train_segs, device)
         val_segs = replace(val_segs, x=resident(val_segs.x, device))
@@ -546,11 +581,14 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
         if main:  # checkpoints and the metrics log are written once, by rank 0
             with timing.phase("checkpoints"):  # (the hand-over; the writes run beside training)
                 _write_metrics_log(history, out_dir / "metrics.csv")
+                # last.pt first: a kill between the two writes leaves a best.pt behind it,
+                # which a resume rewrites from last.pt's model (the same state), never one
+                # ahead of it, whose epoch the resumed run would not have in its history
+                writer.save_torch(last, checkpoint.last_state(
+                    asdict(cfg), model, opt, epoch, best, best_epoch, history, stamp))
                 if improved:
                     writer.save_torch(out_dir / "best.pt", checkpoint.best_state(
                         asdict(cfg), model, epoch, metrics, bundle, stamp))
-                writer.save_torch(last, checkpoint.last_state(
-                    asdict(cfg), model, opt, epoch, best, best_epoch, history, stamp))
         dist.barrier()
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics)

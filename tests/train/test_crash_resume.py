@@ -5,6 +5,7 @@ checkpoint intact."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,6 +58,52 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(tiny_corpus, tmp
     a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
     b = load_checkpoint(cut / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_kill_between_the_two_checkpoints_of_an_epoch_resumes_to_the_same_result(
+        tiny_corpus, tmp_path):
+    """Each epoch writes last.pt, then (when it is the best so far) best.pt. Killed between the
+    two, the run has a last.pt whose best epoch is its own and a best.pt behind it: the resume
+    writes best.pt from last.pt's model (the same state) and ends as the uninterrupted run. A
+    best.pt ahead of last.pt (an older version wrote best.pt first) holds an epoch the resumed
+    run would not have: that run starts afresh, with a warning."""
+    cache = tmp_path / "cache"
+    args = _args(tiny_corpus, tmp_path / "full", cache)
+    args[args.index("--epochs") + 1] = "2"
+    _run(args)
+    full = json.loads((tmp_path / "full" / "result.json").read_text())
+    full_best = load_checkpoint(tmp_path / "full" / "best.pt")
+
+    behind = tmp_path / "behind"  # killed after last.pt of the final epoch, before its best.pt
+    shutil.copytree(tmp_path / "full", behind)
+    state = load_checkpoint(behind / "last.pt")
+    state["best_epoch"], state["best_metric"] = 1, state["history"][1]["utterance_uar"]
+    save_torch(behind / "last.pt", state)
+    (behind / "best.pt").unlink()
+    done = _run([*(a if a != str(tmp_path / "full") else str(behind) for a in args), "--resume"])
+    assert "warning" not in done.stderr
+    best = load_checkpoint(behind / "best.pt")
+    assert best["epoch"] == 1 and best["fingerprint"] == full_best["fingerprint"]
+    assert all(torch.equal(best["model"][k], state["model"][k]) for k in state["model"])
+    result = json.loads((behind / "result.json").read_text())
+    assert result["best_epoch"] == 1 and result["history"] == full["history"]
+    if full["best_epoch"] == 1:  # (the uninterrupted run chose the same epoch)
+        assert result["utterance_cm"] == full["utterance_cm"]
+
+    ahead = tmp_path / "ahead"  # best.pt of epoch 1, last.pt of epoch 1 naming epoch 0 the best
+    shutil.copytree(tmp_path / "full", ahead)
+    state = load_checkpoint(ahead / "last.pt")
+    state["best_epoch"], state["best_metric"] = 0, 1.0
+    save_torch(ahead / "last.pt", state)
+    best = load_checkpoint(ahead / "best.pt")
+    best["epoch"] = 1
+    save_torch(ahead / "best.pt", best)
+    again = _run([*(a if a != str(tmp_path / "full") else str(ahead) for a in args), "--resume"])
+    assert "does not hold the best epoch" in again.stderr and "starting this run afresh" in \
+        again.stderr
+    result = json.loads((ahead / "result.json").read_text())
+    assert result["history"] == full["history"] and result["best_epoch"] == full["best_epoch"]
+    assert result["utterance_cm"] == full["utterance_cm"]
 
 
 def test_same_seed_same_result_twice(tiny_corpus, tmp_path):
