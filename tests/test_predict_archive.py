@@ -5,6 +5,7 @@ is checked against the unbatched reference (engine.classify on the whole file's 
 
 import csv
 import json
+import os
 import signal
 import sys
 
@@ -245,6 +246,38 @@ def test_inputs_expand_folders_manifests_and_lists(tmp_path):
     assert "naming no files" in problems[1]
     with pytest.raises(UserError, match="no column 'path'"):
         expand_inputs([tmp_path / "m.json"])
+
+
+def test_inputs_read_speakers_as_training_does_whatever_the_order(tmp_path):
+    """A manifest's speaker names in any Unicode normal form come out in NFC (training's: the
+    checkpoint's statistics are found), and a file named by a folder and by a manifest keeps
+    the manifest's speaker in either order; two manifests disagreeing: the first, warned."""
+    import unicodedata
+    import warnings
+
+    from ssa_fast.predict.inputs import expand_inputs
+
+    (tmp_path / "d").mkdir()
+    for name in ("a.wav", "b.wav"):
+        (tmp_path / "d" / name).write_bytes(b"x")
+    nfd = unicodedata.normalize("NFD", "José")
+    (tmp_path / "m.csv").write_text(f"path,speaker\nd/a.wav,{nfd}\n", encoding="utf-8")
+    (tmp_path / "n.csv").write_text("path,speaker\nd/a.wav,other\n")
+    folder, man = tmp_path / "d", tmp_path / "m.csv"
+    want = [(str(folder / "a.wav"), "José"), (str(folder / "b.wav"), None)]
+    for inputs in ([folder, man], [man, folder]):
+        entries, _ = expand_inputs(inputs)
+        got = sorted((os.path.realpath(e.path), e.speaker) for e in entries)
+        assert got == sorted((os.path.realpath(p), s) for p, s in want), inputs
+        assert all(e.speaker is None or unicodedata.is_normalized("NFC", e.speaker)
+                   for e in entries)
+    assert expand_inputs([folder], speaker=nfd)[0][0].speaker == "José"
+    with pytest.warns(UserWarning, match="named with speaker 'José' and with 'other'"):
+        entries, _ = expand_inputs([man, tmp_path / "n.csv"])
+    assert [e.speaker for e in entries] == ["José"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        expand_inputs([man, folder, man])  # the same speaker twice: nothing to say
 
 
 def test_bf16_autocast_path_runs_on_the_cpu(trained, archive):

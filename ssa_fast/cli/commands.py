@@ -473,7 +473,7 @@ def cmd_predict(args) -> int:
     if args.resume and not args.out:
         raise UserError("--resume: needs --out (the predictions file to continue)")
     clf = EmotionClassifier(_load_trained(args.checkpoint, default_device(args.device)))
-    if args.speaker and args.speaker not in clf.speakers:
+    if args.speaker and not clf.knows(args.speaker):
         print(f"speaker {args.speaker!r} was not in training: per-utterance normalisation",
               file=sys.stderr)
     entries, problems = expand_inputs(args.inputs, args.columns, args.speaker)

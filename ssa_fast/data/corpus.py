@@ -108,12 +108,13 @@ def label_key(label: str) -> str:
     return unicodedata.normalize("NFC", unicodedata.normalize("NFD", label).casefold())
 
 
-def _nfc(text: str | None) -> str | None:
+def nfc(text: str | None) -> str | None:
+    """``text`` in Unicode normal form C, as speakers and phrases are read (None stays None)."""
     return None if text is None else unicodedata.normalize("NFC", text)
 
 
 def _why_merged(old: str, new: str) -> str:
-    if _nfc(old) == _nfc(new):
+    if nfc(old) == nfc(new):
         return ("labels that differ only in Unicode normal form (accents composed or "
                 "decomposed, as in file names copied from macOS) are one class")
     return "labels that differ only by case are one class"
@@ -132,7 +133,7 @@ def _canonical_labels(records: list[Record], classes: Sequence[str] | None,
     and refusing would stop a run over one stray capital."""
     from collections import Counter
 
-    counts = Counter(_nfc(r.label) for r in records)
+    counts = Counter(nfc(r.label) for r in records)
     if classes is not None:
         classes = list(classes)
         folded = [label_key(c) for c in classes]
@@ -154,7 +155,7 @@ def _canonical_labels(records: list[Record], classes: Sequence[str] | None,
         label = spelling.get(label_key(r.label), r.label)
         if label != r.label:
             renamed[(r.label, label)] += 1
-        speaker, phrase = _nfc(r.speaker), _nfc(r.phrase)
+        speaker, phrase = nfc(r.speaker), nfc(r.phrase)
         for what, old, new in (("speaker", r.speaker, speaker), ("phrase", r.phrase, phrase)):
             if new is not None:
                 merged[what].setdefault(new, set()).add(old)

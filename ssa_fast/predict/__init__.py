@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .. import _warn
+from ..data.corpus import nfc
 from .engine import MIN_SECONDS, SILENCE_PEAK
 
 __all__ = ["MIN_SECONDS", "SILENCE_PEAK", "EmotionClassifier", "Prediction", "SegmentPrediction"]
@@ -117,7 +118,14 @@ class EmotionClassifier:
         return self.frame_seconds * self._tm.model.preset.pool[0]
 
     def _known(self, speaker: str | None) -> str | None:
+        """``speaker`` as training read its speakers (NFC), when the checkpoint holds its
+        statistics; else None (per-utterance normalisation)."""
+        speaker = nfc(speaker)
         return speaker if speaker in self._tm.normaliser.stats else None
+
+    def knows(self, speaker: str | None) -> bool:
+        """Whether ``speaker``'s training statistics normalise its files."""
+        return self._known(speaker) is not None
 
     def _prediction(self, res: dict, attention: bool, in_memory: bool = False) -> Prediction:
         """A Prediction of one result of the engine (engine.classify_items)."""

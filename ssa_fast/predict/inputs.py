@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.corpus import AUDIO_SUFFIXES, manifest_paths
+from .. import _warn
+from ..data.corpus import AUDIO_SUFFIXES, manifest_paths, nfc
 from .engine import Item
 
 MANIFEST_SUFFIXES = (".csv", ".json")
@@ -66,8 +67,9 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], columns: Mapping[str, str
     Returns (entries, problems): one line per input that gave nothing (a folder without audio,
     a manifest record without a path). Missing or unreadable files are entries: the loader
     reports each with its reason."""
-    entries: list[Entry] = []
+    entries: list[tuple[Entry, bool]] = []  # (entry, whether a manifest named its speaker)
     problems: list[str] = []
+    speaker = nfc(speaker)  # (speakers as training reads them: one normal form)
     for inp in inputs:
         p = Path(inp)
         suffix = p.suffix.lower()
@@ -76,26 +78,42 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], columns: Mapping[str, str
             if not files:
                 problems.append(f"{p}: a folder with no audio files "
                                 f"({', '.join(AUDIO_SUFFIXES)}, searched recursively)")
-            entries += [Entry(str(f), speaker) for f in files]
+            entries += [(Entry(str(f), speaker), False) for f in files]
         elif suffix in MANIFEST_SUFFIXES and p.is_file():
             rows, bad = manifest_paths(p, columns)
             problems += bad
-            entries += [Entry(f, s or speaker) for f, s in rows]
+            entries += [(Entry(f, nfc(s) or speaker), bool(s)) for f, s in rows]
         elif suffix in LIST_SUFFIXES and p.is_file():
             files = _list_file(p)
             if not files:
                 problems.append(f"{p}: a list file naming no files")
-            entries += [Entry(f, speaker) for f in files]
+            entries += [(Entry(f, speaker), False) for f in files]
         else:
-            entries.append(Entry(str(p), speaker))
-    seen: set[str] = set()
-    unique = []
-    for e in entries:  # a file named twice is classified once
+            entries.append((Entry(str(p), speaker), False))
+    return _once(entries), problems
+
+
+def _once(entries: list[tuple[Entry, bool]]) -> list[Entry]:
+    """Each file once (by real path), where it is first named, with the speaker a manifest
+    names for it wherever that is (the order of the inputs does not change its normalisation);
+    two manifests naming two speakers: the first, with a warning."""
+    first: dict[str, int] = {}
+    unique: list[Entry] = []
+    named: list[bool] = []
+    for e, from_manifest in entries:
         key = os.path.realpath(e.path)
-        if key not in seen:
-            seen.add(key)
+        if key not in first:
+            first[key] = len(unique)
             unique.append(e)
-    return unique, problems
+            named.append(from_manifest)
+            continue
+        i = first[key]
+        if from_manifest and not named[i]:
+            unique[i], named[i] = Entry(unique[i].path, e.speaker), True
+        elif from_manifest and e.speaker != unique[i].speaker:
+            _warn.warn(f"{e.path}: named with speaker {unique[i].speaker!r} and with "
+                       f"{e.speaker!r}; classified once, as {unique[i].speaker!r}'s")
+    return unique
 
 
 def read_item(index: int, entry: Entry, sample_rate: int,
