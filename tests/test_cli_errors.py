@@ -274,3 +274,12 @@ def test_train_refuses_non_empty_out_heals_cache_and_predict_plots_apart(tmp_pat
     pngs = sorted(p.relative_to(att).as_posix() for p in att.rglob("*") if p.is_file())
     assert pngs == ["p/x.png", "q/x.png"]
     assert all((att / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    # resumed with more files: the plot of a file done before is not replaced by a new file's
+    # of the same name (names are given over every input, as a run from the start gives them)
+    att2, out = tmp_path / "att2", tmp_path / "p.jsonl"
+    proc = _cli("predict", run / "best.pt", x1, "--attention-plot", att2, "--out", out, "--quiet")
+    first_plot = (att2 / "x.png").read_bytes()
+    proc = _cli("predict", run / "best.pt", x1, x2, "--attention-plot", att2, "--out", out,
+                "--resume", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert (att2 / "x.png").read_bytes() == first_plot and (att2 / "q" / "x.png").is_file()

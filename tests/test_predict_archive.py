@@ -150,6 +150,13 @@ def test_resume_continues_a_cut_file_and_refuses_another_checkpoint(trained, arc
     assert out.read_bytes() == before
     proc = _predict(root, ckpt, "a", "--resume", "--quiet")
     assert proc.returncode == 2 and "--resume: needs --out" in proc.stderr
+    # the same files named otherwise (absolute paths, through a symlink): all done already (but
+    # the failed ones, tried again)
+    (tmp_path / "link").symlink_to(root / "a")
+    for named in (root / "a", tmp_path / "link"):
+        proc = _predict(root, ckpt, named, "--out", out, "--resume", "--quiet")
+        assert "11 of the 14 files are in" in proc.stderr, proc.stderr  # (3 failed)
+        assert out.read_bytes() == before
 
 
 def test_nothing_to_classify_gets_no_label(trained, tmp_path):

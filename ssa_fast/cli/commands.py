@@ -3,6 +3,7 @@ Each returns the exit status (checks.py); ``main`` turns user errors into one li
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -483,12 +484,17 @@ def cmd_predict(args) -> int:
         raise UserError(f"no audio files in {' '.join(args.inputs)}")
     out = (PredictionsFile(args.out, clf.classes, checkpoint_id(args.checkpoint), args.resume)
            if args.out else None)
-    todo = [e for e in entries if out is None or e.path not in out.done]
+    # a file in the predictions already, however it was named then (an absolute path, a list
+    # file's ../, a symlink): the same file as its duplicates within a run are
+    done = set() if out is None else out.done | {os.path.realpath(f) for f in out.done}
+    todo = [e for e in entries if e.path not in done and os.path.realpath(e.path) not in done]
     if out is not None and out.done:
         print(f"--resume: {len(entries) - len(todo)} of the {len(entries)} files are in "
               f"{out.partial if out.partial.exists() else out.out} already", file=sys.stderr)
     plots = bool(args.attention_plot and clf.is_ssa)
-    names = output_names([e.path for e in todo], ".png") if plots else {}
+    # (named over every file of the inputs, as a run from the start names them: a resumed
+    # run's x.wav must not take the plot name of another folder's x.wav done earlier)
+    names = output_names([e.path for e in entries], ".png") if plots else {}
     if args.attention_plot and not clf.is_ssa:
         print(f"--attention-plot: {args.checkpoint} is not an SSA model (no attention); no "
               "figures written", file=sys.stderr)
