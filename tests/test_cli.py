@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,6 +134,15 @@ def test_train_evaluate_predict_commands(tmp_path):
     assert ev["segment_cm"] == result["segment_cm"]
     assert ev["utterance_uar"] == result["utterance_uar"]
     assert ev["n_utterances"] == sum(map(sum, result["utterance_cm"]))
+    # each prediction names its file: the fold's validation utterances, with their labels
+    files = {p["file"]: p for p in ev["predictions"]}
+    assert len(files) == ev["n_utterances"]
+    assert all(Path(f).parent == corpus / "wav" and f"_{p['label']}_" in Path(f).name
+               for f, p in files.items())
+    cm = np.zeros_like(np.array(ev["utterance_cm"]))
+    for p in ev["predictions"]:
+        cm[ev["classes"].index(p["label"]), ev["classes"].index(p["predicted"])] += 1
+    assert cm.tolist() == ev["utterance_cm"]
 
     # the whole corpus (training speakers' statistics), printed for a person; the utterances
     # the model was trained on are left out and counted

@@ -428,8 +428,10 @@ def cmd_evaluate(args) -> int:
         trained, corpus, fold=args.fold, **layout, include_training=args.include_training,
         warn=warn_user)
     res = score(trained, [feats[i] for i in idx],
-                [corpus.classes[corpus.labels[i]] for i in idx], [corpus[i].speaker for i in idx])
-    res.update(checkpoint=str(args.checkpoint), corpus=corpus.name, subset=where, **notes)
+                [corpus.classes[corpus.labels[i]] for i in idx], [corpus[i].speaker for i in idx],
+                files=[corpus[i].path for i in idx])
+    res.update(checkpoint=str(args.checkpoint), corpus=corpus.name, classes=trained.classes,
+               subset=where, **notes)
     if args.json:
         print(json.dumps(res, indent=1))
     else:

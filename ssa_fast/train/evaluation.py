@@ -12,9 +12,11 @@ from ..predict.engine import TrainedModel, classify
 
 
 def score(trained: TrainedModel, features: list[torch.Tensor], labels: list[str],
-          speakers: list[str | None], batch: int = 128) -> dict:
+          speakers: list[str | None], batch: int = 128,
+          files: list[str] | None = None) -> dict:
     """Segment- and utterance-level UAR, WA, macro F1, per-class recall and confusion matrices
-    of a labelled set of utterances.
+    of a labelled set of utterances, and ``predictions``: per utterance, in order, its
+    ``file`` (``files``, when given), ``label`` and ``predicted`` class.
     Labels are class names; a name the model does not know is an error."""
     unknown = sorted(set(labels) - set(trained.classes))
     if unknown:
@@ -27,7 +29,9 @@ def score(trained: TrainedModel, features: list[torch.Tensor], labels: list[str]
     return {**scores(seg_cm, "segment"), **scores(utt_cm, "utterance"),
             "segment_cm": seg_cm.tolist(), "utterance_cm": utt_cm.tolist(),
             "n_utterances": len(labels), "n_segments": len(segs),
-            "predictions": [trained.classes[int(i)] for i in probs.argmax(1)]}
+            "predictions": [{**({} if files is None else {"file": files[j]}), "label": labels[j],
+                             "predicted": trained.classes[int(i)]}
+                            for j, i in enumerate(probs.argmax(1))]}
 
 
 def fold_layout_to_score(trained: TrainedModel, fold: int, protocol: str | None = None,
