@@ -7,7 +7,10 @@ import csv
 import json
 import os
 import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,6 +234,44 @@ def test_ctrl_c_keeps_whole_records_and_resume_finishes(trained, tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["file"] for r in rows) == sorted(str(p) for p in folder.glob("*.wav"))
+
+    # SIGKILL (no clean-up runs in the main process): its decoding workers end with it
+    partial2 = tmp_path / "q.jsonl.partial"
+    args[args.index(str(out))] = str(tmp_path / "q.jsonl")
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (
+            partial2.is_file() and partial2.read_text().count("\n") >= 2):
+        time.sleep(0.02)
+    workers = _children(proc.pid)
+    assert proc.poll() is None and len(workers) >= 2, "ended before the kill"
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not [w for w in workers if _alive(w)]
+
+
+def _children(pid: int) -> list[int]:
+    """The pids of the processes whose parent is ``pid`` (Linux's /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not yet reaped by its new parent, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_inputs_expand_folders_manifests_and_lists(tmp_path):

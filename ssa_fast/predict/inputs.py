@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .. import _warn
+from .._process import end_with_parent
 from ..data.corpus import AUDIO_SUFFIXES, manifest_paths, nfc
 from .engine import Item
 
@@ -179,6 +180,13 @@ def _worker_init(_worker_id: int) -> None:
     # Ctrl-C is the main process's: it ends the run (and the workers) with one line, instead
     # of every worker printing its own traceback
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # a killed main process (SIGKILL: no clean-up runs) takes its decoding workers with it;
+    # left alone they lived on for minutes, blocked handing over files nobody would read
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        end_with_parent(parent.pid, signal.SIGKILL)
 
 
 def default_workers() -> int:

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from .._process import end_with_parent
 from ..errors import UserError
 
 SLURM = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN")
@@ -107,16 +108,8 @@ def follow_parent() -> None:
     orphan goes on training after its parent was killed (Linux; elsewhere a no-op). Set here,
     not before the exec: a child of a threaded process runs no Python code before it."""
     parent = os.environ.pop(PARENT, None)
-    if parent is None:
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != int(parent):  # the parent ended before the line above
-        os.kill(os.getpid(), signal.SIGTERM)
+    if parent is not None:
+        end_with_parent(int(parent), signal.SIGTERM)
 
 
 def _tail(path: Path, lines: int = 12) -> list[str]:
