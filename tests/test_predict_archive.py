@@ -340,3 +340,37 @@ def test_bf16_autocast_path_runs_on_the_cpu(trained, archive):
         assert a.file == b.file and b.classified
         assert _close(a.probabilities, b.probabilities, 0.05)
         assert a.probabilities != b.probabilities  # bf16 did run
+
+
+def test_records_say_how_each_file_was_made_and_resume_keeps_to_it(trained, tmp_path):
+    """Each record names the statistics that normalised its file and whether bf16 autocast
+    ran: a resume with another --bf16 is refused (one file, one setting), and a checkpoint
+    trained with global statistics says so (not "utterance", nor speakers it does not have)."""
+    ckpt, corpus = trained
+    wavs = sorted((corpus / "wav").glob("*.wav"))[:3]
+    out = tmp_path / "p.csv"
+    proc = run_cli("predict", ckpt, wavs[0], "--speaker", "spk00", "--out", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("predict", ckpt, *wavs[:2], "--out", out, "--resume", "--quiet")
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["normalisation"], r["bf16"]) for r in rows] == [("speaker", "false"),
+                                                               ("utterance", "false")]
+    before = out.read_bytes()
+    proc = run_cli("predict", ckpt, *wavs, "--out", out, "--resume", "--bf16", "--quiet")
+    assert proc.returncode == 2 and "was made without --bf16; resume without it" in proc.stderr
+    assert out.read_bytes() == before
+
+    glob = tmp_path / "global"
+    proc = run_cli("train", "synthetic", corpus, "--out", glob, "--model", "acrnn", "--folds",
+                   "2", "--preset", "small", "--epochs", "1", "--batch-size", "8",
+                   "--segment-frames", "100", "--normalisation", "global", "--cache",
+                   tmp_path / "cache", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    clf = EmotionClassifier.from_checkpoint(glob / "best.pt")
+    assert clf.normalisation == "global" and clf.speakers == []
+    assert clf.classify_file(wavs[0], speaker="spk00").normalisation == "global"
+    proc = run_cli("predict", glob / "best.pt", wavs[0], "--speaker", "spk00", "--out",
+                   tmp_path / "g.jsonl", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "not used, the checkpoint normalises with global statistics" in proc.stderr
+    assert json.loads((tmp_path / "g.jsonl").read_text())["normalisation"] == "global"

@@ -476,7 +476,10 @@ def cmd_predict(args) -> int:
     if args.resume and not args.out:
         raise UserError("--resume: needs --out (the predictions file to continue)")
     clf = EmotionClassifier(_load_trained(args.checkpoint, default_device(args.device)))
-    if args.speaker and not clf.knows(args.speaker):
+    if args.speaker and clf.normalisation != "speaker":
+        print(f"--speaker {args.speaker!r}: not used, the checkpoint normalises with "
+              f"{clf.normalisation} statistics", file=sys.stderr)
+    elif args.speaker and not clf.knows(args.speaker):
         print(f"speaker {args.speaker!r} was not in training: per-utterance normalisation",
               file=sys.stderr)
     entries, problems = expand_inputs(args.inputs, args.columns, args.speaker)
@@ -484,8 +487,8 @@ def cmd_predict(args) -> int:
         print(f"skipped: {line}", file=sys.stderr)
     if not entries:
         raise UserError(f"no audio files in {' '.join(args.inputs)}")
-    out = (PredictionsFile(args.out, clf.classes, checkpoint_id(args.checkpoint), args.resume)
-           if args.out else None)
+    out = (PredictionsFile(args.out, clf.classes, checkpoint_id(args.checkpoint), args.resume,
+                           bf16=args.bf16) if args.out else None)
     # a file in the predictions already, however it was named then (an absolute path, a list
     # file's ../, a symlink): the same file as its duplicates within a run are
     done = set() if out is None else out.done | {os.path.realpath(f) for f in out.done}

@@ -124,6 +124,13 @@ class Normaliser:
             return None
         return self.stats.get("*" if self.mode == "global" else speaker)
 
+    def applied(self, speaker: str | None) -> str:
+        """Which statistics normalise ``speaker``'s utterances: "speaker" (theirs, from
+        training), "global" (every training utterance's) or "utterance" (each its own)."""
+        if self.stats_for(speaker) is None:
+            return "utterance"
+        return "global" if self.mode == "global" else "speaker"
+
     @staticmethod
     def apply(feats: torch.Tensor, st: Stats) -> torch.Tensor:
         return ((feats.double() - st.mean) / st.std).to(feats.dtype)

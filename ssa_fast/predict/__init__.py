@@ -57,7 +57,8 @@ class Prediction:
     label: str | None
     probabilities: dict[str, float]
     segments: list[SegmentPrediction]
-    # "speaker" (the training statistics of a known speaker) or "utterance" (its own statistics)
+    # "speaker" (the training statistics of a known speaker), "global" (those of every training
+    # utterance: a checkpoint trained so) or "utterance" (its own statistics)
     normalisation: str
     # SSA models, when asked: per segment the attention over its own frames and the speaker's
     attention: dict[str, np.ndarray] | None = field(default=None, repr=False)
@@ -91,8 +92,15 @@ class EmotionClassifier:
 
     @property
     def speakers(self) -> list[str]:
-        """Speakers whose training statistics the checkpoint holds."""
-        return sorted(self._tm.normaliser.stats)
+        """Speakers whose training statistics the checkpoint holds (none when it normalises
+        with global or per-utterance statistics)."""
+        norm = self._tm.normaliser
+        return sorted(norm.stats) if norm.mode == "speaker" else []
+
+    @property
+    def normalisation(self) -> str:
+        """The checkpoint's normalisation: "speaker", "global" or "utterance"."""
+        return self._tm.normaliser.mode
 
     @property
     def sample_rate(self) -> int:
@@ -121,7 +129,7 @@ class EmotionClassifier:
         """``speaker`` as training read its speakers (NFC), when the checkpoint holds its
         statistics; else None (per-utterance normalisation)."""
         speaker = nfc(speaker)
-        return speaker if speaker in self._tm.normaliser.stats else None
+        return speaker if speaker in self.speakers else None
 
     def knows(self, speaker: str | None) -> bool:
         """Whether ``speaker``'s training statistics normalise its files."""
@@ -129,7 +137,7 @@ class EmotionClassifier:
 
     def _prediction(self, res: dict, attention: bool, in_memory: bool = False) -> Prediction:
         """A Prediction of one result of the engine (engine.classify_items)."""
-        normalisation = "speaker" if res["speaker_known"] else "utterance"
+        normalisation = res["normalisation"]
         file = None if in_memory else res["file"]
         if res["status"] != "ok":
             return Prediction(None, {}, [], normalisation, None, res["status"], res["reason"],

@@ -50,7 +50,7 @@ def classify_task(checkpoint: str, entries: list, device: str | None = None,
     from .output import record
 
     clf, ident = _classifier(checkpoint, device)
-    return [record(p, ident) for p in clf.classify_entries(
+    return [record(p, ident, bf16) for p in clf.classify_entries(
         entries, batch_size=batch_size, num_workers=num_workers, bf16=bf16)]
 
 

@@ -250,7 +250,7 @@ def classify_items(trained: TrainedModel, items: Iterable[Item], *, batch_size: 
     memory. The same numbers as :func:`classify` / :func:`classify_file` input by input.
 
     Yields {"index", "file", "status" ("ok", "too short", "silent", "failed"), "reason",
-    "duration", "speaker_known"} and, for "ok", "logp" (S, K), "lengths" (S,), "probabilities"
+    "duration", "normalisation"} and, for "ok", "logp" (S, K), "lengths" (S,), "probabilities"
     (K,) and with ``keep_attention`` for SSA models "alpha_em" / "alpha_sp" (S, T)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -278,7 +278,7 @@ def classify_items(trained: TrainedModel, items: Iterable[Item], *, batch_size: 
         it = p.item
         res = {"index": it.index, "file": it.name, "status": p.status, "reason": p.reason,
                "duration": it.duration,
-               "speaker_known": it.speaker is not None and it.speaker in trained.normaliser.stats}
+               "normalisation": trained.normaliser.applied(it.speaker)}
         if p.status != "ok":
             return res
         if p.result is not None:

@@ -36,30 +36,34 @@ def partial_path(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
-def record(pred, checkpoint: str) -> dict:
-    """The output record of one Prediction of a file."""
+def record(pred, checkpoint: str, bf16: bool = False) -> dict:
+    """The output record of one Prediction of a file: its result, and how it was made (the
+    statistics that normalised it, bf16 autocast or not, the checkpoint's id)."""
     return {"file": pred.file, "status": pred.status, "label": pred.label,
             "probabilities": pred.probabilities,
             "duration": None if pred.duration is None else round(pred.duration, 4),
             "segments": [{"start": round(s.start, 4), "end": round(s.end, 4), "label": s.label}
                          for s in pred.segments],
-            "reason": pred.reason, "checkpoint": checkpoint}
+            "reason": pred.reason, "normalisation": pred.normalisation, "bf16": bool(bf16),
+            "checkpoint": checkpoint}
 
 
 class PredictionsFile:
-    """``--out`` (.jsonl or .csv) for the ``classes`` of checkpoint ``checkpoint`` (its id);
-    ``done`` holds the files already in it when resuming."""
+    """``--out`` (.jsonl or .csv) for the ``classes`` of checkpoint ``checkpoint`` (its id),
+    classified with bf16 autocast or not (``bf16``); ``done`` holds the files already in it
+    when resuming (records of another checkpoint, or made with another ``bf16``, are refused:
+    one file holds the numbers of one setting)."""
 
     def __init__(self, out: str | os.PathLike, classes: list[str], checkpoint: str,
-                 resume: bool = False):
+                 resume: bool = False, bf16: bool = False):
         self.out = Path(out)
         self.format = FORMATS.get(self.out.suffix.lower())
         if self.format is None:
             raise UserError(f"--out {out}: expected a .jsonl or .csv file name")
-        self.classes, self.checkpoint = list(classes), checkpoint
+        self.classes, self.checkpoint, self.bf16 = list(classes), checkpoint, bool(bf16)
         self.columns = (["file", "status", "label", "duration"]
                         + [f"p_{c}" for c in self.classes]
-                        + ["segments", "reason", "checkpoint"])
+                        + ["segments", "reason", "normalisation", "bf16", "checkpoint"])
         self.partial = partial_path(self.out)
         self.done: set[str] = set()
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +95,11 @@ class PredictionsFile:
                                 f"written with checkpoint {row.get('checkpoint')}, not this "
                                 f"one ({self.checkpoint}); use another --out, or the same "
                                 "checkpoint")
+            made = str(row.get("bf16")).lower()
+            if made in ("true", "false") and (made == "true") != self.bf16:
+                was = "with" if made == "true" else "without"
+                raise UserError(f"--resume: {source} record {i + 1} ({row.get('file')}) was "
+                                f"made {was} --bf16; resume {was} it, or use another --out")
             self.done.add(row["file"])
         tmp = self.partial.with_name(self.partial.name + f".tmp{os.getpid()}")
         tmp.write_text(whole if rows or self.format == "jsonl" else "", encoding="utf-8")
@@ -121,7 +130,7 @@ class PredictionsFile:
         return list(reader)
 
     def write(self, pred) -> None:
-        rec = record(pred, self.checkpoint)
+        rec = record(pred, self.checkpoint, self.bf16)
         if self.format == "jsonl":
             line = json.dumps(rec) + "\n"
         else:
@@ -131,7 +140,8 @@ class PredictionsFile:
                 [rec["file"], rec["status"], rec["label"] or "", rec["duration"]]
                 + ["" if c not in probs else f"{probs[c]:.6g}" for c in self.classes]
                 + [json.dumps([[s["start"], s["end"], s["label"]] for s in rec["segments"]]),
-                   rec["reason"] or "", rec["checkpoint"]])
+                   rec["reason"] or "", rec["normalisation"], str(rec["bf16"]).lower(),
+                   rec["checkpoint"]])
             line = buf.getvalue()
         self.fh.write(line)  # whole lines, flushed: a kill cuts at most the last one
         self.fh.flush()
