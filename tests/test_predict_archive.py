@@ -290,6 +290,15 @@ def test_inputs_expand_folders_manifests_and_lists(tmp_path):
     assert [(e.path, e.speaker) for e in entries] == [
         (str(tmp_path / "d" / "b.wav"), "s1"), (str(tmp_path / "x.wav"), "s0"),
         (str(tmp_path / "d" / "a.FLAC"), "s0")]
+    # the other endings speech is kept in, and linked folders (a link back up: no loop)
+    (tmp_path / "e" / "real").mkdir(parents=True)
+    for name in ("e/c.opus", "e/d.caf", "e/f.au", "e/real/g.w64"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "e" / "link").symlink_to(tmp_path / "e" / "real")
+    (tmp_path / "e" / "real" / "up").symlink_to(tmp_path / "e")
+    entries, _ = expand_inputs([tmp_path / "e"])
+    assert sorted(os.path.realpath(e.path) for e in entries) == sorted(
+        str((tmp_path / n).resolve()) for n in ("e/c.opus", "e/d.caf", "e/f.au", "e/real/g.w64"))
     assert len(problems) == 2 and "record 2 has no path" in problems[0]
     assert "naming no files" in problems[1]
     with pytest.raises(UserError, match="no column 'path'"):

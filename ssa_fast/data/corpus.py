@@ -391,7 +391,10 @@ def manifest_paths(path: str | Path, columns: Mapping[str, str] | None = None
     return out, problems
 
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+# the file endings of the audio formats libsndfile reads that speech is kept in (a file with
+# another ending can still be named directly, or listed in a manifest)
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
+                  ".au", ".snd", ".w64", ".rf64", ".caf", ".sph")
 
 
 def load_folder(root: str | Path, classes: Sequence[str] | None = None,

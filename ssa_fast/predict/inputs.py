@@ -38,9 +38,19 @@ class Entry:
 
 
 def _folder(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*")
-                  if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    """The audio files below ``root``, sorted, through linked folders too (each real folder
+    once: a link back up is no loop), hidden files and folders left out."""
+    files, seen = [], set()
+    for folder, subs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subs[:] = []
+            continue
+        seen.add(real)
+        subs[:] = [s for s in subs if not s.startswith(".")]
+        files += [Path(folder) / n for n in names if not n.startswith(".")
+                  and Path(n).suffix.lower() in AUDIO_SUFFIXES]
+    return sorted(p for p in files if p.is_file())
 
 
 def _list_file(path: Path) -> list[str]:
