@@ -29,13 +29,17 @@ CACHE_VERSION = 2  # 2: with the audio digests
 
 
 def _key(corpus: Corpus, sample_rate: int, params: dict) -> str:
+    # each file by its real path: a path as written (relative to the working folder) names
+    # other files from another folder, and two corpora of clips of one size and time stamp
+    # (unpacked from archives) shared one cache entry, the first one's features and digests
     files = []
     for r in corpus.records:
+        real = os.path.realpath(r.path)
         try:
-            st = os.stat(r.path)
-            files.append((r.path, st.st_size, st.st_mtime_ns, r.speaker, r.label, r.phrase))
+            st = os.stat(real)
+            files.append((real, st.st_size, st.st_mtime_ns, r.speaker, r.label, r.phrase))
         except OSError:
-            files.append((r.path, None, None, r.speaker, r.label, r.phrase))
+            files.append((real, None, None, r.speaker, r.label, r.phrase))
     blob = json.dumps({"v": CACHE_VERSION, "sr": sample_rate, "params": params, "files": files},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]

@@ -142,3 +142,27 @@ def test_processes_sharing_a_cache_fill_it_once(tmp_path, corpus):
     assert proc.wait(timeout=120) == 0, proc.stderr.read()
     proc.stderr.close()
     assert path.stat().st_mtime_ns == stamp  # read, not computed and written again
+
+
+def test_two_corpora_listed_alike_from_two_folders_get_their_own_cache(tmp_path, monkeypatch):
+    """The same relative listing in two folders, clips of one size and one time stamp (two
+    archives unpacked): each corpus gets its own features, not the first one's."""
+    rng = np.random.default_rng(1)
+    for v in ("v1", "v2"):
+        (tmp_path / v / "wav").mkdir(parents=True)
+        rows = ["path,speaker,label"]
+        for i in range(4):
+            path = tmp_path / v / "wav" / f"u{i}.wav"
+            sf.write(path, (0.1 * rng.standard_normal(8000)).astype(np.float32), 16000,
+                     subtype="PCM_16")
+            os.utime(path, ns=(1_700_000_000_000_000_000,) * 2)
+            rows.append(f"wav/u{i}.wav,s{i % 2},{'ab'[i % 2]}")
+        (tmp_path / v / "m.csv").write_text("\n".join(rows) + "\n")
+    cache = tmp_path / "cache"
+    for v in ("v1", "v2"):
+        monkeypatch.chdir(tmp_path / v)
+        corpus = load_corpus("manifest", "m.csv")
+        assert corpus[0].path == "wav/u0.wav"  # (as listed: relative to this folder)
+        cached = corpus_features(corpus, cache, progress=False)[1]
+        assert _same(cached, corpus_features(corpus, None, progress=False)[1]), v
+    assert len(list(cache.glob("features-*.pt"))) == 2
