@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -397,6 +398,31 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".ai
                   ".au", ".snd", ".w64", ".rf64", ".caf", ".sph")
 
 
+def walk_files(root: str | Path) -> list[Path]:
+    """Every file below ``root``, sorted, hidden files and folders left out, through linked
+    folders too (a link to a folder above it, a loop, is not followed)."""
+    files: list[Path] = []
+
+    def visit(folder: str, above: frozenset) -> None:
+        real = os.path.realpath(folder)
+        if real in above:
+            return
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():  # (a link to a folder too)
+                visit(entry.path, above | {real})
+            elif entry.is_file():
+                files.append(Path(entry.path))
+
+    visit(str(root), frozenset())
+    return sorted(files)
+
+
 def load_folder(root: str | Path, classes: Sequence[str] | None = None,
                 name: str = "folder") -> Corpus:
     """A folder per label: ``root/<label>/<file>`` (no speaker) or
@@ -410,10 +436,8 @@ def load_folder(root: str | Path, classes: Sequence[str] | None = None,
     if not root.is_dir():
         raise UserError(f"{root}: not a folder (expected root/<label>/*.wav)")
     records, skipped = [], []
-    for path in sorted(root.rglob("*")):
+    for path in walk_files(root):  # (linked label and speaker folders too)
         rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or path.is_dir():
-            continue
         if path.suffix.lower() not in AUDIO_SUFFIXES:
             skipped.append((str(path), f"not an audio file (expected {', '.join(AUDIO_SUFFIXES)})"))
         elif len(rel.parts) == 1:

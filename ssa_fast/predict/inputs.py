@@ -21,7 +21,7 @@ import torch
 
 from .. import _warn
 from .._process import end_with_parent
-from ..data.corpus import AUDIO_SUFFIXES, manifest_paths, nfc
+from ..data.corpus import AUDIO_SUFFIXES, manifest_paths, nfc, walk_files
 from .engine import Item
 
 MANIFEST_SUFFIXES = (".csv", ".json")
@@ -38,19 +38,9 @@ class Entry:
 
 
 def _folder(root: Path) -> list[Path]:
-    """The audio files below ``root``, sorted, through linked folders too (each real folder
-    once: a link back up is no loop), hidden files and folders left out."""
-    files, seen = [], set()
-    for folder, subs, names in os.walk(root, followlinks=True):
-        real = os.path.realpath(folder)
-        if real in seen:
-            subs[:] = []
-            continue
-        seen.add(real)
-        subs[:] = [s for s in subs if not s.startswith(".")]
-        files += [Path(folder) / n for n in names if not n.startswith(".")
-                  and Path(n).suffix.lower() in AUDIO_SUFFIXES]
-    return sorted(p for p in files if p.is_file())
+    """The audio files below ``root`` (corpus.walk_files: sorted, linked folders too, hidden
+    ones left out)."""
+    return [p for p in walk_files(root) if p.suffix.lower() in AUDIO_SUFFIXES]
 
 
 def _list_file(path: Path) -> list[str]:

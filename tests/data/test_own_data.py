@@ -162,6 +162,17 @@ def test_folder_corpus(tmp_path):
     c2 = load_corpus("folder", tmp_path)
     assert len(c2) == len(c) - 1
     assert sum("with different annotations" in why for _, why in c2.skipped) == 2
+    # linked label and speaker folders are read like others (a link back up is no loop)
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    for i in range(3):
+        _wav(elsewhere / "happy" / f"h{i}.wav", seed=30 + i)
+        _wav(elsewhere / "spk2" / f"s{i}.wav", seed=40 + i)
+    os.symlink(elsewhere / "happy", tmp_path / "happy")
+    os.symlink(elsewhere / "spk2", tmp_path / "angry" / "spk2")
+    os.symlink(tmp_path, elsewhere / "happy" / "up")
+    c3 = load_corpus("folder", tmp_path)
+    assert c3.classes == ["angry", "calm", "happy", "sad"] and len(c3) == len(c2) + 6
+    assert {r.speaker for r in c3 if r.label == "angry"} == {"spk0", "spk1", "spk2"}
     with pytest.raises(UserError, match="no audio file in a label folder"):
         load_corpus("folder", tmp_path / ".hidden")  # x.wav lies directly in this root
     with pytest.raises(UserError, match="not a folder"):
