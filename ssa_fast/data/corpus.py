@@ -189,18 +189,28 @@ def match_classes(corpus: Corpus, classes: Sequence[str]) -> tuple[Corpus, dict[
                   notes), dict(sorted(unknown.items()))
 
 
+def _same_file_key(path: str) -> tuple:
+    """One key for every name of one file: its device and inode (a hard link is the same
+    file under another name), else, where the file system gives none, its real path (a
+    symlink and its target)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ("path", os.path.realpath(path))
+    return ("inode", st.st_dev, st.st_ino) if st.st_ino else ("path", os.path.realpath(path))
+
+
 def _drop_duplicates(records: list[Record],
                      skipped: list[tuple[str, str]]) -> list[Record]:
     """One record per audio file. A file listed again with the same annotation is kept once (the
     repeat is reported in ``skipped``): under random folds a repeat could land in training and
     validation at once. A file listed with different annotations is left out entirely: there is
     no telling which one is right."""
-    import os
     from collections import defaultdict
 
     rows = defaultdict(list)
-    for i, r in enumerate(records):  # realpath: a symlink and its target are one file
-        rows[os.path.realpath(r.path)].append(i)
+    for i, r in enumerate(records):
+        rows[_same_file_key(r.path)].append(i)
     drop = {}
     for idx in rows.values():
         if len(idx) == 1:

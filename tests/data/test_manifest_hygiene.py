@@ -2,6 +2,7 @@
 byte-order marks, stratified random folds, and a clear error for a class a fold cannot hold."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -59,6 +60,14 @@ def test_duplicate_paths_kept_once_or_left_out(tmp_path):
     assert sum("kept once" in why for why in reasons) == 2
     assert sum("different annotations" in why and "'sad'" in why for why in reasons) == 2
     assert len(c) + len(c.skipped) == 7  # every row accounted for once
+    # a hard link is the same file under another name: kept once too
+    os.link(tmp_path / "a" / "u2.wav", tmp_path / "a" / "u2_copy.wav")
+    (tmp_path / "h.csv").write_text("path,speaker,label\na/u2.wav,s2,sad\na/u2_copy.wav,s2,sad\n"
+                                    "a/u3.wav,s2,sad\n")
+    h = load_corpus("manifest", tmp_path / "h.csv")
+    assert [r.path.rsplit("/", 1)[1] for r in h] == ["u2.wav", "u3.wav"]
+    assert [(p.rsplit("/", 1)[1], "kept once" in why) for p, why in h.skipped] == [
+        ("u2_copy.wav", True)]
 
 
 def test_numeric_labels_and_byte_order_mark(tmp_path):
