@@ -45,12 +45,13 @@ def _fmt(mean_ci) -> str:
 def what_is_reported(results: dict) -> str:
     """The sentence under the table that says which number it shows."""
     k = results.get("last_k", 3)
+    level = (results.get("config") or {}).get("select_by", "utterance")  # (TrainConfig's)
     if results.get("reported_on") == "test":
         return (f"Scored on each fold's held-out test utterances; the epoch was selected by the "
-                f"best utterance UAR on a validation split of "
+                f"best {level} UAR on a validation split of "
                 f"{100 * results['selection']:g}% of the fold's training utterances, never on "
                 f"the test set. 'last {k}': mean over the last {k} epochs on the test set.")
-    return ("Scored on each fold's validation utterances at the epoch with the best utterance "
+    return (f"Scored on each fold's validation utterances at the epoch with the best {level} "
             "UAR on those same utterances (the paper's protocol; optimistic, since the epoch is "
             f"chosen on the data it is scored on). 'last {k}': mean over the last {k} epochs on "
             "the same utterances, with no choice of epoch.")

@@ -366,6 +366,14 @@ def test_selection_split_reports_a_held_out_test_set(tiny_corpus, tmp_path):
         [last_k_mean(f["history"], "test_utterance_uar", 2) for f in r["folds"]["acrnn"]]))
     table = (out / "reports" / "table.md").read_text()
     assert "held-out test utterances" in table and "utterance UAR, last 2" in table
+    assert "selected by the best utterance UAR" in table
+    # the sentence names the level the epoch was chosen by (TrainConfig.select_by)
+    from ssa_fast.reports.experiment import what_is_reported
+
+    assert "best segment UAR" in what_is_reported({**r, "config": {**r["config"],
+                                                                   "select_by": "segment"}})
+    assert "best segment UAR" in what_is_reported({**r, "reported_on": "validation",
+                                                   "config": {"select_by": "segment"}})
     assert "held-out test" in proc.stdout
     with (out / "reports" / "table.csv").open() as fh:
         row = next(row for row in csv.DictReader(fh) if row["model"] == "ACRNN")
