@@ -21,6 +21,9 @@ from ..models.registry import MODELS
 FORMATS = ("png", "pdf", "svg")  # figure formats; PDF and SVG are vector graphics
 PNG_DPI = 200
 FIGURES = ("confusion_matrices", "training_curves", "tsne", "attention")
+# a first fold with fewer validation segments gets no t-SNE map (t-SNE needs its perplexity, at
+# least 2, below the number of points; a handful of points shows nothing anyway)
+TSNE_MIN_POINTS = 4
 # the time axis of the attention curves when a run does not say otherwise: the default features'
 # hop and the time pooling of the default (paper) preset
 HOP_SECONDS = FeatureConfig().frame_seconds  # seconds per feature frame
@@ -472,8 +475,9 @@ def write_reports(results: dict, out_dir: str | Path, fmt: str = "png") -> dict:
     figures = results.get("figures_data") or {}
     if figures:  # cross_validate keeps the first fold's validation outputs
         k = results.get("k")
-        paths["tsne"] = plot_tsne(figures, out_dir, results["classes"], fmt=fmt, fold=0,
-                                  n_folds=k)
+        if min(len(d["z"]) for d in figures.values()) >= TSNE_MIN_POINTS:
+            paths["tsne"] = plot_tsne(figures, out_dir, results["classes"], fmt=fmt, fold=0,
+                                      n_folds=k)
         hop, per_frame = run_frame_seconds(results)
         att = plot_attention(figures, out_dir, results["classes"], fmt=fmt, fold=0, n_folds=k,
                              seconds_per_frame=per_frame, hop_seconds=hop)

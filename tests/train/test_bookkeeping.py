@@ -374,6 +374,14 @@ def test_selection_split_reports_a_held_out_test_set(tiny_corpus, tmp_path):
                                                                    "select_by": "segment"}})
     assert "best segment UAR" in what_is_reported({**r, "reported_on": "validation",
                                                    "config": {"select_by": "segment"}})
+    # a first fold of 2 validation segments: no t-SNE map (it needs more points), no crash
+    from ssa_fast.reports import write_reports
+
+    tiny = {"z": np.random.default_rng(0).standard_normal((2, 8)), "labels": np.array([0, 1]),
+            "alpha_em": None, "alpha_sp": None, "lengths": np.array([100, 100]),
+            "predicted": np.array([0, 1])}
+    paths = write_reports({**r, "figures_data": {"acrnn": tiny}}, out / "reports")
+    assert "tsne" not in paths and not (out / "reports" / "tsne.png").exists()
     assert "held-out test" in proc.stdout
     with (out / "reports" / "table.csv").open() as fh:
         row = next(row for row in csv.DictReader(fh) if row["model"] == "ACRNN")
