@@ -546,9 +546,9 @@ def load_atthack(root: str | Path, *, attitudes: Sequence[str] = ATTHACK_ATTITUD
         raise FileNotFoundError(f"{root}: no wav/ folder (expected the Att-HACK folder)")
     if len(attitudes) != 4:
         raise UserError(f"attitudes must name a1..a4 (4 names), got {list(attitudes)}")
-    pattern = re.compile(r"^([FM]\d{2})_a([1-4])_s(\d{3})_v(\d{2})\.wav$")
+    pattern = re.compile(r"^([FM]\d{2})_a([1-4])_s(\d{3})_v(\d{2})\.(?i:wav)$")
     records, skipped = [], []
-    for wav in sorted(wav_dir.glob("*.wav")):
+    for wav in sorted(p for p in wav_dir.iterdir() if p.suffix.lower() == ".wav"):  # (.WAV too)
         m = pattern.match(wav.name)
         if not m:
             skipped.append((str(wav), "name does not follow {F|M}NN_a{k}_s{NNN}_v{NN}.wav"))

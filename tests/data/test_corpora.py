@@ -75,7 +75,7 @@ def test_iemocap_options(tmp_path):
 
 def test_atthack_layout(tmp_path):
     for name in ["F01_a1_s001_v01", "F01_a2_s002_v01", "M03_a3_s001_v02", "M03_a4_s099_v01"]:
-        _wav(tmp_path / "wav" / f"{name}.wav")
+        _wav(tmp_path / "wav" / f"{name}.{'WAV' if name.startswith('M03_a3') else 'wav'}")
     _wav(tmp_path / "wav" / "notes_take2.wav")
     (tmp_path / "wav" / "F01_a4_s003_v01.wav").write_bytes(b"RIFF....")
     c = load_corpus("atthack", tmp_path)
