@@ -84,8 +84,10 @@ def check_run_folder(out: str, resume: bool, overwrite: bool) -> None:
         raise UserError("--resume and --overwrite: give one (--resume continues the run in "
                         "--out, --overwrite replaces it)")
     if not resume and not overwrite:
-        folder = Path(out)
-        if folder.is_dir() and any(folder.iterdir()):
+        from .._lock import LOCK_NAME
+
+        folder = Path(out)  # (the lock file of an earlier run is no content)
+        if folder.is_dir() and any(p.name != LOCK_NAME for p in folder.iterdir()):
             raise UserError(f"--out {folder} is not empty: add --resume to continue its run, "
                             "--overwrite to replace it, or choose another folder")
 

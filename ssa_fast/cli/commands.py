@@ -3,6 +3,7 @@ Each returns the exit status (checks.py); ``main`` turns user errors into one li
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -296,6 +297,7 @@ def _print_epoch(epoch: int, m: dict) -> None:
 
 
 def cmd_train(args) -> int:
+    from .._lock import folder_lock, holder
     from ..distributed import is_main
     from ..features import FeatureConfig
     from ..reports.experiment import plot_history
@@ -316,22 +318,29 @@ def cmd_train(args) -> int:
     cfg = _train_config(args, device, args.model)
     out = Path(args.out)
 
+    held = contextlib.ExitStack()  # --out's lock, from the first write to the end
+
     def start() -> None:  # once the run is checked (a --resume matches): nothing written before
+        if is_main():  # (a cv training this run in its folder holds the same lock)
+            if not held.enter_context(folder_lock(out, wait=False)):
+                raise UserError(f"--out {out}: {holder(out)} is training in it (a train or cv "
+                                "run); wait for it to end, or choose another folder")
         if args.overwrite and is_main():  # the files of the run it replaces (check_run_folder)
             for name in RUN_FILES:
                 (out / name).unlink(missing_ok=True)
         _save_config(args.out, args.resolved_config)
 
-    res = train_fold(corpus, feats, cfg, out, protocol=args.protocol, k=args.folds,
-                     fold=args.fold, selection=args.selection_split,
-                     normalisation=normalisation, segment_frames=args.segment_frames,
-                     train_hop=args.train_hop, feature_params=features.to_dict(),
-                     resume=args.resume, progress=not args.quiet, announce=say,
-                     on_epoch_end=None if args.quiet else _print_epoch, on_start=start)
-    if not is_main():
-        return 0
-    png = plot_history(res["history"], out / "training_curves.png", title=cfg.model,
-                       best_epoch=res["best_epoch"], n_classes=len(corpus.classes))
+    with held:
+        res = train_fold(corpus, feats, cfg, out, protocol=args.protocol, k=args.folds,
+                         fold=args.fold, selection=args.selection_split,
+                         normalisation=normalisation, segment_frames=args.segment_frames,
+                         train_hop=args.train_hop, feature_params=features.to_dict(),
+                         resume=args.resume, progress=not args.quiet, announce=say,
+                         on_epoch_end=None if args.quiet else _print_epoch, on_start=start)
+        if not is_main():
+            return 0
+        png = plot_history(res["history"], out / "training_curves.png", title=cfg.model,
+                           best_epoch=res["best_epoch"], n_classes=len(corpus.classes))
     say(f"selected epoch {res['best_epoch'] + 1}: validation UAR segment "
         f"{100 * res['segment_uar']:.2f} %, utterance {100 * res['utterance_uar']:.2f} %"
         + ("" if "test" not in res else f"; test UAR segment "

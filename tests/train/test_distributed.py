@@ -57,7 +57,7 @@ def test_torchrun_training_matches_the_single_process_run(tiny_corpus, tmp_path)
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=2e-3)
     assert sum(map(sum, two["utterance_cm"])) == sum(map(sum, one["utterance_cm"]))
     files = sorted(p.name for p in (tmp_path / "two").iterdir())
-    assert files == ["best.pt", "config.json", "last.pt", "metrics.csv", "result.json",
+    assert files == [".lock", "best.pt", "config.json", "last.pt", "metrics.csv", "result.json",
                      "training_curves.png"]
     rows = (tmp_path / "two" / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,train_loss") and [r.split(",")[0] for r in rows[1:]] == \

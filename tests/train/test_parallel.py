@@ -188,6 +188,15 @@ def test_a_locked_run_is_skipped_by_a_shard_and_awaited_by_the_assembly(tiny_cor
             time.sleep(0.05)
         time.sleep(0.5)
         assert proc.poll() is None  # it waits while the lock is held
+        # a train into that run's folder meanwhile: refused, one line, nothing written
+        train = subprocess.run(
+            [sys.executable, "-m", "ssa_fast.cli", "train", "synthetic", str(tiny_corpus),
+             "--out", str(out / "acrnn" / "fold00"), "--model", "acrnn", "--folds", "2",
+             "--fold", "0", "--overwrite", "--cache", str(cache), *OPTIONS[OPTIONS.index(
+                 "--preset"):]], capture_output=True, text=True, timeout=300, env=ENV)
+        assert train.returncode == 2 and train.stderr.count("\n") == 1, train.stderr
+        assert f"pid {os.getpid()} on " in train.stderr and "is training in it" in train.stderr
+        assert [p.name for p in (out / "acrnn" / "fold00").iterdir()] == [".lock"]
     assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
     err = log.read_text()
     assert f"waiting for acrnn fold 0: pid {os.getpid()} on " in err
