@@ -328,22 +328,9 @@ def _best_epoch_on_disk(best: Path, stamp: dict) -> int | None:
     return state.get("epoch") if state.get("fingerprint") == stamp["fingerprint"] else None
 
 
-def _best_is_lost(best: Path, last: Path, stamp: dict) -> bool:
-    """Whether the weights of the best epoch ``last`` names are nowhere: ``best`` holds
-    another epoch and the best is not ``last``'s own (which a resume can write again)."""
-    try:
-        state = checkpoint.read_last(last)
-    except Exception:  # noqa: BLE001 - _resume names what is wrong with it
-        return False
-    if state.fingerprint != stamp["fingerprint"] or state.best_epoch in (-1, state.epoch):
-        return False
-    return _best_epoch_on_disk(best, stamp) != state.best_epoch
-
-
-def _resume(last: Path, cfg: TrainConfig, stamp: dict, model, opt):
-    """Load ``last.pt`` into the model and optimiser (and torch's RNG); (first epoch to run,
-    best score, best epoch, history). A ``last.pt`` of another configuration or identity is
-    refused, naming what differs."""
+def _read_resumable(last: Path, cfg: TrainConfig, stamp: dict) -> checkpoint.Last:
+    """``last.pt`` of this run; one of another configuration or identity is refused, naming
+    what differs."""
     state = checkpoint.read_last(last)
     identity = stamp["identity"]
     if state.config != asdict(cfg) or state.fingerprint != stamp["fingerprint"]:
@@ -352,6 +339,12 @@ def _resume(last: Path, cfg: TrainConfig, stamp: dict, model, opt):
         raise UserError(f"{last} was written with another configuration "
                         f"({'; '.join(changed)}); refusing to resume (delete it or use "
                         "the same options)")
+    return state
+
+
+def _resume(state: checkpoint.Last, model, opt):
+    """Load ``last.pt``'s ``state`` into the model and optimiser (and torch's RNG); (first
+    epoch to run, best score, best epoch, history)."""
     model.load_state_dict(state.model)
     opt.load_state_dict(state.optimizer)
     torch.set_rng_state(state.torch_rng)
@@ -527,17 +520,20 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
         start, best, best_epoch, history = 0, -1.0, -1, []
         last = out_dir / "last.pt"
         rewrite_best = False
-        if resume and last.is_file() and _best_is_lost(out_dir / "best.pt", last, stamp):
-            if main:
-                _warn.warn(f"{out_dir / 'best.pt'} does not hold the best epoch that {last} "
-                           "names (a run killed between the two writes by an older version): "
-                           "starting this run afresh")
-        elif resume and last.is_file():
-            start, best, best_epoch, history = _resume(last, cfg, stamp, model, opt)
-            # killed after last.pt and before best.pt of its epoch: that epoch was the best,
-            # and the model resumed is its state, the one best.pt was to hold
-            rewrite_best = best_epoch == start - 1 and \
-                _best_epoch_on_disk(out_dir / "best.pt", stamp) != best_epoch
+        if resume and last.is_file():
+            state = _read_resumable(last, cfg, stamp)
+            on_disk = _best_epoch_on_disk(out_dir / "best.pt", stamp)
+            if on_disk != state.best_epoch and state.best_epoch not in (-1, state.epoch):
+                # best.pt does not hold the best epoch, and the resumed model is another's
+                if main:
+                    _warn.warn(f"{out_dir / 'best.pt'} does not hold the best epoch that "
+                               f"{last} names (a run killed between the two writes by an "
+                               "older version): starting this run afresh")
+            else:
+                start, best, best_epoch, history = _resume(state, model, opt)
+                # killed after last.pt and before best.pt of its epoch: that epoch was the
+                # best, and the model resumed is its state, the one best.pt was to hold
+                rewrite_best = best_epoch == start - 1 and on_disk != best_epoch
         if on_start is not None:
             on_start()
         out_dir.mkdir(parents=True, exist_ok=True)
