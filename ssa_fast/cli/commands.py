@@ -4,7 +4,6 @@ Each returns the exit status (checks.py); ``main`` turns user errors into one li
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from pathlib import Path
 
@@ -321,13 +320,14 @@ def cmd_train(args) -> int:
     held = contextlib.ExitStack()  # --out's lock, from the first write to the end
 
     def start() -> None:  # once the run is checked (a --resume matches): nothing written before
-        if is_main():  # (a cv training this run in its folder holds the same lock)
+        if is_main():
+            # (a cv training this run in its folder holds the same lock)
             if not held.enter_context(folder_lock(out, wait=False)):
                 raise UserError(f"--out {out}: {holder(out)} is training in it (a train or cv "
                                 "run); wait for it to end, or choose another folder")
-        if args.overwrite and is_main():  # the files of the run it replaces (check_run_folder)
-            for name in RUN_FILES:
-                (out / name).unlink(missing_ok=True)
+            if args.overwrite:  # the files of the run it replaces (check_run_folder)
+                for name in RUN_FILES:
+                    (out / name).unlink(missing_ok=True)
         _save_config(args.out, args.resolved_config)
 
     with held:
@@ -473,6 +473,7 @@ def cmd_predict(args) -> int:
     import time
 
     from .._atomic import sweep_stale
+    from ..data.corpus import same_file_key
     from ..predict import EmotionClassifier
     from ..predict.inputs import expand_inputs
     from ..predict.output import PredictionsFile, checkpoint_id
@@ -499,9 +500,9 @@ def cmd_predict(args) -> int:
     out = (PredictionsFile(args.out, clf.classes, checkpoint_id(args.checkpoint), args.resume,
                            bf16=args.bf16) if args.out else None)
     # a file in the predictions already, however it was named then (an absolute path, a list
-    # file's ../, a symlink): the same file as its duplicates within a run are
-    done = set() if out is None else out.done | {os.path.realpath(f) for f in out.done}
-    todo = [e for e in entries if e.path not in done and os.path.realpath(e.path) not in done]
+    # file's ../, a link): the same file as the duplicates within a run are (same_file_key)
+    done = set() if out is None else {same_file_key(f) for f in out.done}
+    todo = [e for e in entries if same_file_key(e.path) not in done]
     if out is not None and out.done:
         print(f"--resume: {len(entries) - len(todo)} of the {len(entries)} files are in "
               f"{out.partial if out.partial.exists() else out.out} already", file=sys.stderr)

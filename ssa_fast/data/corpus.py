@@ -189,7 +189,7 @@ def match_classes(corpus: Corpus, classes: Sequence[str]) -> tuple[Corpus, dict[
                   notes), dict(sorted(unknown.items()))
 
 
-def _same_file_key(path: str) -> tuple:
+def same_file_key(path: str) -> tuple:
     """One key for every name of one file: its device and inode (a hard link is the same
     file under another name), else, where the file system gives none, its real path (a
     symlink and its target)."""
@@ -210,7 +210,7 @@ def _drop_duplicates(records: list[Record],
 
     rows = defaultdict(list)
     for i, r in enumerate(records):
-        rows[_same_file_key(r.path)].append(i)
+        rows[same_file_key(r.path)].append(i)
     drop = {}
     for idx in rows.values():
         if len(idx) == 1:

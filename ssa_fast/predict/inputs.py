@@ -21,7 +21,7 @@ import torch
 
 from .. import _warn
 from .._process import end_with_parent
-from ..data.corpus import AUDIO_SUFFIXES, manifest_paths, nfc, walk_files
+from ..data.corpus import AUDIO_SUFFIXES, manifest_paths, nfc, same_file_key, walk_files
 from .engine import Item
 
 MANIFEST_SUFFIXES = (".csv", ".json")
@@ -95,14 +95,15 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], columns: Mapping[str, str
 
 
 def _once(entries: list[tuple[Entry, bool]]) -> list[Entry]:
-    """Each file once (by real path), where it is first named, with the speaker a manifest
-    names for it wherever that is (the order of the inputs does not change its normalisation);
-    two manifests naming two speakers: the first, with a warning."""
-    first: dict[str, int] = {}
+    """Each file once (corpus.same_file_key: a symlink or a hard link is the same file), where
+    it is first named, with the speaker a manifest names for it wherever that is (the order of
+    the inputs does not change its normalisation); two manifests naming two speakers: the
+    first, with a warning."""
+    first: dict[tuple, int] = {}
     unique: list[Entry] = []
     named: list[bool] = []
     for e, from_manifest in entries:
-        key = os.path.realpath(e.path)
+        key = same_file_key(e.path)
         if key not in first:
             first[key] = len(unique)
             unique.append(e)
