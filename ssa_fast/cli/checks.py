@@ -105,9 +105,9 @@ def check_features(config, typed: set[str] | None = None) -> None:
     if empty:
         shown = ", ".join(map(str, empty[:8])) + (", ..." if len(empty) > 8 else "")
         warn_user(f"--n-mels {config.n_mels}: {len(empty)} of the mel bands ({shown}) get no "
-                      f"FFT bin ({config.sample_rate / config.n_fft:g} Hz per bin at --n-fft "
-                      f"{config.n_fft} and {config.sample_rate} Hz) and stay at the log floor; "
-                      "use fewer mel bands" + (" or a larger --n-fft" if every_option else ""))
+                  f"FFT bin ({config.sample_rate / config.n_fft:g} Hz per bin at --n-fft "
+                  f"{config.n_fft} and {config.sample_rate} Hz) and stay at the log floor; "
+                  "use fewer mel bands" + (" or a larger --n-fft" if every_option else ""))
     d = FeatureConfig()
     untyped = [o for o in ("win_length", "hop_length") if o not in (typed or ())]
     if every_option and config.sample_rate != d.sample_rate and untyped:
@@ -117,12 +117,12 @@ def check_features(config, typed: set[str] | None = None) -> None:
         fix = f"--win-length {win} --hop-length {hop}" + (
             f" --n-fft {n_fft}" if n_fft != config.n_fft else "")
         warn_user(f"--sample-rate {sr}: the window ({config.win_length} samples) and hop "
-                      f"({config.hop_length}) are counted in samples, so frames are "
-                      f"{1000 * config.win_length / sr:.3g} ms long every "
-                      f"{1000 * config.hop_length / sr:.3g} ms (the defaults mean "
-                      f"{1000 * d.win_length / d.sample_rate:g} ms / "
-                      f"{1000 * d.hop_length / d.sample_rate:g} ms at {d.sample_rate} Hz); for "
-                      f"those give {fix}")
+                  f"({config.hop_length}) are counted in samples, so frames are "
+                  f"{1000 * config.win_length / sr:.3g} ms long every "
+                  f"{1000 * config.hop_length / sr:.3g} ms (the defaults mean "
+                  f"{1000 * d.win_length / d.sample_rate:g} ms / "
+                  f"{1000 * d.hop_length / d.sample_rate:g} ms at {d.sample_rate} Hz); for "
+                  f"those give {fix}")
 
 
 def user_error(exc: BaseException) -> str | None:

@@ -128,8 +128,8 @@ class EmotionClassifier:
     def _known(self, speaker: str | None) -> str | None:
         """``speaker`` as training read its speakers (NFC), when the checkpoint holds its
         statistics; else None (per-utterance normalisation)."""
-        speaker = nfc(speaker)
-        return speaker if speaker in self.speakers else None
+        speaker, norm = nfc(speaker), self._tm.normaliser
+        return speaker if norm.mode == "speaker" and speaker in norm.stats else None
 
     def knows(self, speaker: str | None) -> bool:
         """Whether ``speaker``'s training statistics normalise its files."""
