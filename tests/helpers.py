@@ -122,3 +122,18 @@ def run_cli(*args, timeout=600, cwd=None):
 
     return subprocess.run([sys.executable, "-m", "ssa_fast.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli, signal_when, speech_like
+from helpers import alive, run_cli, signal_when, speech_like
 
 from ssa_fast import EmotionClassifier
 from ssa_fast.audio.io import load
@@ -248,9 +248,9 @@ def test_ctrl_c_keeps_whole_records_and_resume_finishes(trained, tmp_path):
     proc.kill()
     proc.wait()
     deadline = time.time() + 30
-    while time.time() < deadline and any(_alive(w) for w in workers):
+    while time.time() < deadline and any(alive(w) for w in workers):
         time.sleep(0.1)
-    assert not [w for w in workers if _alive(w)]
+    assert not [w for w in workers if alive(w)]
 
 
 def _children(pid: int) -> list[int]:
@@ -265,13 +265,6 @@ def _children(pid: int) -> list[int]:
             out.append(int(stat.parent.name))
     return out
 
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, ended but not yet reaped by its new parent, does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_inputs_expand_folders_manifests_and_lists(tmp_path):

@@ -22,6 +22,7 @@ import sys
 import time
 
 import pytest
+from helpers import alive
 
 from ssa_fast._lock import folder_lock
 from ssa_fast.errors import UserError
@@ -251,19 +252,8 @@ def test_workers_end_with_their_parent(tiny_corpus, tmp_path):
     proc.kill()  # SIGKILL: the parent cannot stop them itself
     proc.wait(timeout=60)
     deadline = time.time() + 60
-    while any(_alive(pid) for pid in workers) and time.time() < deadline:
+    while any(alive(pid) for pid in workers) and time.time() < deadline:
         time.sleep(0.1)
-    assert not any(_alive(pid) for pid in workers)  # 500 epochs would take minutes
+    assert not any(alive(pid) for pid in workers)  # 500 epochs would take minutes
     assert not any((p.parent / "result.json").exists() for p in locks)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie (its parent, the test process's child, is gone) counts as ended
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
