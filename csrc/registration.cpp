@@ -39,7 +39,13 @@ TORCH_LIBRARY(ssa_fast, m) {
   m.def("l1_project_(Tensor(a!) weight, Tensor x) -> ()");
 }
 
-// Importing ssa_fast._C runs the static registrations above; the module itself exposes nothing.
+#ifndef SSA_FAST_SOURCE_DIGEST
+#define SSA_FAST_SOURCE_DIGEST ""
+#endif
+
+// Importing ssa_fast._C runs the static registrations above; the module itself exposes only the
+// digest of the sources it was built from (CMakeLists.txt; read by ssa_fast/_code.py).
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "ssa_fast native ops (registered under torch.ops.ssa_fast)";
+  m.attr("source_digest") = SSA_FAST_SOURCE_DIGEST;
 }

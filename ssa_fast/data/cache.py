@@ -1,10 +1,11 @@
 """Features of a whole corpus, computed once with `logmel_delta` and cached on disk.
 
 The cache key covers every file (path, size, modification time), its annotation, the feature
-parameters and the sample rate: change any of them and the features are recomputed. Files are
-written atomically (``_atomic.save_torch``) and read with ``torch.load(weights_only=True)``.
-A cache file also holds each file's audio digest (``Record.audio``), which a cached run gives
-its records as a run that reads the audio does.
+parameters, the sample rate and the code that computes features (``_code.FEATURES``: decoding,
+resampling, the front end and its kernels): change any of them and the features are recomputed.
+Files are written atomically (``_atomic.save_torch``) and read with
+``torch.load(weights_only=True)``. A cache file also holds each file's audio digest
+(``Record.audio``), which a cached run gives its records as a run that reads the audio does.
 Processes sharing a cache folder (the shards of a cluster job) fill it one at a time, under the
 folder's lock (_lock.py): the first computes a missing file, the others wait and read it.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .. import _warn
+from .. import _code, _warn
 from .._atomic import save_torch, sweep_stale
 from .._lock import folder_lock, holder
 from ..features.config import FeatureConfig
@@ -40,8 +41,8 @@ def _key(corpus: Corpus, sample_rate: int, params: dict) -> str:
             files.append((real, st.st_size, st.st_mtime_ns, r.speaker, r.label, r.phrase))
         except OSError:
             files.append((real, None, None, r.speaker, r.label, r.phrase))
-    blob = json.dumps({"v": CACHE_VERSION, "sr": sample_rate, "params": params, "files": files},
-                      sort_keys=True, default=str)
+    blob = json.dumps({"v": CACHE_VERSION, "sr": sample_rate, "params": params, "files": files,
+                       "code": _code.code_digest(_code.FEATURES)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

@@ -21,6 +21,9 @@ The identity holds:
   corpus, so the same files listed in another order give another split, and a run trained on
   the old one must not be reused (its held-out utterances are not the new fold's).
 - ``data``: normalisation, segment length, training hop and the feature parameters.
+- ``code``: a digest of the library's code that computes a run's numbers
+  (:func:`ssa_fast._code.code_digest`): a fold trained by another version, or before an edit of
+  that code, is recomputed.
 - ``train``: the whole :class:`~ssa_fast.train.loop.TrainConfig` (model, preset, epochs, lr,
   seed, device, bf16...) except the evaluation batch size and the free-form ``extra`` notes,
   which do not change the numbers.
@@ -44,7 +47,9 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 
-IDENTITY_VERSION = 2  # 2: the split's hash
+from .._code import code_digest
+
+IDENTITY_VERSION = 3  # 2: the split's hash; 3: the code's digest
 # TrainConfig fields that do not change what a run computes
 NOT_IN_IDENTITY = ("eval_batch", "extra")
 
@@ -154,7 +159,7 @@ def run_identity(corpus_id: dict, layout: dict, train_config: dict, data: dict,
     :func:`split_digest`)."""
     cfg = {k: v for k, v in train_config.items() if k not in NOT_IN_IDENTITY}
     return {"version": IDENTITY_VERSION, "corpus": corpus_id, "folds": layout, "split": split,
-            "data": data, "train": cfg}
+            "data": data, "train": cfg, "code": code_digest()}
 
 
 def _flat(d, prefix: str = "") -> dict:
@@ -175,7 +180,8 @@ def differences(old: dict | None, new: dict) -> list[str]:
     for key in sorted(set(a) | set(b)):
         if a.get(key, "<absent>") != b.get(key, "<absent>"):
             name = {"corpus.hash": "corpus files",
-                    "split": "the fold's utterances (training / selection / held out)"
+                    "split": "the fold's utterances (training / selection / held out)",
+                    "code": "ssa_fast's code that computes the results"
                     }.get(key, key)
             out.append(f"{name}: {a.get(key, '<absent>')} -> {b.get(key, '<absent>')}")
     return out

@@ -29,6 +29,7 @@ from ssa_fast.metrics import last_k_mean, macro_f1, recall_per_class, scores
 from ssa_fast.predict.engine import load_trained
 from ssa_fast.train import confusion_matrix, load_checkpoint
 from ssa_fast.train.evaluation import fold_layout_to_score
+from ssa_fast.train.fingerprint import fingerprint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 SMALL = ["--preset", "small", "--batch-size", "8", "--segment-frames", "100", "--threads", "1",
@@ -464,3 +465,29 @@ def test_batchnorm_recalibration_is_the_average_over_training_batches():
     before = [bn.running_mean.clone() for bn in bns]
     assert recalibrate_batchnorm(model, segs, [], cfg) == 0  # no batches: statistics kept
     assert all(torch.equal(a, bn.running_mean) for a, bn in zip(before, bns, strict=True))
+
+
+def test_cv_recomputes_a_fold_computed_by_other_code(tiny_corpus, tmp_path):
+    """A fold's identity holds the digest of the code that computes it (ssa_fast/_code.py):
+    one trained by another version of the library is recomputed, naming the code."""
+    from ssa_fast._code import code_digest
+
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+    _cv(tiny_corpus, out, cache, "--models", "acrnn", "--epochs", "1")
+    assert all(f["identity"]["code"] == code_digest()
+               for f in _results(out)["folds"]["acrnn"])
+    # what a fold trained by another version of the library holds
+    done = out / "acrnn" / "fold01" / "result.json"
+    result = json.loads(done.read_text())
+    result["identity"]["code"] = "0123456789abcdef"
+    result["fingerprint"] = fingerprint(result["identity"])
+    done.write_text(json.dumps(result))
+
+    again = _cv(tiny_corpus, out, cache, "--models", "acrnn", "--epochs", "1")
+    assert f"ssa_fast's code that computes the results: 0123456789abcdef -> " \
+        f"{code_digest()}" in again.stderr
+    assert again.stderr.count("recomputing") == 1
+    assert [f["reused"] for f in _results(out)["folds"]["acrnn"]] == [True, False]
+    assert json.loads(done.read_text())["identity"]["code"] == code_digest()
+    assert torch.load(out / "acrnn" / "fold01" / "best.pt",
+                      weights_only=True)["identity"]["code"] == code_digest()

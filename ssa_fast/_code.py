@@ -1,0 +1,100 @@
+"""Which code computed a result: a digest of the sources that compute numbers.
+
+A run's identity (``train/fingerprint.py``) and a feature-cache key (``data/cache.py``) hold the
+digest of the code that computes them, so that what another version of that code computed (after
+an upgrade, or an edit of a checkout) is recomputed, never reused as if this code had computed it.
+
+The digest covers:
+
+- the Python sources of the stages that compute the numbers (:data:`FEATURES` for features,
+  :data:`TRAINING` for a run), each read as its syntax tree without docstrings and written back
+  (``ast.unparse``): comments, docstrings and layout do not count, every other edit does;
+- the sources the compiled extension was built from (``ssa_fast._C.source_digest``, computed by
+  CMake over ``csrc/``; ``none`` when the extension is not loaded and the pure-torch or Triton
+  kernels run).
+
+The command line, the reports and the prediction code are left out: they do not change a fold's
+numbers. A file's path inside the package is part of the digest, its location on disk is not, so
+every installation of the same sources (the nodes of a cluster) has the same digest.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+
+# the feature front end: reading, decoding and resampling a corpus' audio, the log-Mel and its
+# kernels, the choice of backend, and the cache's batching of files (the synthetic corpus: its
+# listing reads its class names)
+FEATURES = ("audio", "features", "kernels", "_backend.py", "data/corpus.py", "data/synthetic.py",
+            "data/cache.py")
+# a training run: the above, the corpus listing, splits, segments and normalisation, the models,
+# the training loop, distributed training, evaluation (with the prediction engine's scoring) and
+# metrics
+TRAINING = FEATURES + ("data", "models", "train", "distributed.py", "predict/engine.py",
+                       "metrics.py")
+# what the modules above import and may leave out: errors, warnings, files, locks, processes
+NOT_COMPUTING = ("errors.py", "_warn.py", "_atomic.py", "_lock.py", "_process.py", "_install.py",
+                 "_code.py")
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def source_text(source: str) -> str:
+    """``source`` as its syntax tree writes it back, without comments, docstrings or layout."""
+    return ast.unparse(_strip_docstrings(ast.parse(source)))
+
+
+def _files(root: Path, parts: Sequence[str]) -> list[Path]:
+    out: set[Path] = set()
+    for part in parts:
+        path = root / part
+        if path.is_dir():
+            out.update(p for p in path.rglob("*.py") if "__pycache__" not in p.parts)
+        elif path.is_file():
+            out.add(path)
+    return sorted(out)
+
+
+def python_digest(parts: Sequence[str], root: Path | None = None) -> str:
+    """A digest of the Python sources ``parts`` (folders and files under ``root``, by default
+    the package's folder)."""
+    root = PACKAGE if root is None else root
+    h = hashlib.sha256()
+    for path in _files(root, parts):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(source_text(path.read_text(encoding="utf-8")).encode() + b"\0")
+    return h.hexdigest()
+
+
+def native_digest() -> str:
+    """The digest of the sources ``ssa_fast._C`` was built from, or ``none`` when it is not
+    loaded (``unknown`` for an extension built before it carried one)."""
+    from ._backend import extension_status
+
+    if not extension_status()[0]:
+        return "none"
+    import ssa_fast._C as ext
+
+    return getattr(ext, "source_digest", "") or "unknown"
+
+
+@functools.cache
+def code_digest(parts: tuple[str, ...] = TRAINING) -> str:
+    """16 hex digits over the Python sources ``parts`` and the extension's sources (read once
+    per process)."""
+    blob = f"{python_digest(parts)} {native_digest()}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
