@@ -34,9 +34,11 @@ inline void check_logmel_args(const at::Tensor& waveform, const at::Tensor& leng
 }
 
 // Number of frames for `n` samples (the same formula as torch.stft / librosa.stft).
+// Centred, the signal is padded by n_fft / 2 on both sides: an odd n_fft has one sample less
+// of room than an even one.
 inline int64_t num_frames(int64_t n, int64_t n_fft, int64_t hop, bool center) {
-  if (center) return 1 + n / hop;
-  return n >= n_fft ? 1 + (n - n_fft) / hop : 0;
+  const int64_t padded = center ? n + 2 * (n_fft / 2) : n;
+  return padded >= n_fft ? 1 + (padded - n_fft) / hop : 0;
 }
 
 }  // namespace ssa_fast

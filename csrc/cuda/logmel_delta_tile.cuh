@@ -105,8 +105,8 @@ SSA_HD Complex twiddle(int k, int n) {
 }
 
 SSA_HD int64_t frame_count(int64_t n, int n_fft, int hop, bool center) {
-  if (center) return 1 + n / hop;
-  return n >= n_fft ? 1 + (n - n_fft) / hop : 0;
+  const int64_t padded = center ? n + 2 * (n_fft / 2) : n;  // (as num_frames in checks.h)
+  return padded >= n_fft ? 1 + (padded - n_fft) / hop : 0;
 }
 
 // Shape of the problem and of the launch; one value passed to every block.

@@ -2,9 +2,9 @@
 
 :func:`stream_features` reads a file block by block (soundfile), resamples it as a stream
 (soxr), and yields the features of consecutive frame ranges. Each block is computed on its
-samples plus a halo of ``HALO_FRAMES`` frames on both sides and cropped, so the concatenated
-blocks equal the features of the whole file (the halo covers the window, the delta and the
-delta-delta edge rules). Memory is O(block), whatever the file length.
+samples plus a halo of frames on both sides (:func:`halo_frames`) and cropped, so the
+concatenated blocks equal the features of the whole file (the halo covers the window, the delta and
+the delta-delta edge rules). Memory is O(block), whatever the file length.
 """
 
 from __future__ import annotations
@@ -15,9 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..kernels.logmel_delta import frame_count
 from .config import FeatureConfig
 
-HALO_FRAMES = 16  # > n_fft / 2 / hop (window) + 4 (delta) + 4 (delta-delta) frames
+
+def halo_frames(features: FeatureConfig) -> int:
+    """Frames of context a block needs on each side to equal the whole file: the frames its
+    window reaches into (``n_fft // 2`` samples), plus 2 for the delta and 2 for the
+    delta-delta (each a regression over +-2 frames), plus one."""
+    return -(-(features.n_fft // 2) // features.hop_length) + 4 + 1
 
 
 def stream_features(path: str | Path, features: FeatureConfig | None = None, *,
@@ -33,7 +39,7 @@ def stream_features(path: str | Path, features: FeatureConfig | None = None, *,
         raise ValueError(f"block_frames must be >= 1, got {block_frames}")
     if not features.center:
         raise ValueError("stream_features supports center=True framing only")
-    H = HALO_FRAMES
+    H = halo_frames(features)
     hop_length = features.hop_length
     front_end = features.module(backend)
 
@@ -57,7 +63,7 @@ def stream_features(path: str | Path, features: FeatureConfig | None = None, *,
             keep = max(0, (f0 - H) * hop_length)
             buf, buf_start = buf[keep - buf_start:], keep
     n = buf_start + len(buf)
-    n_frames = 1 + n // hop_length
+    n_frames = frame_count(n, features.n_fft, hop_length, True)
     if f0 < n_frames:
         s0 = max(0, (f0 - H) * hop_length)
         out = feats(buf[s0 - buf_start:])

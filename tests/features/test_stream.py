@@ -39,6 +39,25 @@ def test_streamed_blocks_equal_the_whole_file(tmp_path, n_samples, block_frames)
     assert float((got - whole).abs().max()) < 1e-4
 
 
+@pytest.mark.parametrize("n_fft, win_length, hop_length", [(2048, 2048, 64), (1024, 1024, 32),
+                                                         (511, 400, 160), (400, 400, 400)])
+def test_streamed_blocks_equal_the_whole_file_for_any_window_and_hop(tmp_path, n_fft,
+                                                                     win_length, hop_length):
+    """The halo grows with the frames a window reaches into: a fixed 16 frames left blocks of
+    a 2048-sample window at a 64-sample hop (16 frames each side) with zeros for context."""
+    from ssa_fast.features import FeatureConfig
+
+    features = FeatureConfig(n_fft=n_fft, win_length=win_length, hop_length=hop_length)
+    path = tmp_path / "a.wav"
+    y = _speechy(3.0, 16000, 2)  # (48000 samples: every hop here divides it)
+    sf.write(path, y, 16000, subtype="FLOAT")
+    whole = features.module()(torch.from_numpy(load(path)))
+    for block_frames in (7, 300):
+        got = torch.cat(list(stream_features(path, features, block_frames=block_frames)), dim=1)
+        assert got.shape == whole.shape
+        assert float((got - whole).abs().max()) < 1e-4, block_frames
+
+
 def test_streamed_resampling_matches_one_shot(tmp_path):
     path = tmp_path / "b.wav"
     sf.write(path, _speechy(6.3, 22050, 1), 22050, subtype="PCM_16")

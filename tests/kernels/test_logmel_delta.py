@@ -128,6 +128,36 @@ def test_ragged_batch_with_lengths(backend, center):
         assert errors(out[i, :, :t], librosa_logmel_delta(item, center=center)).max() <= SPEC_ATOL
 
 
+@pytest.mark.parametrize("n_fft, win_length, hop_length", [(511, 400, 160), (301, 301, 80),
+                                                         (257, 200, 64)])
+def test_odd_n_fft_matches_librosa_in_frames_and_values(backend, n_fft, win_length, hop_length):
+    """An odd n_fft: the mel bank at the FFT's own bin frequencies (k sr / n_fft, which end
+    below sr / 2) and one frame fewer than 1 + N // hop where the hop divides N (centred, the
+    padded signal is n_fft - 1 samples longer, as librosa and torch.stft count), alone and as
+    items of a ragged batch."""
+    if backend == "cuda":
+        pytest.skip("the CUDA kernel takes n_fft a power of two (the automatic choice passes "
+                    "other sizes to Triton)")
+    kw = {"n_fft": n_fft, "win_length": win_length, "hop_length": hop_length}
+    lens = [100 * hop_length, 37 * hop_length + 1, 3 * hop_length]
+    items = [speech_like(n, seed=i) for i, n in enumerate(lens)]
+    for item in items:
+        truth = librosa_logmel_delta(item, **kw)
+        out = run(item, backend, **kw)
+        assert out.shape == truth.shape == (3, frame_count(len(item), n_fft, hop_length, True),
+                                            40)
+        assert errors(out, truth).max() <= SPEC_ATOL, backend
+    wave = np.zeros((len(lens), max(lens)), np.float32)
+    for i, item in enumerate(items):
+        wave[i, :len(item)] = item
+    out, flens = ssa_fast.logmel_delta(torch.tensor(wave, device=device_for(backend)),
+                                       lengths=torch.tensor(lens), backend=backend, **kw)
+    for i, item in enumerate(items):
+        t = int(flens[i])
+        assert t == 1 + (lens[i] - 1) // hop_length
+        assert errors(out[i, :, :t], librosa_logmel_delta(item, **kw)).max() <= SPEC_ATOL
+
+
 def test_lengths_equal_to_full_batch_is_unchanged(backend):
     y = np.stack([speech_like(8000, seed=1), noise(8000, seed=1)])
     plain = run(y, backend)

@@ -212,7 +212,8 @@ def logmel_delta(
         sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax, htk: STFT and mel-bank
             parameters, as ``librosa.feature.melspectrogram`` (``fmax=None`` means sr / 2).
         window: ``"hamming"`` (periodic, default) or ``"hann"``, or a tensor of ``win_length``.
-        center: pad ``n_fft // 2`` zeros on both sides (frames ``T = 1 + N // hop_length``).
+        center: pad ``n_fft // 2`` zeros on both sides (frames ``T = 1 + N // hop_length``;
+            ``1 + (N - 1) // hop_length`` for an odd n_fft, as librosa).
         amin: floor of the mel power before ``ln``.
         lengths: ``(B,)`` samples per item for a batch of different lengths; frames past an
             item's end are zero and each item equals its own unbatched result.

@@ -70,7 +70,7 @@ def mel_to_hz(mels: np.ndarray, htk: bool = False) -> np.ndarray:
 @lru_cache(maxsize=32)
 def _mel_np(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float,
             htk: bool) -> np.ndarray:
-    fft_freqs = np.linspace(0.0, sample_rate / 2.0, 1 + n_fft // 2)
+    fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)  # k sr / n_fft (< sr / 2: odd n_fft)
     mel_edges = mel_to_hz(np.linspace(hz_to_mel(fmin, htk), hz_to_mel(fmax, htk), n_mels + 2), htk)
     widths = np.diff(mel_edges)
     ramps = mel_edges[:, None] - fft_freqs[None, :]

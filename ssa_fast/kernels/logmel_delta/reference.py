@@ -77,9 +77,12 @@ def logmel_delta_backward_reference(grad_out, waveform, lengths, window, mel_fb,
 
 
 def frame_count(n, n_fft: int, hop_length: int, center: bool):
-    """Frames of an n-sample signal (torch.stft / librosa convention); `n` an int or a tensor of
-    per-item lengths. Fewer than n_fft samples give 0 frames when center=False."""
-    frames = 1 + n // hop_length if center else 1 + (n - n_fft) // hop_length
+    """Frames of an n-sample signal (torch.stft / librosa convention: every frame inside the
+    signal, padded by ``n_fft // 2`` on both sides when centred, so an odd n_fft has one sample
+    less of room than an even one); `n` an int or a tensor of per-item lengths. Fewer than n_fft
+    samples give 0 frames when center=False."""
+    padded = n + 2 * (n_fft // 2) if center else n
+    frames = 1 + (padded - n_fft) // hop_length
     return frames.clamp(min=0) if isinstance(frames, torch.Tensor) else max(frames, 0)
 
 
