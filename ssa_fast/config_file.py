@@ -19,9 +19,9 @@ type and choices, as a typed value is, and becomes the option's default: an opti
 command line wins, and the file's values never mix with the positional arguments. The corpus
 kind and root stay positional arguments of the command line.
 
-The command line is read as argparse reads it (abbreviations such as ``--conf`` included), and
-``--config`` given twice with different files is refused rather than one of them being dropped
-(another option typed twice: the last wins, as argparse has it).
+Options are read as spelled (the command line takes no abbreviations: ``--conf`` is refused, not
+read as ``--config``), and ``--config`` given twice with different files is refused rather than
+one of them being dropped (another option typed twice: the last wins, as argparse has it).
 
 A run's ``config.json`` holds every resolved option (``"options"``), the command, the corpus
 and the version; ``--config OUT/config.json`` repeats the run with the same options. It records
@@ -137,11 +137,23 @@ def load(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise UserError(f"--config {path}: expected a mapping of option names to values, got "
                         f"{type(data).__name__}")
-    if isinstance(data.get("options"), dict):  # a run's config.json: a record of the run
-        data = {k: v for k, v in data["options"].items()
+    if "options" in data:  # a run's config.json: a record of the run, its options inside
+        if not isinstance(data["options"], dict):
+            raise UserError(f"--config {path}: 'options' must be a mapping of option names to "
+                            f"values (as a run's config.json holds them), got "
+                            f"{type(data['options']).__name__}")
+        beside = [k for k in data if k not in RECORD_KEYS]
+        if beside:  # (they would not be read: a run's record takes its options from inside)
+            raise UserError(f"--config {path}: {', '.join(map(repr, beside))} beside 'options' "
+                            "would not be read: a file with 'options' (a run's config.json) "
+                            "takes its options from inside it; move them there")
+        return {k: v for k, v in data["options"].items()
                 if str(k).replace("-", "_") not in RUN_SWITCHES}
-    else:
-        data = {k: v for k, v in data.items() if k not in RECORD_KEYS}
+    records = [k for k in data if k in RECORD_KEYS]
+    if records:  # (the command and corpus are the command line's, never a file's)
+        raise UserError(f"--config {path}: {', '.join(map(repr, records))} cannot come from a "
+                        "file written by hand: the command, the corpus kind and its root are "
+                        "typed on the command line (ssa-fast COMMAND CORPUS ROOT --config FILE)")
     return data
 
 
@@ -222,8 +234,8 @@ def subparser(parser: argparse.ArgumentParser, command: str) -> argparse.Argumen
 
 def _typed(sub: argparse.ArgumentParser, argv: list[str]) -> dict[str, list]:
     """{dest: [value of each occurrence]} of the options typed in ``argv`` (after the command),
-    read by a parser with the same option strings, so that abbreviations (``--conf``) resolve
-    exactly as the command's parser resolves them (an ambiguous one is its error)."""
+    read by a parser with the same option strings (and the same refusal of abbreviations), so
+    that they resolve exactly as the command's parser resolves them."""
     mirror = type(sub)(prog=sub.prog, add_help=False)
     for action in sub._actions:
         if not action.option_strings:

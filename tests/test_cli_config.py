@@ -107,8 +107,13 @@ def test_the_shipped_configs_parse_as_typed_options(path):
 # --- options read exactly as written, or refused in one line -------------------------------
 
 def _refused(capsys, argv, *parts):
-    """main() refuses argv with one line containing parts, exit 2."""
-    assert cli.main([str(a) for a in argv]) == 2
+    """main() refuses argv with one line containing parts, exit 2 (the parser's own errors
+    exit through SystemExit, as from the console script)."""
+    try:
+        status = cli.main([str(a) for a in argv])
+    except SystemExit as exc:
+        status = exc.code
+    assert status == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     for part in parts:
@@ -116,11 +121,10 @@ def _refused(capsys, argv, *parts):
     return err
 
 
-@pytest.mark.parametrize("spelling", ["--config", "--conf", "--confi", "--config=", "--conf="])
-def test_a_config_file_is_read_under_every_spelling_the_parser_accepts(tmp_path, capsys,
-                                                                      spelling):
-    """argparse takes abbreviations; the file is read whatever the spelling (its --folds 2 and
-    --fold 5 are what the run refuses, before any work)."""
+@pytest.mark.parametrize("spelling", ["--config", "--config="])
+def test_a_config_file_is_read_under_both_spellings(tmp_path, capsys, spelling):
+    """The file is read as --config FILE and --config=FILE (its --folds 2 and --fold 5 are what
+    the run refuses, before any work)."""
     path = tmp_path / "run.yaml"
     path.write_text("folds: 2\nfold: 5\n")
     option = [spelling + str(path)] if spelling.endswith("=") else [spelling, path]
@@ -131,12 +135,56 @@ def test_a_config_file_is_read_under_every_spelling_the_parser_accepts(tmp_path,
     assert (args.folds, args.fold) == (2, 5)
 
 
+@pytest.mark.parametrize("argv, option", [
+    (["cv", "folder", "{tmp}", "--out", "{tmp}/o", "--fold", "3"], "--fold"),
+    (["cv", "folder", "{tmp}", "--out", "{tmp}/o", "--epoch", "3"], "--epoch"),
+    (["train", "folder", "{tmp}", "--out", "{tmp}/o", "--conf", "{tmp}/run.yaml"], "--conf"),
+    (["train", "folder", "{tmp}", "--out", "{tmp}/o", "--conf={tmp}/run.yaml"], "--conf"),
+])
+def test_abbreviated_options_are_refused_not_read_as_another(tmp_path, capsys, argv, option):
+    """argparse's abbreviations read `cv --fold 3` (one fold, in train's words) as --folds 3, a
+    3-fold cross-validation; options are read as spelled."""
+    (tmp_path / "run.yaml").write_text("epochs: 2\n")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    _refused(capsys, argv, "unrecognized arguments", option)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "cv", "synth"])
+def test_a_negative_seed_is_one_line(tmp_path, capsys, command):
+    argv = [command, "folder", tmp_path, "--out", tmp_path / "o", "--seed", "-1"]
+    if command == "synth":
+        argv = ["synth", "--out", tmp_path / "o", "--seed", "-1"]
+    _refused(capsys, argv, "--seed", "expected an integer >= 0, got '-1'")
+
+
+def test_a_file_never_drops_what_it_says(tmp_path, capsys):
+    """A run's record (options under 'options') takes nothing beside them; a file written by
+    hand may not name the command, corpus or root (they were dropped without a word)."""
+    train = ["train", "folder", tmp_path, "--out", tmp_path / "o", "--config"]
+    record = tmp_path / "config.json"
+    record.write_text(json.dumps({"command": "train", "options": {"bf16": True}, "epochs": 5,
+                                  "lr": 0.5}))
+    _refused(capsys, [*train, record], str(record), "'epochs', 'lr' beside 'options' would not "
+             "be read")
+    record.write_text(json.dumps({"options": ["bf16"]}))
+    _refused(capsys, [*train, record], "'options' must be a mapping")
+    hand = tmp_path / "hand.yaml"
+    hand.write_text("corpus: iemocap\nroot: /data/IEMOCAP\nepochs: 3\n")
+    _refused(capsys, [*train, hand], str(hand), "'corpus', 'root' cannot come from a file")
+    assert not (tmp_path / "o").exists()
+    # a run's own config.json is still read, records and all
+    record.write_text(json.dumps({"command": "cv", "corpus": "iemocap", "root": "/data",
+                                  "version": "0.1.0", "argv": [], "options": {"epochs": 4}}))
+    assert _parse(["train", "folder", "r", "--out", "o", "--config", str(record)]).epochs == 4
+
+
 def test_several_config_files_are_refused_not_dropped(tmp_path, capsys):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text('{"epochs": 3}')
     b.write_text('{"lr": 0.1}')
     train = ["train", "folder", tmp_path, "--out", tmp_path / "o"]
-    _refused(capsys, train + ["--config", a, "--conf", b], "--config is given 2 times",
+    _refused(capsys, train + ["--config", a, "--config", b], "--config is given 2 times",
              str(a), str(b))
     assert not (tmp_path / "o").exists()
     # the same file twice loses nothing; a typed option given twice: the last wins
@@ -169,11 +217,11 @@ def test_yaml_is_read_as_yaml_1_2(tmp_path, capsys):
     number or a switch is wanted is refused like a typed one."""
     pytest.importorskip("yaml")
     path = tmp_path / "run.yaml"
-    path.write_text("epochs: 010\nfolds: 0x0a\nlr: 1e-3\nseed: -07\ntrain_hop: ~\n"
+    path.write_text("epochs: 010\nfolds: 0x0a\nlr: 1e-3\nseed: +07\ntrain_hop: ~\n"
                     "bf16: true\nlogit_scale: .5\n")
     args = _parse(["train", "folder", "root", "--out", "o", "--config", str(path)])
     assert (args.epochs, args.folds, args.lr, args.seed, args.train_hop, args.bf16,
-            args.logit_scale) == (10, 10, 0.001, -7, None, True, 0.5)
+            args.logit_scale) == (10, 10, 0.001, 7, None, True, 0.5)
     train = ["train", "folder", tmp_path, "--out", tmp_path / "o", "--config", path]
     for text, parts in [("bf16: yes\n", ["bf16 must be true or false, got 'yes'"]),
                         ("compile: on\n", ["compile must be true or false, got 'on'"]),

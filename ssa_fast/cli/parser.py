@@ -14,7 +14,13 @@ from .checks import EXIT_USER
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with the command line's error format: one line naming the option, status 2."""
+    """argparse with the command line's error format: one line naming the option, status 2;
+    options are read as spelled, never as abbreviations (``cv --fold 2`` was ``--folds 2``, a
+    2-fold cross-validation, where the user meant one fold)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(EXIT_USER, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -138,7 +144,7 @@ def _protocol_options(p: argparse.ArgumentParser, from_checkpoint: bool = False)
                        help="default: the checkpoint's")
         g.add_argument("--folds", type=_int_at_least(2), default=None,
                        help="default: the checkpoint's")
-        g.add_argument("--seed", type=int, default=None,
+        g.add_argument("--seed", type=_int_at_least(0), default=None,
                        help="the fold seed (default: the checkpoint's)")
         return
     g.add_argument("--protocol", choices=PROTOCOLS, default=None,
@@ -208,7 +214,7 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                         "regional (each CRNN trunk compiled on its own)")
     g.add_argument("--deterministic", action="store_true",
                    help="deterministic CUDA algorithms (reproducible GPU runs; slower)")
-    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--seed", type=_int_at_least(0), default=d.seed)
 
 
 def _add_synth(sub) -> None:
@@ -227,7 +233,7 @@ def _add_synth(sub) -> None:
     p.add_argument("--speakers", type=_COUNT, help="override the number of speakers (max 12)")
     p.add_argument("--phrases", type=_COUNT, help="override the number of phrases (max 104)")
     p.add_argument("--repetitions", type=_COUNT, help="override repetitions per phrase")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_int_at_least(0), default=0)
     p.add_argument("--jobs", type=_COUNT, default=None, help="processes (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=commands.cmd_synth)
