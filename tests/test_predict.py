@@ -96,12 +96,49 @@ def test_errors_name_the_argument(trained):
     with pytest.raises(ValueError, match="sample_rate"):
         clf.classify_batch([np.zeros(16000, np.float32)], sample_rate=0)
     with pytest.raises(ValueError, match="2 waveforms but 1 speakers"):
-        clf.classify_batch([np.zeros(16000, np.float32)] * 2, speakers=["a"])
+        clf.classify_batch([np.zeros(16000, np.float32)] * 2, 16000, speakers=["a"])
     with pytest.raises(ValueError, match="non-empty"):
-        clf.classify(np.zeros(0, np.float32))
+        clf.classify(np.zeros(0, np.float32), 16000)
     with pytest.raises(ValueError, match="NaN"):
-        clf.classify(np.full(16000, np.nan, np.float32))
-    assert clf.classify_batch([]) == []
+        clf.classify(np.full(16000, np.nan, np.float32), 16000)
+    assert clf.classify_batch([], 16000) == []
+
+
+def test_an_in_memory_waveform_needs_its_sample_rate(trained):
+    """An array does not know its rate: 44.1 kHz audio read as 16 kHz (the old default) is
+    slowed-down speech, other segments, other probabilities, without a word."""
+    ckpt, _ = trained
+    clf = EmotionClassifier.from_checkpoint(ckpt)
+    wave = np.random.default_rng(0).standard_normal(44100).astype(np.float32) * 0.1
+    with pytest.raises(TypeError, match="sample_rate"):
+        clf.classify(wave)
+    with pytest.raises(TypeError, match="sample_rate"):
+        clf.classify_batch([wave])
+    # a numpy integer is an integer
+    assert clf.classify(wave, np.int64(44100)).probabilities == \
+        clf.classify(wave, 44100).probabilities
+    for bad in (44100.0, True, "44100"):
+        with pytest.raises(ValueError, match="sample_rate must be a positive int"):
+            clf.classify(wave, bad)
+
+
+def test_float_samples_on_the_integer_scale_are_named(trained):
+    """Integer PCM cast to float without scaling (scipy.io.wavfile's int16 as float) shifts
+    the log-Mel by 2 ln 32768: with a speaker's statistics another class. It is classified as
+    given, with a warning naming the waveform; audio on the scale of files is not warned."""
+    import warnings
+
+    ckpt, corpus = trained
+    clf = EmotionClassifier.from_checkpoint(ckpt)
+    wave, sr = sf.read(next(corpus.rglob("*.wav")), dtype="float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.classify(wave * 1.5, sr)  # (a hot recording, a little over 1: no warning)
+        clf.classify_batch([wave, wave], sr)
+    with pytest.warns(RuntimeWarning, match=r"waveform 1: float samples up to [0-9.e+]+, but "
+                      r"float audio lies in \[-1, 1\].*divide it by 32768") as caught:
+        clf.classify_batch([wave, wave * 32768], sr)
+    assert caught[0].filename == __file__ and len(caught) == 1
 
 
 def test_prediction_imports_nothing_from_training():
@@ -131,3 +168,40 @@ def test_integer_pcm_is_scaled_as_files_are(trained):
     assert (f - clf.features(sf.read(str(wav), dtype="float32")[0], sr)).abs().max() < 1e-3
     with pytest.raises(TypeError, match="int64"):
         clf.classify(pcm16.astype(np.int64), sr)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["bundle"]["feature_params"].update(hop_length=320),
+     "feature hop_length against the run's: 320 against 160"),
+    (lambda c: c["bundle"]["feature_params"].update(sample_rate=8000),
+     "feature sample_rate against the run's: 8000 against 16000"),
+    (lambda c: c["bundle"]["feature_params"].update(n_mels=64),
+     "the features' mel bands against the model's: 64 against 40"),
+    (lambda c: c["config"].update(pooling="median"), "pooling 'median' (one of mean, max)"),
+    (lambda c: c["bundle"].update(classes=c["bundle"]["classes"][:3]),
+     "classes against the model's outputs: 3 against 4"),
+    (lambda c: c["bundle"].update(segment_frames=300),
+     "the segment length against the model's: 300 against 100"),
+    (lambda c: [s.update(mean=s["mean"][..., :3]) for s in
+                c["bundle"]["normaliser"]["stats"].values()],
+     "have (3,) mel bands against the features' 40"),
+])
+def test_a_checkpoint_whose_parts_disagree_is_refused_in_one_line(trained, tmp_path, edit,
+                                                                   message):
+    """A best.pt whose parts contradict each other (edited by hand, or assembled from two
+    runs): edited feature settings, a pooling no code has, the wrong statistics predicted
+    without a word; a count mismatch failed at the first file with a traceback."""
+    best, corpus = trained
+    ckpt = torch.load(best, weights_only=True)
+    edit(ckpt)
+    path = tmp_path / "edited.pt"
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match="an inconsistent checkpoint") as info:
+        EmotionClassifier.from_checkpoint(path)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    proc = subprocess.run([sys.executable, "-m", "ssa_fast.cli", "predict", str(path),
+                           str(next(corpus.rglob("*.wav")))], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
+    EmotionClassifier.from_checkpoint(best)  # (the run's own file loads)

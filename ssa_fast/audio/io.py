@@ -57,11 +57,18 @@ def as_float(y: np.ndarray, name: str = "waveform") -> np.ndarray:
                     "[-1, 1] or integer PCM (int8, uint8, int16, int32)")
 
 
+# A float waveform peaking above this is not on the scale of audio files (float audio lies in
+# [-1, 1]; a little over 1 is a hot recording): most likely integer PCM cast to float unscaled,
+# whose log-Mel is shifted by 2 ln 32768 and, normalised with a training speaker's statistics,
+# classified as other speech.
+FLOAT_PEAK_WARNING = 2.0
+
+
 def mono(wave, name: str = "waveform") -> np.ndarray:
     """An in-memory waveform (numpy array or tensor; mono, or channels x samples either way
     round with at most 8 channels, averaged) as float32 mono samples, integer PCM scaled as
     files are (:func:`as_float`), checked as files are (:func:`check_samples`); a ValueError
-    naming ``name`` otherwise."""
+    naming ``name`` otherwise, a warning for float samples far beyond [-1, 1]."""
     if hasattr(wave, "detach"):  # a torch tensor (without importing torch here)
         wave = wave.detach().cpu().numpy()
     y = as_float(np.asarray(wave), name)
@@ -70,7 +77,16 @@ def mono(wave, name: str = "waveform") -> np.ndarray:
     if y.ndim != 1 or y.size == 0:
         raise ValueError(f"a {name} must be a non-empty 1-D array (or channels x samples), got "
                          f"shape {y.shape}")
-    return check_samples(np.ascontiguousarray(y, dtype=np.float32), name)
+    y = check_samples(np.ascontiguousarray(y, dtype=np.float32), name)
+    peak = float(np.abs(y).max())
+    if peak > FLOAT_PEAK_WARNING:  # (a scale the features keep: another class after statistics)
+        from .. import _warn
+
+        _warn.warn(f"{name}: float samples up to {peak:.3g}, but float audio lies in [-1, 1]: "
+                   "integer PCM converted to float without scaling (e.g. scipy.io.wavfile)? "
+                   "divide it by 32768, or pass the int16 array itself (scaled as files are)",
+                   RuntimeWarning)
+    return y
 
 
 def load(path: str | Path, sample_rate: int = 16000) -> np.ndarray:

@@ -123,14 +123,65 @@ def read_best(path: str | Path) -> Best:
     train_utterances = ckpt.get("train_utterances")
     used = ckpt.get("used_utterances") or (
         None if train_utterances is None else {"listing": train_utterances})
+    try:
+        features = FeatureConfig.from_dict(bundle.get("feature_params")).to_dict()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: the checkpoint's feature parameters do not load ({exc})") \
+            from None
+    problems = inconsistencies(ckpt, features)
+    if problems:
+        raise ValueError(f"{path}: an inconsistent checkpoint ({'; '.join(problems)}): edited, or "
+                         "put together from two runs; use the best.pt its run wrote")
     return Best(model_config=ckpt["model_config"], model=ckpt["model"], config=ckpt["config"],
                 classes=list(bundle["classes"]), speakers=list(bundle.get("speakers", [])),
                 normaliser=bundle["normaliser"], segment_frames=int(bundle["segment_frames"]),
-                feature_params=FeatureConfig.from_dict(bundle.get("feature_params")).to_dict(),
+                feature_params=features,
                 pooling=ckpt["config"].get("pooling", "mean"), epoch=ckpt.get("epoch"),
                 metrics=ckpt.get("metrics"), identity=ckpt.get("identity"),
                 fingerprint=ckpt.get("fingerprint"), train_utterances=train_utterances,
                 used_utterances=used)
+
+
+def inconsistencies(ckpt: dict, features: dict) -> list[str]:
+    """What a ``best.pt``'s parts say differently of the one run that should have written them
+    (``features``: its feature parameters, every field): the classes and the model's outputs,
+    the mel bands of the features, the model and the normalisation statistics, the segment
+    length, the pooling, and the run's identity (layout 2 on) against what is stored."""
+    from .scoring import POOLINGS
+
+    bundle, model = ckpt["bundle"], ckpt["model_config"]
+    out = []
+
+    def differ(what: str, a, b) -> None:
+        if a is not None and b is not None and a != b:
+            out.append(f"{what}: {a!r} against {b!r}")
+
+    outputs = model.get("n_emotions", model.get("n_classes"))
+    differ("classes against the model's outputs", len(bundle["classes"]), outputs)
+    differ("the features' mel bands against the model's", features["n_mels"],
+           model.get("n_mels"))
+    differ("the segment length against the model's", bundle["segment_frames"],
+           model.get("segment_frames"))
+    pooling = (ckpt.get("config") or {}).get("pooling", "mean")
+    if pooling not in POOLINGS:
+        out.append(f"pooling {pooling!r} (one of {', '.join(POOLINGS)})")
+    for speaker, stats in (bundle["normaliser"].get("stats") or {}).items():
+        mean = stats.get("mean") if isinstance(stats, dict) else None
+        if isinstance(mean, torch.Tensor) and mean.shape[-1:] != (features["n_mels"],):
+            out.append(f"the normalisation statistics of {speaker!r} have "
+                       f"{tuple(mean.shape)[-1:]} mel bands against the features' "
+                       f"{features['n_mels']}")
+            break
+    data = (ckpt.get("identity") or {}).get("data") or {}
+    if data.get("features") is not None:
+        stored = FeatureConfig.from_dict(data["features"]).to_dict()
+        for key in stored:
+            differ(f"feature {key} against the run's", features[key], stored[key])
+    differ("the segment length against the run's", bundle["segment_frames"],
+           data.get("segment_frames"))
+    differ("the normalisation against the run's", bundle["normaliser"].get("mode"),
+           data.get("normalisation"))
+    return out
 
 
 @dataclass

@@ -21,6 +21,7 @@ Audio with nothing to classify (shorter than MIN_SECONDS, or digital silence) ge
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,16 +262,19 @@ class EmotionClassifier:
         y = resample(mono(wave, "waveform"), int(sample_rate), self.sample_rate)
         return self._front_end(torch.from_numpy(y))
 
-    def classify_batch(self, waves: Sequence, sample_rate: int = 16000,
+    def classify_batch(self, waves: Sequence, sample_rate: int,
                        speakers: Sequence[str | None] | None = None, *,
                        attention: bool = False) -> list[Prediction]:
         """Classify in-memory waveforms (numpy arrays or tensors, mono or channels x samples)
-        recorded at ``sample_rate``; ``speakers[i]`` names a training speaker or is None."""
+        recorded at ``sample_rate`` (required: an array does not know its rate, and one read at
+        another rate is other speech); ``speakers[i]`` names a training speaker or is None."""
         from ..audio.io import mono, resample
         from .engine import Item, classify_items
 
-        if not isinstance(sample_rate, int) or sample_rate <= 0:
+        if (isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral)
+                or sample_rate <= 0):
             raise ValueError(f"sample_rate must be a positive int, got {sample_rate!r}")
+        sample_rate = int(sample_rate)
         waves = list(waves)
         speakers = [None] * len(waves) if speakers is None else list(speakers)
         if len(speakers) != len(waves):
@@ -286,7 +290,7 @@ class EmotionClassifier:
         return [self._prediction(res, attention, in_memory=True)
                 for res in classify_items(self._tm, items, keep_attention=attention)]
 
-    def classify(self, wave, sample_rate: int = 16000, speaker: str | None = None, *,
+    def classify(self, wave, sample_rate: int, speaker: str | None = None, *,
                  attention: bool = False) -> Prediction:
-        """Classify one in-memory waveform."""
+        """Classify one in-memory waveform recorded at ``sample_rate``."""
         return self.classify_batch([wave], sample_rate, [speaker], attention=attention)[0]

@@ -117,3 +117,24 @@ def test_non_contiguous_weight_is_projected_in_place(backend):
     expected = l1_project_reference_(W.detach().cpu().contiguous(), x.cpu())
     assert ssa_fast.l1_project_(W, x, backend=backend) is W
     torch.testing.assert_close(storage.T.cpu(), expected, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_weights_are_projected_by_every_backend(backend, dtype):
+    """The cpp kernel takes float32 / float64 weights: a half-precision one (the automatic
+    choice on the CPU) is projected in float32 and written back, in place, as the reference
+    projects it (it raised 'weight must be float32 or float64')."""
+    dev = device_for(backend)
+    if backend == "triton" and dev == "cpu" and dtype == torch.bfloat16:
+        pytest.skip("Triton's interpreter has no bfloat16 arithmetic (numpy has none); a GPU "
+                    "runs this case")
+    g = torch.Generator().manual_seed(7)
+    W0, x = torch.randn(4, 32, generator=g).to(dtype), torch.randn(9, 32, generator=g)
+    W = W0.clone().to(dev)
+    assert ssa_fast.l1_project_(W, x.to(dev), backend=backend) is W and W.dtype == dtype
+    expected = l1_project_reference_(W0.float(), x).to(dtype)
+    torch.testing.assert_close(W.cpu(), expected, rtol=1e-2, atol=0)
+    if dev == "cpu":  # the automatic choice
+        W = W0.clone()
+        ssa_fast.l1_project_(W, x)
+        torch.testing.assert_close(W, expected, rtol=1e-2, atol=0)

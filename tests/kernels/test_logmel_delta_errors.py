@@ -105,3 +105,18 @@ def test_unchecked_samples_give_non_finite_features_where_they_are(backend):
         reach = 2 * LOGMEL_BLOCK_ROWS_INTERPRET if backend == "triton" else 11
         for ch in (1, 2):
             assert (~finite[1, ch].all(dim=1)).sum() <= reach + 2 * LOGMEL_HALO
+
+
+@pytest.mark.parametrize("shape", [(16000, 2), (48000, 6), (3, 2)])
+def test_a_samples_by_channels_array_is_refused_not_read_as_a_batch(shape):
+    """soundfile reads a multichannel file as (samples, channels): taken as a batch it was
+    16000 waveforms of 2 samples, (16000, 3, 1, 40) features of nothing."""
+    y = np.random.default_rng(0).standard_normal(shape).astype(np.float32) * 0.1
+    for call in (lambda: ssa_fast.logmel_delta(y), lambda: ssa_fast.LogMelDelta()(
+            torch.from_numpy(y))):
+        with pytest.raises(ValueError, match=r"looks like \(samples, channels\).*\.T\)"):
+            call()
+    # the channels as a batch, and a batch of short waveforms no more of them than samples
+    assert ssa_fast.logmel_delta(y.T).shape[0] == shape[1]
+    assert ssa_fast.logmel_delta(np.zeros((2, 8), np.float32)).shape[0] == 2
+

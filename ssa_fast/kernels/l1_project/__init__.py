@@ -37,9 +37,13 @@ def l1_project_(weight: torch.Tensor, x: torch.Tensor, backend: str | None = Non
     if x.device != weight.device:
         raise ValueError(f"x is on {x.device} but weight is on {weight.device}")
     name = _backend.resolve(KERNELS, weight.device, backend, weight.dtype)
-    if weight.is_contiguous():
+    # the cpp kernel takes float32 / float64 weights: a half-precision one is projected in float32
+    widen = name == "cpp" and weight.dtype not in (torch.float32, torch.float64)
+    if weight.is_contiguous() and not widen:
         return l1_project_apply(name, weight, x.detach())
-    # The kernels work on contiguous rows: project a contiguous copy and write it back.
+    # The kernels work on contiguous rows: project a contiguous (or float32) copy and write it
+    # back.
     with torch.no_grad():
-        weight.copy_(l1_project_apply(name, weight.contiguous(), x.detach()))
+        work = weight.float() if widen else weight.contiguous()
+        weight.copy_(l1_project_apply(name, work, x.detach()))
     return weight

@@ -2,7 +2,8 @@
 autograd (it runs under no_grad), so the table has no backward.
 
 Dtype rule (the one place it is decided): the weight is rescaled in place in its own dtype (the
-cpp backend takes float32 / float64 weights, the triton backend float16 / bfloat16 too); x is cast
+cpp kernel takes float32 / float64 weights: l1_project_ gives it a float32 copy of a half-precision
+one and writes the result back; the triton backend takes float16 / bfloat16 too); x is cast
 to the weight's dtype (under autocast the classifier's inputs are bf16 while its weight stays
 float32); the norms are summed in float64 by every backend, so a large batch cannot overflow.
 """

@@ -47,6 +47,9 @@ def _int_arg(value, name: str, minimum: int) -> int:
     return int(value)
 
 
+# a (B, N) batch of waveforms of at most this many samples, more of them than samples: the
+# (samples, channels) array of a multichannel file, not waveforms
+MAX_CHANNELS = 8
 MAX_SAMPLE = 1e15  # |x| beyond this overflows the float32 power spectrum (n_fft 512 frames)
 
 
@@ -73,6 +76,12 @@ def validate_waveform(waveform, name: str = "waveform",
     if waveform.shape[-1] == 0 or waveform.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(waveform.shape)}); at least one sample is "
                          "needed")
+    if waveform.dim() == 2 and waveform.shape[0] > waveform.shape[1] and \
+            waveform.shape[1] <= MAX_CHANNELS:
+        raise ValueError(f"{name} of shape {tuple(waveform.shape)} looks like (samples, "
+                         "channels), as soundfile reads a multichannel file: pass (B, N) "
+                         f"waveforms, e.g. the channels as a batch ({name}.T) or mixed down "
+                         f"({name}.mean(1))")
     if check_values is None:
         check_values = waveform.device.type == "cpu"
     if not check_values:
