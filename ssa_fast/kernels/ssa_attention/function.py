@@ -166,10 +166,17 @@ def large_applies(backend: str, h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp)
 def ssa_attention_apply(backend: str, h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp,
                         scale: float, combine: str):
     """Run SSA on `backend`. The reference is plain torch differentiated by autograd (under
-    autocast it follows autocast's own rules: it is the spec, not a fast path)."""
+    autocast it follows autocast's own rules: it is the spec, not a fast path); outside autocast,
+    inputs of mixed dtypes follow the dtype rule above, as the other backends do."""
     if backend == "reference":
-        return ssa_attention_fast(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, scale,
-                                  combine)
+        inputs = (h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp)
+        if len({t.dtype for t in inputs}) > 1 and \
+                not torch.is_autocast_enabled(h_em.device.type):
+            work = compute_dtype(*inputs)
+            c, alpha = ssa_attention_fast(*(t.to(work) for t in inputs), scale, combine)
+            out = torch.promote_types(h_em.dtype, h_sp.dtype)
+            return c.to(out), alpha.to(out)
+        return ssa_attention_fast(*inputs, scale, combine)
     if fused_applies(backend, h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp):
         with torch.autocast(h_em.device.type, enabled=False):
             return SSAFusedFunction.apply(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp,
