@@ -54,7 +54,11 @@ def test_in_memory_waveforms_equal_files_and_batches_equal_single_calls(trained)
         # segments tile the utterance from 0 s in hop steps
         assert p.segments[0].start == 0.0
         assert all(a.end == b.start for a, b in zip(p.segments, p.segments[1:], strict=False))
-        assert p.segments[-1].end <= len(wave) / 16000 + 0.01
+        assert p.segments[-1].end <= p.duration == len(wave) / 16000
+    # frames are centred: the last frame's segment ends with the audio, not a frame past it
+    short = clf.classify(waves[0][:15990], 16000)  # (100 frames: one segment of 100)
+    assert [s.frames for s in short.segments] == [100]
+    assert short.segments[-1].end == short.duration == 15990 / 16000
 
 
 def test_other_sample_rates_stereo_and_known_speakers(trained):

@@ -148,8 +148,9 @@ class EmotionClassifier:
         segments, start = [], 0
         for lp, n in zip(res["logp"], res["lengths"].tolist(), strict=True):
             p = lp.exp()
-            segments.append(SegmentPrediction(
-                start * hop_s, (start + int(n)) * hop_s, classes[int(p.argmax())],
+            segments.append(SegmentPrediction(  # (frames are centred: the last ends the audio)
+                start * hop_s, min((start + int(n)) * hop_s, res["duration"]),
+                classes[int(p.argmax())],
                 dict(zip(classes, map(float, p), strict=True)), int(n)))
             start += int(n)
         probs = res["probabilities"]
