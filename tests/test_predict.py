@@ -209,3 +209,27 @@ def test_a_checkpoint_whose_parts_disagree_is_refused_in_one_line(trained, tmp_p
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
     EmotionClassifier.from_checkpoint(best)  # (the run's own file loads)
+
+
+def test_a_speaker_name_that_normalises_nothing_is_said_once(trained):
+    """A misspelt training speaker reads as an unseen one (its utterances normalised with their
+    own statistics): said once per name; a training speaker, or no name, says nothing."""
+    import warnings
+
+    ckpt, corpus = trained
+    clf = EmotionClassifier.from_checkpoint(ckpt)
+    wave, sr = sf.read(next(corpus.rglob("*.wav")), dtype="float32")
+    known = clf.speakers[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.classify(wave, sr, speaker=known)
+        clf.classify(wave, sr)
+    typo = known.upper()
+    with pytest.warns(UserWarning, match=f"speaker '{typo}' was not in training \\(the "
+                      f"checkpoint's speakers: {', '.join(clf.speakers)}\\)") as caught:
+        p = clf.classify_batch([wave, wave], sr, speakers=[typo, typo])
+    assert len(caught) == 1 and caught[0].filename == __file__
+    assert [x.normalisation for x in p] == ["utterance", "utterance"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.classify(wave, sr, speaker=typo)  # (said once)

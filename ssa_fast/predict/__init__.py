@@ -79,6 +79,7 @@ class EmotionClassifier:
     def __init__(self, trained):
         self._tm = trained
         self._front_end = None  # the checkpoint's LogMelDelta, made on first use
+        self._unused_names: set[str] = set()  # speakers named that normalise nothing (said)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu"):
@@ -132,6 +133,25 @@ class EmotionClassifier:
         speaker, norm = nfc(speaker), self._tm.normaliser
         return speaker if norm.mode == "speaker" and speaker in norm.stats else None
 
+    def _named(self, speaker: str | None) -> str | None:
+        """:meth:`_known` of a speaker a caller named, saying once per name when the name
+        normalises nothing: not a training speaker (a typo reads as an unseen speaker), or a
+        checkpoint without per-speaker statistics."""
+        known = self._known(speaker)
+        if speaker is None or known is not None or speaker in self._unused_names:
+            return known
+        self._unused_names.add(speaker)
+        mode = self._tm.normaliser.mode
+        if mode != "speaker":
+            _warn.warn(f"speaker {speaker!r}: not used, the checkpoint normalises with {mode} "
+                       "statistics")
+        else:
+            names = sorted(self._tm.normaliser.stats)
+            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+            _warn.warn(f"speaker {speaker!r} was not in training (the checkpoint's speakers: "
+                       f"{shown}): normalised with each utterance's own statistics")
+        return None
+
     def knows(self, speaker: str | None) -> bool:
         """Whether ``speaker``'s training statistics normalise its files."""
         return self._known(speaker) is not None
@@ -180,7 +200,7 @@ class EmotionClassifier:
 
         if isinstance(inputs, (str, Path)):
             inputs = [inputs]
-        entries, problems = expand_inputs(list(inputs), columns, self._known(speaker))
+        entries, problems = expand_inputs(list(inputs), columns, self._named(speaker))
         if problems:
             for line in problems:
                 _warn.warn(line)
@@ -225,7 +245,7 @@ class EmotionClassifier:
         from ..audio import AudioError
         from .inputs import Entry
 
-        pred = next(self.classify_entries([Entry(str(path), self._known(speaker))],
+        pred = next(self.classify_entries([Entry(str(path), self._named(speaker))],
                                           num_workers=0, attention=attention,
                                           progress_blocks=progress))
         if pred.status == "failed":
@@ -285,7 +305,7 @@ class EmotionClassifier:
         items = []
         for i, (w, spk) in enumerate(zip(waves, speakers, strict=True)):
             y = resample(mono(w, f"waveform {i}"), sample_rate, self.sample_rate)
-            items.append(Item(i, f"waveform {i}", torch.from_numpy(y), self._known(spk),
+            items.append(Item(i, f"waveform {i}", torch.from_numpy(y), self._named(spk),
                               len(y) / self.sample_rate,
                               float(np.abs(y).max()) if len(y) else 0.0))
         return [self._prediction(res, attention, in_memory=True)
