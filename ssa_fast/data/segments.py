@@ -4,7 +4,8 @@ Features of a whole utterance ``(3, T, M)`` are cut into consecutive segments of
 ``segment_frames`` (non-overlapping by default; a training ``hop`` < segment_frames overlaps);
 a final partial segment is kept if it has at least ``min_tail`` frames or is the utterance's only
 one. Each channel and mel bin is z-normalised with statistics of the speaker's *training*
-segments (``speaker``; or ``global`` / ``utterance``); zero padding to ``segment_frames`` comes
+segments (``speaker``: the frames its training segments cover, a dropped tail not among them; or
+``global`` / ``utterance``); zero padding to ``segment_frames`` comes
 after normalisation, so padded frames are exactly 0.
 """
 
@@ -97,8 +98,13 @@ class Normaliser:
         self.mode, self.eps = mode, eps
         self.stats: dict[str, Stats] = {}
 
-    def fit(self, features: Sequence[torch.Tensor], speakers: Sequence[str]) -> Normaliser:
-        """Statistics from training utterances (all their frames)."""
+    def fit(self, features: Sequence[torch.Tensor], speakers: Sequence[str], *,
+            segment_frames: int | None = SEGMENT_FRAMES, hop: int | None = None,
+            min_tail: int = MIN_TAIL) -> Normaliser:
+        """Statistics from the training segments (design.md section 3): the frames of each
+        training utterance that its segments (``segment_frames``, ``hop``, ``min_tail``, as
+        :func:`segment_bounds` cuts them) cover, each frame once; a final partial segment
+        too short to be kept is not among them. ``segment_frames=None``: every frame."""
         if self.mode == "utterance":
             return self
         if self.mode == "speaker" and not all(speakers):  # "" would pool unrelated voices
@@ -106,6 +112,10 @@ class Normaliser:
                              f"{sum(not s for s in speakers)} have none (use 'utterance')")
         groups: dict[str, list[torch.Tensor]] = defaultdict(list)
         for f, s in zip(features, speakers, strict=True):
+            if segment_frames is not None and f.shape[1] > 0:
+                # (segments start at 0 and overlap or abut: they cover one run of frames)
+                start, length = segment_bounds(f.shape[1], segment_frames, hop, min_tail)[-1]
+                f = f[:, :start + length]
             groups[s if self.mode == "speaker" else "*"].append(f)
         # (each group's frames as one block: exactly the mean and std of their concatenation)
         self.stats = {k: FrameStats().add(torch.cat(v, dim=1)).stats(self.eps)

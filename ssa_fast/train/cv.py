@@ -297,7 +297,9 @@ def prepare_fold(corpus: Corpus, feats: list[torch.Tensor], train_idx, val_idx, 
     labels = corpus.labels
     speaker_index = {s: i for i, s in enumerate(corpus.speakers)}
     norm = Normaliser(normalisation).fit([feats[i] for i in train_idx],
-                                         [speakers[i] for i in train_idx])
+                                         [speakers[i] for i in train_idx],
+                                         segment_frames=segment_frames, hop=train_hop,
+                                         min_tail=min_tail)
 
     def segs(idx, hop):
         return make_segments([feats[i] for i in idx], labels[idx], [speakers[i] for i in idx],
