@@ -140,9 +140,6 @@ def test_ssa_bf16_inputs_without_autocast(backend, mixed):
            for i, t in enumerate(x64)]
     # the truth: float64 from the bf16-rounded values
     truth_out, truth_grads = _grads_and_outputs([t.double() for t in low], "reference", "cpu")
-    if backend == "reference" and mixed:
-        pytest.skip("plain torch refuses mixed dtypes outside autocast; the rule is the fused "
-                    "ops'")
     outs, grads = _grads_and_outputs(low, backend, dev)
     assert outs[0].dtype == outs[1].dtype == torch.bfloat16
     for g, t in zip(grads, low, strict=True):

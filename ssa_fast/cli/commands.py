@@ -21,7 +21,7 @@ from .checks import (
     check_run_folder,
     default_device,
 )
-from .corpus import check_corpus, load_with_features, open_corpus, say
+from .corpus import check_corpus, describe, load_with_features, open_corpus, say, show_skipped
 from .naming import output_names
 
 # -- synth, demo, bench ---------------------------------------------------------------------------
@@ -433,6 +433,8 @@ def cmd_evaluate(args) -> int:
                    fold_layout["seed"], fold_layout.get("selection") or 0.0)
     corpus, feats = corpus_features(corpus, args.cache, features=trained.features, device=device,
                                     progress=not args.quiet)
+    print(describe(corpus), file=sys.stderr)  # (stdout: the scores, JSON with --json)
+    show_skipped(corpus.skipped, args.show_skipped)
     idx, where, notes = evaluation_subset(  # the checkpoint's fold layout, no training data
         trained, corpus, fold=args.fold, **layout, include_training=args.include_training,
         warn=warn_user)

@@ -4,7 +4,9 @@ the (long) feature extraction, and its features computed once, under torchrun by
 
 from __future__ import annotations
 
+import re
 import sys
+from collections import Counter
 from typing import NamedTuple
 
 from ..errors import UserError
@@ -17,6 +19,46 @@ def say(*args, **kwargs) -> None:
 
     if is_main():
         print(*args, **kwargs)
+
+
+def _reason(item: str, why) -> str:
+    """The reason of a skipped item without what names the item alone: ``label 'xxx'``,
+    ``file not found``, ``cannot read audio``..."""
+    why = str(why)
+    if why.startswith(f"{item}: "):
+        why = why[len(item) + 2:]
+    match = re.match(r"label ('.*?'|\".*?\") is not one of", why)
+    return f"label {match.group(1)}" if match else why.split(" (")[0]
+
+
+def is_exclusion(reason: str) -> bool:
+    """Whether a skip is the corpus' own choice (a class not studied), not a problem."""
+    return reason.startswith("label ")
+
+
+def skipped_summary(skipped) -> str:
+    """'N skipped (count reason, ...)', problems first, then the classes left out."""
+    if not skipped:
+        return "0 skipped"
+    counts = Counter(_reason(item, why) for item, why in skipped)
+    order = sorted(counts.items(), key=lambda kv: (is_exclusion(kv[0]), -kv[1], kv[0]))
+    return f"{len(skipped)} skipped ({', '.join(f'{n} {why}' for why, n in order)})"
+
+
+def show_skipped(skipped, n: int, file=sys.stderr) -> None:
+    """The first ``n`` skipped items, problems (missing or unreadable files, bad lines) before
+    the utterances of classes left out."""
+    ordered = sorted(skipped, key=lambda s: is_exclusion(_reason(*s)))
+    for item, why in ordered[:n]:
+        print(f"skipped: {item}: {why}", file=file)
+
+
+def describe(corpus) -> str:
+    """The one-line summary of a corpus as read: utterances per class, speakers, skips."""
+    counts = Counter(corpus.classes[i] for i in corpus.labels)
+    return (f"{corpus.name}: {len(corpus)} utterances, {len(corpus.speakers)} speakers, "
+            f"classes {corpus.classes} ({', '.join(f'{c} {counts[c]}' for c in corpus.classes)})"
+            f"; {skipped_summary(corpus.skipped)}")
 
 
 def default_protocol(corpus: str) -> str:
@@ -100,8 +142,8 @@ def load_with_features(args, models: list[str], fold: int | None = None) -> Load
     main = dist.is_main()
     corpus = open_corpus(args.corpus, args.root, merge_excited=args.merge_excited,
                          scripted=args.scripted, columns=args.columns)
-    say(f"{corpus.name}: {len(corpus)} utterances, {len(corpus.speakers)} speakers, "
-        f"classes {corpus.classes}; {len(corpus.skipped)} skipped")
+    say(describe(corpus))
+    read = len(corpus.skipped)
     normalisation = check_corpus(corpus, args, models, args.normalisation, fold)  # before the
     # (long) feature extraction
     if not main:
@@ -110,6 +152,8 @@ def load_with_features(args, models: list[str], fold: int | None = None) -> Load
                                     device=device, progress=not args.quiet and main)
     if main:
         dist.barrier()
-        for item, why in corpus.skipped[: args.show_skipped]:
-            print(f"skipped: {item}: {why}", file=sys.stderr)
+        if len(corpus.skipped) > read:  # (audio that could not be used)
+            say(f"{corpus.name}: {len(corpus)} utterances left after reading the audio; "
+                f"{skipped_summary(corpus.skipped[read:])}")
+        show_skipped(corpus.skipped, args.show_skipped)
     return Loaded(corpus, feats, device, normalisation)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -171,6 +172,13 @@ def _canonical_labels(records: list[Record], classes: Sequence[str] | None,
             if len(written) > 1:
                 notes.append(f"{what} {name!r} is written in {len(written)} Unicode normal "
                              f"forms: one {what}")
+    by_case: dict[str, set[str]] = {}
+    for name in merged["speaker"]:  # (kept apart: "A" and "a" may be two people; said)
+        by_case.setdefault(name.casefold(), set()).add(name)
+    for names in sorted(sorted(n) for n in by_case.values() if len(n) > 1):
+        notes.append(f"speakers {', '.join(map(repr, names))} differ only in case: read as "
+                     f"{len(names)} speakers (if they are one person, write the name one way: "
+                     "leave-one-speaker-out would hold one out and train on the other)")
     return out, classes
 
 
@@ -328,10 +336,23 @@ def read_manifest(path: str | Path, columns: Mapping[str, str] | None = None,
         try:
             with path.open(newline="", encoding="utf-8-sig") as fh:
                 reader = csv.DictReader(fh)
-                rows = list(reader)
+                rows = []
+                for row in reader:
+                    if None in row:  # more fields than the header: the rest shifted
+                        raise UserError(
+                            f"{path}: line {reader.line_num} has "
+                            f"{len(reader.fieldnames or []) + len(row[None])} fields, the header "
+                            f"{len(reader.fieldnames or [])}: quote a field that holds a comma "
+                            '(e.g. "Doe, Jane")')
+                    rows.append(row)
                 header = reader.fieldnames or []
         except (UnicodeDecodeError, csv.Error) as exc:
             raise UserError(f"{path}: not a readable CSV manifest ({exc})") from exc
+        same = sorted({k for k in header if [str(h).strip().lower() for h in header]
+                       .count(str(k).strip().lower()) > 1})
+        if same:  # (columns are read without case: the later one would win)
+            raise UserError(f"{path}: columns {', '.join(map(repr, same))} are one name to the "
+                            "manifest (column names are read without case): rename one")
     if not isinstance(rows, list):
         raise UserError(f"{path}: expected a list of records")
     for i, row in enumerate(rows):
@@ -497,6 +518,15 @@ def check_speakers(corpus: Corpus, models: Sequence[str] = (), normalisation: st
 IEMOCAP_CLASSES = ("neu", "hap", "sad", "ang")
 
 
+def iemocap_phrase(dialog: str) -> str:
+    """The script or improvisation a dialog performs, the same in every session and recording:
+    ``Ses01F_script01_1`` and ``Ses02M_script01_1`` -> ``script01_1``; the parts of one
+    (``Ses03M_impro05a`` / ``b``, ``Ses05M_script01_1b``) -> ``impro05``, ``script01_1``. The
+    linguistic protocol keeps each on one side of a fold (a recording's name as the phrase put
+    one script's lines in training and validation)."""
+    return re.sub(r"(?<=\d)[ab]$", "", re.sub(r"^Ses\d\d[FM]_", "", dialog))
+
+
 def load_iemocap(root: str | Path, *, scripted: bool = False, merge_excited: bool = False,
                  classes: Sequence[str] = IEMOCAP_CLASSES) -> Corpus:
     """IEMOCAP_full_release: ``SessionN/sentences/wav/<dialog>/<turn>.wav`` with labels from
@@ -515,6 +545,7 @@ def load_iemocap(root: str | Path, *, scripted: bool = False, merge_excited: boo
             if "impro" not in dialog and not scripted:
                 continue
             for n, line in enumerate(txt.read_text(errors="replace").splitlines(), 1):
+                line = line.lstrip("\ufeff").strip()  # (a file saved with a BOM, indented)
                 if not line.startswith("["):
                     continue  # headers and the per-evaluator lines
                 parts = [p.strip() for p in line.split("\t")]
@@ -526,7 +557,8 @@ def load_iemocap(root: str | Path, *, scripted: bool = False, merge_excited: boo
                     label = "hap"
                 gender = turn.rsplit("_", 1)[1][:1]
                 wav = session / "sentences" / "wav" / dialog / f"{turn}.wav"
-                records.append(Record(str(wav), f"{turn[:5]}{gender}", label, dialog))
+                records.append(Record(str(wav), f"{turn[:5]}{gender}", label,
+                                      iemocap_phrase(dialog)))
     return _finish(records, classes, "iemocap", root, skipped)
 
 

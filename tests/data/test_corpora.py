@@ -73,6 +73,29 @@ def test_iemocap_options(tmp_path):
         load_corpus("iemocap", tmp_path / "nothing")
 
 
+def test_iemocap_phrase_is_the_script_and_lines_are_read_however_saved(tmp_path):
+    """The linguistic protocol keeps a phrase on one side of a fold: IEMOCAP's phrase is the
+    script or improvisation (performed in every session, by both recorders, sometimes in two
+    parts), not the recording (one script trained in Session1 and validated in Session2). A
+    label file saved with a byte-order mark, or with indented lines, loses no turn."""
+    dialogs = {"Ses01F_script01_1": "script01_1", "Ses02M_script01_1": "script01_1",
+               "Ses05M_script01_1b": "script01_1", "Ses03M_impro05a": "impro05",
+               "Ses03M_impro05b": "impro05", "Ses01F_impro01": "impro01"}
+    for dialog in dialogs:
+        session = tmp_path / f"Session{int(dialog[3:5])}"
+        turns = [f"{dialog}_F000", f"{dialog}_M001"]
+        ev = session / "dialog" / "EmoEvaluation" / f"{dialog}.txt"
+        ev.parent.mkdir(parents=True, exist_ok=True)
+        ev.write_text("\ufeff" + "".join(  # (no header: the first line carries the BOM)
+            f"{'  ' * i}[{i}.1 - {i}.9]\t{t}\tneu\t[2.5, 2.5, 2.5]\n"
+            for i, t in enumerate(turns)), encoding="utf-8")
+        for t in turns:
+            _wav(session / "sentences" / "wav" / dialog / f"{t}.wav")
+    c = load_corpus("iemocap", tmp_path, scripted=True)
+    assert len(c) == 12 and not c.skipped
+    assert {(r.path.split("/")[-2], r.phrase) for r in c} == set(dialogs.items())
+
+
 def test_atthack_layout(tmp_path):
     for name in ["F01_a1_s001_v01", "F01_a2_s002_v01", "M03_a3_s001_v02", "M03_a4_s099_v01"]:
         _wav(tmp_path / "wav" / f"{name}.{'WAV' if name.startswith('M03_a3') else 'wav'}")
@@ -112,6 +135,11 @@ def test_manifest_csv_and_json(tmp_path):
 @pytest.mark.parametrize("content, match", [
     ("path,speaker\nx.wav,s1\n", "lacks label"),
     ("path,speaker,label\n", "no records"),
+    # an unquoted comma: every later field shifted (a speaker read as a class), said nothing
+    ("path,label,speaker\na.wav,neu,s1\nb.wav,sad,Doe, Jane\n",
+     r"line 3 has 4 fields, the header 3: quote a field that holds a comma"),
+    ("path,Label,label,speaker\na.wav,neu,sad,s1\n",
+     r"columns 'Label', 'label' are one name to the manifest"),
 ])
 def test_manifest_errors(tmp_path, content, match):
     (tmp_path / "m.csv").write_text(content)
@@ -124,3 +152,17 @@ def test_unknown_corpus_and_missing_manifest(tmp_path):
         load_corpus("timit", tmp_path)
     with pytest.raises(FileNotFoundError, match="no manifest"):
         load_corpus("manifest", tmp_path)
+
+
+def test_speakers_differing_only_in_case_are_noted(tmp_path):
+    """'SPK1' and 'spk1': two speakers (they may be two people), and a note says so (under
+    leave-one-speaker-out one is held out while the other trains)."""
+    for i in range(4):
+        _wav(tmp_path / f"u{i}.wav", seed=i)
+    (tmp_path / "m.csv").write_text("path,label,speaker\nu0.wav,neu,spk1\nu1.wav,sad,SPK1\n"
+                                    "u2.wav,neu,spk2\nu3.wav,sad,spk2\n")
+    c = load_corpus("manifest", tmp_path / "m.csv")
+    assert c.speakers == ["SPK1", "spk1", "spk2"]
+    assert any("speakers 'SPK1', 'spk1' differ only in case: read as 2 speakers" in n
+               for n in c.notes)
+

@@ -327,8 +327,8 @@ def test_readme_own_data_examples(tmp_path, monkeypatch):
         assert res["k"] == 2 and list(res["summary"]) == [model], line
         norm = res["identity"]["data"]["normalisation"]
         if argv[2] == "folder":  # calm/ has no speaker folders
-            assert "folder: 13 utterances, 2 speakers, classes ['angry', 'calm', 'sad']; " \
-                   "3 skipped" in proc.stdout
+            assert "folder: 13 utterances, 2 speakers, classes ['angry', 'calm', 'sad'] " \
+                   "(angry 5, calm 4, sad 4); 3 skipped (" in proc.stdout
             assert "'Angry' read as 'angry'" in proc.stderr and "loose.wav" in proc.stderr
             assert norm == "utterance"
         elif "loso-session" in argv:

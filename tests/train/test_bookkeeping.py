@@ -491,3 +491,30 @@ def test_cv_recomputes_a_fold_computed_by_other_code(tiny_corpus, tmp_path):
     assert json.loads(done.read_text())["identity"]["code"] == code_digest()
     assert torch.load(out / "acrnn" / "fold01" / "best.pt",
                       weights_only=True)["identity"]["code"] == code_digest()
+
+
+def test_skipped_utterances_are_counted_by_reason_problems_first(tiny_corpus, tmp_path):
+    """A missing file and an unreadable one among the corpus: the summary counts the skips by
+    reason (they vanished into one count beside the classes left out), the listing shows them
+    first, and evaluate says what it skipped too (on stderr: stdout is its JSON)."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    wavs = sorted((corpus / "wav").glob("*.wav"))
+    wavs[0].unlink()
+    wavs[1].write_bytes(b"RIFF not audio")
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+    proc = _cv(corpus, out, cache, "--models", "acrnn", "--epochs", "1", "--show-skipped", "5")
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("synthetic: 31 utterances, 2 speakers, classes ['neu', 'hap', "
+                            "'sad', 'ang'] (") and first.endswith("; 1 skipped (1 file not found)")
+    assert "30 utterances left after reading the audio; 1 skipped (1 cannot read audio)" \
+        in proc.stdout
+    listed = [line for line in proc.stderr.splitlines() if line.startswith("skipped: ")]
+    assert len(listed) == 2 and wavs[0].name in listed[0] + listed[1] \
+        and wavs[1].name in listed[0] + listed[1]
+    ev = _cli("evaluate", out / "acrnn" / "fold00" / "best.pt", "synthetic", corpus, "--fold",
+              "0", "--cache", cache, "--json", "--quiet")
+    json.loads(ev.stdout)
+    assert "30 utterances" in ev.stderr and "1 file not found" in ev.stderr \
+        and "1 cannot read audio" in ev.stderr
+    assert sum(line.startswith("skipped: ") for line in ev.stderr.splitlines()) == 2
