@@ -395,6 +395,26 @@ def _print_scores(res: dict, what: str, classes: list[str]) -> None:
         print(f"  {name:>8} " + " ".join(f"{v:5d}" for v in row))
 
 
+# what a corpus reader's option changes in the classes, said when evaluate reads the corpus
+# otherwise than training did
+_OPTION_MEANS = {"merge_excited": "'hap' is happy and excited with it, happy alone without",
+                 "scripted": "the scripted dialogs are read with it, improvised ones only without"}
+
+
+def _say_other_corpus_options(trained, corpus) -> None:
+    """Warn when ``corpus`` is the one the checkpoint was trained on, read with other options
+    that change what its classes are (IEMOCAP's --merge-excited, --scripted)."""
+    before = ((trained.identity or {}).get("corpus") or {})
+    if before.get("name") != corpus.name or not before.get("options") or not corpus.options:
+        return
+    for key in sorted(set(before["options"]) | set(corpus.options)):
+        was, now = before["options"].get(key), corpus.options.get(key)
+        if was != now:
+            warn_user(f"--{key.replace('_', '-')}: the checkpoint was trained on {corpus.name} "
+                      f"read {'with' if was else 'without'} it, this corpus is read "
+                      f"{'with' if now else 'without'} it ({_OPTION_MEANS.get(key, key)})")
+
+
 def cmd_evaluate(args) -> int:
     import json
 
@@ -417,6 +437,7 @@ def cmd_evaluate(args) -> int:
         fold_layout = fold_layout_to_score(trained, args.fold, **layout)
     corpus = open_corpus(args.corpus, args.root, merge_excited=args.merge_excited,
                          scripted=args.scripted, columns=args.columns)
+    _say_other_corpus_options(trained, corpus)
     shown_notes = len(corpus.notes)
     corpus, unknown = match_classes(corpus, trained.classes)  # case, normal form: the model's
     if unknown:

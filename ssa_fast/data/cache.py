@@ -158,7 +158,8 @@ def _cached(corpus: Corpus, data: dict) -> tuple[Corpus, list[torch.Tensor]]:
     audio = dict(zip(data["paths"], data["audio"], strict=True))
     skipped = list(corpus.skipped) + [tuple(s) for s in data["skipped"]]
     kept = Corpus([replace(r, audio=audio[r.path]) for r in corpus.records if r.path in audio],
-                  corpus.classes, corpus.name, corpus.root, skipped, list(corpus.notes))
+                  corpus.classes, corpus.name, corpus.root, skipped, list(corpus.notes),
+                  dict(corpus.options))
     return kept, list(data["features"])
 
 

@@ -47,7 +47,9 @@ class Corpus(Sequence):
     """A list-like of :class:`Record` with the ordered class names.
 
     ``skipped`` lists ``(item, reason)`` for every file or annotation that was left out;
-    ``notes`` what was changed while reading (labels merged across case variants).
+    ``notes`` what was changed while reading (labels merged across case variants); ``options``
+    the reader's options that change what a class is (IEMOCAP's ``merge_excited``, which makes
+    'hap' happy and excited, and ``scripted``), recorded with the runs trained on it.
     """
 
     records: list[Record]
@@ -56,6 +58,7 @@ class Corpus(Sequence):
     root: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    options: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -100,7 +103,8 @@ class Corpus(Sequence):
                 continue
             kept.append(replace(rec, audio=audio_digest(y)))
             waves.append(y)
-        return Corpus(kept, self.classes, self.name, self.root, skipped, list(self.notes)), waves
+        return Corpus(kept, self.classes, self.name, self.root, skipped, list(self.notes),
+                      dict(self.options)), waves
 
 
 def label_key(label: str) -> str:
@@ -194,7 +198,7 @@ def match_classes(corpus: Corpus, classes: Sequence[str]) -> tuple[Corpus, dict[
                                                                  strict=True)]
     unknown = Counter(r.label for r in records if r.label not in classes)
     return Corpus(records, list(classes), corpus.name, corpus.root, list(corpus.skipped),
-                  notes), dict(sorted(unknown.items()))
+                  notes, dict(corpus.options)), dict(sorted(unknown.items()))
 
 
 def same_file_key(path: str) -> tuple:
@@ -238,7 +242,8 @@ def _drop_duplicates(records: list[Record],
 
 
 def _finish(records: list[Record], classes: Sequence[str] | None, name: str, root: Path,
-            skipped: list[tuple[str, str]], check_files: bool = True) -> Corpus:
+            skipped: list[tuple[str, str]], check_files: bool = True,
+            options: dict | None = None) -> Corpus:
     """Merge case variants of labels, drop duplicated files, then keep the records with a known
     class and an existing file; everything left out goes to ``skipped`` with its reason."""
     notes: list[str] = []
@@ -252,7 +257,7 @@ def _finish(records: list[Record], classes: Sequence[str] | None, name: str, roo
             skipped.append((r.path, "file not found"))
         else:
             kept.append(r)
-    return Corpus(kept, classes, name, str(root), skipped, notes)
+    return Corpus(kept, classes, name, str(root), skipped, notes, dict(options or {}))
 
 
 def _field(path: Path, i: int, row: dict, key: str) -> str | None:
@@ -559,7 +564,8 @@ def load_iemocap(root: str | Path, *, scripted: bool = False, merge_excited: boo
                 wav = session / "sentences" / "wav" / dialog / f"{turn}.wav"
                 records.append(Record(str(wav), f"{turn[:5]}{gender}", label,
                                       iemocap_phrase(dialog)))
-    return _finish(records, classes, "iemocap", root, skipped)
+    return _finish(records, classes, "iemocap", root, skipped,
+                   options={"merge_excited": merge_excited, "scripted": scripted})
 
 
 # [configuration] The order of Att-HACK's attitudes a1..a4 is not confirmed by any source found;

@@ -111,8 +111,8 @@ def evaluation_subset(trained: TrainedModel, corpus, *, fold: int | None = None,
     elif seen:
         drop = set(seen)
         if len(drop) == len(idx):
-            raise UserError(f"all {len(idx)} utterances of the {where} were used to train the "
-                            "checkpoint: nothing held out to score")
+            raise UserError(f"all {len(idx)} utterances scored ({where}) were used to train "
+                            "the checkpoint: nothing held out to score")
         selected = (trained.fold_layout or {}).get("selection")
         chose = " or chose its epoch on them" if selected else ""
         warn(f"excluded {len(seen)} of the {len(idx)} utterances: the checkpoint was trained "

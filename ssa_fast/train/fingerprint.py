@@ -88,8 +88,11 @@ def corpus_identity(corpus) -> dict:
         rows.append([_relative(r.path, corpus.root), size, mtime, r.speaker, r.label, r.phrase])
     rows.sort(key=canonical_json)
     digest = hashlib.sha256(canonical_json(rows).encode()).hexdigest()[:16]
-    return {"name": corpus.name, "classes": list(corpus.classes), "utterances": len(rows),
-            "hash": digest}
+    out = {"name": corpus.name, "classes": list(corpus.classes), "utterances": len(rows),
+           "hash": digest}
+    if getattr(corpus, "options", None):  # (what a class is: IEMOCAP's merge_excited)
+        out["options"] = dict(corpus.options)
+    return out
 
 
 def utterance_keys(corpus, indices: Iterable[int] | None = None) -> list[str]:

@@ -166,3 +166,48 @@ def test_speakers_differing_only_in_case_are_noted(tmp_path):
     assert any("speakers 'SPK1', 'spk1' differ only in case: read as 2 speakers" in n
                for n in c.notes)
 
+
+
+def test_evaluate_says_when_iemocap_is_read_otherwise_than_training(tmp_path):
+    """'hap' is happy and excited with --merge-excited, happy alone without: a model trained
+    one way and scored the other was scored without a word (the checkpoint did not record how
+    its corpus was read). The run's identity records it; evaluate warns."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "IEMOCAP_full_release"
+    labels = ["neu", "hap", "sad", "ang", "exc"]
+    for s in (1, 2):
+        for g in "FM":
+            dialog = f"Ses0{s}{g}_impro0{s}"
+            text = EVAL_HEADER
+            for i in range(15):
+                turn = f"{dialog}_{g}{i:03d}"
+                text += f"[{i}.1 - {i}.9]\t{turn}\t{labels[i % 5]}\t[2.5, 2.5, 2.5]\n"
+                _wav(root / f"Session{s}" / "sentences" / "wav" / dialog / f"{turn}.wav",
+                     seconds=0.6, seed=100 * s + i)
+            ev = root / f"Session{s}" / "dialog" / "EmoEvaluation" / f"{dialog}.txt"
+            ev.parent.mkdir(parents=True, exist_ok=True)
+            ev.write_text(text)
+    assert load_corpus("iemocap", root, merge_excited=True).options == \
+        {"merge_excited": True, "scripted": False}
+
+    def cli(*args):
+        proc = subprocess.run([sys.executable, "-m", "ssa_fast.cli", *map(str, args)],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc
+
+    cli("train", "iemocap", root, "--out", tmp_path / "run", "--model", "acrnn", "--folds", "2",
+        "--epochs", "1", "--preset", "small", "--batch-size", "8", "--segment-frames", "50",
+        "--cache", tmp_path / "cache", "--quiet", "--threads", "1")
+    ident = json.loads((tmp_path / "run" / "result.json").read_text())["identity"]
+    assert ident["corpus"]["options"] == {"merge_excited": False, "scripted": False}
+    best = tmp_path / "run" / "best.pt"
+    same = cli("evaluate", best, "iemocap", root, "--cache", tmp_path / "cache", "--quiet",
+               "--include-training")
+    assert "--merge-excited" not in same.stderr
+    other = cli("evaluate", best, "iemocap", root, "--merge-excited", "--cache",
+                tmp_path / "cache", "--quiet", "--include-training")
+    assert "--merge-excited: the checkpoint was trained on iemocap read without it, this " \
+           "corpus is read with it ('hap' is happy and excited with it" in other.stderr
