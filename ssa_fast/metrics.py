@@ -1,7 +1,8 @@
 """Metrics: confusion matrices, unweighted average recall (UAR = macro recall), weighted accuracy
 (WA), macro F1, per-class recall, the mean of the last k epochs and the t-based 95% confidence
 interval over folds used in the paper's Table 1. All are computed from confusion matrices, so a
-fold's numbers can be recomputed from its stored matrices (tested against scikit-learn)."""
+fold's numbers can be recomputed from its stored matrices (tested against scikit-learn); a matrix
+may be an array or nested lists (the form results.json stores)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,25 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def _class_indices(name: str, y) -> np.ndarray:
+    """``y`` as int64 class indices; values that are not whole numbers are refused (a cast
+    would truncate them: 0.7 counted as class 0)."""
+    v = np.asarray(y)
+    if v.dtype.kind in "biu":
+        return v.astype(np.int64)
+    if v.dtype.kind != "f":
+        raise ValueError(f"{name} must hold integer class indices, got dtype {v.dtype}")
+    bad = ~np.isfinite(v) | (v != np.round(v))
+    if bad.any():
+        raise ValueError(f"{name} must hold integer class indices, got "
+                         f"{v[bad].tolist()[:5]}")
+    return v.astype(np.int64)
+
+
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
-    """(n_classes, n_classes) counts; row = true class, column = predicted class."""
-    t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    """(n_classes, n_classes) counts; row = true class, column = predicted class. The labels
+    are class indices: integers, or floats that are whole numbers (others are refused)."""
+    t, p = _class_indices("y_true", y_true), _class_indices("y_pred", y_pred)
     if t.shape != p.shape:
         raise ValueError(f"y_true and y_pred differ in shape: {t.shape} vs {p.shape}")
     for name, v in (("y_true", t), ("y_pred", p)):
@@ -27,6 +44,7 @@ def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: in
 
 def uar(cm: np.ndarray) -> float:
     """Mean over classes of recall; classes absent from the reference are left out."""
+    cm = np.asarray(cm)
     support = cm.sum(axis=1)
     present = support > 0
     if not present.any():
@@ -36,12 +54,14 @@ def uar(cm: np.ndarray) -> float:
 
 def recall_per_class(cm: np.ndarray) -> list[float | None]:
     """Recall of every class (None for a class absent from the reference)."""
+    cm = np.asarray(cm)
     support = cm.sum(axis=1)
     return [float(cm[i, i] / support[i]) if support[i] else None for i in range(len(cm))]
 
 
 def weighted_accuracy(cm: np.ndarray) -> float:
     """WA: the fraction of all items classified right (classes weighted by their support)."""
+    cm = np.asarray(cm)
     total = cm.sum()
     if total == 0:
         raise ValueError("WA of an empty confusion matrix")
@@ -80,6 +100,7 @@ def last_k_mean(history: Sequence[dict], key: str, k: int) -> float:
 
 def normalised(cm: np.ndarray) -> np.ndarray:
     """Rows divided by their totals (the paper's Figure 4)."""
+    cm = np.asarray(cm)
     support = cm.sum(axis=1, keepdims=True)
     return np.divide(cm, support, out=np.zeros(cm.shape, dtype=float), where=support > 0)
 
