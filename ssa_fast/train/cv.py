@@ -414,7 +414,8 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
                    last_k: int = 3, share: tuple[int, int] | None = None,
                    timing: Breakdown | None = None) -> dict:
     """Run every model on every fold; returns (and writes to out_dir/results.json) the per-fold
-    metrics and the summary.
+    metrics and the summary. Its ``config`` holds the training options shared by the models
+    (``cfg`` without ``model``; the models are ``identity["models"]``).
 
     A fold is reused only when it finished (a readable result.json and its best.pt) with the
     fingerprint of this run (same corpus files, protocol, folds, seed, model, training and
@@ -514,8 +515,11 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
                 "trained": [r.name for r in done if not summaries[r.fold, r.model]["reused"]],
                 "reused": [r.name for r in done if summaries[r.fold, r.model]["reused"]]}
     results = {m: [summaries[f, m] for f in range(k_folds)] for m in models}
+    # the options every model ran with; which models ran: identity["models"] (cfg.model is
+    # not one of them: each run trains its own, in its folds' identity)
+    shared = {key: v for key, v in asdict(cfg).items() if key != "model"}
     out = {"corpus": corpus.name, "protocol": protocol, "k": k_folds,
-           "classes": corpus.classes, "config": asdict(cfg),
+           "classes": corpus.classes, "config": shared,
            "identity": {"corpus": runs[0].provenance["identity"]["corpus"], "protocol": protocol,
                         "k": k_folds, "seed": cfg.seed, "selection": selection, "data": data,
                         "models": list(models)},
