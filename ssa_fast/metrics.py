@@ -105,6 +105,20 @@ def normalised(cm: np.ndarray) -> np.ndarray:
     return np.divide(cm, support, out=np.zeros(cm.shape, dtype=float), where=support > 0)
 
 
+def mean_normalised(cms) -> np.ndarray:
+    """The mean of row-normalised confusion matrices (one per fold, each (K, K)): row i is the
+    mean, over the matrices whose reference holds class i, of their normalised row i, so that
+    the diagonal is the mean over folds of each class's recall (``recall_per_class``, folds
+    without the class left out); NaN where no matrix holds the class."""
+    stack = np.asarray(cms, dtype=float)
+    if stack.ndim != 3 or stack.shape[0] == 0 or stack.shape[1] != stack.shape[2]:
+        raise ValueError(f"expected a non-empty list of (K, K) matrices, got shape {stack.shape}")
+    support = stack.sum(axis=2, keepdims=True)  # (n, K, 1)
+    rows = np.divide(stack, support, out=np.zeros(stack.shape), where=support > 0)
+    held = (support > 0).sum(axis=0)  # (K, 1): matrices holding each class
+    return np.where(held > 0, rows.sum(axis=0) / np.maximum(held, 1), np.nan)
+
+
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
     """(mean, half-width of the 95% confidence interval, Student t with n - 1 dof)."""
     v = np.asarray(values, dtype=float)

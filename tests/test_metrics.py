@@ -37,3 +37,20 @@ def test_every_metric_of_a_matrix_takes_the_nested_lists_results_json_stores():
     assert metrics.macro_f1(stored) == metrics.macro_f1(cm)
     assert (metrics.normalised(stored) == metrics.normalised(cm)).all()
     assert metrics.scores(stored, "u") == metrics.scores(cm, "u")
+
+
+def test_mean_normalised_is_the_mean_over_folds_of_each_class_recall():
+    big = np.array([[8, 0], [8, 0]])  # 16 utterances: recall 1 and 0
+    small = np.array([[1, 1], [0, 2]])  # 4 utterances: recall 0.5 and 1
+    absent = np.array([[3, 1], [0, 0]])  # class 1 absent: left out of row 1's mean
+    mean = metrics.mean_normalised([big, small.tolist(), absent])
+    assert mean[0] == pytest.approx([(1 + 0.5 + 0.75) / 3, (0 + 0.5 + 0.25) / 3])
+    assert mean[1] == pytest.approx([(1 + 0) / 2, (0 + 1) / 2])
+    recalls = [metrics.recall_per_class(cm) for cm in (big, small, absent)]
+    for c in range(2):
+        assert mean[c, c] == pytest.approx(np.mean([r[c] for r in recalls if r[c] is not None]))
+    # a summed matrix would weigh the large fold more: its recall of class 0 is 9/10
+    assert metrics.normalised(big + small)[0, 0] == pytest.approx(0.9)
+    assert np.isnan(metrics.mean_normalised([absent])[1]).all()
+    with pytest.raises(ValueError, match="matrices"):
+        metrics.mean_normalised([])

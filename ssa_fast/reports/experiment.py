@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import csv
 import io
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from .._atomic import save_figure, write_text
 from ..features.config import FeatureConfig
-from ..metrics import normalised
+from ..metrics import mean_normalised
 from ..models.presets import get_preset
 from ..models.registry import MODELS
 
@@ -67,7 +68,8 @@ def write_table(results: dict, out_dir: Path) -> str:
     k = results.get("last_k", 3)
     classes = results["classes"]
     lines = [f"Corpus: {results['corpus']}, protocol: {results['protocol']}, "
-             f"{results['k']} folds; % (mean ± 95% CI over folds, t-distribution).",
+             f"{results['k']} folds; % (mean ± 95% CI over folds, t-distribution; "
+             "per-class recall: mean over folds).",
              what_is_reported(results), "",
              f"| model | segment UAR | utterance UAR | utterance UAR, last {k} | WA | macro F1 | "
              f"recall {' / '.join(classes)} |", "|---|---:|---:|---:|---:|---:|---:|"]
@@ -280,6 +282,20 @@ def plot_history(history: list[dict], path: str | Path, title: str = "", *, fmt:
                                     n_classes=n_classes), path)
 
 
+def reported_part(results: dict, row: dict) -> dict:
+    """The part of a fold's result that the table reports: its test set with a selection split,
+    otherwise the fold itself (its validation set)."""
+    return row["test"] if results.get("reported_on") == "test" else row
+
+
+def fold_mean_confusion(results: dict, model: str) -> np.ndarray:
+    """The utterance-level confusion matrix the figure shows for ``model``: the mean over its
+    folds of each fold's row-normalised matrix (on the reported set), whose diagonal is the
+    table's per-class recall and averages to the table's UAR."""
+    return mean_normalised([reported_part(results, r)["utterance_cm"]
+                            for r in results["folds"][model]])
+
+
 def confusions_figure(results: dict):
     """The figure of :func:`plot_confusions`."""
     plt = _plt()
@@ -287,16 +303,24 @@ def confusions_figure(results: dict):
     classes = results["classes"]
     long_names = max(map(len, classes)) > 4
     size = 1.1 + 0.42 * len(classes) + (0.3 if long_names else 0)
-    fig, axes = plt.subplots(1, len(s), figsize=(size * len(s) + 0.8, size + 0.4),
+    width = size * len(s) + 0.8
+    counts = {v["folds"] for v in s.values()}
+    folds = f"the {counts.pop()} folds" if len(counts) == 1 else "the folds"
+    held = "Held-out test" if results.get("reported_on") == "test" else "Validation"
+    what = textwrap.wrap(f"{held} utterances: mean over {folds} of each fold's row-normalised "
+                         "matrix. Diagonal: the table's per-class recall; UAR: the table's "
+                         "(mean ± 95% CI over folds).", int(width * 12),
+                         break_on_hyphens=False)
+    fig, axes = plt.subplots(1, len(s), figsize=(width, size + 0.4 + 0.17 * len(what)),
                              layout="constrained", squeeze=False)
     image = None
     for ax, (m, v) in zip(axes[0], s.items(), strict=True):
-        cm = normalised(np.asarray(v["utterance_cm"]))
+        cm = fold_mean_confusion(results, m)
         image = ax.imshow(cm, vmin=0, vmax=1, cmap="Blues")
         for i in range(len(classes)):
             for j in range(len(classes)):
-                ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if cm[i, j] > 0.5 else "black")
+                ax.text(j, i, "-" if np.isnan(cm[i, j]) else f"{cm[i, j]:.2f}", ha="center",
+                        va="center", fontsize=7, color="white" if cm[i, j] > 0.5 else "black")
         ax.set_xticks(range(len(classes)), classes, rotation=45 if long_names else 0,
                       ha="right" if long_names else "center")
         ax.set_yticks(range(len(classes)), classes)
@@ -304,12 +328,15 @@ def confusions_figure(results: dict):
         ax.set_ylabel("true class")
         ax.set_title(f"{_name(m, v.get('name'))}\nUAR {_fmt(v['utterance_uar'])} %")
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="fraction of the true class")
+    fig.suptitle("\n".join(what), fontsize="medium")
     return fig
 
 
 def plot_confusions(results: dict, out_dir: Path, *, fmt: str = "png") -> Path:
-    """Utterance-level confusion matrices summed over the folds, rows normalised (Figure 4):
-    ``out_dir / confusion_matrices.<fmt>``."""
+    """Utterance-level confusion matrices, rows normalised (Figure 4): per model the mean over
+    folds of each fold's matrix on the reported set (validation, or test with a selection
+    split), so that its diagonal is the table's per-class recall and averages to the table's
+    UAR: ``out_dir / confusion_matrices.<fmt>``."""
     path = figure_path(out_dir, "confusion_matrices", fmt)
     with _style():
         return _save(confusions_figure(results), path)

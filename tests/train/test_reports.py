@@ -40,3 +40,41 @@ def test_results_config_names_no_model_it_did_not_train(cv_run):
     assert r["config"]["preset"] == "small" and r["config"]["select_by"] == "utterance"
     assert r["config"]["epochs"] == 2 and r["config"]["lr"] == 3e-3
     assert (out / "reports" / "table.md").is_file()
+
+
+def _panels(fig):
+    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+
+
+def test_confusion_figure_shows_the_tables_per_class_recall_and_uar(cv_run):
+    """The folds differ in size (16, 8, 8 test utterances): a matrix summed over them weighs
+    the large fold more than the table does. The figure shows the mean over folds of each
+    fold's normalised matrix: its diagonal is the table's recall column, which averages to the
+    table's UAR, and it says so, and that these are the test utterances."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ssa_fast.reports.experiment import confusions_figure
+
+    out, r, _ = cv_run
+    assert [f["n_test"] for f in r["folds"]["acrnn"]] == [16, 8, 8]
+    table = (out / "reports" / "table.md").read_text()
+    assert "per-class recall: mean over folds" in table.splitlines()[0]
+    fig = confusions_figure(r)
+    try:
+        title = " ".join(fig.get_suptitle().split())
+        assert title.startswith("Held-out test utterances: mean over the 3 folds of each "
+                                "fold's row-normalised matrix")
+        assert "Diagonal: the table's per-class recall" in title
+        for ax, (m, v) in zip(_panels(fig), r["summary"].items(), strict=True):
+            shown = np.array([float(t.get_text()) for t in ax.texts]).reshape(4, 4)
+            assert np.diag(shown) == pytest.approx(v["utterance_recall"], abs=0.005), m
+            row = next(line for line in table.splitlines() if line.startswith(f"| {v['name']} "))
+            recall = [int(x) for x in row.rstrip(" |").rsplit("|", 1)[1].split(" / ")]
+            assert 100 * np.diag(shown) == pytest.approx(recall, abs=0.51), m
+            # the title's UAR (the table's) is the mean of the diagonal shown
+            uar = float(ax.get_title().split("UAR ")[1].split(" ")[0])
+            assert uar == pytest.approx(100 * np.diag(shown).mean(), abs=0.5), m
+            assert f"| {uar:.2f} ± " in row
+    finally:
+        plt.close(fig)

@@ -182,6 +182,8 @@ def _fake_results(models=("acrnn", "ssa-crnn-r"), k=3, epochs=(7, 5, 6), n_segme
         for f in range(k):
             uar_ = rng.uniform(0.2, 0.6, epochs[f])
             rows.append({"best_epoch": int(np.argmax(uar_)), "utterance_uar": float(uar_.max()),
+                         "utterance_cm": (rng.integers(0, 5, (n, n))
+                                          + (f + 1) * 5 * np.eye(n, dtype=int)).tolist(),
                          "history": [{"epoch": e, "train_loss": 1.0 / (e + 1),
                                       "segment_uar": float(u), "utterance_uar": float(u),
                                       "utterance_recall": [float(u)] * n}
