@@ -161,8 +161,10 @@ def _selected(history: list[dict], key: str) -> int:
 
 def fold_curves(folds: list[dict], key: str = "utterance_uar") -> dict:
     """What a training-curve panel shows of one model: ``folds`` [(epochs, values)], epochs
-    counted from 1 and values in %; ``mean`` (epochs, mean over the folds that ran that epoch);
-    ``selected`` [(epoch, value)] of each fold's selected epoch (its ``best_epoch``)."""
+    counted from 1 and values in %; ``mean`` (epochs, mean over the folds) at the epochs that
+    every fold ran, so that a fold stopping early (``--patience``) does not make the mean jump
+    where it leaves; ``cut``: whether some fold ran epochs beyond those; ``selected`` [(epoch,
+    value)] of each fold's selected epoch (its ``best_epoch``)."""
     curves, selected, by_epoch = [], [], {}
     for fold in folds:
         h = fold["history"]
@@ -175,9 +177,10 @@ def fold_curves(folds: list[dict], key: str = "utterance_uar") -> dict:
         best = _selected(h, key) if best is None or best < 0 else int(best)
         if best + 1 in epochs:
             selected.append((best + 1, values[epochs.index(best + 1)]))
-    mean_epochs = sorted(by_epoch)
-    mean = (mean_epochs, [float(np.mean(by_epoch[e])) for e in mean_epochs])
-    return {"folds": curves, "mean": mean, "selected": selected}
+    every = sorted(e for e, v in by_epoch.items() if len(v) == len(folds))
+    mean = (every, [float(np.mean(by_epoch[e])) for e in every])
+    return {"folds": curves, "mean": mean, "cut": len(every) < len(by_epoch),
+            "selected": selected}
 
 
 def _chance_line(ax, n_classes: int):
@@ -193,9 +196,10 @@ def training_curves_figure(results: dict):
     n_classes = len(results["classes"])
     fig, axes = plt.subplots(1, len(models), figsize=(2.9 * len(models) + 0.6, 2.9),
                              sharey=True, squeeze=False, layout="constrained")
-    n_epochs = 1
+    n_epochs, cut = 1, False
     for i, (ax, m) in enumerate(zip(axes[0], models, strict=True)):
         data = fold_curves(results["folds"][m])
+        cut = cut or data["cut"]
         color = f"C{i}"
         for epochs, values in data["folds"]:
             ax.plot(epochs, values, color=color, lw=0.8, alpha=0.45)
@@ -213,18 +217,22 @@ def training_curves_figure(results: dict):
     k = max(len(f) for f in results["folds"].values())
     axes[0][0].set_ylabel("validation UAR, utterance (%)")
     handles = [Line2D([], [], color="0.3", lw=0.8, alpha=0.6, label=f"each fold ({k})"),
-               Line2D([], [], color="0.3", lw=2.2, label="mean over folds"),
+               Line2D([], [], color="0.3", lw=2.2,
+                      label="mean over folds (epochs every fold ran)" if cut
+                      else "mean over folds"),
                Line2D([], [], ls="none", marker="o", ms=5, mfc="white", mec="0.3", mew=1.4,
                       label="selected epoch"),
                Line2D([], [], ls=":", lw=1, color="0.35",
                       label=f"chance (1/{n_classes} = {100 / n_classes:.0f} %)")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", frameon=False,
+               ncols={1: 1, 2: 2}.get(len(models), 4))  # (the width of the panels)
     return fig
 
 
 def plot_training_curves(results: dict, out_dir: Path, *, fmt: str = "png") -> Path:
-    """Validation UAR per epoch of every fold (thin), their mean (bold), each fold's selected
-    epoch (circle) and chance level (dotted), one panel per model:
+    """Validation UAR per epoch of every fold (thin), their mean (bold; only at the epochs every
+    fold ran, and the legend says so when a fold ran more), each fold's selected epoch (circle)
+    and chance level (dotted), one panel per model:
     ``out_dir / training_curves.<fmt>``."""
     path = figure_path(out_dir, "training_curves", fmt)
     with _style():

@@ -225,6 +225,8 @@ def test_reports_in_every_figure_format(tmp_path):
 
 
 def test_training_curves_show_folds_mean_selection_and_chance():
+    import matplotlib.pyplot as plt
+
     from ssa_fast.reports.experiment import epoch_ticks, fold_curves, training_curves_figure
 
     res = _fake_results()
@@ -243,18 +245,38 @@ def test_training_curves_show_folds_mean_selection_and_chance():
         assert "%" in fig.axes[0].get_ylabel()
         assert fig.legends and "chance" in " ".join(t.get_text() for t in fig.legends[0].texts)
     finally:
-        import matplotlib.pyplot as plt
-
         plt.close(fig)
     data = fold_curves(res["folds"]["acrnn"])
     for (epoch, value), fold in zip(data["selected"], res["folds"]["acrnn"], strict=True):
         assert epoch == fold["best_epoch"] + 1
         assert value == pytest.approx(100 * fold["history"][fold["best_epoch"]]["utterance_uar"])
+    # the folds ran 7, 5 and 6 epochs (early stopping): the mean is drawn where all 3 ran, so
+    # that no fold leaving makes it jump, and the legend says so
     epochs, mean = data["mean"]
-    assert epochs == list(range(1, 8))  # the longest fold's 7 epochs
+    assert epochs == list(range(1, 6)) and data["cut"]
     h = [f["history"] for f in res["folds"]["acrnn"]]
-    assert mean[0] == pytest.approx(100 * np.mean([x[0]["utterance_uar"] for x in h]))
-    assert mean[6] == pytest.approx(100 * h[0][6]["utterance_uar"])  # only fold 1 ran it
+    for e in (0, 4):
+        assert mean[e] == pytest.approx(100 * np.mean([x[e]["utterance_uar"] for x in h]))
+    fig = training_curves_figure(res)
+    try:
+        for ax in fig.axes:
+            (bold,) = [line for line in ax.get_lines() if line.get_linewidth() > 2]
+            assert list(bold.get_xdata()) == [1, 2, 3, 4, 5]
+        legend = [t.get_text() for t in fig.legends[0].texts]
+        assert "mean over folds (epochs every fold ran)" in legend
+    finally:
+        plt.close(fig)
+    # folds of the same length: the mean runs to their end, under its plain name
+    same = _fake_results(epochs=(6, 6, 6))
+    fig = training_curves_figure(same)
+    try:
+        for ax in fig.axes:
+            (bold,) = [line for line in ax.get_lines() if line.get_linewidth() > 2]
+            assert list(bold.get_xdata()) == [1, 2, 3, 4, 5, 6]
+        assert "mean over folds" in [t.get_text() for t in fig.legends[0].texts]
+    finally:
+        plt.close(fig)
+    assert not fold_curves(same["folds"]["acrnn"])["cut"]
     for n in (1, 2, 9, 30, 200):
         ticks = epoch_ticks(n)
         assert ticks[0] == 1 and ticks[-1] <= n and all(isinstance(t, int) for t in ticks)
