@@ -87,15 +87,22 @@ def scores(cm, prefix: str) -> dict:
             f"{prefix}_macro_f1": macro_f1(cm), f"{prefix}_recall": recall_per_class(cm)}
 
 
-def last_k_mean(history: Sequence[dict], key: str, k: int) -> float:
-    """Mean of ``key`` over the last ``k`` epochs of a history (fewer if it is shorter): a
-    measure that does not depend on picking the luckiest epoch."""
+def last_k_values(history: Sequence[dict], key: str, k: int) -> list:
+    """The values of ``key`` in the last ``k`` epochs of a history: fewer if it is shorter (a
+    run of fewer epochs, or stopped early), which the caller should say."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     values = [h[key] for h in history[-k:] if h.get(key) is not None]
     if not values:
         raise ValueError(f"no {key!r} in the history")
-    return float(np.mean(values))
+    return values
+
+
+def last_k_mean(history: Sequence[dict], key: str, k: int) -> float:
+    """Mean of ``key`` over the last ``k`` epochs of a history (over fewer if it is shorter:
+    see :func:`last_k_values`): a measure that does not depend on picking the luckiest
+    epoch."""
+    return float(np.mean(last_k_values(history, key, k)))
 
 
 def normalised(cm: np.ndarray) -> np.ndarray:

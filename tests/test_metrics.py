@@ -54,3 +54,10 @@ def test_mean_normalised_is_the_mean_over_folds_of_each_class_recall():
     assert np.isnan(metrics.mean_normalised([absent])[1]).all()
     with pytest.raises(ValueError, match="matrices"):
         metrics.mean_normalised([])
+
+
+def test_last_k_values_are_fewer_for_a_shorter_history():
+    history = [{"u": 0.25}, {"u": 0.5}]
+    assert metrics.last_k_values(history, "u", 3) == [0.25, 0.5]
+    assert metrics.last_k_values(history, "u", 1) == [0.5]
+    assert metrics.last_k_mean(history, "u", 3) == pytest.approx(0.375)

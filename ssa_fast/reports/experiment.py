@@ -46,19 +46,40 @@ def _fmt(mean_ci) -> str:
     return f"{100 * mean:.2f}" + ("" if half != half else f" ± {100 * half:.2f}")
 
 
+def _fewer_epochs(results: dict) -> str:
+    """'' when every fold of every model averaged k epochs for 'last k'; otherwise how many
+    each fold of the models that averaged fewer did (a run of fewer epochs, or stopped early)."""
+    k = results.get("last_k", 3)
+    shown = []
+    for v in results["summary"].values():
+        n = v.get("last_k_epochs")  # (older results.json: not recorded)
+        if n and min(n) < k:
+            shown.append(f"{v['name']} {n[0]} in every fold" if len(set(n)) == 1 else
+                         f"{v['name']}, fold by fold, {', '.join(map(str, n[:-1]))} and {n[-1]}")
+    if not shown:
+        return ""
+    return (f", or all of a fold's epochs where it ran fewer (epochs averaged: "
+            f"{'; '.join(shown)}),")
+
+
 def what_is_reported(results: dict) -> str:
     """The sentence under the table that says which number it shows."""
     k = results.get("last_k", 3)
-    level = (results.get("config") or {}).get("select_by", "utterance")  # (TrainConfig's)
+    config = results.get("config") or {}
+    level = config.get("select_by", "utterance")  # (TrainConfig's)
+    last = f"'last {k}': mean over the last {k} epochs{_fewer_epochs(results)}"
     if results.get("reported_on") == "test":
         return (f"Scored on each fold's held-out test utterances; the epoch was selected by the "
                 f"best {level} UAR on a validation split of "
                 f"{100 * results['selection']:g}% of the fold's training utterances, never on "
-                f"the test set. 'last {k}': mean over the last {k} epochs on the test set.")
+                f"the test set. {last} on the test set.")
+    patience = config.get("patience")
     return (f"Scored on each fold's validation utterances at the epoch with the best {level} "
             "UAR on those same utterances (the paper's protocol; optimistic, since the epoch is "
-            f"chosen on the data it is scored on). 'last {k}': mean over the last {k} epochs on "
-            "the same utterances, with no choice of epoch.")
+            f"chosen on the data it is scored on). {last} on the same utterances, "
+            + ("with no choice of epoch." if patience is None else
+               f"with no epoch picked, though early stopping (patience {patience}) decided on "
+               "them where training ended."))
 
 
 def write_table(results: dict, out_dir: Path) -> str:
@@ -76,7 +97,8 @@ def write_table(results: dict, out_dir: Path) -> str:
     rows = [["model", "reported_on", "segment_uar", "segment_ci95", "utterance_uar",
              "utterance_ci95", f"last_{k}_utterance_uar", f"last_{k}_utterance_ci95",
              "utterance_wa", "utterance_wa_ci95", "utterance_macro_f1",
-             "utterance_macro_f1_ci95", *(f"recall_{c}" for c in classes), "folds"]]
+             "utterance_macro_f1_ci95", *(f"recall_{c}" for c in classes), "folds",
+             f"last_{k}_epochs"]]
     for v in s.values():
         recall = " / ".join("-" if r is None else f"{100 * r:.0f}" for r in v["utterance_recall"])
         lines.append(f"| {v['name']} | {_fmt(v['segment_uar'])} | {_fmt(v['utterance_uar'])} | "
@@ -84,7 +106,8 @@ def write_table(results: dict, out_dir: Path) -> str:
                      f"{_fmt(v['utterance_macro_f1'])} | {recall} |")
         rows.append([v["name"], results.get("reported_on", "validation"), *v["segment_uar"],
                      *v["utterance_uar"], *v["last_k_utterance_uar"], *v["utterance_wa"],
-                     *v["utterance_macro_f1"], *v["utterance_recall"], v["folds"]])
+                     *v["utterance_macro_f1"], *v["utterance_recall"], v["folds"],
+                     " ".join(map(str, v.get("last_k_epochs") or []))])
     md = "\n".join(lines) + "\n"
     write_text(out_dir / "table.md", md)
     buf = io.StringIO(newline="")

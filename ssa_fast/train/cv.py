@@ -39,7 +39,7 @@ from ..data.splits import (
     random_folds,
 )
 from ..errors import UserError
-from ..metrics import last_k_mean, mean_ci95
+from ..metrics import last_k_mean, last_k_values, mean_ci95
 from ..models import checkpoint, display_name
 from .fingerprint import (
     corpus_identity,
@@ -269,7 +269,8 @@ def _outputs_of(path: Path, cfg: TrainConfig, corpus: Corpus, segs) -> dict:
 def summarise(rows: list[dict], test: bool, last_k: int, name: str = "") -> dict:
     """Mean ± 95% CI over folds of the reported metrics of one model: the selected epoch's
     (best validation utterance UAR) on the fold's validation set, or with a selection split on
-    its test set; and the mean of the last ``last_k`` epochs on the same set."""
+    its test set; and the mean of the last ``last_k`` epochs on the same set, with the number
+    of epochs it is over in each fold (``last_k_epochs``: fewer where a fold ran fewer)."""
     part = (lambda r: r["test"]) if test else (lambda r: r)
     hist = "test_" if test else ""
     out = {}
@@ -278,6 +279,9 @@ def summarise(rows: list[dict], test: bool, last_k: int, name: str = "") -> dict
     for key in ("segment_uar", "utterance_uar"):
         out[f"last_k_{key}"] = mean_ci95([last_k_mean(r["history"], hist + key, last_k)
                                           for r in rows])
+    # per fold, the epochs that mean is over: fewer than last_k where a fold ran fewer
+    out["last_k_epochs"] = [len(last_k_values(r["history"], hist + "utterance_uar", last_k))
+                            for r in rows]
     recalls = np.array([[np.nan if v is None else v for v in part(r)["utterance_recall"]]
                         for r in rows], dtype=float)
     out["utterance_recall"] = [None if np.isnan(c).all() else float(np.nanmean(c))

@@ -78,3 +78,36 @@ def test_confusion_figure_shows_the_tables_per_class_recall_and_uar(cv_run):
             assert f"| {uar:.2f} ± " in row
     finally:
         plt.close(fig)
+
+
+def test_last_k_over_fewer_epochs_says_so(cv_run):
+    """2 epochs run, 'last 3' asked for (the default): the mean is over 2 epochs in every fold,
+    and the table says so; results.json and the CSV hold the count per fold."""
+    import csv
+
+    from ssa_fast.reports.experiment import what_is_reported
+
+    out, r, stdout = cv_run
+    assert r["last_k"] == 3
+    for m in ("acrnn", "ssa-crnn"):
+        assert r["summary"][m]["last_k_epochs"] == [2, 2, 2]
+    said = ("'last 3': mean over the last 3 epochs, or all of a fold's epochs where it ran "
+            "fewer (epochs averaged: ACRNN 2 in every fold; SSA-CRNN 2 in every fold), on the "
+            "test set.")
+    assert said in (out / "reports" / "table.md").read_text() and said in stdout
+    with (out / "reports" / "table.csv").open() as fh:
+        assert [row["last_3_epochs"] for row in csv.DictReader(fh)] == ["2 2 2", "2 2 2"]
+    # one fold of 3 epochs: the counts fold by fold; every fold at k: nothing said
+    s = r["summary"]
+    three = {**r, "summary": {"acrnn": {**s["acrnn"], "last_k_epochs": [3, 2, 3]},
+                              "ssa-crnn": {**s["ssa-crnn"], "last_k_epochs": [3, 3, 3]}}}
+    assert "(epochs averaged: ACRNN, fold by fold, 3, 2 and 3), on" in what_is_reported(three)
+    full = {**r, "summary": {m: {**v, "last_k_epochs": [3, 3, 3]} for m, v in s.items()}}
+    assert "'last 3': mean over the last 3 epochs on the test set." in what_is_reported(full)
+    # on the paper's protocol, early stopping decided on the scored utterances where the
+    # window ends: the sentence does not claim that nothing was chosen on them
+    val = {**full, "reported_on": "validation"}
+    assert "with no choice of epoch." in what_is_reported(val)
+    stopped = what_is_reported({**val, "config": {**r["config"], "patience": 1}})
+    assert "no choice of epoch" not in stopped
+    assert "though early stopping (patience 1) decided on them where training ended" in stopped
