@@ -62,6 +62,23 @@ def _fewer_epochs(results: dict) -> str:
             f"{'; '.join(shown)}),")
 
 
+def _selection_sizes(results: dict) -> str:
+    """' (n of m training utterances ...)': the utterances of each fold's selection split out of
+    its training utterances (a share of the phrases, for the linguistic protocol, is another
+    share of the utterances); '' where the folds do not record them."""
+    rows = next(iter(results.get("folds", {}).values()), [])
+    try:
+        sizes = [(int(r["n_val"]), int(r["n_train"]) + int(r["n_val"])) for r in rows]
+    except (KeyError, TypeError):
+        return ""
+    if not sizes:
+        return ""
+    if len(set(sizes)) == 1:
+        return f" ({sizes[0][0]} of {sizes[0][1]} training utterances in every fold)"
+    each = [f"{a} of {b}" for a, b in sizes]
+    return f" ({', '.join(each[:-1])} and {each[-1]} training utterances, fold by fold)"
+
+
 def what_is_reported(results: dict) -> str:
     """The sentence under the table that says which number it shows."""
     k = results.get("last_k", 3)
@@ -69,10 +86,11 @@ def what_is_reported(results: dict) -> str:
     level = config.get("select_by", "utterance")  # (TrainConfig's)
     last = f"'last {k}': mean over the last {k} epochs{_fewer_epochs(results)}"
     if results.get("reported_on") == "test":
+        unit = "phrases" if results.get("protocol") == "linguistic" else "utterances"
         return (f"Scored on each fold's held-out test utterances; the epoch was selected by the "
                 f"best {level} UAR on a validation split of "
-                f"{100 * results['selection']:g}% of the fold's training utterances, never on "
-                f"the test set. {last} on the test set.")
+                f"{100 * results['selection']:g}% of the fold's training {unit}"
+                f"{_selection_sizes(results)}, never on the test set. {last} on the test set.")
     patience = config.get("patience")
     return (f"Scored on each fold's validation utterances at the epoch with the best {level} "
             "UAR on those same utterances (the paper's protocol; optimistic, since the epoch is "

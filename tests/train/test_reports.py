@@ -111,3 +111,15 @@ def test_last_k_over_fewer_epochs_says_so(cv_run):
     stopped = what_is_reported({**val, "config": {**r["config"], "patience": 1}})
     assert "no choice of epoch" not in stopped
     assert "though early stopping (patience 1) decided on them where training ended" in stopped
+
+
+def test_selection_split_sentence_gives_the_share_of_phrases_and_the_sizes(cv_run):
+    """The linguistic protocol selects a share of the training phrases, not of the
+    utterances: 30% of 2 or 3 phrases is 1 phrase, 8 of 16 or 8 of 24 utterances. The sentence
+    says phrases and gives the sizes each fold recorded."""
+    out, r, _ = cv_run
+    sizes = [(f["n_val"], f["n_train"] + f["n_val"]) for f in r["folds"]["acrnn"]]
+    assert sizes == [(8, 16), (8, 24), (8, 24)]
+    assert "validation split of 30% of the fold's training phrases (8 of 16, 8 of 24 and 8 of "\
+        "24 training utterances, fold by fold), never on the test set." in \
+        (out / "reports" / "table.md").read_text()
