@@ -102,7 +102,8 @@ def what_is_reported(results: dict) -> str:
 
 def write_table(results: dict, out_dir: Path) -> str:
     """UAR (%) mean ± 95% CI per model, segment and utterance level, with the last-k-epoch mean,
-    WA, macro F1 (utterance level) and the mean per-class recall. Returns the Markdown."""
+    WA, macro F1 (utterance level) and the mean per-class recall. Returns the Markdown. A model
+    summarised over fewer folds than ``results["k"]`` has its number of folds by its name."""
     s = results["summary"]
     k = results.get("last_k", 3)
     classes = results["classes"]
@@ -119,7 +120,9 @@ def write_table(results: dict, out_dir: Path) -> str:
              f"last_{k}_epochs"]]
     for v in s.values():
         recall = " / ".join("-" if r is None else f"{100 * r:.0f}" for r in v["utterance_recall"])
-        lines.append(f"| {v['name']} | {_fmt(v['segment_uar'])} | {_fmt(v['utterance_uar'])} | "
+        # a model summarised over fewer folds than the run's (summarise of partial results)
+        name = v["name"] + (f" ({v['folds']} folds)" if v["folds"] != results["k"] else "")
+        lines.append(f"| {name} | {_fmt(v['segment_uar'])} | {_fmt(v['utterance_uar'])} | "
                      f"{_fmt(v['last_k_utterance_uar'])} | {_fmt(v['utterance_wa'])} | "
                      f"{_fmt(v['utterance_macro_f1'])} | {recall} |")
         rows.append([v["name"], results.get("reported_on", "validation"), *v["segment_uar"],

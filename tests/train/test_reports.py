@@ -123,3 +123,21 @@ def test_selection_split_sentence_gives_the_share_of_phrases_and_the_sizes(cv_ru
     assert "validation split of 30% of the fold's training phrases (8 of 16, 8 of 24 and 8 of "\
         "24 training utterances, fold by fold), never on the test set." in \
         (out / "reports" / "table.md").read_text()
+
+
+def test_table_marks_a_model_summarised_over_fewer_folds(cv_run, tmp_path):
+    """summarise + write_table of partial results (Python API): a model over 2 of the run's
+    3 folds has its number of folds by its name in the Markdown, as in the CSV."""
+    import csv
+
+    from ssa_fast.reports import write_table
+    from ssa_fast.train.cv import summarise
+
+    _, r, _ = cv_run
+    partial = summarise(r["folds"]["ssa-crnn"][:2], True, r["last_k"], "SSA-CRNN")
+    md = write_table({**r, "summary": {**r["summary"], "ssa-crnn": partial}}, tmp_path)
+    assert "3 folds;" in md.splitlines()[0]
+    assert "\n| SSA-CRNN (2 folds) | " in md and "\n| ACRNN | " in md
+    with (tmp_path / "table.csv").open() as fh:
+        assert [(row["model"], row["folds"]) for row in csv.DictReader(fh)] == \
+            [("ACRNN", "3"), ("SSA-CRNN", "2")]
