@@ -475,6 +475,21 @@ def plot_attention(figures_data: dict, out_dir: Path, classes: list[str],
         return None if fig is None else _save(fig, path)
 
 
+def class_colours(n: int) -> list:
+    """``n`` distinct colours, one per class: matplotlib's 10 (C0..C9, tab10) up to 10 classes;
+    up to 20 those and then their light variants (tab20: class c + 10 is a lighter class c);
+    beyond, ``n`` colours along the turbo colour map (the default cycle repeats after 10:
+    C10 is C0)."""
+    import matplotlib
+
+    if n <= 10:
+        return [matplotlib.colormaps["tab10"](c) for c in range(n)]
+    if n <= 20:
+        tab20 = matplotlib.colormaps["tab20"]
+        return [tab20(2 * c if c < 10 else 2 * (c - 10) + 1) for c in range(n)]
+    return [tuple(c) for c in matplotlib.colormaps["turbo"](np.linspace(0.03, 0.97, n))]
+
+
 def tsne_figure(figures_data: dict, classes: list[str], seed: int = 0, *, fold: int = 0,
                 n_folds: int | None = None):
     """The figure of :func:`plot_tsne`."""
@@ -482,6 +497,7 @@ def tsne_figure(figures_data: dict, classes: list[str], seed: int = 0, *, fold: 
     from sklearn.manifold import TSNE
 
     plt = _plt()
+    colours = class_colours(len(classes))
     n = len(figures_data)
     fig, axes = plt.subplots(1, n, figsize=(2.8 * n + 0.2, 3.3), squeeze=False,
                              layout="constrained")
@@ -490,15 +506,15 @@ def tsne_figure(figures_data: dict, classes: list[str], seed: int = 0, *, fold: 
         labels = np.asarray(d["labels"])
         perplexity = max(2.0, min(30.0, (len(z) - 1) / 3))
         emb = TSNE(2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(z)
-        for c in range(len(classes)):  # class c has colour Cc in every panel
+        for c in range(len(classes)):  # class c has the same colour in every panel
             sel = labels == c
-            ax.scatter(emb[sel, 0], emb[sel, 1], s=6, color=f"C{c}", alpha=0.8, lw=0)
+            ax.scatter(emb[sel, 0], emb[sel, 1], s=6, color=colours[c], alpha=0.8, lw=0)
         ax.set_title(_name(m))
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"t-SNE of the emotion embeddings: validation segments of "
                  f"{_fold_text(fold, n_folds)}")
-    handles = [Line2D([], [], ls="none", marker="o", ms=5, color=f"C{c}", label=name)
+    handles = [Line2D([], [], ls="none", marker="o", ms=5, color=colours[c], label=name)
                for c, name in enumerate(classes)]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(classes), 8),
                frameon=False)

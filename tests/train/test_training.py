@@ -315,6 +315,29 @@ def test_attention_figure_stops_at_the_valid_length(tmp_path):
     assert plot_attention({"acrnn": figures["acrnn"]}, tmp_path, res["classes"]) is None
 
 
+@pytest.mark.parametrize("n_classes", [11, 21])
+def test_tsne_gives_every_class_its_own_colour(n_classes):
+    """Beyond 10 classes the default colour cycle repeats (C10 is C0): every class keeps a
+    colour of its own, the same in the legend and in every panel."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgb
+
+    from ssa_fast.reports.experiment import tsne_figure
+
+    classes = [f"c{i}" for i in range(n_classes)]
+    res = _fake_results(classes=classes, n_segments=4 * n_classes)
+    fig = tsne_figure(res["figures_data"], classes, fold=0, n_folds=3)
+    try:
+        legend = [to_rgb(h.get_color()) for h in fig.legends[0].legend_handles]
+        assert [t.get_text() for t in fig.legends[0].texts] == classes
+        assert len(set(legend)) == n_classes
+        for ax in fig.axes:
+            drawn = [to_rgb(c.get_facecolor()[0]) for c in ax.collections]
+            assert drawn == legend
+    finally:
+        plt.close(fig)
+
+
 def test_tsne_confusion_and_history_figures_are_labelled(tmp_path):
     import matplotlib.pyplot as plt
 
