@@ -395,9 +395,10 @@ def plot_confusions(results: dict, out_dir: Path, *, fmt: str = "png") -> Path:
 
 
 def _fold_text(fold: int | None, n_folds: int | None) -> str:
+    """'fold 0 of 3': counted from 0, as ``train --fold`` and the fold00 folders count."""
     if fold is None:
         return ""
-    return f"fold {fold + 1}" + ("" if n_folds is None else f" of {n_folds}")
+    return f"fold {fold}" + ("" if n_folds is None else f" of {n_folds}")
 
 
 def attention_segment(d: dict) -> int:

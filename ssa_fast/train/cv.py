@@ -501,7 +501,7 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
         summaries[f, m] = summary
         bar.update()
         if progress and dist.is_main() and not sys.stderr.isatty():  # a log: one line a run
-            print(f"{m} fold {f + 1}/{k_folds}: utterance UAR "
+            print(f"{m} fold {f} of {k_folds}: utterance UAR "
                   f"{100 * summary['utterance_uar']:.2f} %"
                   + (" (reused)" if summary["reused"] else ""), file=sys.stderr, flush=True)
         return True

@@ -298,7 +298,7 @@ def test_attention_figure_stops_at_the_valid_length(tmp_path):
                            seconds_per_frame=0.02, hop_seconds=0.01)
     try:
         (ax,) = fig.axes
-        assert ax.get_title().startswith("SSA-CRNN-r, fold 1 of 3")
+        assert ax.get_title().startswith("SSA-CRNN-r, fold 0 of 3")
         assert f"true: {res['classes'][int(d['labels'][i])]}" in ax.get_title()
         curves = [line for line in ax.get_lines() if len(line.get_xdata())]
         assert len(curves) == 2
@@ -351,7 +351,7 @@ def test_tsne_confusion_and_history_figures_are_labelled(tmp_path):
     res = _fake_results()
     fig = tsne_figure(res["figures_data"], res["classes"], fold=0, n_folds=3)
     try:
-        assert "fold 1 of 3" in fig.get_suptitle()
+        assert "fold 0 of 3" in fig.get_suptitle()  # fold00, train --fold 0
         assert [ax.get_title() for ax in fig.axes] == ["ACRNN", "SSA-CRNN-r"]
         assert [t.get_text() for t in fig.legends[0].texts] == res["classes"]
         for ax in fig.axes:  # class c drawn in colour Cc in every panel
