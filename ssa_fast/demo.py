@@ -131,8 +131,7 @@ def feature_check(out: str | Path) -> Path:
           f"{worst:.1e}")
     print(_timing_line(front_end, reference, x, wave, config, backend, device))
 
-    png = plot_logmel_delta(feats, out / "demo_logmel_delta.png", waveform=wave,
-                            sample_rate=config.sample_rate,
+    png = plot_logmel_delta(feats, out / "demo_logmel_delta.png", waveform=wave, config=config,
                             title="3-D log-Mel of a synthesised utterance (ssa_fast.logmel_delta)")
     print(f"   figure -> {png}")
     return png

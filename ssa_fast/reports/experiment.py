@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import csv
 import io
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from .._atomic import save_figure, write_text
 from ..features.config import FeatureConfig
-from ..metrics import normalised
+from ..metrics import mean_normalised
 from ..models.presets import get_preset
 from ..models.registry import MODELS
 
@@ -45,44 +46,89 @@ def _fmt(mean_ci) -> str:
     return f"{100 * mean:.2f}" + ("" if half != half else f" ± {100 * half:.2f}")
 
 
+def _fewer_epochs(results: dict) -> str:
+    """'' when every fold of every model averaged k epochs for 'last k'; otherwise how many
+    each fold of the models that averaged fewer did (a run of fewer epochs, or stopped early)."""
+    k = results.get("last_k", 3)
+    shown = []
+    for v in results["summary"].values():
+        n = v.get("last_k_epochs")  # (older results.json: not recorded)
+        if n and min(n) < k:
+            shown.append(f"{v['name']} {n[0]} in every fold" if len(set(n)) == 1 else
+                         f"{v['name']}, fold by fold, {', '.join(map(str, n[:-1]))} and {n[-1]}")
+    if not shown:
+        return ""
+    return (f", or all of a fold's epochs where it ran fewer (epochs averaged: "
+            f"{'; '.join(shown)}),")
+
+
+def _selection_sizes(results: dict) -> str:
+    """' (n of m training utterances ...)': the utterances of each fold's selection split out of
+    its training utterances (a share of the phrases, for the linguistic protocol, is another
+    share of the utterances); '' where the folds do not record them."""
+    rows = next(iter(results.get("folds", {}).values()), [])
+    try:
+        sizes = [(int(r["n_val"]), int(r["n_train"]) + int(r["n_val"])) for r in rows]
+    except (KeyError, TypeError):
+        return ""
+    if not sizes:
+        return ""
+    if len(set(sizes)) == 1:
+        return f" ({sizes[0][0]} of {sizes[0][1]} training utterances in every fold)"
+    each = [f"{a} of {b}" for a, b in sizes]
+    return f" ({', '.join(each[:-1])} and {each[-1]} training utterances, fold by fold)"
+
+
 def what_is_reported(results: dict) -> str:
     """The sentence under the table that says which number it shows."""
     k = results.get("last_k", 3)
-    level = (results.get("config") or {}).get("select_by", "utterance")  # (TrainConfig's)
+    config = results.get("config") or {}
+    level = config.get("select_by", "utterance")  # (TrainConfig's)
+    last = f"'last {k}': mean over the last {k} epochs{_fewer_epochs(results)}"
     if results.get("reported_on") == "test":
+        unit = "phrases" if results.get("protocol") == "linguistic" else "utterances"
         return (f"Scored on each fold's held-out test utterances; the epoch was selected by the "
                 f"best {level} UAR on a validation split of "
-                f"{100 * results['selection']:g}% of the fold's training utterances, never on "
-                f"the test set. 'last {k}': mean over the last {k} epochs on the test set.")
+                f"{100 * results['selection']:g}% of the fold's training {unit}"
+                f"{_selection_sizes(results)}, never on the test set. {last} on the test set.")
+    patience = config.get("patience")
     return (f"Scored on each fold's validation utterances at the epoch with the best {level} "
             "UAR on those same utterances (the paper's protocol; optimistic, since the epoch is "
-            f"chosen on the data it is scored on). 'last {k}': mean over the last {k} epochs on "
-            "the same utterances, with no choice of epoch.")
+            f"chosen on the data it is scored on). {last} on the same utterances, "
+            + ("with no choice of epoch." if patience is None else
+               f"with no epoch picked, though early stopping (patience {patience}) decided on "
+               "them where training ended."))
 
 
 def write_table(results: dict, out_dir: Path) -> str:
     """UAR (%) mean ± 95% CI per model, segment and utterance level, with the last-k-epoch mean,
-    WA, macro F1 (utterance level) and the mean per-class recall. Returns the Markdown."""
+    WA, macro F1 (utterance level) and the mean per-class recall. Returns the Markdown. A model
+    summarised over fewer folds than ``results["k"]`` has its number of folds by its name."""
     s = results["summary"]
     k = results.get("last_k", 3)
     classes = results["classes"]
     lines = [f"Corpus: {results['corpus']}, protocol: {results['protocol']}, "
-             f"{results['k']} folds; % (mean ± 95% CI over folds, t-distribution).",
+             f"{results['k']} folds; % (mean ± 95% CI over folds, t-distribution; "
+             "per-class recall: mean over folds).",
              what_is_reported(results), "",
              f"| model | segment UAR | utterance UAR | utterance UAR, last {k} | WA | macro F1 | "
              f"recall {' / '.join(classes)} |", "|---|---:|---:|---:|---:|---:|---:|"]
     rows = [["model", "reported_on", "segment_uar", "segment_ci95", "utterance_uar",
              "utterance_ci95", f"last_{k}_utterance_uar", f"last_{k}_utterance_ci95",
              "utterance_wa", "utterance_wa_ci95", "utterance_macro_f1",
-             "utterance_macro_f1_ci95", *(f"recall_{c}" for c in classes), "folds"]]
+             "utterance_macro_f1_ci95", *(f"recall_{c}" for c in classes), "folds",
+             f"last_{k}_epochs"]]
     for v in s.values():
         recall = " / ".join("-" if r is None else f"{100 * r:.0f}" for r in v["utterance_recall"])
-        lines.append(f"| {v['name']} | {_fmt(v['segment_uar'])} | {_fmt(v['utterance_uar'])} | "
+        # a model summarised over fewer folds than the run's (summarise of partial results)
+        name = v["name"] + (f" ({v['folds']} folds)" if v["folds"] != results["k"] else "")
+        lines.append(f"| {name} | {_fmt(v['segment_uar'])} | {_fmt(v['utterance_uar'])} | "
                      f"{_fmt(v['last_k_utterance_uar'])} | {_fmt(v['utterance_wa'])} | "
                      f"{_fmt(v['utterance_macro_f1'])} | {recall} |")
         rows.append([v["name"], results.get("reported_on", "validation"), *v["segment_uar"],
                      *v["utterance_uar"], *v["last_k_utterance_uar"], *v["utterance_wa"],
-                     *v["utterance_macro_f1"], *v["utterance_recall"], v["folds"]])
+                     *v["utterance_macro_f1"], *v["utterance_recall"], v["folds"],
+                     " ".join(map(str, v.get("last_k_epochs") or []))])
     md = "\n".join(lines) + "\n"
     write_text(out_dir / "table.md", md)
     buf = io.StringIO(newline="")
@@ -159,8 +205,10 @@ def _selected(history: list[dict], key: str) -> int:
 
 def fold_curves(folds: list[dict], key: str = "utterance_uar") -> dict:
     """What a training-curve panel shows of one model: ``folds`` [(epochs, values)], epochs
-    counted from 1 and values in %; ``mean`` (epochs, mean over the folds that ran that epoch);
-    ``selected`` [(epoch, value)] of each fold's selected epoch (its ``best_epoch``)."""
+    counted from 1 and values in %; ``mean`` (epochs, mean over the folds) at the epochs that
+    every fold ran, so that a fold stopping early (``--patience``) does not make the mean jump
+    where it leaves; ``cut``: whether some fold ran epochs beyond those; ``selected`` [(epoch,
+    value)] of each fold's selected epoch (its ``best_epoch``)."""
     curves, selected, by_epoch = [], [], {}
     for fold in folds:
         h = fold["history"]
@@ -173,9 +221,10 @@ def fold_curves(folds: list[dict], key: str = "utterance_uar") -> dict:
         best = _selected(h, key) if best is None or best < 0 else int(best)
         if best + 1 in epochs:
             selected.append((best + 1, values[epochs.index(best + 1)]))
-    mean_epochs = sorted(by_epoch)
-    mean = (mean_epochs, [float(np.mean(by_epoch[e])) for e in mean_epochs])
-    return {"folds": curves, "mean": mean, "selected": selected}
+    every = sorted(e for e, v in by_epoch.items() if len(v) == len(folds))
+    mean = (every, [float(np.mean(by_epoch[e])) for e in every])
+    return {"folds": curves, "mean": mean, "cut": len(every) < len(by_epoch),
+            "selected": selected}
 
 
 def _chance_line(ax, n_classes: int):
@@ -191,9 +240,10 @@ def training_curves_figure(results: dict):
     n_classes = len(results["classes"])
     fig, axes = plt.subplots(1, len(models), figsize=(2.9 * len(models) + 0.6, 2.9),
                              sharey=True, squeeze=False, layout="constrained")
-    n_epochs = 1
+    n_epochs, cut = 1, False
     for i, (ax, m) in enumerate(zip(axes[0], models, strict=True)):
         data = fold_curves(results["folds"][m])
+        cut = cut or data["cut"]
         color = f"C{i}"
         for epochs, values in data["folds"]:
             ax.plot(epochs, values, color=color, lw=0.8, alpha=0.45)
@@ -211,18 +261,22 @@ def training_curves_figure(results: dict):
     k = max(len(f) for f in results["folds"].values())
     axes[0][0].set_ylabel("validation UAR, utterance (%)")
     handles = [Line2D([], [], color="0.3", lw=0.8, alpha=0.6, label=f"each fold ({k})"),
-               Line2D([], [], color="0.3", lw=2.2, label="mean over folds"),
+               Line2D([], [], color="0.3", lw=2.2,
+                      label="mean over folds (epochs every fold ran)" if cut
+                      else "mean over folds"),
                Line2D([], [], ls="none", marker="o", ms=5, mfc="white", mec="0.3", mew=1.4,
                       label="selected epoch"),
                Line2D([], [], ls=":", lw=1, color="0.35",
                       label=f"chance (1/{n_classes} = {100 / n_classes:.0f} %)")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", frameon=False,
+               ncols={1: 1, 2: 2}.get(len(models), 4))  # (the width of the panels)
     return fig
 
 
 def plot_training_curves(results: dict, out_dir: Path, *, fmt: str = "png") -> Path:
-    """Validation UAR per epoch of every fold (thin), their mean (bold), each fold's selected
-    epoch (circle) and chance level (dotted), one panel per model:
+    """Validation UAR per epoch of every fold (thin), their mean (bold; only at the epochs every
+    fold ran, and the legend says so when a fold ran more), each fold's selected epoch (circle)
+    and chance level (dotted), one panel per model:
     ``out_dir / training_curves.<fmt>``."""
     path = figure_path(out_dir, "training_curves", fmt)
     with _style():
@@ -280,6 +334,20 @@ def plot_history(history: list[dict], path: str | Path, title: str = "", *, fmt:
                                     n_classes=n_classes), path)
 
 
+def reported_part(results: dict, row: dict) -> dict:
+    """The part of a fold's result that the table reports: its test set with a selection split,
+    otherwise the fold itself (its validation set)."""
+    return row["test"] if results.get("reported_on") == "test" else row
+
+
+def fold_mean_confusion(results: dict, model: str) -> np.ndarray:
+    """The utterance-level confusion matrix the figure shows for ``model``: the mean over its
+    folds of each fold's row-normalised matrix (on the reported set), whose diagonal is the
+    table's per-class recall and averages to the table's UAR."""
+    return mean_normalised([reported_part(results, r)["utterance_cm"]
+                            for r in results["folds"][model]])
+
+
 def confusions_figure(results: dict):
     """The figure of :func:`plot_confusions`."""
     plt = _plt()
@@ -287,16 +355,24 @@ def confusions_figure(results: dict):
     classes = results["classes"]
     long_names = max(map(len, classes)) > 4
     size = 1.1 + 0.42 * len(classes) + (0.3 if long_names else 0)
-    fig, axes = plt.subplots(1, len(s), figsize=(size * len(s) + 0.8, size + 0.4),
+    width = size * len(s) + 0.8
+    counts = {v["folds"] for v in s.values()}
+    folds = f"the {counts.pop()} folds" if len(counts) == 1 else "the folds"
+    held = "Held-out test" if results.get("reported_on") == "test" else "Validation"
+    what = textwrap.wrap(f"{held} utterances: mean over {folds} of each fold's row-normalised "
+                         "matrix. Diagonal: the table's per-class recall; UAR: the table's "
+                         "(mean ± 95% CI over folds).", int(width * 12),
+                         break_on_hyphens=False)
+    fig, axes = plt.subplots(1, len(s), figsize=(width, size + 0.4 + 0.17 * len(what)),
                              layout="constrained", squeeze=False)
     image = None
     for ax, (m, v) in zip(axes[0], s.items(), strict=True):
-        cm = normalised(np.asarray(v["utterance_cm"]))
+        cm = fold_mean_confusion(results, m)
         image = ax.imshow(cm, vmin=0, vmax=1, cmap="Blues")
         for i in range(len(classes)):
             for j in range(len(classes)):
-                ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if cm[i, j] > 0.5 else "black")
+                ax.text(j, i, "-" if np.isnan(cm[i, j]) else f"{cm[i, j]:.2f}", ha="center",
+                        va="center", fontsize=7, color="white" if cm[i, j] > 0.5 else "black")
         ax.set_xticks(range(len(classes)), classes, rotation=45 if long_names else 0,
                       ha="right" if long_names else "center")
         ax.set_yticks(range(len(classes)), classes)
@@ -304,21 +380,25 @@ def confusions_figure(results: dict):
         ax.set_ylabel("true class")
         ax.set_title(f"{_name(m, v.get('name'))}\nUAR {_fmt(v['utterance_uar'])} %")
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="fraction of the true class")
+    fig.suptitle("\n".join(what), fontsize="medium")
     return fig
 
 
 def plot_confusions(results: dict, out_dir: Path, *, fmt: str = "png") -> Path:
-    """Utterance-level confusion matrices summed over the folds, rows normalised (Figure 4):
-    ``out_dir / confusion_matrices.<fmt>``."""
+    """Utterance-level confusion matrices, rows normalised (Figure 4): per model the mean over
+    folds of each fold's matrix on the reported set (validation, or test with a selection
+    split), so that its diagonal is the table's per-class recall and averages to the table's
+    UAR: ``out_dir / confusion_matrices.<fmt>``."""
     path = figure_path(out_dir, "confusion_matrices", fmt)
     with _style():
         return _save(confusions_figure(results), path)
 
 
 def _fold_text(fold: int | None, n_folds: int | None) -> str:
+    """'fold 0 of 3': counted from 0, as ``train --fold`` and the fold00 folders count."""
     if fold is None:
         return ""
-    return f"fold {fold + 1}" + ("" if n_folds is None else f" of {n_folds}")
+    return f"fold {fold}" + ("" if n_folds is None else f" of {n_folds}")
 
 
 def attention_segment(d: dict) -> int:
@@ -396,6 +476,21 @@ def plot_attention(figures_data: dict, out_dir: Path, classes: list[str],
         return None if fig is None else _save(fig, path)
 
 
+def class_colours(n: int) -> list:
+    """``n`` distinct colours, one per class: matplotlib's 10 (C0..C9, tab10) up to 10 classes;
+    up to 20 those and then their light variants (tab20: class c + 10 is a lighter class c);
+    beyond, ``n`` colours along the turbo colour map (the default cycle repeats after 10:
+    C10 is C0)."""
+    import matplotlib
+
+    if n <= 10:
+        return [matplotlib.colormaps["tab10"](c) for c in range(n)]
+    if n <= 20:
+        tab20 = matplotlib.colormaps["tab20"]
+        return [tab20(2 * c if c < 10 else 2 * (c - 10) + 1) for c in range(n)]
+    return [tuple(c) for c in matplotlib.colormaps["turbo"](np.linspace(0.03, 0.97, n))]
+
+
 def tsne_figure(figures_data: dict, classes: list[str], seed: int = 0, *, fold: int = 0,
                 n_folds: int | None = None):
     """The figure of :func:`plot_tsne`."""
@@ -403,6 +498,7 @@ def tsne_figure(figures_data: dict, classes: list[str], seed: int = 0, *, fold: 
     from sklearn.manifold import TSNE
 
     plt = _plt()
+    colours = class_colours(len(classes))
     n = len(figures_data)
     fig, axes = plt.subplots(1, n, figsize=(2.8 * n + 0.2, 3.3), squeeze=False,
                              layout="constrained")
@@ -411,15 +507,15 @@ def tsne_figure(figures_data: dict, classes: list[str], seed: int = 0, *, fold: 
         labels = np.asarray(d["labels"])
         perplexity = max(2.0, min(30.0, (len(z) - 1) / 3))
         emb = TSNE(2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(z)
-        for c in range(len(classes)):  # class c has colour Cc in every panel
+        for c in range(len(classes)):  # class c has the same colour in every panel
             sel = labels == c
-            ax.scatter(emb[sel, 0], emb[sel, 1], s=6, color=f"C{c}", alpha=0.8, lw=0)
+            ax.scatter(emb[sel, 0], emb[sel, 1], s=6, color=colours[c], alpha=0.8, lw=0)
         ax.set_title(_name(m))
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"t-SNE of the emotion embeddings: validation segments of "
                  f"{_fold_text(fold, n_folds)}")
-    handles = [Line2D([], [], ls="none", marker="o", ms=5, color=f"C{c}", label=name)
+    handles = [Line2D([], [], ls="none", marker="o", ms=5, color=colours[c], label=name)
                for c, name in enumerate(classes)]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(classes), 8),
                frameon=False)

@@ -39,7 +39,7 @@ from ..data.splits import (
     random_folds,
 )
 from ..errors import UserError
-from ..metrics import last_k_mean, mean_ci95
+from ..metrics import last_k_mean, last_k_values, mean_ci95
 from ..models import checkpoint, display_name
 from .fingerprint import (
     corpus_identity,
@@ -269,7 +269,8 @@ def _outputs_of(path: Path, cfg: TrainConfig, corpus: Corpus, segs) -> dict:
 def summarise(rows: list[dict], test: bool, last_k: int, name: str = "") -> dict:
     """Mean ± 95% CI over folds of the reported metrics of one model: the selected epoch's
     (best validation utterance UAR) on the fold's validation set, or with a selection split on
-    its test set; and the mean of the last ``last_k`` epochs on the same set."""
+    its test set; and the mean of the last ``last_k`` epochs on the same set, with the number
+    of epochs it is over in each fold (``last_k_epochs``: fewer where a fold ran fewer)."""
     part = (lambda r: r["test"]) if test else (lambda r: r)
     hist = "test_" if test else ""
     out = {}
@@ -278,6 +279,9 @@ def summarise(rows: list[dict], test: bool, last_k: int, name: str = "") -> dict
     for key in ("segment_uar", "utterance_uar"):
         out[f"last_k_{key}"] = mean_ci95([last_k_mean(r["history"], hist + key, last_k)
                                           for r in rows])
+    # per fold, the epochs that mean is over: fewer than last_k where a fold ran fewer
+    out["last_k_epochs"] = [len(last_k_values(r["history"], hist + "utterance_uar", last_k))
+                            for r in rows]
     recalls = np.array([[np.nan if v is None else v for v in part(r)["utterance_recall"]]
                         for r in rows], dtype=float)
     out["utterance_recall"] = [None if np.isnan(c).all() else float(np.nanmean(c))
@@ -416,7 +420,8 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
                    last_k: int = 3, share: tuple[int, int] | None = None,
                    timing: Breakdown | None = None) -> dict:
     """Run every model on every fold; returns (and writes to out_dir/results.json) the per-fold
-    metrics and the summary.
+    metrics and the summary. Its ``config`` holds the training options shared by the models
+    (``cfg`` without ``model``; the models are ``identity["models"]``).
 
     A fold is reused only when it finished (a readable result.json and its best.pt) with the
     fingerprint of this run (same corpus files, protocol, folds, seed, model, training and
@@ -498,7 +503,7 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
         summaries[f, m] = summary
         bar.update()
         if progress and dist.is_main() and not sys.stderr.isatty():  # a log: one line a run
-            print(f"{m} fold {f + 1}/{k_folds}: utterance UAR "
+            print(f"{m} fold {f} of {k_folds}: utterance UAR "
                   f"{100 * summary['utterance_uar']:.2f} %"
                   + (" (reused)" if summary["reused"] else ""), file=sys.stderr, flush=True)
         return True
@@ -516,8 +521,11 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
                 "trained": [r.name for r in done if not summaries[r.fold, r.model]["reused"]],
                 "reused": [r.name for r in done if summaries[r.fold, r.model]["reused"]]}
     results = {m: [summaries[f, m] for f in range(k_folds)] for m in models}
+    # the options every model ran with; which models ran: identity["models"] (cfg.model is
+    # not one of them: each run trains its own, in its folds' identity)
+    shared = {key: v for key, v in asdict(cfg).items() if key != "model"}
     out = {"corpus": corpus.name, "protocol": protocol, "k": k_folds,
-           "classes": corpus.classes, "config": asdict(cfg),
+           "classes": corpus.classes, "config": shared,
            "identity": {"corpus": runs[0].provenance["identity"]["corpus"], "protocol": protocol,
                         "k": k_folds, "seed": cfg.seed, "selection": selection, "data": data,
                         "models": list(models)},

@@ -368,6 +368,8 @@ def test_selection_split_reports_a_held_out_test_set(tiny_corpus, tmp_path):
     table = (out / "reports" / "table.md").read_text()
     assert "held-out test utterances" in table and "utterance UAR, last 2" in table
     assert "selected by the best utterance UAR" in table
+    assert "on a validation split of 25% of the fold's training utterances (8 of 24 training " \
+        "utterances in every fold), never on the test set" in table
     # the sentence names the level the epoch was chosen by (TrainConfig.select_by)
     from ssa_fast.reports.experiment import what_is_reported
 

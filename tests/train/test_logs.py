@@ -19,7 +19,7 @@ def test_cv_log_without_a_terminal_is_plain_lines(tiny_corpus, tmp_path):
     lines = proc.stderr.splitlines()
     assert sum(line.startswith("acrnn epoch ") for line in lines) == 4  # 2 folds x 2 epochs
     assert [line.split(":")[0] for line in lines if " fold " in line] == \
-        ["acrnn fold 1/2", "acrnn fold 2/2"]
+        ["acrnn fold 0 of 2", "acrnn fold 1 of 2"]  # as train --fold, fold00, fold01
 
 
 def test_a_long_epoch_in_a_log_shows_its_steps(tiny_corpus, tmp_path):

@@ -182,6 +182,8 @@ def _fake_results(models=("acrnn", "ssa-crnn-r"), k=3, epochs=(7, 5, 6), n_segme
         for f in range(k):
             uar_ = rng.uniform(0.2, 0.6, epochs[f])
             rows.append({"best_epoch": int(np.argmax(uar_)), "utterance_uar": float(uar_.max()),
+                         "utterance_cm": (rng.integers(0, 5, (n, n))
+                                          + (f + 1) * 5 * np.eye(n, dtype=int)).tolist(),
                          "history": [{"epoch": e, "train_loss": 1.0 / (e + 1),
                                       "segment_uar": float(u), "utterance_uar": float(u),
                                       "utterance_recall": [float(u)] * n}
@@ -223,6 +225,8 @@ def test_reports_in_every_figure_format(tmp_path):
 
 
 def test_training_curves_show_folds_mean_selection_and_chance():
+    import matplotlib.pyplot as plt
+
     from ssa_fast.reports.experiment import epoch_ticks, fold_curves, training_curves_figure
 
     res = _fake_results()
@@ -241,18 +245,38 @@ def test_training_curves_show_folds_mean_selection_and_chance():
         assert "%" in fig.axes[0].get_ylabel()
         assert fig.legends and "chance" in " ".join(t.get_text() for t in fig.legends[0].texts)
     finally:
-        import matplotlib.pyplot as plt
-
         plt.close(fig)
     data = fold_curves(res["folds"]["acrnn"])
     for (epoch, value), fold in zip(data["selected"], res["folds"]["acrnn"], strict=True):
         assert epoch == fold["best_epoch"] + 1
         assert value == pytest.approx(100 * fold["history"][fold["best_epoch"]]["utterance_uar"])
+    # the folds ran 7, 5 and 6 epochs (early stopping): the mean is drawn where all 3 ran, so
+    # that no fold leaving makes it jump, and the legend says so
     epochs, mean = data["mean"]
-    assert epochs == list(range(1, 8))  # the longest fold's 7 epochs
+    assert epochs == list(range(1, 6)) and data["cut"]
     h = [f["history"] for f in res["folds"]["acrnn"]]
-    assert mean[0] == pytest.approx(100 * np.mean([x[0]["utterance_uar"] for x in h]))
-    assert mean[6] == pytest.approx(100 * h[0][6]["utterance_uar"])  # only fold 1 ran it
+    for e in (0, 4):
+        assert mean[e] == pytest.approx(100 * np.mean([x[e]["utterance_uar"] for x in h]))
+    fig = training_curves_figure(res)
+    try:
+        for ax in fig.axes:
+            (bold,) = [line for line in ax.get_lines() if line.get_linewidth() > 2]
+            assert list(bold.get_xdata()) == [1, 2, 3, 4, 5]
+        legend = [t.get_text() for t in fig.legends[0].texts]
+        assert "mean over folds (epochs every fold ran)" in legend
+    finally:
+        plt.close(fig)
+    # folds of the same length: the mean runs to their end, under its plain name
+    same = _fake_results(epochs=(6, 6, 6))
+    fig = training_curves_figure(same)
+    try:
+        for ax in fig.axes:
+            (bold,) = [line for line in ax.get_lines() if line.get_linewidth() > 2]
+            assert list(bold.get_xdata()) == [1, 2, 3, 4, 5, 6]
+        assert "mean over folds" in [t.get_text() for t in fig.legends[0].texts]
+    finally:
+        plt.close(fig)
+    assert not fold_curves(same["folds"]["acrnn"])["cut"]
     for n in (1, 2, 9, 30, 200):
         ticks = epoch_ticks(n)
         assert ticks[0] == 1 and ticks[-1] <= n and all(isinstance(t, int) for t in ticks)
@@ -274,7 +298,7 @@ def test_attention_figure_stops_at_the_valid_length(tmp_path):
                            seconds_per_frame=0.02, hop_seconds=0.01)
     try:
         (ax,) = fig.axes
-        assert ax.get_title().startswith("SSA-CRNN-r, fold 1 of 3")
+        assert ax.get_title().startswith("SSA-CRNN-r, fold 0 of 3")
         assert f"true: {res['classes'][int(d['labels'][i])]}" in ax.get_title()
         curves = [line for line in ax.get_lines() if len(line.get_xdata())]
         assert len(curves) == 2
@@ -291,6 +315,29 @@ def test_attention_figure_stops_at_the_valid_length(tmp_path):
     assert plot_attention({"acrnn": figures["acrnn"]}, tmp_path, res["classes"]) is None
 
 
+@pytest.mark.parametrize("n_classes", [11, 21])
+def test_tsne_gives_every_class_its_own_colour(n_classes):
+    """Beyond 10 classes the default colour cycle repeats (C10 is C0): every class keeps a
+    colour of its own, the same in the legend and in every panel."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgb
+
+    from ssa_fast.reports.experiment import tsne_figure
+
+    classes = [f"c{i}" for i in range(n_classes)]
+    res = _fake_results(classes=classes, n_segments=4 * n_classes)
+    fig = tsne_figure(res["figures_data"], classes, fold=0, n_folds=3)
+    try:
+        legend = [to_rgb(h.get_color()) for h in fig.legends[0].legend_handles]
+        assert [t.get_text() for t in fig.legends[0].texts] == classes
+        assert len(set(legend)) == n_classes
+        for ax in fig.axes:
+            drawn = [to_rgb(c.get_facecolor()[0]) for c in ax.collections]
+            assert drawn == legend
+    finally:
+        plt.close(fig)
+
+
 def test_tsne_confusion_and_history_figures_are_labelled(tmp_path):
     import matplotlib.pyplot as plt
 
@@ -304,7 +351,7 @@ def test_tsne_confusion_and_history_figures_are_labelled(tmp_path):
     res = _fake_results()
     fig = tsne_figure(res["figures_data"], res["classes"], fold=0, n_folds=3)
     try:
-        assert "fold 1 of 3" in fig.get_suptitle()
+        assert "fold 0 of 3" in fig.get_suptitle()  # fold00, train --fold 0
         assert [ax.get_title() for ax in fig.axes] == ["ACRNN", "SSA-CRNN-r"]
         assert [t.get_text() for t in fig.legends[0].texts] == res["classes"]
         for ax in fig.axes:  # class c drawn in colour Cc in every panel
