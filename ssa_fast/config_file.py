@@ -202,6 +202,8 @@ def values(parser: argparse.ArgumentParser, data: dict, path: str | Path) -> dic
             continue
         if isinstance(value, dict) and dest == "columns":  # a saved run: {field: column}
             strings = [",".join(f"{k}={v}" for k, v in value.items())]
+        elif isinstance(value, list | tuple) and dest == "pool":  # [2, 4]: a saved run's T,F
+            strings = [",".join(map(_token, value))]
         elif isinstance(value, dict):
             raise UserError(f"--config {path}: {key} takes a value, got a mapping")
         elif isinstance(value, list | tuple):

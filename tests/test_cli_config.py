@@ -280,3 +280,25 @@ def test_options_that_mean_nothing_for_the_run_are_refused_not_ignored(tmp_path,
         _refused(capsys, ["train", "folder", tmp_path, "--out", tmp_path / "o", option],
                  f"{option}: applies to the iemocap corpus, not 'folder'")
     assert not (tmp_path / "o").exists()
+
+
+def test_the_models_options_reach_the_run_and_round_trip(tmp_path):
+    """The paper's named options (design.md sections 4-5: pool (2, 4), dropout, SSA's combine
+    and scale, a constrained speaker classifier) are options of train and cv, from the command
+    line or a file, and a saved run's config.json gives them back."""
+    argv = ["cv", "folder", "root", "--out", "o", "--pool", "2,4", "--dropout", "0.1",
+            "--combine", "sum", "--ssa-scale", "0.05", "--constrain-speaker"]
+    args = _parse(argv)
+    assert (args.pool, args.dropout, args.combine, args.ssa_scale, args.constrain_speaker) == \
+        ((2, 4), 0.1, "sum", 0.05, True)
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps(config_file.resolved(args, cli.build_parser(), argv)))
+    again = _parse(["cv", "folder", "root", "--out", "o", "--config", str(saved)])
+    assert (again.pool, again.dropout, again.combine, again.ssa_scale,
+            again.constrain_speaker) == ((2, 4), 0.1, "sum", 0.05, True)
+    hand = tmp_path / "run.yaml"
+    hand.write_text("pool: 2,4\ncombine: sum\n")
+    assert _parse(["train", "folder", "r", "--out", "o", "--config", str(hand)]).pool == (2, 4)
+    for bad in (["--pool", "2"], ["--pool", "0,2"], ["--dropout", "1"], ["--combine", "max"]):
+        with pytest.raises(SystemExit):
+            _parse(["train", "folder", "r", "--out", "o", *bad])

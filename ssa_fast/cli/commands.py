@@ -146,7 +146,9 @@ def _train_config(args, device: str, model: str = "ssa-crnn-r"):
                        pooling=args.pooling, speaker_weight=args.speaker_weight,
                        deterministic=args.deterministic, bn_batches=args.bn_batches,
                        logit_scale=args.logit_scale,
-                       learn_logit_scale=args.learn_logit_scale)
+                       learn_logit_scale=args.learn_logit_scale, pool=args.pool,
+                       dropout=args.dropout, combine=args.combine, ssa_scale=args.ssa_scale,
+                       constrain_speaker=args.constrain_speaker)
 
 
 def _save_config(out: str, resolved_config: dict) -> None:

@@ -4,6 +4,7 @@ groups commands share, one function per command (in --help's order) and build_pa
 from __future__ import annotations
 
 import argparse
+import math
 
 import numpy as np
 
@@ -60,6 +61,33 @@ def _float_above(low: float, inclusive: bool = False):
 
 
 _COUNT, _POSITIVE, _NATURAL = _int_at_least(1), _float_above(0.0), _int_at_least(0)
+
+
+def _pool(text: str) -> tuple[int, int]:
+    """argparse type: 'T,F', two integers >= 1 (a max-pooling's kernel)."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        pool = tuple(int(p) for p in parts)
+    except ValueError:
+        pool = ()
+    if len(pool) != 2 or min(pool) < 1:
+        raise argparse.ArgumentTypeError(f"expected two integers >= 1 as T,F (e.g. 2,4), got "
+                                         f"{text!r}")
+    return pool
+
+
+_pool.__name__ = "T,F"
+
+
+def _dropout(text: str) -> float:
+    """argparse type: a probability in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
+    return value
 
 
 def _fraction(text: str) -> float:
@@ -178,6 +206,19 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                         "barely learn (docs/experiments/README.md)")
     g.add_argument("--learn-logit-scale", action="store_true",
                    help="learn the logit scale, starting from --logit-scale")
+    g.add_argument("--pool", type=_pool, default=d.pool, metavar="T,F",
+                   help="the models' max-pooling in time and frequency (default: the preset's, "
+                        "2,2; the paper names 2,4 as an option)")
+    g.add_argument("--dropout", type=_dropout, default=d.dropout, metavar="P",
+                   help="dropout after the models' linear layer (default: none)")
+    g.add_argument("--combine", choices=("concat", "sum"), default=d.combine,
+                   help="SSA: c_em and c_sp side by side (c in R^2d, the paper's text) or summed "
+                        "(c in R^d, eq. 6 as printed)")
+    g.add_argument("--ssa-scale", type=_POSITIVE, default=d.ssa_scale, metavar="S",
+                   help="SSA: the attention scores' scale (default 1/sqrt(T))")
+    g.add_argument("--constrain-speaker", action="store_true",
+                   help="SSA-CRNN-r: L1-constrain the speaker classifier too (with the logit "
+                        "scale)")
     g.add_argument("--patience", type=_COUNT, default=d.patience,
                    help="early stopping (epochs)")
     g.add_argument("--pooling", choices=POOLINGS, default=d.pooling,

@@ -120,8 +120,12 @@ class SSACRNN(nn.Module):
         if T < 1:
             raise ValueError(f"segment_frames={segment_frames} is shorter than the time pool")
         self.segment_frames = segment_frames
+        # (a constrained speaker classifier takes the emotion classifier's logit scale: at
+        # eq. 8's literal scale it would barely learn, as the emotion one)
         self.speaker = ACRNN(n_speakers, p, l1_constraint=l1_constraint_speaker, n_mels=n_mels,
-                             backend=backend)
+                             backend=backend, **(dict(logit_scale=logit_scale,
+                                                      learn_logit_scale=learn_logit_scale)
+                                                 if l1_constraint_speaker else {}))
         self.emotion_trunk = CRNNTrunk(p, n_mels)
         self.ssa = SelfSpeakerAttention(T, d, combine, scale, backend)
         self.emotion_embed = nn.Linear(self.ssa.out_dim, p.embedding)

@@ -20,9 +20,14 @@ class ModelSpec:
 
     def build(self, n_classes: int, n_speakers: int, *, preset="paper",
               segment_frames: int = SEGMENT_FRAMES, n_mels: int = 40, backend: str | None = None,
-              logit_scale: float = 1.0, learn_logit_scale: bool = False) -> nn.Module:
+              logit_scale: float = 1.0, learn_logit_scale: bool = False,
+              pool: tuple[int, int] | None = None, dropout: float | None = None,
+              combine: str = "concat", ssa_scale: float | None = None,
+              constrain_speaker: bool = False) -> nn.Module:
         """The model, untrained. ``logit_scale`` applies to the constrained models only (the
-        others ignore it)."""
+        others ignore it); ``pool`` and ``dropout`` override the preset's; ``combine``,
+        ``ssa_scale`` and ``constrain_speaker`` are the SSA models' (the others ignore
+        them)."""
         from .acrnn import ACRNN, SSACRNN
 
         scale = dict(logit_scale=logit_scale, learn_logit_scale=learn_logit_scale) \
@@ -30,9 +35,10 @@ class ModelSpec:
         if self.speaker_attentive:
             return SSACRNN(n_classes, max(n_speakers, 2), preset, segment_frames=segment_frames,
                            l1_constraint=self.constrained, n_mels=n_mels, backend=backend,
-                           **scale)
+                           pool=pool, dropout=dropout, combine=combine, scale=ssa_scale,
+                           l1_constraint_speaker=constrain_speaker, **scale)
         return ACRNN(n_classes, preset, l1_constraint=self.constrained, n_mels=n_mels,
-                     backend=backend, **scale)
+                     backend=backend, pool=pool, dropout=dropout, **scale)
 
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in (

@@ -54,6 +54,14 @@ class TrainConfig:
     # (docs/experiments/README.md, E1); 300 [choice, from E1]. Learned from this start if asked
     logit_scale: float = 300.0
     learn_logit_scale: bool = False
+    # [choice] options of the models (design.md sections 4-5); None: the preset's
+    pool: tuple[int, int] | None = None  # the max-pooling (time, frequency): (2, 2); the paper
+    #                                      names (2, 4) as an option
+    dropout: float | None = None  # after the linear layer; the presets have none
+    combine: str = "concat"  # SSA: c_em and c_sp side by side (c in R^2d, the paper's text) or
+    #                          "sum" (c_em + c_sp in R^d, eq. 6 as printed)
+    ssa_scale: float | None = None  # SSA: the attention scores' scale (None: 1 / sqrt(T))
+    constrain_speaker: bool = False  # SSA-CRNN-r: the speaker classifier L1-constrained too
     pooling: str = "mean"  # utterance decision: mean of segment log-probs | "max" posterior
     select_by: str = "utterance"  # validation UAR used for model selection [choice]
     patience: int | None = None  # early stopping after this many epochs without improvement
@@ -105,7 +113,8 @@ def build_model(cfg: TrainConfig, n_classes: int, n_speakers: int, segment_frame
     return model_spec(cfg.model).build(
         n_classes, n_speakers, preset=cfg.preset, segment_frames=segment_frames, n_mels=n_mels,
         backend=cfg.backend, logit_scale=cfg.logit_scale,
-        learn_logit_scale=cfg.learn_logit_scale)
+        learn_logit_scale=cfg.learn_logit_scale, pool=cfg.pool, dropout=cfg.dropout,
+        combine=cfg.combine, ssa_scale=cfg.ssa_scale, constrain_speaker=cfg.constrain_speaker)
 
 
 class StepResult(NamedTuple):

@@ -27,7 +27,7 @@ from helpers import signal_when
 from ssa_fast.errors import UserError
 from ssa_fast.metrics import last_k_mean, macro_f1, recall_per_class, scores
 from ssa_fast.predict.engine import load_trained
-from ssa_fast.train import confusion_matrix, load_checkpoint
+from ssa_fast.train import TrainConfig, build_model, confusion_matrix, load_checkpoint
 from ssa_fast.train.evaluation import fold_layout_to_score
 from ssa_fast.train.fingerprint import fingerprint
 
@@ -520,3 +520,29 @@ def test_skipped_utterances_are_counted_by_reason_problems_first(tiny_corpus, tm
     assert "30 utterances" in ev.stderr and "1 file not found" in ev.stderr \
         and "1 cannot read audio" in ev.stderr
     assert sum(line.startswith("skipped: ") for line in ev.stderr.splitlines()) == 2
+
+
+def test_the_models_options_are_trained_recorded_and_predicted_with(tiny_corpus, tmp_path):
+    """--pool, --dropout, --combine, --ssa-scale and --constrain-speaker build the model they
+    say (the checkpoint's model config holds them, prediction rebuilds it), are part of the
+    run's identity (another value recomputes), and the defaults build the paper's model."""
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    opts = ["--pool", "2,4", "--dropout", "0.2", "--combine", "sum", "--ssa-scale", "0.05",
+            "--constrain-speaker"]
+    _cli("train", "synthetic", tiny_corpus, "--out", out, "--cache", cache, "--model",
+         "ssa-crnn-r", "--folds", "2", "--epochs", "1", *SMALL, *opts)
+    ckpt = load_checkpoint(out / "best.pt")
+    mc = ckpt["model_config"]
+    assert (tuple(mc["preset"]["pool"]), mc["preset"]["dropout"], mc["combine"], mc["scale"],
+            mc["l1_constraint_speaker"]) == ((2, 4), 0.2, "sum", 0.05, True)
+    ident = json.loads((out / "result.json").read_text())["identity"]["train"]
+    assert (ident["pool"], ident["combine"], ident["constrain_speaker"]) == ([2, 4], "sum", True)
+    trained = load_trained(out / "best.pt")
+    assert trained.model.ssa.combine == "sum" and trained.model.speaker.classifier.l1_constraint
+    wav = next((tiny_corpus / "wav").glob("*.wav"))
+    assert _cli("predict", out / "best.pt", wav).returncode == 0
+    # the defaults: the paper's model
+    default = build_model(TrainConfig(model="ssa-crnn-r", preset="small"), 4, 2, 100, 40)
+    assert default.config["combine"] == "concat" and default.config["scale"] is None
+    assert tuple(default.config["preset"]["pool"]) == (2, 2)
+    assert not default.config["l1_constraint_speaker"]
