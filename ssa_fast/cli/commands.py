@@ -148,7 +148,7 @@ def _train_config(args, device: str, model: str = "ssa-crnn-r"):
                        logit_scale=args.logit_scale,
                        learn_logit_scale=args.learn_logit_scale, pool=args.pool,
                        dropout=args.dropout, combine=args.combine, ssa_scale=args.ssa_scale,
-                       constrain_speaker=args.constrain_speaker)
+                       constrain_speaker=args.constrain_speaker, select_by=args.select_by)
 
 
 def _save_config(out: str, resolved_config: dict) -> None:

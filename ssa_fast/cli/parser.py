@@ -219,6 +219,9 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--constrain-speaker", action="store_true",
                    help="SSA-CRNN-r: L1-constrain the speaker classifier too (with the logit "
                         "scale)")
+    g.add_argument("--select-by", choices=("utterance", "segment"), default=d.select_by,
+                   help="the validation UAR that selects the epoch (and early stopping): of "
+                        "utterances (default) or of segments")
     g.add_argument("--patience", type=_COUNT, default=d.patience,
                    help="early stopping (epochs)")
     g.add_argument("--pooling", choices=POOLINGS, default=d.pooling,

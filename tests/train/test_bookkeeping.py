@@ -528,7 +528,7 @@ def test_the_models_options_are_trained_recorded_and_predicted_with(tiny_corpus,
     run's identity (another value recomputes), and the defaults build the paper's model."""
     out, cache = tmp_path / "run", tmp_path / "cache"
     opts = ["--pool", "2,4", "--dropout", "0.2", "--combine", "sum", "--ssa-scale", "0.05",
-            "--constrain-speaker"]
+            "--constrain-speaker", "--select-by", "segment"]
     _cli("train", "synthetic", tiny_corpus, "--out", out, "--cache", cache, "--model",
          "ssa-crnn-r", "--folds", "2", "--epochs", "1", *SMALL, *opts)
     ckpt = load_checkpoint(out / "best.pt")
@@ -536,7 +536,8 @@ def test_the_models_options_are_trained_recorded_and_predicted_with(tiny_corpus,
     assert (tuple(mc["preset"]["pool"]), mc["preset"]["dropout"], mc["combine"], mc["scale"],
             mc["l1_constraint_speaker"]) == ((2, 4), 0.2, "sum", 0.05, True)
     ident = json.loads((out / "result.json").read_text())["identity"]["train"]
-    assert (ident["pool"], ident["combine"], ident["constrain_speaker"]) == ([2, 4], "sum", True)
+    assert (ident["pool"], ident["combine"], ident["constrain_speaker"], ident["select_by"]) == \
+        ([2, 4], "sum", True, "segment")
     trained = load_trained(out / "best.pt")
     assert trained.model.ssa.combine == "sum" and trained.model.speaker.classifier.l1_constraint
     wav = next((tiny_corpus / "wav").glob("*.wav"))
