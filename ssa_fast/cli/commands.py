@@ -400,21 +400,28 @@ def _print_scores(res: dict, what: str, classes: list[str]) -> None:
 # what a corpus reader's option changes in the classes, said when evaluate reads the corpus
 # otherwise than training did
 _OPTION_MEANS = {"merge_excited": "'hap' is happy and excited with it, happy alone without",
-                 "scripted": "the scripted dialogs are read with it, improvised ones only without"}
+                 "scripted": "the scripted dialogs are read with it, improvised ones only without",
+                 "attitudes": "the names given to a1..a4, in order"}
 
 
 def _say_other_corpus_options(trained, corpus) -> None:
     """Warn when ``corpus`` is the one the checkpoint was trained on, read with other options
-    that change what its classes are (IEMOCAP's --merge-excited, --scripted)."""
+    that change what its classes are (IEMOCAP's --merge-excited, --scripted; Att-HACK's
+    --attitudes)."""
     before = ((trained.identity or {}).get("corpus") or {})
     if before.get("name") != corpus.name or not before.get("options") or not corpus.options:
         return
     for key in sorted(set(before["options"]) | set(corpus.options)):
         was, now = before["options"].get(key), corpus.options.get(key)
-        if was != now:
-            warn_user(f"--{key.replace('_', '-')}: the checkpoint was trained on {corpus.name} "
-                      f"read {'with' if was else 'without'} it, this corpus is read "
-                      f"{'with' if now else 'without'} it ({_OPTION_MEANS.get(key, key)})")
+        if was == now:
+            continue
+        if isinstance(was, bool) or isinstance(now, bool) or was is None or now is None:
+            how = (f"read {'with' if was else 'without'} it, this corpus is read "
+                   f"{'with' if now else 'without'} it")
+        else:
+            how = f"read with {was}, this corpus with {now}"
+        warn_user(f"--{key.replace('_', '-')}: the checkpoint was trained on {corpus.name} "
+                  f"{how} ({_OPTION_MEANS.get(key, key)})")
 
 
 def cmd_evaluate(args) -> int:
@@ -438,7 +445,8 @@ def cmd_evaluate(args) -> int:
     if args.fold is not None:  # another fold layout is refused before any audio is read
         fold_layout = fold_layout_to_score(trained, args.fold, **layout)
     corpus = open_corpus(args.corpus, args.root, merge_excited=args.merge_excited,
-                         scripted=args.scripted, columns=args.columns)
+                         scripted=args.scripted, columns=args.columns,
+                         attitudes=args.attitudes)
     _say_other_corpus_options(trained, corpus)
     shown_notes = len(corpus.notes)
     corpus, unknown = match_classes(corpus, trained.classes)  # case, normal form: the model's

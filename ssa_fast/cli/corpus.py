@@ -67,7 +67,7 @@ def default_protocol(corpus: str) -> str:
 
 
 def open_corpus(kind: str, root: str, *, merge_excited: bool, scripted: bool,
-                columns: dict | None):
+                columns: dict | None, attitudes: tuple[str, ...] | None = None):
     """The corpus of the command line; what was merged while reading it is said on stderr."""
     from ..data import load_corpus
     from ..distributed import is_main
@@ -79,6 +79,10 @@ def open_corpus(kind: str, root: str, *, merge_excited: bool, scripted: bool,
         if given and kind != "iemocap":  # not ignored where they mean nothing
             raise UserError(f"--{option.replace('_', '-')}: applies to the iemocap corpus, not "
                             f"{kind!r}")
+    if attitudes is not None:
+        if kind != "atthack":
+            raise UserError(f"--attitudes: applies to the atthack corpus, not {kind!r}")
+        options["attitudes"] = attitudes
     if columns is not None:
         if kind != "manifest":
             raise UserError(f"--columns: applies to the manifest corpus, not {kind!r}")
@@ -141,7 +145,7 @@ def load_with_features(args, models: list[str], fold: int | None = None) -> Load
     device = default_device(dist.init_from_env(args.device))
     main = dist.is_main()
     corpus = open_corpus(args.corpus, args.root, merge_excited=args.merge_excited,
-                         scripted=args.scripted, columns=args.columns)
+                         scripted=args.scripted, columns=args.columns, attitudes=args.attitudes)
     say(describe(corpus))
     read = len(corpus.skipped)
     normalisation = check_corpus(corpus, args, models, args.normalisation, fold)  # before the

@@ -137,6 +137,9 @@ def _corpus_arguments(p: argparse.ArgumentParser, n_mels: bool = True) -> None:
         g.add_argument("--n-mels", type=_COUNT, default=FeatureConfig.n_mels)
     g.add_argument("--merge-excited", action="store_true", help="IEMOCAP: exc -> hap")
     g.add_argument("--scripted", action="store_true", help="IEMOCAP: scripted dialogs too")
+    g.add_argument("--attitudes", type=_attitudes, default=None, metavar="A1,A2,A3,A4",
+                   help="Att-HACK: the names of the attitudes a1..a4, which no source found "
+                        "confirms (default: friendly,seductive,dominant,distant)")
     g.add_argument("--cache", default=".ssa_fast_cache", help="feature cache folder")
     g.add_argument("--show-skipped", type=_NATURAL, default=20, help="skipped files to list")
     g.add_argument("--device", default=None, help="torch device (default: cuda if present)")
@@ -151,6 +154,15 @@ def _share(text: str) -> tuple[int, int]:
         return parse_share(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _attitudes(text: str) -> tuple[str, ...]:
+    """argparse type of --attitudes: four distinct names."""
+    names = tuple(n.strip() for n in text.split(","))
+    if len(names) != 4 or not all(names) or len(set(names)) != 4:
+        raise argparse.ArgumentTypeError(f"expected four distinct names for a1..a4, comma "
+                                         f"separated, got {text!r}")
+    return names
 
 
 def _columns(text: str) -> dict[str, str]:

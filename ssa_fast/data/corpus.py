@@ -593,7 +593,8 @@ def load_atthack(root: str | Path, *, attitudes: Sequence[str] = ATTHACK_ATTITUD
             continue
         records.append(Record(str(wav), m.group(1), attitudes[int(m.group(2)) - 1],
                               f"s{m.group(3)}"))
-    return _finish(records, list(attitudes), "atthack", root, skipped)
+    return _finish(records, list(attitudes), "atthack", root, skipped,
+                   options={"attitudes": list(attitudes)})
 
 
 def load_corpus(name: str, root: str | Path, **options) -> Corpus:

@@ -211,3 +211,31 @@ def test_evaluate_says_when_iemocap_is_read_otherwise_than_training(tmp_path):
                 tmp_path / "cache", "--quiet", "--include-training")
     assert "--merge-excited: the checkpoint was trained on iemocap read without it, this " \
            "corpus is read with it ('hap' is happy and excited with it" in other.stderr
+
+
+def test_atthack_attitudes_from_the_command_line(tmp_path):
+    """No source confirms which attitude a1..a4 is: --attitudes names them (train, cv,
+    evaluate; refused for another corpus, and anything but four distinct names); the names
+    are part of the corpus read, recorded with the run."""
+    import subprocess
+    import sys
+
+    from ssa_fast import cli, config_file
+
+    for name in ["F01_a1_s001_v01", "F01_a2_s002_v01", "M03_a3_s001_v02", "M03_a4_s099_v01"]:
+        _wav(tmp_path / "wav" / f"{name}.wav")
+    c = load_corpus("atthack", tmp_path, attitudes=("d", "c", "b", "a"))
+    assert c.classes == ["d", "c", "b", "a"] and c.options == {"attitudes": ["d", "c", "b", "a"]}
+    parser = cli.build_parser()
+    argv = ["cv", "atthack", str(tmp_path), "--out", "o", "--attitudes", "d, c,b,a"]
+    config_file.apply(parser, argv)
+    assert parser.parse_args(argv).attitudes == ("d", "c", "b", "a")
+    for bad in ("a,b,c", "a,a,b,c", "a,,b,c"):
+        proc = subprocess.run([sys.executable, "-m", "ssa_fast.cli", "cv", "atthack",
+                               str(tmp_path), "--out", str(tmp_path / "o"), "--attitudes", bad],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and "four distinct names" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "ssa_fast.cli", "cv", "folder", str(tmp_path),
+                           "--out", str(tmp_path / "o"), "--attitudes", "a,b,c,d"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--attitudes: applies to the atthack corpus" in proc.stderr
