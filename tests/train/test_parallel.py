@@ -57,8 +57,8 @@ def _folds(out):
 
 def _trained(stderr: str) -> list[str]:
     """The runs a (non-quiet, logged) cv trained itself: its lines without "(reused)"."""
-    return [f"acrnn fold {int(m[1]) - 1}" for m in
-            re.finditer(r"^acrnn fold (\d+)/2: utterance UAR [\d.]+ %$", stderr, re.M)]
+    return [f"acrnn fold {m[1]}" for m in
+            re.finditer(r"^acrnn fold (\d+) of 2: utterance UAR [\d.]+ %$", stderr, re.M)]
 
 
 def _stamps(out):
