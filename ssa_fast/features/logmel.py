@@ -41,7 +41,7 @@ class LogMelDelta(nn.Module):
                              mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax, htk).float())
 
     def forward(self, waveform: torch.Tensor, lengths=None):
-        waveform = validate_waveform(waveform)
+        waveform = validate_waveform(waveform, batch=lengths is not None)
         return logmel_delta_with_bank(waveform, self.window, self.mel_fb, self.hop_length,
                                       self.center, self.amin, lengths, self.backend)
 

@@ -166,3 +166,17 @@ def test_two_corpora_listed_alike_from_two_folders_get_their_own_cache(tmp_path,
         cached = corpus_features(corpus, cache, progress=False)[1]
         assert _same(cached, corpus_features(corpus, None, progress=False)[1]), v
     assert len(list(cache.glob("features-*.pt"))) == 2
+
+
+def test_a_corpus_of_clips_of_a_few_samples_gets_features(tmp_path):
+    """The cache batches clips by length: ten clips of 4 samples are a (10, 4) batch with
+    lengths, not the (samples, channels) array of a file that logmel_delta refuses alone."""
+    rows = ["path,speaker,label"]
+    for i in range(10):
+        sf.write(tmp_path / f"u{i}.wav", (0.1 * np.random.default_rng(i).standard_normal(4))
+                 .astype(np.float32), 16000)
+        rows.append(f"u{i}.wav,s{i % 2},{'ab'[i % 2]}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    kept, feats = corpus_features(load_corpus("manifest", tmp_path / "m.csv"),
+                                  tmp_path / "cache", progress=False)
+    assert len(kept) == 10 and all(f.shape == (3, 1, 40) for f in feats)

@@ -119,4 +119,9 @@ def test_a_samples_by_channels_array_is_refused_not_read_as_a_batch(shape):
     # the channels as a batch, and a batch of short waveforms no more of them than samples
     assert ssa_fast.logmel_delta(y.T).shape[0] == shape[1]
     assert ssa_fast.logmel_delta(np.zeros((2, 8), np.float32)).shape[0] == 2
+    # a batch said to be one (lengths: the feature cache's batches of clips of a few samples)
+    lengths = torch.full((shape[0],), shape[1])
+    for call in (lambda: ssa_fast.logmel_delta(torch.from_numpy(y), lengths=lengths),
+                 lambda: ssa_fast.LogMelDelta()(torch.from_numpy(y), lengths=lengths)):
+        assert call()[0].shape[0] == shape[0]
 

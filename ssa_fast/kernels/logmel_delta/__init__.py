@@ -54,13 +54,16 @@ MAX_SAMPLE = 1e15  # |x| beyond this overflows the float32 power spectrum (n_fft
 
 
 def validate_waveform(waveform, name: str = "waveform",
-                      check_values: bool | None = None) -> torch.Tensor:
+                      check_values: bool | None = None, batch: bool = False) -> torch.Tensor:
     """Return `waveform` as a float tensor of shape (N,) or (B, N), or raise a clear error.
 
     ``check_values`` (default: on for CPU tensors, off for GPU tensors) rejects NaN / Inf samples
     and samples beyond ``MAX_SAMPLE``. Reading the verdict back would synchronise the GPU on every
     call, so on a GPU it is off unless asked for: NaN / Inf samples then give non-finite features
-    in the frames that hold them. (``ssa_fast.audio.load`` checks every file it reads.)"""
+    in the frames that hold them. (``ssa_fast.audio.load`` checks every file it reads.)
+    A (B, N) array with more rows than columns and at most MAX_CHANNELS columns is refused as
+    the (samples, channels) array of a multichannel file, unless ``batch`` (a call with
+    lengths: the caller says it is a batch)."""
     if isinstance(waveform, np.ndarray):  # (ascontiguousarray would turn a 0-d array into 1-d)
         waveform = torch.from_numpy(np.require(waveform, requirements="C"))
     if not isinstance(waveform, torch.Tensor):
@@ -76,8 +79,8 @@ def validate_waveform(waveform, name: str = "waveform",
     if waveform.shape[-1] == 0 or waveform.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(waveform.shape)}); at least one sample is "
                          "needed")
-    if waveform.dim() == 2 and waveform.shape[0] > waveform.shape[1] and \
-            waveform.shape[1] <= MAX_CHANNELS:
+    if not batch and waveform.dim() == 2 and waveform.shape[0] > waveform.shape[1] and \
+            waveform.shape[1] <= MAX_CHANNELS:  # (with lengths the caller says it is a batch)
         raise ValueError(f"{name} of shape {tuple(waveform.shape)} looks like (samples, "
                          "channels), as soundfile reads a multichannel file: pass (B, N) "
                          f"waveforms, e.g. the channels as a batch ({name}.T) or mixed down "
@@ -235,7 +238,7 @@ def logmel_delta(
         ``(3, T, n_mels)`` or ``(B, 3, T, n_mels)``; with ``lengths``, the pair
         ``(features, frame_lengths)``.
     """
-    waveform = validate_waveform(waveform)
+    waveform = validate_waveform(waveform, batch=lengths is not None)
     sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax = check_params(
         sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax, window)
     if isinstance(window, torch.Tensor):
