@@ -138,3 +138,17 @@ def test_half_precision_weights_are_projected_by_every_backend(backend, dtype):
         W = W0.clone()
         ssa_fast.l1_project_(W, x)
         torch.testing.assert_close(W, expected, rtol=1e-2, atol=0)
+
+
+def test_an_fp16_weight_is_projected_beside_activations_beyond_its_range(backend):
+    """x is cast to the weight's dtype: float32 activations over 65504 became inf in fp16, the
+    norm infinite, and the weight was left as it was without a word. It is projected in float32
+    and written back."""
+    dev = device_for(backend)
+    g = torch.Generator().manual_seed(3)
+    W0, x = torch.randn(4, 16, generator=g).half(), torch.randn(6, 16, generator=g) * 1e5
+    W = W0.clone().to(dev)
+    ssa_fast.l1_project_(W, x.to(dev), backend=backend)
+    expected = l1_project_reference_(W0.float(), x).half()
+    assert not torch.equal(W.cpu(), W0)
+    torch.testing.assert_close(W.cpu(), expected, rtol=1e-2, atol=1e-9)

@@ -37,8 +37,11 @@ def l1_project_(weight: torch.Tensor, x: torch.Tensor, backend: str | None = Non
     if x.device != weight.device:
         raise ValueError(f"x is on {x.device} but weight is on {weight.device}")
     name = _backend.resolve(KERNELS, weight.device, backend, weight.dtype)
-    # the cpp kernel takes float32 / float64 weights: a half-precision one is projected in float32
-    widen = name == "cpp" and weight.dtype not in (torch.float32, torch.float64)
+    # the cpp kernel takes float32 / float64 weights: a half-precision one is projected in
+    # float32; so is one whose dtype cannot hold x (x is cast to the weight's dtype: an fp16
+    # weight beside float32 activations over 65504 would read an infinite norm and stay as it is)
+    half = weight.dtype not in (torch.float32, torch.float64)
+    widen = half and (name == "cpp" or torch.finfo(x.dtype).max > torch.finfo(weight.dtype).max)
     if weight.is_contiguous() and not widen:
         return l1_project_apply(name, weight, x.detach())
     # The kernels work on contiguous rows: project a contiguous (or float32) copy and write it
