@@ -7,8 +7,8 @@ an upgrade, or an edit of a checkout) is recomputed, never reused as if this cod
 The digest covers:
 
 - the Python sources of the stages that compute the numbers (:data:`FEATURES` for features,
-  :data:`TRAINING` for a run), each read as its syntax tree without docstrings and written back
-  (``ast.unparse``): comments, docstrings and layout do not count, every other edit does;
+  :data:`TRAINING` for a run), each as written without its comments, docstrings and blank lines
+  (:func:`source_text`): those do not count, every other edit does;
 - the sources the compiled extension was built from (``ssa_fast._C.source_digest``, computed by
   CMake over ``csrc/``; ``none`` when the extension is not loaded and the pure-torch or Triton
   kernels run).
@@ -23,7 +23,9 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-from collections.abc import Sequence
+import io
+import tokenize
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
@@ -43,27 +45,50 @@ NOT_COMPUTING = ("errors.py", "_warn.py", "_atomic.py", "_lock.py", "_process.py
                  "_code.py")
 
 
-def _strip_docstrings(tree: ast.AST) -> ast.AST:
+def _docstrings(tree: ast.AST) -> Iterator[ast.Expr]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
             if (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
                     and isinstance(body[0].value.value, str)):
-                node.body = body[1:] or [ast.Pass()]
-    return tree
+                yield body[0]
 
 
 def source_text(source: str) -> str:
-    """``source`` as its syntax tree writes it back, without comments, docstrings or layout."""
-    return ast.unparse(_strip_docstrings(ast.parse(source)))
+    """``source`` as written, without its comments, docstrings, blank lines and trailing
+    spaces: the code's own text, which every Python version reads the same (a syntax tree
+    written back, ``ast.unparse``, differs between versions: 3.10, 3.11 and 3.12 gave three
+    digests of one checkout)."""
+    lines = source.splitlines()
+    spans = []  # (line, column) ranges to leave out; columns in characters
+
+    def chars(line: int, byte_col: int) -> int:  # (ast counts UTF-8 bytes)
+        return len(lines[line - 1].encode()[:byte_col].decode(errors="ignore"))
+
+    for doc in _docstrings(ast.parse(source)):
+        spans.append(((doc.lineno, chars(doc.lineno, doc.col_offset)),
+                      (doc.end_lineno, chars(doc.end_lineno, doc.end_col_offset))))
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            spans.append((tok.start, tok.end))
+    keep = [list(line) for line in lines]
+    for (l0, c0), (l1, c1) in spans:
+        for line in range(l0, l1 + 1):
+            start = c0 if line == l0 else 0
+            end = c1 if line == l1 else len(keep[line - 1])
+            for c in range(start, min(end, len(keep[line - 1]))):
+                keep[line - 1][c] = ""
+    text = ("".join(chars_).rstrip() for chars_ in keep)
+    return "\n".join(line for line in text if line.strip())
 
 
 def _files(root: Path, parts: Sequence[str]) -> list[Path]:
     out: set[Path] = set()
     for part in parts:
         path = root / part
-        if path.is_dir():
-            out.update(p for p in path.rglob("*.py") if "__pycache__" not in p.parts)
+        if path.is_dir():  # (not an editor's lock or backup: a dot name, a dangling link)
+            out.update(p for p in path.rglob("*.py") if "__pycache__" not in p.parts
+                       and not p.name.startswith(".") and p.is_file())
         elif path.is_file():
             out.add(path)
     return sorted(out)

@@ -44,6 +44,9 @@ from .errors import UserError
 RECORD_KEYS = ("command", "corpus", "root", "argv", "version", "options")
 # options a file may not set: where the file itself is, the run's own switches
 NOT_FROM_FILE = ("config", "debug", "help", "version")
+# options typed as one comma-separated value whose resolved value is a tuple (a saved run's
+# config.json holds a list): --pool T,F, --attitudes A1,A2,A3,A4
+COMMA_LISTS = ("pool", "attitudes")
 # what to do with an existing run: typed each time, never saved nor read from a file (a run's
 # config.json reused for another --out must not replace or continue that folder's run)
 RUN_SWITCHES = ("resume", "overwrite", "restart")
@@ -202,7 +205,7 @@ def values(parser: argparse.ArgumentParser, data: dict, path: str | Path) -> dic
             continue
         if isinstance(value, dict) and dest == "columns":  # a saved run: {field: column}
             strings = [",".join(f"{k}={v}" for k, v in value.items())]
-        elif isinstance(value, list | tuple) and dest == "pool":  # [2, 4]: a saved run's T,F
+        elif isinstance(value, list | tuple) and dest in COMMA_LISTS:  # a saved run's tuple
             strings = [",".join(map(_token, value))]
         elif isinstance(value, dict):
             raise UserError(f"--config {path}: {key} takes a value, got a mapping")

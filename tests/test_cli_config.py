@@ -296,9 +296,35 @@ def test_the_models_options_reach_the_run_and_round_trip(tmp_path):
     again = _parse(["cv", "folder", "root", "--out", "o", "--config", str(saved)])
     assert (again.pool, again.dropout, again.combine, again.ssa_scale,
             again.constrain_speaker) == ((2, 4), 0.1, "sum", 0.05, True)
+    # --attitudes, the other comma-separated option: a saved run's list reads back
+    args = _parse(["cv", "atthack", "root", "--out", "o", "--attitudes", "w,x,y,z"])
+    saved.write_text(json.dumps(config_file.resolved(args, cli.build_parser(), argv)))
+    assert _parse(["cv", "atthack", "root", "--out", "o", "--config", str(saved)]).attitudes \
+        == ("w", "x", "y", "z")
     hand = tmp_path / "run.yaml"
     hand.write_text("pool: 2,4\ncombine: sum\n")
     assert _parse(["train", "folder", "r", "--out", "o", "--config", str(hand)]).pool == (2, 4)
     for bad in (["--pool", "2"], ["--pool", "0,2"], ["--dropout", "1"], ["--combine", "max"]):
         with pytest.raises(SystemExit):
             _parse(["train", "folder", "r", "--out", "o", *bad])
+
+
+def test_model_options_that_cannot_apply_are_one_line_before_any_work(tmp_path, capsys):
+    """A pool that leaves no frame or band failed with a traceback after the feature
+    extraction; --constrain-speaker without SSA-CRNN-r (the one model it changes) did
+    nothing."""
+    (tmp_path / "a").mkdir()
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir(exist_ok=True)
+        (tmp_path / label / "x.wav").write_bytes(b"RIFF")
+    train = ["train", "folder", tmp_path, "--out", tmp_path / "o", "--model", "acrnn"]
+    _refused(capsys, [*train, "--pool", "2,64"], "--pool 2,64: a frequency pool of 64 bands "
+             "is wider than the features (--n-mels 40)")
+    _refused(capsys, [*train, "--pool", "400,2"], "--pool 400,2: a time pool of 400 frames is "
+             "longer than the segments (--segment-frames 300)")
+    _refused(capsys, [*train, "--constrain-speaker"], "--constrain-speaker: applies to "
+             "ssa-crnn-r")
+    _refused(capsys, ["cv", "folder", tmp_path, "--out", tmp_path / "o", "--models", "acrnn",
+                      "ssa-crnn", "--constrain-speaker"], "not to acrnn, ssa-crnn")
+    assert not (tmp_path / "o").exists()
+

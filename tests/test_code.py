@@ -159,3 +159,44 @@ def test_the_feature_cache_file_changes_with_the_front_ends_code(package_copy, m
         assert cache_path(corpus, tmp_path, features) != before
     finally:
         _code.code_digest.cache_clear()
+
+
+def test_the_code_text_is_the_source_as_written_without_comments_and_docstrings():
+    """The text hashed is the source's own (not a syntax tree written back, which differs
+    between Python versions: 3.10, 3.11 and 3.12 gave three digests of one checkout), so any
+    Python reading the same sources gives the same digest."""
+    source = ('"""Module doc \u00e9."""\nimport x  # a comment \u00e9\n\ndef f(a):\n'
+              '    """Doc\n    more."""\n    s = f\'{a!r:>{3}}\'  # trailing\n'
+              '    return "# not a comment"\n\n\nclass C:\n    \'\'\'Only a docstring.\'\'\'\n')
+    assert _code.source_text(source) == ("import x\ndef f(a):\n    s = f'{a!r:>{3}}'\n"
+                                         '    return "# not a comment"\nclass C:')
+
+
+def test_the_digest_is_the_same_under_every_python_found(tmp_path):
+    """The digest of the package's sources under each other CPython 3.10+ on this machine (the
+    ones a cluster's nodes might run) equals this one's."""
+    import shutil as sh
+    import subprocess
+    import sys
+
+    found = {sh.which(f"python3.{minor}") for minor in range(10, 15)}
+    found |= set(map(str, Path("/root/.pyenv/versions").glob("3.1[0-4]*/bin/python3")))
+    others = sorted(p for p in found if p and Path(p).resolve() != Path(sys.executable).resolve())
+    script = ("import importlib.util, sys; s = importlib.util.spec_from_file_location('c', "
+              f"{str(_code.PACKAGE / '_code.py')!r}); m = importlib.util.module_from_spec(s); "
+              "s.loader.exec_module(m); print(m.python_digest(m.TRAINING))")
+    here = _code.python_digest(_code.TRAINING)
+    for python in others:
+        out = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=120)
+        if out.returncode == 0:  # (an interpreter too old for the module's syntax: not ours)
+            assert out.stdout.strip() == here, python
+
+
+def test_editor_files_beside_the_sources_do_not_count(package_copy):
+    """An editor's lock (Emacs' .#loop.py, a dangling link) or backup beside a source: not
+    read (the lock made every run and cache lookup fail)."""
+    here = _code.python_digest(_code.TRAINING, package_copy)
+    (package_copy / "train" / ".#loop.py").symlink_to("user@host.1234:1700000000")
+    (package_copy / "train" / ".loop.py").write_text("X = 1\n")
+    assert _code.python_digest(_code.TRAINING, package_copy) == here
+

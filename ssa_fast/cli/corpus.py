@@ -97,6 +97,23 @@ def open_corpus(kind: str, root: str, *, merge_excited: bool, scripted: bool,
     return corpus
 
 
+def check_model_options(args, models: list[str]) -> None:
+    """The models' options against the models and the data's shape, before any work: a pooling
+    that leaves no frame or band (it failed with a traceback after the feature extraction), and
+    --constrain-speaker without SSA-CRNN-r (the one model it applies to)."""
+    pool, n_mels = getattr(args, "pool", None), getattr(args, "n_mels", None)
+    if pool is not None:
+        if pool[0] > args.segment_frames:
+            raise UserError(f"--pool {pool[0]},{pool[1]}: a time pool of {pool[0]} frames is "
+                            f"longer than the segments (--segment-frames {args.segment_frames})")
+        if n_mels is not None and pool[1] > n_mels:
+            raise UserError(f"--pool {pool[0]},{pool[1]}: a frequency pool of {pool[1]} bands "
+                            f"is wider than the features (--n-mels {n_mels})")
+    if getattr(args, "constrain_speaker", False) and "ssa-crnn-r" not in models:
+        raise UserError(f"--constrain-speaker: applies to ssa-crnn-r (its speaker classifier, "
+                        f"with the logit scale), not to {', '.join(models)}")
+
+
 def check_corpus(corpus, args, models: list[str], normalisation: str | None,
                  fold: int | None = None) -> str:
     """Checks of a train / cv command line against the corpus, before any feature or training
@@ -107,6 +124,7 @@ def check_corpus(corpus, args, models: list[str], normalisation: str | None,
     from ..train.cv import check_plan
 
     n = len(corpus.classes)
+    check_model_options(args, models)
     present = sorted({r.label for r in corpus})
     if len(present) < 2:
         raise UserError(f"{args.root}: every utterance is labelled {present[0]!r}: "

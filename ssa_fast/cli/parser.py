@@ -230,7 +230,7 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                    help="SSA: the attention scores' scale (default 1/sqrt(T))")
     g.add_argument("--constrain-speaker", action="store_true",
                    help="SSA-CRNN-r: L1-constrain the speaker classifier too (with the logit "
-                        "scale)")
+                        "scale; other models are not changed)")
     g.add_argument("--select-by", choices=("utterance", "segment"), default=d.select_by,
                    help="the validation UAR that selects the epoch (and early stopping): of "
                         "utterances (default) or of segments")

@@ -343,6 +343,8 @@ def read_manifest(path: str | Path, columns: Mapping[str, str] | None = None,
                 reader = csv.DictReader(fh)
                 rows = []
                 for row in reader:
+                    if None in row and not any(str(v).strip() for v in row[None]):
+                        del row[None]  # (trailing empty fields: a spreadsheet's export)
                     if None in row:  # more fields than the header: the rest shifted
                         raise UserError(
                             f"{path}: line {reader.line_num} has "
@@ -353,8 +355,9 @@ def read_manifest(path: str | Path, columns: Mapping[str, str] | None = None,
                 header = reader.fieldnames or []
         except (UnicodeDecodeError, csv.Error) as exc:
             raise UserError(f"{path}: not a readable CSV manifest ({exc})") from exc
-        same = sorted({k for k in header if [str(h).strip().lower() for h in header]
-                       .count(str(k).strip().lower()) > 1})
+        same = sorted({k for k in header if str(k).strip() and
+                       [str(h).strip().lower() for h in header].count(str(k).strip().lower())
+                       > 1})
         if same:  # (columns are read without case: the later one would win)
             raise UserError(f"{path}: columns {', '.join(map(repr, same))} are one name to the "
                             "manifest (column names are read without case): rename one")
@@ -524,12 +527,14 @@ IEMOCAP_CLASSES = ("neu", "hap", "sad", "ang")
 
 
 def iemocap_phrase(dialog: str) -> str:
-    """The script or improvisation a dialog performs, the same in every session and recording:
-    ``Ses01F_script01_1`` and ``Ses02M_script01_1`` -> ``script01_1``; the parts of one
-    (``Ses03M_impro05a`` / ``b``, ``Ses05M_script01_1b``) -> ``impro05``, ``script01_1``. The
-    linguistic protocol keeps each on one side of a fold (a recording's name as the phrase put
-    one script's lines in training and validation)."""
-    return re.sub(r"(?<=\d)[ab]$", "", re.sub(r"^Ses\d\d[FM]_", "", dialog))
+    """The text unit of a dialog for the linguistic protocol: a script, whose lines are the
+    same in every session and recording (``Ses01F_script01_1``, ``Ses02M_script01_1``,
+    ``Ses05M_script01_1b`` -> ``script01_1``: a recording's name put one script's lines in
+    training and validation); an improvisation, whose words are its speakers' own, is its
+    dialog, both parts of a split one together (``Ses03M_impro05a`` / ``b`` ->
+    ``Ses03M_impro05``)."""
+    dialog = re.sub(r"(?<=\d)[ab]$", "", dialog)
+    return re.sub(r"^Ses\d\d[FM]_", "", dialog) if "_script" in dialog else dialog
 
 
 def load_iemocap(root: str | Path, *, scripted: bool = False, merge_excited: bool = False,

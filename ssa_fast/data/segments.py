@@ -52,8 +52,9 @@ class FrameStats:
     """Mean and unbiased standard deviation of every channel and mel bin over all frames of
     (3, T, M) blocks, added one block at a time (float64; blocks merged with Chan et al.'s
     pairwise update, as accurate as one pass over their concatenation). The one formula of the
-    normalisation statistics: training speakers (all their frames as one block), utterances,
-    and files streamed in blocks. One block gives exactly torch's ``mean`` and ``std``."""
+    normalisation statistics: training speakers (the frames of their training segments as one
+    block), utterances, and files streamed in blocks. One block gives exactly torch's ``mean``
+    and ``std``."""
 
     def __init__(self):
         self.n = 0
@@ -99,12 +100,13 @@ class Normaliser:
         self.stats: dict[str, Stats] = {}
 
     def fit(self, features: Sequence[torch.Tensor], speakers: Sequence[str], *,
-            segment_frames: int | None = SEGMENT_FRAMES, hop: int | None = None,
+            segment_frames: int | None = None, hop: int | None = None,
             min_tail: int = MIN_TAIL) -> Normaliser:
         """Statistics from the training segments (design.md section 3): the frames of each
         training utterance that its segments (``segment_frames``, ``hop``, ``min_tail``, as
         :func:`segment_bounds` cuts them) cover, each frame once; a final partial segment
-        too short to be kept is not among them. ``segment_frames=None``: every frame."""
+        too short to be kept is not among them. ``segment_frames=None`` (a caller that cuts
+        no segments): every frame. Cross-validation passes its segmentation."""
         if self.mode == "utterance":
             return self
         if self.mode == "speaker" and not all(speakers):  # "" would pool unrelated voices

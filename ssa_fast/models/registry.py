@@ -25,9 +25,9 @@ class ModelSpec:
               combine: str = "concat", ssa_scale: float | None = None,
               constrain_speaker: bool = False) -> nn.Module:
         """The model, untrained. ``logit_scale`` applies to the constrained models only (the
-        others ignore it); ``pool`` and ``dropout`` override the preset's; ``combine``,
-        ``ssa_scale`` and ``constrain_speaker`` are the SSA models' (the others ignore
-        them)."""
+        others ignore it); ``pool`` and ``dropout`` override the preset's; ``combine`` and
+        ``ssa_scale`` are the SSA models', ``constrain_speaker`` SSA-CRNN-r's (its speaker
+        classifier takes the logit scale; the others ignore them)."""
         from .acrnn import ACRNN, SSACRNN
 
         scale = dict(logit_scale=logit_scale, learn_logit_scale=learn_logit_scale) \
@@ -36,7 +36,8 @@ class ModelSpec:
             return SSACRNN(n_classes, max(n_speakers, 2), preset, segment_frames=segment_frames,
                            l1_constraint=self.constrained, n_mels=n_mels, backend=backend,
                            pool=pool, dropout=dropout, combine=combine, scale=ssa_scale,
-                           l1_constraint_speaker=constrain_speaker, **scale)
+                           l1_constraint_speaker=constrain_speaker and self.constrained,
+                           **scale)
         return ACRNN(n_classes, preset, l1_constraint=self.constrained, n_mels=n_mels,
                      backend=backend, pool=pool, dropout=dropout, **scale)
 

@@ -314,6 +314,24 @@ def prepare_fold(corpus: Corpus, feats: list[torch.Tensor], train_idx, val_idx, 
     return out if test_idx is None else (*out, segs(np.asarray(test_idx), None))
 
 
+def features_of(feats: list[torch.Tensor], feature_params: dict | None) -> dict | None:
+    """The feature parameters a run records: ``feature_params`` as given (its mel bands must be
+    the features'), or, when a Python caller gives none, the mel bands of ``feats`` (the other
+    parameters then read as the defaults: pass ``FeatureConfig(...).to_dict()`` for others).
+    Recording the defaults' 40 bands for 64-band features made a checkpoint that its own
+    prediction refused."""
+    if not feats:
+        return feature_params
+    bands = int(feats[0].shape[-1])
+    if feature_params is None:
+        return {"n_mels": bands}
+    given = feature_params.get("n_mels")
+    if given is not None and int(given) != bands:
+        raise ValueError(f"feature_params says n_mels={given}, but the features have {bands} "
+                         "mel bands")
+    return feature_params
+
+
 def _data_settings(normalisation: str, segment_frames: int, train_hop: int | None,
                    feature_params: dict | None) -> dict:
     """The data part of a run's identity (fingerprint.py)."""
@@ -443,6 +461,7 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
     from tqdm import tqdm
 
     timing = timing if timing is not None else Breakdown(cfg.device)
+    feature_params = features_of(feats, feature_params)
     check_plan(corpus, models, protocol=protocol, k=k, seed=cfg.seed,
                normalisation=normalisation, selection=selection)
     out_dir = Path(out_dir)
@@ -558,6 +577,7 @@ def train_fold(corpus: Corpus, feats: list[torch.Tensor], cfg: TrainConfig, out_
     fold of :func:`cross_validate`; writes ``out_dir/result.json`` and returns the result
     (``announce(text)`` receives a one-line description of the split first; ``on_start()`` is
     called once everything is checked, before anything is written: see :func:`train`)."""
+    feature_params = features_of(feats, feature_params)
     folds = check_plan(corpus, [cfg.model], protocol=protocol, k=k, seed=cfg.seed,
                        normalisation=normalisation, fold=fold, selection=selection)
     split = split_fold(corpus, protocol, k, fold, cfg.seed, selection, folds=folds)

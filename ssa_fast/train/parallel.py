@@ -184,7 +184,7 @@ def run_workers(argv: list[str], runs: list, out_dir: str | Path, *, jobs: int, 
                     bar.update()
                     if lines:
                         run = runs[r]
-                        print(f"{run.model} fold {run.fold + 1}/{runs[-1].fold + 1}: utterance "
+                        print(f"{run.model} fold {run.fold} of {runs[-1].fold + 1}: utterance "
                               f"UAR {100 * result['utterance_uar']:.2f} % (worker {owner[r]})",
                               file=sys.stderr, flush=True)
                 if not running:

@@ -75,12 +75,14 @@ def test_iemocap_options(tmp_path):
 
 def test_iemocap_phrase_is_the_script_and_lines_are_read_however_saved(tmp_path):
     """The linguistic protocol keeps a phrase on one side of a fold: IEMOCAP's phrase is the
-    script or improvisation (performed in every session, by both recorders, sometimes in two
-    parts), not the recording (one script trained in Session1 and validated in Session2). A
-    label file saved with a byte-order mark, or with indented lines, loses no turn."""
+    script (its lines are the same in every session and recording, sometimes in two parts),
+    not the recording (one script trained in Session1 and validated in Session2); an
+    improvisation, whose words are its speakers' own, stays its dialog (both parts of a split
+    one together). A label file saved with a byte-order mark, or indented lines, loses no
+    turn."""
     dialogs = {"Ses01F_script01_1": "script01_1", "Ses02M_script01_1": "script01_1",
-               "Ses05M_script01_1b": "script01_1", "Ses03M_impro05a": "impro05",
-               "Ses03M_impro05b": "impro05", "Ses01F_impro01": "impro01"}
+               "Ses05M_script01_1b": "script01_1", "Ses03M_impro05a": "Ses03M_impro05",
+               "Ses03M_impro05b": "Ses03M_impro05", "Ses01F_impro01": "Ses01F_impro01"}
     for dialog in dialogs:
         session = tmp_path / f"Session{int(dialog[3:5])}"
         turns = [f"{dialog}_F000", f"{dialog}_M001"]
@@ -140,6 +142,7 @@ def test_manifest_csv_and_json(tmp_path):
      r"line 3 has 4 fields, the header 3: quote a field that holds a comma"),
     ("path,Label,label,speaker\na.wav,neu,sad,s1\n",
      r"columns 'Label', 'label' are one name to the manifest"),
+    ("path,label,speaker\na.wav,neu,s1,,x\n", "line 2 has 5 fields, the header 3"),
 ])
 def test_manifest_errors(tmp_path, content, match):
     (tmp_path / "m.csv").write_text(content)
@@ -239,3 +242,16 @@ def test_atthack_attitudes_from_the_command_line(tmp_path):
                            "--out", str(tmp_path / "o"), "--attitudes", "a,b,c,d"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--attitudes: applies to the atthack corpus" in proc.stderr
+
+
+def test_a_spreadsheets_empty_trailing_fields_and_columns_are_read(tmp_path):
+    """Rows ending in a comma, and a header with empty trailing columns (as a spreadsheet
+    exports them), hold nothing shifted: read as before."""
+    for i in range(2):
+        _wav(tmp_path / f"u{i}.wav", seed=i)
+    (tmp_path / "a.csv").write_text("path,speaker,label\nu0.wav,s1,neu,\nu1.wav,s2,sad,,\n")
+    (tmp_path / "b.csv").write_text("path,speaker,label,,\nu0.wav,s1,neu,,\nu1.wav,s2,sad,,\n")
+    for name in ("a.csv", "b.csv"):
+        c = load_corpus("manifest", tmp_path / name)
+        assert [(r.speaker, r.label) for r in c] == [("s1", "neu"), ("s2", "sad")], name
+

@@ -47,19 +47,21 @@ def _features(seed, frames, offset):
 def test_speaker_normalisation_and_padding_after_it():
     feats = [_features(0, 420, 5.0), _features(1, 350, 5.0), _features(2, 90, -3.0)]
     speakers = ["a", "a", "b"]
-    norm = Normaliser("speaker").fit(feats, speakers)
+    norm = Normaliser("speaker").fit(feats, speakers, segment_frames=300)
     # the statistics of the training segments (SPEC section 3): 420 frames -> 300 + 120 kept,
     # 350 -> 300 kept and a 50-frame tail dropped, which is not among them
     za = torch.cat([norm(feats[0], "a"), norm(feats[1], "a")[:, :300]], dim=1)
     torch.testing.assert_close(za.mean(dim=1), torch.zeros(3, 40), atol=1e-5, rtol=0)
     torch.testing.assert_close(za.std(dim=1), torch.ones(3, 40), atol=1e-4, rtol=0)
-    every = Normaliser("speaker").fit(feats, speakers, segment_frames=None)
+    every = Normaliser("speaker").fit(feats, speakers)  # (no segmentation: every frame)
     assert not torch.allclose(every.stats["a"].mean, norm.stats["a"].mean)
     # with an overlapping training hop: the frames the segments cover, each once
-    hop = Normaliser("speaker").fit(feats, speakers, hop=100)  # 350: 0-300, 100-350 kept
+    # (350 frames: 0-300 and 100-350 kept)
+    hop = Normaliser("speaker").fit(feats, speakers, segment_frames=300, hop=100)
     torch.testing.assert_close(hop.stats["a"].mean, every.stats["a"].mean)
     short = [_features(4, 380, 1.0)]  # hop 200: 0-300 kept, 200-380 (180 < 181) dropped
-    assert torch.equal(Normaliser("speaker").fit(short, ["c"], hop=200, min_tail=181)
+    assert torch.equal(Normaliser("speaker").fit(short, ["c"], segment_frames=300, hop=200,
+                                                  min_tail=181)
                        .stats["c"].mean, FrameStats().add(short[0][:, :300]).stats(1e-5).mean)
     seg = make_segments(feats, [0, 1, 2], speakers, norm, {"a": 0, "b": 1})
     assert seg.x.shape == (4, 3, 300, 40)  # 420 -> 300 + 120, 350 -> 300 (50 dropped), 90

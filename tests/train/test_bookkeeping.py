@@ -547,3 +547,25 @@ def test_the_models_options_are_trained_recorded_and_predicted_with(tiny_corpus,
     assert default.config["combine"] == "concat" and default.config["scale"] is None
     assert tuple(default.config["preset"]["pool"]) == (2, 2)
     assert not default.config["l1_constraint_speaker"]
+
+
+def test_the_python_api_records_the_features_mel_bands(tiny_corpus, tmp_path):
+    """cross_validate without feature_params recorded the defaults' 40 bands beside 64-band
+    features: prediction refused the run's own checkpoint. The bands are read from the
+    features (and feature_params that contradict them are refused)."""
+    from ssa_fast import EmotionClassifier
+    from ssa_fast.data import corpus_features, load_corpus
+    from ssa_fast.features import FeatureConfig
+    from ssa_fast.train import cross_validate
+
+    corpus, feats = corpus_features(load_corpus("synthetic", tiny_corpus), tmp_path / "cache",
+                                    features=FeatureConfig(n_mels=64), progress=False)
+    cfg = TrainConfig(model="acrnn", preset="small", epochs=1, batch_size=8)
+    cross_validate(corpus, feats, ["acrnn"], cfg, tmp_path / "api", protocol="linguistic", k=2,
+                   segment_frames=100, progress=False)
+    clf = EmotionClassifier.from_checkpoint(tmp_path / "api" / "acrnn" / "fold00" / "best.pt")
+    assert clf.classify_file(next((tiny_corpus / "wav").glob("*.wav"))).status == "ok"
+    with pytest.raises(ValueError, match="n_mels=40, but the features have 64 mel bands"):
+        cross_validate(corpus, feats, ["acrnn"], cfg, tmp_path / "api2", protocol="linguistic",
+                       k=2, segment_frames=100, progress=False,
+                       feature_params=FeatureConfig().to_dict())
