@@ -519,12 +519,9 @@ def cmd_predict(args) -> int:
     if args.resume and not args.out:
         raise UserError("--resume: needs --out (the predictions file to continue)")
     clf = EmotionClassifier(_load_trained(args.checkpoint, default_device(args.device)))
-    if args.speaker and clf.normalisation != "speaker":
-        print(f"--speaker {args.speaker!r}: not used, the checkpoint normalises with "
-              f"{clf.normalisation} statistics", file=sys.stderr)
-    elif args.speaker and not clf.knows(args.speaker):
-        print(f"speaker {args.speaker!r} was not in training: per-utterance normalisation",
-              file=sys.stderr)
+    unused = clf.unused_speaker(args.speaker)  # (--speaker: a name that normalises nothing)
+    if unused is not None:
+        print(f"--{unused}", file=sys.stderr)
     entries, problems = expand_inputs(args.inputs, args.columns, args.speaker)
     for line in problems:
         print(f"skipped: {line}", file=sys.stderr)

@@ -130,31 +130,33 @@ class EmotionClassifier:
     def _known(self, speaker: str | None) -> str | None:
         """``speaker`` as training read its speakers (NFC), when the checkpoint holds its
         statistics; else None (per-utterance normalisation)."""
-        speaker, norm = nfc(speaker), self._tm.normaliser
-        return speaker if norm.mode == "speaker" and speaker in norm.stats else None
+        speaker = nfc(speaker)
+        return speaker if self._tm.normaliser.applied(speaker) == "speaker" else None
+
+    def unused_speaker(self, speaker: str | None) -> str | None:
+        """Why a speaker a caller named normalises nothing (a sentence), or None when it names
+        a training speaker whose statistics normalise its files (or no speaker is named): not a
+        training speaker (a typo reads as an unseen speaker), or a checkpoint without
+        per-speaker statistics."""
+        if not speaker or self._known(speaker) is not None:
+            return None
+        mode = self._tm.normaliser.mode
+        if mode != "speaker":
+            return (f"speaker {speaker!r}: not used, the checkpoint normalises with {mode} "
+                    "statistics")
+        names = self.speakers
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        return (f"speaker {speaker!r} was not in training (the checkpoint's speakers: {shown}): "
+                "normalised with each utterance's own statistics")
 
     def _named(self, speaker: str | None) -> str | None:
         """:meth:`_known` of a speaker a caller named, saying once per name when the name
-        normalises nothing: not a training speaker (a typo reads as an unseen speaker), or a
-        checkpoint without per-speaker statistics."""
-        known = self._known(speaker)
-        if speaker is None or known is not None or speaker in self._unused_names:
-            return known
-        self._unused_names.add(speaker)
-        mode = self._tm.normaliser.mode
-        if mode != "speaker":
-            _warn.warn(f"speaker {speaker!r}: not used, the checkpoint normalises with {mode} "
-                       "statistics")
-        else:
-            names = sorted(self._tm.normaliser.stats)
-            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-            _warn.warn(f"speaker {speaker!r} was not in training (the checkpoint's speakers: "
-                       f"{shown}): normalised with each utterance's own statistics")
-        return None
-
-    def knows(self, speaker: str | None) -> bool:
-        """Whether ``speaker``'s training statistics normalise its files."""
-        return self._known(speaker) is not None
+        normalises nothing (:meth:`unused_speaker`)."""
+        why = self.unused_speaker(speaker)
+        if why is not None and speaker not in self._unused_names:
+            self._unused_names.add(speaker)
+            _warn.warn(why)
+        return self._known(speaker)
 
     def _prediction(self, res: dict, attention: bool, in_memory: bool = False) -> Prediction:
         """A Prediction of one result of the engine (engine.classify_items)."""
