@@ -4,7 +4,6 @@ the (long) feature extraction, and its features computed once, under torchrun by
 
 from __future__ import annotations
 
-import re
 import sys
 from collections import Counter
 from typing import NamedTuple
@@ -21,26 +20,13 @@ def say(*args, **kwargs) -> None:
         print(*args, **kwargs)
 
 
-def _reason(item: str, why) -> str:
-    """The reason of a skipped item without what names the item alone: ``label 'xxx'``,
-    ``file not found``, ``cannot read audio``..."""
-    why = str(why)
-    if why.startswith(f"{item}: "):
-        why = why[len(item) + 2:]
-    match = re.match(r"label ('.*?'|\".*?\") is not one of", why)
-    return f"label {match.group(1)}" if match else why.split(" (")[0]
-
-
-def is_exclusion(reason: str) -> bool:
-    """Whether a skip is the corpus' own choice (a class not studied), not a problem."""
-    return reason.startswith("label ")
-
-
 def skipped_summary(skipped) -> str:
     """'N skipped (count reason, ...)', problems first, then the classes left out."""
+    from ..data.corpus import is_exclusion, skip_reason
+
     if not skipped:
         return "0 skipped"
-    counts = Counter(_reason(item, why) for item, why in skipped)
+    counts = Counter(skip_reason(item, why) for item, why in skipped)
     order = sorted(counts.items(), key=lambda kv: (is_exclusion(kv[0]), -kv[1], kv[0]))
     return f"{len(skipped)} skipped ({', '.join(f'{n} {why}' for why, n in order)})"
 
@@ -48,7 +34,9 @@ def skipped_summary(skipped) -> str:
 def show_skipped(skipped, n: int, file=sys.stderr) -> None:
     """The first ``n`` skipped items, problems (missing or unreadable files, bad lines) before
     the utterances of classes left out."""
-    ordered = sorted(skipped, key=lambda s: is_exclusion(_reason(*s)))
+    from ..data.corpus import is_exclusion, skip_reason
+
+    ordered = sorted(skipped, key=lambda s: is_exclusion(skip_reason(*s)))
     for item, why in ordered[:n]:
         print(f"skipped: {item}: {why}", file=file)
 
@@ -101,15 +89,15 @@ def check_model_options(args, models: list[str]) -> None:
     """The models' options against the models and the data's shape, before any work: a pooling
     that leaves no frame or band (it failed with a traceback after the feature extraction), and
     --constrain-speaker without SSA-CRNN-r (the one model it applies to)."""
-    pool, n_mels = getattr(args, "pool", None), getattr(args, "n_mels", None)
+    pool = args.pool
     if pool is not None:
         if pool[0] > args.segment_frames:
             raise UserError(f"--pool {pool[0]},{pool[1]}: a time pool of {pool[0]} frames is "
                             f"longer than the segments (--segment-frames {args.segment_frames})")
-        if n_mels is not None and pool[1] > n_mels:
+        if pool[1] > args.n_mels:
             raise UserError(f"--pool {pool[0]},{pool[1]}: a frequency pool of {pool[1]} bands "
-                            f"is wider than the features (--n-mels {n_mels})")
-    if getattr(args, "constrain_speaker", False) and "ssa-crnn-r" not in models:
+                            f"is wider than the features (--n-mels {args.n_mels})")
+    if args.constrain_speaker and "ssa-crnn-r" not in models:
         raise UserError(f"--constrain-speaker: applies to ssa-crnn-r (its speaker classifier, "
                         f"with the logit scale), not to {', '.join(models)}")
 

@@ -4,7 +4,6 @@ groups commands share, one function per command (in --help's order) and build_pa
 from __future__ import annotations
 
 import argparse
-import math
 
 import numpy as np
 
@@ -77,17 +76,6 @@ def _pool(text: str) -> tuple[int, int]:
 
 
 _pool.__name__ = "T,F"
-
-
-def _dropout(text: str) -> float:
-    """argparse type: a probability in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
-    return value
 
 
 def _fraction(text: str) -> float:
@@ -221,7 +209,7 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pool", type=_pool, default=d.pool, metavar="T,F",
                    help="the models' max-pooling in time and frequency (default: the preset's, "
                         "2,2; the paper names 2,4 as an option)")
-    g.add_argument("--dropout", type=_dropout, default=d.dropout, metavar="P",
+    g.add_argument("--dropout", type=_fraction, default=d.dropout, metavar="P",
                    help="dropout after the models' linear layer (default: none)")
     g.add_argument("--combine", choices=("concat", "sum"), default=d.combine,
                    help="SSA: c_em and c_sp side by side (c in R^2d, the paper's text) or summed "

@@ -241,6 +241,30 @@ def _drop_duplicates(records: list[Record],
     return [r for i, r in enumerate(records) if i not in drop]
 
 
+def not_a_class(label: str) -> str:
+    """How a skip names an utterance left out for its label (a class the corpus does not
+    study, not a problem with its file): ``label 'xxx'``, the start of its reason."""
+    return f"label {label!r}"
+
+
+def is_exclusion(reason: str) -> bool:
+    """Whether a skip's reason (:func:`skip_reason`) is the corpus' own choice (a class it
+    does not study, :func:`not_a_class`), not a problem with a file or a line."""
+    return reason.startswith("label ")
+
+
+def skip_reason(item: str, why: str) -> str:
+    """A skip's reason without what names only that item: ``label 'xxx'`` (see
+    :func:`not_a_class`), ``file not found``, ``cannot read audio``...; skips of one kind have
+    one reason."""
+    why = str(why)
+    if why.startswith(f"{item}: "):
+        why = why[len(item) + 2:]
+    if why.startswith("label ") and " is not one of " in why:
+        return why.split(" is not one of ")[0]
+    return why.split(" (")[0]
+
+
 def _finish(records: list[Record], classes: Sequence[str] | None, name: str, root: Path,
             skipped: list[tuple[str, str]], check_files: bool = True,
             options: dict | None = None) -> Corpus:
@@ -252,7 +276,7 @@ def _finish(records: list[Record], classes: Sequence[str] | None, name: str, roo
     kept = []
     for r in records:
         if r.label not in classes:
-            skipped.append((r.path, f"label {r.label!r} is not one of {classes}"))
+            skipped.append((r.path, f"{not_a_class(r.label)} is not one of {classes}"))
         elif check_files and not Path(r.path).is_file():
             skipped.append((r.path, "file not found"))
         else:

@@ -343,7 +343,8 @@ def reported_part(results: dict, row: dict) -> dict:
 def fold_mean_confusion(results: dict, model: str) -> np.ndarray:
     """The utterance-level confusion matrix the figure shows for ``model``: the mean over its
     folds of each fold's row-normalised matrix (on the reported set), whose diagonal is the
-    table's per-class recall and averages to the table's UAR."""
+    table's per-class recall (and averages to the table's UAR where every fold holds every
+    class)."""
     return mean_normalised([reported_part(results, r)["utterance_cm"]
                             for r in results["folds"][model]])
 
@@ -387,8 +388,8 @@ def confusions_figure(results: dict):
 def plot_confusions(results: dict, out_dir: Path, *, fmt: str = "png") -> Path:
     """Utterance-level confusion matrices, rows normalised (Figure 4): per model the mean over
     folds of each fold's matrix on the reported set (validation, or test with a selection
-    split), so that its diagonal is the table's per-class recall and averages to the table's
-    UAR: ``out_dir / confusion_matrices.<fmt>``."""
+    split), so that its diagonal is the table's per-class recall (averaging to the table's UAR
+    where every fold holds every class): ``out_dir / confusion_matrices.<fmt>``."""
     path = figure_path(out_dir, "confusion_matrices", fmt)
     with _style():
         return _save(confusions_figure(results), path)

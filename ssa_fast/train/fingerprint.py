@@ -90,7 +90,7 @@ def corpus_identity(corpus) -> dict:
     digest = hashlib.sha256(canonical_json(rows).encode()).hexdigest()[:16]
     out = {"name": corpus.name, "classes": list(corpus.classes), "utterances": len(rows),
            "hash": digest}
-    if getattr(corpus, "options", None):  # (what a class is: IEMOCAP's merge_excited)
+    if corpus.options:  # (what a class is: IEMOCAP's merge_excited, Att-HACK's names)
         out["options"] = dict(corpus.options)
     return out
 
