@@ -71,15 +71,18 @@ def source_text(source: str) -> str:
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.COMMENT:
             spans.append((tok.start, tok.end))
-    keep = [list(line) for line in lines]
+    cuts: dict[int, list[tuple[int, int]]] = {}  # line -> (start, end) columns to cut
     for (l0, c0), (l1, c1) in spans:
-        for line in range(l0, l1 + 1):
-            start = c0 if line == l0 else 0
-            end = c1 if line == l1 else len(keep[line - 1])
-            for c in range(start, min(end, len(keep[line - 1]))):
-                keep[line - 1][c] = ""
-    text = ("".join(chars_).rstrip() for chars_ in keep)
-    return "\n".join(line for line in text if line.strip())
+        for n in range(l0, l1 + 1):
+            cuts.setdefault(n, []).append((c0 if n == l0 else 0,
+                                           c1 if n == l1 else len(lines[n - 1])))
+    kept = []
+    for n, line in enumerate(lines, 1):
+        for start, end in sorted(cuts.get(n, ()), reverse=True):  # (right to left)
+            line = line[:start] + line[end:]
+        if line.strip():
+            kept.append(line.rstrip())
+    return "\n".join(kept)
 
 
 def _files(root: Path, parts: Sequence[str]) -> list[Path]:
