@@ -8,6 +8,7 @@ the rest with these defaults, the only values those versions could use."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, fields
 
 from ..kernels.logmel_delta import DEFAULTS, check_params
@@ -40,10 +41,13 @@ class FeatureConfig:
         """The mel bands that no FFT bin falls into: their filter is all zeros, so they stay at
         the log floor ``ln(amin)`` whatever the audio (more bands than the FFT resolves between
         fmin and fmax; none with the defaults)."""
-        from ..kernels.logmel_delta.filters import mel_filterbank
+        from ..kernels.logmel_delta.filters import EmptyMelBandsWarning, mel_filterbank
 
-        bank = mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax,
-                              self.htk)
+        # The caller says it in its own words; the filterbank, cached, warns no more after.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EmptyMelBandsWarning)
+            bank = mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, self.fmin,
+                                  self.fmax, self.htk)
         return [int(i) for i in (bank.amax(1) <= 0).nonzero().flatten()]
 
     def to_dict(self) -> dict:

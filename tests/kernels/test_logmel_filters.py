@@ -42,3 +42,37 @@ def test_window_matches_scipy_centred(name, win_length, n_fft):
     w = scipy.signal.get_window(name, win_length, fftbins=True)
     np.testing.assert_allclose(ours, librosa.util.pad_center(w, size=n_fft), rtol=1e-12,
                                atol=1e-15)
+
+
+def test_mel_bands_no_fft_bin_reaches_are_said_once_where_the_caller_asked(recwarn):
+    """Bands that no FFT bin falls into stay at the log floor whatever the audio: the function,
+    the module and a FeatureConfig built from them say so (as librosa does), once per
+    filterbank, naming the caller's line; the defaults, and FeatureConfig.empty_bands (which
+    answers the question itself), say nothing."""
+    import torch
+
+    import ssa_fast
+    from ssa_fast.features import FeatureConfig
+    from ssa_fast.kernels.logmel_delta.filters import EmptyMelBandsWarning, _mel_np
+
+    _mel_np.cache_clear()
+    ssa_fast.LogMelDelta()
+    ssa_fast.logmel_delta(torch.randn(4000))
+    assert not [w for w in recwarn if w.category is EmptyMelBandsWarning]
+
+    with pytest.warns(EmptyMelBandsWarning) as caught:
+        ssa_fast.LogMelDelta(n_mels=96, n_fft=256, win_length=256)
+    (w,) = caught
+    assert str(w.message).startswith("n_mels=96: 1 of the mel bands (0) get no FFT bin (62.5 Hz "
+                                     "per bin at n_fft=256 and 16000 Hz")
+    assert w.filename == __file__
+    with pytest.warns(EmptyMelBandsWarning) as caught:  # the function: its own bank
+        ssa_fast.logmel_delta(torch.randn(4000), n_mels=200)
+    assert str(caught[0].message).startswith("n_mels=200: 3 of the mel bands (0, 25, 50) get")
+    assert caught[0].filename == __file__
+    recwarn.clear()
+    ssa_fast.LogMelDelta(n_mels=96, n_fft=256, win_length=256)  # said already
+    config = FeatureConfig(n_mels=300)
+    assert len(config.empty_bands()) > 8
+    ssa_fast.LogMelDelta(**config.kwargs())  # the caller asked: not said again
+    assert not [w for w in recwarn if w.category is EmptyMelBandsWarning]

@@ -13,6 +13,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from ... import _warn
+
 WINDOWS = ("hamming", "hann")
 
 
@@ -80,7 +82,20 @@ def _mel_np(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float,
     # Slaney normalisation: each filter has unit area in Hz.
     weights *= (2.0 / (mel_edges[2:] - mel_edges[:-2]))[:, None]
     weights.setflags(write=False)
+    empty = np.flatnonzero(weights.max(1) <= 0)
+    if empty.size:  # (said once per filterbank: this function is cached)
+        shown = ", ".join(map(str, empty[:8])) + (", ..." if empty.size > 8 else "")
+        _warn.warn(f"n_mels={n_mels}: {empty.size} of the mel bands ({shown}) get no FFT bin "
+                   f"({sample_rate / n_fft:g} Hz per bin at n_fft={n_fft} and {sample_rate} Hz"
+                   f" between fmin={fmin:g} and fmax={fmax:g} Hz) and stay at the log floor "
+                   "whatever the audio; use fewer mel bands or a larger n_fft",
+                   EmptyMelBandsWarning)
     return weights
+
+
+class EmptyMelBandsWarning(UserWarning):
+    """A mel filterbank with bands that no FFT bin falls into (as librosa's "Empty filters
+    detected in mel frequency basis")."""
 
 
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
