@@ -18,6 +18,19 @@ class ModelSpec:
     speaker_attentive: bool  # SSA-CRNN: needs a speaker for every utterance (its speaker loss)
     constrained: bool  # the "-r" models: the L1 projection of eq. 8 after every step
 
+    def ignored_options(self) -> tuple[str, ...]:
+        """The training options (``TrainConfig`` fields) this model does not use: the logit
+        scale without the L1 constraint, the SSA options without SSA (as :meth:`build`
+        ignores them)."""
+        out = []
+        if not self.constrained:
+            out += ["logit_scale", "learn_logit_scale"]
+        if not self.speaker_attentive:
+            out += ["speaker_weight", "combine", "ssa_scale"]
+        if not (self.constrained and self.speaker_attentive):
+            out.append("constrain_speaker")
+        return tuple(out)
+
     def build(self, n_classes: int, n_speakers: int, *, preset="paper",
               segment_frames: int = SEGMENT_FRAMES, n_mels: int = 40, backend: str | None = None,
               logit_scale: float = 1.0, learn_logit_scale: bool = False,

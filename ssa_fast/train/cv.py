@@ -176,7 +176,7 @@ def run_provenance(corpus: Corpus, corpus_id: dict, layout: dict, cfg: TrainConf
                            np.asarray([] if selection_idx is None else selection_idx,
                                       dtype=np.int64)])
     digest = split_digest(keys, train_idx, selection_idx, held_out)
-    return {"identity": run_identity(corpus_id, layout, asdict(cfg), data, digest),
+    return {"identity": run_identity(corpus_id, layout, asdict(cfg.as_used()), data, digest),
             "train_utterances": [keys[int(i)] for i in train_idx],
             "used_utterances": used_keys(corpus, used)}
 

@@ -99,6 +99,12 @@ class TrainConfig:
             raise ValueError(f"compile must be True, False or one of {COMPILE_MODES}, "
                              f"got {self.compile!r}")
 
+    def as_used(self) -> TrainConfig:
+        """This config with the options its model does not use at their defaults: what a
+        run's identity holds, so that another ``--ssa-scale`` retrains the SSA models only."""
+        ignored = model_spec(self.model).ignored_options()
+        return replace(self, **{f.name: f.default for f in fields(self) if f.name in ignored})
+
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}

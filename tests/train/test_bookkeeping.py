@@ -569,3 +569,54 @@ def test_the_python_api_records_the_features_mel_bands(tiny_corpus, tmp_path):
         cross_validate(corpus, feats, ["acrnn"], cfg, tmp_path / "api2", protocol="linguistic",
                        k=2, segment_frames=100, progress=False,
                        feature_params=FeatureConfig().to_dict())
+
+
+@pytest.mark.parametrize("name", ["acrnn", "acrnn-r", "ssa-crnn", "ssa-crnn-r"])
+def test_options_a_model_ignores_are_not_in_its_runs_identity(name):
+    """What a model ignores (the logit scale without the L1 constraint, the SSA options without
+    SSA) is left out of its runs' identity, so that another --ssa-scale retrains the SSA models
+    only; and it is truly ignored: the same weights and outputs, no speaker loss."""
+    from dataclasses import asdict, fields
+
+    from ssa_fast.models import model_spec
+
+    ignored = model_spec(name).ignored_options()
+    other = {"logit_scale": 7.0, "learn_logit_scale": True, "speaker_weight": 0.25,
+             "combine": "sum", "ssa_scale": 0.3, "constrain_speaker": True}
+    assert set(ignored) <= set(other) <= {f.name for f in fields(TrainConfig)}
+    base = TrainConfig(model=name, preset="small")
+    changed = TrainConfig(**{**asdict(base), **{k: other[k] for k in ignored}})
+    assert asdict(changed.as_used()) == asdict(base.as_used()) == asdict(base)
+    for key in set(other) - set(ignored):  # what it uses stays in
+        used = TrainConfig(**{**asdict(base), key: other[key]})
+        assert asdict(used.as_used())[key] == other[key], key
+
+    x = torch.randn(3, 3, 100, 40)
+    outputs = []
+    for cfg in (base, changed):
+        torch.manual_seed(0)
+        model = build_model(cfg, 4, 3, 100, 40).eval()
+        with torch.no_grad():
+            outputs.append((model.state_dict(), model(x)))
+    (sd0, out0), (sd1, out1) = outputs
+    assert sd0.keys() == sd1.keys() and all(torch.equal(sd0[k], sd1[k]) for k in sd0)
+    torch.testing.assert_close(out1.emotion_logits, out0.emotion_logits, rtol=0, atol=0)
+    if "speaker_weight" in ignored:
+        assert out0.speaker_logits is None
+
+
+def test_cv_retrains_only_the_models_an_option_changes(tiny_corpus, tmp_path):
+    """--ssa-scale retrains SSA-CRNN-r and reuses ACRNN's folds; --logit-scale retrains ACRNN-r
+    only."""
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+    models = ["--models", "acrnn", "acrnn-r", "ssa-crnn-r", "--epochs", "1"]
+    _cv(tiny_corpus, out, cache, *models)
+    ssa = _cv(tiny_corpus, out, cache, *models, "--ssa-scale", "0.5")
+    assert ssa.stderr.count("recomputing") == 2 and "train.ssa_scale: None -> 0.5" in ssa.stderr
+    assert [[f["reused"] for f in rows] for rows in _results(out)["folds"].values()] == \
+        [[True, True], [True, True], [False, False]]
+    scale = _cv(tiny_corpus, out, cache, *models, "--ssa-scale", "0.5", "--logit-scale", "50")
+    assert scale.stderr.count("recomputing") == 4 and "train.logit_scale: 300.0 -> 50.0" in \
+        scale.stderr
+    assert [[f["reused"] for f in rows] for rows in _results(out)["folds"].values()] == \
+        [[True, True], [False, False], [False, False]]
