@@ -19,7 +19,8 @@ from helpers import alive, run_cli, signal_when, speech_like
 
 from ssa_fast import EmotionClassifier
 from ssa_fast.audio.io import load
-from ssa_fast.predict.engine import classify, load_trained
+from ssa_fast.predict.engine import classify, load_trained, unclassifiable
+from ssa_fast.predict.inputs import Entry, read_item
 
 sf = pytest.importorskip("soundfile")
 
@@ -163,31 +164,40 @@ def test_resume_continues_a_cut_file_and_refuses_another_checkpoint(trained, arc
 
 
 def test_nothing_to_classify_gets_no_label(trained, tmp_path):
-    """A 1-sample or 10 ms file and a second of digital silence are marked, not labelled (they
-    all got the same confident label); the summary and the exit status say so."""
+    """A 1-sample or 10 ms file, a second of digital silence and a second of a constant offset
+    (silence from a recorder with a DC bias) are marked, not labelled (they all got the same
+    confident label); the summary and the exit status say so."""
     ckpt, _ = trained
     files = {"one.wav": np.array([0.3], np.float32),
              "ten_ms.wav": speech_like(160, seed=3).astype(np.float32),
              "silence.wav": np.zeros(16000, np.float32),
+             "offset.wav": np.full(16000, -0.25, np.float32),
              "speech.wav": speech_like(24000, seed=4).astype(np.float32)}
     for name, y in files.items():
         sf.write(tmp_path / name, y, 16000)
     proc = run_cli("predict", ckpt, *(tmp_path / n for n in files), "--json", "--quiet")
     assert proc.returncode == 1, proc.stderr
     res = {r["file"].rsplit("/", 1)[-1]: r for r in json.loads(proc.stdout)}
-    assert [res[n]["status"] for n in files] == ["too short", "too short", "silent", "ok"]
-    for n in ("one.wav", "ten_ms.wav", "silence.wav"):
+    assert [res[n]["status"] for n in files] == ["too short", "too short", "silent", "silent", "ok"]
+    for n in ("one.wav", "ten_ms.wav", "silence.wav", "offset.wav"):
         assert res[n]["emotion"] is None and res[n]["probabilities"] == {} and res[n]["reason"]
     assert res["speech.wav"]["emotion"] is not None
-    assert "1 classified, 2 too short, 1 silent" in proc.stderr
+    assert "1 classified, 2 too short, 2 silent" in proc.stderr
     proc = run_cli("predict", ckpt, tmp_path / "silence.wav")
     assert "silence.wav: not classified (silent" in proc.stdout
     clf = EmotionClassifier.from_checkpoint(ckpt)
     batch = clf.classify_batch([files[n] for n in files], 16000)
-    assert [p.status for p in batch] == ["too short", "too short", "silent", "ok"]
-    assert [p.label is None for p in batch] == [True, True, True, False]
+    assert [p.status for p in batch] == ["too short", "too short", "silent", "silent", "ok"]
+    assert [p.label is None for p in batch] == [True, True, True, True, False]
     assert not batch[2].classified and batch[2].probabilities == {}
     assert clf.classify_file(tmp_path / "one.wav").status == "too short"
+    assert clf.classify_file(tmp_path / "offset.wav").status == "silent"
+    # a file too long to hold whole (streamed) is judged by the same range, block by block
+    offset = read_item(0, Entry(str(tmp_path / "offset.wav")), 16000, load_seconds=0.1)
+    speech = read_item(0, Entry(str(tmp_path / "speech.wav")), 16000, load_seconds=0.1)
+    assert offset.stream and speech.stream
+    assert unclassifiable(offset.duration, offset.peak)[0] == "silent"
+    assert unclassifiable(speech.duration, speech.peak) is None
 
 
 def test_classify_files_is_the_clis_engine_in_input_order(trained, archive):

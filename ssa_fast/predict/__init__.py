@@ -292,7 +292,7 @@ class EmotionClassifier:
         recorded at ``sample_rate`` (required: an array does not know its rate, and one read at
         another rate is other speech); ``speakers[i]`` names a training speaker or is None."""
         from ..audio.io import mono, resample
-        from .engine import Item, classify_items
+        from .engine import Item, classify_items, swing
 
         if (isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral)
                 or sample_rate <= 0):
@@ -309,7 +309,7 @@ class EmotionClassifier:
             y = resample(mono(w, f"waveform {i}"), sample_rate, self.sample_rate)
             items.append(Item(i, f"waveform {i}", torch.from_numpy(y), self._named(spk),
                               len(y) / self.sample_rate,
-                              float(np.abs(y).max()) if len(y) else 0.0))
+                              swing(y)))
         return [self._prediction(res, attention, in_memory=True)
                 for res in classify_items(self._tm, items, keep_attention=attention)]
 

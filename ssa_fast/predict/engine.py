@@ -178,20 +178,31 @@ def classify_file(trained: TrainedModel, path: str | Path, speaker: str | None =
 
 
 # What is too short or too quiet to classify [choice]: under a quarter of a second (shorter than
-# a syllable: a 1-sample or 10 ms file gave every such input the same confident label), or a
-# peak below one 16-bit step (digital silence, whose features are the log floor everywhere).
+# a syllable: a 1-sample or 10 ms file gave every such input the same confident label), or
+# samples that swing less than one 16-bit step (digital silence, whose features are the log floor
+# everywhere, or a constant offset: the silence of a recorder with a DC bias, which got a
+# confident label too). The swing is half the peak-to-peak range, the peak of a signal without
+# its offset.
 MIN_SECONDS = 0.25
 SILENCE_PEAK = 2.0 ** -15
 
 
+def swing(y) -> float:
+    """Half the peak-to-peak range of the samples ``y`` (0 for none); see :func:`unclassifiable`."""
+    if len(y) == 0:
+        return 0.0
+    return (float(y.max()) - float(y.min())) / 2
+
+
 def unclassifiable(duration: float, peak: float) -> tuple[str, str] | None:
-    """(status, reason) of audio with nothing to classify, None for audio to classify."""
+    """(status, reason) of audio with nothing to classify, None for audio to classify;
+    ``peak`` is the audio's :func:`swing`."""
     if duration < MIN_SECONDS:
         return "too short", (f"{1000 * duration:.3g} ms of audio, at least "
                              f"{1000 * MIN_SECONDS:g} ms is needed to classify")
     if peak < SILENCE_PEAK:
-        return "silent", (f"digital silence (peak {peak:.2g}, below one 16-bit step "
-                          f"{SILENCE_PEAK:.2g})")
+        return "silent", (f"digital silence (the samples swing {peak:.2g} about a constant "
+                          f"level, below one 16-bit step {SILENCE_PEAK:.2g})")
     return None
 
 
@@ -208,7 +219,7 @@ class Item:
     wave: np.ndarray | torch.Tensor | None = None
     speaker: str | None = None
     duration: float = 0.0  # seconds at the model's sample rate
-    peak: float = 0.0  # largest absolute sample
+    peak: float = 0.0  # half the peak-to-peak range of the samples (swing)
     error: str | None = None
     stream: bool = False
 

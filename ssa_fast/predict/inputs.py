@@ -22,7 +22,7 @@ import torch
 from .. import _warn
 from .._process import end_with_parent
 from ..data.corpus import AUDIO_SUFFIXES, manifest_paths, nfc, same_file_key, walk_files
-from .engine import Item
+from .engine import Item, swing
 
 MANIFEST_SUFFIXES = (".csv", ".json")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -143,11 +143,13 @@ def read_item(index: int, entry: Entry, sample_rate: int,
         except Exception as exc:  # not audio at all: say so before anything else
             raise AudioError(f"{path}: cannot read audio ({exc})") from exc
         if info_seconds > load_seconds:
-            n, peak = 0, 0.0
+            n, lo, hi = 0, np.inf, -np.inf
             for block in audio_blocks(path, sample_rate):
-                n += len(block)
-                peak = max(peak, float(np.abs(block).max()))
-            item.duration, item.peak, item.stream = n / sample_rate, peak, True
+                if len(block):
+                    n += len(block)
+                    lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+            item.duration, item.stream = n / sample_rate, True
+            item.peak = (hi - lo) / 2 if n else 0.0
             return item
         y = load(path, sample_rate)
     except AudioError as exc:
@@ -155,7 +157,7 @@ def read_item(index: int, entry: Entry, sample_rate: int,
         return item
     item.wave = y
     item.duration = len(y) / sample_rate
-    item.peak = float(np.abs(y).max()) if len(y) else 0.0
+    item.peak = swing(y)
     return item
 
 
