@@ -31,7 +31,7 @@ from ..metrics import confusion_matrix, scores
 from ..models import MODEL_NAMES, checkpoint, model_spec
 from ..models.checkpoint import load as load_checkpoint  # noqa: F401 (ssa_fast.train's)
 from ..models.scoring import score_batch, utterance_probabilities
-from .fingerprint import differences, fingerprint
+from .fingerprint import NOT_IN_IDENTITY, differences, fingerprint
 from .timing import Breakdown
 
 # torch.compile modes of the training step: "default" (inductor), "reduce-overhead" (inductor
@@ -343,14 +343,34 @@ def _best_epoch_on_disk(best: Path, stamp: dict) -> int | None:
     return state.get("epoch") if state.get("fingerprint") == stamp["fingerprint"] else None
 
 
+def _resumed_options(config: dict) -> dict:
+    """The options of a config (a dict, as checkpoints store it) that a resumed run must share
+    with the run that wrote it: those its model uses and that change results (the run's
+    identity's), not the evaluation batch or the options its model ignores."""
+    try:
+        ignored = set(model_spec(config.get("model")).ignored_options())
+    except (KeyError, ValueError, TypeError):  # a model this version does not know: all
+        ignored = set()
+    return {k: v for k, v in config.items() if k not in ignored and k not in NOT_IN_IDENTITY}
+
+
 def _read_resumable(last: Path, cfg: TrainConfig, stamp: dict) -> checkpoint.Last:
     """``last.pt`` of this run; one of another configuration or identity is refused, naming
-    what differs."""
-    state = checkpoint.read_last(last)
+    what differs, and a file that is not a last checkpoint in one line."""
+    try:
+        state = checkpoint.read_last(last)
+        if not isinstance(state.config, dict):
+            raise TypeError("no training configuration")
+    except Exception as exc:  # noqa: BLE001 - unreadable, truncated, or another torch file
+        why = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise UserError(f"{last} is not a last checkpoint of a training run ({why}); delete "
+                        "it to train afresh") from None
     identity = stamp["identity"]
-    if state.config != asdict(cfg) or state.fingerprint != stamp["fingerprint"]:
-        changed = (differences(state.identity, identity) if identity else
-                   differences(state.config, asdict(cfg)))
+    ours = asdict(cfg)
+    if (_resumed_options(state.config) != _resumed_options(ours)
+            or state.fingerprint != stamp["fingerprint"]):
+        changed = differences(state.identity, identity) if identity else []
+        changed = changed or differences(_resumed_options(state.config), _resumed_options(ours))
         raise UserError(f"{last} was written with another configuration "
                         f"({'; '.join(changed)}); refusing to resume (delete it or use "
                         "the same options)")
@@ -563,7 +583,11 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
             test_segs = replace(test_segs, x=resident(test_segs.x, device))
 
     selected = None  # (validation with outputs, test) of the selected epoch, if run here
-    for epoch in range(start, cfg.epochs):
+    # a resumed run that --patience had already stopped (killed after its last epoch's
+    # checkpoints) ends as it did: it trained on, and its scores changed
+    stopped = (cfg.patience is not None and start > 0
+               and (start - 1) - best_epoch >= cfg.patience)
+    for epoch in range(start, start if stopped else cfg.epochs):
         sampler.set_epoch(epoch)
         with timing.phase("training steps"):
             train_loss, diagnostics = _train_epoch(step_model, model, opt, sampler, data, cfg,

@@ -155,3 +155,56 @@ def test_background_writes_are_snapshots_in_order_and_fail_loudly(tmp_path):
     writer.close()
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 2  # the previous file, intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def _acrnn(corpus, out, cache, *extra):
+    return [sys.executable, "-m", "ssa_fast.cli", "train", "synthetic", str(corpus), "--out",
+            str(out), "--folds", "2", "--model", "acrnn", "--preset", "small", "--batch-size",
+            "4", "--lr", "1e-3", "--segment-frames", "100", "--threads", "1", "--cache",
+            str(cache), "--quiet", *extra]
+
+
+def test_a_run_patience_stopped_and_killed_before_its_result_resumes_to_the_same_end(
+        tiny_corpus, tmp_path):
+    """Killed after its last epoch's checkpoints, before result.json (as a script that always
+    passes --resume also finds it): resuming a run --patience had stopped trained on, and its
+    scores changed."""
+    cache = tmp_path / "cache"
+    args = _acrnn(tiny_corpus, tmp_path / "full", cache, "--epochs", "10", "--patience", "1")
+    _run(args)
+    full = json.loads((tmp_path / "full" / "result.json").read_text())
+    assert len(full["history"]) < 10  # (patience stopped it: what this test is about)
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "full", cut)
+    (cut / "result.json").unlink()
+    _run(_acrnn(tiny_corpus, cut, cache, "--epochs", "10", "--patience", "1", "--resume"))
+    resumed = json.loads((cut / "result.json").read_text())
+    assert resumed["history"] == full["history"]
+    assert resumed["best_epoch"] == full["best_epoch"]
+    assert resumed["utterance_uar"] == full["utterance_uar"]
+
+
+def test_resume_takes_an_option_the_model_ignores_and_refuses_a_bad_last_pt_in_one_line(
+        tiny_corpus, tmp_path):
+    """--ssa-scale is not ACRNN's (its run's identity leaves it out, so cv kept the fold's
+    last.pt), and resuming was then refused naming no difference: the run could not go on.
+    A last.pt that is no last checkpoint was a traceback."""
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    _run(_acrnn(tiny_corpus, out, cache, "--epochs", "2"))
+    (out / "result.json").unlink()
+    _run(_acrnn(tiny_corpus, out, cache, "--epochs", "2", "--resume", "--ssa-scale", "2"))
+    assert json.loads((out / "result.json").read_text())["best_epoch"] >= 0
+    # an option it uses is still refused, naming it
+    proc = subprocess.run(_acrnn(tiny_corpus, out, cache, "--epochs", "2", "--resume",
+                                 "--lr", "2e-3"), capture_output=True, text=True, timeout=600,
+                          env=ENV)
+    assert proc.returncode == 2 and "train.lr: 0.001 -> 0.002" in proc.stderr, proc.stderr
+    best = out / "best.pt"
+    for name, content in (("garbage", b"not a checkpoint"), ("empty", b""),
+                          ("a best.pt", best.read_bytes())):
+        (out / "last.pt").write_bytes(content)
+        proc = subprocess.run(_acrnn(tiny_corpus, out, cache, "--epochs", "2", "--resume"),
+                              capture_output=True, text=True, timeout=600, env=ENV)
+        assert proc.returncode == 2, (name, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "last.pt is not a last checkpoint" in lines[0], (name, lines)
