@@ -192,12 +192,19 @@ def test_nothing_to_classify_gets_no_label(trained, tmp_path):
     assert not batch[2].classified and batch[2].probabilities == {}
     assert clf.classify_file(tmp_path / "one.wav").status == "too short"
     assert clf.classify_file(tmp_path / "offset.wav").status == "silent"
+    # at a recorder's rate: judged before resampling, which rings at the constant's edges
+    # (a swing of about 0.02 after it, and a label)
+    offset44 = np.full(44100, 0.1, np.float32)
+    sf.write(tmp_path / "offset44.wav", offset44, 44100, subtype="PCM_16")
+    assert clf.classify_file(tmp_path / "offset44.wav").status == "silent"
+    assert clf.classify(offset44, 44100).status == "silent"
     # a file too long to hold whole (streamed) is judged by the same range, block by block
-    offset = read_item(0, Entry(str(tmp_path / "offset.wav")), 16000, load_seconds=0.1)
+    for name in ("offset.wav", "offset44.wav"):
+        offset = read_item(0, Entry(str(tmp_path / name)), 16000, load_seconds=0.1)
+        assert offset.stream and unclassifiable(offset.duration, offset.peak)[0] == "silent"
+        assert offset.duration == pytest.approx(1.0)
     speech = read_item(0, Entry(str(tmp_path / "speech.wav")), 16000, load_seconds=0.1)
-    assert offset.stream and speech.stream
-    assert unclassifiable(offset.duration, offset.peak)[0] == "silent"
-    assert unclassifiable(speech.duration, speech.peak) is None
+    assert speech.stream and unclassifiable(speech.duration, speech.peak) is None
 
 
 def test_classify_files_is_the_clis_engine_in_input_order(trained, archive):

@@ -89,13 +89,11 @@ def mono(wave, name: str = "waveform") -> np.ndarray:
     return y
 
 
-def load(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """Load an audio file as float32 mono in [-1, 1] at `sample_rate` Hz.
-
-    Multi-channel audio is averaged; integer PCM is scaled by soundfile. Raises AudioError naming
-    the file when it cannot be read, holds no samples, or holds samples that are not audio
-    (see :func:`check_samples`).
-    """
+def read(path: str | Path) -> tuple[np.ndarray, int]:
+    """An audio file as float32 mono samples at its own rate, and that rate: what :func:`load`
+    resamples. Multi-channel audio is averaged; integer PCM is scaled by soundfile. Raises
+    AudioError naming the file when it cannot be read, holds no samples, or holds samples that
+    are not audio (see :func:`check_samples`)."""
     import soundfile as sf
 
     path = Path(path)
@@ -106,7 +104,42 @@ def load(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     if y.shape[0] == 0:
         raise AudioError(f"{path}: the file holds no samples")
     y = check_samples(y.mean(axis=1) if y.shape[1] > 1 else y[:, 0], path)
-    return resample(np.ascontiguousarray(y, dtype=np.float32), int(sr), sample_rate)
+    return np.ascontiguousarray(y, dtype=np.float32), int(sr)
+
+
+def load(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """Load an audio file as float32 mono in [-1, 1] at `sample_rate` Hz (:func:`read`, then
+    :func:`resample`); AudioError naming the file as :func:`read` says."""
+    y, sr = read(path)
+    return resample(y, sr, sample_rate)
+
+
+def _open(path: Path):
+    import soundfile as sf
+
+    try:
+        return sf.SoundFile(str(path))
+    except Exception as exc:
+        raise AudioError(f"{path}: cannot read audio ({exc})") from exc
+
+
+def _mono_blocks(fh, path: Path, block_samples: int) -> Iterator[tuple[np.ndarray, bool]]:
+    """(float32 mono block at the file's own rate, whether it is the last) of an open file;
+    AudioError naming the file for samples that are not audio or a file without any."""
+    total = 0
+    while True:
+        try:
+            y = fh.read(block_samples, dtype="float32", always_2d=True)
+        except Exception as exc:
+            raise AudioError(f"{path}: cannot read audio ({exc})") from exc
+        last = len(y) < block_samples
+        y = check_samples(y.mean(axis=1) if y.shape[1] > 1 else y[:, 0], path)
+        total += len(y)
+        yield y, last
+        if last:
+            break
+    if total == 0:
+        raise AudioError(f"{path}: the file holds no samples")
 
 
 def audio_blocks(path: str | Path, sample_rate: int = 16000,
@@ -114,34 +147,29 @@ def audio_blocks(path: str | Path, sample_rate: int = 16000,
     """float32 mono blocks of a file at ``sample_rate`` (streamed resampling, channels averaged).
     Raises AudioError naming the file when it cannot be read or holds samples that are not
     audio (non-finite, or beyond MAX_SAMPLE)."""
-    import soundfile as sf
-
     path = Path(path)
-    try:
-        fh = sf.SoundFile(str(path))
-    except Exception as exc:
-        raise AudioError(f"{path}: cannot read audio ({exc})") from exc
-    with fh:
+    with _open(path) as fh:
         stream = None
         if fh.samplerate != sample_rate:
             import soxr
 
             stream = soxr.ResampleStream(fh.samplerate, sample_rate, 1, dtype="float32",
                                          quality="HQ")
-        total = 0
-        while True:
-            try:
-                y = fh.read(block_samples, dtype="float32", always_2d=True)
-            except Exception as exc:
-                raise AudioError(f"{path}: cannot read audio ({exc})") from exc
-            last = len(y) < block_samples
-            y = check_samples(y.mean(axis=1) if y.shape[1] > 1 else y[:, 0], path)
-            total += len(y)
+        for y, last in _mono_blocks(fh, path, block_samples):
             if stream is not None:
                 y = stream.resample_chunk(y, last=last)
             if len(y):
                 yield np.ascontiguousarray(y, dtype=np.float32)
-            if last:
-                break
-        if total == 0:
-            raise AudioError(f"{path}: the file holds no samples")
+
+
+def scan(path: str | Path, block_samples: int = 1 << 20) -> tuple[float, float, float]:
+    """(duration in seconds, smallest sample, largest sample) of a file, read block by block
+    at its own rate (channels averaged) without holding it; AudioError as :func:`audio_blocks`."""
+    path = Path(path)
+    n, lo, hi = 0, np.inf, -np.inf
+    with _open(path) as fh:
+        for y, _ in _mono_blocks(fh, path, block_samples):
+            if len(y):
+                n += len(y)
+                lo, hi = min(lo, float(y.min())), max(hi, float(y.max()))
+        return n / fh.samplerate, float(lo), float(hi)

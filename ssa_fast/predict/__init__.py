@@ -306,10 +306,11 @@ class EmotionClassifier:
             return []
         items = []
         for i, (w, spk) in enumerate(zip(waves, speakers, strict=True)):
-            y = resample(mono(w, f"waveform {i}"), sample_rate, self.sample_rate)
+            y = mono(w, f"waveform {i}")
+            peak = swing(y)  # (before resampling, which rings at a constant's edges)
+            y = resample(y, sample_rate, self.sample_rate)
             items.append(Item(i, f"waveform {i}", torch.from_numpy(y), self._named(spk),
-                              len(y) / self.sample_rate,
-                              swing(y)))
+                              len(y) / self.sample_rate, peak))
         return [self._prediction(res, attention, in_memory=True)
                 for res in classify_items(self._tm, items, keep_attention=attention)]
 

@@ -182,7 +182,7 @@ def classify_file(trained: TrainedModel, path: str | Path, speaker: str | None =
 # samples that swing less than one 16-bit step (digital silence, whose features are the log floor
 # everywhere, or a constant offset: the silence of a recorder with a DC bias, which got a
 # confident label too). The swing is half the peak-to-peak range, the peak of a signal without
-# its offset.
+# its offset, measured at the audio's own rate (resampled, a constant rings at its edges).
 MIN_SECONDS = 0.25
 SILENCE_PEAK = 2.0 ** -15
 

@@ -16,7 +16,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .. import _warn
@@ -124,7 +123,7 @@ def read_item(index: int, entry: Entry, sample_rate: int,
     its peak and duration for streaming, or the reason it cannot be used."""
     import soundfile as sf
 
-    from ..audio.io import AudioError, audio_blocks, load
+    from ..audio.io import AudioError, read, resample, scan
 
     path = entry.path
     item = Item(index, path, speaker=entry.speaker)
@@ -142,22 +141,17 @@ def read_item(index: int, entry: Entry, sample_rate: int,
             info_seconds = sf.info(path).duration
         except Exception as exc:  # not audio at all: say so before anything else
             raise AudioError(f"{path}: cannot read audio ({exc})") from exc
-        if info_seconds > load_seconds:
-            n, lo, hi = 0, np.inf, -np.inf
-            for block in audio_blocks(path, sample_rate):
-                if len(block):
-                    n += len(block)
-                    lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
-            item.duration, item.stream = n / sample_rate, True
-            item.peak = (hi - lo) / 2 if n else 0.0
+        if info_seconds > load_seconds:  # (streamed later: scanned here, not held)
+            item.duration, lo, hi = scan(path)
+            item.peak, item.stream = (hi - lo) / 2, True
             return item
-        y = load(path, sample_rate)
+        y, sr = read(path)
     except AudioError as exc:
         item.error = str(exc)
         return item
-    item.wave = y
-    item.duration = len(y) / sample_rate
-    item.peak = swing(y)
+    item.peak = swing(y)  # (at the file's own rate: resampling rings at a constant's edges)
+    item.wave = resample(y, sr, sample_rate)
+    item.duration = len(item.wave) / sample_rate
     return item
 
 
