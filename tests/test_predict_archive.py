@@ -18,7 +18,7 @@ import torch
 from helpers import alive, run_cli, signal_when, speech_like
 
 from ssa_fast import EmotionClassifier
-from ssa_fast.audio.io import load
+from ssa_fast.audio.io import AudioError, load
 from ssa_fast.predict.engine import classify, load_trained, unclassifiable
 from ssa_fast.predict.inputs import Entry, read_item
 
@@ -393,3 +393,89 @@ def test_records_say_how_each_file_was_made_and_resume_keeps_to_it(trained, tmp_
     assert proc.returncode == 0, proc.stderr
     assert "not used, the checkpoint normalises with global statistics" in proc.stderr
     assert json.loads((tmp_path / "g.jsonl").read_text())["normalisation"] == "global"
+
+
+def test_resume_matches_the_files_done_from_any_working_directory(trained, tmp_path):
+    """Records named files relative to the first run's working directory, and --resume read
+    them from its own: the same folder named another way was classified twice, and another
+    folder's files under the same relative names were skipped (the first run's predictions
+    kept under their names)."""
+    ckpt, _ = trained
+    for d, seed in (("A", 0), ("B", 50)):
+        (tmp_path / d / "data").mkdir(parents=True)
+        for i in range(4):
+            sf.write(tmp_path / d / "data" / f"x{i}.wav",
+                     speech_like(16000 + 3000 * i, seed=seed + i).astype(np.float32), 16000)
+    for suffix in ("jsonl", "csv"):
+        out = tmp_path / f"p.{suffix}"
+        proc = run_cli("predict", ckpt, "data", "--out", out, "--quiet", cwd=tmp_path / "A")
+        assert proc.returncode == 0, proc.stderr
+        full = out.read_bytes().splitlines(keepends=True)
+        cut = 3 if suffix == "jsonl" else 4  # (2 records and half a 3rd; CSV: the header too)
+        partial = tmp_path / f"p.{suffix}.partial"
+        partial.write_bytes(b"".join(full[:cut - 1]) + full[cut - 1][:30])
+        out.unlink()
+        # the same folder by its absolute path, from elsewhere: the rest only
+        proc = run_cli("predict", ckpt, tmp_path / "A" / "data", "--out", out, "--resume",
+                       "--quiet", cwd="/")
+        assert proc.returncode == 0 and "2 of the 4 files are in" in proc.stderr, proc.stderr
+        if suffix == "jsonl":
+            rows = [json.loads(line) for line in out.read_text().splitlines()]
+        else:
+            with open(out, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+        assert len(rows) == 4 and len({r["path"] for r in rows}) == 4
+        assert {r["path"] for r in rows} == {str(tmp_path / "A" / "data" / f"x{i}.wav")
+                                             for i in range(4)}
+        # another folder's files under the same relative names are other files
+        proc = run_cli("predict", ckpt, "data", "--out", out, "--resume", "--quiet",
+                       cwd=tmp_path / "B")
+        assert proc.returncode == 0 and "0 of the 4 files are in" in proc.stderr, proc.stderr
+        assert len(out.read_text().splitlines()) == (8 if suffix == "jsonl" else 9)
+
+
+def test_resume_of_a_file_cut_inside_a_character_and_of_text_that_is_not_utf8(trained,
+                                                                              tmp_path):
+    """A killed run's last line may end inside a multi-byte character of a file's name (CSV
+    writes names as they are): --resume was a traceback, and so was a non-UTF-8 --out."""
+    ckpt, _ = trained
+    (tmp_path / "d").mkdir()
+    for name in ("a_colère.wav", "b_colère.wav", "c_joie.wav"):
+        sf.write(tmp_path / "d" / name, speech_like(20000, seed=len(name)).astype(np.float32),
+                 16000)
+    out = tmp_path / "p.csv"
+    proc = run_cli("predict", ckpt, tmp_path / "d", "--out", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    data = out.read_bytes()
+    out.unlink()
+    cut = data.index(b"b_col") + len("b_col") + 1  # inside the 2 bytes of "è"
+    (tmp_path / "p.csv.partial").write_bytes(data[:cut])
+    proc = run_cli("predict", ckpt, tmp_path / "d", "--out", out, "--resume", "--quiet")
+    assert proc.returncode == 0 and "1 of the 3 files are in" in proc.stderr, proc.stderr
+    assert out.read_bytes() == data
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("file,status\ncolère.wav,ok\n".encode("latin-1"))
+    proc = run_cli("predict", ckpt, tmp_path / "d", "--out", latin, "--resume", "--quiet")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "is not UTF-8 text" in lines[0], lines
+
+
+def test_a_manifests_speaker_that_normalises_nothing_is_said(trained, tmp_path):
+    """A manifest's speaker column with a typo fell back to each utterance's own statistics
+    without a word (--speaker with the same typo was said)."""
+    ckpt, _ = trained
+    sf.write(tmp_path / "x.wav", speech_like(20000, seed=1).astype(np.float32), 16000)
+    sf.write(tmp_path / "y.wav", speech_like(20000, seed=2).astype(np.float32), 16000)
+    (tmp_path / "typo.csv").write_text("path,speaker\nx.wav,SPK00\ny.wav,SPK00\n")
+    proc = run_cli("predict", ckpt, tmp_path / "typo.csv", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if "'SPK00' was not in training" in line]
+    assert len(said) == 1 and said[0].startswith("a manifest's speaker"), proc.stderr
+    clf = EmotionClassifier.from_checkpoint(ckpt)
+    with pytest.warns(UserWarning, match="speaker 'SPK00' was not in training") as record:
+        preds = list(clf.classify_files([tmp_path / "typo.csv"], num_workers=0))
+    assert [p.normalisation for p in preds] == ["utterance", "utterance"]
+    assert sum("SPK00" in str(w.message) for w in record) == 1
+    # a folder given to classify_file is named as such
+    with pytest.raises(AudioError, match="a folder, not an audio file"):
+        clf.classify_file(tmp_path)

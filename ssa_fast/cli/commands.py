@@ -506,7 +506,7 @@ def cmd_predict(args) -> int:
     import time
 
     from .._atomic import sweep_stale
-    from ..data.corpus import same_file_key
+    from ..data.corpus import nfc, same_file_key
     from ..predict import EmotionClassifier
     from ..predict.inputs import expand_inputs
     from ..predict.output import PredictionsFile, checkpoint_id
@@ -525,6 +525,11 @@ def cmd_predict(args) -> int:
     entries, problems = expand_inputs(args.inputs, args.columns, args.speaker)
     for line in problems:
         print(f"skipped: {line}", file=sys.stderr)
+    named = nfc(args.speaker)
+    for speaker in dict.fromkeys(e.speaker for e in entries if e.speaker):  # a manifest's
+        unused = clf.unused_speaker(speaker) if speaker != named else None
+        if unused is not None:
+            print(f"a manifest's {unused}", file=sys.stderr)
     if not entries:
         raise UserError(f"no audio files in {' '.join(args.inputs)}")
     out = (PredictionsFile(args.out, clf.classes, checkpoint_id(args.checkpoint), args.resume,

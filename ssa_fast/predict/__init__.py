@@ -158,6 +158,13 @@ class EmotionClassifier:
             _warn.warn(why)
         return self._known(speaker)
 
+    def say_unused_speakers(self, entries) -> None:
+        """Warn once per distinct speaker of ``entries`` (inputs.Entry: a manifest's speaker
+        column) that normalises nothing (:meth:`unused_speaker`: a typo reads as an unseen
+        speaker and is normalised with each utterance's own statistics)."""
+        for speaker in dict.fromkeys(e.speaker for e in entries if e.speaker):
+            self._named(speaker)
+
     def _prediction(self, res: dict, attention: bool, in_memory: bool = False) -> Prediction:
         """A Prediction of one result of the engine (engine.classify_items)."""
         normalisation = res["normalisation"]
@@ -206,6 +213,7 @@ class EmotionClassifier:
         if problems:
             for line in problems:
                 _warn.warn(line)
+        self.say_unused_speakers(entries)  # (a manifest's speakers)
         return self.classify_entries(entries, batch_size=batch_size, num_workers=num_workers,
                                      bf16=bf16, attention=attention, progress=progress)
 

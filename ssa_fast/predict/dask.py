@@ -66,7 +66,7 @@ def classify_files_dask(client, checkpoint: str | os.PathLike,
     (default: 2 per Dask worker thread) bounds the tasks in flight. Files that failed come
     back with status "failed" and their reason; the inputs that name no file raise nothing
     and are returned by ``expand_inputs`` if you need them."""
-    from .inputs import expand_inputs
+    from .inputs import Entry, expand_inputs
 
     if files_per_task < 1:
         raise ValueError(f"files_per_task must be >= 1, got {files_per_task}")
@@ -74,14 +74,28 @@ def classify_files_dask(client, checkpoint: str | os.PathLike,
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
     entries, _ = expand_inputs(list(inputs), columns, speaker)
-    tasks = [entries[i:i + files_per_task] for i in range(0, len(entries), files_per_task)]
+    if any(e.speaker for e in entries):  # a name that normalises nothing, said here, once
+        _classifier(checkpoint, "cpu")[0].say_unused_speakers(entries)
+    # the workers get absolute paths (a relative one is another file, or none, from a worker's
+    # working directory) and the records name each file as it was given, as classify_files does
+    given = [e.path for e in entries]
+    entries = [Entry(os.path.abspath(e.path), e.speaker) for e in entries]
+    tasks = range(0, len(entries), files_per_task)
     if max_pending is None:
         max_pending = 2 * max(1, sum(client.nthreads().values()))
     pending: deque = deque()
-    for chunk in tasks:
-        pending.append(client.submit(classify_task, checkpoint, chunk, device, batch_size, bf16,
-                                     num_workers, pure=False))
+
+    def records(start: int, future) -> list[dict]:
+        recs = future.result()
+        for rec, name in zip(recs, given[start:start + files_per_task], strict=True):
+            rec["file"] = name
+        return recs
+
+    for start in tasks:
+        pending.append((start, client.submit(
+            classify_task, checkpoint, entries[start:start + files_per_task], device,
+            batch_size, bf16, num_workers, pure=False)))
         while len(pending) >= max_pending:
-            yield from pending.popleft().result()
+            yield from records(*pending.popleft())
     while pending:
-        yield from pending.popleft().result()
+        yield from records(*pending.popleft())

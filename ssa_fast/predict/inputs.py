@@ -131,7 +131,7 @@ def read_item(index: int, entry: Entry, sample_rate: int,
         item.error = f"{path}: no such file"
         return item
     if os.path.isdir(path):
-        item.error = f"{path}: a folder inside a list or manifest (expected a file)"
+        item.error = f"{path}: a folder, not an audio file"
         return item
     if os.path.getsize(path) == 0:
         item.error = f"{path}: an empty file (0 bytes), not audio"

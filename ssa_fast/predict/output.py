@@ -37,9 +37,11 @@ def partial_path(out: Path) -> Path:
 
 
 def record(pred, checkpoint: str, bf16: bool = False) -> dict:
-    """The output record of one Prediction of a file: its result, and how it was made (the
+    """The output record of one Prediction of a file: the file as named and its absolute path
+    (what --resume matches, from any working directory), its result, and how it was made (the
     statistics that normalised it, bf16 autocast or not, the checkpoint's id)."""
-    return {"file": pred.file, "status": pred.status, "label": pred.label,
+    return {"file": pred.file, "path": os.path.abspath(pred.file), "status": pred.status,
+            "label": pred.label,
             "probabilities": pred.probabilities,
             "duration": None if pred.duration is None else round(pred.duration, 4),
             "segments": [{"start": round(s.start, 4), "end": round(s.end, 4), "label": s.label}
@@ -64,8 +66,12 @@ class PredictionsFile:
         self.columns = (["file", "status", "label", "duration"]
                         + [f"p_{c}" for c in self.classes]
                         + ["segments", "reason", "normalisation", "bf16", "checkpoint"])
+        self.columns.append("path")
+        # (the columns before the path was recorded: such a file is resumed, its rows matched
+        # by their file names from this working directory)
+        self._columns_without_path = self.columns[:-1]
         self.partial = partial_path(self.out)
-        self.done: set[str] = set()
+        self.done: set[str] = set()  # the files in it: their absolute paths where recorded
         self.out.parent.mkdir(parents=True, exist_ok=True)
         if resume:
             self._resume()
@@ -86,9 +92,18 @@ class PredictionsFile:
         if not source.exists():
             self._start()
             return
-        text = source.read_text(encoding="utf-8")
-        whole = text[:text.rfind("\n") + 1]  # a cut last line (a killed run) is dropped
+        # a cut last line (a killed run) is dropped: cut as bytes, for it may end inside a
+        # character of a file's name (a newline byte is never part of one in UTF-8)
+        data = source.read_bytes()
+        try:
+            whole = data[:data.rfind(b"\n") + 1].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"--resume: {source} is not UTF-8 text ({exc.reason} at byte "
+                            f"{exc.start}); not a predictions file of `ssa-fast predict`") \
+                from None
         rows = self._parse(source, whole)
+        if rows and self.format == "csv" and "path" not in rows[0]:  # (an older file)
+            whole = self._csv_text(rows)
         for i, row in enumerate(rows):
             if row.get("checkpoint") != self.checkpoint:
                 raise UserError(f"--resume: {source} record {i + 1} ({row.get('file')}) was "
@@ -100,7 +115,7 @@ class PredictionsFile:
                 was = "with" if made == "true" else "without"
                 raise UserError(f"--resume: {source} record {i + 1} ({row.get('file')}) was "
                                 f"made {was} --bf16; resume {was} it, or use another --out")
-            self.done.add(row["file"])
+            self.done.add(row.get("path") or row["file"])
         tmp = self.partial.with_name(self.partial.name + f".tmp{os.getpid()}")
         tmp.write_text(whole if rows or self.format == "jsonl" else "", encoding="utf-8")
         os.replace(tmp, self.partial)
@@ -123,11 +138,19 @@ class PredictionsFile:
                 rows.append(row)
             return rows
         reader = csv.DictReader(io.StringIO(text))
-        if text and reader.fieldnames != self.columns:
+        if text and reader.fieldnames not in (self.columns, self._columns_without_path):
             raise UserError(f"--resume: {source} has columns {reader.fieldnames}, expected "
                             f"{self.columns} (another checkpoint's classes, or not a "
                             "predictions file of `ssa-fast predict`)")
         return list(reader)
+
+    def _csv_text(self, rows: list[dict]) -> str:
+        """CSV rows of an older file (without the path column) as this version writes them."""
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(self.columns)
+        writer.writerows([row.get(c) or "" for c in self.columns] for row in rows)
+        return buf.getvalue()
 
     def write(self, pred) -> None:
         rec = record(pred, self.checkpoint, self.bf16)
@@ -141,11 +164,11 @@ class PredictionsFile:
                 + ["" if c not in probs else f"{probs[c]:.6g}" for c in self.classes]
                 + [json.dumps([[s["start"], s["end"], s["label"]] for s in rec["segments"]]),
                    rec["reason"] or "", rec["normalisation"], str(rec["bf16"]).lower(),
-                   rec["checkpoint"]])
+                   rec["checkpoint"], rec["path"]])
             line = buf.getvalue()
         self.fh.write(line)  # whole lines, flushed: a kill cuts at most the last one
         self.fh.flush()
-        self.done.add(rec["file"])
+        self.done.add(rec["path"])
 
     def close(self, finished: bool) -> Path:
         """Close; a finished run's predictions become ``out`` (atomically). Returns the file
