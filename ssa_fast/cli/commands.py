@@ -279,6 +279,7 @@ def cmd_cv(args) -> int:
     with timing.phase("reports"):
         paths = write_reports(results, Path(args.out) / "reports", fmt=args.figure_format)
     results["timing"] = timing.as_dict()  # the whole command's, reports included
+    _save_config(args.out, args.resolved_config)  # (again: another cv may have written its own)
     write_json(Path(args.out) / "results.json", without_figures_data(results), indent=1)
     say(paths["table"].read_text())
     say("reports: " + ", ".join(str(p) for p in paths.values()))

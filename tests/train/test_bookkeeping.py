@@ -620,3 +620,37 @@ def test_cv_retrains_only_the_models_an_option_changes(tiny_corpus, tmp_path):
         scale.stderr
     assert [[f["reused"] for f in rows] for rows in _results(out)["folds"].values()] == \
         [[True, True], [False, False], [False, False]]
+
+
+def test_cv_reports_no_table_when_another_process_replaced_one_of_its_folds(tiny_corpus,
+                                                                            tmp_path,
+                                                                            monkeypatch):
+    """Two cv's with other options on one --out each recompute the folds the other trained:
+    the one that finished wrote a table of folds whose files the other had replaced (its
+    results.json gave numbers no file beside it held). Here the other is a real process (a
+    share of a cv with more epochs) that replaces fold 0 while this cv trains fold 1."""
+    from ssa_fast.data import corpus_features, load_corpus
+    from ssa_fast.features import FeatureConfig
+    from ssa_fast.train import cross_validate
+    from ssa_fast.train import cv as cv_module
+
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    corpus, feats = corpus_features(load_corpus("synthetic", tiny_corpus), cache,
+                                    features=FeatureConfig(), progress=False)
+    train_run = cv_module._train_run
+
+    def meanwhile(cfg, corpus, segs, split, fold, *args, **kwargs):
+        if fold == 1:  # (fold 0 is done and unlocked; this one is ours: the share skips it)
+            proc = _cv(tiny_corpus, out, cache, "--models", "acrnn", "--epochs", "2",
+                       "--shard", "0/1")
+            assert "trained 1" in proc.stdout + proc.stderr, proc.stderr
+        return train_run(cfg, corpus, segs, split, fold, *args, **kwargs)
+
+    monkeypatch.setattr(cv_module, "_train_run", meanwhile)
+    cfg = TrainConfig(model="acrnn", preset="small", epochs=1, batch_size=8)
+    with pytest.raises(UserError, match="acrnn fold 0: .* was replaced while this cv ran"):
+        cross_validate(corpus, feats, ["acrnn"], cfg, out, protocol="random", k=2,
+                       segment_frames=100, progress=False)
+    assert not (out / "results.json").exists()
+    other = json.loads((out / "acrnn" / "fold00" / "result.json").read_text())
+    assert len(other["history"]) == 2  # (the other's: 2 epochs)
