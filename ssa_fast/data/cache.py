@@ -26,7 +26,7 @@ from .._lock import folder_lock, holder
 from ..features.config import FeatureConfig
 from .corpus import Corpus
 
-CACHE_VERSION = 2  # 2: with the audio digests
+CACHE_VERSION = 3  # 2: with the audio digests; 3: files by their real paths
 
 
 def _key(corpus: Corpus, sample_rate: int, params: dict) -> str:
@@ -104,7 +104,7 @@ def _load_cache(path: Path, corpus: Corpus) -> tuple[dict | None, str | None]:
               and len(data["paths"]) == len(data["features"])
               and isinstance(data.get("audio"), list) and len(data["audio"]) == len(data["paths"])
               and all(isinstance(f, torch.Tensor) and f.ndim == 3 for f in data["features"])
-              and set(data["paths"]) <= {r.path for r in corpus.records})
+              and set(data["paths"]) <= {os.path.realpath(r.path) for r in corpus.records})
         why = None if ok else "not a feature cache of this corpus"
     except Exception as exc:  # zip / pickle / EOF errors of a truncated or corrupt file
         data, why = None, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}"
@@ -155,9 +155,13 @@ def cache_path(corpus: Corpus, cache_dir: str | Path, features: FeatureConfig) -
 
 
 def _cached(corpus: Corpus, data: dict) -> tuple[Corpus, list[torch.Tensor]]:
+    # (by real path: the same files named from another working folder, or through a link, are
+    # the same cache; the key holds the real paths)
     audio = dict(zip(data["paths"], data["audio"], strict=True))
     skipped = list(corpus.skipped) + [tuple(s) for s in data["skipped"]]
-    kept = Corpus([replace(r, audio=audio[r.path]) for r in corpus.records if r.path in audio],
+    real = [os.path.realpath(r.path) for r in corpus.records]
+    kept = Corpus([replace(r, audio=audio[p]) for r, p in zip(corpus.records, real, strict=True)
+                   if p in audio],
                   corpus.classes, corpus.name, corpus.root, skipped, list(corpus.notes),
                   dict(corpus.options))
     return kept, list(data["features"])
@@ -177,6 +181,7 @@ def _computed(corpus, path: Path | None, features: FeatureConfig, device, backen
     feats = compute_features(waves, features, device=device, backend=backend, progress=progress)
     if path is not None:
         new_skips = [list(s) for s in kept.skipped[len(corpus.skipped):]]
-        save_torch(path, {"paths": [r.path for r in kept.records], "features": feats,
+        save_torch(path, {"paths": [os.path.realpath(r.path) for r in kept.records],
+                          "features": feats,
                           "audio": [r.audio for r in kept.records], "skipped": new_skips})
     return kept, feats

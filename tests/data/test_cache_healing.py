@@ -168,6 +168,38 @@ def test_two_corpora_listed_alike_from_two_folders_get_their_own_cache(tmp_path,
     assert len(list(cache.glob("features-*.pt"))) == 2
 
 
+def test_one_corpus_named_from_two_working_folders_shares_its_cache(tmp_path, monkeypatch):
+    """The same files listed by relative and by absolute paths (the corpus root given both
+    ways, or two shards started from other folders): the cache keyed them by real path but
+    checked the paths as written, called the other's healthy file unreadable, removed it and
+    recomputed every feature, each time the naming switched."""
+    rng = np.random.default_rng(2)
+    (tmp_path / "c" / "wav").mkdir(parents=True)
+    rows_rel, rows_abs = ["path,speaker,label"], ["path,speaker,label"]
+    for i in range(4):
+        path = tmp_path / "c" / "wav" / f"u{i}.wav"
+        sf.write(path, (0.1 * rng.standard_normal(8000)).astype(np.float32), 16000)
+        rows_rel.append(f"wav/u{i}.wav,s{i % 2},{'ab'[i % 2]}")
+        rows_abs.append(f"{path},s{i % 2},{'ab'[i % 2]}")
+    (tmp_path / "c" / "rel.csv").write_text("\n".join(rows_rel) + "\n")
+    (tmp_path / "abs.csv").write_text("\n".join(rows_abs) + "\n")
+    cache = tmp_path / "cache"
+    monkeypatch.chdir(tmp_path / "c")
+    rel = load_corpus("manifest", "rel.csv")
+    assert rel[0].path == "wav/u0.wav"
+    first = corpus_features(rel, cache, progress=False)
+    (path,) = cache.glob("features-*.pt")
+    stamp = path.stat().st_mtime_ns
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)
+        for corpus in (load_corpus("manifest", "abs.csv"), load_corpus("manifest", "c/rel.csv")):
+            kept, feats = corpus_features(corpus, cache, progress=False)
+            assert [r.path for r in kept] == [r.path for r in corpus]  # (its own names)
+            assert _same(feats, first[1])
+    assert list(cache.glob("features-*.pt")) == [path] and path.stat().st_mtime_ns == stamp
+
+
 def test_a_corpus_of_clips_of_a_few_samples_gets_features(tmp_path):
     """The cache batches clips by length: ten clips of 4 samples are a (10, 4) batch with
     lengths, not the (samples, channels) array of a file that logmel_delta refuses alone."""
