@@ -18,6 +18,7 @@ from .checks import (
     check_features,
     check_input,
     check_output,
+    check_pooling,
     check_run_folder,
     default_device,
 )
@@ -217,7 +218,8 @@ def _cv_workers(args, corpus, cfg, share, plan: dict) -> tuple[int, set]:
     if failed:
         print(f"ssa-fast cv: {len(failed)} of {jobs} workers failed; the other workers' runs "
               "are complete: the same command again trains what is missing and reuses the "
-              "rest", file=sys.stderr)
+              "rest" + (" (without --restart, which would train every run again)"
+                        if args.restart else ""), file=sys.stderr)
         return EXIT_SKIPPED, done
     return 0, done
 
@@ -235,6 +237,7 @@ def cmd_cv(args) -> int:
     check_corpus_paths(args.device, args.out, args.cache, args.corpus, args.root)
     features = FeatureConfig(n_mels=args.n_mels)
     check_features(features)
+    check_pooling(args.segment_frames, args.n_mels, args.preset, args.pool)
     check_jobs(args.jobs, default_device(args.device))
     if args.shard is None:
         slurm_share()  # a Slurm array's variables are checked before any work too
@@ -310,6 +313,7 @@ def cmd_train(args) -> int:
     check_fold(args.fold, args.folds)
     features = FeatureConfig(n_mels=args.n_mels)
     check_features(features)
+    check_pooling(args.segment_frames, args.n_mels, args.preset, args.pool)
     check_run_folder(args.out, args.resume, args.overwrite)
 
     timing = Breakdown(default_device(args.device))

@@ -47,6 +47,9 @@ def slurm_share(environ=os.environ) -> tuple[int, int] | None:
         raise UserError("the Slurm job-array variables " + ", ".join(
             f"{name}={environ.get(name)!r}" for name in SLURM)
             + " are not integers; give the share with --shard I/N") from None
+    if step < 1:
+        raise UserError(f"the Slurm job-array variable SLURM_ARRAY_TASK_STEP={step} is not a "
+                        "step (expected at least 1); give the share with --shard I/N")
     i, rest = divmod(task - low, step)
     if rest or not 0 <= i < count:
         raise UserError(f"Slurm array task {task} (min {low}, step {step}, {count} tasks) is "

@@ -90,6 +90,9 @@ def test_shares_partition_the_runs():
     assert slurm_share(env) == (3, 4) and slurm_share({}) is None
     with pytest.raises(UserError, match="Slurm array task 7"):  # the step left out
         slurm_share({**env, "SLURM_ARRAY_TASK_STEP": "1"})
+    for step in ("0", "-2"):  # (a division by zero)
+        with pytest.raises(UserError, match=f"SLURM_ARRAY_TASK_STEP={step} is not a step"):
+            slurm_share({**env, "SLURM_ARRAY_TASK_STEP": step})
 
 
 def test_jobs_match_sequential_and_a_killed_worker_resumes(tiny_corpus, tmp_path, sequential):
