@@ -302,6 +302,7 @@ def _print_epoch(epoch: int, m: dict) -> None:
 
 
 def cmd_train(args) -> int:
+    from .._atomic import sweep_stale
     from .._lock import folder_lock, holder
     from ..distributed import is_main
     from ..features import FeatureConfig
@@ -335,6 +336,7 @@ def cmd_train(args) -> int:
             if args.overwrite:  # the files of the run it replaces (check_run_folder)
                 for name in RUN_FILES:
                     (out / name).unlink(missing_ok=True)
+            sweep_stale(out, recursive=False)  # (temporary files of a killed run, as cv does)
         _save_config(args.out, args.resolved_config)
 
     with held:

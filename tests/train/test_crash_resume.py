@@ -14,7 +14,7 @@ import pytest
 import torch
 from helpers import signal_when
 
-from ssa_fast._atomic import save_torch
+from ssa_fast._atomic import _host, save_torch
 from ssa_fast.train import load_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -192,8 +192,14 @@ def test_resume_takes_an_option_the_model_ignores_and_refuses_a_bad_last_pt_in_o
     cache, out = tmp_path / "cache", tmp_path / "run"
     _run(_acrnn(tiny_corpus, out, cache, "--epochs", "2"))
     (out / "result.json").unlink()
+    # (and a killed write's temporary file, of a process that is gone: swept, as cv does)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = out / f".last.pt.tmp{dead}@{_host()}"
+    stale.write_bytes(b"half a checkpoint")
     _run(_acrnn(tiny_corpus, out, cache, "--epochs", "2", "--resume", "--ssa-scale", "2"))
     assert json.loads((out / "result.json").read_text())["best_epoch"] >= 0
+    assert not stale.exists()
     # an option it uses is still refused, naming it
     proc = subprocess.run(_acrnn(tiny_corpus, out, cache, "--epochs", "2", "--resume",
                                  "--lr", "2e-3"), capture_output=True, text=True, timeout=600,
