@@ -62,12 +62,12 @@ def test_option_values_and_paths_refused_in_process(tmp_path, capsys):
         (train + ["--lr", "nan"], "--lr"),
         (train + ["--logit-scale", "0"], "--logit-scale"),
         (train + ["--segment-frames", "-3"], "--segment-frames"),
-        # shorter than the time pool, fewer bands than the frequency pool (a traceback once
-        # every feature was computed)
-        (train + ["--segment-frames", "1"], "--segment-frames 1: shorter than the models' time"),
-        (["cv", "manifest", str(manifest), "--out", out, "--segment-frames", "3", "--pool",
-          "4,2"], "--segment-frames 3: shorter than the models' time pooling (4 frames, --pool)"),
-        (train + ["--n-mels", "3", "--pool", "2,4"], "--n-mels 3: fewer bands"),
+        # shorter than the preset's time pool, fewer bands than its frequency pool (a
+        # traceback once every feature was computed; --pool was checked)
+        (train + ["--segment-frames", "1"], "--segment-frames 1: shorter than the time pool of "
+         "the paper preset (2 frames)"),
+        (["cv", "manifest", str(manifest), "--out", out, "--n-mels", "1"],
+         "--n-mels 1: fewer bands than the frequency pool"),
         (train + ["--fold", "2", "--folds", "2"], "--fold must be in [0, 2)"),
         (train + ["--device", "tpu7"], "--device"),
         (["train", "manifest", str(manifest), "--out", str(tmp_path / "file" / "run")],

@@ -125,22 +125,6 @@ def check_features(config, typed: set[str] | None = None) -> None:
                   f"those give {fix}")
 
 
-def check_pooling(segment_frames: int, n_mels: int, preset: str, pool) -> None:
-    """Segments and mel bands the models' max-pooling can halve: a segment shorter than its
-    time pool (or fewer bands than its frequency pool) left nothing to pool, a traceback after
-    every feature was computed."""
-    from ..models.presets import get_preset
-
-    t, f = pool or get_preset(preset).pool
-    via = "--pool" if pool else f"the {preset} preset"
-    if segment_frames < t:
-        raise UserError(f"--segment-frames {segment_frames}: shorter than the models' time "
-                        f"pooling ({t} frames, {via}); expected at least {t}")
-    if n_mels < f:
-        raise UserError(f"--n-mels {n_mels}: fewer bands than the models' frequency pooling "
-                        f"({f}, {via}); expected at least {f}")
-
-
 def user_error(exc: BaseException) -> str | None:
     """The one-line message of an error the user can fix, or None for a bug."""
     from .._atomic import DiskFullError

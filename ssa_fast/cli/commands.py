@@ -18,7 +18,6 @@ from .checks import (
     check_features,
     check_input,
     check_output,
-    check_pooling,
     check_run_folder,
     default_device,
 )
@@ -237,7 +236,6 @@ def cmd_cv(args) -> int:
     check_corpus_paths(args.device, args.out, args.cache, args.corpus, args.root)
     features = FeatureConfig(n_mels=args.n_mels)
     check_features(features)
-    check_pooling(args.segment_frames, args.n_mels, args.preset, args.pool)
     check_jobs(args.jobs, default_device(args.device))
     if args.shard is None:
         slurm_share()  # a Slurm array's variables are checked before any work too
@@ -314,7 +312,6 @@ def cmd_train(args) -> int:
     check_fold(args.fold, args.folds)
     features = FeatureConfig(n_mels=args.n_mels)
     check_features(features)
-    check_pooling(args.segment_frames, args.n_mels, args.preset, args.pool)
     check_run_folder(args.out, args.resume, args.overwrite)
 
     timing = Breakdown(default_device(args.device))

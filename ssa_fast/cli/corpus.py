@@ -89,6 +89,8 @@ def check_model_options(args, models: list[str]) -> None:
     """The models' options against the models and the data's shape, before any work: a pooling
     that leaves no frame or band (it failed with a traceback after the feature extraction), and
     --constrain-speaker without SSA-CRNN-r (the one model it applies to)."""
+    from ..models.presets import get_preset
+
     pool = args.pool
     if pool is not None:
         if pool[0] > args.segment_frames:
@@ -97,6 +99,15 @@ def check_model_options(args, models: list[str]) -> None:
         if pool[1] > args.n_mels:
             raise UserError(f"--pool {pool[0]},{pool[1]}: a frequency pool of {pool[1]} bands "
                             f"is wider than the features (--n-mels {args.n_mels})")
+    else:  # the preset's pooling
+        t, f = get_preset(args.preset).pool
+        if t > args.segment_frames:
+            raise UserError(f"--segment-frames {args.segment_frames}: shorter than the time "
+                            f"pool of the {args.preset} preset ({t} frames); expected at "
+                            f"least {t}")
+        if f > args.n_mels:
+            raise UserError(f"--n-mels {args.n_mels}: fewer bands than the frequency pool of "
+                            f"the {args.preset} preset ({f}); expected at least {f}")
     if args.constrain_speaker and "ssa-crnn-r" not in models:
         raise UserError(f"--constrain-speaker: applies to ssa-crnn-r (its speaker classifier, "
                         f"with the logit scale), not to {', '.join(models)}")
