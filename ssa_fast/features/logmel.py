@@ -39,6 +39,22 @@ class LogMelDelta(nn.Module):
         self.register_buffer("window", analysis_window(window, win_length, n_fft).float())
         self.register_buffer("mel_fb",
                              mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax, htk).float())
+        # float32 copies the buffers are restored from when a module conversion rounds them
+        # to 16 bits (see _apply)
+        self._float32 = {"window": self.window.clone(), "mel_fb": self.mel_fb.clone()}
+
+    def _apply(self, fn, recurse=True):
+        """Buffers follow device moves (and float64), but stay float32 under ``.half()``,
+        ``.bfloat16()`` or ``.to(torch.bfloat16)`` of this module or a model holding it: the
+        kernels compute in float32 whatever the waveform's dtype, and a window and filterbank
+        rounded to 16 bits moved the features by up to 1e-2 (bf16), ten times the tolerance
+        against librosa."""
+        super()._apply(fn, recurse)
+        for name, exact in self._float32.items():
+            buf = getattr(self, name)
+            if buf.dtype in (torch.float16, torch.bfloat16):
+                setattr(self, name, exact.to(buf.device))
+        return self
 
     def forward(self, waveform: torch.Tensor, lengths=None):
         waveform = validate_waveform(waveform, batch=lengths is not None)

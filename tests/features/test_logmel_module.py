@@ -26,3 +26,24 @@ def test_buffers_follow_dtype_and_state_dict():
     x = torch.tensor(speech_like(4000, seed=1), dtype=torch.float64)
     assert m64(x).dtype == torch.float64
     assert "n_mels=40" in repr(m)
+
+
+def test_a_16_bit_conversion_keeps_the_buffers_and_the_features(backend):
+    """`.bfloat16()` / `.half()` / `.to(torch.bfloat16)` of the module (or of a model holding
+    it) rounded the window and the filterbank to 16 bits: the features moved by up to 1e-2
+    (bf16), ten times the tolerance against librosa. They stay float32, and follow devices."""
+    dev = device_for(backend)
+    x = torch.tensor(speech_like(9000, seed=4), dtype=torch.float32, device=dev)
+    want = ssa_fast.LogMelDelta(backend=backend).to(dev)(x)
+    for convert in (lambda m: m.bfloat16(), lambda m: m.half(),
+                    lambda m: m.to(torch.bfloat16), lambda m: m.to(dev, torch.float16)):
+        m = convert(ssa_fast.LogMelDelta(backend=backend).to(dev))
+        assert m.window.dtype == m.mel_fb.dtype == torch.float32
+        assert m.window.device == m.mel_fb.device == x.device
+        torch.testing.assert_close(m(x), want, rtol=0, atol=0)
+        held = convert(torch.nn.Sequential(ssa_fast.LogMelDelta(backend=backend).to(dev)))
+        assert held[0].mel_fb.dtype == torch.float32
+        torch.testing.assert_close(held(x), want, rtol=0, atol=0)
+    m = ssa_fast.LogMelDelta().bfloat16()
+    m.load_state_dict(ssa_fast.LogMelDelta().state_dict())
+    assert m.mel_fb.dtype == torch.float32
