@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from .._digest import fingerprint
 from ..features.config import FeatureConfig
 
 VERSION = 3  # the layout written now (above); a new one needs its upgrade in read_best
@@ -181,6 +182,15 @@ def inconsistencies(ckpt: dict, features: dict) -> list[str]:
            data.get("segment_frames"))
     differ("the normalisation against the run's", bundle["normaliser"].get("mode"),
            data.get("normalisation"))
+    identity = ckpt.get("identity")
+    if isinstance(identity, dict):
+        # (a class list reordered or renamed labels every output with another class)
+        differ("the classes against the run's", list(bundle["classes"]),
+               (identity.get("corpus") or {}).get("classes"))
+        stored = ckpt.get("fingerprint")
+        if stored is not None and stored != fingerprint(identity):
+            out.append(f"the run's identity against its fingerprint {stored} (edited, or "
+                       "taken from another run)")
     return out
 
 

@@ -43,24 +43,17 @@ every utterance one of whose keys is among them (:func:`used_positions`).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Sequence
 
 from .._code import code_digest
+from .._digest import canonical_json, fingerprint  # noqa: F401 (this module's API)
 
 IDENTITY_VERSION = 3  # 2: the split's hash; 3: the code's digest
 # TrainConfig fields that do not change what a run computes
 NOT_IN_IDENTITY = ("eval_batch", "extra")
 
 
-def canonical_json(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def fingerprint(identity: dict) -> str:
-    """A stable 16-hex-digit hash of ``identity`` (its canonical JSON)."""
-    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
 
 
 def _stat(path: str) -> tuple[int | None, int | None]:
