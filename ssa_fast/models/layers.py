@@ -13,6 +13,45 @@ from ..kernels.ssa_attention import COMBINES, ssa_attention
 from .presets import Preset
 
 
+class BatchDropout(nn.Module):
+    """Dropout (``nn.Dropout``'s: zero with probability ``p``, scale the rest by 1 / (1 - p))
+    whose mask, in a batch split over torchrun ranks, is each rank's slice of one mask drawn for
+    the whole batch: every rank draws it from the generator they share (one seed) and keeps the
+    rows it trains (``rank::world`` of ``global_batch``, set by :func:`split_batches`), so each
+    row gets the mask one process gives it. ``nn.Dropout`` gave every rank the same mask for
+    its own rows: neither one process's masks nor independent ones."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = float(p)
+        self.global_batch: int | None = None  # rows of the whole batch (None: not split)
+        self.rank, self.world = 0, 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        rows = self.global_batch if self.world > 1 and self.global_batch else x.shape[0]
+        keep = torch.empty((rows, *x.shape[1:]), dtype=x.dtype, device=x.device)
+        keep.bernoulli_(1.0 - self.p)
+        if rows != x.shape[0]:
+            keep = keep[self.rank::self.world]
+        if keep.shape[0] != x.shape[0]:
+            raise ValueError(f"BatchDropout: {x.shape[0]} rows, but rows {self.rank}::"
+                             f"{self.world} of a batch of {rows} are {keep.shape[0]}")
+        return x * keep / (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def split_batches(model: nn.Module, global_batch: int, rank: int, world: int) -> None:
+    """Tell ``model``'s dropout layers how its training batches are split over ranks: rows
+    ``rank::world`` of batches of ``global_batch`` rows (see :class:`BatchDropout`)."""
+    for m in model.modules():
+        if isinstance(m, BatchDropout):
+            m.global_batch, m.rank, m.world = global_batch, rank, world
+
+
 class CRNNTrunk(nn.Module):
     """Steps 1-6 of design.md section 4: (B, 3, T0, F) -> BLSTM output h (B, T0 / pool_t, d)."""
 
@@ -31,7 +70,7 @@ class CRNNTrunk(nn.Module):
             raise ValueError(f"n_mels={n_mels} is smaller than the frequency pool {p.pool[1]}")
         self.linear = nn.Linear(p.conv_channels * self.freq_out, p.linear)
         self.bn = nn.BatchNorm1d(p.linear)
-        self.dropout = nn.Dropout(p.dropout)
+        self.dropout = BatchDropout(p.dropout)
         self.lstm = nn.LSTM(p.linear, p.lstm_hidden, batch_first=True, bidirectional=True)
         self.pool_t = p.pool[0]
 

@@ -30,6 +30,7 @@ from ..errors import UserError
 from ..metrics import confusion_matrix, scores
 from ..models import MODEL_NAMES, checkpoint, model_spec
 from ..models.checkpoint import load as load_checkpoint  # noqa: F401 (ssa_fast.train's)
+from ..models.layers import split_batches
 from ..models.scoring import score_batch, utterance_probabilities
 from .fingerprint import NOT_IN_IDENTITY, differences, fingerprint
 from .timing import Breakdown
@@ -463,6 +464,7 @@ def _train_epoch(step_model, model, opt, sampler, data: _TrainingData, cfg: Trai
     # the slice / global size x W makes DDP's gradient average the global batch mean
     batches = torch.as_tensor(list(sampler), dtype=torch.long)
     weight = W / batches.shape[1]  # W / global batch size
+    split_batches(model, batches.shape[1], rank, W)  # (dropout: each row its one-process mask)
     batches = batches[:, rank::W]
     on_device = data.x.device == device  # (on the CPU always: the same path as a GPU's)
     if on_device and device.type == "cuda":

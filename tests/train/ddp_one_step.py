@@ -1,6 +1,7 @@
 """Run by test_distributed.py under `torchrun --nproc-per-node 2` (gloo): one training step of
 SSA-CRNN-r split over two ranks the way `ssa_fast.train` does it, against the same step on the
-whole batch in one process. Rank 0 writes the largest differences as JSON to argv[1]."""
+whole batch in one process. Rank 0 writes the largest differences as JSON to argv[1]. With a
+second argument P, the model has dropout P (each rank's rows must get the one-process mask)."""
 
 import copy
 import gc
@@ -12,12 +13,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from ssa_fast.distributed import convert_batchnorm, gather_rows
+from ssa_fast.models.layers import split_batches
 from ssa_fast.train import TrainConfig, build_model
 
 dist.init_process_group("gloo")
 rank, W = dist.get_rank(), dist.get_world_size()
+dropout = float(sys.argv[2]) if len(sys.argv) > 2 else None
 torch.manual_seed(0)
-model = build_model(TrainConfig(model="ssa-crnn-r", preset="small"), 4, 3, 100, 40)
+model = build_model(TrainConfig(model="ssa-crnn-r", preset="small", dropout=dropout), 4, 3, 100,
+                    40)
 ref = copy.deepcopy(model)
 g = torch.Generator().manual_seed(1)
 B = 10  # 5 per rank
@@ -26,6 +30,7 @@ y = torch.randint(0, 4, (B,), generator=g)
 s = torch.randint(0, 3, (B,), generator=g)
 
 # the whole batch in one process (plain BatchNorm, no collectives)
+torch.manual_seed(5)  # (the dropout masks: one seed, as every rank of a run has)
 out = ref(x)
 (F.cross_entropy(out.emotion_logits, y) + F.cross_entropy(out.speaker_logits, s)).backward()
 ref.project_(out)
@@ -34,6 +39,8 @@ ref.project_(out)
 convert_batchnorm(model)
 ddp = torch.nn.parallel.DistributedDataParallel(model)
 idx = torch.arange(B)[rank::W]
+split_batches(model, B, rank, W)  # (what the training loop does each epoch)
+torch.manual_seed(5)
 out = ddp(x[idx])
 weight = W / B
 loss = weight * (F.cross_entropy(out.emotion_logits, y[idx], reduction="sum")

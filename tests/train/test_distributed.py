@@ -21,8 +21,12 @@ def _torchrun(*args, timeout=300):
                           timeout=timeout, env=ENV)
 
 
-def test_one_ddp_step_equals_the_single_process_step(tmp_path):
-    proc = _torchrun(str(HERE / "ddp_one_step.py"), str(tmp_path / "diff.json"))
+@pytest.mark.parametrize("dropout", [None, "0.5"])
+def test_one_ddp_step_equals_the_single_process_step(tmp_path, dropout):
+    """With dropout too: every rank drew the same mask for its own rows (neither the one
+    process's masks nor independent ones; the gradients differed by a factor)."""
+    proc = _torchrun(str(HERE / "ddp_one_step.py"), str(tmp_path / "diff.json"),
+                     *([dropout] if dropout else []))
     assert proc.returncode == 0, proc.stderr[-3000:]
     diff = json.loads((tmp_path / "diff.json").read_text())
     assert len(diff["grads"]) > 30
