@@ -85,10 +85,15 @@ def test_features_command_writes_npy_and_skips_corrupt(tmp_path):
         good.append(path)
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not a wav file")
+    # one sample at 44.1 kHz: nothing left at 16 kHz (a traceback that ended the run)
+    tiny = tmp_path / "tiny.wav"
+    sf.write(tiny, np.array([0.1], np.float32), 44100)
     out = tmp_path / "feats"
-    proc = _cli("features", *map(str, good), str(bad), "--out", str(out), "--quiet")
+    proc = _cli("features", str(tiny), *map(str, good), str(bad), "--out", str(out), "--quiet")
     assert proc.returncode == 1, proc.stderr  # 1: some inputs were skipped, the rest written
-    assert "bad.wav" in proc.stderr and "skipped 1" in proc.stdout
+    assert "bad.wav" in proc.stderr and "skipped 2" in proc.stdout, proc.stdout + proc.stderr
+    assert "tiny.wav: 1 sample(s) at 44100 Hz give no sample at 16000 Hz" in proc.stderr
+    assert "Traceback" not in proc.stderr
     for path in good:
         feats = np.load(out / (path.stem + ".npy"))
         y, _ = sf.read(path, dtype="float32")

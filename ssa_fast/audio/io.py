@@ -111,7 +111,15 @@ def load(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     """Load an audio file as float32 mono in [-1, 1] at `sample_rate` Hz (:func:`read`, then
     :func:`resample`); AudioError naming the file as :func:`read` says."""
     y, sr = read(path)
-    return resample(y, sr, sample_rate)
+    out = resample(y, sr, sample_rate)
+    if len(out) == 0:
+        raise AudioError(_vanishes(path, len(y), sr, sample_rate))
+    return out
+
+
+def _vanishes(path, n: int, sr: int, sample_rate: int) -> str:
+    return (f"{path}: {n} sample(s) at {sr} Hz give no sample at {sample_rate} Hz (too short "
+            "to resample)")
 
 
 def _open(path: Path):
@@ -155,11 +163,16 @@ def audio_blocks(path: str | Path, sample_rate: int = 16000,
 
             stream = soxr.ResampleStream(fh.samplerate, sample_rate, 1, dtype="float32",
                                          quality="HQ")
+        n_in = n_out = 0
         for y, last in _mono_blocks(fh, path, block_samples):
+            n_in += len(y)
             if stream is not None:
                 y = stream.resample_chunk(y, last=last)
             if len(y):
+                n_out += len(y)
                 yield np.ascontiguousarray(y, dtype=np.float32)
+        if n_out == 0:
+            raise AudioError(_vanishes(path, n_in, fh.samplerate, sample_rate))
 
 
 def scan(path: str | Path, block_samples: int = 1 << 20) -> tuple[float, float, float]:

@@ -37,6 +37,20 @@ def test_corrupt_files_name_the_file(tmp_path, content, match):
     assert "broken.wav" in str(err.value)
 
 
+def test_a_file_too_short_to_resample_is_an_audio_error(tmp_path):
+    """One sample at 44.1 kHz resamples to none at 16 kHz: load gave an empty array (features
+    then failed for the whole batch or corpus) and the streamed reader nothing at all."""
+    from ssa_fast.audio.io import audio_blocks
+
+    path = tmp_path / "tiny.wav"
+    sf.write(path, np.array([0.1], np.float32), 44100)
+    with pytest.raises(AudioError, match="tiny.wav: 1 sample.* give no sample at 16000 Hz"):
+        load(path, 16000)
+    with pytest.raises(AudioError, match="tiny.wav: 1 sample.* give no sample at 16000 Hz"):
+        list(audio_blocks(path, 16000))
+    assert len(load(path, 44100)) == 1  # (at its own rate it is a sample)
+
+
 def test_missing_and_empty_files(tmp_path):
     with pytest.raises(AudioError, match="missing.wav"):
         load(tmp_path / "missing.wav")
