@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass, fields
 
-from ..kernels.logmel_delta import DEFAULTS, check_params
+from ..kernels.logmel_delta import DEFAULTS, check_amin, check_params
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class FeatureConfig:
     def __post_init__(self):
         check_params(self.sample_rate, self.n_fft, self.win_length, self.hop_length,
                      self.n_mels, self.fmin, self.fmax, self.window)
+        check_amin(self.amin)
 
     @property
     def frame_seconds(self) -> float:

@@ -7,6 +7,7 @@ from torch import nn
 
 from ..kernels.logmel_delta import (
     DEFAULTS,
+    check_amin,
     check_params,
     frame_count,
     logmel_delta_with_bank,
@@ -32,6 +33,7 @@ class LogMelDelta(nn.Module):
         super().__init__()
         sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax = check_params(
             sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax, window)
+        check_amin(amin)
         self.sample_rate, self.n_fft, self.win_length = sample_rate, n_fft, win_length
         self.hop_length, self.n_mels, self.center = hop_length, n_mels, center
         self.fmin, self.fmax, self.htk, self.amin = fmin, fmax, htk, amin

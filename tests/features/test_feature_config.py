@@ -3,6 +3,7 @@ stored whole and read back from old checkpoints that kept only n_mels."""
 
 import inspect
 
+import numpy as np
 import pytest
 import torch
 
@@ -36,6 +37,19 @@ def test_round_trip_old_checkpoints_and_errors():
         FeatureConfig.from_dict({"n_mel": 40})
     with pytest.raises(ValueError, match="win_length"):
         FeatureConfig(n_fft=256)
+
+
+@pytest.mark.parametrize("amin", [0, -1.0, float("inf"), float("nan"), 1e-40, "1e-10", True])
+def test_an_amin_the_kernels_cannot_compute_with_is_refused_everywhere(amin):
+    """An amin below the smallest normal float32 (or infinite) gave the C++ kernel another
+    ln(amin) than the reference (-88.0 for -92.1 at 1e-40; 88.7 for inf), and FeatureConfig
+    took 0 and -1 until the first call failed."""
+    for make in (lambda: FeatureConfig(amin=amin), lambda: ssa_fast.LogMelDelta(amin=amin),
+                 lambda: ssa_fast.logmel_delta(torch.zeros(1600), amin=amin)):
+        with pytest.raises(ValueError, match="amin must be finite and at least 1.18e-38"):
+            make()
+    for ok in (1e-10, 1.2e-38, np.float32(1e-5), 1):  # (numpy and int floors are floors)
+        assert FeatureConfig(amin=ok).amin == ok
 
 
 def test_module_and_function_compute_the_same_features():

@@ -100,6 +100,20 @@ def validate_waveform(waveform, name: str = "waveform",
     return waveform
 
 
+# the smallest normal float32: the kernels compute in float32, and the C++ kernel's fast log
+# is exact for normal numbers only (an amin of 1e-40 gave -88.0 for ln(amin) = -92.1)
+AMIN_LOWEST = float(torch.finfo(torch.float32).tiny)
+
+
+def check_amin(amin) -> None:
+    """ValueError unless ``amin`` (the floor of the mel power before ``ln``) is a finite float32
+    power: at least the smallest normal float32, 1.2e-38."""
+    if not (isinstance(amin, numbers.Real) and not isinstance(amin, bool)
+            and math.isfinite(amin) and amin >= AMIN_LOWEST):
+        raise ValueError(f"amin must be finite and at least {AMIN_LOWEST:.3g} (the floor of the "
+                         f"mel power, in float32, before the log), got {amin!r}")
+
+
 def check_params(sample_rate, n_fft, win_length, hop_length, n_mels, fmin, fmax, window):
     """Validate the STFT / mel-bank parameters; returns them normalised, fmax resolved
     (None -> sample_rate / 2). Shared by :func:`logmel_delta` and ``LogMelDelta``."""
@@ -180,8 +194,7 @@ def logmel_delta_with_bank(
     if mel_fb.dim() != 2 or mel_fb.shape[1] != n_fft // 2 + 1:
         raise ValueError(f"mel_fb must have shape (n_mels, {n_fft // 2 + 1}) for n_fft={n_fft}, "
                          f"got {tuple(mel_fb.shape)}")
-    if not amin > 0:
-        raise ValueError(f"amin must be > 0 (it bounds the log), got {amin}")
+    check_amin(amin)
     single = waveform.dim() == 1
     x = waveform.unsqueeze(0) if single else waveform
     if not center and x.shape[-1] < n_fft:
