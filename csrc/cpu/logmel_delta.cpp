@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "checks.h"
@@ -234,7 +235,14 @@ void chunk(const scalar_t* x, int64_t len, int64_t n_frames, int64_t t0, int64_t
       for (int64_t r = 0; r < rb; ++r) c[(r0 + r) * M + m] = std::max(acc[r], amin);
     }
   }
-  for (int64_t i = 0; i < R * M; ++i) c[i] = log_positive(c[i]);
+  // (a NaN or Inf mel power, from samples the caller did not check, stays non-finite: the fast
+  // log reads the bits of normal numbers only, and made NaN a finite wrong value; a select,
+  // so the loop still vectorises)
+  for (int64_t i = 0; i < R * M; ++i) {
+    const scalar_t v = c[i];
+    const scalar_t l = log_positive(v);
+    c[i] = v < std::numeric_limits<scalar_t>::infinity() ? l : v + v;
+  }
 
   // HTK regression delta (N = 2) with edges replicated at the item's own first and last frame.
   const int64_t last = n_frames - 1;

@@ -71,15 +71,15 @@ def test_native_op_backstop_checks():
                                         True, 1e-10)
 
 
-@pytest.mark.parametrize("backend", [b for b in ("reference", "triton")
+@pytest.mark.parametrize("backend", [b for b in ("reference", "cpp", "triton")
                                      if b in ssa_fast.available_backends("cpu")])
 def test_unchecked_samples_give_non_finite_features_where_they_are(backend):
     """On a GPU the sample values are not read back (that would synchronise every call), so a
     NaN / Inf sample is not an error there: it must make the frames that hold it non-finite and
     leave every finite value as without it (Triton spreads it over its tile in the deltas).
-    Checked for the backends that run on a GPU (Triton
-    here in its interpreter; the CUDA kernel's source in test_logmel_cuda_source.py). (The cpp
-    backend always checks: its fast log maps NaN to a finite number.)"""
+    Checked for the backends that run on a GPU (Triton here in its interpreter; the CUDA
+    kernel's source in test_logmel_cuda_source.py), and for the cpp backend's kernel called
+    without the checks of logmel_delta (its fast log made a NaN power a finite 89.1)."""
     from ssa_fast.kernels._triton_common import LOGMEL_BLOCK_ROWS_INTERPRET, LOGMEL_HALO
     from ssa_fast.kernels.logmel_delta import logmel_delta_with_bank, validate_waveform
 
