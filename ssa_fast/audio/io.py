@@ -48,6 +48,8 @@ def as_float(y: np.ndarray, name: str = "waveform") -> np.ndarray:
     """Samples as float32 on the scale of audio files: float arrays unchanged, integer PCM
     (int8, uint8, int16, int32, e.g. ``soundfile.read(..., dtype="int16")``) scaled as files
     are; any other dtype (int64, bool, complex...) a TypeError naming ``name`` and the dtype."""
+    if not y.dtype.isnative:  # (big-endian samples: the same values in this machine's order)
+        y = y.astype(y.dtype.newbyteorder("="))
     if y.dtype.kind == "f":
         return y.astype(np.float32, copy=False)
     if y.dtype in _PCM_SCALE:
@@ -70,7 +72,10 @@ def mono(wave, name: str = "waveform") -> np.ndarray:
     files are (:func:`as_float`), checked as files are (:func:`check_samples`); a ValueError
     naming ``name`` otherwise, a warning for float samples far beyond [-1, 1]."""
     if hasattr(wave, "detach"):  # a torch tensor (without importing torch here)
-        wave = wave.detach().cpu().numpy()
+        wave = wave.detach().cpu()
+        if wave.is_floating_point() and wave.element_size() < 4:  # bf16 / fp16: numpy has
+            wave = wave.float()  # no bf16 (the samples as they are, widened)
+        wave = wave.numpy()
     y = as_float(np.asarray(wave), name)
     if y.ndim == 2 and min(y.shape) <= 8:  # (channels, N) or (N, channels): mix down
         y = y.mean(axis=int(np.argmin(y.shape)))

@@ -99,3 +99,23 @@ def test_float_samples_beyond_audio_range_are_refused_naming_the_file(tmp_path):
         load(tmp_path / "huge.wav")
     with pytest.raises(AudioError, match="huge.wav: samples up to"):
         list(audio_blocks(tmp_path / "huge.wav", block_samples=1000))
+
+
+def test_in_memory_samples_in_any_byte_order_or_16_bit_float_tensors():
+    """A big-endian int16 array was refused as "not int16", a big-endian float32 array failed
+    in torch, and a bf16 tensor failed in numpy: the same samples, read as they are."""
+    import torch
+
+    import ssa_fast
+    from ssa_fast.audio.io import mono
+
+    rng = np.random.default_rng(0)
+    pcm = (rng.standard_normal(4000) * 3000).astype(np.int16)
+    assert np.array_equal(mono(pcm.astype(">i2")), mono(pcm))
+    f = (pcm / 32768).astype(np.float32)
+    assert np.array_equal(mono(f.astype(">f4")), f)
+    torch.testing.assert_close(ssa_fast.logmel_delta(f.astype(">f4"), backend="reference"),
+                               ssa_fast.logmel_delta(f, backend="reference"), rtol=0, atol=0)
+    for dtype in (torch.bfloat16, torch.float16):
+        t = torch.from_numpy(f).to(dtype)
+        assert np.array_equal(mono(t), t.float().numpy())

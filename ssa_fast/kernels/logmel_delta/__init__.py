@@ -65,6 +65,8 @@ def validate_waveform(waveform, name: str = "waveform",
     the (samples, channels) array of a multichannel file, unless ``batch`` (a call with
     lengths: the caller says it is a batch)."""
     if isinstance(waveform, np.ndarray):  # (ascontiguousarray would turn a 0-d array into 1-d)
+        if not waveform.dtype.isnative:  # (big-endian samples: torch takes native order only)
+            waveform = waveform.astype(waveform.dtype.newbyteorder("="))
         waveform = torch.from_numpy(np.require(waveform, requirements="C"))
     if not isinstance(waveform, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, "
