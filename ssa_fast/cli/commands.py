@@ -465,7 +465,7 @@ def cmd_evaluate(args) -> int:
         print(f"note: {note}", file=sys.stderr)
     if args.fold is not None:  # the fold's split on this corpus: refused here, not after
         split_fold(corpus, fold_layout["protocol"], fold_layout["k"], args.fold,
-                   fold_layout["seed"], fold_layout.get("selection") or 0.0)
+                   fold_layout["seed"], fold_layout.get("selection") or 0.0, check=False)
     corpus, feats = corpus_features(corpus, args.cache, features=trained.features, device=device,
                                     progress=not args.quiet)
     print(describe(corpus), file=sys.stderr)  # (stdout: the scores, JSON with --json)

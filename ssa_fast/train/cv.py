@@ -55,7 +55,7 @@ from .loop import PER_SEGMENT, TrainConfig, build_model, evaluate, train
 from .timing import Breakdown
 
 
-def make_folds(corpus: Corpus, protocol: str, k: int, seed: int = 0):
+def make_folds(corpus: Corpus, protocol: str, k: int, seed: int = 0, *, check: bool = True):
     """(train, validation) index arrays of the k folds of a protocol.
 
     random: a random 80/20 split per fold (IEMOCAP). linguistic: with k = 10 the paper's
@@ -63,7 +63,8 @@ def make_folds(corpus: Corpus, protocol: str, k: int, seed: int = 0):
     groups and each group validates once (plain K-fold over phrases), so that the validation
     sets of a short run do not overlap. loso: the first k speakers, one per fold. The random
     split is stratified by class; every layout is checked (check_folds) so that a class missing
-    from some fold's training or validation part stops the run before any training."""
+    from some fold's training or validation part stops the run before any training (``check``
+    False: not checked, for scoring a trained model, which trains nothing)."""
     if protocol == "random":
         folds = random_folds(len(corpus), k, 0.2, seed, labels=corpus.labels)
     elif protocol == "linguistic":
@@ -75,6 +76,8 @@ def make_folds(corpus: Corpus, protocol: str, k: int, seed: int = 0):
         folds = leave_one_session_out([r.speaker for r in corpus])[:k]
     else:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if not check:
+        return folds
     return check_folds(folds, corpus.labels, corpus.classes, f"{protocol}, {len(folds)} folds")
 
 
@@ -86,9 +89,9 @@ def check_fold(fold: int, k: int, protocol: str | None = None) -> None:
 
 
 def split_fold(corpus: Corpus, protocol: str, k: int, fold: int, seed: int = 0,
-               selection: float = 0.0, *, folds=None) -> tuple:
+               selection: float = 0.0, *, folds=None, check: bool = True) -> tuple:
     """(training, validation, test or None) utterance indices of one fold (``folds``: the
-    layout of make_folds, when already made).
+    layout of make_folds, when already made; ``check``: make_folds').
 
     With ``selection`` the validation part chooses the epoch and is carved out of the fold's
     training utterances, so that the fold's own held-out utterances can be a test set that
@@ -96,7 +99,7 @@ def split_fold(corpus: Corpus, protocol: str, k: int, fold: int, seed: int = 0,
     phrases (no phrase in both); otherwise a random fraction of every class's training
     utterances (stratified). At least one phrase / utterance per class is selected and at
     least one stays in training."""
-    folds = make_folds(corpus, protocol, k, seed) if folds is None else folds
+    folds = make_folds(corpus, protocol, k, seed, check=check) if folds is None else folds
     check_fold(fold, len(folds))
     train_idx, val_idx = folds[fold]
     if not selection:

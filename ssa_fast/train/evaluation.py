@@ -45,11 +45,15 @@ def fold_layout_to_score(trained: TrainedModel, fold: int, protocol: str | None 
 
     layout = trained.fold_layout
     if layout is None:
+        if protocol is None or k is None:
+            raise UserError(f"--fold {fold}: the checkpoint does not record its fold layout "
+                            "(written by an older version): give the --protocol and --folds "
+                            "(and --seed, default 0) it was trained with")
         if warn is not None:
             warn("the checkpoint does not record its fold layout (written by an older "
                  "version): cannot check that this fold's validation set was held out")
-        return {"protocol": protocol, "k": k if k is not None else 10, "seed": seed or 0,
-                "fold": fold, "selection": 0.0}
+        return {"protocol": protocol, "k": k, "seed": seed or 0, "fold": fold,
+                "selection": 0.0}
     asked = {"protocol": protocol, "k": k, "seed": seed, "fold": fold}
     option = {"protocol": "--protocol", "k": "--folds", "seed": "--seed", "fold": "--fold"}
     wrong = [f"{option[key]} {value}" for key, value in asked.items()
@@ -94,7 +98,8 @@ def evaluation_subset(trained: TrainedModel, corpus, *, fold: int | None = None,
                  f"({then['corpus']['utterances']} utterances then, {len(corpus)} now, "
                  "or changed files): its folds are rebuilt on this corpus")
         _, val_idx, test_idx = split_fold(corpus, layout["protocol"], layout["k"], fold,
-                                          layout["seed"], layout.get("selection") or 0.0)
+                                          layout["seed"], layout.get("selection") or 0.0,
+                                          check=False)
         idx = [int(i) for i in (val_idx if test_idx is None else test_idx)]
         where = (f"{'test' if test_idx is not None else 'validation'} set of fold {fold} "
                  f"({describe_layout(layout)})")
@@ -120,4 +125,33 @@ def evaluation_subset(trained: TrainedModel, corpus, *, fold: int | None = None,
         idx = [i for j, i in enumerate(idx) if j not in drop]
         where += ", without the training utterances"
     notes["excluded_training"] = 0 if include_training else len(seen)
+    choosers = _epoch_choosers(trained, corpus, idx, fold)
+    if choosers is not None:
+        notes["epoch_selection_utterances"] = choosers
+        if choosers:
+            warn(f"{choosers} of the {len(idx)} utterances scored chose the checkpoint's epoch "
+                 "(its fold's validation set, trained without --selection-split): on them the "
+                 "score is the paper protocol's optimistic one, not a held-out measurement "
+                 "(--selection-split keeps a test set apart)")
     return idx, where, notes
+
+
+def _epoch_choosers(trained: TrainedModel, corpus, idx: list[int], fold: int | None) -> int | None:
+    """How many of the utterances ``idx`` chose the checkpoint's epoch (its fold's validation
+    utterances, where it was trained without a selection split), or None where that cannot be
+    known (no recorded layout, or another corpus than the one it was trained on and no
+    ``fold``: its validation set is not this corpus's)."""
+    from .cv import split_fold
+    from .fingerprint import corpus_identity
+
+    layout = trained.fold_layout
+    if not layout or layout.get("selection"):
+        return None if not layout else 0
+    if fold is not None:  # idx: that fold's validation set, the training utterances left out
+        return len(idx) if fold == layout["fold"] else None
+    then = trained.identity
+    if not then or then["corpus"]["hash"] != corpus_identity(corpus)["hash"]:
+        return None
+    _, val_idx, _ = split_fold(corpus, layout["protocol"], layout["k"], layout["fold"],
+                               layout["seed"], check=False)
+    return len(set(map(int, val_idx)) & set(idx))

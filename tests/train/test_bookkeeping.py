@@ -241,11 +241,17 @@ def test_evaluate_keeps_to_the_checkpoints_fold_layout_and_held_out_data(tiny_co
             fold_layout_to_score(tm, 1, **wrong)
     assert fold_layout_to_score(tm, 1, "random", 2, 0)["fold"] == 1
 
-    # the whole corpus: the 24 training utterances are left out, and said so
+    # the whole corpus: the 24 training utterances are left out, and said so; the 8 left are
+    # the validation set that chose the epoch (no selection split): said too, not presented as
+    # held out
     proc = _cli(*ev, "--json")
     whole = json.loads(proc.stdout)
     assert "excluded 24 of the 32 utterances" in proc.stderr
+    assert "8 of the 8 utterances scored chose the checkpoint's epoch" in proc.stderr
     assert whole["n_utterances"] == 8 and whole["excluded_training"] == 24
+    assert whole["epoch_selection_utterances"] == 8
+    assert json.loads(_cli(*ev, "--fold", "1", "--json").stdout)[
+        "epoch_selection_utterances"] == 8
     assert whole["utterance_cm"] == result["utterance_cm"]  # the held-out ones are the fold's
     proc = _cli(*ev, "--include-training", "--json")
     assert "24 of the 32 utterances scored were in the checkpoint's training set" in proc.stderr
@@ -278,15 +284,29 @@ def test_evaluate_keeps_to_the_checkpoints_fold_layout_and_held_out_data(tiny_co
                          tmp_path / "neu.csv"), "--cache", cache, "--json")
     assert "label 'NEU' read as 'neu' (8 records)" in proc.stderr
     assert json.loads(proc.stdout)["n_utterances"] == 6  # 24 held out, 2 of each class left
-    # --fold on a corpus that cannot hold the checkpoint's folds (one 'ang' utterance): one
-    # line before any feature is computed
+    # --fold on a corpus whose folds could not train every class (one 'ang' utterance): it is
+    # scored (it was refused with advice for training: "choose another protocol"), its folds
+    # rebuilt on it, said
     one_ang = [r for r in rows if r["label"] != "fear"] + [rows[-1] | {"label": "ang"}]
     proc = _cli("evaluate", run / "best.pt", "manifest",
                 _listing(tiny_corpus, one_ang, tmp_path / "one_ang.csv"), "--fold", "1",
-                "--cache", fresh, check=False)
-    assert proc.returncode == 2 and not proc.stdout and not fresh.exists()
-    (line,) = [x for x in proc.stderr.splitlines() if "error" in x]
-    assert "'ang'" in line and "fold" in line and "Traceback" not in proc.stderr
+                "--cache", fresh, "--json")
+    assert "its folds are rebuilt on this corpus" in proc.stderr
+    assert json.loads(proc.stdout)["n_utterances"] > 0
+    # a checkpoint of an older version, without its fold layout: --fold needs the layout it
+    # was trained with (it crashed on protocol None, or took 10 folds)
+    old = torch.load(run / "best.pt", weights_only=True)
+    for key in ("identity", "fingerprint", "train_utterances", "used_utterances"):
+        old.pop(key, None)
+    torch.save(old, tmp_path / "old.pt")
+    old_ev = ["evaluate", tmp_path / "old.pt", "synthetic", tiny_corpus, "--cache", cache]
+    for given in ([], ["--protocol", "random"]):
+        proc = _cli(*old_ev, "--fold", "1", *given, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert "--fold 1: the checkpoint does not record its fold layout" in line
+    proc = _cli(*old_ev, "--fold", "1", "--protocol", "random", "--folds", "2", "--json")
+    assert json.loads(proc.stdout)["utterance_cm"] == result["utterance_cm"]
 
 
 def _listing(corpus, rows, path, speakers=True):
