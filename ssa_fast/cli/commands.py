@@ -13,6 +13,7 @@ from .._warn import warn as warn_user
 from ..errors import UserError
 from .checks import (
     EXIT_SKIPPED,
+    EXIT_USER,
     check_corpus_paths,
     check_device,
     check_features,
@@ -302,7 +303,7 @@ def _print_epoch(epoch: int, m: dict) -> None:
 def cmd_train(args) -> int:
     from .._atomic import sweep_stale
     from .._lock import folder_lock, holder
-    from ..distributed import is_main
+    from ..distributed import broadcast, is_main
     from ..features import FeatureConfig
     from ..reports.experiment import plot_history
     from ..train.cv import RUN_FILES, check_fold, train_fold
@@ -325,15 +326,24 @@ def cmd_train(args) -> int:
     held = contextlib.ExitStack()  # --out's lock, from the first write to the end
 
     def start() -> None:  # once the run is checked (a --resume matches): nothing written before
+        refusal = None
         if is_main():
             # (a cv training this run in its folder holds the same lock)
             if not held.enter_context(folder_lock(out, wait=False)):
-                raise UserError(f"--out {out}: {holder(out)} is training in it (a train or cv "
-                                "run); wait for it to end, or choose another folder")
-            if args.overwrite:  # the files of the run it replaces (check_run_folder)
-                for name in RUN_FILES:
-                    (out / name).unlink(missing_ok=True)
-            sweep_stale(out, recursive=False)  # (temporary files of a killed run, as cv does)
+                refusal = (f"--out {out}: {holder(out)} is training in it (a train or cv "
+                           "run); wait for it to end, or choose another folder")
+            else:
+                if args.overwrite:  # the files of the run it replaces (check_run_folder)
+                    for name in RUN_FILES:
+                        (out / name).unlink(missing_ok=True)
+                sweep_stale(out, recursive=False)  # (temporary files of a killed run)
+        # under torchrun every rank follows rank 0's refusal (the others failed at their next
+        # collective with a traceback); rank 0 says it, the others end with the same status
+        refusal = broadcast(refusal)
+        if refusal is not None:
+            if is_main():
+                raise UserError(refusal)
+            raise SystemExit(EXIT_USER)
         _save_config(args.out, args.resolved_config)
 
     with held:

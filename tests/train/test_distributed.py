@@ -37,6 +37,27 @@ def test_one_ddp_step_equals_the_single_process_step(tmp_path, dropout):
     assert diff["projected"] < 1e-5  # the L1 projection saw the whole batch
 
 
+def test_torchrun_train_into_a_folder_another_process_writes_is_refused_on_every_rank(
+        tiny_corpus, tmp_path):
+    """Rank 0 refused (the folder's lock is held) and the other rank went on, to fail at its
+    next collective with a gloo traceback: every rank follows rank 0's refusal."""
+    from ssa_fast._lock import folder_lock
+
+    out = tmp_path / "held"
+    with folder_lock(out):  # (this test process is "another train in it")
+        proc = _torchrun("-m", "ssa_fast.cli", "train", "synthetic", str(tiny_corpus), "--out",
+                         str(out), "--model", "acrnn", "--preset", "small", "--epochs", "1",
+                         "--folds", "2", "--segment-frames", "100", "--batch-size", "8",
+                         "--threads", "1", "--device", "cpu", "--cache",
+                         str(tmp_path / "cache"), "--quiet")
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if "ssa-fast train: error:" in line]
+    assert len(errors) == 1 and "is training in it" in errors[0], proc.stderr[-3000:]
+    assert "Connection reset" not in proc.stderr and "RuntimeError" not in proc.stderr, \
+        proc.stderr[-3000:]
+    assert not (out / "config.json").exists()
+
+
 def test_torchrun_training_matches_the_single_process_run(tiny_corpus, tmp_path):
     common = ["train", "synthetic", str(tiny_corpus), "--folds", "2", "--fold", "1",
               "--model", "ssa-crnn-r", "--preset", "small", "--epochs", "2", "--batch-size", "8",
