@@ -432,6 +432,17 @@ def test_resume_matches_the_files_done_from_any_working_directory(trained, tmp_p
                        cwd=tmp_path / "B")
         assert proc.returncode == 0 and "0 of the 4 files are in" in proc.stderr, proc.stderr
         assert len(out.read_text().splitlines()) == (8 if suffix == "jsonl" else 9)
+    # a file of the previous version (records without a path), resumed where it was made:
+    # matched by name, and said so
+    old = [{k: v for k, v in json.loads(line).items() if k != "path"}
+           for line in (tmp_path / "p.jsonl").read_text().splitlines()[:2]]
+    (tmp_path / "old.jsonl.partial").write_text("".join(json.dumps(r) + "\n" for r in old))
+    proc = run_cli("predict", ckpt, "data", "--out", tmp_path / "old.jsonl", "--resume",
+                   "--quiet", cwd=tmp_path / "A")
+    assert "2 of the 4 files are in" in proc.stderr, proc.stderr
+    assert "2 records (of an older version) name their files without an absolute path" in \
+        proc.stderr
+    assert len((tmp_path / "old.jsonl").read_text().splitlines()) == 4
 
 
 def test_resume_of_a_file_cut_inside_a_character_and_of_text_that_is_not_utf8(trained,

@@ -555,6 +555,10 @@ def cmd_predict(args) -> int:
     if out is not None and out.done:
         print(f"--resume: {len(entries) - len(todo)} of the {len(entries)} files are in "
               f"{out.partial if out.partial.exists() else out.out} already", file=sys.stderr)
+    if out is not None and out.named_only:
+        print(f"--resume: {out.named_only} records (of an older version) name their files "
+              "without an absolute path: matched from this working directory, which must be "
+              "the one they were made in", file=sys.stderr)
     plots = bool(args.attention_plot and clf.is_ssa)
     # (named over every file of the inputs, as a run from the start names them: a resumed
     # run's x.wav must not take the plot name of another folder's x.wav done earlier)

@@ -72,6 +72,7 @@ class PredictionsFile:
         self._columns_without_path = self.columns[:-1]
         self.partial = partial_path(self.out)
         self.done: set[str] = set()  # the files in it: their absolute paths where recorded
+        self.named_only = 0  # records (of an older version) without an absolute path
         self.out.parent.mkdir(parents=True, exist_ok=True)
         if resume:
             self._resume()
@@ -116,6 +117,7 @@ class PredictionsFile:
                 raise UserError(f"--resume: {source} record {i + 1} ({row.get('file')}) was "
                                 f"made {was} --bf16; resume {was} it, or use another --out")
             self.done.add(row.get("path") or row["file"])
+            self.named_only += not row.get("path")
         tmp = self.partial.with_name(self.partial.name + f".tmp{os.getpid()}")
         tmp.write_text(whole if rows or self.format == "jsonl" else "", encoding="utf-8")
         os.replace(tmp, self.partial)

@@ -107,6 +107,7 @@ def evaluation_subset(trained: TrainedModel, corpus, *, fold: int | None = None,
         warn("the checkpoint does not record its training utterances (written by an older "
              "version): cannot check whether any scored utterance was used in training")
         notes["training_utterances"] = None
+        notes["epoch_selection_utterances"] = _epoch_choosers(trained, corpus, idx)
         return idx, where, notes
     seen = used_positions(corpus, idx, trained.used_utterances)
     notes["training_utterances"] = len(seen)
@@ -125,33 +126,35 @@ def evaluation_subset(trained: TrainedModel, corpus, *, fold: int | None = None,
         idx = [i for j, i in enumerate(idx) if j not in drop]
         where += ", without the training utterances"
     notes["excluded_training"] = 0 if include_training else len(seen)
-    choosers = _epoch_choosers(trained, corpus, idx, fold)
-    if choosers is not None:
-        notes["epoch_selection_utterances"] = choosers
-        if choosers:
-            warn(f"{choosers} of the {len(idx)} utterances scored chose the checkpoint's epoch "
-                 "(its fold's validation set, trained without --selection-split): on them the "
-                 "score is the paper protocol's optimistic one, not a held-out measurement "
-                 "(--selection-split keeps a test set apart)")
+    choosers = _epoch_choosers(trained, corpus, idx)
+    notes["epoch_selection_utterances"] = choosers  # (None: not known)
+    if choosers:
+        warn(f"{choosers} of the {len(idx)} utterances scored chose the checkpoint's epoch "
+             "(its fold's validation set, trained without --selection-split): on them the "
+             "score is the paper protocol's optimistic one, not a held-out measurement "
+             "(--selection-split keeps a test set apart)")
     return idx, where, notes
 
 
-def _epoch_choosers(trained: TrainedModel, corpus, idx: list[int], fold: int | None) -> int | None:
+def _epoch_choosers(trained: TrainedModel, corpus, idx: list[int]) -> int | None:
     """How many of the utterances ``idx`` chose the checkpoint's epoch (its fold's validation
     utterances, where it was trained without a selection split), or None where that cannot be
-    known (no recorded layout, or another corpus than the one it was trained on and no
-    ``fold``: its validation set is not this corpus's)."""
+    known: no recorded layout or split, or a corpus on which the checkpoint's fold is not the
+    split it was trained on (another corpus, or the same files listed in another order, which
+    the random protocol splits otherwise), checked against the split's recorded digest."""
     from .cv import split_fold
-    from .fingerprint import corpus_identity
+    from .fingerprint import split_digest, utterance_keys
 
     layout = trained.fold_layout
-    if not layout or layout.get("selection"):
-        return None if not layout else 0
-    if fold is not None:  # idx: that fold's validation set, the training utterances left out
-        return len(idx) if fold == layout["fold"] else None
-    then = trained.identity
-    if not then or then["corpus"]["hash"] != corpus_identity(corpus)["hash"]:
+    if not layout:
         return None
-    _, val_idx, _ = split_fold(corpus, layout["protocol"], layout["k"], layout["fold"],
-                               layout["seed"], check=False)
+    if layout.get("selection"):
+        return 0
+    then = trained.identity or {}
+    if "split" not in then:
+        return None
+    train_idx, val_idx, _ = split_fold(corpus, layout["protocol"], layout["k"], layout["fold"],
+                                       layout["seed"], check=False)
+    if split_digest(utterance_keys(corpus), train_idx, None, val_idx) != then["split"]:
+        return None
     return len(set(map(int, val_idx)) & set(idx))

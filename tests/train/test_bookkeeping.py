@@ -252,6 +252,14 @@ def test_evaluate_keeps_to_the_checkpoints_fold_layout_and_held_out_data(tiny_co
     assert whole["epoch_selection_utterances"] == 8
     assert json.loads(_cli(*ev, "--fold", "1", "--json").stdout)[
         "epoch_selection_utterances"] == 8
+    # the same files listed in reverse: the random protocol splits them otherwise, so the
+    # count is not known (it said 0, and nothing); checked against the run's split digest
+    with (tiny_corpus / "manifest.csv").open() as fh:
+        listed = list(csv.DictReader(fh))
+    reversed_listing = _listing(tiny_corpus, listed[::-1], tmp_path / "reversed.csv")
+    rev = json.loads(_cli("evaluate", run / "best.pt", "manifest", reversed_listing,
+                          "--cache", cache, "--json").stdout)
+    assert rev["n_utterances"] == 8 and rev["epoch_selection_utterances"] is None
     assert whole["utterance_cm"] == result["utterance_cm"]  # the held-out ones are the fold's
     proc = _cli(*ev, "--include-training", "--json")
     assert "24 of the 32 utterances scored were in the checkpoint's training set" in proc.stderr
@@ -293,6 +301,9 @@ def test_evaluate_keeps_to_the_checkpoints_fold_layout_and_held_out_data(tiny_co
                 "--cache", fresh, "--json")
     assert "its folds are rebuilt on this corpus" in proc.stderr
     assert json.loads(proc.stdout)["n_utterances"] > 0
+    # (another corpus: its fold did not choose the epoch; said 'all of them' chose it)
+    assert json.loads(proc.stdout)["epoch_selection_utterances"] is None
+    assert "chose the checkpoint's epoch" not in proc.stderr
     # a checkpoint of an older version, without its fold layout: --fold needs the layout it
     # was trained with (it crashed on protocol None, or took 10 folds)
     old = torch.load(run / "best.pt", weights_only=True)
