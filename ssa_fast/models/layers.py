@@ -176,4 +176,7 @@ class Classifier(nn.Linear):
         """Project the rows onto the constraint of the batch whose inputs were ``x`` (N, n_in)
         (under torchrun: the whole batch's, gathered by the caller)."""
         if self.l1_constraint:
-            l1_project_(self.weight, x.to(self.weight.dtype), backend=self.backend)
+            # (x as it is: l1_project_ applies its dtype rule, a half weight beside larger
+            # activations projected in float32; cast here, they were infinite and the weight
+            # stayed as it was)
+            l1_project_(self.weight, x, backend=self.backend)

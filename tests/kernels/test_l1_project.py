@@ -6,6 +6,7 @@ from helpers import device_for
 
 import ssa_fast
 from ssa_fast.kernels.l1_project import l1_project_reference_
+from ssa_fast.models.layers import Classifier
 
 
 @pytest.mark.parametrize("K, n, N", [(1, 1, 1), (4, 128, 40), (10, 128, 1), (37, 65, 13),
@@ -152,3 +153,63 @@ def test_an_fp16_weight_is_projected_beside_activations_beyond_its_range(backend
     expected = l1_project_reference_(W0.float(), x).half()
     assert not torch.equal(W.cpu(), W0)
     torch.testing.assert_close(W.cpu(), expected, rtol=1e-2, atol=1e-9)
+
+
+@pytest.mark.parametrize("x_dtype", [torch.float16, torch.float32])
+def test_an_fp16_weight_whose_target_norm_it_cannot_hold_stays_as_it_is(backend, x_dtype):
+    """A target norm beyond fp16's range (a batch of tiny activations) leaves the weight as it
+    is, as in the reference; projected in float32 (the cpp kernel, or a float32 x) it was
+    computed there and written back as inf, and the logits became +-inf."""
+    dev = device_for(backend)
+    g = torch.Generator().manual_seed(4)
+    W0 = torch.randn(4, 16, generator=g).half()
+    x = (torch.rand(8, 16, generator=g) * 1e-7).to(x_dtype)  # r = 8 / (4 sum|x|): ~3e5
+    assert 8 / (4 * x.double().abs().sum()) > torch.finfo(torch.float16).max
+    W = W0.clone().to(dev)
+    ssa_fast.l1_project_(W, x.to(dev), backend=backend)
+    assert torch.equal(W.cpu(), W0)
+    clf = Classifier(16, 4, l1_constraint=True, backend=backend).half()
+    before = clf.weight.detach().clone()
+    clf.to(dev).project_(x.float().to(dev))
+    assert torch.equal(clf.weight.detach().cpu(), before)
+
+
+def test_the_classifier_projects_a_half_weight_beside_activations_beyond_its_range(backend):
+    """Classifier.project_ cast x to its weight's dtype before the op could apply its rule:
+    fp16 activations over 65504 were infinite and the projection was skipped."""
+    dev = device_for(backend)
+    g = torch.Generator().manual_seed(5)
+    clf = Classifier(16, 4, l1_constraint=True, backend=backend).half()
+    clf = clf.to(dev)
+    before = clf.weight.detach().float().cpu()
+    x = torch.randn(6, 16, generator=g) * 1e5
+    clf.project_(x.to(dev))
+    expected = l1_project_reference_(before.clone(), x).half()
+    torch.testing.assert_close(clf.weight.detach().cpu(), expected, rtol=1e-2, atol=1e-9)
+
+
+def test_autograd_sees_the_projection_on_every_backend(backend):
+    """The cpp op did not bump the weight's version counter: a backward through a graph that
+    saved the weight before the projection ran with the projected weight, a gradient wrong by
+    O(1) without a word (the reference and Triton raise autograd's in-place error)."""
+    dev = device_for(backend)
+    w = torch.randn(4, 16, device=dev, requires_grad=True)
+    x = torch.randn(6, 16, device=dev)
+    z = torch.randn(6, 16, device=dev, requires_grad=True)
+    out = (z @ w.t()).square().sum()  # saves w for z's gradient
+    version = w._version
+    with torch.no_grad():
+        ssa_fast.l1_project_(w, x, backend=backend)
+    assert w._version > version
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.backward()
+
+
+def test_x_in_the_weights_own_memory_is_read_before_it_is_projected(backend):
+    """l1_project_(w, w): Triton's programs each summed all of x while the others rescaled
+    their rows of it (row norms 1.3e-4 to 8.9e-4 where all are equal)."""
+    dev = device_for(backend)
+    w = torch.randn(600, 16, generator=torch.Generator().manual_seed(6)).to(dev)
+    expected = l1_project_reference_(w.cpu().clone(), w.cpu().clone())
+    ssa_fast.l1_project_(w, w, backend=backend)
+    torch.testing.assert_close(w.cpu(), expected, rtol=1e-5, atol=0)

@@ -349,3 +349,34 @@ def test_triton_one_launch_path_is_cuda_graph_capturable():
     graph.replay()
     for got, want in zip(captured, step(), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_double_backward_is_exact_or_refused(backend):
+    """A gradient penalty (backward with create_graph=True, then the gradient of the penalty)
+    differentiated the kernels' backwards, whose outputs counted as constants: on cpp the
+    second-order gradient was about 5x too small, with only a generic torch warning. The
+    reference's is exact; the kernel backends refuse it, naming the reference."""
+    dev = device_for(backend)
+    dtype = torch.float32 if backend == "triton" else torch.float64
+    inputs = [t.to(dev, dtype).requires_grad_(True) for t in make_inputs(2, 6, 8)]
+
+    def penalty_grad(name):
+        c, _ = ssa_fast.ssa_attention(*inputs, backend=name)
+        (g,) = torch.autograd.grad(c.square().sum(), inputs[0], create_graph=True)
+        return torch.autograd.grad(g.square().sum(), inputs[3])[0]
+
+    if backend == "reference":
+        def literal(*x):
+            c, _ = ssa_attention_literal(*x, 1 / math.sqrt(6), "concat")  # (T = 6)
+            return c
+        c = literal(*inputs)
+        (g,) = torch.autograd.grad(c.square().sum(), inputs[0], create_graph=True)
+        want = torch.autograd.grad(g.square().sum(), inputs[3])[0]
+        torch.testing.assert_close(penalty_grad("reference"), want)
+    else:
+        with pytest.raises(RuntimeError, match=f"the {backend} backend has no double backward"):
+            penalty_grad(backend)
+    # a plain backward is as it was
+    c, _ = ssa_fast.ssa_attention(*inputs, backend=backend)
+    c.sum().backward()
+    assert all(t.grad is not None for t in inputs)

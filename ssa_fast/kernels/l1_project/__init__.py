@@ -48,5 +48,12 @@ def l1_project_(weight: torch.Tensor, x: torch.Tensor, backend: str | None = Non
     # back.
     with torch.no_grad():
         work = weight.float() if widen else weight.contiguous()
-        weight.copy_(l1_project_apply(name, work, x.detach()))
+        projected = l1_project_apply(name, work, x.detach())
+        if widen:  # (the kernels check the target norm against float32's range, not the
+            # weight's: a norm beyond it leaves the weight unchanged, as in its own dtype)
+            total = x.detach().abs().sum(dtype=torch.float64)
+            r = x.shape[0] / (weight.shape[0] * total)
+            # (the kernels project in place: ``work`` is ``projected``; the weight is intact)
+            projected = torch.where(r <= torch.finfo(weight.dtype).max, projected, weight)
+        weight.copy_(projected)
     return weight

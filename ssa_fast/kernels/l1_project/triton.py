@@ -39,11 +39,18 @@ def _l1_project_kernel(w_ptr, x_ptr, K, n, x_numel, N_over_K, W_MAX,
     tl.store(ptrs, scaled.to(w_ptr.dtype.element_ty), mask=mask)
 
 
+def _overlaps(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``a`` and ``b`` share storage (real tensors: inside the op)."""
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
 def l1_project_triton_(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     K, n = weight.shape
     if not weight.is_contiguous():
         raise ValueError("weight must be contiguous for the triton backend")
-    x = x.contiguous()
+    # x in the weight's own memory (l1_project_(w, w)): every program sums all of x while the
+    # others rescale their rows of it, so the sum would read half-projected rows
+    x = x.clone() if _overlaps(x, weight) else x.contiguous()
     launch = l1_launch(K, n, x.numel())
     with device_guard(weight):
         _l1_project_kernel[launch.grid](

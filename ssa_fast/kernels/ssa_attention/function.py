@@ -30,6 +30,19 @@ CORE = BackendTable("ssa_attention", __package__, {
 })
 
 
+def refuse_double_backward(backend: str) -> None:
+    """A backward run with ``create_graph=True`` (a gradient penalty, a Hessian-vector
+    product) differentiates these backwards again, whose kernels have no derivative of their
+    own: their outputs counted as constants and the second-order gradient came out wrong (5x
+    too small in a gradient-penalty test, with only a generic torch warning). Refused, naming
+    the backend that has one. (Not under torch.compile, which traces the backward in grad mode
+    for its own joint graph.)"""
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        raise RuntimeError(f"ssa_attention: the {backend} backend has no double backward "
+                           "(a backward with create_graph=True differentiates its gradient "
+                           "again); use backend='reference', whose gradient is differentiable")
+
+
 def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
@@ -54,6 +67,7 @@ class SSAAttentionFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dc, dalpha):
+        refuse_double_backward(ctx.backend)
         *inputs, q, qk_em, qk_sp, p_em, p_sp, alpha = ctx.saved_tensors
         work = ctx.work
         h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp = (t.to(work) for t in inputs)
@@ -134,6 +148,7 @@ class SSAFusedFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dc, dalpha):
+        refuse_double_backward("triton")
         h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, saved, alpha = ctx.saved_tensors
         if dc is None:
             B, _, d = h_em.shape

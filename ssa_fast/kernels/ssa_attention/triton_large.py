@@ -28,6 +28,7 @@ import triton.language as tl
 
 from ..._backend import triton_interpret
 from .._triton_common import NUM_WARPS, device_guard, ssa_large_launch
+from .function import refuse_double_backward
 from .reference import combine_outputs
 from .triton import _dalpha, _rows_update
 
@@ -338,6 +339,7 @@ class SSALargeFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dc, dalpha):
+        refuse_double_backward("triton")
         h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, saved, alpha = ctx.saved_tensors
         q, p_em, p_sp = saved[0], saved[3], saved[4]
         B, T, d = h_em.shape
