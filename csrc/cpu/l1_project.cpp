@@ -49,7 +49,8 @@ void l1_project_cpu_(at::Tensor& weight, const at::Tensor& x_in) {
         scalar_t* row = w + k * n;
         double norm = 0;
         for (int64_t j = 0; j < n; ++j) norm += std::abs(static_cast<double>(row[j]));
-        if (norm == 0) continue;
+        // a zero row stays zero; a row holding NaN or Inf stays as it is (r / inf x inf = NaN)
+        if (!(norm > 0) || !std::isfinite(norm)) continue;
         const double f = r / norm;
         const auto f_w = static_cast<scalar_t>(f);
         if (std::isfinite(static_cast<double>(f_w))) {

@@ -213,3 +213,22 @@ def test_x_in_the_weights_own_memory_is_read_before_it_is_projected(backend):
     expected = l1_project_reference_(w.cpu().clone(), w.cpu().clone())
     ssa_fast.l1_project_(w, w, backend=backend)
     torch.testing.assert_close(w.cpu(), expected, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_row_holding_nan_or_inf_stays_as_it_is_on_every_backend(backend, bad):
+    """The cpp kernel skipped zero rows only: one NaN made its whole row NaN (the reference
+    and Triton left it), and on every backend an Inf row became NaN (r / inf x inf)."""
+    dev = device_for(backend)
+    g = torch.Generator().manual_seed(7)
+    W0, x = torch.randn(5, 16, generator=g), torch.randn(8, 16, generator=g)
+    W0[2, 3] = bad
+    W = W0.clone().to(dev)
+    ssa_fast.l1_project_(W, x.to(dev), backend=backend)
+    W, rest = W.cpu(), [0, 1, 3, 4]
+    torch.testing.assert_close(W[2], W0[2], rtol=0, atol=0, equal_nan=True)
+    assert torch.isfinite(W[rest]).all()
+    norms = W[rest].abs().sum(1)
+    torch.testing.assert_close(norms, torch.full_like(norms, 8 / (5 * float(x.abs().sum()))))
+    expected = l1_project_reference_(W0.clone(), x)
+    torch.testing.assert_close(W, expected, rtol=1e-5, atol=0, equal_nan=True)

@@ -16,8 +16,9 @@ def l1_project_(weight: torch.Tensor, x: torch.Tensor, backend: str | None = Non
     """Rescale every row of ``weight`` (K, n) in place to L1 norm ``N / (K * sum_i ||x_i||_1)``.
 
     ``weight`` is a classifier's weight as nn.Linear stores it (row c belongs to class c) and
-    ``x`` (N, n) the batch that fed the layer (detached). A zero row stays zero, a batch whose
-    total L1 norm is zero or not finite leaves the weight unchanged, and no NaN is ever produced.
+    ``x`` (N, n) the batch that fed the layer (detached). A zero row stays zero, a row holding
+    NaN or Inf stays as it is, a batch whose total L1 norm is zero or not finite leaves the
+    weight unchanged, and no NaN is ever produced where there was none.
     Returns ``weight``.
     """
     if not isinstance(weight, torch.Tensor) or weight.dim() != 2:

@@ -5,7 +5,8 @@ x (N, n) that fed it, every row is rescaled radially to
 
     ||W^c||_1 = r = N / (K * sum_i ||x_i||_1).
 
-A zero row stays zero; a batch whose total L1 norm is zero or not finite, or so small that r
+A zero row stays zero and a row holding NaN or Inf stays as it is (scaled, r / inf x inf is
+NaN); a batch whose total L1 norm is zero or not finite, or so small that r
 overflows W's dtype (a batch of denormals), leaves W unchanged. A row of tiny norm whose factor
 r / ||W^c||_1 overflows W's dtype is scaled in float64 (an infinite factor would make its zeros
 NaN).
@@ -24,7 +25,8 @@ def l1_project_reference_(weight: torch.Tensor,  # (K, n), modified in place
     total = x.abs().sum(dtype=torch.float64)
     r = x.shape[0] / (K * total)
     norms = weight.abs().sum(dim=1, keepdim=True, dtype=torch.float64)
-    factor = torch.where(norms > 0, r / norms, torch.ones_like(norms))
+    scalable = (norms > 0) & torch.isfinite(norms)  # (a row holding NaN / Inf: as it is)
+    factor = torch.where(scalable, r / norms, torch.ones_like(norms))
     usable = (total > 0) & torch.isfinite(total) & (r <= torch.finfo(weight.dtype).max)
     factor = torch.where(usable, factor, torch.ones_like(factor))
     factor_w = factor.to(weight.dtype)

@@ -30,7 +30,9 @@ def _l1_project_kernel(w_ptr, x_ptr, K, n, x_numel, N_over_K, W_MAX,
     usable = (total_sum > 0) & (total_sum < float("inf"))  # else leave the weight as it is
     r = N_over_K / tl.where(usable, total_sum, 1.0)
     usable = usable & (r <= W_MAX)  # (a target norm the weight's dtype cannot hold: unchanged)
-    factor = tl.where(norms > 0, r / tl.where(norms > 0, norms, 1.0), 1.0)
+    # (a zero row stays zero; a row holding NaN or Inf stays as it is: r / inf x inf is NaN)
+    scalable = (norms > 0) & (norms < float("inf"))
+    factor = tl.where(scalable, r / tl.where(scalable, norms, 1.0), 1.0)
     factor = tl.where(usable, factor, 1.0)
     factor32 = factor.to(tl.float32)
     # a row of tiny norm: its factor overflows float32 (0 x inf = NaN), so it is scaled in float64
