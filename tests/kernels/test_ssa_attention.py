@@ -173,6 +173,9 @@ def test_bad_options():
         ssa_fast.ssa_attention(*args, combine="mean")
     with pytest.raises(ValueError, match="scale"):
         ssa_fast.ssa_attention(*args, scale=float("nan"))
+    for bad in ("abc", torch.ones(2), True):  # (float()'s own errors named nothing)
+        with pytest.raises(TypeError, match="scale must be a real number"):
+            ssa_fast.ssa_attention(*args, scale=bad)
     with pytest.raises(ValueError, match="non-empty"):
         ssa_fast.ssa_attention(*make_inputs(0, 7, 20))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -44,9 +45,11 @@ def ssa_attention(h_em: torch.Tensor, h_sp: torch.Tensor, w_q: torch.Tensor,
     Returns:
         ``(c, alpha)`` with alpha ``(B, 2T)``: softmax weights, the T self rows first.
     """
-    if not isinstance(h_em, torch.Tensor) or h_em.dim() != 3:
-        raise ValueError("h_em must be a tensor of shape (B, T, d), got "
-                         f"{getattr(h_em, 'shape', type(h_em).__name__)}")
+    if not isinstance(h_em, torch.Tensor):
+        raise TypeError(f"h_em must be a torch.Tensor of shape (B, T, d), got "
+                        f"{type(h_em).__name__}")
+    if h_em.dim() != 3:
+        raise ValueError(f"h_em must be a tensor of shape (B, T, d), got {tuple(h_em.shape)}")
     B, T, d = h_em.shape
     if B == 0 or T == 0 or d == 0:
         raise ValueError(f"h_em must be non-empty, got shape {tuple(h_em.shape)}")
@@ -58,6 +61,9 @@ def ssa_attention(h_em: torch.Tensor, h_sp: torch.Tensor, w_q: torch.Tensor,
         _check_tensor(w, name, (d, d), h_em)
     if combine not in COMBINES:
         raise ValueError(f"combine must be one of {COMBINES}, got {combine!r}")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)):
+        raise TypeError(f"scale must be a real number (or None: 1 / sqrt(T)), got "
+                        f"{type(scale).__name__} {scale!r}")
     scale = 1.0 / math.sqrt(T) if scale is None else float(scale)
     if not math.isfinite(scale):
         raise ValueError(f"scale must be finite, got {scale}")
