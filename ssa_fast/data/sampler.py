@@ -1,5 +1,7 @@
 """Emotionally balanced mini-batches (design.md section 7): equal count per class in every batch,
-drawn per class without replacement (a class's pool is reshuffled when it runs out)."""
+drawn per class without replacement (a class's pool is reshuffled when it runs out; the items
+of the batch being filled go last in the new order, so a batch repeats an item only when its
+class has fewer items than its share of the batch)."""
 
 from __future__ import annotations
 
@@ -49,7 +51,11 @@ class BalancedBatchSampler:
                 take = []
                 while len(take) < self.per_class:
                     if cursors[c] == len(orders[c]):
-                        orders[c], cursors[c] = rng.permutation(self.pools[c]), 0
+                        new = rng.permutation(self.pools[c])
+                        if take:  # (drawn into this batch already: last, not twice in it)
+                            again = np.isin(new, take)
+                            new = np.concatenate([new[~again], new[again]])
+                        orders[c], cursors[c] = new, 0
                     n = min(self.per_class - len(take), len(orders[c]) - cursors[c])
                     take.extend(orders[c][cursors[c]:cursors[c] + n].tolist())
                     cursors[c] += n

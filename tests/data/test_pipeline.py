@@ -107,6 +107,13 @@ def test_balanced_sampler():
     # the small class is cycled through fully before any item repeats
     first = [i for b in batches[:1] for i in b if labels[i] == 1]
     assert len(set(first)) == 7
+    # a pool that can fill a batch's share but runs out inside it (15 items, 10 a batch): the
+    # reshuffle put items of the same batch in twice (20 of 40 batches)
+    labels = np.array([0] * 15 + [1] * 12 + [2] * 40 + [3] * 11)
+    for epoch in range(10):
+        sampler = BalancedBatchSampler(labels, 40, seed=epoch)
+        for b in sampler:
+            assert len(set(b)) == 40 and np.bincount(labels[b], minlength=4).tolist() == [10] * 4
     with pytest.raises(ValueError, match="multiple"):
         BalancedBatchSampler(labels, 42)
     with pytest.raises(ValueError, match="no training items"):
