@@ -16,7 +16,8 @@ current one.
 2. Both + the run's provenance (see train/fingerprint.py): identity and fingerprint (None for a
    run trained without one), train_utterances (the listing keys of its training utterances);
    feature_params holds every FeatureConfig field.
-3. Both + used_utterances ({kind: keys} of every utterance the run used).
+3. Both + used_utterances ({kind: keys} of every utterance the run used); a last.pt of a run
+   on a GPU may hold cuda_rng (its device generator's state: the dropout masks of a resume).
 """
 
 from __future__ import annotations
@@ -69,12 +70,17 @@ def best_state(config: dict, model: torch.nn.Module, epoch: int, metrics: dict,
 
 def last_state(config: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                epoch: int, best_metric: float, best_epoch: int, history: list[dict],
-               stamp: dict) -> dict:
+               stamp: dict, cuda_rng: torch.Tensor | None = None) -> dict:
     """The dict saved as last.pt after ``epoch``: everything resuming needs (weights, optimiser,
-    torch's RNG state now, the selection so far and the history) and the ``stamp``."""
-    return {"config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "epoch": epoch, "best_metric": best_metric, "best_epoch": best_epoch,
-            "history": history, "torch_rng": torch.get_rng_state(), **stamp}
+    torch's RNG state now, the selection so far and the history) and the ``stamp``; with
+    ``cuda_rng`` (a run on a GPU: the state of its device's generator, which draws its dropout
+    masks) that too."""
+    state = {"config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "epoch": epoch, "best_metric": best_metric, "best_epoch": best_epoch,
+             "history": history, "torch_rng": torch.get_rng_state(), **stamp}
+    if cuda_rng is not None:
+        state["cuda_rng"] = cuda_rng
+    return state
 
 
 # ---------------------------------------------------------------- reading
@@ -207,6 +213,7 @@ class Last:
     history: list[dict]
     identity: dict | None  # None in version 1 files
     fingerprint: str | None
+    cuda_rng: torch.Tensor | None = None  # the GPU generator's state (runs on a GPU)
 
 
 def read_last(path: str | Path) -> Last:
@@ -217,7 +224,7 @@ def read_last(path: str | Path) -> Last:
                 torch_rng=state["torch_rng"], epoch=state["epoch"],
                 best_metric=state["best_metric"], best_epoch=state["best_epoch"],
                 history=state["history"], identity=state.get("identity"),
-                fingerprint=state.get("fingerprint"))
+                fingerprint=state.get("fingerprint"), cuda_rng=state.get("cuda_rng"))
 
 
 def weights(path: str | Path) -> dict:

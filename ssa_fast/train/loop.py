@@ -379,11 +379,15 @@ def _read_resumable(last: Path, cfg: TrainConfig, stamp: dict) -> checkpoint.Las
 
 
 def _resume(state: checkpoint.Last, model, opt):
-    """Load ``last.pt``'s ``state`` into the model and optimiser (and torch's RNG); (first
+    """Load ``last.pt``'s ``state`` into the model and optimiser (and torch's RNG, and on a GPU
+    its device's: the dropout masks after a resume are those of the uninterrupted run); (first
     epoch to run, best score, best epoch, history)."""
     model.load_state_dict(state.model)
     opt.load_state_dict(state.optimizer)
     torch.set_rng_state(state.torch_rng)
+    device = next(model.parameters()).device
+    if state.cuda_rng is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state.cuda_rng, device)
     return state.epoch + 1, state.best_metric, state.best_epoch, state.history
 
 
@@ -622,7 +626,8 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
                 # which a resume rewrites from last.pt's model (the same state), never one
                 # ahead of it, whose epoch the resumed run would not have in its history
                 writer.save_torch(last, checkpoint.last_state(
-                    asdict(cfg), model, opt, epoch, best, best_epoch, history, stamp))
+                    asdict(cfg), model, opt, epoch, best, best_epoch, history, stamp,
+                    torch.cuda.get_rng_state(device) if device.type == "cuda" else None))
                 if improved:
                     writer.save_torch(out_dir / "best.pt", checkpoint.best_state(
                         asdict(cfg), model, epoch, metrics, bundle, stamp))
