@@ -142,6 +142,7 @@ def _epoch_choosers(trained: TrainedModel, corpus, idx: list[int]) -> int | None
     known: no recorded layout or split, or a corpus on which the checkpoint's fold is not the
     split it was trained on (another corpus, or the same files listed in another order, which
     the random protocol splits otherwise), checked against the split's recorded digest."""
+    from ..errors import UserError
     from .cv import split_fold
     from .fingerprint import split_digest, utterance_keys
 
@@ -153,8 +154,11 @@ def _epoch_choosers(trained: TrainedModel, corpus, idx: list[int]) -> int | None
     then = trained.identity or {}
     if "split" not in then:
         return None
-    train_idx, val_idx, _ = split_fold(corpus, layout["protocol"], layout["k"], layout["fold"],
-                                       layout["seed"], check=False)
+    try:  # (a corpus on which the layout has fewer folds: one speaker of a loso run)
+        train_idx, val_idx, _ = split_fold(corpus, layout["protocol"], layout["k"],
+                                           layout["fold"], layout["seed"], check=False)
+    except (UserError, ValueError):
+        return None
     if split_digest(utterance_keys(corpus), train_idx, None, val_idx) != then["split"]:
         return None
     return len(set(map(int, val_idx)) & set(idx))

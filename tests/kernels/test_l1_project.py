@@ -108,6 +108,9 @@ def test_bad_input():
         ssa_fast.l1_project_(W, torch.randn(0, 16))
     with pytest.raises(TypeError, match="floating point"):
         ssa_fast.l1_project_(W, torch.ones(3, 16, dtype=torch.long))
+    import numpy as np  # (a right shape, the wrong type: the message named the shape)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got ndarray"):
+        ssa_fast.l1_project_(W, np.zeros((3, 16), np.float32))
 
 
 def test_non_contiguous_weight_is_projected_in_place(backend):
@@ -188,18 +191,30 @@ def test_the_classifier_projects_a_half_weight_beside_activations_beyond_its_ran
     torch.testing.assert_close(clf.weight.detach().cpu(), expected, rtol=1e-2, atol=1e-9)
 
 
-def test_autograd_sees_the_projection_on_every_backend(backend):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_autograd_sees_the_projection_on_every_backend(backend, compiled):
     """The cpp op did not bump the weight's version counter: a backward through a graph that
     saved the weight before the projection ran with the projected weight, a gradient wrong by
-    O(1) without a word (the reference and Triton raise autograd's in-place error)."""
+    O(1) without a word, eager or inside torch.compile (the reference and Triton raise
+    autograd's in-place error)."""
     dev = device_for(backend)
     w = torch.randn(4, 16, device=dev, requires_grad=True)
     x = torch.randn(6, 16, device=dev)
     z = torch.randn(6, 16, device=dev, requires_grad=True)
-    out = (z @ w.t()).square().sum()  # saves w for z's gradient
+
+    def step(w, z, x):
+        out = (z @ w.t()).square().sum()  # saves w for z's gradient
+        with torch.no_grad():
+            ssa_fast.l1_project_(w, x, backend=backend)
+        return out
+
+    if compiled:
+        torch._dynamo.reset()
+        with pytest.raises(Exception, match="modified by an inplace operation"):
+            torch.compile(step)(w, z, x).backward()  # (raised while compiling, or in backward)
+        return
     version = w._version
-    with torch.no_grad():
-        ssa_fast.l1_project_(w, x, backend=backend)
+    out = step(w, z, x)
     assert w._version > version
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         out.backward()

@@ -176,6 +176,12 @@ def test_bad_options():
     for bad in ("abc", torch.ones(2), True):  # (float()'s own errors named nothing)
         with pytest.raises(TypeError, match="scale must be a real number"):
             ssa_fast.ssa_attention(*args, scale=bad)
+    import decimal
+
+    import numpy as np
+    want, _ = ssa_fast.ssa_attention(*args, scale=0.5)
+    for ok in (torch.tensor(0.5), np.array(0.5), np.float32(0.5), decimal.Decimal("0.5")):
+        torch.testing.assert_close(ssa_fast.ssa_attention(*args, scale=ok)[0], want)
     with pytest.raises(ValueError, match="non-empty"):
         ssa_fast.ssa_attention(*make_inputs(0, 7, 20))
 

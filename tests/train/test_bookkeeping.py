@@ -685,3 +685,21 @@ def test_cv_reports_no_table_when_another_process_replaced_one_of_its_folds(tiny
     assert not (out / "results.json").exists()
     other = json.loads((out / "acrnn" / "fold00" / "result.json").read_text())
     assert len(other["history"]) == 2  # (the other's: 2 epochs)
+
+
+def test_evaluate_of_a_held_out_speaker_alone_needs_no_fold_of_the_run(tiny_corpus, tmp_path):
+    """A loso checkpoint scored on its held-out speaker's utterances alone (no --fold): the
+    count of the utterances that chose its epoch rebuilt the run's fold on this corpus, which
+    has one speaker, so one fold: "--fold must be in [0, 1)", an option nobody gave."""
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    _cli("train", "synthetic", tiny_corpus, "--out", run, "--model", "acrnn", "--protocol",
+         "loso", "--folds", "2", "--fold", "1", "--epochs", "1", "--cache", cache, *SMALL)
+    with (tiny_corpus / "manifest.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    held_out = sorted({r["speaker"] for r in rows})[1]
+    one = _listing(tiny_corpus, [r for r in rows if r["speaker"] == held_out],
+                   tmp_path / "one.csv")
+    proc = _cli("evaluate", run / "best.pt", "manifest", one, "--cache", cache, "--json")
+    scored = json.loads(proc.stdout)
+    assert scored["n_utterances"] == 16 and scored["excluded_training"] == 0
+    assert scored["epoch_selection_utterances"] is None  # (not this corpus's fold: not known)

@@ -172,3 +172,20 @@ def test_what_is_not_a_model_checkpoint_is_refused_in_one_line(tmp_path):
             checkpoint.read_best(tmp_path / name)
         text = str(info.value)
         assert text.startswith(f"{tmp_path / name}: ") and "\n" not in text, text
+
+
+def test_a_gpu_runs_generator_state_goes_through_last_pt(tmp_path):
+    """last.pt of a run on a GPU holds its device generator's state (the dropout masks after a
+    resume; only torch's CPU state was saved), read back as it was written; a CPU run's has
+    none. (The resume on a GPU is tests/train/test_crash_resume.py's, with dropout.)"""
+    from ssa_fast._atomic import save_torch
+    from ssa_fast.models.checkpoint import last_state, read_last
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.NAdam(model.parameters())
+    state = torch.randint(0, 255, (16,), dtype=torch.uint8)  # (any generator state's bytes)
+    for rng in (state, None):
+        save_torch(tmp_path / "last.pt", last_state({}, model, opt, 0, 0.5, 0, [], {}, rng))
+        back = read_last(tmp_path / "last.pt")
+        assert (back.cuda_rng is None) if rng is None else torch.equal(back.cuda_rng, rng)
+        assert ("cuda_rng" in checkpoint.load(tmp_path / "last.pt")) == (rng is not None)

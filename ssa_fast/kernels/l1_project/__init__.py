@@ -21,12 +21,14 @@ def l1_project_(weight: torch.Tensor, x: torch.Tensor, backend: str | None = Non
     weight unchanged, and no NaN is ever produced where there was none.
     Returns ``weight``.
     """
-    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
-        raise ValueError("weight must be a 2-D tensor (K classes, n inputs), got "
-                         f"{getattr(weight, 'shape', type(weight).__name__)}")
-    if not isinstance(x, torch.Tensor) or x.dim() != 2:
-        raise ValueError("x must be a 2-D tensor (N samples, n inputs), got "
-                         f"{getattr(x, 'shape', type(x).__name__)}")
+    for name, t in (("weight", weight), ("x", x)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if weight.dim() != 2:
+        raise ValueError(f"weight must be a 2-D tensor (K classes, n inputs), got "
+                         f"{tuple(weight.shape)}")
+    if x.dim() != 2:
+        raise ValueError(f"x must be a 2-D tensor (N samples, n inputs), got {tuple(x.shape)}")
     if not weight.is_floating_point() or not x.is_floating_point():
         raise TypeError(f"weight and x must be floating point, got {weight.dtype}, {x.dtype}")
     if x.shape[1] != weight.shape[1]:

@@ -12,12 +12,19 @@ if extension_status()[0]:
     torch.library.register_fake("ssa_fast::l1_project_")(l1_project_fake_)
 
 
-def l1_project_native_(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+# The extension's op has no ADInplaceOrView kernel, so autograd did not see its change: a
+# backward through a graph that saved the weight before the projection used the projected weight
+# without a word (the other backends raise "modified by an inplace operation"), eager or
+# compiled. Called through a custom op that declares the mutation, it is seen in both, as the
+# Triton op is.
+@torch.library.custom_op("ssa_fast::l1_project_cpp_", mutates_args=("weight",))
+def l1_project_native_op_(weight: torch.Tensor, x: torch.Tensor) -> None:
     torch.ops.ssa_fast.l1_project_(weight, x)
-    # the extension registers no ADInplaceOrView kernel, so autograd did not see the change:
-    # a backward through a graph that saved the weight before the projection used the projected
-    # weight without a word (the other backends raise "modified by an inplace operation");
-    # under torch.compile the mutation of a graph input is applied and counted by torch itself
-    if not torch.compiler.is_compiling():
-        torch.autograd.graph.increment_version(weight)
+
+
+l1_project_native_op_.register_fake(l1_project_fake_)
+
+
+def l1_project_native_(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    l1_project_native_op_(weight, x)
     return weight

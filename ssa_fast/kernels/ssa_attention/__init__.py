@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
@@ -61,10 +60,16 @@ def ssa_attention(h_em: torch.Tensor, h_sp: torch.Tensor, w_q: torch.Tensor,
         _check_tensor(w, name, (d, d), h_em)
     if combine not in COMBINES:
         raise ValueError(f"combine must be one of {COMBINES}, got {combine!r}")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)):
-        raise TypeError(f"scale must be a real number (or None: 1 / sqrt(T)), got "
-                        f"{type(scale).__name__} {scale!r}")
-    scale = 1.0 / math.sqrt(T) if scale is None else float(scale)
+    if scale is None:
+        scale = 1.0 / math.sqrt(T)
+    else:  # (a number, a 0-d tensor or array; float()'s own errors named nothing)
+        try:
+            if isinstance(scale, bool):
+                raise TypeError("a bool")
+            scale = float(scale)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"scale must be a real number (or None: 1 / sqrt(T)), got "
+                            f"{type(scale).__name__} {scale!r}") from None
     if not math.isfinite(scale):
         raise ValueError(f"scale must be finite, got {scale}")
 
