@@ -542,8 +542,10 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
         return {"share": share, "busy": [r.name for r in busy],
                 "trained": [r.name for r in done if not summaries[r.fold, r.model]["reused"]],
                 "reused": [r.name for r in done if summaries[r.fold, r.model]["reused"]]}
-    if dist.is_main():
-        _check_still_ours(runs, summaries)
+    # (rank 0 reads the folders; under torchrun every rank follows its refusal)
+    replaced = dist.broadcast(_replaced_run(runs, summaries) if dist.is_main() else None)
+    if replaced is not None:
+        raise UserError(replaced)
     results = {m: [summaries[f, m] for f in range(k_folds)] for m in models}
     # the options every model ran with; which models ran: identity["models"] (cfg.model is
     # not one of them: each run trains its own, in its folds' identity)
@@ -567,21 +569,21 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
     return out
 
 
-def _check_still_ours(runs: list[Run], summaries: dict) -> None:
-    """Refuse to report runs whose folders another process replaced while this cv ran (a cv
-    with other options on the same --out recomputes the folds it finds with other settings):
-    the table would give numbers no file beside it holds."""
+def _replaced_run(runs: list[Run], summaries: dict) -> str | None:
+    """Why this cv must not report its runs (one whose folder another process replaced while
+    this cv ran: a cv with other options on the same --out recomputes the folds it finds with
+    other settings, and the table would give numbers no file beside it holds), or None."""
     for run in runs:
         try:
             stored = json.loads((run.run_dir / "result.json").read_text()).get("fingerprint")
         except (OSError, ValueError, AttributeError):
             stored = None
         if stored != summaries[run.fold, run.model].get("fingerprint"):
-            raise UserError(
-                f"{run.name}: {run.run_dir} was replaced while this cv ran (another cv on this "
-                "--out with other options?); its numbers are no longer the ones this table "
-                "would report, so no table was written: run this cv again once the other has "
-                "finished (or give each set of options its own --out)")
+            return (f"{run.name}: {run.run_dir} was replaced while this cv ran (another cv on "
+                    "this --out with other options?); its numbers are no longer the ones this "
+                    "table would report, so no table was written: run this cv again once the "
+                    "other has finished (or give each set of options its own --out)")
+    return None
 
 
 def without_figures_data(results: dict) -> dict:
