@@ -12,7 +12,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <limits>
 #include <vector>
 
 #include "checks.h"
@@ -235,13 +234,13 @@ void chunk(const scalar_t* x, int64_t len, int64_t n_frames, int64_t t0, int64_t
       for (int64_t r = 0; r < rb; ++r) c[(r0 + r) * M + m] = std::max(acc[r], amin);
     }
   }
-  // (a NaN or Inf mel power, from samples the caller did not check, stays non-finite: the fast
-  // log reads the bits of normal numbers only, and made NaN a finite wrong value; a select,
-  // so the loop still vectorises)
+  // (a NaN or Inf mel power, from samples the caller did not check, comes out NaN: the fast log
+  // reads the bits of normal numbers only, and made NaN a finite wrong value. v - v is 0 for
+  // every finite v and NaN otherwise; unlike a select on v, it leaves the loop vectorised: a
+  // select made it 4.5x slower, this 5%, in a standalone loop at -O3)
   for (int64_t i = 0; i < R * M; ++i) {
     const scalar_t v = c[i];
-    const scalar_t l = log_positive(v);
-    c[i] = v < std::numeric_limits<scalar_t>::infinity() ? l : v + v;
+    c[i] = log_positive(v) + (v - v);
   }
 
   // HTK regression delta (N = 2) with edges replicated at the item's own first and last frame.
