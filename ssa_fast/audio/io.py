@@ -180,14 +180,22 @@ def audio_blocks(path: str | Path, sample_rate: int = 16000,
             raise AudioError(_vanishes(path, n_in, fh.samplerate, sample_rate))
 
 
-def scan(path: str | Path, block_samples: int = 1 << 20) -> tuple[float, float, float]:
-    """(duration in seconds, smallest sample, largest sample) of a file, read block by block
-    at its own rate (channels averaged) without holding it; AudioError as :func:`audio_blocks`."""
+def swing(y) -> float:
+    """Half the peak-to-peak range of the samples ``y`` (0 for none): the peak of a signal
+    without its offset (predict.engine.unclassifiable judges silence by it)."""
+    if len(y) == 0:
+        return 0.0
+    return (float(y.max()) - float(y.min())) / 2
+
+
+def scan(path: str | Path, block_samples: int = 1 << 20) -> tuple[float, float]:
+    """(duration in seconds, :func:`swing`) of a file, read block by block at its own rate
+    (channels averaged) without holding it; AudioError as :func:`audio_blocks`."""
     path = Path(path)
-    n, lo, hi = 0, np.inf, -np.inf
+    n, extremes = 0, []
     with _open(path) as fh:
         for y, _ in _mono_blocks(fh, path, block_samples):
             if len(y):
                 n += len(y)
-                lo, hi = min(lo, float(y.min())), max(hi, float(y.max()))
-        return n / fh.samplerate, float(lo), float(hi)
+                extremes += [y.min(), y.max()]
+        return n / fh.samplerate, swing(np.array(extremes))

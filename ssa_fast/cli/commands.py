@@ -539,11 +539,8 @@ def cmd_predict(args) -> int:
     entries, problems = expand_inputs(args.inputs, args.columns, args.speaker)
     for line in problems:
         print(f"skipped: {line}", file=sys.stderr)
-    named = nfc(args.speaker)
-    for speaker in dict.fromkeys(e.speaker for e in entries if e.speaker):  # a manifest's
-        unused = clf.unused_speaker(speaker) if speaker != named else None
-        if unused is not None:
-            print(f"a manifest's {unused}", file=sys.stderr)
+    for why in clf.unused_speakers(entries, besides=nfc(args.speaker)).values():  # a manifest's
+        print(f"a manifest's {why}", file=sys.stderr)
     if not entries:
         raise UserError(f"no audio files in {' '.join(args.inputs)}")
     out = (PredictionsFile(args.out, clf.classes, checkpoint_id(args.checkpoint), args.resume,

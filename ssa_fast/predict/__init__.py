@@ -158,11 +158,18 @@ class EmotionClassifier:
             _warn.warn(why)
         return self._known(speaker)
 
+    def unused_speakers(self, entries, besides: str | None = None) -> dict[str, str]:
+        """{speaker: why} for the distinct speakers of ``entries`` (inputs.Entry: a manifest's
+        speaker column), ``besides`` left out, that normalise nothing (:meth:`unused_speaker`:
+        a typo reads as an unseen speaker, normalised with each utterance's own statistics)."""
+        named = dict.fromkeys(e.speaker for e in entries if e.speaker and e.speaker != besides)
+        whys = {speaker: self.unused_speaker(speaker) for speaker in named}
+        return {speaker: why for speaker, why in whys.items() if why is not None}
+
     def say_unused_speakers(self, entries) -> None:
-        """Warn once per distinct speaker of ``entries`` (inputs.Entry: a manifest's speaker
-        column) that normalises nothing (:meth:`unused_speaker`: a typo reads as an unseen
-        speaker and is normalised with each utterance's own statistics)."""
-        for speaker in dict.fromkeys(e.speaker for e in entries if e.speaker):
+        """Warn once per speaker of ``entries`` that normalises nothing (:meth:`unused_speakers`),
+        as for a speaker named by a caller."""
+        for speaker in self.unused_speakers(entries):
             self._named(speaker)
 
     def _prediction(self, res: dict, attention: bool, in_memory: bool = False) -> Prediction:
@@ -299,8 +306,8 @@ class EmotionClassifier:
         """Classify in-memory waveforms (numpy arrays or tensors, mono or channels x samples)
         recorded at ``sample_rate`` (required: an array does not know its rate, and one read at
         another rate is other speech); ``speakers[i]`` names a training speaker or is None."""
-        from ..audio.io import mono, resample
-        from .engine import Item, classify_items, swing
+        from ..audio.io import mono, resample, swing
+        from .engine import Item, classify_items
 
         if (isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral)
                 or sample_rate <= 0):

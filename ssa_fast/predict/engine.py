@@ -187,16 +187,9 @@ MIN_SECONDS = 0.25
 SILENCE_PEAK = 2.0 ** -15
 
 
-def swing(y) -> float:
-    """Half the peak-to-peak range of the samples ``y`` (0 for none); see :func:`unclassifiable`."""
-    if len(y) == 0:
-        return 0.0
-    return (float(y.max()) - float(y.min())) / 2
-
-
 def unclassifiable(duration: float, peak: float) -> tuple[str, str] | None:
     """(status, reason) of audio with nothing to classify, None for audio to classify;
-    ``peak`` is the audio's :func:`swing`."""
+    ``peak`` is the audio's swing (audio.io.swing)."""
     if duration < MIN_SECONDS:
         return "too short", (f"{1000 * duration:.3g} ms of audio, at least "
                              f"{1000 * MIN_SECONDS:g} ms is needed to classify")

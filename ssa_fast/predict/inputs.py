@@ -21,7 +21,7 @@ import torch
 from .. import _warn
 from .._process import end_with_parent
 from ..data.corpus import AUDIO_SUFFIXES, manifest_paths, nfc, same_file_key, walk_files
-from .engine import Item, swing
+from .engine import Item
 
 MANIFEST_SUFFIXES = (".csv", ".json")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -123,7 +123,7 @@ def read_item(index: int, entry: Entry, sample_rate: int,
     its peak and duration for streaming, or the reason it cannot be used."""
     import soundfile as sf
 
-    from ..audio.io import AudioError, read, resample, scan
+    from ..audio.io import AudioError, read, resample, scan, swing
 
     path = entry.path
     item = Item(index, path, speaker=entry.speaker)
@@ -142,8 +142,8 @@ def read_item(index: int, entry: Entry, sample_rate: int,
         except Exception as exc:  # not audio at all: say so before anything else
             raise AudioError(f"{path}: cannot read audio ({exc})") from exc
         if info_seconds > load_seconds:  # (streamed later: scanned here, not held)
-            item.duration, lo, hi = scan(path)
-            item.peak, item.stream = (hi - lo) / 2, True
+            item.duration, item.peak = scan(path)
+            item.stream = True
             return item
         y, sr = read(path)
     except AudioError as exc:

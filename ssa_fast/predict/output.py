@@ -63,13 +63,13 @@ class PredictionsFile:
         if self.format is None:
             raise UserError(f"--out {out}: expected a .jsonl or .csv file name")
         self.classes, self.checkpoint, self.bf16 = list(classes), checkpoint, bool(bf16)
-        self.columns = (["file", "status", "label", "duration"]
-                        + [f"p_{c}" for c in self.classes]
-                        + ["segments", "reason", "normalisation", "bf16", "checkpoint"])
-        self.columns.append("path")
         # (the columns before the path was recorded: such a file is resumed, its rows matched
         # by their file names from this working directory)
-        self._columns_without_path = self.columns[:-1]
+        self._columns_without_path = (["file", "status", "label", "duration"]
+                                      + [f"p_{c}" for c in self.classes]
+                                      + ["segments", "reason", "normalisation", "bf16",
+                                         "checkpoint"])
+        self.columns = self._columns_without_path + ["path"]
         self.partial = partial_path(self.out)
         self.done: set[str] = set()  # the files in it: their absolute paths where recorded
         self.named_only = 0  # records (of an older version) without an absolute path

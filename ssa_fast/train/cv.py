@@ -543,7 +543,7 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
                 "trained": [r.name for r in done if not summaries[r.fold, r.model]["reused"]],
                 "reused": [r.name for r in done if summaries[r.fold, r.model]["reused"]]}
     # (rank 0 reads the folders; under torchrun every rank follows its refusal)
-    replaced = dist.broadcast(_replaced_run(runs, summaries) if dist.is_main() else None)
+    replaced = dist.broadcast(_replaced_run(runs) if dist.is_main() else None)
     if replaced is not None:
         raise UserError(replaced)
     results = {m: [summaries[f, m] for f in range(k_folds)] for m in models}
@@ -569,16 +569,12 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
     return out
 
 
-def _replaced_run(runs: list[Run], summaries: dict) -> str | None:
+def _replaced_run(runs: list[Run]) -> str | None:
     """Why this cv must not report its runs (one whose folder another process replaced while
     this cv ran: a cv with other options on the same --out recomputes the folds it finds with
     other settings, and the table would give numbers no file beside it holds), or None."""
     for run in runs:
-        try:
-            stored = json.loads((run.run_dir / "result.json").read_text()).get("fingerprint")
-        except (OSError, ValueError, AttributeError):
-            stored = None
-        if stored != summaries[run.fold, run.model].get("fingerprint"):
+        if finished_result(run) is None:  # (its result.json: gone, or another fingerprint's)
             return (f"{run.name}: {run.run_dir} was replaced while this cv ran (another cv on "
                     "this --out with other options?); its numbers are no longer the ones this "
                     "table would report, so no table was written: run this cv again once the "

@@ -346,13 +346,13 @@ def _best_epoch_on_disk(best: Path, stamp: dict) -> int | None:
 
 def _resumed_options(config: dict) -> dict:
     """The options of a config (a dict, as checkpoints store it) that a resumed run must share
-    with the run that wrote it: those its model uses and that change results (the run's
-    identity's), not the evaluation batch or the options its model ignores."""
+    with the run that wrote it: as its identity holds them (:meth:`TrainConfig.as_used`, without
+    NOT_IN_IDENTITY), not the evaluation batch or the options its model ignores."""
     try:
-        ignored = set(model_spec(config.get("model")).ignored_options())
-    except (KeyError, ValueError, TypeError):  # a model this version does not know: all
-        ignored = set()
-    return {k: v for k, v in config.items() if k not in ignored and k not in NOT_IN_IDENTITY}
+        config = asdict(TrainConfig.from_dict(config).as_used())
+    except (ValueError, TypeError):  # options or a model this version does not know: as written
+        pass
+    return {k: v for k, v in config.items() if k not in NOT_IN_IDENTITY}
 
 
 def _read_resumable(last: Path, cfg: TrainConfig, stamp: dict) -> checkpoint.Last:
