@@ -26,6 +26,7 @@ _EXPORTS = {
     "BackendUnavailableError": "ssa_fast._backend",
     "available_backends": "ssa_fast._backend",
     "use_backend": "ssa_fast._backend",
+    "keep_freed_memory": "ssa_fast._malloc",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 import warnings
 
+from .._malloc import keep_freed_memory
 from ..errors import UserError
 from .checks import EXIT_SKIPPED, EXIT_USER, user_error
 from .naming import output_names as _output_names  # noqa: F401 (its name before the package)
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ssa-fast: error: {exc}", file=sys.stderr)
         return EXIT_USER
     args = parser.parse_args(argv)
+    keep_freed_memory()  # (a step's buffers stay in the process: _malloc.py)
     args.typed = typed
     args.argv = argv  # (the workers of cv --jobs run the same command line)
     if args.command in ("train", "cv"):
