@@ -226,6 +226,21 @@ def test_classify_files_is_the_clis_engine_in_input_order(trained, archive):
     assert caught[0].filename == __file__  # (the line that asked, not the library's)
     folder = list(clf.classify_files(root / "a", num_workers=0, batch_size=64))
     assert len(folder) == 14 and all(p.file.startswith(str(root / "a")) for p in folder)
+    # the default batch (32 segments on the CPU) scores as a batch of 64 does
+    default = list(clf.classify_files(root / "a", num_workers=0))
+    assert [p.file for p in default] == [p.file for p in folder]
+    for p, q in zip(default, folder, strict=True):
+        assert p.status == q.status and (not p.classified or _close(p.probabilities,
+                                                                    q.probabilities, 1e-6))
+
+
+def test_scoring_batch_defaults_by_device():
+    from ssa_fast.models.scoring import scoring_batch
+
+    assert scoring_batch("cpu") == 32 and scoring_batch("cuda:1") == 128
+    assert scoring_batch("cpu", 5) == 5
+    with pytest.raises(ValueError, match="batch size must be >= 1"):
+        scoring_batch("cpu", 0)
 
 
 def test_ctrl_c_keeps_whole_records_and_resume_finishes(trained, tmp_path):

@@ -423,8 +423,9 @@ def _add_predict(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue --out: classify only the files not in it (refused when it "
                         "was written with another checkpoint)")
-    p.add_argument("--batch-size", type=_COUNT, default=128,
-                   help="segments per forward pass, of many files together (default 128)")
+    p.add_argument("--batch-size", type=_COUNT, default=None,
+                   help="segments per forward pass, of many files together (default 32 on "
+                        "the CPU, where larger batches are slower, and 128 on a GPU)")
     p.add_argument("--workers", type=_NATURAL, default=None,
                    help="processes decoding and resampling audio (default: the CPU cores but "
                         "one, at most 8; 0: in the main process)")

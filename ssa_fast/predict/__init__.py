@@ -197,7 +197,7 @@ class EmotionClassifier:
                           normalisation, att, "ok", None, file, res["duration"])
 
     def classify_files(self, inputs: Sequence[str | Path] | str | Path,
-                       speaker: str | None = None, *, batch_size: int = 128,
+                       speaker: str | None = None, *, batch_size: int | None = None,
                        num_workers: int | None = None, bf16: bool = False,
                        columns: Mapping[str, str] | None = None, attention: bool = False,
                        progress: bool = False) -> Iterator[Prediction]:
@@ -209,9 +209,10 @@ class EmotionClassifier:
         (.txt / .lst / .list, one path a line); a file named twice is classified once.
         Files are decoded and resampled by ``num_workers`` DataLoader workers (None: the cores
         but one, at most 8; 0: in this process), and the segments of many files are scored
-        together, ``batch_size`` a forward pass (under bf16 autocast with ``bf16``). Files
-        longer than inputs.LOAD_SECONDS are streamed in bounded memory. A file that cannot be
-        read comes out with status "failed" and its reason; the iteration goes on."""
+        together, ``batch_size`` a forward pass (None: 32 on the CPU, 128 on a GPU; under bf16
+        autocast with ``bf16``). Files longer than inputs.LOAD_SECONDS are streamed in bounded
+        memory. A file that cannot be read comes out with status "failed" and its reason; the
+        iteration goes on."""
         from .inputs import expand_inputs
 
         if isinstance(inputs, (str, Path)):
@@ -224,7 +225,7 @@ class EmotionClassifier:
         return self.classify_entries(entries, batch_size=batch_size, num_workers=num_workers,
                                      bf16=bf16, attention=attention, progress=progress)
 
-    def classify_entries(self, entries, *, batch_size: int = 128,
+    def classify_entries(self, entries, *, batch_size: int | None = None,
                          num_workers: int | None = None, bf16: bool = False,
                          attention: bool = False, progress: bool = False,
                          progress_blocks: bool = False) -> Iterator[Prediction]:

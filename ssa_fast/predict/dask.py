@@ -45,7 +45,8 @@ def _classifier(checkpoint: str, device: str | None):
 
 
 def classify_task(checkpoint: str, entries: list, device: str | None = None,
-                  batch_size: int = 128, bf16: bool = False, num_workers: int = 0) -> list[dict]:
+                  batch_size: int | None = None, bf16: bool = False,
+                  num_workers: int = 0) -> list[dict]:
     """One task on a worker: the records of ``entries`` (inputs.Entry), in order."""
     from .output import record
 
@@ -58,7 +59,7 @@ def classify_files_dask(client, checkpoint: str | os.PathLike,
                         inputs: Sequence[str | os.PathLike], *, speaker: str | None = None,
                         columns: Mapping[str, str] | None = None, files_per_task: int = 256,
                         max_pending: int | None = None, device: str | None = None,
-                        batch_size: int = 128, bf16: bool = False,
+                        batch_size: int | None = None, bf16: bool = False,
                         num_workers: int = 0) -> Iterator[dict]:
     """Records of every file of ``inputs`` classified on the cluster of ``client``, in input
     order. ``device`` None: each worker's GPU if it has one, else its CPU; ``num_workers``:

@@ -32,7 +32,7 @@ from ..data.segments import (
 from ..features.config import FeatureConfig
 from ..models import model_from_config
 from ..models.checkpoint import read_best
-from ..models.scoring import score_batch, utterance_probabilities
+from ..models.scoring import score_batch, scoring_batch, utterance_probabilities
 
 
 @dataclass
@@ -80,6 +80,10 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
                         ckpt.train_utterances, ckpt.used_utterances)
 
 
+def _device(trained: TrainedModel) -> torch.device:
+    return next(trained.model.parameters()).device
+
+
 def _score(trained: TrainedModel, x: torch.Tensor, parts: dict, attention: bool,
            bf16: bool = False) -> None:
     """Score one batch of segments (training's own scorer); keep the attention weights of an
@@ -87,16 +91,18 @@ def _score(trained: TrainedModel, x: torch.Tensor, parts: dict, attention: bool,
     score_batch(trained.model, x, parts, keep_outputs=attention and trained.is_ssa, bf16=bf16)
 
 
-def segment_outputs(trained: TrainedModel, segs: Segments, batch: int = 128) -> dict:
-    """Per-segment log-probabilities (S, K), and for SSA models the attention weights."""
+def segment_outputs(trained: TrainedModel, segs: Segments, batch: int | None = None) -> dict:
+    """Per-segment log-probabilities (S, K), and for SSA models the attention weights;
+    ``batch`` segments a forward pass (None: scoring_batch's for the model's device)."""
     parts: dict[str, list] = {}
+    batch = scoring_batch(_device(trained), batch)
     for i in range(0, len(segs), batch):
         _score(trained, segs.x[i:i + batch], parts, attention=True)
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
 def classify(trained: TrainedModel, features: list[torch.Tensor], speakers: list[str | None],
-             batch: int = 128) -> tuple[torch.Tensor, Segments, dict]:
+             batch: int | None = None) -> tuple[torch.Tensor, Segments, dict]:
     """Class probabilities (U, K) of whole utterances from their (3, T, M) features.
 
     ``speakers[i]`` is the utterance's speaker if it was seen in training (its training
@@ -147,7 +153,7 @@ def _stream_segments(blocks, normaliser: Normaliser, stats: Stats, segment_frame
 
 
 def classify_file(trained: TrainedModel, path: str | Path, speaker: str | None = None, *,
-                  block_frames: int = 6000, batch: int = 64, progress: bool = False,
+                  block_frames: int = 6000, batch: int | None = None, progress: bool = False,
                   keep_attention: bool = False, bf16: bool = False) -> dict:
     """Classify one audio file of any length in bounded memory: features are streamed in blocks
     of ``block_frames`` (a first streamed pass gathers the utterance statistics when the speaker
@@ -157,6 +163,7 @@ def classify_file(trained: TrainedModel, path: str | Path, speaker: str | None =
     keep_attention for SSA models "alpha_em" / "alpha_sp" (S, T)}; the same numbers as
     :func:`classify` on the whole file."""
     name = Path(path).name
+    batch = scoring_batch(_device(trained), batch)
     stats = trained.normaliser.stats_for(speaker)
     if stats is None:  # the utterance's own statistics: one streamed pass first
         acc = FrameStats()
@@ -239,12 +246,12 @@ def _on(st: Stats, device: torch.device) -> Stats:
     return Stats(st.mean.to(device), st.std.to(device))
 
 
-def classify_items(trained: TrainedModel, items: Iterable[Item], *, batch_size: int = 128,
-                   bf16: bool = False, keep_attention: bool = False,
-                   progress_blocks: bool = False) -> Iterator[dict]:
+def classify_items(trained: TrainedModel, items: Iterable[Item], *,
+                   batch_size: int | None = None, bf16: bool = False,
+                   keep_attention: bool = False, progress_blocks: bool = False) -> Iterator[dict]:
     """Classify a stream of inputs with segments of many inputs scored together, ``batch_size``
-    segments a forward pass; results come out in input order as soon as an input's last segment
-    is scored.
+    segments a forward pass (None: scoring_batch's, 32 on the CPU and 128 on a GPU); results
+    come out in input order as soon as an input's last segment is scored.
 
     Each waveform is copied to the model's device (``non_blocking`` from pinned memory), its
     features computed there (the fused log-Mel kernel), normalised (a known speaker's training
@@ -256,9 +263,8 @@ def classify_items(trained: TrainedModel, items: Iterable[Item], *, batch_size: 
     Yields {"index", "file", "status" ("ok", "too short", "silent", "failed"), "reason",
     "duration", "normalisation"} and, for "ok", "logp" (S, K), "lengths" (S,), "probabilities"
     (K,) and with ``keep_attention`` for SSA models "alpha_em" / "alpha_sp" (S, T)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = next(trained.model.parameters()).device
+    device = _device(trained)
+    batch_size = scoring_batch(device, batch_size)
     front_end = None
     keep = keep_attention and trained.is_ssa
     L = trained.segment_frames

@@ -31,7 +31,7 @@ from ..metrics import confusion_matrix, scores
 from ..models import MODEL_NAMES, checkpoint, model_spec
 from ..models.checkpoint import load as load_checkpoint  # noqa: F401 (ssa_fast.train's)
 from ..models.layers import split_batches
-from ..models.scoring import score_batch, utterance_probabilities
+from ..models.scoring import score_batch, scoring_batch, utterance_probabilities
 from .fingerprint import NOT_IN_IDENTITY, differences, fingerprint
 from .timing import Breakdown
 
@@ -82,7 +82,9 @@ class TrainConfig:
     # reproducible for a seed without it (tested); multi-threaded CPU runs were not compared.
     deterministic: bool = False
     backend: str | None = None  # kernel backend for the fused ops
-    eval_batch: int = 128
+    # segments per forward pass in validation; None: models.scoring.scoring_batch's (32 on the
+    # CPU, 128 on a GPU); the scores do not depend on it
+    eval_batch: int | None = None
     extra: dict = field(default_factory=dict)  # free-form notes stored with checkpoints
 
     def __post_init__(self):
@@ -94,6 +96,8 @@ class TrainConfig:
             raise ValueError(f"select_by must be 'utterance' or 'segment', got {self.select_by!r}")
         if self.bn_batches < 0:
             raise ValueError(f"bn_batches must be >= 0, got {self.bn_batches}")
+        if self.eval_batch is not None and not self.eval_batch >= 1:
+            raise ValueError(f"eval_batch must be None or >= 1, got {self.eval_batch}")
         if not self.logit_scale > 0:
             raise ValueError(f"logit_scale must be > 0, got {self.logit_scale}")
         if not isinstance(self.compile, bool) and self.compile not in COMPILE_MODES:
@@ -175,8 +179,9 @@ def evaluate(model, segs: Segments, cfg: TrainConfig, n_classes: int, *,
     W, r = dist.world_size(), dist.rank()
     shard = W > 1 and len(segs) >= W  # (every share non-empty; else each rank scores all)
     lo, hi = (len(segs) * r // W, len(segs) * (r + 1) // W) if shard else (0, len(segs))
-    for i in range(lo, hi, cfg.eval_batch):
-        score_batch(model, segs.x[i:min(i + cfg.eval_batch, hi)], parts,
+    step = scoring_batch(cfg.device, cfg.eval_batch)
+    for i in range(lo, hi, step):
+        score_batch(model, segs.x[i:min(i + step, hi)], parts,
                     keep_outputs=keep_outputs, bf16=cfg.bf16)
 
     def gathered(key):

@@ -122,6 +122,30 @@ def test_evaluate_outputs_for_every_model(tiny, tmp_path):
         TrainConfig(model="cnn")
 
 
+def test_scores_do_not_depend_on_the_evaluation_batch(tiny, tmp_path):
+    """The CPU scores in batches of 32 by default (faster there than 128): the same outputs as
+    batches of 128, bit for bit (a batch of 7 rounds differently, by an ulp)."""
+    from ssa_fast.train.loop import evaluate
+
+    trs, vas, _ = _fold(tiny)
+    res = train(replace(CFG, epochs=1), trs, vas, n_classes=4, n_speakers=2,
+                out_dir=tmp_path / "run", progress=False)
+    model = res["model"]
+    assert len(trs) > 32  # (the default splits them)
+    scored = [evaluate(model, trs, replace(CFG, eval_batch=b), 4, keep_outputs=True)
+              for b in (None, 128, 32, 7)]
+    for other, exact in zip(scored[1:], (True, True, False), strict=True):
+        for key in ("segment_uar", "utterance_uar", "segment_cm", "utterance_cm"):
+            assert other[key] == scored[0][key], key
+        for key in ("z", "alpha_em", "alpha_sp"):
+            if exact:
+                assert torch.equal(other[key], scored[0][key]), key
+            else:
+                torch.testing.assert_close(other[key], scored[0][key], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="eval_batch"):
+        TrainConfig(eval_batch=0)
+
+
 def test_training_logs_the_classifier_diagnostics(tiny, tmp_path):
     """metrics.csv holds ||z||_1, the step / |W| ratio and (constrained models) the logit scale,
     whose value a learned scale changes and a fixed one keeps."""
