@@ -5,7 +5,8 @@ variable must be set before any @triton.jit runs, hence before ssa_fast is impor
 
 Under ``pytest -n N`` (``make test``) the cores are shared out: each worker, and the command-line
 processes its tests start, computes with cores / N threads, not with every core each (N workers
-of all-core thread pools oversubscribe the machine).
+of all-core thread pools oversubscribe the machine). Freed memory stays in each process, as in
+the command line (ssa_fast/_malloc.py).
 """
 
 import os
@@ -20,6 +21,9 @@ from helpers import backends_for_tests, run_cli  # noqa: E402
 
 
 def pytest_configure(config):
+    from ssa_fast import keep_freed_memory
+
+    keep_freed_memory()  # as the command line does (the tests train in this process too)
     workers = getattr(config, "workerinput", {}).get("workercount")
     if workers and workers > 1:
         threads = max(1, (os.cpu_count() or 1) // workers)
