@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+FILE_BY_FILE_BATCH = 64  # the segments a forward pass of the loop predict ran before the engine
+
 
 def speechy(n: int, sr: int, seed: int) -> np.ndarray:
     """A voiced-speech-like signal (gliding f0, harmonics, syllable envelope, breath noise)."""
@@ -106,7 +108,9 @@ def main(argv=None) -> None:
     ap.add_argument("--preset", default="small", choices=("small", "paper"))
     ap.add_argument("--checkpoint", default=None, help="a best.pt (default: an untrained one)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="segments a forward pass of the batched path (default: predict's, 32 "
+                         "on the CPU and 128 on a GPU)")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -117,6 +121,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
 
     from ssa_fast import EmotionClassifier
+    from ssa_fast.models.scoring import scoring_batch
     from ssa_fast.predict.engine import classify_file, load_trained
     from ssa_fast.predict.inputs import default_workers
 
@@ -128,6 +133,7 @@ def main(argv=None) -> None:
     ckpt = Path(args.checkpoint) if args.checkpoint else make_checkpoint(
         folder / f"untrained-{args.preset}.pt", args.preset)
     device = torch.device(args.device)
+    args.batch_size = scoring_batch(device, args.batch_size)
     tm = load_trained(ckpt, device)
     clf = EmotionClassifier(tm)
     workers = default_workers() if args.workers is None else args.workers
@@ -137,13 +143,13 @@ def main(argv=None) -> None:
 
     # warm-up of both paths (kernels, threads, allocator) on a few files
     for p in paths[:4]:
-        classify_file(tm, p)
+        classify_file(tm, p, batch=FILE_BY_FILE_BATCH)
     list(clf.classify_files(paths[:16], batch_size=args.batch_size, num_workers=0,
                             bf16=args.bf16))
 
     sync(device)
     t0 = time.perf_counter()
-    loop = [classify_file(tm, p)["probabilities"] for p in paths]
+    loop = [classify_file(tm, p, batch=FILE_BY_FILE_BATCH)["probabilities"] for p in paths]
     sync(device)
     t_loop = time.perf_counter() - t0
 

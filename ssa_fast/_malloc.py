@@ -5,7 +5,7 @@ to the kernel (``munmap``, heap trimming) only to fault every page in again at t
 :func:`keep_freed_memory` raises the mmap threshold to glibc's largest (32 MB) and the trim
 threshold to 1 GB, as the environment variables ``MALLOC_MMAP_THRESHOLD_=33554432
 MALLOC_TRIM_THRESHOLD_=1073741824`` would at start-up; allocations below 32 MB then come from the
-heap and stay there. On the project's 2-core machine a training step of the demo's ACRNN-r took
+heap and stay there. On the project's 2-core machine a training step of the demo's ACRNN took
 312 ms against 389 ms and the page faults of two epochs of a fold fell from 1.48 M to 0.26 M
 (benchmarks/RESULTS.md). The price: the process keeps up to about 1 GB of freed heap resident,
 as a caching allocator would.

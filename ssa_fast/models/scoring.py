@@ -12,8 +12,8 @@ POOLINGS = ("mean", "max")  # an utterance's decision from its segments (utteran
 def scoring_batch(device: torch.device | str, batch: int | None = None) -> int:
     """Segments per forward pass when scoring on ``device``: ``batch``, or by default 32 on the
     CPU and 128 elsewhere. On the CPU larger batches are slower (their activations exceed what
-    the allocator keeps: 168 segments of the small preset took 717 ms in batches of 128 and
-    453 ms in batches of 32, benchmarks/RESULTS.md); the scores do not change."""
+    the allocator keeps: 168 segments of the small preset took 714 ms in batches of 128 and
+    459 ms in batches of 32, benchmarks/RESULTS.md); the scores do not change."""
     if batch is not None:
         if not batch >= 1:
             raise ValueError(f"batch size must be >= 1, got {batch}")

@@ -12,11 +12,12 @@ from ..predict.engine import TrainedModel, classify
 
 
 def score(trained: TrainedModel, features: list[torch.Tensor], labels: list[str],
-          speakers: list[str | None], batch: int = 128,
+          speakers: list[str | None], batch: int | None = None,
           files: list[str] | None = None) -> dict:
     """Segment- and utterance-level UAR, WA, macro F1, per-class recall and confusion matrices
     of a labelled set of utterances, and ``predictions``: per utterance, in order, its
-    ``file`` (``files``, when given), ``label`` and ``predicted`` class.
+    ``file`` (``files``, when given), ``label`` and ``predicted`` class; ``batch`` segments a
+    forward pass (None: models.scoring.scoring_batch's).
     Labels are class names; a name the model does not know is an error."""
     unknown = sorted(set(labels) - set(trained.classes))
     if unknown:
