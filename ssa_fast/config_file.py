@@ -47,9 +47,12 @@ NOT_FROM_FILE = ("config", "debug", "help", "version")
 # options typed as one comma-separated value whose resolved value is a tuple (a saved run's
 # config.json holds a list): --pool T,F, --attitudes A1,A2,A3,A4
 COMMA_LISTS = ("pool", "attitudes")
-# what to do with an existing run: typed each time, never saved nor read from a file (a run's
-# config.json reused for another --out must not replace or continue that folder's run)
-RUN_SWITCHES = ("resume", "overwrite", "restart")
+# what to do with an existing run, and how one invocation divides the work: typed each time,
+# never saved nor read from a file (a run's config.json reused for another --out must not
+# replace or continue that folder's run; a file's shard would make every cv using it a share,
+# and nothing typed could then assemble the table)
+WORK_SPLIT = ("shard", "jobs")
+RUN_SWITCHES = ("resume", "overwrite", "restart", *WORK_SPLIT)
 
 
 class _DuplicateKey(ValueError):
@@ -182,9 +185,10 @@ def values(parser: argparse.ArgumentParser, data: dict, path: str | Path) -> dic
         dest = str(key).replace("-", "_")
         action = options.get(dest)
         if dest in RUN_SWITCHES and action is not None:
-            raise UserError(f"--config {path}: {key!r} cannot come from a file (it says what to "
-                            f"do with an existing run): type {_flag(action)} on the command "
-                            "line")
+            what = ("how this invocation divides the work" if dest in WORK_SPLIT
+                    else "what to do with an existing run")
+            raise UserError(f"--config {path}: {key!r} cannot come from a file (it says {what}): "
+                            f"type {_flag(action)} on the command line")
         if action is None or dest in NOT_FROM_FILE:
             known = sorted(d for d in options if d not in NOT_FROM_FILE + RUN_SWITCHES)
             raise UserError(f"--config {path}: {key!r} is not an option of "

@@ -172,6 +172,13 @@ def test_a_file_never_drops_what_it_says(tmp_path, capsys):
     hand = tmp_path / "hand.yaml"
     hand.write_text("corpus: iemocap\nroot: /data/IEMOCAP\nepochs: 3\n")
     _refused(capsys, [*train, hand], str(hand), "'corpus', 'root' cannot come from a file")
+    # how one invocation divides the work is typed each time: a file's shard made every cv
+    # using it a share, which nothing typed could undo to assemble the table
+    for line in ("shard: 0/2", "jobs: 2"):
+        hand.write_text(line + "\n")
+        _refused(capsys, ["cv", "folder", tmp_path, "--out", tmp_path / "o", "--config", hand],
+                 f"'{line.split(':')[0]}' cannot come from a file (it says how this "
+                 "invocation divides the work)")
     assert not (tmp_path / "o").exists()
     # a run's own config.json is still read, records and all
     record.write_text(json.dumps({"command": "cv", "corpus": "iemocap", "root": "/data",

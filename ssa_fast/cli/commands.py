@@ -163,10 +163,11 @@ def _save_config(out: str, resolved_config: dict) -> None:
 
 
 def _withdraw_results(out: str, share) -> None:
-    """Remove OUT/results.json and the reports before a cv trains anything: they describe the
-    folds of an earlier run, which this one may replace, and an interrupted or failed run (or a
-    share, which writes no table) must not leave a table beside folds it no longer describes.
-    The cv that assembles the runs writes them again."""
+    """Remove OUT/results.json and the reports before a cv trains anything, and again each time
+    it replaces a finished run of other settings: they describe the folds of an earlier run,
+    which this one may replace, and an interrupted or failed run (or a share, which writes no
+    table) must not leave a table beside folds it no longer describes. The cv that assembles
+    the runs writes them again."""
     from ..distributed import is_main
     from ..reports import report_files
 
@@ -187,8 +188,10 @@ def _cv_share(shard: tuple[int, int] | None) -> tuple[int, int] | None:
     from ..train.parallel import slurm_share
 
     if shard is not None:
-        return shard
+        return None if shard == (0, 1) else shard  # (a share of one: every run, assembled)
     share = slurm_share()
+    if share == (0, 1):  # a one-task array: every run, and the table
+        return None
     if share is not None:
         say(f"share {share[0]}/{share[1]} of the runs from the Slurm job array "
             "(SLURM_ARRAY_TASK_ID); --shard overrides it", file=sys.stderr)
@@ -230,7 +233,7 @@ def cmd_cv(args) -> int:
     from ..features import FeatureConfig
     from ..reports import write_reports
     from ..train import cross_validate
-    from ..train.cv import without_figures_data
+    from ..train.cv import replaced_since, without_figures_data
     from ..train.parallel import check_jobs, follow_parent, slurm_share
     from ..train.timing import Breakdown, describe
 
@@ -262,7 +265,9 @@ def cmd_cv(args) -> int:
         resume = True  # the workers trained (or restarted) every run: assemble them
     results = cross_validate(loaded.corpus, loaded.features, args.models, cfg, args.out,
                              resume=resume, progress=not args.quiet, last_k=args.last_k,
-                             share=share, timing=timing, **plan)
+                             share=share, timing=timing,
+                             on_replace=lambda: _withdraw_results(args.out, None),
+                             **plan)
     if args.jobs > 1:  # reused by the assembly, but trained by this command's workers
         for model, rows in results["folds"].items():
             for row in rows:
@@ -283,6 +288,10 @@ def cmd_cv(args) -> int:
     results["timing"] = timing.as_dict()  # the whole command's, reports included
     _save_config(args.out, args.resolved_config)  # (again: another cv may have written its own)
     write_json(Path(args.out) / "results.json", without_figures_data(results), indent=1)
+    replaced = replaced_since(args.out, results)  # (another process, while these were written)
+    if replaced is not None:
+        _withdraw_results(args.out, None)
+        raise UserError(replaced)
     say(paths["table"].read_text())
     say("reports: " + ", ".join(str(p) for p in paths.values()))
     say(describe(results["timing"]), file=sys.stderr)

@@ -198,13 +198,14 @@ RUN_FILES = ("result.json", "best.pt", "last.pt", "metrics.csv", "training_curve
 
 
 def _finished(run_dir: Path, identity: dict, fingerprint: str, resume: bool,
-              what: str) -> dict | None:
+              what: str, on_replace=None) -> dict | None:
     """The stored result of a run when it finished with ``fingerprint`` (and ``resume``);
     otherwise None, after removing what another run left in ``run_dir`` (a ``last.pt`` of this
     run is kept: training resumes from it). Under torchrun rank 0, which holds the run's lock,
     reads the folder and decides; the other ranks follow its decision (read by each rank, the
     folder could differ between them while another process finished the run, and the ranks
-    went separate ways: one reused it, the other waited to train it, for ever)."""
+    went separate ways: one reused it, the other waited to train it, for ever). ``on_replace()``
+    is called once another run's files are gone (see cross_validate)."""
     result, stale = _decide(run_dir, identity, fingerprint, resume, what) if dist.is_main() \
         else (None, None)
     result, stale = dist.broadcast((result, stale))
@@ -213,6 +214,8 @@ def _finished(run_dir: Path, identity: dict, fingerprint: str, resume: bool,
     if stale and dist.is_main():
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
+        if on_replace is not None:  # (after the files: see replaced_since)
+            on_replace()
     dist.barrier()  # nothing of another run is left when any rank starts this one
     return None
 
@@ -400,6 +403,11 @@ class Run(NamedTuple):
         return f"{self.model} fold {self.fold}"
 
 
+def run_folder(out_dir: str | Path, model: str, fold: int) -> Path:
+    """Where a run of a cross-validation goes: OUT/<model>/foldNN."""
+    return Path(out_dir) / model / f"fold{fold:02d}"
+
+
 def plan_runs(corpus: Corpus, models: list[str], cfg: TrainConfig, out_dir: str | Path, *,
               protocol: str = "random", k: int = 10, normalisation: str = "speaker",
               segment_frames: int = SEGMENT_FRAMES, train_hop: int | None = None,
@@ -417,7 +425,7 @@ def plan_runs(corpus: Corpus, models: list[str], cfg: TrainConfig, out_dir: str 
         for m in models:
             provenance = run_provenance(corpus, corpus_id, layout, replace(cfg, model=m), data,
                                         split, keys)
-            runs.append(Run(f, m, Path(out_dir) / m / f"fold{f:02d}", split, provenance,
+            runs.append(Run(f, m, run_folder(out_dir, m, f), split, provenance,
                             fingerprint(provenance["identity"])))
     return runs
 
@@ -439,7 +447,7 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
                    train_hop: int | None = None, resume: bool = True, progress: bool = True,
                    feature_params: dict | None = None, selection: float = 0.0,
                    last_k: int = 3, share: tuple[int, int] | None = None,
-                   timing: Breakdown | None = None) -> dict:
+                   timing: Breakdown | None = None, on_replace=None) -> dict:
     """Run every model on every fold; returns (and writes to out_dir/results.json) the per-fold
     metrics and the summary. Its ``config`` holds the training options shared by the models
     (``cfg`` without ``model``; the models are ``identity["models"]``).
@@ -460,7 +468,11 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
     those another process holds, writes no results.json and returns what it did:
     ``{"share", "trained", "reused", "busy"}`` (lists of run names). ``timing``: the
     breakdown the runs' phases are added to (see timing.py; the caller's, which may already
-    hold the feature extraction), stored in results.json."""
+    hold the feature extraction), stored in results.json. ``on_replace()``: called each time
+    the files of a finished run of other settings have been removed (the command line then
+    removes the table that may report it; the cv that wrote that table checks its runs again
+    after writing it, :func:`replaced_since`: whichever comes last, no table is left beside a
+    fold it does not describe)."""
     from tqdm import tqdm
 
     timing = timing if timing is not None else Breakdown(cfg.device)
@@ -503,7 +515,7 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
             if dist.is_main():
                 sweep_stale(run_dir, recursive=False)
             summary = _finished(run_dir, run.provenance["identity"], run.fingerprint, resume,
-                                run.name)
+                                run.name, on_replace)
             outputs = None
             if summary is None:
                 outputs, summary = _train_run(cfg_model, corpus, segments(f, run.split), run.split,
@@ -575,10 +587,28 @@ def _replaced_run(runs: list[Run]) -> str | None:
     other settings, and the table would give numbers no file beside it holds), or None."""
     for run in runs:
         if finished_result(run) is None:  # (its result.json: gone, or another fingerprint's)
-            return (f"{run.name}: {run.run_dir} was replaced while this cv ran (another cv on "
-                    "this --out with other options?); its numbers are no longer the ones this "
-                    "table would report, so no table was written: run this cv again once the "
-                    "other has finished (or give each set of options its own --out)")
+            return _replaced(run.name, run.run_dir)
+    return None
+
+
+def _replaced(name: str, run_dir: Path) -> str:
+    return (f"{name}: {run_dir} was replaced while this cv ran (another cv on this --out with "
+            "other options?); its numbers are no longer the ones this table would report, so "
+            "no table was written: run this cv again once the other has finished (or give each "
+            "set of options its own --out)")
+
+
+def replaced_since(out_dir: str | Path, results: dict) -> str | None:
+    """After the table of ``results`` is written into ``out_dir``: :func:`_replaced_run`'s
+    reason when one of its runs was replaced since it was checked (a process with other options
+    removes a fold's files first and the table then, see cross_validate's ``on_replace``; this
+    check after the table's last write catches a removal before it), else None."""
+    for model, rows in results["folds"].items():
+        for row in rows:
+            run = Run(row["fold"], model, run_folder(out_dir, model, row["fold"]), (), {},
+                      row["fingerprint"])
+            if finished_result(run) is None:
+                return _replaced(run.name, run.run_dir)
     return None
 
 

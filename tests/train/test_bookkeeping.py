@@ -673,7 +673,7 @@ def test_cv_reports_no_table_when_another_process_replaced_one_of_its_folds(tiny
     def meanwhile(cfg, corpus, segs, split, fold, *args, **kwargs):
         if fold == 1:  # (fold 0 is done and unlocked; this one is ours: the share skips it)
             proc = _cv(tiny_corpus, out, cache, "--models", "acrnn", "--epochs", "2",
-                       "--shard", "0/1")
+                       "--shard", "0/2")
             assert "trained 1" in proc.stdout + proc.stderr, proc.stderr
         return train_run(cfg, corpus, segs, split, fold, *args, **kwargs)
 
@@ -685,6 +685,57 @@ def test_cv_reports_no_table_when_another_process_replaced_one_of_its_folds(tiny
     assert not (out / "results.json").exists()
     other = json.loads((out / "acrnn" / "fold00" / "result.json").read_text())
     assert len(other["history"]) == 2  # (the other's: 2 epochs)
+
+
+def test_a_table_written_while_another_process_replaced_a_fold_is_withdrawn(tiny_corpus,
+                                                                            tmp_path,
+                                                                            monkeypatch, capsys):
+    """The other process replaced fold 0 after this cv had checked its runs and before it
+    wrote its table (here: while it writes the reports): the table stayed, exit 0, beside a
+    fold it did not describe. The cv now checks again after its last write and withdraws it;
+    the other process, when it replaces a finished run, removes the table after the run's
+    files (whichever comes last, no table describes a fold it does not hold)."""
+    import ssa_fast.reports as reports
+    from ssa_fast.cli import main
+    from ssa_fast.data import corpus_features, load_corpus
+    from ssa_fast.features import FeatureConfig
+    from ssa_fast.train import cross_validate
+    from ssa_fast.train.cv import replaced_since
+
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    options = ["cv", "synthetic", str(tiny_corpus), "--out", str(out), "--cache", str(cache),
+               "--protocol", "random", "--folds", "2", "--models", "acrnn", *map(str, SMALL),
+               "--quiet"]
+    write_reports = reports.write_reports
+
+    def meanwhile(*args, **kwargs):
+        proc = _cv(tiny_corpus, out, cache, "--models", "acrnn", "--epochs", "2",
+                   "--shard", "0/2")
+        assert "trained 1" in proc.stdout + proc.stderr, proc.stderr
+        return write_reports(*args, **kwargs)
+
+    monkeypatch.setattr(reports, "write_reports", meanwhile)
+    assert main([*options, "--epochs", "1"]) == 2
+    assert "acrnn fold 0: " in capsys.readouterr().err
+    assert not (out / "results.json").exists() and not (out / "reports" / "table.md").exists()
+    monkeypatch.setattr(reports, "write_reports", write_reports)
+
+    # the other side: a cv with other settings calls on_replace once a finished run's files
+    # are gone, and replaced_since sees the table's run replaced
+    corpus, feats = corpus_features(load_corpus("synthetic", tiny_corpus), cache,
+                                    features=FeatureConfig(), progress=False)
+    cfg = TrainConfig(model="acrnn", preset="small", epochs=1, batch_size=8)
+    kw = dict(protocol="random", k=2, segment_frames=100, progress=False)
+    api = tmp_path / "api"
+    first = cross_validate(corpus, feats, ["acrnn"], cfg, api, **kw)
+    assert replaced_since(api, first) is None
+    seen = []
+    cross_validate(corpus, feats, ["acrnn"], TrainConfig(model="acrnn", preset="small",
+                                                         epochs=2, batch_size=8), api,
+                   share=(1, 2), on_replace=lambda: seen.append(
+                       (api / "acrnn" / "fold01" / "result.json").exists()), **kw)
+    assert seen == [False]
+    assert replaced_since(api, first).startswith("acrnn fold 1: ")
 
 
 def test_evaluate_of_a_held_out_speaker_alone_needs_no_fold_of_the_run(tiny_corpus, tmp_path):

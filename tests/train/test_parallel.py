@@ -155,7 +155,16 @@ def test_shards_then_a_plain_cv_assembles_without_retraining(tiny_corpus, tmp_pa
     assert _stamps(out) == stamps  # nothing retrained, nothing rewritten
     assert _folds(out) == sequential
     assert (out / "reports" / "table.md").is_file() and (out / "config.json").is_file()
-    assert json.loads((out / "config.json").read_text())["options"]["shard"] is None
+    options = json.loads((out / "config.json").read_text())["options"]
+    assert "shard" not in options and "jobs" not in options  # (typed each time, see below)
+    # a share of one (--shard 0/1, a one-task array) is every run: it writes the table
+    for extra, env in ((["--shard", "0/1"], ENV),
+                       ([], {**ENV, "SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "1",
+                             "SLURM_ARRAY_TASK_MIN": "0"})):
+        (out / "results.json").unlink()
+        one = _cv(tiny_corpus, out, cache, *extra, env=env)
+        assert _trained(one.stderr) == [] and "| ACRNN |" in one.stdout
+        assert (out / "results.json").is_file()
     # a job array larger than the plan: its last tasks have nothing to do, with --jobs too
     for extra in ([], ["--jobs", "2"]):
         idle = _cv(tiny_corpus, tmp_path / "idle", cache, "--shard", "2/3", *extra)
