@@ -187,8 +187,8 @@ def _cv_share(shard: tuple[int, int] | None) -> tuple[int, int] | None:
     stderr); None: every run, and the results are assembled."""
     from ..train.parallel import slurm_share
 
-    if shard is not None:
-        return None if shard == (0, 1) else shard  # (a share of one: every run, assembled)
+    if shard is not None:  # (typed, even 0/1: a share, which leaves the table to a plain cv)
+        return shard
     share = slurm_share()
     if share == (0, 1):  # a one-task array: every run, and the table
         return None

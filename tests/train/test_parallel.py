@@ -157,14 +157,16 @@ def test_shards_then_a_plain_cv_assembles_without_retraining(tiny_corpus, tmp_pa
     assert (out / "reports" / "table.md").is_file() and (out / "config.json").is_file()
     options = json.loads((out / "config.json").read_text())["options"]
     assert "shard" not in options and "jobs" not in options  # (typed each time, see below)
-    # a share of one (--shard 0/1, a one-task array) is every run: it writes the table
-    for extra, env in ((["--shard", "0/1"], ENV),
-                       ([], {**ENV, "SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "1",
-                             "SLURM_ARRAY_TASK_MIN": "0"})):
-        (out / "results.json").unlink()
-        one = _cv(tiny_corpus, out, cache, *extra, env=env)
-        assert _trained(one.stderr) == [] and "| ACRNN |" in one.stdout
-        assert (out / "results.json").is_file()
+    # a one-task Slurm array is every run: it writes the table (a typed --shard 0/1 is a share)
+    (out / "results.json").unlink()
+    one = _cv(tiny_corpus, out, cache, env={**ENV, "SLURM_ARRAY_TASK_ID": "0",
+                                            "SLURM_ARRAY_TASK_COUNT": "1",
+                                            "SLURM_ARRAY_TASK_MIN": "0"})
+    assert _trained(one.stderr) == [] and "| ACRNN |" in one.stdout
+    assert (out / "results.json").is_file()
+    share = _cv(tiny_corpus, out, cache, "--shard", "0/1")
+    assert "share 0/1: trained 0, reused 2" in share.stdout
+    assert not (out / "results.json").exists()
     # a job array larger than the plan: its last tasks have nothing to do, with --jobs too
     for extra in ([], ["--jobs", "2"]):
         idle = _cv(tiny_corpus, tmp_path / "idle", cache, "--shard", "2/3", *extra)
@@ -189,10 +191,12 @@ def test_a_locked_run_is_skipped_by_a_shard_and_awaited_by_the_assembly(tiny_cor
     out, cache = tmp_path / "cv", tmp_path / "cache"
     with folder_lock(out / "acrnn" / "fold00", wait=False) as held:  # "another process"
         assert held
-        shard = _cv(tiny_corpus, out, cache, "--shard", "0/1")
+        shard = _cv(tiny_corpus, out, cache, "--shard", "0/2")  # (fold 0 alone)
         assert f"skipped acrnn fold 0: pid {os.getpid()} on " in shard.stderr
-        assert _trained(shard.stderr) == ["acrnn fold 1"]
+        assert _trained(shard.stderr) == []
         assert "skipped 1 (being trained elsewhere)" in shard.stdout
+        other = _cv(tiny_corpus, out, cache, "--shard", "1/2")
+        assert _trained(other.stderr) == ["acrnn fold 1"]
         log = tmp_path / "assembly.log"
         with open(log, "w") as fh:
             proc = subprocess.Popen(_args(tiny_corpus, out, cache), stdout=subprocess.DEVNULL,
