@@ -26,12 +26,10 @@ import platform
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 MMAP_THRESHOLD = 32 << 20  # the largest glibc takes on 64-bit (HEAP_MAX_SIZE / 2)
 TRIM_THRESHOLD = 1 << 30
-
-_applied: bool | None = None
-
-
 # what the environment may already say of them (glibc's variables and tunables)
 SETTINGS = ("mmap_threshold", "trim_threshold", "top_pad", "mmap_max")
+
+_applied: bool | None = None  # (keep_freed_memory's answer, once per process)
 
 
 def tuned_by_environment(environ=os.environ) -> bool:
@@ -52,7 +50,7 @@ def keep_freed_memory() -> bool:
             try:
                 mallopt = ctypes.CDLL(None).mallopt
             except (OSError, AttributeError):
-                return False
+                return _applied
             mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
             _applied = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
                             and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))

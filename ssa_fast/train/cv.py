@@ -205,7 +205,7 @@ def _finished(run_dir: Path, identity: dict, fingerprint: str, resume: bool,
     reads the folder and decides; the other ranks follow its decision (read by each rank, the
     folder could differ between them while another process finished the run, and the ranks
     went separate ways: one reused it, the other waited to train it, for ever). ``on_replace()``
-    is called once another run's files are gone (see cross_validate)."""
+    is called once the files are gone (see cross_validate)."""
     result, stale = _decide(run_dir, identity, fingerprint, resume, what) if dist.is_main() \
         else (None, None)
     result, stale = dist.broadcast((result, stale))
@@ -469,7 +469,8 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
     ``{"share", "trained", "reused", "busy"}`` (lists of run names). ``timing``: the
     breakdown the runs' phases are added to (see timing.py; the caller's, which may already
     hold the feature extraction), stored in results.json. ``on_replace()``: called each time
-    the files of a finished run of other settings have been removed (the command line then
+    a run's folder has been cleared of what another run (or, with ``resume=False``, this run
+    before) left in it, a finished result of other settings among them (the command line then
     removes the table that may report it; the cv that wrote that table checks its runs again
     after writing it, :func:`replaced_since`: whichever comes last, no table is left beside a
     fold it does not describe)."""
@@ -587,15 +588,11 @@ def _replaced_run(runs: list[Run]) -> str | None:
     other settings, and the table would give numbers no file beside it holds), or None."""
     for run in runs:
         if finished_result(run) is None:  # (its result.json: gone, or another fingerprint's)
-            return _replaced(run.name, run.run_dir)
+            return (f"{run.name}: {run.run_dir} was replaced while this cv ran (another cv on "
+                    "this --out with other options?); its numbers are no longer the ones this "
+                    "table would report, so no table was written: run this cv again once the "
+                    "other has finished (or give each set of options its own --out)")
     return None
-
-
-def _replaced(name: str, run_dir: Path) -> str:
-    return (f"{name}: {run_dir} was replaced while this cv ran (another cv on this --out with "
-            "other options?); its numbers are no longer the ones this table would report, so "
-            "no table was written: run this cv again once the other has finished (or give each "
-            "set of options its own --out)")
 
 
 def replaced_since(out_dir: str | Path, results: dict) -> str | None:
@@ -603,13 +600,9 @@ def replaced_since(out_dir: str | Path, results: dict) -> str | None:
     reason when one of its runs was replaced since it was checked (a process with other options
     removes a fold's files first and the table then, see cross_validate's ``on_replace``; this
     check after the table's last write catches a removal before it), else None."""
-    for model, rows in results["folds"].items():
-        for row in rows:
-            run = Run(row["fold"], model, run_folder(out_dir, model, row["fold"]), (), {},
-                      row["fingerprint"])
-            if finished_result(run) is None:
-                return _replaced(run.name, run.run_dir)
-    return None
+    return _replaced_run([Run(row["fold"], model, run_folder(out_dir, model, row["fold"]), (), {},
+                              row["fingerprint"])
+                          for model, rows in results["folds"].items() for row in rows])
 
 
 def without_figures_data(results: dict) -> dict:
