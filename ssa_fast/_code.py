@@ -54,6 +54,7 @@ def _docstrings(tree: ast.AST) -> Iterator[ast.Expr]:
                 yield body[0]
 
 
+@functools.lru_cache(maxsize=1024)  # (FEATURES' files are also TRAINING's; keyed on the text)
 def source_text(source: str) -> str:
     """``source`` as written, without its comments, docstrings, blank lines and trailing
     spaces: the code's own text, which every Python version reads the same (a syntax tree

@@ -49,6 +49,12 @@ def test_mean_ci95_uses_the_t_distribution():
     mean, half = mean_ci95([0.6, 0.7, 0.8])
     assert mean == pytest.approx(0.7)
     assert half == pytest.approx(4.302652729911275 * 0.1 / np.sqrt(3))  # t(0.975, 2) = 4.3027
+    from scipy import stats
+
+    for n in (2, 3, 5, 10, 31):  # the quantile scipy.stats gives, at every fold count
+        values = np.linspace(0.3, 0.8, n) ** 2
+        expected = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)
+        assert mean_ci95(values)[1] == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.fixture(scope="module")
