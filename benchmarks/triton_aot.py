@@ -20,10 +20,19 @@ the check: the enumeration would be incomplete.
 Fails (exit status 1) on a compile error, on shared memory above the per-block limit (227 KB on
 an H100) and on an uncovered kernel. Spills are reported, not fatal.
 
-    python benchmarks/triton_aot.py                  # every specialisation (~1 min per Triton)
+    python benchmarks/triton_aot.py                  # every specialisation (~2 min on 2 cores)
     python benchmarks/triton_aot.py --quick          # a sample of 14 (the test in make test)
     pip install --target DIR triton==3.6.0           # the GPU machine's Triton, then:
     PYTHONPATH=DIR python benchmarks/triton_aot.py
+    python benchmarks/triton_aot.py --cache DIR      # CI: what an earlier run compiled is kept
+
+With ``--cache DIR``, Triton's own cache lives in ``DIR/triton`` and each compile's ptxas report
+in ``DIR/ptxas``, both under Triton's cache key of the compile (the kernel's source and the
+functions it calls, the specialisation, the options, the target, Triton's own sources and the
+ptxas version): a specialisation compiled by an earlier run with the same key is not compiled
+again, and its report is the one ptxas gave for that very cubin. Anything that changes the
+compile changes the key and compiles again. Without it every run compiles everything in a
+folder of its own, removed at the end.
 """
 
 from __future__ import annotations
@@ -34,14 +43,15 @@ import io
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
 
-# The kernels must be JIT functions, not the interpreter's wrappers, and the compile must really
-# run ptxas (a cache hit prints no resource report): both are fixed before Triton is imported.
+# The kernels must be JIT functions, not the interpreter's wrappers: fixed before Triton is
+# imported. (Triton's cache folder is chosen in main(), before anything compiles; the pool's
+# processes inherit it.)
 os.environ.pop("TRITON_INTERPRET", None)
-os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="ssa_fast_triton_aot_")
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9's default, stated
 
 import torch  # noqa: E402
@@ -214,18 +224,51 @@ _PTXAS = {
 }
 
 
+REPORTS = "SSA_FAST_AOT_REPORTS"  # (environment: the folder of ptxas reports, set by main)
+
+
+def _compile(src, target, options) -> tuple:
+    """(compiled kernel, what ptxas printed: nothing when Triton's cache held the kernel)."""
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        kernel = triton.compile(src, target=target, options=options.__dict__)
+    return kernel, log.getvalue()
+
+
 def compile_one(fn: JITFunction, options, signature, constexprs, attrs, target) -> dict:
-    """Compile for ``target`` and read ptxas's resource report of the kernel."""
+    """Compile for ``target`` and read ptxas's resource report of the kernel: the one ptxas
+    printed, or for a kernel Triton's cache held, the one stored under the same cache key by the
+    run that compiled it (compiled again when that run stored none)."""
     from triton import knobs
 
     knobs.nvidia.dump_ptxas_log = True
-    log = io.StringIO()
+    src = ASTSource(fn, signature, constexprs, attrs)
     t0 = time.perf_counter()
-    with contextlib.redirect_stdout(log):
-        kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target,
-                                options=options.__dict__)
-    text = log.getvalue()
-    row = {k: int(m.group(1)) if (m := rx.search(text)) else None for k, rx in _PTXAS.items()}
+    kernel, text = _compile(src, target, options)
+    reports = os.environ[REPORTS]
+    stored = os.path.join(reports, kernel.hash + ".json")
+    cached = not _PTXAS["registers"].search(text)
+    if cached and not os.path.isfile(stored):
+        knobs.compilation.always_compile = True
+        try:
+            kernel, text = _compile(src, target, options)
+        finally:
+            knobs.compilation.always_compile = False
+        cached = False
+    if cached:
+        with open(stored) as fh:
+            row = json.load(fh)
+    else:
+        row = {k: int(m.group(1)) if (m := rx.search(text)) else None
+               for k, rx in _PTXAS.items()}
+        if row["registers"] is None:
+            raise RuntimeError(f"ptxas printed no resource report: {text[-300:]!r}")
+        os.makedirs(reports, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=reports, suffix=".tmp")  # (whole or absent)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(row, fh)
+        os.replace(tmp, stored)
+    row["cached"] = cached
     row["shared"] = int(kernel.metadata.shared)
     row["num_warps"] = int(kernel.metadata.num_warps)
     row["ptx_target"] = re.search(r"\.target\s+(\S+)", kernel.asm["ptx"]).group(1)
@@ -306,8 +349,23 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="also write every row to this file")
     ap.add_argument("--summary", action="store_true",
                     help="print one line per kernel (and failures), not one per specialisation")
+    ap.add_argument("--cache", default=None, metavar="DIR",
+                    help="keep Triton's cache and the ptxas reports in DIR: a specialisation "
+                         "compiled by an earlier run under the same cache key is not compiled "
+                         "again (default: compile everything, in a folder removed at the end)")
     args = ap.parse_args(argv)
+    work = os.path.abspath(args.cache) if args.cache else \
+        tempfile.mkdtemp(prefix="ssa_fast_triton_aot_")
+    os.environ["TRITON_CACHE_DIR"] = os.path.join(work, "triton")
+    os.environ[REPORTS] = os.path.join(work, "ptxas")
+    try:
+        return _run(args)
+    finally:
+        if not args.cache:
+            shutil.rmtree(work, ignore_errors=True)
 
+
+def _run(args) -> int:
     t0 = time.perf_counter()
     launches = _init_jobs(args.arch, args.sm_count, args.quick)
     print(f"Triton {triton.__version__}, torch {torch.__version__}, target sm_{args.arch}: "
@@ -355,7 +413,9 @@ def main(argv=None) -> int:
         with open(args.json, "w") as fh:
             json.dump({"triton": triton.__version__, "arch": args.arch, "rows": rows,
                        "failures": failures}, fh, indent=1)
-    print(f"{len(rows)} compiled in {time.perf_counter() - t0:.1f} s")
+    held = sum(r["cached"] for r in rows)
+    print(f"{len(rows)} compiled in {time.perf_counter() - t0:.1f} s"
+          + (f" ({held} of them held by the cache, with their ptxas reports)" if held else ""))
     for f in failures:
         print("FAIL", f)
     return 1 if failures else 0

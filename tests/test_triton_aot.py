@@ -7,6 +7,7 @@ TRITON_INTERPRET). The full set, under this Triton and the GPU machine's Triton 
 (.ci/run).
 """
 
+import json
 import os
 import re
 import subprocess
@@ -18,12 +19,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_kernel_compiles_for_sm90a_within_the_shared_memory_limit():
-    pytest.importorskip("triton")
+def _aot(*args):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "triton_aot.py"), "--quick",
-                           "--jobs", "1"], capture_output=True, text=True, timeout=600, env=env)
+                           *map(str, args)], capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc
+
+
+def test_every_kernel_compiles_for_sm90a_within_the_shared_memory_limit(tmp_path):
+    pytest.importorskip("triton")
+    cache = tmp_path / "cache"
+    proc = _aot("--jobs", "1", "--cache", cache, "--json", tmp_path / "first.json")
     summary = dict(re.findall(r"^(_\w+_kernel): (.*)$", proc.stdout, re.M))
     assert set(summary) == {"_ssa_fwd_kernel", "_ssa_bwd_kernel", "_ssa_fused_fwd_kernel",
                             "_ssa_fused_bwd_kernel", "_ssa_large_fwd_kernel",
@@ -38,3 +45,22 @@ def test_every_kernel_compiles_for_sm90a_within_the_shared_memory_limit():
         assert 0 < int(regs) <= 255 and int(shared) <= 227 * 1024, kernel
     splits = set(re.findall(r"_ssa_fwd_kernel .*SPLITS=(\d+)", proc.stdout))
     assert "1" in splits and len(splits) >= 2  # the unsplit and a T-split variant
+
+    # CI keeps the cache between runs: a second run compiles nothing it holds and gives every
+    # specialisation the ptxas report of its first compile; one whose report is gone (a run
+    # killed between the two writes) is compiled again
+    first = json.loads((tmp_path / "first.json").read_text())["rows"]
+    assert not any(r["cached"] for r in first)
+    reports = sorted((cache / "ptxas").glob("*.json"))
+    assert len(reports) == len(first)
+    reports[0].unlink()
+    proc = _aot("--jobs", "2", "--cache", cache, "--json", tmp_path / "again.json")
+    assert f"({len(first) - 1} of them held by the cache" in proc.stdout
+    again = json.loads((tmp_path / "again.json").read_text())["rows"]
+    mine = ("registers", "stack", "spill_stores", "spill_loads", "shared", "num_warps",
+            "ptx_target", "cubin_bytes", "kernel", "specialisation")
+    key = lambda r: (r["kernel"], r["specialisation"])
+    assert sorted([r[k] for k in mine] for r in first) == sorted([r[k] for k in mine]
+                                                                 for r in again)
+    assert sum(not r["cached"] for r in again) == 1 and reports[0].is_file()
+    assert len({key(r) for r in again}) == len(again)
