@@ -19,6 +19,7 @@ def _cli(*args, timeout=600):
                           text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_help_of_every_subcommand():
     subs = ("synth", "features", "train", "cv", "evaluate", "predict", "demo", "bench")
     for sub in subs:
@@ -37,6 +38,7 @@ def test_synth_command(tmp_path):
     assert (tmp_path / "manifest.csv").read_text().startswith("path,speaker,label,phrase")
 
 
+@pytest.mark.slow
 def test_cv_command_end_to_end(tmp_path):
     corpus = tmp_path / "corpus"
     assert _cli("synth", "--out", str(corpus), "--size", "tiny", "--phrases", "3",
@@ -102,6 +104,7 @@ def test_features_command_writes_npy_and_skips_corrupt(tmp_path):
         assert np.abs(feats - truth).max() < 1e-3
 
 
+@pytest.mark.slow
 def test_train_evaluate_predict_commands(tmp_path):
     corpus = tmp_path / "corpus"
     assert _cli("synth", "--out", str(corpus), "--size", "tiny", "--phrases", "4",
@@ -172,6 +175,7 @@ def test_train_evaluate_predict_commands(tmp_path):
     assert wav.name in proc.stdout
 
 
+@pytest.mark.slow
 def test_bench_command_prints_a_table():
     proc = _cli("bench", "--ops", "l1_project_", "ssa_attention", "--budget", "0.05", "--quiet")
     assert proc.returncode == 0, proc.stderr
@@ -183,6 +187,7 @@ def test_bench_command_prints_a_table():
         assert float(line.split("|")[4]) > 0
 
 
+@pytest.mark.slow
 def test_demo_end_to_end_tiny(tmp_path):
     proc = _cli("demo", "--out", str(tmp_path), "--size", "tiny", "--folds", "2", "--epochs",
                 "1", "--quiet")

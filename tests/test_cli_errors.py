@@ -242,6 +242,7 @@ def test_file_size_limit_is_one_line_and_leaves_no_partial_file(tmp_path):
     assert os.listdir(tmp_path / "feats") == []
 
 
+@pytest.mark.slow
 def test_train_refuses_non_empty_out_heals_cache_and_predict_plots_apart(tmp_path):
     """`train` into a used --out is refused unless --overwrite or --resume; a truncated feature
     cache is named, removed and rebuilt; predict --attention-plot of same-named files."""

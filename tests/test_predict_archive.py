@@ -118,6 +118,7 @@ def test_archive_to_jsonl_and_csv_with_bad_input_reported(trained, archive):
         assert [s[2] for s in json.loads(t["segments"])] == [s["label"] for s in r["segments"]]
 
 
+@pytest.mark.slow
 def test_resume_continues_a_cut_file_and_refuses_another_checkpoint(trained, archive, tmp_path):
     ckpt, _ = trained
     root, _ = archive
@@ -376,6 +377,7 @@ def test_bf16_autocast_path_runs_on_the_cpu(trained, archive):
         assert a.probabilities != b.probabilities  # bf16 did run
 
 
+@pytest.mark.slow
 def test_records_say_how_each_file_was_made_and_resume_keeps_to_it(trained, tmp_path):
     """Each record names the statistics that normalised its file and whether bf16 autocast
     ran: a resume with another --bf16 is refused (one file, one setting), and a checkpoint
@@ -410,6 +412,7 @@ def test_records_say_how_each_file_was_made_and_resume_keeps_to_it(trained, tmp_
     assert json.loads((tmp_path / "g.jsonl").read_text())["normalisation"] == "global"
 
 
+@pytest.mark.slow
 def test_resume_matches_the_files_done_from_any_working_directory(trained, tmp_path):
     """Records named files relative to the first run's working directory, and --resume read
     them from its own: the same folder named another way was classified twice, and another

@@ -146,6 +146,7 @@ def run_command(words: list[str], world: Path, line: int) -> None:
     _run(args, world, line)
 
 
+@pytest.mark.slow
 def test_every_readme_block_runs_in_order(tmp_path):
     world = tmp_path
     blocks = readme_blocks()

@@ -27,6 +27,7 @@ def _aot(*args):
     return proc
 
 
+@pytest.mark.slow
 def test_every_kernel_compiles_for_sm90a_within_the_shared_memory_limit(tmp_path):
     pytest.importorskip("triton")
     cache = tmp_path / "cache"

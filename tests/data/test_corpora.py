@@ -171,6 +171,7 @@ def test_speakers_differing_only_in_case_are_noted(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_evaluate_says_when_iemocap_is_read_otherwise_than_training(tmp_path):
     """'hap' is happy and excited with --merge-excited, happy alone without: a model trained
     one way and scored the other was scored without a word (the checkpoint did not record how

@@ -280,6 +280,7 @@ def _readme_blocks(section="## Train on your own data"):
     return re.findall(r"```(\w*)\n(.*?)```", body, re.S)
 
 
+@pytest.mark.slow
 def test_readme_own_data_examples(tmp_path, monkeypatch):
     """The `cv` lines and the Python block of the README's "Train on your own data" section, run
     as written on tiny generated data named as there (clips.csv, my_clips, IEMOCAP_full_release),

@@ -108,6 +108,7 @@ def test_classify_file_equals_classify_of_the_whole_file(tmp_path, kind, mode, s
         torch.testing.assert_close(streamed["alpha_em"], out["alpha_em"], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_predict_on_a_one_hour_wav_runs_in_bounded_memory(tmp_path):
     tm = _trained("acrnn")
     ckpt = tmp_path / "best.pt"

@@ -25,6 +25,7 @@ def _first(out):
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
+@pytest.mark.slow
 def test_torch_export_round_trip_in_a_fresh_process(tmp_path, backend):
     from ssa_fast import available_backends
 

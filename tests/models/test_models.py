@@ -177,6 +177,7 @@ def test_acrnn_training_loss_falls_well_below_chance():
     assert acc > 0.9
 
 
+@pytest.mark.slow
 def test_l1_constrained_models_learn_with_bounded_logits():
     """Eq. 8 literally (logit scale 1): the logits stay within ~1/K, so the loss cannot fall
     far below ln K; on a separable task ACRNN-r's accuracy still rises. With the library's

@@ -53,6 +53,7 @@ def _results(out):
     return json.loads((out / "results.json").read_text())
 
 
+@pytest.mark.slow
 def test_cv_reuses_a_fold_only_with_its_fingerprint(tiny_corpus, tmp_path):
     out, cache = tmp_path / "cv", tmp_path / "cache"
     first = _cv(tiny_corpus, out, cache, "--models", "acrnn", "ssa-crnn-r", "--epochs", "1")
@@ -120,6 +121,7 @@ def test_cv_reuses_a_fold_only_with_its_fingerprint(tiny_corpus, tmp_path):
     assert all(f["identity"]["corpus"]["utterances"] == 31 for f in r4["folds"]["acrnn"])
 
 
+@pytest.mark.slow
 def test_cv_recomputes_a_fold_whose_utterances_moved_when_the_listing_was_reordered(
         tiny_corpus, tmp_path):
     """The random protocol draws positions in the listing: the same files listed in another
@@ -147,6 +149,7 @@ def test_cv_recomputes_a_fold_whose_utterances_moved_when_the_listing_was_reorde
     assert all(f["reused"] for f in _results(tmp_path / "loso")["folds"]["acrnn"])
 
 
+@pytest.mark.slow
 def test_cv_recomputes_a_truncated_fold_result_and_continues_after_sigkill(tiny_corpus,
                                                                            tmp_path):
     out, cache = tmp_path / "cv", tmp_path / "cache"
@@ -205,6 +208,7 @@ def test_cv_recomputes_a_truncated_fold_result_and_continues_after_sigkill(tiny_
     assert not (out / "reports" / "table.md").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_keeps_to_the_checkpoints_fold_layout_and_held_out_data(tiny_corpus, tmp_path):
     cache, run = tmp_path / "cache", tmp_path / "run"
     train = ["train", "synthetic", tiny_corpus, "--out", run, "--model", "acrnn", "--protocol",
@@ -331,6 +335,7 @@ def _listing(corpus, rows, path, speakers=True):
     return path
 
 
+@pytest.mark.slow
 def test_evaluate_recognises_training_utterances_whatever_the_listing(tiny_corpus, tmp_path):
     """The same files through another manifest (absolute paths, no speaker column), and the
     same audio copied elsewhere (new paths and modification times, some re-encoded as FLAC),
@@ -378,6 +383,7 @@ def test_evaluate_recognises_training_utterances_whatever_the_listing(tiny_corpu
     assert scored["n_utterances"] == 8 and scored["excluded_training"] == 24
 
 
+@pytest.mark.slow
 def test_selection_split_reports_a_held_out_test_set(tiny_corpus, tmp_path):
     out, cache = tmp_path / "cv", tmp_path / "cache"
     proc = _cv(tiny_corpus, out, cache, "--models", "acrnn", "--epochs", "2",
@@ -500,6 +506,7 @@ def test_batchnorm_recalibration_is_the_average_over_training_batches():
     assert all(torch.equal(a, bn.running_mean) for a, bn in zip(before, bns, strict=True))
 
 
+@pytest.mark.slow
 def test_cv_recomputes_a_fold_computed_by_other_code(tiny_corpus, tmp_path):
     """A fold's identity holds the digest of the code that computes it (ssa_fast/_code.py):
     one trained by another version of the library is recomputed, naming the code."""
@@ -526,6 +533,7 @@ def test_cv_recomputes_a_fold_computed_by_other_code(tiny_corpus, tmp_path):
                       weights_only=True)["identity"]["code"] == code_digest()
 
 
+@pytest.mark.slow
 def test_skipped_utterances_are_counted_by_reason_problems_first(tiny_corpus, tmp_path):
     """A missing file and an unreadable one among the corpus: the summary counts the skips by
     reason (they vanished into one count beside the classes left out), the listing shows them
@@ -636,6 +644,7 @@ def test_options_a_model_ignores_are_not_in_its_runs_identity(name):
         assert out0.speaker_logits is None
 
 
+@pytest.mark.slow
 def test_cv_retrains_only_the_models_an_option_changes(tiny_corpus, tmp_path):
     """--ssa-scale retrains SSA-CRNN-r and reuses ACRNN's folds; --logit-scale retrains ACRNN-r
     only."""
@@ -687,6 +696,7 @@ def test_cv_reports_no_table_when_another_process_replaced_one_of_its_folds(tiny
     assert len(other["history"]) == 2  # (the other's: 2 epochs)
 
 
+@pytest.mark.slow
 def test_a_table_written_while_another_process_replaced_a_fold_is_withdrawn(tiny_corpus,
                                                                             tmp_path,
                                                                             monkeypatch, capsys):

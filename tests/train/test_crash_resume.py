@@ -38,6 +38,7 @@ def _run(args):
     return proc
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_then_resume_matches_uninterrupted(tiny_corpus, tmp_path):
     cache = tmp_path / "cache"
     _run(_args(tiny_corpus, tmp_path / "full", cache))
@@ -62,6 +63,7 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(tiny_corpus, tmp
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_a_kill_between_the_two_checkpoints_of_an_epoch_resumes_to_the_same_result(
         tiny_corpus, tmp_path):
     """Each epoch writes last.pt, then (when it is the best so far) best.pt. Killed between the
@@ -108,6 +110,7 @@ def test_a_kill_between_the_two_checkpoints_of_an_epoch_resumes_to_the_same_resu
     assert result["utterance_cm"] == full["utterance_cm"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_twice(tiny_corpus, tmp_path):
     cache = tmp_path / "cache"
     one = _run(_args(tiny_corpus, tmp_path / "one", cache))
@@ -166,6 +169,7 @@ def _acrnn(corpus, out, cache, *extra):
             str(cache), "--quiet", *extra]
 
 
+@pytest.mark.slow
 def test_a_run_patience_stopped_and_killed_before_its_result_resumes_to_the_same_end(
         tiny_corpus, tmp_path):
     """Killed after its last epoch's checkpoints, before result.json (as a script that always
@@ -186,6 +190,7 @@ def test_a_run_patience_stopped_and_killed_before_its_result_resumes_to_the_same
     assert resumed["utterance_uar"] == full["utterance_uar"]
 
 
+@pytest.mark.slow
 def test_resume_takes_an_option_the_model_ignores_and_refuses_a_bad_last_pt_in_one_line(
         tiny_corpus, tmp_path):
     """--ssa-scale is not ACRNN's (its run's identity leaves it out, so cv kept the fold's

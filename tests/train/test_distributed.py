@@ -58,6 +58,7 @@ def test_torchrun_train_into_a_folder_another_process_writes_is_refused_on_every
     assert not (out / "config.json").exists()
 
 
+@pytest.mark.slow
 def test_torchrun_training_matches_the_single_process_run(tiny_corpus, tmp_path):
     common = ["train", "synthetic", str(tiny_corpus), "--folds", "2", "--fold", "1",
               "--model", "ssa-crnn-r", "--preset", "small", "--epochs", "2", "--batch-size", "8",
@@ -106,6 +107,7 @@ with folder_lock(out / "acrnn" / "fold01", wait=False) as held:
 """
 
 
+@pytest.mark.slow
 def test_torchrun_ranks_follow_rank_0_when_another_process_finishes_a_run(tiny_corpus,
                                                                            tmp_path):
     """Another process holds a run's lock and finishes it while a torchrun cv waits for it:

@@ -6,11 +6,13 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from helpers import signal_when
 
 from ssa_fast.train import load_checkpoint
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_training_is_one_line_and_resumable(tiny_corpus, tmp_path):
     out, cache = tmp_path / "run", tmp_path / "cache"
     args = [sys.executable, "-m", "ssa_fast.cli", "train", "synthetic", str(tiny_corpus),

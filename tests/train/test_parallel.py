@@ -95,6 +95,7 @@ def test_shares_partition_the_runs():
             slurm_share({**env, "SLURM_ARRAY_TASK_STEP": step})
 
 
+@pytest.mark.slow
 def test_jobs_match_sequential_and_a_killed_worker_resumes(tiny_corpus, tmp_path, sequential):
     out, cache = tmp_path / "cv", tmp_path / "cache"
     # kill worker 1 (its run: fold 1) with SIGKILL once its first epoch is checkpointed
@@ -132,6 +133,7 @@ def test_jobs_match_sequential_and_a_killed_worker_resumes(tiny_corpus, tmp_path
     assert "| ACRNN |" in again.stdout
 
 
+@pytest.mark.slow
 def test_shards_then_a_plain_cv_assembles_without_retraining(tiny_corpus, tmp_path,
                                                              sequential):
     out, cache = tmp_path / "cv", tmp_path / "cache"
@@ -175,6 +177,7 @@ def test_shards_then_a_plain_cv_assembles_without_retraining(tiny_corpus, tmp_pa
             idle.stdout + idle.stderr
 
 
+@pytest.mark.slow
 def test_a_crashed_worker_is_named_and_the_others_finish(tiny_corpus, tmp_path):
     out, cache = tmp_path / "cv", tmp_path / "cache"
     (out / "acrnn").mkdir(parents=True)
@@ -186,6 +189,7 @@ def test_a_crashed_worker_is_named_and_the_others_finish(tiny_corpus, tmp_path):
     assert not (out / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_a_locked_run_is_skipped_by_a_shard_and_awaited_by_the_assembly(tiny_corpus, tmp_path,
                                                                         sequential):
     out, cache = tmp_path / "cv", tmp_path / "cache"

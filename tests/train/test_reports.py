@@ -29,6 +29,7 @@ def cv_run(tiny_corpus, tmp_path_factory):
     return out, json.loads((out / "results.json").read_text()), proc.stdout
 
 
+@pytest.mark.slow
 def test_results_config_names_no_model_it_did_not_train(cv_run):
     """cv trains several models: its config holds the options they share, and names none of
     them (it named TrainConfig's default model, which this run never trained)."""
