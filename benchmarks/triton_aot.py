@@ -26,12 +26,12 @@ an H100) and on an uncovered kernel. Spills are reported, not fatal.
     PYTHONPATH=DIR python benchmarks/triton_aot.py
     python benchmarks/triton_aot.py --cache DIR      # CI: what an earlier run compiled is kept
 
-With ``--cache DIR``, Triton's own cache lives in ``DIR/triton`` and each compile's ptxas report
-in ``DIR/ptxas``, both under Triton's cache key of the compile (the kernel's source and the
-functions it calls, the specialisation, the options, the target, Triton's own sources and the
-ptxas version): a specialisation compiled by an earlier run with the same key is not compiled
-again, and its report is the one ptxas gave for that very cubin. Anything that changes the
-compile changes the key and compiles again. Without it every run compiles everything in a
+With ``--cache DIR``, Triton's own cache lives in ``DIR/triton`` and what ptxas printed for each
+compile in ``DIR/ptxas-logs``, both under Triton's cache key of the compile (the kernel's source
+and the functions it calls, the specialisation, the options, the target, Triton's own sources
+and the ptxas version): a specialisation compiled by an earlier run with the same key is not
+compiled again, and its report is what ptxas printed for that very cubin. Anything that changes
+the compile changes the key and compiles again. Without it every run compiles everything in a
 folder of its own, removed at the end.
 """
 
@@ -52,6 +52,10 @@ import time
 # imported. (Triton's cache folder is chosen in main(), before anything compiles; the pool's
 # processes inherit it.)
 os.environ.pop("TRITON_INTERPRET", None)
+# Neither is in Triton's cache key, and either would make what --cache keeps another compile's:
+# a binary-only cache has no PTX to read back, an override replaces the kernels compiled
+for name in ("TRITON_STORE_BINARY_ONLY", "TRITON_KERNEL_OVERRIDE"):
+    os.environ.pop(name, None)
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9's default, stated
 
 import torch  # noqa: E402
@@ -238,7 +242,8 @@ def _compile(src, target, options) -> tuple:
 def compile_one(fn: JITFunction, options, signature, constexprs, attrs, target) -> dict:
     """Compile for ``target`` and read ptxas's resource report of the kernel: the one ptxas
     printed, or for a kernel Triton's cache held, the one stored under the same cache key by the
-    run that compiled it (compiled again when that run stored none)."""
+    run that compiled it (compiled again when that run stored none). What is stored is ptxas's
+    own text, read here as it would be printed now."""
     from triton import knobs
 
     knobs.nvidia.dump_ptxas_log = True
@@ -257,17 +262,16 @@ def compile_one(fn: JITFunction, options, signature, constexprs, attrs, target) 
         cached = False
     if cached:
         with open(stored) as fh:
-            row = json.load(fh)
+            text = json.load(fh)["ptxas"]
+    elif not _PTXAS["registers"].search(text):
+        raise RuntimeError(f"ptxas printed no resource report: {text[-300:]!r}")
     else:
-        row = {k: int(m.group(1)) if (m := rx.search(text)) else None
-               for k, rx in _PTXAS.items()}
-        if row["registers"] is None:
-            raise RuntimeError(f"ptxas printed no resource report: {text[-300:]!r}")
         os.makedirs(reports, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=reports, suffix=".tmp")  # (whole or absent)
         with os.fdopen(fd, "w") as fh:
-            json.dump(row, fh)
+            json.dump({"ptxas": text}, fh)
         os.replace(tmp, stored)
+    row = {k: int(m.group(1)) if (m := rx.search(text)) else None for k, rx in _PTXAS.items()}
     row["cached"] = cached
     row["shared"] = int(kernel.metadata.shared)
     row["num_warps"] = int(kernel.metadata.num_warps)
@@ -357,7 +361,7 @@ def main(argv=None) -> int:
     work = os.path.abspath(args.cache) if args.cache else \
         tempfile.mkdtemp(prefix="ssa_fast_triton_aot_")
     os.environ["TRITON_CACHE_DIR"] = os.path.join(work, "triton")
-    os.environ[REPORTS] = os.path.join(work, "ptxas")
+    os.environ[REPORTS] = os.path.join(work, "ptxas-logs")  # (the logs; "ptxas" held numbers)
     try:
         return _run(args)
     finally:
