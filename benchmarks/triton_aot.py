@@ -47,6 +47,7 @@ import shutil
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 # The kernels must be JIT functions, not the interpreter's wrappers: fixed before Triton is
 # imported. (Triton's cache folder is chosen in main(), before anything compiles; the pool's
@@ -63,6 +64,8 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource, make_backend  # noqa: E402
 from triton.runtime.jit import JITFunction, create_function_from_signature  # noqa: E402
+
+from ssa_fast._atomic import write_text  # noqa: E402
 
 SHARED_LIMIT = {90: 227 * 1024, 80: 163 * 1024, 89: 99 * 1024, 100: 227 * 1024}
 
@@ -228,7 +231,7 @@ _PTXAS = {
 }
 
 
-REPORTS = "SSA_FAST_AOT_REPORTS"  # (environment: the folder of ptxas reports, set by main)
+REPORTS = "SSA_FAST_AOT_REPORTS"  # (environment: the folder of ptxas's logs, set by main)
 
 
 def _compile(src, target, options) -> tuple:
@@ -250,27 +253,21 @@ def compile_one(fn: JITFunction, options, signature, constexprs, attrs, target) 
     src = ASTSource(fn, signature, constexprs, attrs)
     t0 = time.perf_counter()
     kernel, text = _compile(src, target, options)
-    reports = os.environ[REPORTS]
-    stored = os.path.join(reports, kernel.hash + ".json")
-    cached = not _PTXAS["registers"].search(text)
-    if cached and not os.path.isfile(stored):
-        knobs.compilation.always_compile = True
-        try:
-            kernel, text = _compile(src, target, options)
-        finally:
-            knobs.compilation.always_compile = False
-        cached = False
-    if cached:
-        with open(stored) as fh:
-            text = json.load(fh)["ptxas"]
-    elif not _PTXAS["registers"].search(text):
-        raise RuntimeError(f"ptxas printed no resource report: {text[-300:]!r}")
-    else:
-        os.makedirs(reports, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=reports, suffix=".tmp")  # (whole or absent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"ptxas": text}, fh)
-        os.replace(tmp, stored)
+    stored = Path(os.environ[REPORTS]) / f"{kernel.hash}.log"
+    cached = False
+    if not _PTXAS["registers"].search(text):  # Triton's cache held the kernel: ptxas did not run
+        if stored.is_file():
+            text, cached = stored.read_text(encoding="utf-8"), True
+        else:  # (kept by a run that stored no log: compile it again)
+            knobs.compilation.always_compile = True
+            try:
+                kernel, text = _compile(src, target, options)
+            finally:
+                knobs.compilation.always_compile = False
+    if not cached:
+        if not _PTXAS["registers"].search(text):
+            raise RuntimeError(f"ptxas printed no resource report: {text[-300:]!r}")
+        write_text(stored, text)  # (whole or absent)
     row = {k: int(m.group(1)) if (m := rx.search(text)) else None for k, rx in _PTXAS.items()}
     row["cached"] = cached
     row["shared"] = int(kernel.metadata.shared)
