@@ -133,8 +133,9 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
         raise ValueError("no values")
     if v.size == 1:
         return float(v[0]), float("nan")
-    # (Student t's quantile itself, which scipy.stats.t.ppf calls: scipy.stats takes ~0.5 s to
-    # import, a tenth of a small cv's process)
+    # (Student t's quantile itself, which scipy.stats.t.ppf calls: importing scipy.stats takes
+    # ~0.4 s, which cross_validate called from Python then saves; `ssa-fast cv` imports it anyway
+    # through scikit-learn's t-SNE for its figures)
     from scipy.special import stdtrit
 
     half = stdtrit(v.size - 1, 0.975) * v.std(ddof=1) / math.sqrt(v.size)
