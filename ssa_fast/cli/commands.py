@@ -199,20 +199,26 @@ def _cv_share(shard: tuple[int, int] | None) -> tuple[int, int] | None:
 
 
 def _cv_workers(args, corpus, cfg, share, plan: dict) -> tuple[int, set]:
-    """cv --jobs N: the runs in N worker processes (train/parallel.py). Returns (0 when all
-    succeeded, the (fold, model) of the runs that were finished before the workers started:
-    those the assembly reuses, as opposed to the runs the workers trained)."""
+    """cv --jobs N: the runs in at most N worker processes (train/parallel.py), no more than
+    there are runs left to train. Returns (0 when all succeeded, the (fold, model) of the runs
+    that were finished before the workers started: those the assembly reuses, as opposed to the
+    runs the workers trained, whether any worker was started)."""
     from ..train.cv import finished_result, plan_runs
     from ..train.parallel import run_workers
 
     runs = plan_runs(corpus, args.models, cfg, args.out, **plan)
     done = set() if args.restart else {(r.fold, r.model) for r in runs
                                        if finished_result(r) is not None}
-    jobs = min(args.jobs, len(runs[share[0]::share[1]] if share else runs))
-    if jobs == 0:  # (a job array larger than the plan: its last tasks have nothing to do)
+    mine = runs[share[0]::share[1]] if share else runs
+    if not mine:  # (a job array larger than the plan: its last tasks have nothing to do)
         say(f"share {share[0]}/{share[1]} has none of the {len(runs)} runs: nothing to train",
             file=sys.stderr)
-        return 0, done
+        return 0, done, False
+    # no more workers than runs left to train (each worker then has more of the cores), and
+    # none when every run is finished: this process reuses them, each checked under its lock
+    jobs = min(args.jobs, sum((r.fold, r.model) not in done for r in mine))
+    if jobs == 0:
+        return 0, done, False
     failed = run_workers(args.argv, runs, args.out, jobs=jobs, device=cfg.device, share=share,
                          threads=args.threads, progress=not args.quiet,
                          say=lambda text: print(text, file=sys.stderr, flush=True))
@@ -223,8 +229,8 @@ def _cv_workers(args, corpus, cfg, share, plan: dict) -> tuple[int, set]:
               "are complete: the same command again trains what is missing and reuses the "
               "rest" + (" (without --restart, which would train every run again)"
                         if args.restart else ""), file=sys.stderr)
-        return EXIT_SKIPPED, done
-    return 0, done
+        return EXIT_SKIPPED, done, True
+    return 0, done, True
 
 
 def cmd_cv(args) -> int:
@@ -259,8 +265,8 @@ def cmd_cv(args) -> int:
     resume = not args.restart
     if args.jobs > 1:
         with timing.phase("workers"):  # (their own breakdowns are in their runs' result.json)
-            status, done_before = _cv_workers(args, loaded.corpus, cfg, share, plan)
-        if status or share is not None:
+            status, done_before, started = _cv_workers(args, loaded.corpus, cfg, share, plan)
+        if status or (share is not None and started):
             return status
         resume = True  # the workers trained (or restarted) every run: assemble them
     results = cross_validate(loaded.corpus, loaded.features, args.models, cfg, args.out,
@@ -268,7 +274,7 @@ def cmd_cv(args) -> int:
                              share=share, timing=timing,
                              on_replace=lambda: _withdraw_results(args.out, None),
                              **plan)
-    if args.jobs > 1:  # reused by the assembly, but trained by this command's workers
+    if args.jobs > 1 and share is None:  # reused by the assembly, but trained by the workers
         for model, rows in results["folds"].items():
             for row in rows:
                 row["reused"] = (row["fold"], model) in done_before

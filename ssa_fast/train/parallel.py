@@ -170,8 +170,8 @@ def run_workers(argv: list[str], runs: list, out_dir: str | Path, *, jobs: int, 
                 procs.append((subprocess.Popen(
                     [sys.executable, "-m", "ssa_fast.cli", *argv, *extra], stdout=fh,
                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env), log))
-        say(f"{len(procs)} workers ({'one per GPU' if gpus else f'{threads} thread(s) each'}), "
-            f"logs in {logs}")
+        say(f"{len(procs)} worker{'s' * (len(procs) > 1)} "
+            f"({'one per GPU' if gpus else f'{threads} thread(s) each'}), logs in {logs}")
         done = {r for r in owner if finished_result(runs[r]) is not None}
         bar = tqdm(total=len(owner), initial=len(done), desc="cross-validation", unit="run",
                    disable=None if progress else True)

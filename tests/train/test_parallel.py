@@ -119,11 +119,13 @@ def test_jobs_match_sequential_and_a_killed_worker_resumes(tiny_corpus, tmp_path
     assert (out / "acrnn" / "fold00" / "result.json").is_file()  # the other worker finished
     assert (out / "logs" / "shard-0-of-2.log").read_text().count("share 0/2: trained 1") == 1
 
-    # the next call resumes the killed run (from its last.pt) and reuses the finished one
+    # the next call resumes the killed run (from its last.pt) and reuses the finished one: one
+    # run is left, so one worker trains it (the second would have nothing to do)
     done = (out / "acrnn" / "fold00" / "result.json").stat().st_mtime_ns
     again = _cv(tiny_corpus, out, cache, "--jobs", "2")
+    assert "1 worker (1 thread(s) each)" in again.stderr, again.stderr[-2000:]
     # the workers' lines count folds from 0, as the assembly's and train --fold do
-    assert re.search(r"^acrnn fold 1 of 2: utterance UAR [\d.]+ % \(worker 1\)$", again.stderr,
+    assert re.search(r"^acrnn fold 1 of 2: utterance UAR [\d.]+ % \(worker 0\)$", again.stderr,
                      re.M), again.stderr[-2000:]
     assert (out / "acrnn" / "fold00" / "result.json").stat().st_mtime_ns == done
     assert _folds(out) == sequential  # bit-identical to one run after the other
@@ -131,6 +133,13 @@ def test_jobs_match_sequential_and_a_killed_worker_resumes(tiny_corpus, tmp_path
     # fold 0 was finished before this call; its workers trained fold 1 (the assembly reads it)
     assert [r["reused"] for r in rows] == [True, False]
     assert "| ACRNN |" in again.stdout
+    # every run finished: no worker is started, the table is assembled from the runs as they are
+    stamps = _stamps(out)
+    third = _cv(tiny_corpus, out, cache, "--jobs", "2")
+    assert not re.search(r"\d+ workers? \(", third.stderr) and third.stdout == again.stdout
+    assert _stamps(out) == stamps and _folds(out) == sequential
+    rows = json.loads((out / "results.json").read_text())["folds"]["acrnn"]
+    assert all(r["reused"] for r in rows)
 
 
 @pytest.mark.slow
@@ -166,9 +175,11 @@ def test_shards_then_a_plain_cv_assembles_without_retraining(tiny_corpus, tmp_pa
                                             "SLURM_ARRAY_TASK_MIN": "0"})
     assert _trained(one.stderr) == [] and "| ACRNN |" in one.stdout
     assert (out / "results.json").is_file()
-    share = _cv(tiny_corpus, out, cache, "--shard", "0/1")
-    assert "share 0/1: trained 0, reused 2" in share.stdout
-    assert not (out / "results.json").exists()
+    for extra in ([], ["--jobs", "2"]):  # (every run finished: no worker is started)
+        share = _cv(tiny_corpus, out, cache, "--shard", "0/1", *extra)
+        assert "share 0/1: trained 0, reused 2" in share.stdout
+        assert not re.search(r"\d+ workers? \(", share.stderr)
+        assert not (out / "results.json").exists()
     # a job array larger than the plan: its last tasks have nothing to do, with --jobs too
     for extra in ([], ["--jobs", "2"]):
         idle = _cv(tiny_corpus, tmp_path / "idle", cache, "--shard", "2/3", *extra)
