@@ -31,6 +31,16 @@ def pytest_configure(config):
         os.environ["OMP_NUM_THREADS"] = str(threads)  # the processes the tests start
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_kept():
+    """A test that runs the command line in this process (`ssa_fast.cli.main([..., "--threads",
+    "1"])`) sets torch's thread count for the process: the tests after it get the count back."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(params=backends_for_tests())
 def backend(request):
     return request.param
