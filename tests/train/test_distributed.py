@@ -91,17 +91,25 @@ def test_torchrun_training_matches_the_single_process_run(tiny_corpus, tmp_path)
 
 
 HOLDER = """
-import shutil, sys, time
+import os, shutil, sys, time
 from pathlib import Path
 from ssa_fast._lock import folder_lock
+
+def waited_on(path):
+    # a process blocked in flock on this file: Linux lists it in /proc/locks after "->"
+    inode = str(os.stat(path).st_ino)
+    with open("/proc/locks") as fh:
+        rows = [line.split() for line in fh]
+    return any(r[1] == "->" and r[6].rsplit(":", 1)[1] == inode for r in rows if len(r) > 6)
 
 out, ref = Path(sys.argv[1]), Path(sys.argv[2])
 with folder_lock(out / "acrnn" / "fold01", wait=False) as held:
     assert held
     print("holding", flush=True)
-    while not (out / "acrnn" / "fold00" / "result.json").is_file():  # torchrun's first run
+    lock, deadline = out / "acrnn" / "fold01" / ".lock", time.time() + 200
+    while not waited_on(lock) and time.time() < deadline:  # rank 0, after its first run
         time.sleep(0.05)
-    time.sleep(3)  # both ranks are at fold 1 now: rank 0 waits for this lock
+    print("rank 0 waited" if waited_on(lock) else "nobody waited", flush=True)
     for name in ("best.pt", "last.pt", "metrics.csv", "result.json"):  # finished elsewhere
         shutil.copy2(ref / "acrnn" / "fold01" / name, out / "acrnn" / "fold01" / name)
 """
@@ -130,6 +138,7 @@ def test_torchrun_ranks_follow_rank_0_when_another_process_finishes_a_run(tiny_c
         holder.kill()
     assert multi.returncode == 0, multi.stderr[-3000:]
     assert holder.wait() == 0
+    assert holder.stdout.readline().strip() == "rank 0 waited"  # (the case this test is about)
     folds = json.loads((out / "results.json").read_text())["folds"]["acrnn"]
     assert [f["reused"] for f in folds] == [False, True]
     assert folds[1]["fingerprint"] == json.loads(
