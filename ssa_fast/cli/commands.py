@@ -198,11 +198,11 @@ def _cv_share(shard: tuple[int, int] | None) -> tuple[int, int] | None:
     return share
 
 
-def _cv_workers(args, corpus, cfg, share, plan: dict) -> tuple[int, set]:
+def _cv_workers(args, corpus, cfg, share, plan: dict) -> tuple[int, set, bool]:
     """cv --jobs N: the runs in at most N worker processes (train/parallel.py), no more than
-    there are runs left to train. Returns (0 when all succeeded, the (fold, model) of the runs
-    that were finished before the workers started: those the assembly reuses, as opposed to the
-    runs the workers trained, whether any worker was started)."""
+    there are runs left to train. Returns (the status: 0 when every worker succeeded; the
+    (fold, model) of the runs finished before the workers started, which the assembly reuses,
+    as opposed to those the workers trained; whether any worker was started)."""
     from ..train.cv import finished_result, plan_runs
     from ..train.parallel import run_workers
 
