@@ -200,11 +200,12 @@ def _cv_share(shard: tuple[int, int] | None) -> tuple[int, int] | None:
 
 def _cv_workers(args, corpus, cfg, share, plan: dict) -> tuple[int, set, bool]:
     """cv --jobs N: the runs in at most N worker processes (train/parallel.py), no more than
-    there are runs left to train. Returns (the status: 0 when every worker succeeded; the
-    (fold, model) of the runs finished before the workers started, which the assembly reuses,
-    as opposed to those the workers trained; whether any worker was started)."""
+    the runs left to train need (parallel.worker_count). Returns (the status: 0 when every
+    worker succeeded; the (fold, model) of the runs finished before the workers started, which
+    the assembly reuses, as opposed to those the workers trained; whether any worker was
+    started)."""
     from ..train.cv import finished_result, plan_runs
-    from ..train.parallel import run_workers
+    from ..train.parallel import run_workers, worker_count
 
     runs = plan_runs(corpus, args.models, cfg, args.out, **plan)
     done = set() if args.restart else {(r.fold, r.model) for r in runs
@@ -214,9 +215,10 @@ def _cv_workers(args, corpus, cfg, share, plan: dict) -> tuple[int, set, bool]:
         say(f"share {share[0]}/{share[1]} has none of the {len(runs)} runs: nothing to train",
             file=sys.stderr)
         return 0, done, False
-    # no more workers than runs left to train (each worker then has more of the cores), and
-    # none when every run is finished: this process reuses them, each checked under its lock
-    jobs = min(args.jobs, sum((r.fold, r.model) not in done for r in mine))
+    # no more workers than the runs left need, and none when every run is finished: this
+    # process reuses them, each checked under its lock
+    jobs = worker_count([k for k, r in enumerate(mine) if (r.fold, r.model) not in done],
+                        args.jobs)
     if jobs == 0:
         return 0, done, False
     failed = run_workers(args.argv, runs, args.out, jobs=jobs, device=cfg.device, share=share,

@@ -64,6 +64,24 @@ def sub_share(share: tuple[int, int] | None, j: int, jobs: int) -> tuple[int, in
     return i + n * j, n * jobs
 
 
+def worker_count(left: list[int], jobs: int) -> int:
+    """How many workers train the runs left: ``left`` are their positions in the share's list
+    of runs (worker j of m takes the positions j, j + m, ..., sub_share). The fewest workers that
+    need no more rounds than ``jobs`` of them would (on the CPU each then has more of the
+    cores); 0 when no run is left. (Two runs left at positions 1 and 3 both fall to one worker
+    of two; three workers train them side by side, the third with none of them.)"""
+    if not left:
+        return 0
+
+    def rounds(m: int) -> int:
+        count: dict[int, int] = {}
+        for k in left:
+            count[k % m] = count.get(k % m, 0) + 1
+        return max(count.values())
+
+    return min(range(1, jobs + 1), key=lambda m: (rounds(m), m))
+
+
 def cpu_cores() -> int:
     """The CPU cores this process may run on."""
     try:

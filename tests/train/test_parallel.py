@@ -26,7 +26,7 @@ from helpers import alive
 
 from ssa_fast._lock import folder_lock
 from ssa_fast.errors import UserError
-from ssa_fast.train.parallel import parse_share, slurm_share, sub_share
+from ssa_fast.train.parallel import parse_share, slurm_share, sub_share, worker_count
 
 # One thread per process: CPU training is then bit-reproducible for a seed, whatever the number
 # of processes beside it (the comparisons below are exact).
@@ -93,6 +93,27 @@ def test_shares_partition_the_runs():
     for step in ("0", "-2"):  # (a division by zero)
         with pytest.raises(UserError, match=f"SLURM_ARRAY_TASK_STEP={step} is not a step"):
             slurm_share({**env, "SLURM_ARRAY_TASK_STEP": step})
+
+
+def test_workers_for_the_runs_left():
+    assert worker_count([], 4) == 0
+    assert worker_count(list(range(30)), 4) == 4 and worker_count(list(range(3)), 4) == 3
+    assert worker_count([5], 4) == 1 and worker_count([28, 29], 4) == 2
+    # the last run of each of 4 workers' shares: 4 workers, one run each
+    assert worker_count([26, 27, 28, 29], 4) == 4
+    # two runs left at positions 1 and 3: 2 workers would give both to one (1 % 2 == 3 % 2)
+    assert worker_count([1, 3], 4) == 3 and worker_count([1, 3], 2) == 1
+    # 4 runs, --jobs 3: 3 workers take 2 rounds (0 and 3 fall to one), as 2 workers do
+    assert worker_count(list(range(4)), 3) == 2
+    for left in ([0, 2, 4, 6], [1, 3], list(range(7)), [3, 4, 9, 10, 11]):
+        for jobs in range(1, 6):
+            m = worker_count(left, jobs)
+            shares = [[k for k in left if k % m == j] for j in range(m)]
+            assert sorted(sum(shares, [])) == left  # every run left goes to a worker
+            assert max(map(len, shares)) == min(
+                max(sum(k % n == j for k in left) for j in range(n))
+                for n in range(1, jobs + 1))  # in the fewest rounds
+            assert m <= min(jobs, len(left)) or max(map(len, shares)) == 1
 
 
 @pytest.mark.slow
