@@ -202,14 +202,16 @@ def _cv_workers(args, corpus, cfg, share, plan: dict) -> tuple[int, set, bool]:
     """cv --jobs N: the runs in at most N worker processes (train/parallel.py), no more than
     the runs left to train need (parallel.worker_count). Returns (the status: 0 when every
     worker succeeded; the (fold, model) of the runs finished before the workers started, which
-    the assembly reuses, as opposed to those the workers trained; whether any worker was
-    started)."""
+    the assembly reuses, as opposed to those the workers trained; True when no worker started
+    because every run of the share is finished: this process then reuses them itself)."""
     from ..train.cv import finished_result, plan_runs
-    from ..train.parallel import run_workers, worker_count
+    from ..train.parallel import cpu_cores, run_workers, worker_count
 
     runs = plan_runs(corpus, args.models, cfg, args.out, **plan)
+    # (finished as cross_validate reuses a run: its result with this fingerprint, and best.pt)
     done = set() if args.restart else {(r.fold, r.model) for r in runs
-                                       if finished_result(r) is not None}
+                                       if finished_result(r) is not None
+                                       and (r.run_dir / "best.pt").is_file()}
     mine = runs[share[0]::share[1]] if share else runs
     if not mine:  # (a job array larger than the plan: its last tasks have nothing to do)
         say(f"share {share[0]}/{share[1]} has none of the {len(runs)} runs: nothing to train",
@@ -220,19 +222,23 @@ def _cv_workers(args, corpus, cfg, share, plan: dict) -> tuple[int, set, bool]:
     jobs = worker_count([k for k, r in enumerate(mine) if (r.fold, r.model) not in done],
                         args.jobs)
     if jobs == 0:
-        return 0, done, False
+        return 0, done, True
+    # on the CPU each worker computes with the threads of N workers however many start: the
+    # thread count changes a run's numbers, which must not depend on what was left to train
+    threads = args.threads or max(1, cpu_cores() // min(args.jobs, len(mine)))
     failed = run_workers(args.argv, runs, args.out, jobs=jobs, device=cfg.device, share=share,
-                         threads=args.threads, progress=not args.quiet,
+                         threads=threads, progress=not args.quiet,
                          say=lambda text: print(text, file=sys.stderr, flush=True))
     for text in failed:
         print(f"ssa-fast cv: {text}", file=sys.stderr)
     if failed:
-        print(f"ssa-fast cv: {len(failed)} of {jobs} workers failed; the other workers' runs "
-              "are complete: the same command again trains what is missing and reuses the "
-              "rest" + (" (without --restart, which would train every run again)"
-                        if args.restart else ""), file=sys.stderr)
-        return EXIT_SKIPPED, done, True
-    return 0, done, True
+        others = ("the other workers' runs are complete: " if len(failed) < jobs else "")
+        print(f"ssa-fast cv: {len(failed)} of {jobs} worker{'s' * (jobs > 1)} failed; {others}"
+              "the same command again trains what is missing and reuses the rest"
+              + (" (without --restart, which would train every run again)"
+                 if args.restart else ""), file=sys.stderr)
+        return EXIT_SKIPPED, done, False
+    return 0, done, False
 
 
 def cmd_cv(args) -> int:
@@ -267,8 +273,9 @@ def cmd_cv(args) -> int:
     resume = not args.restart
     if args.jobs > 1:
         with timing.phase("workers"):  # (their own breakdowns are in their runs' result.json)
-            status, done_before, started = _cv_workers(args, loaded.corpus, cfg, share, plan)
-        if status or (share is not None and started):
+            status, done_before, reuse_here = _cv_workers(args, loaded.corpus, cfg, share,
+                                                          plan)
+        if status or (share is not None and not reuse_here):
             return status
         resume = True  # the workers trained (or restarted) every run: assemble them
     results = cross_validate(loaded.corpus, loaded.features, args.models, cfg, args.out,
@@ -276,7 +283,9 @@ def cmd_cv(args) -> int:
                              share=share, timing=timing,
                              on_replace=lambda: _withdraw_results(args.out, None),
                              **plan)
-    if args.jobs > 1 and share is None:  # reused by the assembly, but trained by the workers
+    if args.jobs > 1 and share is None and not reuse_here:
+        # reused by the assembly, but trained by the workers (when no worker started,
+        # cross_validate's own flags stand: it reused, or trained, each run itself)
         for model, rows in results["folds"].items():
             for row in rows:
                 row["reused"] = (row["fold"], model) in done_before

@@ -16,6 +16,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from helpers import alive
 
 from ssa_fast._lock import folder_lock
 from ssa_fast.errors import UserError
-from ssa_fast.train.parallel import parse_share, slurm_share, sub_share, worker_count
+from ssa_fast.train.parallel import cpu_cores, parse_share, slurm_share, sub_share, worker_count
 
 # One thread per process: CPU training is then bit-reproducible for a seed, whatever the number
 # of processes beside it (the comparisons below are exact).
@@ -207,6 +208,41 @@ def test_shards_then_a_plain_cv_assembles_without_retraining(tiny_corpus, tmp_pa
         assert _trained(idle.stderr) == [] and not (tmp_path / "idle" / "acrnn").exists()
         assert ("has none of the 2 runs" if extra else "trained 0, reused 0") in \
             idle.stdout + idle.stderr
+        assert not extra or "trained 0" not in idle.stdout + idle.stderr  # (said once)
+
+
+@pytest.mark.slow
+def test_workers_keep_their_threads_and_a_run_without_its_best_pt_is_trained_again(
+        tiny_corpus, tmp_path):
+    """However many workers a call starts, each computes with the threads of N = --jobs
+    workers (the thread count changes a run's numbers): a run trained again after the others
+    finished ends as it did the first time. A run whose best.pt is gone is not finished: a
+    worker trains it, and the table does not call it reused."""
+    i = OPTIONS.index("--threads")
+    options = OPTIONS[:i] + OPTIONS[i + 2:]  # the cores shared out by cv itself
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+
+    def cv():
+        proc = subprocess.run([sys.executable, "-m", "ssa_fast.cli", "cv", "synthetic",
+                               str(tiny_corpus), "--out", str(out), "--cache", str(cache),
+                               *options, "--jobs", "2"], capture_output=True, text=True,
+                              timeout=600, env=ENV)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = json.loads((out / "acrnn" / "fold01" / "result.json").read_text())
+        rows = json.loads((out / "results.json").read_text())["folds"]["acrnn"]
+        return proc.stderr, result["history"], [r["reused"] for r in rows]
+
+    threads = max(1, cpu_cores() // 2)
+    err, history, reused = cv()
+    assert f"2 workers ({threads} thread(s) each)" in err and reused == [False, False]
+    shutil.rmtree(out / "acrnn" / "fold01")
+    err, again, reused = cv()
+    assert f"1 worker ({threads} thread(s) each)" in err and reused == [True, False]
+    assert again == history
+    (out / "acrnn" / "fold01" / "best.pt").unlink()
+    err, again, reused = cv()
+    assert f"1 worker ({threads} thread(s) each)" in err and reused == [True, False]
+    assert again == history
 
 
 @pytest.mark.slow
