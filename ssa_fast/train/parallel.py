@@ -67,8 +67,8 @@ def sub_share(share: tuple[int, int] | None, j: int, jobs: int) -> tuple[int, in
 def worker_count(left: list[int], jobs: int) -> int:
     """How many workers train the runs left: ``left`` are their positions in the share's list
     of runs (worker j of m takes the positions j, j + m, ..., sub_share). The fewest workers that
-    need no more rounds than ``jobs`` of them would (on the CPU each then has more of the
-    cores); 0 when no run is left. (Two runs left at positions 1 and 3 both fall to one worker
+    need no more rounds than ``jobs`` of them would (each is a process start, and on CUDA a
+    GPU); 0 when no run is left. (Two runs left at positions 1 and 3 both fall to one worker
     of two; three workers train them side by side, the third with none of them.)"""
     if not left:
         return 0
