@@ -208,10 +208,8 @@ def _cv_workers(args, corpus, cfg, share, plan: dict) -> tuple[int, set, bool]:
     from ..train.parallel import cpu_cores, run_workers, worker_count
 
     runs = plan_runs(corpus, args.models, cfg, args.out, **plan)
-    # (finished as cross_validate reuses a run: its result with this fingerprint, and best.pt)
     done = set() if args.restart else {(r.fold, r.model) for r in runs
-                                       if finished_result(r) is not None
-                                       and (r.run_dir / "best.pt").is_file()}
+                                       if finished_result(r) is not None}
     mine = runs[share[0]::share[1]] if share else runs
     if not mine:  # (a job array larger than the plan: its last tasks have nothing to do)
         say(f"share {share[0]}/{share[1]} has none of the {len(runs)} runs: nothing to train",

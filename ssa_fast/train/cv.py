@@ -431,13 +431,15 @@ def plan_runs(corpus: Corpus, models: list[str], cfg: TrainConfig, out_dir: str 
 
 
 def finished_result(run: Run) -> dict | None:
-    """The stored result of ``run`` when it finished with its fingerprint, else None (reads
-    only: for watching the progress of other processes)."""
+    """The stored result of ``run`` when it finished with its fingerprint and its best.pt (what
+    cross_validate reuses), else None (reads only: for watching other processes' progress and
+    counting the runs left)."""
     try:
         result = json.loads((run.run_dir / "result.json").read_text())
     except (OSError, ValueError):
         return None
-    ok = isinstance(result, dict) and result.get("fingerprint") == run.fingerprint
+    ok = isinstance(result, dict) and result.get("fingerprint") == run.fingerprint \
+        and (run.run_dir / "best.pt").is_file()
     return result if ok else None
 
 

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from .._process import end_with_parent
@@ -73,11 +74,8 @@ def worker_count(left: list[int], jobs: int) -> int:
     if not left:
         return 0
 
-    def rounds(m: int) -> int:
-        count: dict[int, int] = {}
-        for k in left:
-            count[k % m] = count.get(k % m, 0) + 1
-        return max(count.values())
+    def rounds(m: int) -> int:  # (the most runs one worker of m takes)
+        return max(Counter(k % m for k in left).values())
 
     return min(range(1, jobs + 1), key=lambda m: (rounds(m), m))
 
@@ -151,11 +149,11 @@ def _status(code: int) -> str:
 
 
 def run_workers(argv: list[str], runs: list, out_dir: str | Path, *, jobs: int, device: str,
-                share: tuple[int, int] | None = None, threads: int | None = None,
-                progress: bool = True, say=print) -> list[str]:
+                threads: int, share: tuple[int, int] | None = None, progress: bool = True,
+                say=print) -> list[str]:
     """Start ``jobs`` workers ``python -m ssa_fast.cli <argv> --jobs 1 --shard S`` (S: their
     shares of ``share``, :func:`sub_share`), one per visible GPU on CUDA or with ``threads``
-    (default cores // jobs) threads each on the CPU; wait for all of them, showing the finished
+    threads each on the CPU; wait for all of them, showing the finished
     runs of ``runs`` (cv.plan_runs) as they appear. Each worker's output goes to
     OUT/logs/shard-I-of-N.log. Returns a description of each worker that failed (its status, its
     runs and the end of its log); the others run to their end regardless."""
@@ -170,7 +168,6 @@ def run_workers(argv: list[str], runs: list, out_dir: str | Path, *, jobs: int, 
     for j, (i, n) in enumerate(shares):
         owner.update({r: j for r in range(i, len(runs), n)})
     gpus = visible_gpus() if device.startswith("cuda") else None
-    threads = threads or max(1, cpu_cores() // jobs)
     with folder_lock(out_dir / "logs", wait=False) as own_logs:
         logs = out_dir / "logs" / ("" if own_logs else f"pid{os.getpid()}")
         logs.mkdir(parents=True, exist_ok=True)
