@@ -3,6 +3,7 @@ them: forward, both losses, backward, NAdam step and the L1 projection; `small` 
 40 segments of 300 frames (the demo's), median over the timed steps after a warm-up.
 
     python benchmarks/cpu_train_step.py --threads 2
+    python benchmarks/cpu_train_step.py --threads 2 --bf16    # under bf16 autocast, as --bf16
 
 For an A/B of a change, run it alternately in checkouts of the two commits (benchmarks/RESULTS.md
 quotes the medians of 5 such pairs).
@@ -26,6 +27,7 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=40)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--bf16", action="store_true", help="the forward under bf16 autocast")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -39,18 +41,19 @@ def main(argv=None) -> None:
         times = []
         for _ in range(args.warmup + args.steps):
             t0 = time.perf_counter()
-            out = model(x)
-            loss = F.cross_entropy(out.emotion_logits, emotion)
+            with torch.autocast("cpu", torch.bfloat16, enabled=args.bf16):
+                out = model(x)
+            loss = F.cross_entropy(out.emotion_logits.float(), emotion)
             if out.speaker_logits is not None:
-                loss = loss + F.cross_entropy(out.speaker_logits, speaker)
+                loss = loss + F.cross_entropy(out.speaker_logits.float(), speaker)
             opt.zero_grad()
             loss.backward()
             opt.step()
             model.project_(out)
             times.append(time.perf_counter() - t0)
         ms = 1000 * statistics.median(times[args.warmup:])
-        print(f"{name}: {ms:.0f} ms per step (B={args.batch}, {args.threads} threads)",
-              flush=True)
+        print(f"{name}: {ms:.0f} ms per step (B={args.batch}, {args.threads} threads"
+              f"{', bf16 autocast' if args.bf16 else ''})", flush=True)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,30 @@ def check_device(device: str | None) -> None:
         raise UserError(f"--device {device}: expected cpu, cuda or cuda:N")
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has the bfloat16 instructions (AVX512-BF16, AMX or AVX-NE-CONVERT) that
+    oneDNN's bfloat16 convolutions need; torch's own test (True where it cannot tell)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without oneDNN, or without the query
+        return True
+
+
+def check_bf16(bf16: bool, device: str | None) -> None:
+    """``--bf16`` on a CPU without bfloat16 instructions runs, but torch then computes the
+    convolutions in its generic kernel (aten::_slow_conv2d): say so before the work starts."""
+    import torch
+
+    if bf16 and torch.device(default_device(device)).type == "cpu" and \
+            not cpu_has_native_bf16():
+        warn_user("--bf16 on this CPU: it has no bfloat16 instructions (AVX512-BF16 or AMX), "
+                  "so torch computes the convolutions in a generic kernel; a training step "
+                  "measured 11-14x slower than in float32 on an AVX2 CPU (benchmarks/RESULTS.md). "
+                  "Leave --bf16 out here: it pays on CUDA GPUs and CPUs with those instructions")
+
+
 def check_corpus_paths(device: str | None, out: str | None, cache: str, corpus: str, root: str,
                        *, out_is_folder: bool = True) -> None:
     """The paths and device of a command over a corpus (train, cv, evaluate)."""

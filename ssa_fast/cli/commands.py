@@ -14,6 +14,7 @@ from ..errors import UserError
 from .checks import (
     EXIT_SKIPPED,
     EXIT_USER,
+    check_bf16,
     check_corpus_paths,
     check_device,
     check_features,
@@ -252,6 +253,7 @@ def cmd_cv(args) -> int:
     check_corpus_paths(args.device, args.out, args.cache, args.corpus, args.root)
     features = FeatureConfig(n_mels=args.n_mels)
     check_features(features)
+    check_bf16(args.bf16, args.device)
     check_jobs(args.jobs, default_device(args.device))
     if args.shard is None:
         slurm_share()  # a Slurm array's variables are checked before any work too
@@ -338,6 +340,7 @@ def cmd_train(args) -> int:
     features = FeatureConfig(n_mels=args.n_mels)
     check_features(features)
     check_run_folder(args.out, args.resume, args.overwrite)
+    check_bf16(args.bf16, args.device)
 
     timing = Breakdown(default_device(args.device))
     with timing.phase("features"):
@@ -556,6 +559,7 @@ def cmd_predict(args) -> int:
 
     if args.resume and not args.out:
         raise UserError("--resume: needs --out (the predictions file to continue)")
+    check_bf16(args.bf16, args.device)
     clf = EmotionClassifier(_load_trained(args.checkpoint, default_device(args.device)))
     unused = clf.unused_speaker(args.speaker)  # (--speaker: a name that normalises nothing)
     if unused is not None:
