@@ -39,9 +39,9 @@ def test_train_with_precision_flags_on_cpu(corpus, tmp_path, flags):
                 "--cache", str(tmp_path / "cache"), "--device", "cpu", "--quiet", *flags)
     assert proc.returncode == 0, proc.stderr
     assert "selected epoch" in proc.stdout
-    # (said on a CPU without bfloat16 instructions only: this machine's answer decides)
+    # (said on a CPU without oneDNN's bfloat16 only: this machine's answer decides)
     slow = "--bf16" in flags and not cpu_has_native_bf16()
-    assert ("--bf16 on this CPU: it has no bfloat16 instructions" in proc.stderr) == slow, \
+    assert ("--bf16 on this CPU: torch's bfloat16 convolutions need" in proc.stderr) == slow, \
         proc.stderr
     result = json.loads((run / "result.json").read_text())
     assert len(result["history"]) == 1
@@ -51,8 +51,7 @@ def test_train_with_precision_flags_on_cpu(corpus, tmp_path, flags):
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_bf16_on_a_cpu_without_bfloat16_instructions_is_said_before_the_work(monkeypatch,
-                                                                              native):
+def test_bf16_on_a_cpu_without_onednn_bfloat16_is_said_before_the_work(monkeypatch, native):
     monkeypatch.setattr(checks, "cpu_has_native_bf16", lambda: native)
     for bf16, device in ((True, "cpu"), (True, "cuda"), (True, "cuda:1"), (False, "cpu")):
         with warnings.catch_warnings(record=True) as seen:
@@ -60,8 +59,8 @@ def test_bf16_on_a_cpu_without_bfloat16_instructions_is_said_before_the_work(mon
             checks.check_bf16(bf16, device)
         said = [str(w.message) for w in seen]
         if bf16 and device == "cpu" and not native:
-            assert len(said) == 1 and said[0].startswith("--bf16 on this CPU: it has no "
-                                                         "bfloat16 instructions"), said
+            assert len(said) == 1 and said[0].startswith(
+                "--bf16 on this CPU: torch's bfloat16 convolutions need AVX-512"), said
             assert "slower than in float32" in said[0]
         else:
             assert said == [], (bf16, device, native, said)
@@ -70,4 +69,3 @@ def test_bf16_on_a_cpu_without_bfloat16_instructions_is_said_before_the_work(mon
         warnings.simplefilter("always")
         checks.check_bf16(True, None)
     assert len(seen) == (not native and not torch.cuda.is_available())
-

@@ -144,7 +144,7 @@ def run_command(words: list[str], world: Path, line: int) -> None:
                 for i, a in enumerate(args)]
         if sub == "cv" and "--bf16" in args:
             # a GPU's line on a CPU: the one model that takes every fused op (bf16 convolutions
-            # are 11-14x slower than float32 on a CPU without bfloat16 instructions)
+            # are 11-14x slower than float32 on a CPU without AVX-512)
             args += ["--models", "ssa-crnn-r"]
     if sub == "train" and "--out" in args:  # a rerun of the test in the same folder
         args.append("--overwrite")

@@ -70,8 +70,9 @@ def check_device(device: str | None) -> None:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU has the bfloat16 instructions (AVX512-BF16, AMX or AVX-NE-CONVERT) that
-    oneDNN's bfloat16 convolutions need; torch's own test (True where it cannot tell)."""
+    """Whether torch runs bfloat16 convolutions in oneDNN on this CPU, which needs AVX-512 (BW,
+    VL and DQ) or AVX-NE-CONVERT on x86 and BF16 on ARM; torch's own test (True where it cannot
+    tell). Without, torch takes its generic convolution (aten::_slow_conv2d)."""
     import torch
 
     try:
@@ -81,16 +82,17 @@ def cpu_has_native_bf16() -> bool:
 
 
 def check_bf16(bf16: bool, device: str | None) -> None:
-    """``--bf16`` on a CPU without bfloat16 instructions runs, but torch then computes the
-    convolutions in its generic kernel (aten::_slow_conv2d): say so before the work starts."""
+    """``--bf16`` on a CPU where torch has no oneDNN bfloat16 convolution runs, but in torch's
+    generic kernel (aten::_slow_conv2d), many times slower than float32: said before the work."""
     import torch
 
     if bf16 and torch.device(default_device(device)).type == "cpu" and \
             not cpu_has_native_bf16():
-        warn_user("--bf16 on this CPU: it has no bfloat16 instructions (AVX512-BF16 or AMX), "
-                  "so torch computes the convolutions in a generic kernel; a training step "
-                  "measured 11-14x slower than in float32 on an AVX2 CPU (benchmarks/RESULTS.md). "
-                  "Leave --bf16 out here: it pays on CUDA GPUs and CPUs with those instructions")
+        warn_user("--bf16 on this CPU: torch's bfloat16 convolutions need AVX-512 or "
+                  "AVX-NE-CONVERT, which it lacks, so they run in a generic kernel; a training "
+                  "step measured 11-14x slower than in float32 on an AVX2 CPU "
+                  "(benchmarks/RESULTS.md). Leave --bf16 out here: it pays on CUDA GPUs (and "
+                  "was 1.7x faster than float32 on a CPU with AVX512-BF16)")
 
 
 def check_corpus_paths(device: str | None, out: str | None, cache: str, corpus: str, root: str,

@@ -246,9 +246,10 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                    help="bf16 autocast on the CPU or CUDA (convolutions, LSTMs and linear "
                         "layers in bfloat16; the fused ops and the loss in float32). On a CPU "
                         "with AVX512-BF16 the demo's three models trained 1.7x faster than in "
-                        "float32, the same ordering within the CIs; on an AVX2 CPU without it a "
-                        "training step was 11-14x slower than in float32 (torch's generic "
-                        "convolution kernel; benchmarks/RESULTS.md), and the command says so")
+                        "float32, the same ordering within the CIs; on an AVX2 CPU (no "
+                        "AVX-512) a training step was 11-14x slower than in float32 (torch's "
+                        "generic convolution kernel; benchmarks/RESULTS.md), and the command "
+                        "says so")
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the training step in the mode measured fastest on the "
                         "device: CUDA graphs on one GPU (19.0 ms a step against 23.0 eager, "
@@ -435,8 +436,8 @@ def _add_predict(sub) -> None:
                         "one, at most 8; 0: in the main process)")
     p.add_argument("--bf16", action="store_true",
                    help="bf16 autocast for the model (check on your data that the labels match "
-                        "fp32); on a CPU without bfloat16 instructions (AVX512-BF16 or AMX) "
-                        "slower than fp32, and the command says so")
+                        "fp32); on a CPU without AVX-512 many times slower than fp32, and the "
+                        "command says so")
     p.add_argument("--columns", type=_columns, default=None, metavar="FIELD=COLUMN,...",
                    help="manifest inputs: the columns holding path and speaker, e.g. "
                         "path=file,speaker=spk")
