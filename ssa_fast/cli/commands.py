@@ -280,7 +280,7 @@ def cmd_cv(args) -> int:
         resume = True  # the workers trained (or restarted) every run: assemble them
     results = cross_validate(loaded.corpus, loaded.features, args.models, cfg, args.out,
                              resume=resume, progress=not args.quiet, last_k=args.last_k,
-                             share=share, timing=timing,
+                             share=share, timing=timing, figures=args.figure_format != "none",
                              on_replace=lambda: _withdraw_results(args.out, None),
                              **plan)
     if args.jobs > 1 and share is None and not reuse_here:

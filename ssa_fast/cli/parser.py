@@ -314,8 +314,10 @@ def _add_cv(sub) -> None:
                    help="recompute every fold, even those finished with the same settings")
     p.add_argument("--last-k", type=_COUNT, default=3,
                    help="the table's mean over the last K epochs (default 3)")
-    p.add_argument("--figure-format", choices=("png", "pdf", "svg"), default="png",
-                   help="the figures of reports/ (PDF and SVG are vector graphics)")
+    p.add_argument("--figure-format", choices=("png", "pdf", "svg", "none"), default="png",
+                   help="the figures of reports/ (PDF and SVG are vector graphics); none: the "
+                        "table alone, about 2 s sooner on a CPU (a sweep of many small runs), "
+                        "figures of an earlier run removed")
     g = p.add_argument_group("parallel runs (README: Folds in parallel and on a cluster)")
     g.add_argument("--jobs", type=_COUNT, default=1, metavar="N",
                    help="train N (model, fold) runs at once in worker processes: one per "

@@ -559,18 +559,20 @@ def report_files(out_dir: str | Path) -> list[Path]:
 
 
 def write_reports(results: dict, out_dir: str | Path, fmt: str = "png") -> dict:
-    """All reports of a cross-validation run, figures as ``fmt`` ("png", "pdf" or "svg");
-    returns {name: path}. Figures of any format that this run did not write are removed."""
-    if fmt not in FORMATS:
-        raise ValueError(f"figure format must be one of {FORMATS}, got {fmt!r}")
+    """All reports of a cross-validation run, figures as ``fmt`` ("png", "pdf" or "svg"; "none":
+    the table alone); returns {name: path}. Figures of any format that this run did not write
+    are removed."""
+    if fmt not in (*FORMATS, "none"):
+        raise ValueError(f"figure format must be one of {(*FORMATS, 'none')}, got {fmt!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_table(results, out_dir)
-    paths = {"table": out_dir / "table.md", "csv": out_dir / "table.csv",
-             "confusion": plot_confusions(results, out_dir, fmt=fmt),
-             "curves": plot_training_curves(results, out_dir, fmt=fmt)}
+    paths = {"table": out_dir / "table.md", "csv": out_dir / "table.csv"}
+    if fmt != "none":
+        paths["confusion"] = plot_confusions(results, out_dir, fmt=fmt)
+        paths["curves"] = plot_training_curves(results, out_dir, fmt=fmt)
     figures = results.get("figures_data") or {}
-    if figures:  # cross_validate keeps the first fold's validation outputs
+    if figures and fmt != "none":  # cross_validate keeps the first fold's validation outputs
         k = results.get("k")
         if min(len(d["z"]) for d in figures.values()) >= TSNE_MIN_POINTS:
             paths["tsne"] = plot_tsne(figures, out_dir, results["classes"], fmt=fmt, fold=0,

@@ -449,7 +449,8 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
                    train_hop: int | None = None, resume: bool = True, progress: bool = True,
                    feature_params: dict | None = None, selection: float = 0.0,
                    last_k: int = 3, share: tuple[int, int] | None = None,
-                   timing: Breakdown | None = None, on_replace=None) -> dict:
+                   timing: Breakdown | None = None, figures: bool = True,
+                   on_replace=None) -> dict:
     """Run every model on every fold; returns (and writes to out_dir/results.json) the per-fold
     metrics and the summary. Its ``config`` holds the training options shared by the models
     (``cfg`` without ``model``; the models are ``identity["models"]``).
@@ -470,12 +471,13 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
     those another process holds, writes no results.json and returns what it did:
     ``{"share", "trained", "reused", "busy"}`` (lists of run names). ``timing``: the
     breakdown the runs' phases are added to (see timing.py; the caller's, which may already
-    hold the feature extraction), stored in results.json. ``on_replace()``: called each time
-    a run's folder has been cleared of what another run (or, with ``resume=False``, this run
-    before) left in it, a finished result of other settings among them (the command line then
-    removes the table that may report it; the cv that wrote that table checks its runs again
-    after writing it, :func:`replaced_since`: whichever comes last, no table is left beside a
-    fold it does not describe)."""
+    hold the feature extraction), stored in results.json. ``figures=False``: the results hold
+    no ``figures_data`` (no first fold's outputs, no reused checkpoint read for them).
+    ``on_replace()``: called each time a run's folder has been cleared of what another run
+    (or, with ``resume=False``, this run before) left in it, a finished result of other
+    settings among them (the command line then removes the table that may report it; the cv
+    that wrote that table checks its runs again after writing it, :func:`replaced_since`:
+    whichever comes last, no table is left beside a fold it does not describe)."""
     from tqdm import tqdm
 
     timing = timing if timing is not None else Breakdown(cfg.device)
@@ -528,7 +530,7 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
                 summary["reused"] = False
             else:
                 summary["reused"] = True
-            if f == 0 and share is None:  # figures: the first fold's validation outputs
+            if f == 0 and share is None and figures:  # the first fold's validation outputs
                 val_segs = segments(f, run.split)[1]
                 if outputs is None:
                     with timing.phase("final evaluation"):

@@ -44,9 +44,14 @@ def _cli(*args, check=True):
     return proc
 
 
-def _cv(corpus, out, cache, *extra, check=True):
+# (the table alone, about 2 s sooner: where a test looks at no figure)
+NO_FIGURES = ["--figure-format", "none"]
+
+
+def _cv(corpus, out, cache, *extra, check=True, figures=False):
     return _cli("cv", "synthetic", corpus, "--out", out, "--cache", cache, "--protocol",
-                "random", "--folds", "2", *SMALL, *extra, check=check)
+                "random", "--folds", "2", *SMALL, *([] if figures else NO_FIGURES), *extra,
+                check=check)
 
 
 def _results(out):
@@ -56,7 +61,8 @@ def _results(out):
 @pytest.mark.slow
 def test_cv_reuses_a_fold_only_with_its_fingerprint(tiny_corpus, tmp_path):
     out, cache = tmp_path / "cv", tmp_path / "cache"
-    first = _cv(tiny_corpus, out, cache, "--models", "acrnn", "ssa-crnn-r", "--epochs", "1")
+    first = _cv(tiny_corpus, out, cache, "--models", "acrnn", "ssa-crnn-r", "--epochs", "1",
+                figures=True)
     assert "warning" not in first.stderr
     r1 = _results(out)
     fold = json.loads((out / "acrnn" / "fold00" / "result.json").read_text())
@@ -79,7 +85,8 @@ def test_cv_reuses_a_fold_only_with_its_fingerprint(tiny_corpus, tmp_path):
     # are drawn again from the reused first fold's checkpoints
     stamp = (out / "acrnn" / "fold00" / "result.json").stat().st_mtime_ns
     figure = (out / "reports" / "attention.png").stat().st_mtime_ns
-    again = _cv(tiny_corpus, out, cache, "--models", "acrnn", "ssa-crnn-r", "--epochs", "1")
+    again = _cv(tiny_corpus, out, cache, "--models", "acrnn", "ssa-crnn-r", "--epochs", "1",
+                figures=True)
     assert "warning" not in again.stderr
     assert (out / "acrnn" / "fold00" / "result.json").stat().st_mtime_ns == stamp
     r2 = _results(out)
@@ -91,7 +98,7 @@ def test_cv_reuses_a_fold_only_with_its_fingerprint(tiny_corpus, tmp_path):
     # other options: recomputed with a warning naming them; results.json records what ran;
     # the SSA model's figure of the first run does not stay in reports/
     changed = _cv(tiny_corpus, out, cache, "--models", "acrnn", "--epochs", "2", "--lr", "3e-3",
-                  "--seed", "7")
+                  "--seed", "7", figures=True)
     for name in ("train.epochs: 1 -> 2", "train.lr: 0.0001 -> 0.003", "train.seed: 0 -> 7",
                  "folds.seed: 0 -> 7"):
         assert name in changed.stderr, name
@@ -133,7 +140,8 @@ def test_cv_recomputes_a_fold_whose_utterances_moved_when_the_listing_was_reorde
     out, cache = tmp_path / "cv", tmp_path / "cache"
     loso = ["--protocol", "loso", "--folds", "2", "--models", "acrnn", "--epochs", "1"]
     _cv(corpus, out, cache, "--models", "acrnn", "--epochs", "1")
-    _cli("cv", "synthetic", corpus, "--out", tmp_path / "loso", "--cache", cache, *SMALL, *loso)
+    _cli("cv", "synthetic", corpus, "--out", tmp_path / "loso", "--cache", cache, *SMALL, *loso,
+         *NO_FIGURES)
     held_out = json.loads((out / "acrnn" / "fold00" / "result.json").read_text())["n_val"]
     (corpus / "manifest.csv").write_text("\n".join([rows[0], *rows[:0:-1]]) + "\n")
 
@@ -144,7 +152,7 @@ def test_cv_recomputes_a_fold_whose_utterances_moved_when_the_listing_was_reorde
     assert not any(f["reused"] for f in r["folds"]["acrnn"])
     assert r["folds"]["acrnn"][0]["n_val"] == held_out  # the same sizes, other utterances
     same = _cli("cv", "synthetic", corpus, "--out", tmp_path / "loso", "--cache", cache, *SMALL,
-                *loso)
+                *loso, *NO_FIGURES)
     assert "warning" not in same.stderr
     assert all(f["reused"] for f in _results(tmp_path / "loso")["folds"]["acrnn"])
 
@@ -155,7 +163,7 @@ def test_cv_recomputes_a_truncated_fold_result_and_continues_after_sigkill(tiny_
     out, cache = tmp_path / "cv", tmp_path / "cache"
     args = [sys.executable, "-m", "ssa_fast.cli", "cv", "synthetic", str(tiny_corpus), "--out",
             str(out), "--cache", str(cache), "--protocol", "random", "--folds", "2", "--models",
-            "acrnn", "--epochs", "2", *SMALL]
+            "acrnn", "--epochs", "2", *SMALL, *NO_FIGURES]
     # kill it as soon as the first fold has finished: inside the second fold
     rc, _ = signal_when(args, (out / "acrnn" / "fold00" / "result.json").is_file, signal.SIGKILL,
                         env=ENV)
@@ -715,7 +723,7 @@ def test_a_table_written_while_another_process_replaced_a_fold_is_withdrawn(tiny
     cache, out = tmp_path / "cache", tmp_path / "out"
     options = ["cv", "synthetic", str(tiny_corpus), "--out", str(out), "--cache", str(cache),
                "--protocol", "random", "--folds", "2", "--models", "acrnn", *map(str, SMALL),
-               "--quiet"]
+               *NO_FIGURES, "--quiet"]
     write_reports = reports.write_reports
 
     def meanwhile(*args, **kwargs):

@@ -238,7 +238,8 @@ def _fake_results(models=("acrnn", "ssa-crnn-r"), k=3, epochs=(7, 5, 6), n_segme
 
 def test_reports_in_every_figure_format(tmp_path):
     """pdf and svg are written as such (magic bytes) and a run in another format removes the
-    figures of the previous one; an unknown format is refused before anything is written."""
+    figures of the previous one, none of them with "none" (the table alone); an unknown format
+    is refused before anything is written."""
     res = _fake_results()
     magic = {"png": (b"\x89PNG\r\n\x1a\n",), "pdf": (b"%PDF",), "svg": (b"<?xml", b"<svg")}
     for fmt in ("pdf", "svg"):
@@ -249,6 +250,12 @@ def test_reports_in_every_figure_format(tmp_path):
         left = {p.suffix for p in tmp_path.iterdir() if p.stem != "table"}
         assert left == {f".{fmt}"}, left
         assert not list(tmp_path.glob(".*.tmp*"))  # written through temporary files
+    table = (tmp_path / "table.md").read_text()
+    # none: the same table alone, and no figure left of the run before
+    paths = write_reports(res, tmp_path, fmt="none")
+    assert set(paths) == {"table", "csv"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv", "table.md"]
+    assert (tmp_path / "table.md").read_text() == table
     with pytest.raises(ValueError, match="format"):
         write_reports(res, tmp_path / "other", fmt="jpg")
     assert not (tmp_path / "other").exists()
