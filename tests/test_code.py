@@ -210,7 +210,6 @@ def test_editor_files_beside_the_sources_do_not_count(package_copy):
     assert _code.python_digest(_code.TRAINING, package_copy) == here
 
 
-
 TRICKY_SOURCES = [
     'if"#":  # after a string glued to a keyword\n    x = r"\\"#"  # a raw string\'s quote\n',
     "s = '''a # not\n' # still not\n''' + \"\"\"#\"\"\"  # yes\n",
