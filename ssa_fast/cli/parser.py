@@ -290,6 +290,7 @@ def _add_synth(sub) -> None:
 
 def _add_cv(sub) -> None:
     from ..models.registry import MODEL_NAMES, PAPER_MODELS
+    from ..reports.experiment import REPORT_FORMATS
 
     p = sub.add_parser("cv", help="K-fold cross-validation of ACRNN / ACRNN-r / SSA-CRNN-r",
                        description="The paper's protocol: features (cached), per-fold speaker "
@@ -314,7 +315,7 @@ def _add_cv(sub) -> None:
                    help="recompute every fold, even those finished with the same settings")
     p.add_argument("--last-k", type=_COUNT, default=3,
                    help="the table's mean over the last K epochs (default 3)")
-    p.add_argument("--figure-format", choices=("png", "pdf", "svg", "none"), default="png",
+    p.add_argument("--figure-format", choices=REPORT_FORMATS, default="png",
                    help="the figures of reports/ (PDF and SVG are vector graphics); none: the "
                         "table alone, about 2 s sooner on a CPU (a sweep of many small runs), "
                         "figures of an earlier run removed")

@@ -20,6 +20,7 @@ from ..models.presets import get_preset
 from ..models.registry import MODELS
 
 FORMATS = ("png", "pdf", "svg")  # figure formats; PDF and SVG are vector graphics
+REPORT_FORMATS = (*FORMATS, "none")  # write_reports' choices ("none": the table alone)
 PNG_DPI = 200
 FIGURES = ("confusion_matrices", "training_curves", "tsne", "attention")
 # a first fold with fewer validation segments gets no t-SNE map (t-SNE needs its perplexity, at
@@ -558,21 +559,12 @@ def report_files(out_dir: str | Path) -> list[Path]:
             *(figure_path(out_dir, name, fmt) for name in FIGURES for fmt in FORMATS)]
 
 
-def write_reports(results: dict, out_dir: str | Path, fmt: str = "png") -> dict:
-    """All reports of a cross-validation run, figures as ``fmt`` ("png", "pdf" or "svg"; "none":
-    the table alone); returns {name: path}. Figures of any format that this run did not write
-    are removed."""
-    if fmt not in (*FORMATS, "none"):
-        raise ValueError(f"figure format must be one of {(*FORMATS, 'none')}, got {fmt!r}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_table(results, out_dir)
-    paths = {"table": out_dir / "table.md", "csv": out_dir / "table.csv"}
-    if fmt != "none":
-        paths["confusion"] = plot_confusions(results, out_dir, fmt=fmt)
-        paths["curves"] = plot_training_curves(results, out_dir, fmt=fmt)
+def _figures(results: dict, out_dir: Path, fmt: str) -> dict:
+    """The figures of a cross-validation run as ``fmt``: {name: path}."""
+    paths = {"confusion": plot_confusions(results, out_dir, fmt=fmt),
+             "curves": plot_training_curves(results, out_dir, fmt=fmt)}
     figures = results.get("figures_data") or {}
-    if figures and fmt != "none":  # cross_validate keeps the first fold's validation outputs
+    if figures:  # cross_validate keeps the first fold's validation outputs
         k = results.get("k")
         if min(len(d["z"]) for d in figures.values()) >= TSNE_MIN_POINTS:
             paths["tsne"] = plot_tsne(figures, out_dir, results["classes"], fmt=fmt, fold=0,
@@ -582,6 +574,20 @@ def write_reports(results: dict, out_dir: str | Path, fmt: str = "png") -> dict:
                              seconds_per_frame=per_frame, hop_seconds=hop)
         if att is not None:
             paths["attention"] = att
+    return paths
+
+
+def write_reports(results: dict, out_dir: str | Path, fmt: str = "png") -> dict:
+    """All reports of a cross-validation run, figures as ``fmt`` ("png", "pdf" or "svg"; "none":
+    the table alone); returns {name: path}. Figures of any format that this run did not write
+    are removed."""
+    if fmt not in REPORT_FORMATS:
+        raise ValueError(f"figure format must be one of {REPORT_FORMATS}, got {fmt!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_table(results, out_dir)
+    paths = {"table": out_dir / "table.md", "csv": out_dir / "table.csv",
+             **(_figures(results, out_dir, fmt) if fmt != "none" else {})}
     for name in FIGURES:  # not made by this run: not left from another
         for other in FORMATS:
             p = figure_path(out_dir, name, other)
