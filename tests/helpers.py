@@ -12,6 +12,9 @@ import torch
 
 import ssa_fast
 
+# `ssa-fast cv` options for a test that looks at no figure: the table alone, about 2 s sooner
+NO_FIGURES = ["--figure-format", "none"]
+
 
 def backends_for_tests(op: str | None = None) -> list[str]:
     """Every backend that can run here (the reference always can); with `op`, also the ones

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers import NO_FIGURES
 
 from ssa_fast.data import (
     Normaliser,
@@ -321,7 +322,7 @@ def test_readme_own_data_examples(tmp_path, monkeypatch):
             i = argv.index("--folds")
             argv = argv[:i] + argv[i + 2:]
         proc = _cli(*argv[1:], "--cache", tmp_path / "cache", "--folds", "2", "--models", model,
-                    "--batch-size", "12", "--figure-format", "none", *FAST)  # (table alone)
+                    "--batch-size", "12", *NO_FIGURES, *FAST)
         assert proc.returncode == 0, (line, proc.stderr)
         out = tmp_path / argv[argv.index("--out") + 1]
         res = json.loads((out / "results.json").read_text())

@@ -22,7 +22,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import signal_when
+from helpers import NO_FIGURES, signal_when
 
 from ssa_fast.errors import UserError
 from ssa_fast.metrics import last_k_mean, macro_f1, recall_per_class, scores
@@ -42,10 +42,6 @@ def _cli(*args, check=True):
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
-
-
-# (the table alone, about 2 s sooner: where a test looks at no figure)
-NO_FIGURES = ["--figure-format", "none"]
 
 
 def _cv(corpus, out, cache, *extra, check=True, figures=False):

@@ -6,14 +6,15 @@ import re
 import subprocess
 import sys
 
+from helpers import NO_FIGURES
+
 
 def test_cv_log_without_a_terminal_is_plain_lines(tiny_corpus, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "ssa_fast.cli", "cv", "synthetic", str(tiny_corpus), "--out",
          str(tmp_path / "cv"), "--models", "acrnn", "--folds", "2", "--preset", "small",
          "--epochs", "2", "--batch-size", "4", "--segment-frames", "100", "--cache",
-         str(tmp_path / "cache"), "--figure-format", "none"], capture_output=True, text=True,
-        timeout=600)
+         str(tmp_path / "cache"), *NO_FIGURES], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     log = proc.stdout + proc.stderr
     assert "\x1b[" not in log and "\r" not in log, log[:2000]

@@ -23,7 +23,7 @@ import sys
 import time
 
 import pytest
-from helpers import alive
+from helpers import NO_FIGURES, alive
 
 from ssa_fast._lock import folder_lock
 from ssa_fast.errors import UserError
@@ -36,7 +36,6 @@ ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("SLURM_")},
 OPTIONS = ["--models", "acrnn", "--protocol", "random", "--folds", "2", "--preset", "small",
            "--epochs", "4", "--batch-size", "8", "--lr", "1e-3", "--segment-frames", "100",
            "--threads", "1", "--device", "cpu"]
-NO_FIGURES = ["--figure-format", "none"]  # (the table alone, about 2 s sooner)
 RUNS = ["acrnn fold 0", "acrnn fold 1"]
 
 
