@@ -226,17 +226,23 @@ TRICKY_SOURCES = [
 ]
 
 
-def test_the_comment_scan_finds_what_the_tokenizer_finds():
-    """Before Python 3.12 a scan for strings and comments stands for the tokenizer, whose
-    pure-Python version took 0.2-0.35 s of every training process's start: the same comment
-    spans on sources made to confuse it, on every source of the package and the tests, and on
-    the standard library's modules (3.12 nests quotes in f-strings: there the tokenizer runs)."""
+def _sources_to_compare() -> list[str]:
+    """The sources above, the package's and the tests', and (before Python 3.12, whose own
+    modules may nest quotes in f-strings) the standard library's modules."""
     import sys
 
     files = sorted(_code.PACKAGE.rglob("*.py")) + sorted(ROOT.joinpath("tests").rglob("*.py"))
     if sys.version_info < (3, 12):
         files += sorted(Path(ast.__file__).parent.glob("*.py"))
-    sources = TRICKY_SOURCES + [p.read_text(encoding="utf-8") for p in files]
+    return TRICKY_SOURCES + [p.read_text(encoding="utf-8") for p in files]
+
+
+def test_the_comment_scan_finds_what_the_tokenizer_finds():
+    """Before Python 3.12 a scan for strings and comments stands for the tokenizer, whose
+    pure-Python version took 0.2-0.35 s of every training process's start: the same comment
+    spans on sources made to confuse it, on every source of the package and the tests, and on
+    the standard library's modules (3.12 nests quotes in f-strings: there the tokenizer runs)."""
+    sources = _sources_to_compare()
     assert len(sources) > 200
     for source in sources:
         assert list(_code._comments_by_scan(source)) == \
@@ -247,13 +253,8 @@ def test_the_comment_scan_finds_what_the_tokenizer_finds():
 def test_every_docstring_is_found_without_walking_expressions():
     """The docstrings left out are those a walk of the whole syntax tree finds, found by
     walking statement lists alone."""
-    import sys
-
-    files = sorted(_code.PACKAGE.rglob("*.py"))
-    if sys.version_info < (3, 12):
-        files += sorted(Path(ast.__file__).parent.glob("*.py"))
     kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
-    for source in TRICKY_SOURCES + [p.read_text(encoding="utf-8") for p in files]:
+    for source in _sources_to_compare():
         tree = ast.parse(source)
         walked = {(d.lineno, d.col_offset) for n in ast.walk(tree) if isinstance(n, kinds)
                   and ast.get_docstring(n, clean=False) is not None for d in n.body[:1]}
