@@ -20,11 +20,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _aot(*args):
+def _aot(*args, status=0):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "triton_aot.py"), "--quick",
                            *map(str, args)], capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert proc.returncode == status, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc
 
 
@@ -32,7 +32,10 @@ def _aot(*args):
 def test_every_kernel_compiles_for_sm90a_within_the_shared_memory_limit(tmp_path):
     pytest.importorskip("triton")
     cache = tmp_path / "cache"
-    proc = _aot("--jobs", "1", "--cache", cache, "--json", tmp_path / "first.json")
+    # (no SSA kernel may spill: launched with 8 warps where tiles are wide, the one-launch
+    # kernels under a ceiling of 128 registers)
+    proc = _aot("--jobs", "1", "--cache", cache, "--json", tmp_path / "first.json",
+                "--no-spills", "^_ssa_")
     summary = dict(re.findall(r"^(_\w+_kernel): (.*)$", proc.stdout, re.M))
     assert set(summary) == {"_ssa_fwd_kernel", "_ssa_bwd_kernel", "_ssa_fused_fwd_kernel",
                             "_ssa_fused_bwd_kernel", "_ssa_large_fwd_kernel",
@@ -62,8 +65,13 @@ def test_every_kernel_compiles_for_sm90a_within_the_shared_memory_limit(tmp_path
     assert {base64.b32encode(bytes.fromhex(p.stem)).decode().rstrip("=")
             for p in reports} <= folders
     reports[0].unlink()
-    proc = _aot("--jobs", "2", "--cache", cache, "--json", tmp_path / "again.json")
+    # (and the spill check fails where a kernel spills: the Triton log-Mel kernel does)
+    proc = _aot("--jobs", "2", "--cache", cache, "--json", tmp_path / "again.json",
+                "--no-spills", "^_(ssa|logmel)_", status=1)
     assert f"({len(first) - 1} of them held by the cache" in proc.stdout
+    failed = re.findall(r"^FAIL (\w+) \[.*\]: spills (\d+) bytes", proc.stdout, re.M)
+    assert failed and {k for k, _ in failed} == {"_logmel_delta_kernel"}, proc.stdout
+    assert all(int(n) > 0 for _, n in failed)
     again = json.loads((tmp_path / "again.json").read_text())["rows"]
     mine = ("registers", "stack", "spill_stores", "spill_loads", "shared", "num_warps",
             "ptx_target", "cubin_bytes", "kernel", "specialisation")

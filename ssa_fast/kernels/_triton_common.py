@@ -29,6 +29,7 @@ d <= 512:
     BLOCK_I = 16                         rows of a weight-gradient program
     BLOCK_TQ = min(next_pow2(T), 1024)   steps of the dw_q reduction
     backward grid: B item programs + 4 cdiv(d, BLOCK_I) weight-gradient programs + cdiv(T, BLOCK_TQ)
+    8 warps (SSA_FUSED_WARPS), at most 128 registers a thread (SSA_FUSED_MAX_REGISTERS)
 ``_ssa_large_*`` kernels (:func:`ssa_large_launch`): the large-batch path (design.md 10.2),
 one program per item in the forward and in the first backward kernel, one per item and tile of
 rows in the second:
@@ -77,10 +78,21 @@ SSA_LARGE_WARPS = 8
 SSA_FUSED_MAX_SPINS = 1 << 24  # polls of a waiting weight-gradient program (seconds) before NaN
 L1_TILE_ELEMENTS = 4096
 L1_MAX_BLOCK_X = 4096
-NUM_WARPS = 4  # every kernel of the library but the one-launch SSA kernels
+NUM_WARPS = 4  # every kernel of the library but the one-launch SSA kernels and wide SSA tiles
+# The two-kernel SSA path at BLOCK_D = 512: with 4 warps its backward held 2 x 64 floats of a tile
+# per thread, took 255 registers and spilled 28 bytes inside the row loop (Triton 3.6 and 3.9);
+# with 8 it takes at most 165 (3.9) / 176 (3.6), no spill, and an SM holds the same 8 warps as
+# before (one program, not two).
+SSA_WIDE_BLOCK_D = 512
+SSA_WIDE_WARPS = 8
 # The one-launch SSA kernels: with 4 warps ptxas spilled 4-20 bytes under Triton 3.6 (bf16 rows,
 # d = 256 and 512); at most one program per SM runs them, so 8 warps cost no occupancy.
 SSA_FUSED_WARPS = 8
+# Their register ceiling (PTX .maxnreg). Left without one, ptxas stopped at 80 registers and spilled
+# 4-32 bytes in a few specialisations (Triton 3.6's ptxas at d = 64 in float32; Triton 3.9's, which
+# it runs with --regAllocOptLevel=2, at d = 512); told it may use 128 it used 96-106 there, no
+# spill. 128 x 256 threads is half an SM's registers, and at most one item program runs per SM.
+SSA_FUSED_MAX_REGISTERS = 128
 
 
 def device_guard(t: torch.Tensor):
@@ -113,6 +125,7 @@ class SSALaunch(NamedTuple):
     rows_per_split: int
     block_t: int  # constexpr BLOCK_T
     block_d: int  # constexpr BLOCK_D
+    num_warps: int
 
 
 def ssa_launch(B: int, T: int, d: int, *, sm_count: int | None = None, interpret: bool = False,
@@ -131,7 +144,8 @@ def ssa_launch(B: int, T: int, d: int, *, sm_count: int | None = None, interpret
         if sm_count is not None and not interpret:
             splits = max(1, min(cdiv(2 * sm_count, B), cdiv(T, block_t)))
     rows = cdiv(T, splits)
-    return SSALaunch(cdiv(T, rows), rows, block_t, block_d)
+    warps = SSA_WIDE_WARPS if block_d >= SSA_WIDE_BLOCK_D else NUM_WARPS
+    return SSALaunch(cdiv(T, rows), rows, block_t, block_d, warps)
 
 
 class SSAFusedLaunch(NamedTuple):

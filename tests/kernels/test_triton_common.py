@@ -117,3 +117,39 @@ def test_ssa_one_launch_path_takes_batches_of_one_wave(B, d, sms, fused):
     assert (launch is not None) == fused
     if launch is not None:
         assert launch.programs_bwd == B + 4 * tc.cdiv(d, 16) + 1
+
+
+@pytest.mark.parametrize("d", [256, 511, 512])
+def test_ssa_launchers_pass_the_geometry_warps_and_register_ceiling(monkeypatch, d):
+    """What ptxas compiles is decided by the launch: the two-kernel SSA kernels run 8 warps at
+    BLOCK_D = 512 (4 below), the one-launch kernels 8 warps under a ceiling of 128 registers
+    (without the ceiling ptxas spilled at 80; benchmarks/triton_aot.py shows the reports)."""
+    pytest.importorskip("triton")
+    from ssa_fast.kernels.ssa_attention import triton as ssa
+
+    launches = {}
+
+    class Recorder:
+        def __init__(self, name):
+            self.name = name
+
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launches.setdefault(self.name, kwargs)
+
+    for name in ("_ssa_fwd_kernel", "_ssa_bwd_kernel", "_ssa_fused_fwd_kernel",
+                 "_ssa_fused_bwd_kernel"):
+        monkeypatch.setattr(ssa, name, Recorder(name))
+    B, T = 6, 37
+    h, v, a = torch.empty(B, T, d), torch.empty(B, d), torch.empty(B, 2 * T)
+    ssa.ssa_core_fwd_triton(h, h, v, v, 0.1)
+    ssa.ssa_core_bwd_triton(h, h, v, v, a, v, v, v, v, a, 0.1)
+    weights = [torch.empty(T)] + [torch.empty(d, d) for _ in range(4)]
+    c, alpha, saved = ssa.ssa_fused_fwd_triton(h, h, *weights, 0.1, False)
+    ssa.ssa_fused_bwd_triton(h, h, *weights, saved, alpha, torch.empty_like(c), None, 0.1, False)
+    warps = 8 if d > 256 else 4
+    assert tc.ssa_launch(B, T, d).num_warps == warps
+    for name in ("_ssa_fwd_kernel", "_ssa_bwd_kernel"):
+        assert launches[name]["num_warps"] == warps and "maxnreg" not in launches[name], name
+    for name in ("_ssa_fused_fwd_kernel", "_ssa_fused_bwd_kernel"):
+        assert launches[name]["num_warps"] == tc.SSA_FUSED_WARPS == 8, name
+        assert launches[name]["maxnreg"] == tc.SSA_FUSED_MAX_REGISTERS == 128, name

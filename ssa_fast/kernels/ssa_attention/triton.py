@@ -21,7 +21,7 @@ import triton.language as tl
 
 from ..._backend import triton_interpret
 from .._triton_common import (
-    NUM_WARPS,
+    SSA_FUSED_MAX_REGISTERS,
     SSA_FUSED_MAX_SPINS,
     SSA_FUSED_WARPS,
     device_guard,
@@ -168,7 +168,7 @@ def ssa_core_fwd_triton(h_em, h_sp, qk_em, qk_sp, scale: float, *, splits: int |
     h_em, h_sp = h_em.contiguous(), h_sp.contiguous()
     qk_em, qk_sp = qk_em.contiguous(), qk_sp.contiguous()
     B, T, d = h_em.shape
-    S, rows, block_t, block_d = _launch(h_em, splits, block_t)
+    S, rows, block_t, block_d, num_warps = _launch(h_em, splits, block_t)
     f32 = dict(device=h_em.device, dtype=torch.float32)
     alpha = torch.empty(B, 2 * T, **f32)
     p_em = torch.empty(B, d, **f32)
@@ -185,7 +185,7 @@ def ssa_core_fwd_triton(h_em, h_sp, qk_em, qk_sp, scale: float, *, splits: int |
         _ssa_fwd_kernel[(B, S)](
             h_em, h_sp, qk_em, qk_sp, alpha, p_em, p_sp, lse, m_part, l_part, acc_em, acc_sp,
             T, d, rows, float(scale), SPLITS=S, BLOCK_T=block_t, BLOCK_D=block_d,
-            num_warps=NUM_WARPS)
+            num_warps=num_warps)
     if S > 1:
         M = m_part.amax(dim=1, keepdim=True)
         w = torch.exp(m_part - M)  # (B, S)
@@ -206,7 +206,7 @@ def ssa_core_bwd_triton(h_em, h_sp, qk_em, qk_sp, alpha, p_em, p_sp, dp_em, dp_s
         t.to(torch.float32).contiguous()
         for t in (h_em, h_sp, qk_em, qk_sp, alpha, p_em, p_sp, dp_em, dp_sp, dalpha))
     B, T, d = h_em.shape
-    S, rows, block_t, block_d = _launch(h_em, splits, block_t)
+    S, rows, block_t, block_d, num_warps = _launch(h_em, splits, block_t)
     D = (p_em * dp_em).sum(-1) + (p_sp * dp_sp).sum(-1) + (alpha * dalpha).sum(-1)
     dh_em = torch.empty(B, T, d, **f32)
     dh_sp = torch.empty(B, T, d, **f32)
@@ -216,7 +216,7 @@ def ssa_core_bwd_triton(h_em, h_sp, qk_em, qk_sp, alpha, p_em, p_sp, dp_em, dp_s
         _ssa_bwd_kernel[(B, S)](
             h_em, h_sp, qk_em, qk_sp, alpha, dalpha, dp_em, dp_sp, D.contiguous(),
             dh_em, dh_sp, dqk_em, dqk_sp, T, d, rows, float(scale),
-            SPLITS=S, BLOCK_T=block_t, BLOCK_D=block_d, num_warps=NUM_WARPS)
+            SPLITS=S, BLOCK_T=block_t, BLOCK_D=block_d, num_warps=num_warps)
     return dh_em, dh_sp, dqk_em.sum(dim=1), dqk_sp.sum(dim=1)
 
 
@@ -543,7 +543,8 @@ def ssa_fused_fwd_triton(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, scale:
         _ssa_fused_fwd_kernel[(B,)](
             h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, c, alpha, saved, B, T, d,
             float(scale), COMBINE_SUM=combine_sum, BLOCK_T=g.block_t, BLOCK_D=g.block_d,
-            BLOCK_J=g.block_j, num_warps=SSA_FUSED_WARPS)
+            BLOCK_J=g.block_j, num_warps=SSA_FUSED_WARPS,
+            maxnreg=SSA_FUSED_MAX_REGISTERS)
     return c, alpha, saved
 
 
@@ -582,7 +583,8 @@ def ssa_fused_bwd_triton(h_em, h_sp, w_q, w_k_em, w_k_sp, w_v_em, w_v_sp, saved,
             dh_em, dh_sp, dw_q, dw, dqk, dwq_part, counters, B, T, d, float(scale),
             DALPHA=dalpha_mode, BLOCK_T=g.block_t, BLOCK_D=g.block_d, BLOCK_J=g.block_j,
             BLOCK_I=g.block_i, BLOCK_TQ=g.block_tq,
-            MAX_SPINS=SSA_FUSED_MAX_SPINS, num_warps=SSA_FUSED_WARPS)
+            MAX_SPINS=SSA_FUSED_MAX_SPINS, num_warps=SSA_FUSED_WARPS,
+            maxnreg=SSA_FUSED_MAX_REGISTERS)
     return dh_em, dh_sp, dw_q, dw
 
 
