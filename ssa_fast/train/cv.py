@@ -44,6 +44,9 @@ from ..models import checkpoint, display_name
 from .fingerprint import (
     corpus_identity,
     differences,
+    environment,
+    environment_differences,
+    environments,
     fingerprint,
     fold_layout,
     run_identity,
@@ -383,7 +386,7 @@ def _train_run(cfg: TrainConfig, corpus: Corpus, fold_segs, split, fold: int,
     summary = run_summary(res)
     summary.update(fold=fold, identity=provenance["identity"], n_train=len(train_idx),
                    n_val=len(val_idx), n_test=None if test_idx is None else len(test_idx),
-                   n_train_segments=len(train_segs))
+                   n_train_segments=len(train_segs), environment=environment(cfg.device))
     if dist.is_main():
         write_json(Path(run_dir) / "result.json", summary, indent=1)
     return res, summary
@@ -579,6 +582,13 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
            "folds": results}
     out["fingerprint"] = fingerprint({"run": out["identity"], "folds": {
         m: [r["fingerprint"] for r in rows] for m, rows in results.items()}})
+    # what trained the runs (not part of the fingerprint: shards may run on other nodes)
+    out["environments"] = environments(r for rows in results.values() for r in rows)
+    if len(out["environments"]) > 1 and dist.is_main():
+        differ = environment_differences([e["environment"] for e in out["environments"]])
+        warn_user(f"the table's runs were trained in {len(out['environments'])} environments "
+                  f"(they differ in {', '.join(differ)}); results.json's 'environments' lists "
+                  "them, each fold's result.json its own")
     out["timing"] = timing.as_dict()  # (not part of the fingerprint: it changes every run)
     if dist.is_main():
         write_json(out_dir / "results.json", out, indent=1)

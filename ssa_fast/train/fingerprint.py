@@ -28,6 +28,14 @@ The identity holds:
   seed, device, bf16...) except the evaluation batch size and the free-form ``extra`` notes,
   which do not change the numbers.
 
+Beside the identity, and not part of it, every result records its ``environment``
+(:func:`environment`): the library, Python, torch, CUDA and Triton versions, the device and its
+name, the CPU's instruction set as torch uses it, the number of processes. Shards of one
+cross-validation may run on different nodes of a cluster, and their folds must still be reused and
+assembled; but numbers computed on other hardware or by another torch differ, in rounding at least.
+So `cv` lists the environments its table's runs were trained in (``results.json``, "environments")
+and warns when there is more than one.
+
 Utterances a run used (trained on, or chose its epoch on with a selection split) are recognised
 by what the audio is, not by how it is listed: :func:`used_keys` gives each utterance three keys,
 its ``listing`` key (:func:`utterance_keys`: path relative to the corpus root, size, speaker,
@@ -156,6 +164,68 @@ def run_identity(corpus_id: dict, layout: dict, train_config: dict, data: dict,
     cfg = {k: v for k, v in train_config.items() if k not in NOT_IN_IDENTITY}
     return {"version": IDENTITY_VERSION, "corpus": corpus_id, "folds": layout, "split": split,
             "data": data, "train": cfg, "code": code_digest()}
+
+
+def environment(device: str = "cpu") -> dict:
+    """What is computing a run in this process, on ``device`` (JSON-ready; see the module's
+    docstring)."""
+    import platform
+    from importlib import metadata
+
+    import torch
+
+    from .. import __version__
+    from .. import distributed as dist
+
+    dev = torch.device(device)
+    try:
+        triton = metadata.version("triton")
+    except metadata.PackageNotFoundError:
+        triton = None
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)()
+    return {"ssa_fast": __version__, "python": platform.python_version(),
+            "torch": torch.__version__, "cuda": torch.version.cuda, "triton": triton,
+            "device": dev.type,
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name(),
+            "cpu_capability": capability, "processes": dist.world_size()}
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform module says."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def environments(runs: Iterable[dict]) -> list[dict]:
+    """The distinct environments of run results (their ``environment``; None for a result that
+    recorded none), each with the runs trained in it, in the order first seen."""
+    out: list[dict] = []
+    for r in runs:
+        env = r.get("environment")
+        for entry in out:
+            if entry["environment"] == env:
+                entry["runs"] += 1
+                break
+        else:
+            out.append({"environment": env, "runs": 1})
+    return out
+
+
+def environment_differences(envs: Sequence[dict | None]) -> list[str]:
+    """The entries in which some of these environments differ (``unrecorded`` when one is
+    None)."""
+    recorded = [e for e in envs if isinstance(e, dict)]
+    keys = sorted({k for e in recorded for k in e})
+    out = [k for k in keys if len({repr(e.get(k)) for e in recorded}) > 1]
+    return out + (["unrecorded"] if len(recorded) < len(envs) else [])
 
 
 def _flat(d, prefix: str = "") -> dict:

@@ -76,6 +76,11 @@ def test_cv_reuses_a_fold_only_with_its_fingerprint(tiny_corpus, tmp_path):
     assert len(ckpt["train_utterances"]) == fold["n_train"]
     assert fold["fingerprint"] != r1["folds"]["acrnn"][1]["fingerprint"]  # another fold
     assert (out / "reports" / "attention.png").is_file()
+    # beside the identity, what trained it; one environment for the table's 4 runs
+    env = fold["environment"]
+    assert env["torch"] == torch.__version__ and env["device"] == "cpu" and env["processes"] == 1
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and env["device_name"]
+    assert r1["environments"] == [{"environment": env, "runs": 4}]
 
     # the same command again: every fold reused, nothing rewritten, same table; the figures
     # are drawn again from the reused first fold's checkpoints
@@ -90,6 +95,19 @@ def test_cv_reuses_a_fold_only_with_its_fingerprint(tiny_corpus, tmp_path):
     assert r2["fingerprint"] == r1["fingerprint"] and r2["summary"] == r1["summary"]
     assert again.stdout == first.stdout
     assert (out / "reports" / "attention.png").stat().st_mtime_ns > figure
+
+    # a fold trained elsewhere (a shard on another node of a cluster, another torch): reused,
+    # since it computed the same run, but the table says its runs come from two environments
+    done = out / "ssa-crnn-r" / "fold01" / "result.json"
+    result = json.loads(done.read_text())
+    result["environment"].update(torch="2.11.0+cu130", device="cuda", device_name="NVIDIA H200")
+    done.write_text(json.dumps(result))
+    mixed = _cv(tiny_corpus, out, cache, "--models", "acrnn", "ssa-crnn-r", "--epochs", "1")
+    assert "recomputing" not in mixed.stderr
+    assert "the table's runs were trained in 2 environments (they differ in device, " \
+        "device_name, torch)" in mixed.stderr
+    assert [(e["environment"]["torch"], e["runs"]) for e in _results(out)["environments"]] == \
+        [(torch.__version__, 3), ("2.11.0+cu130", 1)]
 
     # other options: recomputed with a warning naming them; results.json records what ran;
     # the SSA model's figure of the first run does not stay in reports/
@@ -768,3 +786,18 @@ def test_evaluate_of_a_held_out_speaker_alone_needs_no_fold_of_the_run(tiny_corp
     scored = json.loads(proc.stdout)
     assert scored["n_utterances"] == 16 and scored["excluded_training"] == 0
     assert scored["epoch_selection_utterances"] is None  # (not this corpus's fold: not known)
+
+
+def test_environments_are_counted_and_their_differences_named():
+    from ssa_fast.train.fingerprint import environment, environment_differences, environments
+
+    env = environment("cpu")
+    assert json.loads(json.dumps(env)) == env  # JSON-ready as stored
+    other = dict(env, torch="2.11.0+cu130")
+    runs = [{"environment": env}, {"environment": other}, {"environment": dict(env)}, {}]
+    assert environments(runs) == [{"environment": env, "runs": 2},
+                                  {"environment": other, "runs": 1},
+                                  {"environment": None, "runs": 1}]
+    assert environment_differences([env, other, None]) == ["torch", "unrecorded"]
+    assert environment_differences([env, dict(env, processes=2)]) == ["processes"]
+    assert environment_differences([env, dict(env)]) == []
