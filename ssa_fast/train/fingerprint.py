@@ -178,6 +178,8 @@ def environment(device: str = "cpu") -> dict:
     from .. import distributed as dist
 
     dev = torch.device(device)
+    name = (torch.cuda.get_device_name(dev) if dev.type == "cuda" else
+            _cpu_name() if dev.type == "cpu" else str(dev))
     try:
         triton = metadata.version("triton")
     except metadata.PackageNotFoundError:
@@ -185,9 +187,8 @@ def environment(device: str = "cpu") -> dict:
     capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)()
     return {"ssa_fast": __version__, "python": platform.python_version(),
             "torch": torch.__version__, "cuda": torch.version.cuda, "triton": triton,
-            "device": dev.type,
-            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name(),
-            "cpu_capability": capability, "processes": dist.world_size()}
+            "device": dev.type, "device_name": name, "cpu_capability": capability,
+            "processes": dist.world_size()}
 
 
 def _cpu_name() -> str:
