@@ -128,6 +128,27 @@ def triton_interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+def describe_device(device: torch.device | str) -> str:
+    """The device as people name it: the GPU's name, or the CPU's model and core count (Linux:
+    /proc/cpuinfo's model name; elsewhere what the platform module says). Benchmark rows and
+    the environment a run records (train/fingerprint.py) use it."""
+    import platform
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type != "cpu":
+        return str(device)
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            name = next((line.split(":", 1)[1].strip() for line in fh
+                         if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name} ({os.cpu_count()} cores)"
+
+
 def _check_name(name: str, where: str) -> str:
     if name not in BACKENDS:
         raise ValueError(f"{where} must be one of {BACKENDS} or None, got {name!r}")

@@ -24,6 +24,7 @@ import time
 import numpy as np
 import torch
 
+from ._backend import describe_device  # noqa: F401 (this module's API: benchmarks/conftest.py)
 from .data.segments import SEGMENT_FRAMES
 from .models.registry import PAPER_MODELS, model_spec
 
@@ -281,16 +282,6 @@ def device_ceilings(device: torch.device | str, *, copy_bytes: int = 2 << 30,
             "copy_GB_per_s": 2 * n * 4 / (copy_ms * 1e-3) / 1e9,
             "bf16_matmul_TFLOP_per_s": 2 * matmul_n ** 3 / (mm_ms * 1e-3) / 1e12,
             "copy_bytes": 2 * n * 4, "matmul_n": matmul_n}
-
-
-def describe_device(device: torch.device | str) -> str:
-    import os
-    import platform
-
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
 def floor_ms(ceilings: dict, *, bytes_moved: float = 0.0, flops: float = 0.0) -> dict:

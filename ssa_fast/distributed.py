@@ -36,7 +36,12 @@ def world_size() -> int:
 
 
 def is_main() -> bool:
-    return rank() == 0
+    """Whether this process is rank 0, the one that prints and writes. Before the process group
+    exists (a command's checks, under torchrun), the launcher's RANK says which process this is:
+    otherwise every rank would take itself for rank 0 there and say the same things."""
+    if is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return rank() == 0
+    return os.environ.get("RANK", "0") == "0"
 
 
 def barrier() -> None:

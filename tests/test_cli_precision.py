@@ -69,7 +69,9 @@ def test_bf16_on_a_cpu_without_onednn_bfloat16_is_said_before_the_work(monkeypat
         warnings.simplefilter("always")
         checks.check_bf16(True, None)
     assert len(seen) == (not native and not torch.cuda.is_available())
-    # under torchrun, said by rank 0 alone (each rank runs the command)
+    # under torchrun, said by rank 0 alone (each rank runs the command, before the process
+    # group exists)
+    monkeypatch.setenv("WORLD_SIZE", "4")
     for rank, said in (("0", not native), ("1", False), ("3", False)):
         monkeypatch.setenv("RANK", rank)
         with warnings.catch_warnings(record=True) as seen:

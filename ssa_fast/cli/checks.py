@@ -84,14 +84,13 @@ def cpu_has_native_bf16() -> bool:
 def check_bf16(bf16: bool, device: str | None) -> None:
     """``--bf16`` on a CPU where torch has no oneDNN bfloat16 convolution runs, but in torch's
     generic kernel (aten::_slow_conv2d), many times slower than float32: said before the work,
-    once (under torchrun by rank 0 alone: the process group does not exist yet, the launcher's
-    RANK says which process this is)."""
-    import os
-
+    once (under torchrun by rank 0 alone)."""
     import torch
 
-    if bf16 and torch.device(default_device(device)).type == "cpu" and \
-            os.environ.get("RANK", "0") == "0" and not cpu_has_native_bf16():
+    from ..distributed import is_main
+
+    if bf16 and torch.device(default_device(device)).type == "cpu" and is_main() and \
+            not cpu_has_native_bf16():
         warn_user("--bf16 on this CPU: torch's bfloat16 convolutions need AVX-512 or "
                   "AVX-NE-CONVERT, which it lacks, so they run in a generic kernel; a training "
                   "step measured 11-14x slower than in float32 on an AVX2 CPU "

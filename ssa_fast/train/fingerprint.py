@@ -176,33 +176,17 @@ def environment(device: str = "cpu") -> dict:
 
     from .. import __version__
     from .. import distributed as dist
+    from .._backend import describe_device
 
-    dev = torch.device(device)
-    name = (torch.cuda.get_device_name(dev) if dev.type == "cuda" else
-            _cpu_name() if dev.type == "cpu" else str(dev))
     try:
         triton = metadata.version("triton")
     except metadata.PackageNotFoundError:
         triton = None
-    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)()
     return {"ssa_fast": __version__, "python": platform.python_version(),
             "torch": torch.__version__, "cuda": torch.version.cuda, "triton": triton,
-            "device": dev.type, "device_name": name, "cpu_capability": capability,
+            "device": torch.device(device).type, "device_name": describe_device(device),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "processes": dist.world_size()}
-
-
-def _cpu_name() -> str:
-    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform module says."""
-    import platform
-
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def environments(runs: Iterable[dict]) -> list[dict]:

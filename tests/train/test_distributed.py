@@ -78,6 +78,7 @@ def test_torchrun_training_matches_the_single_process_run(tiny_corpus, tmp_path)
     one = json.loads((tmp_path / "one" / "result.json").read_text())
     two = json.loads((tmp_path / "two" / "result.json").read_text())
     assert len(two["history"]) == 2
+    assert (one["environment"]["processes"], two["environment"]["processes"]) == (1, 2)
     for a, b in zip(one["history"], two["history"], strict=True):
         # same batches, same model; Adam amplifies the order of fp32 sums a little per step
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=2e-3)
@@ -143,3 +144,17 @@ def test_torchrun_ranks_follow_rank_0_when_another_process_finishes_a_run(tiny_c
     assert [f["reused"] for f in folds] == [False, True]
     assert folds[1]["fingerprint"] == json.loads(
         (ref / "acrnn" / "fold01" / "result.json").read_text())["fingerprint"]
+
+
+def test_only_the_launchers_rank_0_is_main_before_the_process_group_exists(monkeypatch):
+    """Under torchrun a command checks its options before the process group starts: there the
+    launcher's RANK decides which process prints and writes, not every rank at once."""
+    from ssa_fast import distributed as dist
+
+    assert dist.is_main()  # one process, nothing launched it
+    monkeypatch.setenv("RANK", "2")
+    assert dist.is_main()  # a RANK without a world of several processes means nothing
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert not dist.is_main() and dist.rank() == 0 and dist.world_size() == 1
+    monkeypatch.setenv("RANK", "0")
+    assert dist.is_main()
