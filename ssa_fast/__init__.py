@@ -9,7 +9,7 @@ Attributes are imported on first use, so ``import ssa_fast`` (and importing a li
 as ``ssa_fast.audio``) does not pull in torch.
 """
 
-from importlib import import_module
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -29,15 +29,4 @@ _EXPORTS = {
     "keep_freed_memory": "ssa_fast._malloc",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'ssa_fast' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 import torch
 
 from . import _warn
+from .errors import BackendUnavailableError
 
 BACKENDS = ("reference", "cpp", "triton", "cuda")
 ENV_VAR = "SSA_FAST_BACKEND"
@@ -61,10 +62,6 @@ def eager_under_compile(fn):
         return fn(*args, **kwargs)
 
     return call
-
-
-class BackendUnavailableError(RuntimeError):
-    """An explicitly requested backend cannot run here (the message says why)."""
 
 
 _status: dict[str, tuple[bool, str]] = {}

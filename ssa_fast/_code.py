@@ -42,9 +42,10 @@ FEATURES = ("audio", "features", "kernels", "_backend.py", "data/corpus.py", "da
 # metrics
 TRAINING = FEATURES + ("data", "models", "train", "distributed.py", "predict/engine.py",
                        "metrics.py")
-# what the modules above import and may leave out: errors, warnings, files, locks, processes
+# what the modules above import and may leave out: errors, warnings, files, locks, processes,
+# the packages' imports on first use
 NOT_COMPUTING = ("errors.py", "_warn.py", "_atomic.py", "_lock.py", "_process.py", "_install.py",
-                 "_code.py", "_digest.py")
+                 "_code.py", "_digest.py", "_lazy.py")
 
 
 # (statement lists that may hold a definition: if/for/while/with/try/match bodies and handlers)

@@ -29,6 +29,45 @@ def test_help_of_every_subcommand():
     assert set(subs) == set(parser._subparsers._group_actions[0].choices)
 
 
+def test_help_version_option_errors_and_synth_import_no_torch(tmp_path):
+    """What needs no model answers without importing torch (about 1.2 s of a command's start):
+    every command's --help but bench's (its choices are the timed workloads), --version, an
+    option's or a command's misspelling, an option refused by its type, and synth."""
+    script = f"""
+import contextlib, io, json, sys
+from ssa_fast.cli import main
+out = []
+for argv in ([["--help"], ["--version"], ["cvs"],
+              ["cv", "synthetic", "y", "--out", "z", "--epoch", "2"],
+              ["train", "synthetic", "x", "--out", "y", "--batch-size", "0"]]
+             + [[c, "--help"] for c in ("synth", "cv", "train", "evaluate", "predict",
+                                         "features", "demo")]):
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        try:
+            status = main(argv)
+        except SystemExit as exc:
+            status = exc.code
+    out.append((" ".join(argv), status, err.getvalue()))
+status = main(["synth", "--out", {str(tmp_path / "corpus")!r}, "--size", "tiny", "--phrases",
+               "1", "--jobs", "1", "--quiet"])
+out.append(("synth", status, ""))
+print(json.dumps(dict(runs=out, torch="torch" in sys.modules)))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.splitlines()[-1])
+    assert not report["torch"]
+    statuses = [status for _, status, _ in report["runs"]]
+    assert statuses == [0, 0, 2, 2, 2] + [0] * 7 + [0], report["runs"]
+    errors = "".join(err for _, _, err in report["runs"])
+    assert "invalid choice: 'cvs'" in errors
+    assert "unrecognized arguments: --epoch 2" in errors  # (never read as --epochs)
+    assert "--batch-size: expected an integer >= 1" in errors
+    assert len(list((tmp_path / "corpus" / "wav").glob("*.wav"))) == 8
+
+
 def test_synth_command(tmp_path):
     proc = _cli("synth", "--out", str(tmp_path), "--size", "tiny", "--phrases", "1", "--quiet",
                 "--jobs", "2")

@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     finally:
-        import torch.distributed
+        if "torch" in sys.modules:  # (a command that needed no torch did not import it)
+            import torch.distributed
 
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()

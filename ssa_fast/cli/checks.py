@@ -5,13 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .._warn import warn as warn_user
 from ..errors import UserError
 
 # Exit status: 0 success; 1 some inputs of a multi-file command were reported and skipped (the
 # others' results are printed) or an unexpected error (a bug: traceback); 2 a user error (bad
 # path, option value, data or checkpoint, missing CUDA, full disk): one line, nothing half done.
 EXIT_SKIPPED, EXIT_USER = 1, 2
+
+
+def warn_user(message: str) -> None:
+    """A warning for the user (``_warn.warn``, which imports torch: imported when one is given,
+    so that ``--help`` and the options' checks run without torch)."""
+    from .._warn import warn
+
+    warn(message)
 
 
 def check_output(path: str | None, option: str, folder: bool = True) -> None:
@@ -157,7 +164,7 @@ def check_features(config, typed: set[str] | None = None) -> None:
 def user_error(exc: BaseException) -> str | None:
     """The one-line message of an error the user can fix, or None for a bug."""
     from .._atomic import DiskFullError
-    from .._backend import BackendUnavailableError
+    from ..errors import BackendUnavailableError
 
     if isinstance(exc, (UserError, BackendUnavailableError)):
         return str(exc)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .._warn import warn as warn_user
 from ..errors import UserError
 from .checks import (
     EXIT_SKIPPED,
@@ -22,6 +21,7 @@ from .checks import (
     check_output,
     check_run_folder,
     default_device,
+    warn_user,
 )
 from .corpus import check_corpus, describe, load_with_features, open_corpus, say, show_skipped
 from .naming import output_names
@@ -59,13 +59,13 @@ def cmd_demo(args) -> int:
 def cmd_bench(args) -> int:
     import torch
 
-    from ..bench import format_rows, quick_bench
+    from ..bench import OPS, format_rows, quick_bench
 
     check_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = default_device(args.device)
-    rows = quick_bench(device, ops=args.ops, compile=args.compile, budget_s=args.budget,
+    rows = quick_bench(device, ops=args.ops or OPS, compile=args.compile, budget_s=args.budget,
                        progress=not args.quiet)
     name = torch.cuda.get_device_name() if device.startswith("cuda") else \
         f"cpu, {torch.get_num_threads()} threads"

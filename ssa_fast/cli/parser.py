@@ -78,6 +78,30 @@ def _pool(text: str) -> tuple[int, int]:
 _pool.__name__ = "T,F"
 
 
+class _Later:
+    """The choices of an option, read from ``module.name`` when argparse first looks at them
+    (to check a value or to write the command's help): a module that imports torch, which
+    ``ssa-fast --help`` and the other commands do not need."""
+
+    def __init__(self, module: str, name: str):
+        self.where = module, name
+
+    def _values(self) -> tuple:
+        from importlib import import_module
+
+        module, name = self.where
+        return tuple(getattr(import_module(module, __package__), name))
+
+    def __contains__(self, value) -> bool:
+        return value in self._values()
+
+    def __iter__(self):
+        return iter(self._values())
+
+    def __len__(self) -> int:
+        return len(self._values())
+
+
 def _fraction(text: str) -> float:
     """argparse type: a number in [0, 1) (0: off)."""
     try:
@@ -184,11 +208,10 @@ def _protocol_options(p: argparse.ArgumentParser, from_checkpoint: bool = False)
 
 
 def _training_options(p: argparse.ArgumentParser) -> None:
-    from ..data.segments import NORMALISATIONS, SEGMENT_FRAMES
-    from ..models import PRESETS
-    from ..models.scoring import POOLINGS
-    from ..train import TrainConfig
-    from ..train.loop import COMPILE_MODES
+    from ..data.constants import NORMALISATIONS, SEGMENT_FRAMES
+    from ..models.constants import POOLINGS
+    from ..models.presets import PRESETS
+    from ..train.config import COMPILE_MODES, TrainConfig
 
     d = TrainConfig()  # the defaults of the Python API, stated once there
     g = p.add_argument_group("training (design.md section 7 defaults)")
@@ -334,7 +357,7 @@ def _add_cv(sub) -> None:
 
 def _add_train(sub) -> None:
     from ..models.registry import MODEL_NAMES
-    from ..train import TrainConfig
+    from ..train.config import TrainConfig
 
     p = sub.add_parser("train", help="train one model on one fold of a corpus",
                        description="Train one model on the training part of one fold (--fold) "
@@ -385,15 +408,14 @@ def _add_evaluate(sub) -> None:
 
 
 def _add_bench(sub) -> None:
-    from ..bench import OPS
-
     p = sub.add_parser("bench", help="time the fused ops and a training step on this machine",
                        description="A quick table: every available implementation of "
                                    "logmel_delta, ssa_attention (forward + backward) and "
                                    "l1_project_ at the shapes of the performance targets, and a "
                                    "training step of each model, with the speed-up over the "
                                    "pure-torch baseline. `make bench` runs the full suite.")
-    p.add_argument("--ops", nargs="+", default=list(OPS), choices=OPS)
+    p.add_argument("--ops", nargs="+", default=None, choices=_Later("..bench", "OPS"),
+                   metavar="OP", help="the workloads to time, of %(choices)s (default: all)")
     p.add_argument("--compile", action="store_true",
                    help="add torch.compile of the references (slow to compile)")
     p.add_argument("--budget", type=_POSITIVE, default=2.0, help="seconds of timing per row")

@@ -17,9 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-NORMALISATIONS = ("speaker", "global", "utterance")
-SEGMENT_FRAMES = 300  # frames per segment: 3 s at the 10 ms hop, the paper's
-MIN_TAIL = 100  # a final partial segment shorter than this is dropped (unless it is the only one)
+from .constants import MIN_TAIL, NORMALISATIONS, SEGMENT_FRAMES  # noqa: F401 (also this module's)
 
 
 def segment_bounds(n_frames: int, segment_frames: int = SEGMENT_FRAMES, hop: int | None = None,

@@ -1,6 +1,10 @@
-"""Feature extraction: the parameters (`FeatureConfig`) and the front-end module."""
+"""Feature extraction: the parameters (`FeatureConfig`) and the front-end module.
 
-from .config import FeatureConfig
-from .logmel import LogMelDelta
+Names are imported on first use: the command line reads ``FeatureConfig``'s defaults without
+torch."""
 
-__all__ = ["FeatureConfig", "LogMelDelta"]
+from .._lazy import lazy_exports
+
+_EXPORTS = {"FeatureConfig": ".config", "LogMelDelta": ".logmel"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -1,5 +1,5 @@
 """`FeatureConfig`: the parameters of the 3-D log-Mel, stated once (design.md section 2), with
-the defaults of the op (``kernels.logmel_delta.DEFAULTS``, where they are written).
+the defaults of the op (``kernels.logmel_params.DEFAULTS``, where they are written).
 
 Everything that computes features for training, evaluation or prediction takes one; checkpoints
 and run identities store it whole (``to_dict``), so a trained model is always fed the features it
@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass, fields
 
-from ..kernels.logmel_delta import DEFAULTS, check_amin, check_params
+from ..kernels.logmel_params import DEFAULTS, check_amin, check_params
 
 
 @dataclass(frozen=True)

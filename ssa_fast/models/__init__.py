@@ -1,12 +1,26 @@
-"""ACRNN and SSA-CRNN (design.md sections 4-6)."""
+"""ACRNN and SSA-CRNN (design.md sections 4-6).
 
-from .acrnn import ACRNN, SSACRNN, ModelOutput, model_from_config
-from .flops import forward_flops
-from .layers import Classifier, CRNNTrunk, FrameAttention, SelfSpeakerAttention
-from .presets import PRESETS, Preset, get_preset
-from .registry import MODEL_NAMES, MODELS, PAPER_MODELS, ModelSpec, display_name, model_spec
+Names are imported on first use, so that the command line reads the presets and the model names
+without torch. Where torch is imported already, the models are imported at once, as they always
+were: ``import torch, ssa_fast.models`` registers the fused ops and the output type that
+``torch.export.load`` needs (so does ``from ssa_fast.models import ModelOutput``, in any order).
+"""
 
-__all__ = ["ACRNN", "MODELS", "MODEL_NAMES", "PAPER_MODELS", "PRESETS", "Classifier",
-           "CRNNTrunk", "FrameAttention", "ModelOutput", "ModelSpec", "Preset", "SSACRNN",
-           "SelfSpeakerAttention", "display_name", "forward_flops", "get_preset",
-           "model_from_config", "model_spec"]
+import sys
+
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(["ACRNN", "SSACRNN", "ModelOutput", "model_from_config"], ".acrnn"),
+    "forward_flops": ".flops",
+    **dict.fromkeys(["Classifier", "CRNNTrunk", "FrameAttention", "SelfSpeakerAttention"],
+                    ".layers"),
+    **dict.fromkeys(["PRESETS", "Preset", "get_preset"], ".presets"),
+    **dict.fromkeys(["MODEL_NAMES", "MODELS", "PAPER_MODELS", "ModelSpec", "display_name",
+                     "model_spec"], ".registry"),
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
+
+if "torch" in sys.modules:
+    from . import acrnn  # noqa: F401 (the ops and ModelOutput's pytree, registered)

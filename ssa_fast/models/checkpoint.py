@@ -154,7 +154,7 @@ def inconsistencies(ckpt: dict, features: dict) -> list[str]:
     (``features``: its feature parameters, every field): the classes and the model's outputs,
     the mel bands of the features, the model and the normalisation statistics, the segment
     length, the pooling, and the run's identity (layout 2 on) against what is stored."""
-    from .scoring import POOLINGS
+    from .constants import POOLINGS
 
     bundle, model = ckpt["bundle"], ckpt["model_config"]
     out = []

@@ -1,14 +1,16 @@
 """The models by name: the one place that says which models exist, how they are shown, what they
 need and how they are built. The command line, training, reports, the demo and the benchmarks
-all read it."""
+all read it. Torch-free: the command line's parser reads the names without importing torch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
+from ..data.constants import SEGMENT_FRAMES
 
-from ..data.segments import SEGMENT_FRAMES
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-POOLINGS = ("mean", "max")  # an utterance's decision from its segments (utterance_probabilities)
+from .constants import POOLINGS  # noqa: F401 (also this module's)
 
 
 def scoring_batch(device: torch.device | str, batch: int | None = None) -> int:

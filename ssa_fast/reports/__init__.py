@@ -1,6 +1,13 @@
-"""Figures and tables people look at."""
+"""Figures and tables people look at.
 
-from .experiment import report_files, write_reports, write_table
-from .features import plot_logmel_delta
+Names are imported on first use: the command line reads the figure formats without torch or
+matplotlib."""
 
-__all__ = ["plot_logmel_delta", "report_files", "write_reports", "write_table"]
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(["report_files", "write_reports", "write_table"], ".experiment"),
+    "plot_logmel_delta": ".features",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -1,19 +1,17 @@
-"""Training, evaluation, cross-validation and metrics (design.md section 7)."""
+"""Training, evaluation, cross-validation and metrics (design.md section 7).
 
-from ..metrics import confusion_matrix, mean_ci95, normalised, uar
-from .cv import PROTOCOLS, cross_validate, make_folds, prepare_fold, split_fold
-from .loop import (
-    TrainConfig,
-    build_model,
-    evaluate,
-    load_checkpoint,
-    recalibrate_batchnorm,
-    score_batch,
-    train,
-    utterance_probabilities,
-)
+Names are imported on first use: the command line reads ``TrainConfig``'s defaults without
+torch."""
 
-__all__ = ["PROTOCOLS", "TrainConfig", "build_model", "confusion_matrix",
-           "cross_validate", "evaluate", "load_checkpoint", "make_folds", "mean_ci95",
-           "normalised", "prepare_fold", "recalibrate_batchnorm", "score_batch", "split_fold",
-           "train", "uar", "utterance_probabilities"]
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(["confusion_matrix", "mean_ci95", "normalised", "uar"], "ssa_fast.metrics"),
+    **dict.fromkeys(["PROTOCOLS", "cross_validate", "make_folds", "prepare_fold", "split_fold"],
+                    ".cv"),
+    "TrainConfig": ".config",
+    **dict.fromkeys(["build_model", "evaluate", "load_checkpoint", "recalibrate_batchnorm",
+                     "score_batch", "train", "utterance_probabilities"], ".loop"),
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -40,8 +40,13 @@ def test_torch_export_round_trip_in_a_fresh_process(tmp_path, backend):
         torch.save({"x": x5, "y": _first(m(x5)).detach()}, tmp_path / f"io{i}.pt")
         if backend == "cpp" and isinstance(m, SSACRNN):  # the extension's op, not a fallback
             assert "ssa_fast.ssa_core_fwd" in ep.graph_module.print_readable(print_output=False)
+    # the two documented ways to register the ops and the output type (docs/usage.md, Export):
+    # ssa_fast.models imported after torch, or its ModelOutput asked for whatever came first
+    imports = {"cpp": "import torch, ssa_fast.models",
+               "reference": "import ssa_fast.models; from ssa_fast.models import ModelOutput; "
+                            "import torch"}[backend]
     script = textwrap.dedent(f"""
-        import torch, ssa_fast.models  # registers the ops and the output type
+        {imports}
         for i in range(2):
             ep = torch.export.load({str(tmp_path)!r} + f"/m{{i}}.pt2")
             io = torch.load({str(tmp_path)!r} + f"/io{{i}}.pt", weights_only=True)

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from ... import _warn
-
-WINDOWS = ("hamming", "hann")
+from ..logmel_params import WINDOWS
 
 
 def _window_np(name: str, win_length: int) -> np.ndarray:
