@@ -19,6 +19,17 @@ if not torch.cuda.is_available():
 import pytest  # noqa: E402
 from helpers import backends_for_tests, run_cli  # noqa: E402
 
+try:  # CI's verdict depends on the commit alone: there the property tests
+    # (test_hostile_inputs.py) draw the same examples on every run (.ci/run sets
+    # SSA_FAST_HYPOTHESIS_PROFILE=ci); elsewhere they draw new ones each run, and a failure
+    # prints the blob that reproduces it
+    from hypothesis import settings
+except ImportError:  # (a dev dependency, which the other tests do not need)
+    pass
+else:
+    settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+    settings.load_profile(os.environ.get("SSA_FAST_HYPOTHESIS_PROFILE", "default"))
+
 
 def pytest_configure(config):
     from ssa_fast import keep_freed_memory
