@@ -13,9 +13,11 @@
 set -uo pipefail
 cd "$(dirname "$(realpath "$0")")/.."
 DEST=${DEST:?DEST: the folder whose files come back}
-G=$PWD/build/gs
+# GS_DIR: the stages' summaries and logs (emptied first); WORK: the demo's and cv10's outputs
+G=${GS_DIR:-$PWD/build/gs}
+WORK=${WORK:-$PWD/build/gpu_work}
 rm -rf "$G" && mkdir -p "$G" "$DEST"
-export OUT=$G WORK=$PWD/build/gpu_work
+export OUT=$G WORK
 # the one-launch SSA kernels run on a GPU only when asked for, until checked there: this call
 # checks them (probe, tests) and times them (SSA_FAST_SSA_ONE_LAUNCH=0 measures without them)
 export SSA_FAST_SSA_ONE_LAUNCH=${SSA_FAST_SSA_ONE_LAUNCH:-1}
@@ -68,8 +70,11 @@ stamp "packing"
 cp "$G"/*.md "$DEST"/ 2>/dev/null
 so=$("${PYTHON:-python3}" -c "import torch, ssa_fast._C as m; print(m.__file__)" 2>/dev/null)
 [ -n "$so" ] && cp "$so" "$DEST/"
-tar czf "$DEST/session.tgz" -C build gs $(cd build && find gpu_work -name '*.err' -o -name '*.out' \
-  -o -name 'table.md' -o -name 'result.json' | head -200) 2>/dev/null
+work_files=$(cd "$(dirname "$WORK")" 2>/dev/null && find "$(basename "$WORK")" -name '*.err' \
+  -o -name '*.out' -o -name 'table.md' -o -name 'result.json' | head -200)
+# shellcheck disable=SC2086
+tar czf "$DEST/session.tgz" -C "$(dirname "$G")" "$(basename "$G")" \
+  -C "$(dirname "$WORK")" $work_files 2>/dev/null
 ls -la "$DEST"
 stamp "done (exit status $rc)"
 exit "$rc"

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,8 @@ def test_dry_run_of_the_one_call_lease(tmp_path):
     files), the logs packed; the CLI stage's commands all succeed. (The probe's dry run is in
     test_dry_run_of_every_stage.)"""
     dest = tmp_path / "dest"
-    env = _script_env(DRY="1", DEST=str(dest), TESTS="tests/test_backend.py",
+    env = _script_env(DRY="1", DEST=str(dest), GS_DIR=str(tmp_path / "gs"),
+                      WORK=str(tmp_path / "work"), TESTS="tests/test_backend.py",
                       TEST_K="unknown_backend", TEST_WORKERS="2", STAGES1="", STAGES3="",
                       P2="1100")  # (a slow CI machine: no budget cut)
     proc = subprocess.run(["bash", str(ROOT / "gpu_session" / "gpu_lease.sh")], capture_output=True,
@@ -119,6 +121,9 @@ def test_dry_run_of_the_one_call_lease(tmp_path):
     assert "| ACRNN-r |" in cli  # the cv table came back
     tests = (dest / "tests.md").read_text()
     assert re.search(r"collected (\d+); passed \1, failed 0", tests), tests
+    with tarfile.open(dest / "session.tgz") as tgz:  # the logs, packed from where they were
+        packed = tgz.getnames()
+    assert "gs/tests.stdout" in packed and any(n.startswith("work/") for n in packed), packed
 
 
 @pytest.mark.slow  # ~1 min of CPU: synth, a warm-up run, then 1 and 2 concurrent cv processes
