@@ -23,7 +23,7 @@ _EXPORTS = {
     "logmel_delta": "ssa_fast.kernels.logmel_delta",
     "ssa_attention": "ssa_fast.kernels.ssa_attention",
     "l1_project_": "ssa_fast.kernels.l1_project",
-    "BackendUnavailableError": "ssa_fast._backend",
+    "BackendUnavailableError": "ssa_fast.errors",
     "available_backends": "ssa_fast._backend",
     "use_backend": "ssa_fast._backend",
     "keep_freed_memory": "ssa_fast._malloc",

@@ -1,9 +1,11 @@
 """ACRNN and SSA-CRNN (design.md sections 4-6).
 
 Names are imported on first use, so that the command line reads the presets and the model names
-without torch. Where torch is imported already, the models are imported at once, as they always
-were: ``import torch, ssa_fast.models`` registers the fused ops and the output type that
-``torch.export.load`` needs (so does ``from ssa_fast.models import ModelOutput``, in any order).
+without torch. ``from ssa_fast.models import ModelOutput`` (or a model class) registers the fused
+ops and the output type that ``torch.export.load`` needs, whatever was imported before. (Where
+torch is imported already when this package is first imported, the models come at once, as they
+did before this package was lazy: ``import torch, ssa_fast.models`` in a fresh process does it
+too, but not after anything imported this package without torch.)
 """
 
 import sys

@@ -24,7 +24,7 @@ The identity holds:
 - ``code``: a digest of the library's code that computes a run's numbers
   (:func:`ssa_fast._code.code_digest`): a fold trained by another version, or before an edit of
   that code, is recomputed.
-- ``train``: the whole :class:`~ssa_fast.train.loop.TrainConfig` (model, preset, epochs, lr,
+- ``train``: the whole :class:`~ssa_fast.train.config.TrainConfig` (model, preset, epochs, lr,
   seed, device, bf16...) except the evaluation batch size and the free-form ``extra`` notes,
   which do not change the numbers.
 
