@@ -12,7 +12,7 @@ from ..models.registry import MODEL_NAMES, model_spec
 
 # torch.compile modes of the training step: "default" (inductor), "reduce-overhead" (inductor
 # and CUDA graphs), "regional" (each CRNN trunk compiled on its own, the rest eager); "auto" is
-# the mode measured fastest on the device (compile_mode)
+# the mode measured fastest on the device (loop.compile_mode)
 COMPILE_MODES = ("auto", "default", "reduce-overhead", "regional")
 
 
@@ -42,14 +42,14 @@ class TrainConfig:
     select_by: str = "utterance"  # validation UAR used for model selection [choice]
     patience: int | None = None  # early stopping after this many epochs without improvement
     # BatchNorm running statistics re-estimated before every validation from this many training
-    # batches (at most one epoch's); 0 keeps the running averages (see recalibrate_batchnorm).
+    # batches (at most one epoch's); 0 keeps the running averages (loop.recalibrate_batchnorm).
     # 5 batches of 40 segments give each statistic ~30000 frames (150 per segment, paper preset)
     bn_batches: int = 5
     seed: int = 0
     device: str = "cpu"
     bf16: bool = False  # bf16 autocast on the training device (CPU or CUDA)
     # torch.compile of the training step: False (eager), True ("auto": the mode measured
-    # fastest on the device, or eager where none beat it, see compile_mode) or one of
+    # fastest on the device, or eager where none beat it: loop.compile_mode) or one of
     # COMPILE_MODES; each LSTM runs eagerly between compiled graphs
     compile: bool | str = False
     # Reproducible CUDA runs: deterministic algorithms (torch.use_deterministic_algorithms,
