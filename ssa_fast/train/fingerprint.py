@@ -192,16 +192,11 @@ def environment(device: str = "cpu") -> dict:
 def environments(runs: Iterable[dict]) -> list[dict]:
     """The distinct environments of run results (their ``environment``; None for a result that
     recorded none), each with the runs trained in it, in the order first seen."""
-    out: list[dict] = []
+    out: dict[str, dict] = {}  # (by canonical JSON: one pass, insertion-ordered)
     for r in runs:
         env = r.get("environment")
-        for entry in out:
-            if entry["environment"] == env:
-                entry["runs"] += 1
-                break
-        else:
-            out.append({"environment": env, "runs": 1})
-    return out
+        out.setdefault(canonical_json(env), {"environment": env, "runs": 0})["runs"] += 1
+    return list(out.values())
 
 
 def environment_differences(envs: Sequence[dict | None]) -> list[str]:
@@ -209,7 +204,7 @@ def environment_differences(envs: Sequence[dict | None]) -> list[str]:
     None)."""
     recorded = [e for e in envs if isinstance(e, dict)]
     keys = sorted({k for e in recorded for k in e})
-    out = [k for k in keys if len({repr(e.get(k)) for e in recorded}) > 1]
+    out = [k for k in keys if len({canonical_json(e.get(k)) for e in recorded}) > 1]
     return out + (["unrecorded"] if len(recorded) < len(envs) else [])
 
 

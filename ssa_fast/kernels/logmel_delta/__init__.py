@@ -13,7 +13,6 @@ from ..logmel_params import (  # noqa: F401 (also this module's names)
     AMIN_LOWEST,
     DEFAULTS,
     WINDOWS,
-    _int_arg,
     check_amin,
     check_params,
 )
