@@ -132,8 +132,9 @@ def test_output_names_never_collide(tmp_path):
 
 
 def test_features_multi_file_run(tmp_path):
-    """Same-named inputs in different folders give different files; a corrupt file and a float
-    file far beyond audio range are reported and skipped; the rest is written; status 1."""
+    """Same-named inputs in different folders give different files; a corrupt file, a float
+    file far beyond audio range, a path that does not exist and a folder are reported (the last
+    two in plain words, not soundfile's) and skipped; the rest is written; status 1."""
     a = _wav(tmp_path / "a" / "x.wav", seed=1)
     b = _wav(tmp_path / "b" / "x.wav", seconds=0.7, seed=2)
     c = _wav(tmp_path / "a" / "x.flac", seconds=0.3, seed=3)
@@ -141,13 +142,17 @@ def test_features_multi_file_run(tmp_path):
     sf.write(huge, np.full(4000, 1e16, np.float32), 16000, subtype="FLOAT")
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF nonsense")
+    gone, folder = tmp_path / "gone.wav", tmp_path / "clips"
+    folder.mkdir()
     out = tmp_path / "feats"
-    proc = _cli("features", a, huge, b, bad, c, a, "--out", out, "--quiet")
+    proc = _cli("features", a, huge, b, bad, c, a, gone, folder, "--out", out, "--quiet")
     assert proc.returncode == 1, proc.stderr
-    assert "wrote 3 feature files" in proc.stdout and "skipped 2" in proc.stdout
+    assert "wrote 3 feature files" in proc.stdout and "skipped 4" in proc.stdout
     skipped = [line for line in proc.stderr.splitlines() if line.startswith("skipped: ")]
-    assert len(skipped) == 2 and "huge.wav" in skipped[0] and "not audio" in skipped[0]
-    assert "bad.wav" in skipped[1]
+    assert len(skipped) == 4 and "huge.wav" in skipped[0] and "not audio" in skipped[0]
+    assert "bad.wav: cannot read audio" in skipped[1]
+    assert skipped[2] == f"skipped: {gone}: no such file"
+    assert skipped[3] == f"skipped: {folder}: a folder, not an audio file"
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert written == ["a/x.flac.npy", "a/x.wav.npy", "b/x.npy"]  # the count printed
     frames = {name: np.load(out / name).shape[1] for name in written}

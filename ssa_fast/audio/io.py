@@ -14,6 +14,26 @@ class AudioError(UserError):
     """A file that cannot be used as audio (unreadable, empty, corrupt); names the file."""
 
 
+def path_problem(path: str | Path) -> str | None:
+    """What makes ``path`` no audio file before a byte of it is read: ``no such file``, ``a
+    folder, not an audio file`` or ``an empty file (0 bytes), not audio``; None otherwise.
+    (soundfile says "System error." of a missing file and "Format not recognised." of a folder.)"""
+    path = Path(path)
+    if not path.exists():
+        return "no such file"
+    if path.is_dir():
+        return "a folder, not an audio file"
+    if path.stat().st_size == 0:
+        return "an empty file (0 bytes), not audio"
+    return None
+
+
+def _unreadable(path: str | Path, exc: Exception) -> AudioError:
+    """soundfile's failure on ``path`` as an AudioError naming the file: in plain words where the
+    path itself is the cause (:func:`path_problem`), else with soundfile's message."""
+    return AudioError(f"{path}: {path_problem(path) or f'cannot read audio ({exc})'}")
+
+
 def resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Band-limited resampling (soxr, high quality) of a 1-D float signal."""
     if sr_in == sr_out:
@@ -105,7 +125,7 @@ def read(path: str | Path) -> tuple[np.ndarray, int]:
     try:
         y, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types for corrupt / missing files
-        raise AudioError(f"{path}: cannot read audio ({exc})") from exc
+        raise _unreadable(path, exc) from exc
     if y.shape[0] == 0:
         raise AudioError(f"{path}: the file holds no samples")
     y = check_samples(y.mean(axis=1) if y.shape[1] > 1 else y[:, 0], path)
@@ -133,7 +153,7 @@ def _open(path: Path):
     try:
         return sf.SoundFile(str(path))
     except Exception as exc:
-        raise AudioError(f"{path}: cannot read audio ({exc})") from exc
+        raise _unreadable(path, exc) from exc
 
 
 def _mono_blocks(fh, path: Path, block_samples: int) -> Iterator[tuple[np.ndarray, bool]]:

@@ -123,18 +123,13 @@ def read_item(index: int, entry: Entry, sample_rate: int,
     its peak and duration for streaming, or the reason it cannot be used."""
     import soundfile as sf
 
-    from ..audio.io import AudioError, read, resample, scan, swing
+    from ..audio.io import AudioError, path_problem, read, resample, scan, swing
 
     path = entry.path
     item = Item(index, path, speaker=entry.speaker)
-    if not os.path.exists(path):
-        item.error = f"{path}: no such file"
-        return item
-    if os.path.isdir(path):
-        item.error = f"{path}: a folder, not an audio file"
-        return item
-    if os.path.getsize(path) == 0:
-        item.error = f"{path}: an empty file (0 bytes), not audio"
+    problem = path_problem(path)
+    if problem:
+        item.error = f"{path}: {problem}"
         return item
     try:
         try:

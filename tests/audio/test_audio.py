@@ -25,7 +25,7 @@ def test_load_mixes_down_scales_and_resamples(tmp_path):
 
 
 @pytest.mark.parametrize("content, match", [
-    (b"", "cannot read"),
+    (b"", r"an empty file \(0 bytes\), not audio"),
     (b"RIFF\x24\x00\x00\x00WAVEfmt this is not audio", "cannot read"),
     (b"just some text pretending to be audio" * 10, "cannot read"),
 ])
@@ -52,8 +52,16 @@ def test_a_file_too_short_to_resample_is_an_audio_error(tmp_path):
 
 
 def test_missing_and_empty_files(tmp_path):
-    with pytest.raises(AudioError, match="missing.wav"):
-        load(tmp_path / "missing.wav")
+    """A path that is no audio file is said in plain words, by the whole-file and the streamed
+    reader alike (soundfile's own messages: "System error.", "Format not recognised.")."""
+    from ssa_fast.audio.io import audio_blocks
+
+    for path, why in ((tmp_path / "missing.wav", "no such file"),
+                      (tmp_path, "a folder, not an audio file")):
+        for read in (load, lambda p: next(audio_blocks(p))):
+            with pytest.raises(AudioError) as err:
+                read(path)
+            assert str(err.value) == f"{path}: {why}"
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros((0,), np.float32), 16000)
     with pytest.raises(AudioError, match="no samples"):
