@@ -379,18 +379,31 @@ def test_bf16_autocast_path_runs_on_the_cpu(trained, archive):
 
 @pytest.mark.slow
 def test_records_say_how_each_file_was_made_and_resume_keeps_to_it(trained, tmp_path):
-    """Each record names the statistics that normalised its file and whether bf16 autocast
-    ran: a resume with another --bf16 is refused (one file, one setting), and a checkpoint
-    trained with global statistics says so (not "utterance", nor speakers it does not have)."""
+    """Each record names the statistics that normalised its file (their kind, and whose) and
+    whether bf16 autocast ran: a resume that would normalise a file in it otherwise (without
+    the speaker, or with another) or with another --bf16 is refused, the file unchanged (one
+    file, one setting); and a checkpoint trained with global statistics says so (not
+    "utterance", nor speakers it does not have)."""
     ckpt, corpus = trained
     wavs = sorted((corpus / "wav").glob("*.wav"))[:3]
     out = tmp_path / "p.csv"
     proc = run_cli("predict", ckpt, wavs[0], "--speaker", "spk00", "--out", out, "--quiet")
     assert proc.returncode == 0, proc.stderr
-    proc = run_cli("predict", ckpt, *wavs[:2], "--out", out, "--resume", "--quiet")
+    before = out.read_bytes()
+    for speaker, now in (([], "its own statistics"),
+                         (["--speaker", "spk01"], "the training statistics of speaker 'spk01'")):
+        proc = run_cli("predict", ckpt, *wavs[:2], *speaker, "--out", out, "--resume",
+                       "--quiet")
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert f"holds {wavs[0]} normalised with the training statistics of speaker 'spk00'; " \
+            f"this run would normalise it with {now}" in proc.stderr, proc.stderr
+        assert out.read_bytes() == before and not (tmp_path / "p.csv.partial").exists()
+    proc = run_cli("predict", ckpt, *wavs[:2], "--speaker", "spk00", "--out", out, "--resume",
+                   "--quiet")
+    assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(out.open()))
-    assert [(r["normalisation"], r["bf16"]) for r in rows] == [("speaker", "false"),
-                                                               ("utterance", "false")]
+    assert [(r["normalisation"], r["speaker"], r["bf16"]) for r in rows] == \
+        [("speaker", "spk00", "false")] * 2
     before = out.read_bytes()
     proc = run_cli("predict", ckpt, *wavs, "--out", out, "--resume", "--bf16", "--quiet")
     assert proc.returncode == 2 and "was made without --bf16; resume without it" in proc.stderr

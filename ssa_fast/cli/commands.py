@@ -542,6 +542,35 @@ def _print_prediction(res: dict) -> None:
         print(f"{res['file']}: not classified ({res['status']}: {res['reason']})", flush=True)
 
 
+def _statistics(normalisation: str | None, speaker: str | None) -> str:
+    if normalisation == "speaker":
+        return (f"the training statistics of speaker {speaker!r}" if speaker
+                else "the training statistics of a speaker")
+    return {"global": "the statistics of every training utterance",
+            "utterance": "its own statistics"}.get(normalisation, f"{normalisation!r}")
+
+
+def _same_normalisation(source, made, entries, clf) -> None:
+    """Refuse a resume whose files already in ``source`` (``made``: PredictionsFile.made) this
+    run would normalise otherwise (another --speaker, or a manifest's speaker column added,
+    dropped or changed): one file holds the numbers of one setting. (Records of a version that
+    did not name the speaker are checked for the kind of statistics alone.)"""
+    from ..data.corpus import same_file_key
+
+    made = {same_file_key(f): how for f, how in made.items()}
+    for e in entries:
+        was = made.get(same_file_key(e.path))
+        if was is None:
+            continue
+        now = clf.statistics_for(e.speaker)
+        if was[0] != now[0] or (was[1] is not None and was[1] != now[1]):
+            raise UserError(
+                f"--resume: {source} holds {e.path} normalised with "
+                f"{_statistics(*was)}; this run would normalise it with {_statistics(*now)} "
+                "(--speaker, or a manifest's speaker column): resume with the same speakers, or "
+                "use another --out")
+
+
 def cmd_predict(args) -> int:
     import json
     import time
@@ -572,7 +601,9 @@ def cmd_predict(args) -> int:
     if not entries:
         raise UserError(f"no audio files in {' '.join(args.inputs)}")
     out = (PredictionsFile(args.out, clf.classes, checkpoint_id(args.checkpoint), args.resume,
-                           bf16=args.bf16) if args.out else None)
+                           bf16=args.bf16, check_made=lambda source, made:
+                           _same_normalisation(source, made, entries, clf))
+           if args.out else None)
     # a file in the predictions already, however it was named then (an absolute path, a list
     # file's ../, a link): the same file as the duplicates within a run are (same_file_key)
     done = set() if out is None else {same_file_key(f) for f in out.done}

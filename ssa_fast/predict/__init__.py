@@ -67,6 +67,8 @@ class Prediction:
     reason: str | None = None
     file: str | None = None  # the file, for predictions of files
     duration: float | None = None  # seconds of audio
+    # the training speaker whose statistics normalised it (normalisation "speaker"), else None
+    speaker: str | None = None
 
     @property
     def classified(self) -> bool:
@@ -127,6 +129,13 @@ class EmotionClassifier:
         """Seconds per attention weight (a feature frame times the model's time pooling)."""
         return self.frame_seconds * self._tm.model.preset.pool[0]
 
+    def statistics_for(self, speaker: str | None) -> tuple[str, str | None]:
+        """How a file of ``speaker`` (as training read its speakers: NFC) is normalised: the
+        (``normalisation``, ``speaker``) of its Prediction, e.g. ("speaker", "spk01") or
+        ("utterance", None)."""
+        applied = self._tm.normaliser.applied(speaker)
+        return applied, speaker if applied == "speaker" else None
+
     def _known(self, speaker: str | None) -> str | None:
         """``speaker`` as training read its speakers (NFC), when the checkpoint holds its
         statistics; else None (per-utterance normalisation)."""
@@ -178,7 +187,7 @@ class EmotionClassifier:
         file = None if in_memory else res["file"]
         if res["status"] != "ok":
             return Prediction(None, {}, [], normalisation, None, res["status"], res["reason"],
-                              file, res["duration"])
+                              file, res["duration"], res["speaker"])
         classes = self._tm.classes
         hop_s = self.frame_seconds
         segments, start = [], 0
@@ -194,7 +203,7 @@ class EmotionClassifier:
                if attention and "alpha_em" in res else None)
         return Prediction(classes[int(probs.argmax())],
                           dict(zip(classes, map(float, probs), strict=True)), segments,
-                          normalisation, att, "ok", None, file, res["duration"])
+                          normalisation, att, "ok", None, file, res["duration"], res["speaker"])
 
     def classify_files(self, inputs: Sequence[str | Path] | str | Path,
                        speaker: str | None = None, *, batch_size: int | None = None,

@@ -261,7 +261,8 @@ def classify_items(trained: TrainedModel, items: Iterable[Item], *,
     memory. The same numbers as :func:`classify` / :func:`classify_file` input by input.
 
     Yields {"index", "file", "status" ("ok", "too short", "silent", "failed"), "reason",
-    "duration", "normalisation"} and, for "ok", "logp" (S, K), "lengths" (S,), "probabilities"
+    "duration", "normalisation", "speaker" (the training speaker whose statistics normalised it,
+    or None)} and, for "ok", "logp" (S, K), "lengths" (S,), "probabilities"
     (K,) and with ``keep_attention`` for SSA models "alpha_em" / "alpha_sp" (S, T)."""
     device = _device(trained)
     batch_size = scoring_batch(device, batch_size)
@@ -286,9 +287,10 @@ def classify_items(trained: TrainedModel, items: Iterable[Item], *,
 
     def finish(p: _Pending) -> dict:
         it = p.item
+        applied = trained.normaliser.applied(it.speaker)
         res = {"index": it.index, "file": it.name, "status": p.status, "reason": p.reason,
-               "duration": it.duration,
-               "normalisation": trained.normaliser.applied(it.speaker)}
+               "duration": it.duration, "normalisation": applied,
+               "speaker": it.speaker if applied == "speaker" else None}
         if p.status != "ok":
             return res
         if p.result is not None:

@@ -5,7 +5,10 @@ on; the finished file is renamed to ``<out>`` at the end, so ``<out>`` is never 
 killed run leaves ``<out>.partial``, whose last line may be cut: ``--resume`` drops that line,
 keeps every whole record and classifies only the files not in it (a finished ``<out>`` can be
 resumed too, to add files). Every record names the checkpoint that made it (the first 16 hex
-digits of the checkpoint file's SHA-256): resuming with another checkpoint is refused. Files that
+digits of the checkpoint file's SHA-256) and the statistics that normalised it (their kind, and
+the training speaker whose they are): resuming with another checkpoint is refused, and so is
+resuming over a file that this run would normalise otherwise (the caller's ``check_made``).
+Files that
 failed are not written (a resumed run tries them again); files too short or silent are, with
 their status.
 """
@@ -39,7 +42,8 @@ def partial_path(out: Path) -> Path:
 def record(pred, checkpoint: str, bf16: bool = False) -> dict:
     """The output record of one Prediction of a file: the file as named and its absolute path
     (what --resume matches, from any working directory), its result, and how it was made (the
-    statistics that normalised it, bf16 autocast or not, the checkpoint's id)."""
+    statistics that normalised it: their kind and the training speaker whose they are; bf16
+    autocast or not; the checkpoint's id)."""
     return {"file": pred.file, "path": os.path.abspath(pred.file), "status": pred.status,
             "label": pred.label,
             "probabilities": pred.probabilities,
@@ -47,31 +51,38 @@ def record(pred, checkpoint: str, bf16: bool = False) -> dict:
             "segments": [{"start": round(s.start, 4), "end": round(s.end, 4), "label": s.label}
                          for s in pred.segments],
             "reason": pred.reason, "normalisation": pred.normalisation, "bf16": bool(bf16),
-            "checkpoint": checkpoint}
+            "checkpoint": checkpoint, "speaker": pred.speaker}
 
 
 class PredictionsFile:
     """``--out`` (.jsonl or .csv) for the ``classes`` of checkpoint ``checkpoint`` (its id),
     classified with bf16 autocast or not (``bf16``); ``done`` holds the files already in it
     when resuming (records of another checkpoint, or made with another ``bf16``, are refused:
-    one file holds the numbers of one setting)."""
+    one file holds the numbers of one setting), and ``made`` how each was normalised:
+    {path: (normalisation, speaker)}, speaker None where the record is of a version that did not
+    name it (before 2026-12-07). ``check_made(source, made)``, when given, is called on resuming
+    before anything is written, to refuse (by raising) the files it would normalise otherwise."""
 
     def __init__(self, out: str | os.PathLike, classes: list[str], checkpoint: str,
-                 resume: bool = False, bf16: bool = False):
+                 resume: bool = False, bf16: bool = False, check_made=None):
         self.out = Path(out)
         self.format = FORMATS.get(self.out.suffix.lower())
         if self.format is None:
             raise UserError(f"--out {out}: expected a .jsonl or .csv file name")
         self.classes, self.checkpoint, self.bf16 = list(classes), checkpoint, bool(bf16)
+        self.check_made = check_made
         # (the columns before the path was recorded: such a file is resumed, its rows matched
         # by their file names from this working directory)
         self._columns_without_path = (["file", "status", "label", "duration"]
                                       + [f"p_{c}" for c in self.classes]
                                       + ["segments", "reason", "normalisation", "bf16",
                                          "checkpoint"])
-        self.columns = self._columns_without_path + ["path"]
+        self.columns = self._columns_without_path + ["path", "speaker"]
+        self._columns_without_speaker = self._columns_without_path + ["path"]
         self.partial = partial_path(self.out)
         self.done: set[str] = set()  # the files in it: their absolute paths where recorded
+        self.made: dict[str, tuple[str | None, str | None]] = {}  # the same: (normalisation,
+        # the speaker whose statistics; None where not recorded)
         self.named_only = 0  # records (of an older version) without an absolute path
         self.out.parent.mkdir(parents=True, exist_ok=True)
         if resume:
@@ -103,7 +114,7 @@ class PredictionsFile:
                             f"{exc.start}); not a predictions file of `ssa-fast predict`") \
                 from None
         rows = self._parse(source, whole)
-        if rows and self.format == "csv" and "path" not in rows[0]:  # (an older file)
+        if rows and self.format == "csv" and list(rows[0]) != self.columns:  # (an older file)
             whole = self._csv_text(rows)
         for i, row in enumerate(rows):
             if row.get("checkpoint") != self.checkpoint:
@@ -116,8 +127,12 @@ class PredictionsFile:
                 was = "with" if made == "true" else "without"
                 raise UserError(f"--resume: {source} record {i + 1} ({row.get('file')}) was "
                                 f"made {was} --bf16; resume {was} it, or use another --out")
-            self.done.add(row.get("path") or row["file"])
+            key = row.get("path") or row["file"]
+            self.done.add(key)
+            self.made[key] = (row.get("normalisation") or None, row.get("speaker") or None)
             self.named_only += not row.get("path")
+        if self.check_made is not None:
+            self.check_made(source, self.made)
         tmp = self.partial.with_name(self.partial.name + f".tmp{os.getpid()}")
         tmp.write_text(whole if rows or self.format == "jsonl" else "", encoding="utf-8")
         os.replace(tmp, self.partial)
@@ -140,14 +155,16 @@ class PredictionsFile:
                 rows.append(row)
             return rows
         reader = csv.DictReader(io.StringIO(text))
-        if text and reader.fieldnames not in (self.columns, self._columns_without_path):
+        if text and reader.fieldnames not in (self.columns, self._columns_without_speaker,
+                                              self._columns_without_path):
             raise UserError(f"--resume: {source} has columns {reader.fieldnames}, expected "
                             f"{self.columns} (another checkpoint's classes, or not a "
                             "predictions file of `ssa-fast predict`)")
         return list(reader)
 
     def _csv_text(self, rows: list[dict]) -> str:
-        """CSV rows of an older file (without the path column) as this version writes them."""
+        """CSV rows of an older file (without the path or the speaker column) as this version
+        writes them."""
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(self.columns)
@@ -166,11 +183,12 @@ class PredictionsFile:
                 + ["" if c not in probs else f"{probs[c]:.6g}" for c in self.classes]
                 + [json.dumps([[s["start"], s["end"], s["label"]] for s in rec["segments"]]),
                    rec["reason"] or "", rec["normalisation"], str(rec["bf16"]).lower(),
-                   rec["checkpoint"], rec["path"]])
+                   rec["checkpoint"], rec["path"], rec["speaker"] or ""])
             line = buf.getvalue()
         self.fh.write(line)  # whole lines, flushed: a kill cuts at most the last one
         self.fh.flush()
         self.done.add(rec["path"])
+        self.made[rec["path"]] = (rec["normalisation"], rec["speaker"])
 
     def close(self, finished: bool) -> Path:
         """Close; a finished run's predictions become ``out`` (atomically). Returns the file
