@@ -134,6 +134,15 @@ def evaluation_subset(trained: TrainedModel, corpus, *, fold: int | None = None,
              "(its fold's validation set, trained without --selection-split): on them the "
              "score is the paper protocol's optimistic one, not a held-out measurement "
              "(--selection-split keeps a test set apart)")
+    elif choosers is None and seen and not (trained.fold_layout or {}).get("selection"):
+        # the training corpus listed otherwise: its fold's split cannot be rebuilt on it, but
+        # what is left of it after the training utterances is most likely that fold's
+        # validation set, which chose the epoch
+        warn(f"this listing holds the checkpoint's training corpus, listed otherwise (another "
+             f"manifest or order): whether the {len(idx)} utterances scored include those that "
+             "chose its epoch (its fold's validation set, trained without --selection-split) "
+             "cannot be told; if they do, the score is the paper protocol's optimistic one, not "
+             "a held-out measurement (--selection-split keeps a test set apart)")
     return idx, where, notes
 
 

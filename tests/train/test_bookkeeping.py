@@ -361,8 +361,10 @@ def _listing(corpus, rows, path, speakers=True):
 def test_evaluate_recognises_training_utterances_whatever_the_listing(tiny_corpus, tmp_path):
     """The same files through another manifest (absolute paths, no speaker column), and the
     same audio copied elsewhere (new paths and modification times, some re-encoded as FLAC),
-    are the checkpoint's training utterances: left out, said so. A checkpoint of an older
-    version (listing keys only) is guarded as before."""
+    are the checkpoint's training utterances: left out, said so; and what is left, most likely
+    the fold's validation set that chose the epoch, is said to be possibly so (the split cannot
+    be rebuilt on another listing). A checkpoint of an older version (listing keys only) is
+    guarded as before."""
     sf = pytest.importorskip("soundfile")
     cache, run = tmp_path / "cache", tmp_path / "run"
     _cli("train", "synthetic", tiny_corpus, "--out", run, "--model", "acrnn", "--protocol",
@@ -392,6 +394,9 @@ def test_evaluate_recognises_training_utterances_whatever_the_listing(tiny_corpu
         scored, err = evaluate(run / "best.pt", "manifest", manifest)
         assert "excluded 24 of the 32 utterances" in err, what
         assert scored["n_utterances"] == 8 and scored["excluded_training"] == 24, what
+        assert scored["epoch_selection_utterances"] is None, what
+        assert "whether the 8 utterances scored include those that chose its epoch" in err \
+            and "cannot be told" in err, (what, err)
 
     # a checkpoint written before the audio and file keys: the listing keys still guard the
     # corpus it was trained on
