@@ -515,6 +515,12 @@ def cmd_evaluate(args) -> int:
                 files=[corpus[i].path for i in idx])
     res.update(checkpoint=str(args.checkpoint), corpus=corpus.name, classes=trained.classes,
                subset=where, **notes)
+    nameless = sum(not corpus[i].speaker for i in idx)
+    if nameless and trained.normaliser.mode == "speaker":
+        warn_user(f"{nameless} of the {len(idx)} utterances scored name no speaker (a listing "
+                  "without speakers?): normalised with their own statistics, where the "
+                  "checkpoint normalises a training speaker's utterances with that speaker's "
+                  "training statistics; list their speakers to score them as in training")
     if args.json:
         print(json.dumps(res, indent=1))
     else:

@@ -4,6 +4,8 @@ prediction engine's classify (the same segments, normalisation and pooling as pr
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import torch
 
@@ -16,8 +18,9 @@ def score(trained: TrainedModel, features: list[torch.Tensor], labels: list[str]
           files: list[str] | None = None) -> dict:
     """Segment- and utterance-level UAR, WA, macro F1, per-class recall and confusion matrices
     of a labelled set of utterances, and ``predictions``: per utterance, in order, its
-    ``file`` (``files``, when given), ``label`` and ``predicted`` class; ``batch`` segments a
-    forward pass (None: models.scoring.scoring_batch's).
+    ``file`` (``files``, when given), ``label`` and ``predicted`` class; ``normalisation``:
+    how many utterances each kind of statistics normalised ({"speaker": n, "utterance": m}, see
+    Normaliser.applied); ``batch`` segments a forward pass (None: models.scoring.scoring_batch's).
     Labels are class names; a name the model does not know is an error."""
     unknown = sorted(set(labels) - set(trained.classes))
     if unknown:
@@ -30,6 +33,7 @@ def score(trained: TrainedModel, features: list[torch.Tensor], labels: list[str]
     return {**scores(seg_cm, "segment"), **scores(utt_cm, "utterance"),
             "segment_cm": seg_cm.tolist(), "utterance_cm": utt_cm.tolist(),
             "n_utterances": len(labels), "n_segments": len(segs),
+            "normalisation": dict(Counter(map(trained.normaliser.applied, speakers))),
             "predictions": [{**({} if files is None else {"file": files[j]}), "label": labels[j],
                              "predicted": trained.classes[int(i)]}
                             for j, i in enumerate(probs.argmax(1))]}

@@ -395,6 +395,10 @@ def test_evaluate_recognises_training_utterances_whatever_the_listing(tiny_corpu
         assert "excluded 24 of the 32 utterances" in err, what
         assert scored["n_utterances"] == 8 and scored["excluded_training"] == 24, what
         assert scored["epoch_selection_utterances"] is None, what
+        # (a listing without speakers: the speaker-normalised checkpoint's fallback is said)
+        nameless = "8 of the 8 utterances scored name no speaker" in err
+        assert nameless == ("no speaker" in what), (what, err)
+        assert scored["normalisation"] == {"utterance" if nameless else "speaker": 8}, what
         assert "whether the 8 utterances scored include those that chose its epoch" in err \
             and "cannot be told" in err, (what, err)
 
