@@ -30,7 +30,9 @@ The identity holds:
 
 Beside the identity, and not part of it, every result records its ``environment``
 (:func:`environment`): the library, Python, torch, CUDA and Triton versions, the device and its
-name, the CPU's instruction set as torch uses it, the number of processes. Shards of one
+name, the CPU's instruction set as torch uses it, the number of processes, a CPU run's threads,
+whether the compiled extension loaded, and a backend forced from outside the configuration
+(``SSA_FAST_BACKEND``). Shards of one
 cross-validation may run on different nodes of a cluster, and their folds must still be reused and
 assembled; but numbers computed on other hardware or by another torch differ, in rounding at least.
 So `cv` lists the environments its table's runs were trained in (``results.json``, "environments")
@@ -176,7 +178,7 @@ def environment(device: str = "cpu") -> dict:
 
     from .. import __version__
     from .. import distributed as dist
-    from .._backend import describe_device
+    from .._backend import describe_device, extension_status, requested_backend
 
     try:
         triton = metadata.version("triton")
@@ -186,7 +188,12 @@ def environment(device: str = "cpu") -> dict:
             "torch": torch.__version__, "cuda": torch.version.cuda, "triton": triton,
             "device": torch.device(device).type, "device_name": describe_device(device),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "processes": dist.world_size()}
+            "processes": dist.world_size(),
+            # (what else changes the numbers in rounding: the threads of a CPU run, whether the
+            # compiled extension loads (else the pure-torch reference runs), a backend forced by
+            # SSA_FAST_BACKEND or use_backend; TrainConfig.backend is in the identity)
+            "threads": torch.get_num_threads() if torch.device(device).type == "cpu" else None,
+            "extension": extension_status()[0], "backend": requested_backend(None)}
 
 
 def environments(runs: Iterable[dict]) -> list[dict]:

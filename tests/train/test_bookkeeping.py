@@ -797,11 +797,21 @@ def test_evaluate_of_a_held_out_speaker_alone_needs_no_fold_of_the_run(tiny_corp
     assert scored["epoch_selection_utterances"] is None  # (not this corpus's fold: not known)
 
 
-def test_environments_are_counted_and_their_differences_named():
+def test_environments_are_counted_and_their_differences_named(monkeypatch):
+    from ssa_fast import available_backends
     from ssa_fast.train.fingerprint import environment, environment_differences, environments
 
     env = environment("cpu")
     assert json.loads(json.dumps(env)) == env  # JSON-ready as stored
+    # what changes a CPU run's numbers in rounding beside the versions: its threads, the
+    # extension (else the reference), a backend forced from outside the configuration
+    assert env["threads"] == torch.get_num_threads() and env["backend"] is None
+    assert env["extension"] == ("cpp" in available_backends("cpu"))
+    monkeypatch.setenv("SSA_FAST_BACKEND", "reference")
+    torch.set_num_threads(max(1, env["threads"] - 1) if env["threads"] > 1 else 2)
+    forced = environment("cpu")  # (the thread count is restored by tests/conftest.py)
+    assert forced["backend"] == "reference"
+    assert environment_differences([env, forced]) == ["backend", "threads"]
     other = dict(env, torch="2.11.0+cu130")
     runs = [{"environment": env}, {"environment": other}, {"environment": dict(env)}, {}]
     assert environments(runs) == [{"environment": env, "runs": 2},
