@@ -556,16 +556,14 @@ def _statistics(normalisation: str | None, speaker: str | None) -> str:
             "utterance": "its own statistics"}.get(normalisation, f"{normalisation!r}")
 
 
-def _same_normalisation(source, made, entries, clf) -> None:
-    """Refuse a resume whose files already in ``source`` (``made``: PredictionsFile.made) this
-    run would normalise otherwise (another --speaker, or a manifest's speaker column added,
-    dropped or changed): one file holds the numbers of one setting. (Records of a version that
-    did not name the speaker are checked for the kind of statistics alone.)"""
-    from ..data.corpus import same_file_key
-
-    made = {same_file_key(f): how for f, how in made.items()}
-    for e in entries:
-        was = made.get(same_file_key(e.path))
+def _same_normalisation(source, done: dict, entries, keys, clf) -> None:
+    """Refuse a resume whose files already in ``source`` (``done``: same_file_key -> how it was
+    normalised, from PredictionsFile.made; ``keys``: the entries' same_file_key) this run would
+    normalise otherwise (another --speaker, or a manifest's speaker column added, dropped or
+    changed): one file holds the numbers of one setting. (Records of a version that did not
+    name the speaker are checked for the kind of statistics alone.)"""
+    for e, key in zip(entries, keys, strict=True):
+        was = done.get(key)
         if was is None:
             continue
         now = clf.statistics_for(e.speaker)
@@ -606,14 +604,19 @@ def cmd_predict(args) -> int:
         print(f"a manifest's {why}", file=sys.stderr)
     if not entries:
         raise UserError(f"no audio files in {' '.join(args.inputs)}")
-    out = (PredictionsFile(args.out, clf.classes, checkpoint_id(args.checkpoint), args.resume,
-                           bf16=args.bf16, check_made=lambda source, made:
-                           _same_normalisation(source, made, entries, clf))
-           if args.out else None)
     # a file in the predictions already, however it was named then (an absolute path, a list
     # file's ../, a link): the same file as the duplicates within a run are (same_file_key)
-    done = set() if out is None else {same_file_key(f) for f in out.done}
-    todo = [e for e in entries if same_file_key(e.path) not in done]
+    keys = [same_file_key(e.path) for e in entries]
+    done: dict = {}  # (filled on resuming, before anything is written, and checked)
+
+    def keep_to_normalisation(source, made) -> None:
+        done.update((same_file_key(f), how) for f, how in made.items())
+        _same_normalisation(source, done, entries, keys, clf)
+
+    out = (PredictionsFile(args.out, clf.classes, checkpoint_id(args.checkpoint), args.resume,
+                           bf16=args.bf16, check_made=keep_to_normalisation)
+           if args.out else None)
+    todo = [e for e, key in zip(entries, keys, strict=True) if key not in done]
     if out is not None and out.done:
         print(f"--resume: {len(entries) - len(todo)} of the {len(entries)} files are in "
               f"{out.partial if out.partial.exists() else out.out} already", file=sys.stderr)

@@ -141,6 +141,12 @@ class Normaliser:
             return "utterance"
         return "global" if self.mode == "global" else "speaker"
 
+    def whose(self, speaker: str | None) -> tuple[str, str | None]:
+        """(:meth:`applied`, the training speaker whose statistics those are, or None where
+        they are no speaker's): how a prediction records what normalised it."""
+        applied = self.applied(speaker)
+        return applied, speaker if applied == "speaker" else None
+
     @staticmethod
     def apply(feats: torch.Tensor, st: Stats) -> torch.Tensor:
         return ((feats.double() - st.mean) / st.std).to(feats.dtype)

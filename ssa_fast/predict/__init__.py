@@ -133,8 +133,7 @@ class EmotionClassifier:
         """How a file of ``speaker`` (as training read its speakers: NFC) is normalised: the
         (``normalisation``, ``speaker``) of its Prediction, e.g. ("speaker", "spk01") or
         ("utterance", None)."""
-        applied = self._tm.normaliser.applied(speaker)
-        return applied, speaker if applied == "speaker" else None
+        return self._tm.normaliser.whose(speaker)
 
     def _known(self, speaker: str | None) -> str | None:
         """``speaker`` as training read its speakers (NFC), when the checkpoint holds its

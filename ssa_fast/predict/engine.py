@@ -287,10 +287,9 @@ def classify_items(trained: TrainedModel, items: Iterable[Item], *,
 
     def finish(p: _Pending) -> dict:
         it = p.item
-        applied = trained.normaliser.applied(it.speaker)
+        normalisation, speaker = trained.normaliser.whose(it.speaker)
         res = {"index": it.index, "file": it.name, "status": p.status, "reason": p.reason,
-               "duration": it.duration, "normalisation": applied,
-               "speaker": it.speaker if applied == "speaker" else None}
+               "duration": it.duration, "normalisation": normalisation, "speaker": speaker}
         if p.status != "ok":
             return res
         if p.result is not None:

@@ -80,9 +80,9 @@ class PredictionsFile:
         self.columns = self._columns_without_path + ["path", "speaker"]
         self._columns_without_speaker = self._columns_without_path + ["path"]
         self.partial = partial_path(self.out)
-        self.done: set[str] = set()  # the files in it: their absolute paths where recorded
-        self.made: dict[str, tuple[str | None, str | None]] = {}  # the same: (normalisation,
-        # the speaker whose statistics; None where not recorded)
+        # the files in it (their absolute paths where recorded) -> (normalisation, the speaker
+        # whose statistics; None where not recorded)
+        self.made: dict[str, tuple[str | None, str | None]] = {}
         self.named_only = 0  # records (of an older version) without an absolute path
         self.out.parent.mkdir(parents=True, exist_ok=True)
         if resume:
@@ -93,6 +93,11 @@ class PredictionsFile:
         else:
             self._start()
         self.fh = open(self.partial, "a", encoding="utf-8", newline="")  # noqa: SIM115
+
+    @property
+    def done(self):
+        """The files in it: their absolute paths where recorded (the keys of ``made``)."""
+        return self.made.keys()
 
     def _start(self) -> None:
         with open(self.partial, "w", encoding="utf-8", newline="") as fh:
@@ -127,9 +132,8 @@ class PredictionsFile:
                 was = "with" if made == "true" else "without"
                 raise UserError(f"--resume: {source} record {i + 1} ({row.get('file')}) was "
                                 f"made {was} --bf16; resume {was} it, or use another --out")
-            key = row.get("path") or row["file"]
-            self.done.add(key)
-            self.made[key] = (row.get("normalisation") or None, row.get("speaker") or None)
+            self.made[row.get("path") or row["file"]] = (row.get("normalisation") or None,
+                                                         row.get("speaker") or None)
             self.named_only += not row.get("path")
         if self.check_made is not None:
             self.check_made(source, self.made)
@@ -187,7 +191,6 @@ class PredictionsFile:
             line = buf.getvalue()
         self.fh.write(line)  # whole lines, flushed: a kill cuts at most the last one
         self.fh.flush()
-        self.done.add(rec["path"])
         self.made[rec["path"]] = (rec["normalisation"], rec["speaker"])
 
     def close(self, finished: bool) -> Path:
