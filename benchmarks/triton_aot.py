@@ -19,15 +19,16 @@ the check: the enumeration would be incomplete.
 
 Fails (exit status 1) on a compile error, on shared memory above the per-block limit (227 KB on
 an H100) and on an uncovered kernel. Spills are reported, and fatal for the kernels named by
-``--no-spills REGEX`` (CI: every SSA kernel; the Triton log-Mel kernel spills, and the CUDA one
-is the automatic choice on a GPU).
+``--no-spills REGEX`` (CI: every kernel, ``.``, under Triton 3.6; under 3.9 one specialisation
+of the two-kernel SSA forward spills 4 bytes, benchmarks/RESULTS.md).
 
     python benchmarks/triton_aot.py                  # every specialisation (~2 min on 2 cores)
     python benchmarks/triton_aot.py --quick          # a sample of 14 (the test in make test)
     pip install --target DIR triton==3.6.0           # the GPU machine's Triton, then:
     PYTHONPATH=DIR python benchmarks/triton_aot.py
     python benchmarks/triton_aot.py --cache DIR      # CI: what an earlier run compiled is kept
-    python benchmarks/triton_aot.py --no-spills '^_ssa_'   # a spill in an SSA kernel fails
+    python benchmarks/triton_aot.py --no-spills .   # a spill in any kernel fails
+    python benchmarks/triton_aot.py --kernels '^_logmel' --maxnreg 96   # one kernel, capped
 
 With ``--cache DIR``, Triton's own cache lives in ``DIR/triton`` and what ptxas printed for each
 compile in ``DIR/ptxas-logs``, both under Triton's cache key of the compile (the kernel's source
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -284,15 +286,21 @@ def compile_one(fn: JITFunction, options, signature, constexprs, attrs, target) 
 _JOBS: list = []
 
 
-def _init_jobs(arch: int, sm_count: int, quick: bool) -> int:
-    """Fill _JOBS with the distinct specialisations (same order in every process); returns the
-    number of launches recorded."""
+def _init_jobs(arch: int, sm_count: int, quick: bool, kernels: str | None = None,
+               maxnreg: int | None = None) -> int:
+    """Fill _JOBS with the distinct specialisations (same order in every process), of the
+    kernels whose name matches `kernels` (None: all), under a register ceiling `maxnreg` (None:
+    the launch's own); returns the number of launches recorded."""
     target = GPUTarget("cuda", arch, 32)
     backend = make_backend(target)
     launches = enumerate_launches(sm_count, quick)
     unique: dict[str, tuple] = {}
     for fn, a, kw in launches:
+        if kernels and not re.search(kernels, fn.__name__):
+            continue
         options, signature, constexprs, attrs = specialise(fn, a, kw, backend)
+        if maxnreg:
+            options = dataclasses.replace(options, maxnreg=maxnreg)
         key = repr((fn.__name__, sorted(signature.items()), sorted(constexprs.items()),
                     sorted((k, repr(v)) for k, v in attrs.items()),
                     sorted(options.__dict__.items())))
@@ -339,6 +347,16 @@ def _print_rows(rows) -> None:
               f"{r['shared']:>7} {r['num_warps']:>5} {r['compile_s']:>5.1f}  {r['specialisation']}")
 
 
+def _pattern(text: str) -> str:
+    """A regular expression given on the command line, checked (kept as text: it travels to
+    the compile processes)."""
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"not a regular expression: {exc}") from None
+    return text
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", type=int, default=90, help="compute capability x 10 (default 90)")
@@ -360,6 +378,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-spills", default=None, metavar="REGEX", type=re.compile,
                     help="fail when a specialisation of a kernel whose name matches REGEX "
                          "spills registers (default: spills are reported only)")
+    ap.add_argument("--kernels", default=None, metavar="REGEX", type=_pattern,
+                    help="only the kernels whose name matches REGEX (default: all)")
+    ap.add_argument("--maxnreg", default=None, type=int, metavar="N",
+                    help="compile every specialisation under a ceiling of N registers per "
+                         "thread (PTX .maxnreg), e.g. to see what a ceiling would spill "
+                         "(default: each launch's own)")
     args = ap.parse_args(argv)
     work = os.path.abspath(args.cache) if args.cache else \
         tempfile.mkdtemp(prefix="ssa_fast_triton_aot_")
@@ -374,7 +398,8 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     t0 = time.perf_counter()
-    launches = _init_jobs(args.arch, args.sm_count, args.quick)
+    jobs_args = (args.arch, args.sm_count, args.quick, args.kernels, args.maxnreg)
+    launches = _init_jobs(*jobs_args)
     print(f"Triton {triton.__version__}, torch {torch.__version__}, target sm_{args.arch}: "
           f"{launches} launches recorded, {len(_JOBS)} distinct specialisations")
     limit = SHARED_LIMIT.get(args.arch, 48 * 1024)
@@ -384,7 +409,7 @@ def _run(args) -> int:
 
         # spawn, not fork: a forked copy of this process (torch, LLVM) can be refused memory
         with multiprocessing.get_context("spawn").Pool(
-                jobs, initializer=_init_jobs, initargs=(args.arch, args.sm_count, args.quick)
+                jobs, initializer=_init_jobs, initargs=jobs_args
         ) as pool:
             results = pool.map(_compile_job, range(len(_JOBS)), chunksize=1)
     else:
@@ -407,7 +432,8 @@ def _run(args) -> int:
 
     launched = {job[0].__name__ for job in _JOBS}
     for name, fn in library_kernels().items():
-        if fn.__name__ not in launched:
+        if fn.__name__ not in launched and not (args.kernels
+                                                 and not re.search(args.kernels, fn.__name__)):
             failures.append(f"{name}: no launch of the library reached it (the enumeration "
                             "misses a launcher)")
 

@@ -42,11 +42,16 @@ rows in the second:
     second backward kernel (one program per item and tile, no loop): BLOCK_T =
               max(1, min(next_pow2(T), 4096 // BLOCK_D // u)) (d = 256 -> 16; interpreter: as
               above), 4 warps, so that several programs share an SM
-``_logmel_delta_kernel`` (:func:`logmel_launch`), n_mels M, n_fft:
-    BLOCK_R = 64 frames per tile (interpreter: 128), of which 2 * LOGMEL_HALO are recomputed
-    BLOCK_F = 64 frequency bins per step of the mel product
+``_logmel_delta_kernel`` (:func:`logmel_launch`), B items of T frames, n_mels M:
+    grid    = (min(tiles, sm_count x LOGMEL_PROGRAMS_PER_SM),): persistent programs, each with
+              a scratch slot, looping over the B x cdiv(T, BLOCK_R - 2 HALO) tiles (interpreter:
+              LOGMEL_INTERPRET_PROGRAMS = 2, so that tests run the loop)
+    BLOCK_R = 64 frames per tile (interpreter: 256), of which 2 * LOGMEL_HALO are recomputed
     BLOCK_M = max(16, next_pow2(M))            M = 40 -> 64, M = 64 -> 64, M = 128 -> 128
+    BLOCK_C = 16 filters per step of the banded mel sum and of the deltas (interpreter: BLOCK_M)
+    BLOCK_F = 16 bins per step of the search for each filter's non-zero bins (interpreter: 64)
     HALO    = LOGMEL_HALO = 4 (delta-delta of frame t reads the static frames t - 4 .. t + 4)
+    4 warps: 107-128 registers, no spills (Triton 3.6 and 3.9), so 4 programs fit an SM
 ``_l1_project_kernel`` (:func:`l1_launch`), weight (K, n), x with x_numel elements:
     BLOCK_N = max(16, next_pow2(n)); BLOCK_K = max(1, min(next_pow2(K), 4096 // BLOCK_N));
     BLOCK_X = min(4096, max(16, next_pow2(x_numel)))
@@ -64,8 +69,12 @@ import torch
 # whose static log-Mel a program recomputes.
 LOGMEL_HALO = 4
 LOGMEL_BLOCK_ROWS = 64  # frames per program on a GPU
-LOGMEL_BLOCK_ROWS_INTERPRET = 128  # the interpreter pays per program instance: few, large tiles
-LOGMEL_BLOCK_FREQS = 64
+LOGMEL_BLOCK_ROWS_INTERPRET = 256  # the interpreter pays per step, not per element: few tiles
+LOGMEL_BLOCK_FREQS = 16  # bins per step of the search for each filter's non-zero bins
+LOGMEL_BLOCK_FREQS_INTERPRET = 64
+LOGMEL_BLOCK_FILTERS = 16  # filters per step (interpreter: all of them, fewer steps)
+LOGMEL_PROGRAMS_PER_SM = 4  # persistent programs (and scratch slots) per multiprocessor
+LOGMEL_INTERPRET_PROGRAMS = 2  # the interpreter's: few, so that tests run the tile loop
 SSA_TILE_ELEMENTS = 8192  # rows x BLOCK_D of one SSA tile on a GPU
 SSA_INTERPRET_ROWS = 256
 SSA_FUSED_TILE_ELEMENTS = 4096  # rows x BLOCK_D of one tile of the one-launch SSA kernels
@@ -210,23 +219,37 @@ def _unaligned(d: int) -> int:
 
 
 class LogMelLaunch(NamedTuple):
-    grid: tuple[int, int]  # (tiles along T, B)
+    grid: tuple[int]  # (programs,): persistent, each loops over tiles
     block_r: int  # constexpr BLOCK_R (frames per tile, halo included)
     block_f: int  # constexpr BLOCK_F
     block_m: int  # constexpr BLOCK_M
     halo: int  # constexpr HALO
+    block_c: int  # constexpr BLOCK_C (filters per step of the banded sum and of the deltas)
+    tiles_per_item: int  # tiles along T
+    tiles: int  # tiles_per_item * B
 
 
-def logmel_launch(B: int, T: int, n_mels: int, *, interpret: bool = False,
-                  block_rows: int | None = None, block_freqs: int | None = None) -> LogMelLaunch:
-    """Geometry of ``_logmel_delta_kernel`` for B items of T frames and n_mels bands."""
+def logmel_launch(B: int, T: int, n_mels: int, *, sm_count: int | None = None,
+                  interpret: bool = False, block_rows: int | None = None,
+                  block_freqs: int | None = None,
+                  block_filters: int | None = None) -> LogMelLaunch:
+    """Geometry of ``_logmel_delta_kernel`` for B items of T frames and n_mels bands, on a
+    device with sm_count multiprocessors (None: the CPU's interpreter)."""
     block_r = block_rows or (LOGMEL_BLOCK_ROWS_INTERPRET if interpret else LOGMEL_BLOCK_ROWS)
     if block_r <= 2 * LOGMEL_HALO or block_r < 16:
         raise ValueError(f"block_rows must be >= 16 and > 2 * halo ({2 * LOGMEL_HALO}), "
                          f"got {block_r}")
-    grid = (cdiv(T, block_r - 2 * LOGMEL_HALO), B)
-    return LogMelLaunch(grid, block_r, block_freqs or LOGMEL_BLOCK_FREQS,
-                        max(16, next_pow2(n_mels)), LOGMEL_HALO)
+    per_item = cdiv(T, block_r - 2 * LOGMEL_HALO)
+    tiles = per_item * B
+    slots = (LOGMEL_INTERPRET_PROGRAMS if interpret or sm_count is None
+             else sm_count * LOGMEL_PROGRAMS_PER_SM)
+    block_f = block_freqs or (LOGMEL_BLOCK_FREQS_INTERPRET if interpret else LOGMEL_BLOCK_FREQS)
+    block_m = max(16, next_pow2(n_mels))
+    block_c = min(block_m, block_filters or (block_m if interpret else LOGMEL_BLOCK_FILTERS))
+    if block_m % block_c:
+        raise ValueError(f"block_filters must be a power of two, got {block_filters}")
+    return LogMelLaunch((max(1, min(tiles, slots)),), block_r, block_f, block_m, LOGMEL_HALO,
+                        block_c, per_item, tiles)
 
 
 class L1Launch(NamedTuple):

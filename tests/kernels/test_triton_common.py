@@ -30,12 +30,23 @@ def test_ssa_splits_fill_the_device_and_leave_no_slice_empty(B, T, sms):
 
 @pytest.mark.parametrize("n_mels, block_m", [(40, 64), (64, 64), (80, 128), (128, 128)])
 def test_logmel_geometry(n_mels, block_m):
-    launch = tc.logmel_launch(3, 301, n_mels)
-    assert (launch.block_r, launch.block_f, launch.block_m, launch.halo) == (
-        tc.LOGMEL_BLOCK_ROWS, tc.LOGMEL_BLOCK_FREQS, block_m, tc.LOGMEL_HALO)
+    launch = tc.logmel_launch(3, 301, n_mels, sm_count=132)
+    assert (launch.block_r, launch.block_f, launch.block_m, launch.halo, launch.block_c) == (
+        tc.LOGMEL_BLOCK_ROWS, tc.LOGMEL_BLOCK_FREQS, block_m, tc.LOGMEL_HALO,
+        tc.LOGMEL_BLOCK_FILTERS)
+    assert block_m % launch.block_c == 0  # (the kernel's filter steps never pass BLOCK_M)
     kept = launch.block_r - 2 * launch.halo
-    assert launch.grid == (tc.cdiv(301, kept), 3) and (launch.grid[0] - 1) * kept < 301
-    assert tc.logmel_launch(3, 301, n_mels, interpret=True).block_r == 128
+    per_item = tc.cdiv(301, kept)
+    assert (launch.tiles_per_item, launch.tiles) == (per_item, 3 * per_item)
+    assert (per_item - 1) * kept < 301
+    assert launch.grid == (3 * per_item,)  # fewer tiles than slots: one program per tile
+    # persistent: at most LOGMEL_PROGRAMS_PER_SM programs per multiprocessor, each looping
+    big = tc.logmel_launch(1024, 1001, n_mels, sm_count=132)
+    assert big.grid == (132 * tc.LOGMEL_PROGRAMS_PER_SM,)
+    assert big.tiles == 1024 * tc.cdiv(1001, kept)
+    interp = tc.logmel_launch(3, 301, n_mels, interpret=True)
+    assert interp.block_r == tc.LOGMEL_BLOCK_ROWS_INTERPRET and interp.block_c == block_m
+    assert interp.grid == (tc.LOGMEL_INTERPRET_PROGRAMS,) < (interp.tiles,)  # the loop runs
     with pytest.raises(ValueError, match="block_rows"):
         tc.logmel_launch(3, 301, n_mels, block_rows=8)
 

@@ -23,7 +23,9 @@ CUDA_MIN_FFT, CUDA_MAX_FFT = 256, 2048
 # On CUDA without the CUDA kernel, the Triton kernel (one launch) wins on short input, the
 # reference (cuFFT and ~20 launches) from about this many samples per call. On an H200
 # (benchmarks/RESULTS.md): 3 s x 1, Triton 0.34 ms against 1.17; 3 s x 512, 3.6 ms against 1.6;
-# both linear in the batch beyond, which puts the crossing near 7e6 samples.
+# both linear in the batch beyond, which puts the crossing near 7e6 samples. (Measured with the
+# Triton kernel before its banded mel sum and scratch-slot deltas, which a GPU has not yet timed:
+# benchmarks/RESULTS.md, "Left for a GPU".)
 TRITON_MAX_SAMPLES = 6_000_000
 
 

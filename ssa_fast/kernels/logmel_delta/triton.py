@@ -1,19 +1,30 @@
 """Triton backend of the 3-D log-Mel (launchers only, no autograd).
 
 The FFT runs in cuFFT (``torch.fft.rfft`` of the windowed frames); everything after it is one
-kernel: power -> mel (a tile matmul) -> log -> delta -> delta-delta -> the three output channels.
+kernel: power -> mel -> log -> delta -> delta-delta -> the three output channels.
 
-A program owns ``BLOCK_R - 2 * HALO`` output frames of one item and recomputes the static log-Mel
-of ``HALO = 4`` frames on either side (the reach of delta-delta). Inside the tile both
-regressions are products with one banded ``(BLOCK_R, BLOCK_R)`` matrix ``D`` built from indices:
+A tile is ``BLOCK_R`` frames of one item, of which the middle ``BLOCK_R - 2 * HALO`` are output:
+its program recomputes the static log-Mel of ``HALO = 4`` frames on either side (the reach of
+delta-delta). Per tile:
 
-    D[i, j] = sum_{n=1,2} n * ([j == clamp(g_i + n) - base] - [j == clamp(g_i - n) - base])
-    delta = 0.1 * (D @ c)
+- *mel as a banded sum*: each filter sums only its non-zero bins ``[lo, hi)`` (found once per
+  program from the bank), ``BLOCK_C`` filters at a time, step j gathering bin ``lo + j`` of each
+  of them for every frame: for 40 Slaney filters at n_fft 512, 992 products per frame (490
+  non-zeros, each group of 16 filters padded to its widest), not the dense 40 x 257 = 10,280;
+- *deltas as explicit differences* (the HTK regression, as the reference computes it),
 
-where ``g_i = base + i`` is row i's frame and clamp is to the item's own ``[0, n_frames - 1]``,
-so replicate padding happens at each item's end, not at the batch's. D's entries are small
-integers (exact in any float format); the products are fp32 ("ieee"), so a constant input gives a
-delta of ~1e-6 rather than the exact 0 of the explicit differences.
+      delta_t = 0.1 * ((c[t+1] - c[t-1]) + 2 (c[t+2] - c[t-2])),   neighbours clamped to the item
+
+  so replicate padding happens at each item's end, not at the batch's. A frame's neighbours
+  live in other threads' registers, so the program writes the tile to a scratch slot of its own
+  (``2 * BLOCK_R * BLOCK_M`` floats, in cache), waits at a barrier and reads the shifted rows
+  back as gathers: the static tile for the delta, the delta for the delta-delta.
+
+The kernel is persistent: a few programs per multiprocessor, one scratch slot each, looping over
+the tiles, so the scratch is small whatever the batch. Before (the deltas as products with a
+banded ``(BLOCK_R, BLOCK_R)`` matrix, the mel product dense, both fp32 ``tl.dot``) it spilled
+5 KB per thread at n_mels 40 (ptxas, sm_90a); now no specialisation spills under Triton 3.6 or
+3.9 (benchmarks/triton_aot.py, docs/design.md).
 """
 
 from __future__ import annotations
@@ -25,22 +36,24 @@ import triton
 import triton.language as tl
 
 from ..._backend import triton_interpret
-from .._triton_common import NUM_WARPS, device_guard, logmel_launch
+from .._triton_common import NUM_WARPS, device_guard, logmel_launch, sm_count
 from .reference import frame_count, logmel_delta_fake
 
 
 @triton.jit
-def _delta_matrix(g, rows, base, n_frames):
-    gi = g[:, None]
-    j = rows[None, :]
+def _delta_rows(src, g, base, n_frames, cols, BLOCK_R: tl.constexpr, BLOCK_M: tl.constexpr):
+    """The N = 2 regression of the ``(BLOCK_R, BLOCK_M)`` tile at ``src`` along its rows: row i
+    is frame g_i = base + i; its neighbours are clamped to the item's frames (replicate padding)
+    and then to the tile (rows near the tile's edge, whose values no kept row reads)."""
     last = n_frames - 1
-    p1 = tl.minimum(tl.maximum(gi + 1, 0), last) - base
-    m1 = tl.minimum(tl.maximum(gi - 1, 0), last) - base
-    p2 = tl.minimum(tl.maximum(gi + 2, 0), last) - base
-    m2 = tl.minimum(tl.maximum(gi - 2, 0), last) - base
-    one = (j == p1).to(tl.float32) - (j == m1).to(tl.float32)
-    two = (j == p2).to(tl.float32) - (j == m2).to(tl.float32)
-    return one + 2.0 * two
+    p1 = tl.minimum(tl.maximum(tl.minimum(tl.maximum(g + 1, 0), last) - base, 0), BLOCK_R - 1)
+    m1 = tl.minimum(tl.maximum(tl.minimum(tl.maximum(g - 1, 0), last) - base, 0), BLOCK_R - 1)
+    p2 = tl.minimum(tl.maximum(tl.minimum(tl.maximum(g + 2, 0), last) - base, 0), BLOCK_R - 1)
+    m2 = tl.minimum(tl.maximum(tl.minimum(tl.maximum(g - 2, 0), last) - base, 0), BLOCK_R - 1)
+    cols = cols[None, :]
+    one = tl.load(src + p1[:, None] * BLOCK_M + cols) - tl.load(src + m1[:, None] * BLOCK_M + cols)
+    two = tl.load(src + p2[:, None] * BLOCK_M + cols) - tl.load(src + m2[:, None] * BLOCK_M + cols)
+    return (one + 2.0 * two) * 0.1
 
 
 @triton.jit
@@ -49,48 +62,92 @@ def _logmel_delta_kernel(
     fb_ptr,  # (M, F) float32
     nfr_ptr,  # (B,) int32 frames per item
     out_ptr,  # (B, 3, T, M) float32
-    T, F, M, amin,
+    work_ptr,  # (programs, 2, BLOCK_R, BLOCK_M) float32 scratch, one slot per program
+    band_ptr,  # (programs, 2, BLOCK_M) int32 scratch: each filter's non-zero bins [lo, hi)
+    T, F, M, amin, n_tiles, tiles_per_item,
     stride_sb, stride_st, stride_ob, stride_oc, stride_ot,
-    BLOCK_R: tl.constexpr, BLOCK_F: tl.constexpr, BLOCK_M: tl.constexpr,
-    MEL_PRECISION: tl.constexpr, HALO: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_F: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
+    HALO: tl.constexpr,
 ):
-    pid_t = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
     rows = tl.arange(0, BLOCK_R)
-    base = pid_t * (BLOCK_R - 2 * HALO) - HALO
-    g = base + rows
-    n_frames = tl.load(nfr_ptr + b)
-    valid = (g >= 0) & (g < n_frames)
     mcols = tl.arange(0, BLOCK_M)
-    mmask = mcols < M
+    slot = work_ptr + tl.program_id(0).to(tl.int64) * (2 * BLOCK_R * BLOCK_M)
+    bands = band_ptr + tl.program_id(0).to(tl.int64) * (2 * BLOCK_M)
 
-    spec_rows = spec_ptr + b * stride_sb + g.to(tl.int64)[:, None] * stride_st
-    acc = tl.zeros((BLOCK_R, BLOCK_M), dtype=tl.float32)
+    # Each filter's non-zero bins [lo, hi), found once per program (a filter with none has
+    # lo >= hi and sums nothing; so do the columns past M).
+    lo = tl.full((BLOCK_M,), 0, tl.int32) + F
+    hi = tl.zeros((BLOCK_M,), tl.int32)
     for f0 in range(0, F, BLOCK_F):
         f = f0 + tl.arange(0, BLOCK_F)
-        fmask = f < F
-        lmask = valid[:, None] & fmask[None, :]
-        re = tl.load(spec_rows + 2 * f[None, :], mask=lmask, other=0.0)
-        im = tl.load(spec_rows + 2 * f[None, :] + 1, mask=lmask, other=0.0)
-        power = re * re + im * im
-        fb = tl.load(fb_ptr + mcols[None, :] * F + f[:, None],
-                     mask=fmask[:, None] & mmask[None, :], other=0.0)
-        acc = tl.dot(power, fb, acc, input_precision=MEL_PRECISION)
-    # Rows outside the item hold log(amin): finite, and never selected by D for a kept row.
-    # NaN-propagating max: a NaN power (a NaN sample, unchecked on the GPU) stays NaN instead of
-    # becoming log(amin), a finite wrong value.
-    c = tl.log(tl.maximum(acc, amin, propagate_nan=tl.PropagateNan.ALL))
-    D = _delta_matrix(g, rows, base, n_frames)
-    d = tl.dot(D, c, input_precision="ieee") * 0.1
-    dd = tl.dot(D, d, input_precision="ieee") * 0.1
+        w = tl.load(fb_ptr + mcols[:, None] * F + f[None, :],
+                    mask=(mcols < M)[:, None] & (f < F)[None, :], other=0.0)
+        nz = w != 0.0
+        lo = tl.minimum(lo, tl.min(tl.where(nz, f[None, :], F), axis=1))
+        hi = tl.maximum(hi, tl.max(tl.where(nz, f[None, :] + 1, 0), axis=1))
+    tl.store(bands + mcols, lo)
+    tl.store(bands + BLOCK_M + mcols, hi)
+    tl.debug_barrier()
 
-    keep = (rows >= HALO) & (rows < BLOCK_R - HALO) & (g < T)
-    smask = keep[:, None] & mmask[None, :]
-    past_end = (g >= n_frames)[:, None]
-    optr = out_ptr + b * stride_ob + g.to(tl.int64)[:, None] * stride_ot + mcols[None, :]
-    tl.store(optr, tl.where(past_end, 0.0, c), mask=smask)
-    tl.store(optr + stride_oc, tl.where(past_end, 0.0, d), mask=smask)
-    tl.store(optr + 2 * stride_oc, tl.where(past_end, 0.0, dd), mask=smask)
+    for tile in range(tl.program_id(0), n_tiles, tl.num_programs(0)):
+        b = (tile // tiles_per_item).to(tl.int64)
+        base = (tile % tiles_per_item) * (BLOCK_R - 2 * HALO) - HALO
+        g = base + rows
+        n_frames = tl.load(nfr_ptr + b)
+        valid = (g >= 0) & (g < n_frames)
+        spec_rows = spec_ptr + b * stride_sb + g.to(tl.int64)[:, None] * stride_st
+
+        # The mel product as a banded sum, BLOCK_C filters at a time: step j adds bin lo + j of
+        # each filter (a gather of BLOCK_C bins per frame), for as many steps as the widest of
+        # them has bins; the sums go to the slot (the whole tile is then read back below).
+        for m0 in range(0, M, BLOCK_C):
+            cols = m0 + tl.arange(0, BLOCK_C)
+            lo_c = tl.load(bands + cols)
+            width = tl.load(bands + BLOCK_M + cols) - lo_c
+            energy = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)
+            bins = spec_rows + 2 * lo_c[None, :]  # bin lo + j of each filter, for every frame
+            weights = fb_ptr + cols * F + lo_c
+            for j in range(0, tl.max(width)):
+                on = j < width
+                lmask = valid[:, None] & on[None, :]
+                re = tl.load(bins, mask=lmask, other=0.0)
+                im = tl.load(bins + 1, mask=lmask, other=0.0)
+                w = tl.load(weights, mask=on, other=0.0)
+                energy += (re * re + im * im) * w[None, :]
+                bins += 2
+                weights += 1
+            tl.store(slot + rows[:, None] * BLOCK_M + cols[None, :], energy)
+        tl.debug_barrier()
+        # Then the three channels, BLOCK_C filters at a time (a whole tile's pointers and values
+        # at once would not fit in registers), each channel after a barrier.
+        keep = (rows >= HALO) & (rows < BLOCK_R - HALO) & (g < T)
+        past_end = (g >= n_frames)[:, None]
+        out_rows = out_ptr + b * stride_ob + g.to(tl.int64)[:, None] * stride_ot
+        for m0 in range(0, M, BLOCK_C):
+            cols = m0 + tl.arange(0, BLOCK_C)
+            at = rows[:, None] * BLOCK_M + cols[None, :]
+            # Rows outside the item hold log(amin): finite, and never read for a kept row.
+            # NaN-propagating max: a NaN power (a NaN sample, unchecked on the GPU) stays NaN
+            # instead of becoming log(amin), a finite wrong value.
+            c = tl.log(tl.maximum(tl.load(slot + at), amin, propagate_nan=tl.PropagateNan.ALL))
+            smask = keep[:, None] & (cols < M)[None, :]
+            tl.store(out_rows + cols[None, :], tl.where(past_end, 0.0, c), mask=smask)
+            tl.store(slot + BLOCK_R * BLOCK_M + at, c)
+        tl.debug_barrier()
+        for m0 in range(0, M, BLOCK_C):
+            cols = m0 + tl.arange(0, BLOCK_C)
+            d = _delta_rows(slot + BLOCK_R * BLOCK_M, g, base, n_frames, cols, BLOCK_R, BLOCK_M)
+            smask = keep[:, None] & (cols < M)[None, :]
+            tl.store(out_rows + stride_oc + cols[None, :], tl.where(past_end, 0.0, d), mask=smask)
+            tl.store(slot + rows[:, None] * BLOCK_M + cols[None, :], d)
+        tl.debug_barrier()
+        for m0 in range(0, M, BLOCK_C):
+            cols = m0 + tl.arange(0, BLOCK_C)
+            dd = _delta_rows(slot, g, base, n_frames, cols, BLOCK_R, BLOCK_M)
+            smask = keep[:, None] & (cols < M)[None, :]
+            tl.store(out_rows + 2 * stride_oc + cols[None, :], tl.where(past_end, 0.0, dd),
+                     mask=smask)
+        tl.debug_barrier()  # (the next tile's energies overwrite what dd read)
 
 
 def logmel_delta_triton(
@@ -102,9 +159,9 @@ def logmel_delta_triton(
     center: bool,
     amin: float,
     *,
-    mel_precision: str = "ieee",
     block_rows: int | None = None,
     block_freqs: int | None = None,
+    block_filters: int | None = None,
 ) -> torch.Tensor:  # (B, 3, T, M)
     """The launcher. No host synchronisation: per-item frame counts stay on the device and T
     comes from the shape of the framed signal."""
@@ -124,15 +181,19 @@ def logmel_delta_triton(
     T = spec.shape[1]
     n_frames = frame_count(lengths, n_fft, hop_length, center).to(torch.int32)
     out = torch.empty(B, 3, T, M, dtype=torch.float32, device=x.device)
-    launch = logmel_launch(B, T, M, interpret=triton_interpret(), block_rows=block_rows,
-                           block_freqs=block_freqs)
+    launch = logmel_launch(B, T, M, sm_count=sm_count(out), interpret=triton_interpret(),
+                           block_rows=block_rows, block_freqs=block_freqs,
+                           block_filters=block_filters)
+    work = torch.empty(launch.grid[0], 2, launch.block_r, launch.block_m, dtype=torch.float32,
+                       device=x.device)
+    bands = torch.empty(launch.grid[0], 2, launch.block_m, dtype=torch.int32, device=x.device)
     with device_guard(out):
         _logmel_delta_kernel[launch.grid](
-            spec, mel_fb.contiguous(), n_frames, out,
-            T, F, M, float(amin),
+            spec, mel_fb.contiguous(), n_frames, out, work, bands,
+            T, F, M, float(amin), launch.tiles, launch.tiles_per_item,
             spec.stride(0), spec.stride(1), out.stride(0), out.stride(1), out.stride(2),
             BLOCK_R=launch.block_r, BLOCK_F=launch.block_f, BLOCK_M=launch.block_m,
-            MEL_PRECISION=mel_precision, HALO=launch.halo, num_warps=NUM_WARPS,
+            BLOCK_C=launch.block_c, HALO=launch.halo, num_warps=NUM_WARPS,
         )
     return out
 
