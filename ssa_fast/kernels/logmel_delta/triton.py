@@ -23,8 +23,8 @@ delta-delta). Per tile:
 The kernel is persistent: a few programs per multiprocessor, one scratch slot each, looping over
 the tiles, so the scratch is small whatever the batch. Before (the deltas as products with a
 banded ``(BLOCK_R, BLOCK_R)`` matrix, the mel product dense, both fp32 ``tl.dot``) it spilled
-5 KB per thread at n_mels 40 (ptxas, sm_90a); now no specialisation spills under Triton 3.6 or
-3.9 (benchmarks/triton_aot.py, docs/design.md).
+3-10 KB per thread (ptxas, sm_90a); now no specialisation spills under Triton 3.6 or 3.9
+(benchmarks/triton_aot.py, docs/design.md 10.1b).
 """
 
 from __future__ import annotations
