@@ -513,6 +513,17 @@ def test_a_manifests_speaker_that_normalises_nothing_is_said(trained, tmp_path):
     assert proc.returncode == 0, proc.stderr
     said = [line for line in proc.stderr.splitlines() if "'SPK00' was not in training" in line]
     assert len(said) == 1 and said[0].startswith("a manifest's speaker"), proc.stderr
+    assert "training statistics of the speaker of that name" not in proc.stderr
+    # a training speaker's name takes that speaker's statistics, matched by name alone: said,
+    # with the files counted (a speaker of another corpus could share the name)
+    (tmp_path / "named.csv").write_text("path,speaker\nx.wav,spk00\ny.wav,spk00\n")
+    proc = run_cli("predict", ckpt, tmp_path / "named.csv", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if "of that name" in line]
+    assert len(said) == 1 and "spk00 (2 files)" in said[0], proc.stderr
+    proc = run_cli("predict", ckpt, tmp_path / "named.csv", "--speaker", "spk00", "--quiet",
+                   cwd=tmp_path)  # (named by --speaker too: the user chose it, nothing to say)
+    assert proc.returncode == 0 and "of that name" not in proc.stderr, proc.stderr
     clf = EmotionClassifier.from_checkpoint(ckpt)
     with pytest.warns(UserWarning, match="speaker 'SPK00' was not in training") as record:
         preds = list(clf.classify_files([tmp_path / "typo.csv"], num_workers=0))

@@ -602,6 +602,13 @@ def cmd_predict(args) -> int:
         print(f"skipped: {line}", file=sys.stderr)
     for why in clf.unused_speakers(entries, besides=nfc(args.speaker)).values():  # a manifest's
         print(f"a manifest's {why}", file=sys.stderr)
+    matched = clf.matched_speakers(entries, besides=nfc(args.speaker))
+    if matched:
+        shown = ", ".join(f"{s} ({n} file{'s' if n > 1 else ''})"
+                          for s, n in list(matched.items())[:8])
+        print(f"a manifest's speakers normalised with the training statistics of the speaker of "
+              f"that name: {shown}{', ...' if len(matched) > 8 else ''} (another corpus's "
+              "speaker named like a training speaker would take theirs)", file=sys.stderr)
     if not entries:
         raise UserError(f"no audio files in {' '.join(args.inputs)}")
     # a file in the predictions already, however it was named then (an absolute path, a list

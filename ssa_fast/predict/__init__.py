@@ -174,6 +174,17 @@ class EmotionClassifier:
         whys = {speaker: self.unused_speaker(speaker) for speaker in named}
         return {speaker: why for speaker, why in whys.items() if why is not None}
 
+    def matched_speakers(self, entries, besides: str | None = None) -> dict[str, int]:
+        """{training speaker: files} for the speakers of ``entries`` (a manifest's speaker
+        column), ``besides`` left out, whose training statistics normalise their files: matched
+        by name alone, so a speaker of another corpus named like a training speaker takes that
+        speaker's statistics (which is why the command line says it)."""
+        counts: dict[str, int] = {}
+        for e in entries:
+            if e.speaker and e.speaker != besides and self._known(e.speaker) is not None:
+                counts[e.speaker] = counts.get(e.speaker, 0) + 1
+        return counts
+
     def say_unused_speakers(self, entries) -> None:
         """Warn once per speaker of ``entries`` that normalises nothing (:meth:`unused_speakers`),
         as for a speaker named by a caller."""
