@@ -43,15 +43,16 @@ rows in the second:
               max(1, min(next_pow2(T), 4096 // BLOCK_D // u)) (d = 256 -> 16; interpreter: as
               above), 4 warps, so that several programs share an SM
 ``_logmel_delta_kernel`` (:func:`logmel_launch`), B items of T frames, n_mels M:
-    grid    = (min(tiles, sm_count x LOGMEL_PROGRAMS_PER_SM),): persistent programs, each with
-              a scratch slot, looping over the B x cdiv(T, BLOCK_R - 2 HALO) tiles (interpreter:
-              LOGMEL_INTERPRET_PROGRAMS = 2, so that tests run the loop)
+    grid    = (min(tiles, sm_count x P),), P = 4 programs per SM (BLOCK_M 256: 2, beyond: 1):
+              persistent programs, each with a scratch slot, looping over the
+              B x cdiv(T, BLOCK_R - 2 HALO) tiles (interpreter: LOGMEL_INTERPRET_PROGRAMS = 2,
+              so that tests run the loop)
     BLOCK_R = 64 frames per tile (interpreter: 256), of which 2 * LOGMEL_HALO are recomputed
     BLOCK_M = max(16, next_pow2(M))            M = 40 -> 64, M = 64 -> 64, M = 128 -> 128
     BLOCK_C = 16 filters per step of the banded mel sum and of the deltas (interpreter: BLOCK_M)
     BLOCK_F = 16 bins per step of the search for each filter's non-zero bins (interpreter: 64)
     HALO    = LOGMEL_HALO = 4 (delta-delta of frame t reads the static frames t - 4 .. t + 4)
-    4 warps: 107-128 registers, no spills (Triton 3.6 and 3.9), so 4 programs fit an SM
+    4 warps; registers and spills: benchmarks/RESULTS.md (none spills up to 256 filters)
 ``_l1_project_kernel`` (:func:`l1_launch`), weight (K, n), x with x_numel elements:
     BLOCK_N = max(16, next_pow2(n)); BLOCK_K = max(1, min(next_pow2(K), 4096 // BLOCK_N));
     BLOCK_X = min(4096, max(16, next_pow2(x_numel)))
@@ -73,7 +74,7 @@ LOGMEL_BLOCK_ROWS_INTERPRET = 256  # the interpreter pays per step, not per elem
 LOGMEL_BLOCK_FREQS = 16  # bins per step of the search for each filter's non-zero bins
 LOGMEL_BLOCK_FREQS_INTERPRET = 64
 LOGMEL_BLOCK_FILTERS = 16  # filters per step (interpreter: all of them, fewer steps)
-LOGMEL_PROGRAMS_PER_SM = 4  # persistent programs (and scratch slots) per multiprocessor
+LOGMEL_PROGRAMS_PER_SM = 4  # persistent programs (scratch slots) per SM, up to 128 filters
 LOGMEL_INTERPRET_PROGRAMS = 2  # the interpreter's: few, so that tests run the tile loop
 SSA_TILE_ELEMENTS = 8192  # rows x BLOCK_D of one SSA tile on a GPU
 SSA_INTERPRET_ROWS = 256
@@ -241,10 +242,12 @@ def logmel_launch(B: int, T: int, n_mels: int, *, sm_count: int | None = None,
                          f"got {block_r}")
     per_item = cdiv(T, block_r - 2 * LOGMEL_HALO)
     tiles = per_item * B
-    slots = (LOGMEL_INTERPRET_PROGRAMS if interpret or sm_count is None
-             else sm_count * LOGMEL_PROGRAMS_PER_SM)
     block_f = block_freqs or (LOGMEL_BLOCK_FREQS_INTERPRET if interpret else LOGMEL_BLOCK_FREQS)
     block_m = max(16, next_pow2(n_mels))
+    # (past 128 filters the registers hold fewer programs per SM, and fewer slots keep the
+    # scratch, 2 x 64 x BLOCK_M floats a slot, at 17 MB (BLOCK_M 64) or 34 MB on 132 SMs)
+    per_sm = max(1, LOGMEL_PROGRAMS_PER_SM * 128 // max(128, block_m))
+    slots = (LOGMEL_INTERPRET_PROGRAMS if interpret or sm_count is None else sm_count * per_sm)
     block_c = min(block_m, block_filters or (block_m if interpret else LOGMEL_BLOCK_FILTERS))
     if block_m % block_c:
         raise ValueError(f"block_filters must be a power of two, got {block_filters}")

@@ -28,8 +28,9 @@ def test_ssa_splits_fill_the_device_and_leave_no_slice_empty(B, T, sms):
     assert tc.ssa_launch(B, T, 256, sm_count=sms, interpret=True).splits == 1
 
 
-@pytest.mark.parametrize("n_mels, block_m", [(40, 64), (64, 64), (80, 128), (128, 128)])
-def test_logmel_geometry(n_mels, block_m):
+@pytest.mark.parametrize("n_mels, block_m, per_sm", [(40, 64, 4), (64, 64, 4), (80, 128, 4),
+                                                     (128, 128, 4), (200, 256, 2), (300, 512, 1)])
+def test_logmel_geometry(n_mels, block_m, per_sm):
     launch = tc.logmel_launch(3, 301, n_mels, sm_count=132)
     assert (launch.block_r, launch.block_f, launch.block_m, launch.halo, launch.block_c) == (
         tc.LOGMEL_BLOCK_ROWS, tc.LOGMEL_BLOCK_FREQS, block_m, tc.LOGMEL_HALO,
@@ -40,9 +41,10 @@ def test_logmel_geometry(n_mels, block_m):
     assert (launch.tiles_per_item, launch.tiles) == (per_item, 3 * per_item)
     assert (per_item - 1) * kept < 301
     assert launch.grid == (3 * per_item,)  # fewer tiles than slots: one program per tile
-    # persistent: at most LOGMEL_PROGRAMS_PER_SM programs per multiprocessor, each looping
+    # persistent: a few programs per multiprocessor (fewer for wide tiles), each looping
     big = tc.logmel_launch(1024, 1001, n_mels, sm_count=132)
-    assert big.grid == (132 * tc.LOGMEL_PROGRAMS_PER_SM,)
+    assert big.grid == (132 * per_sm,)
+    assert big.grid[0] * 2 * launch.block_r * block_m * 4 <= 34.7e6  # the scratch
     assert big.tiles == 1024 * tc.cdiv(1001, kept)
     interp = tc.logmel_launch(3, 301, n_mels, interpret=True)
     assert interp.block_r == tc.LOGMEL_BLOCK_ROWS_INTERPRET and interp.block_c == block_m

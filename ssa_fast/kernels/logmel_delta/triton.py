@@ -58,7 +58,7 @@ def _delta_rows(src, g, base, n_frames, cols, BLOCK_R: tl.constexpr, BLOCK_M: tl
 
 @triton.jit
 def _logmel_delta_kernel(
-    spec_ptr,  # (B, T, F, 2) float32, real view of the spectrum
+    spec_ptr,  # (B, T, F) int64: the complex64 spectrum's bits (real part in the low half)
     fb_ptr,  # (M, F) float32
     nfr_ptr,  # (B,) int32 frames per item
     out_ptr,  # (B, 3, T, M) float32
@@ -105,16 +105,19 @@ def _logmel_delta_kernel(
             lo_c = tl.load(bands + cols)
             width = tl.load(bands + BLOCK_M + cols) - lo_c
             energy = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)
-            bins = spec_rows + 2 * lo_c[None, :]  # bin lo + j of each filter, for every frame
-            weights = fb_ptr + cols * F + lo_c
+            bins = spec_rows + lo_c[None, :]  # bin lo + j of each filter, for every frame
+            weights = (fb_ptr + cols * F + lo_c)[None, :]
+            wide = width[None, :]
             for j in range(0, tl.max(width)):
-                on = j < width
-                lmask = valid[:, None] & on[None, :]
-                re = tl.load(bins, mask=lmask, other=0.0)
-                im = tl.load(bins + 1, mask=lmask, other=0.0)
+                on = j < wide
+                # one 8-byte load a bin (two float32 loads took two layouts, and the sum of
+                # their squares a conversion through shared memory every step)
+                z = tl.load(bins, mask=valid[:, None] & on, other=0)
+                re = z.to(tl.uint32).to(tl.float32, bitcast=True)
+                im = (z >> 32).to(tl.uint32).to(tl.float32, bitcast=True)
                 w = tl.load(weights, mask=on, other=0.0)
-                energy += (re * re + im * im) * w[None, :]
-                bins += 2
+                energy += (re * re + im * im) * w
+                bins += 1
                 weights += 1
             tl.store(slot + rows[:, None] * BLOCK_M + cols[None, :], energy)
         tl.debug_barrier()
@@ -177,7 +180,7 @@ def logmel_delta_triton(
     if center:
         x = torch.nn.functional.pad(x, (n_fft // 2, n_fft // 2))
     frames = x.unfold(-1, n_fft, hop_length)  # (B, T, n_fft) view
-    spec = torch.view_as_real(torch.fft.rfft(frames * window, dim=-1))  # (B, T, F, 2)
+    spec = torch.fft.rfft(frames * window, dim=-1).view(torch.int64)  # (B, T, F): the bits
     T = spec.shape[1]
     n_frames = frame_count(lengths, n_fft, hop_length, center).to(torch.int32)
     out = torch.empty(B, 3, T, M, dtype=torch.float32, device=x.device)
