@@ -83,7 +83,7 @@ SSA_T = (1, 37, 50, 150, 151, 500)
 SSA_D = (64, 65, 100, 128, 129, 200, 256, 257, 384, 511, 512)
 # log-Mel: n_mels 40 .. 128, the n_fft of 25 ms / 32 ms / 64 ms windows at 16 kHz, batches with and
 # without per-item lengths.
-LOGMEL_MELS = (40, 41, 64, 80, 100, 128, 200, 256)
+LOGMEL_MELS = (40, 41, 64, 80, 100, 128, 200, 256, 300)
 LOGMEL_NFFT = (400, 512, 1024)
 LOGMEL_SHAPES = ((1, 16000), (1, 48000 + 37), (32, 48000))
 # L1 projection: K classes (or speakers) x n classifier inputs (embedding 128, BLSTM 2d, ACRNN
@@ -207,7 +207,7 @@ def enumerate_launches(sm_count: int, quick: bool) -> list:
         for M in ((40,) if quick else LOGMEL_MELS):
             for n_fft in ((512,) if quick else LOGMEL_NFFT):
                 window = analysis_window("hamming", min(400, n_fft), n_fft).float()
-                with warnings.catch_warnings():  # (200 or 256 filters leave some empty:
+                with warnings.catch_warnings():  # (200 filters or more leave some empty:
                     warnings.simplefilter("ignore")  # only the shapes matter here)
                     fb = mel_filterbank(16000, n_fft, M).float()
                 for B, N in (LOGMEL_SHAPES[:1] if quick else LOGMEL_SHAPES):

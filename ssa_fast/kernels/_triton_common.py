@@ -94,6 +94,10 @@ NUM_WARPS = 4  # every kernel of the library but the one-launch SSA kernels and 
 # with 8 it takes at most 165 (3.9) / 176 (3.6), no spill, and an SM holds the same 8 warps as
 # before (one program, not two).
 SSA_WIDE_BLOCK_D = 512
+# The Triton log-Mel kernel's register ceiling: without one, Triton 3.9's ptxas (run with
+# --regAllocOptLevel=2) stopped at 72-80 registers and spilled 4 bytes in every specialisation;
+# 128 x 128 threads x 4 programs is an SM's registers (Triton 3.6 takes 124-128 either way).
+LOGMEL_MAX_REGISTERS = 128
 SSA_WIDE_WARPS = 8
 # The one-launch SSA kernels: with 4 warps ptxas spilled 4-20 bytes under Triton 3.6 (bf16 rows,
 # d = 256 and 512); at most one program per SM runs them, so 8 warps cost no occupancy.
@@ -244,8 +248,8 @@ def logmel_launch(B: int, T: int, n_mels: int, *, sm_count: int | None = None,
     tiles = per_item * B
     block_f = block_freqs or (LOGMEL_BLOCK_FREQS_INTERPRET if interpret else LOGMEL_BLOCK_FREQS)
     block_m = max(16, next_pow2(n_mels))
-    # (past 128 filters the registers hold fewer programs per SM, and fewer slots keep the
-    # scratch, 2 x 64 x BLOCK_M floats a slot, at 17 MB (BLOCK_M 64) or 34 MB on 132 SMs)
+    # (past 128 filters fewer programs per SM keep the scratch, 2 x 64 x BLOCK_M floats a slot,
+    # in L2: 17 MB (BLOCK_M 64) or 34 MB on 132 SMs)
     per_sm = max(1, LOGMEL_PROGRAMS_PER_SM * 128 // max(128, block_m))
     slots = (LOGMEL_INTERPRET_PROGRAMS if interpret or sm_count is None else sm_count * per_sm)
     block_c = min(block_m, block_filters or (block_m if interpret else LOGMEL_BLOCK_FILTERS))

@@ -166,3 +166,38 @@ def test_ssa_launchers_pass_the_geometry_warps_and_register_ceiling(monkeypatch,
     for name in ("_ssa_fused_fwd_kernel", "_ssa_fused_bwd_kernel"):
         assert launches[name]["num_warps"] == tc.SSA_FUSED_WARPS == 8, name
         assert launches[name]["maxnreg"] == tc.SSA_FUSED_MAX_REGISTERS == 128, name
+
+
+def test_logmel_launcher_passes_its_geometry_and_register_ceiling(monkeypatch):
+    """The Triton log-Mel launch: 4 warps under a ceiling of 128 registers (without it Triton
+    3.9's ptxas spilled 4 bytes at 72-80), the grid and constexprs of logmel_launch, and a
+    scratch slot and a bands row per program."""
+    pytest.importorskip("triton")
+    from ssa_fast.kernels.logmel_delta import triton as lm
+    from ssa_fast.kernels.logmel_delta.filters import analysis_window, mel_filterbank
+
+    launches = []
+
+    class Recorder:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launches.append((grid, args, kwargs))
+
+    monkeypatch.setattr(lm, "_logmel_delta_kernel", Recorder())
+    monkeypatch.setattr(lm, "triton_interpret", lambda: False)
+    monkeypatch.setattr(lm, "sm_count", lambda t: 3)
+    fb = mel_filterbank(16000, 512, 40).float()
+    out = lm.logmel_delta_triton(torch.zeros(5, 48000), None,
+                                 analysis_window("hamming", 400, 512).float(), fb, 160, True,
+                                 1e-10)
+    assert out.shape == (5, 3, 301, 40)
+    (grid, args, kwargs), = launches
+    launch = tc.logmel_launch(5, 301, 40, sm_count=3)
+    assert grid == launch.grid == (3 * tc.LOGMEL_PROGRAMS_PER_SM,) and launch.tiles == 5 * 6
+    assert kwargs["num_warps"] == tc.NUM_WARPS == 4
+    assert kwargs["maxnreg"] == tc.LOGMEL_MAX_REGISTERS == 128
+    assert (kwargs["BLOCK_R"], kwargs["BLOCK_F"], kwargs["BLOCK_M"], kwargs["BLOCK_C"],
+            kwargs["HALO"]) == (64, 16, 64, 16, 4)
+    spec, _, _, _, work, bands = args[:6]
+    assert spec.dtype == torch.int64 and spec.shape == (5, 301, 257)  # the complex64 bits
+    assert work.shape == (grid[0], 2, 64, 64) and bands.shape == (grid[0], 2, 64)
+    assert args[10:12] == (launch.tiles, launch.tiles_per_item)

@@ -36,7 +36,13 @@ import triton
 import triton.language as tl
 
 from ..._backend import triton_interpret
-from .._triton_common import NUM_WARPS, device_guard, logmel_launch, sm_count
+from .._triton_common import (
+    LOGMEL_MAX_REGISTERS,
+    NUM_WARPS,
+    device_guard,
+    logmel_launch,
+    sm_count,
+)
 from .reference import frame_count, logmel_delta_fake
 
 
@@ -70,23 +76,24 @@ def _logmel_delta_kernel(
     HALO: tl.constexpr,
 ):
     rows = tl.arange(0, BLOCK_R)
-    mcols = tl.arange(0, BLOCK_M)
     slot = work_ptr + tl.program_id(0).to(tl.int64) * (2 * BLOCK_R * BLOCK_M)
     bands = band_ptr + tl.program_id(0).to(tl.int64) * (2 * BLOCK_M)
 
-    # Each filter's non-zero bins [lo, hi), found once per program (a filter with none has
-    # lo >= hi and sums nothing; so do the columns past M).
-    lo = tl.full((BLOCK_M,), 0, tl.int32) + F
-    hi = tl.zeros((BLOCK_M,), tl.int32)
-    for f0 in range(0, F, BLOCK_F):
-        f = f0 + tl.arange(0, BLOCK_F)
-        w = tl.load(fb_ptr + mcols[:, None] * F + f[None, :],
-                    mask=(mcols < M)[:, None] & (f < F)[None, :], other=0.0)
-        nz = w != 0.0
-        lo = tl.minimum(lo, tl.min(tl.where(nz, f[None, :], F), axis=1))
-        hi = tl.maximum(hi, tl.max(tl.where(nz, f[None, :] + 1, 0), axis=1))
-    tl.store(bands + mcols, lo)
-    tl.store(bands + BLOCK_M + mcols, hi)
+    # Each filter's non-zero bins [lo, hi), found once per program, BLOCK_C filters at a time (a
+    # filter with none has lo >= hi and sums nothing; so do the columns past M).
+    for m0 in range(0, M, BLOCK_C):
+        cols = m0 + tl.arange(0, BLOCK_C)
+        lo = tl.full((BLOCK_C,), 0, tl.int32) + F
+        hi = tl.zeros((BLOCK_C,), tl.int32)
+        for f0 in range(0, F, BLOCK_F):
+            f = f0 + tl.arange(0, BLOCK_F)
+            w = tl.load(fb_ptr + cols[:, None] * F + f[None, :],
+                        mask=(cols < M)[:, None] & (f < F)[None, :], other=0.0)
+            nz = w != 0.0
+            lo = tl.minimum(lo, tl.min(tl.where(nz, f[None, :], F), axis=1))
+            hi = tl.maximum(hi, tl.max(tl.where(nz, f[None, :] + 1, 0), axis=1))
+        tl.store(bands + cols, lo)
+        tl.store(bands + BLOCK_M + cols, hi)
     tl.debug_barrier()
 
     for tile in range(tl.program_id(0), n_tiles, tl.num_programs(0)):
@@ -197,6 +204,7 @@ def logmel_delta_triton(
             spec.stride(0), spec.stride(1), out.stride(0), out.stride(1), out.stride(2),
             BLOCK_R=launch.block_r, BLOCK_F=launch.block_f, BLOCK_M=launch.block_m,
             BLOCK_C=launch.block_c, HALO=launch.halo, num_warps=NUM_WARPS,
+            maxnreg=LOGMEL_MAX_REGISTERS,
         )
     return out
 
