@@ -21,7 +21,9 @@ delta-delta). Per tile:
   back as gathers: the static tile for the delta, the delta for the delta-delta.
 
 The kernel is persistent: a few programs per multiprocessor, one scratch slot each, looping over
-the tiles, so the scratch is small whatever the batch. Before (the deltas as products with a
+the tiles, so the scratch is small whatever the batch. It works in steps of ``BLOCK_C`` filters
+throughout (no whole tile of values and pointers is live at once) and reads each spectrum bin as
+one 8-byte load (the complex64 bits), which keeps its hot loop free of layout conversions. Before (the deltas as products with a
 banded ``(BLOCK_R, BLOCK_R)`` matrix, the mel product dense, both fp32 ``tl.dot``) it spilled
 3-10 KB per thread (ptxas, sm_90a); now no specialisation spills under Triton 3.6 or 3.9
 (benchmarks/triton_aot.py, docs/design.md 10.1b).
