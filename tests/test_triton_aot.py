@@ -76,6 +76,10 @@ def test_every_kernel_compiles_for_sm90a_within_the_shared_memory_limit(tmp_path
     assert sum(not r["cached"] for r in again) == 1 and reports[0].is_file()
     assert len({key(r) for r in again}) == len(again)
 
+    # a pattern that matches no kernel is refused, not a pass that checked nothing
+    proc = _aot("--kernels", "^_l1_projekt", status=2)
+    assert "matches no kernel of the library" in proc.stderr
+
     # the spill check fails where a kernel spills: L1's under a ceiling of 24 registers
     proc = _aot("--jobs", "2", "--kernels", "^_l1_", "--maxnreg", 24, "--no-spills", ".",
                 status=1)
