@@ -52,7 +52,7 @@ rows in the second:
     BLOCK_C = 16 filters per step of the banded mel sum and of the deltas (interpreter: BLOCK_M)
     BLOCK_F = 16 bins per step of the search for each filter's non-zero bins (interpreter: 64)
     HALO    = LOGMEL_HALO = 4 (delta-delta of frame t reads the static frames t - 4 .. t + 4)
-    4 warps; registers and spills: benchmarks/RESULTS.md (none spills up to 256 filters)
+    4 warps; registers and spills: benchmarks/RESULTS.md (none spills, 40 to 300 filters)
 ``_l1_project_kernel`` (:func:`l1_launch`), weight (K, n), x with x_numel elements:
     BLOCK_N = max(16, next_pow2(n)); BLOCK_K = max(1, min(next_pow2(K), 4096 // BLOCK_N));
     BLOCK_X = min(4096, max(16, next_pow2(x_numel)))
@@ -249,11 +249,11 @@ def logmel_launch(B: int, T: int, n_mels: int, *, sm_count: int | None = None,
     block_f = block_freqs or (LOGMEL_BLOCK_FREQS_INTERPRET if interpret else LOGMEL_BLOCK_FREQS)
     block_m = max(16, next_pow2(n_mels))
     # (past 128 filters fewer programs per SM keep the scratch, 2 x 64 x BLOCK_M floats a slot,
-    # in L2: 17 MB (BLOCK_M 64) or 34 MB on 132 SMs)
+    # in L2: 17 MB (BLOCK_M 64) or 34 MB on 132 SMs, up to 512 filters)
     per_sm = max(1, LOGMEL_PROGRAMS_PER_SM * 128 // max(128, block_m))
     slots = (LOGMEL_INTERPRET_PROGRAMS if interpret or sm_count is None else sm_count * per_sm)
     block_c = min(block_m, block_filters or (block_m if interpret else LOGMEL_BLOCK_FILTERS))
-    if block_m % block_c:
+    if block_c < 1 or block_c & (block_c - 1):
         raise ValueError(f"block_filters must be a power of two, got {block_filters}")
     return LogMelLaunch((max(1, min(tiles, slots)),), block_r, block_f, block_m, LOGMEL_HALO,
                         block_c, per_item, tiles)

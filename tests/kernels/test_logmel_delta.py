@@ -244,3 +244,11 @@ def test_triton_small_tiles_path(n_mels):
     ref32, _ = ssa_fast.logmel_delta(x, lengths=lens, n_mels=n_mels, backend="reference")
     budget = 2 * (ref32.cpu().double() - ref).abs().max() + 1e-5
     assert (out.cpu().double() - ref).abs().max() <= max(budget, 1e-4)
+
+    # the launcher computes in float32 whatever it is given: a float64 call (the public API sends
+    # none, the registered op takes one) is the float32 call, not the complex128 spectrum's
+    # half-words read as float32
+    out64 = logmel_delta_triton(x.double(), lens, win.double(), fb.double(), 160, True, 1e-10,
+                                block_rows=64, block_freqs=16, block_filters=16)
+    assert out64.dtype == torch.float32
+    assert (out64.cpu().double() - ref).abs().max() <= max(budget, 1e-4)

@@ -51,6 +51,9 @@ def test_logmel_geometry(n_mels, block_m, per_sm):
     assert interp.grid == (tc.LOGMEL_INTERPRET_PROGRAMS,) < (interp.tiles,)  # the loop runs
     with pytest.raises(ValueError, match="block_rows"):
         tc.logmel_launch(3, 301, n_mels, block_rows=8)
+    for bad in (24, -16):  # (a step of filters must divide BLOCK_M)
+        with pytest.raises(ValueError, match="block_filters must be a power of two"):
+            tc.logmel_launch(3, 301, n_mels, block_filters=bad)
 
 
 def test_l1_geometry():

@@ -23,10 +23,11 @@ delta-delta). Per tile:
 The kernel is persistent: a few programs per multiprocessor, one scratch slot each, looping over
 the tiles, so the scratch is small whatever the batch. It works in steps of ``BLOCK_C`` filters
 throughout (no whole tile of values and pointers is live at once) and reads each spectrum bin as
-one 8-byte load (the complex64 bits), which keeps its hot loop free of layout conversions. Before (the deltas as products with a
-banded ``(BLOCK_R, BLOCK_R)`` matrix, the mel product dense, both fp32 ``tl.dot``) it spilled
-3-10 KB per thread (ptxas, sm_90a); now no specialisation spills under Triton 3.6 or 3.9
-(benchmarks/triton_aot.py, docs/design.md 10.1b).
+one 8-byte load (the complex64 bits), which keeps its hot loop free of layout conversions.
+Before (the deltas as products with a banded ``(BLOCK_R, BLOCK_R)`` matrix, the mel product
+dense, both fp32 ``tl.dot``) it spilled 3-10 KB per thread (ptxas, sm_90a); now no
+specialisation spills under Triton 3.6 or 3.9 (benchmarks/triton_aot.py, docs/design.md 10.1b).
+Float32 throughout: other inputs are computed in float32 (the public API sends only float32).
 """
 
 from __future__ import annotations
@@ -189,7 +190,9 @@ def logmel_delta_triton(
     if center:
         x = torch.nn.functional.pad(x, (n_fft // 2, n_fft // 2))
     frames = x.unfold(-1, n_fft, hop_length)  # (B, T, n_fft) view
-    spec = torch.fft.rfft(frames * window, dim=-1).view(torch.int64)  # (B, T, F): the bits
+    # (B, T, F) int64: the complex64 bits (a float64 input's complex128 viewed so would be
+    # read as half-words)
+    spec = torch.fft.rfft(frames * window, dim=-1).to(torch.complex64).view(torch.int64)
     T = spec.shape[1]
     n_frames = frame_count(lengths, n_fft, hop_length, center).to(torch.int32)
     out = torch.empty(B, 3, T, M, dtype=torch.float32, device=x.device)
@@ -201,7 +204,7 @@ def logmel_delta_triton(
     bands = torch.empty(launch.grid[0], 2, launch.block_m, dtype=torch.int32, device=x.device)
     with device_guard(out):
         _logmel_delta_kernel[launch.grid](
-            spec, mel_fb.contiguous(), n_frames, out, work, bands,
+            spec, mel_fb.to(torch.float32).contiguous(), n_frames, out, work, bands,
             T, F, M, float(amin), launch.tiles, launch.tiles_per_item,
             spec.stride(0), spec.stride(1), out.stride(0), out.stride(1), out.stride(2),
             BLOCK_R=launch.block_r, BLOCK_F=launch.block_f, BLOCK_M=launch.block_m,
