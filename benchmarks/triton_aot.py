@@ -388,10 +388,10 @@ def main(argv=None) -> int:
                          "thread (PTX .maxnreg), e.g. to see what a ceiling would spill "
                          "(default: each launch's own)")
     args = ap.parse_args(argv)
-    if args.kernels and not any(re.search(args.kernels, fn.__name__)
-                                for fn in library_kernels().values()):
+    names = sorted(fn.__name__ for fn in library_kernels().values())
+    if args.kernels and not any(re.search(args.kernels, name) for name in names):
         ap.error(f"--kernels {args.kernels!r} matches no kernel of the library (have "
-                 f"{', '.join(sorted(fn.__name__ for fn in library_kernels().values()))})")
+                 f"{', '.join(names)})")
     work = os.path.abspath(args.cache) if args.cache else \
         tempfile.mkdtemp(prefix="ssa_fast_triton_aot_")
     os.environ["TRITON_CACHE_DIR"] = os.path.join(work, "triton")

@@ -50,18 +50,22 @@ from .reference import frame_count, logmel_delta_fake
 
 
 @triton.jit
+def _row_of(frame, n_frames, base, BLOCK_R: tl.constexpr):
+    """The tile row holding ``frame`` clamped to the item's frames (replicate padding), clamped
+    to the tile (rows near the tile's edge, whose values no kept row reads)."""
+    clamped = tl.minimum(tl.maximum(frame, 0), n_frames - 1)
+    return tl.minimum(tl.maximum(clamped - base, 0), BLOCK_R - 1)
+
+
+@triton.jit
 def _delta_rows(src, g, base, n_frames, cols, BLOCK_R: tl.constexpr, BLOCK_M: tl.constexpr):
-    """The N = 2 regression of the ``(BLOCK_R, BLOCK_M)`` tile at ``src`` along its rows: row i
-    is frame g_i = base + i; its neighbours are clamped to the item's frames (replicate padding)
-    and then to the tile (rows near the tile's edge, whose values no kept row reads)."""
-    last = n_frames - 1
-    p1 = tl.minimum(tl.maximum(tl.minimum(tl.maximum(g + 1, 0), last) - base, 0), BLOCK_R - 1)
-    m1 = tl.minimum(tl.maximum(tl.minimum(tl.maximum(g - 1, 0), last) - base, 0), BLOCK_R - 1)
-    p2 = tl.minimum(tl.maximum(tl.minimum(tl.maximum(g + 2, 0), last) - base, 0), BLOCK_R - 1)
-    m2 = tl.minimum(tl.maximum(tl.minimum(tl.maximum(g - 2, 0), last) - base, 0), BLOCK_R - 1)
-    cols = cols[None, :]
-    one = tl.load(src + p1[:, None] * BLOCK_M + cols) - tl.load(src + m1[:, None] * BLOCK_M + cols)
-    two = tl.load(src + p2[:, None] * BLOCK_M + cols) - tl.load(src + m2[:, None] * BLOCK_M + cols)
+    """The N = 2 regression of the ``(BLOCK_R, BLOCK_M)`` tile at ``src`` along its rows (row i
+    is frame g_i = base + i), for the columns ``cols``."""
+    at = src + cols[None, :]
+    one = (tl.load(at + _row_of(g + 1, n_frames, base, BLOCK_R)[:, None] * BLOCK_M)
+           - tl.load(at + _row_of(g - 1, n_frames, base, BLOCK_R)[:, None] * BLOCK_M))
+    two = (tl.load(at + _row_of(g + 2, n_frames, base, BLOCK_R)[:, None] * BLOCK_M)
+           - tl.load(at + _row_of(g - 2, n_frames, base, BLOCK_R)[:, None] * BLOCK_M))
     return (one + 2.0 * two) * 0.1
 
 
