@@ -96,7 +96,7 @@ NUM_WARPS = 4  # every kernel of the library but the one-launch SSA kernels and 
 SSA_WIDE_BLOCK_D = 512
 # The Triton log-Mel kernel's register ceiling: without one, Triton 3.9's ptxas (run with
 # --regAllocOptLevel=2) stopped at 72-80 registers and spilled 4 bytes in every specialisation;
-# 128 x 128 threads x 4 programs is an SM's registers (Triton 3.6 takes 124-128 either way).
+# 128 x 128 threads x 4 programs is an SM's registers (Triton 3.6 took 124-128 without it).
 LOGMEL_MAX_REGISTERS = 128
 SSA_WIDE_WARPS = 8
 # The one-launch SSA kernels: with 4 warps ptxas spilled 4-20 bytes under Triton 3.6 (bf16 rows,
