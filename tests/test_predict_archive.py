@@ -476,6 +476,65 @@ def test_resume_matches_the_files_done_from_any_working_directory(trained, tmp_p
     assert len((tmp_path / "old.jsonl").read_text().splitlines()) == 4
 
 
+@pytest.mark.slow
+def test_resume_classifies_again_the_files_changed_since(trained, tmp_path):
+    """A record keeps its file's size and modification time: a file rewritten since (other
+    audio in place, or the same bytes touched) is classified again on resuming, its old record
+    dropped; before, the stale prediction was kept as the file's. A record whose file is gone
+    is kept (nothing to compare), and a file rewritten that no input names loses its record."""
+    ckpt, _ = trained
+    tm = load_trained(ckpt)
+    d = tmp_path / "d"
+    d.mkdir()
+    wavs = [d / f"x{i}.wav" for i in range(4)]
+    for i, w in enumerate(wavs):
+        sf.write(w, speech_like(16000 + 3000 * i, seed=70 + i).astype(np.float32), 16000)
+
+    def rows_of(out):
+        if out.suffix == ".jsonl":
+            return {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
+        with open(out, newline="") as fh:
+            return {Path(r["path"]).name: r for r in csv.DictReader(fh)}
+
+    def probs(row):
+        return ({c: float(row[f"p_{c}"]) for c in tm.classes} if "p_" + tm.classes[0] in row
+                else row["probabilities"])
+
+    for suffix in ("jsonl", "csv"):
+        for i, w in enumerate(wavs):
+            sf.write(w, speech_like(16000 + 3000 * i, seed=70 + i).astype(np.float32), 16000)
+        out = tmp_path / f"p.{suffix}"
+        proc = run_cli("predict", ckpt, d, "--out", out, "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        before = rows_of(out)
+        for w in wavs:
+            st = w.stat()
+            assert (int(before[w.name]["bytes"]), int(before[w.name]["mtime_ns"])) == \
+                (st.st_size, st.st_mtime_ns)
+        # x0: other audio of another length in place; x1: the same bytes, touched; x3: other
+        # audio of the same length, then left out of the inputs
+        sf.write(wavs[0], speech_like(40000, seed=99).astype(np.float32), 16000)
+        st = wavs[1].stat()
+        os.utime(wavs[1], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        sf.write(wavs[3], speech_like(16000 + 9000, seed=98).astype(np.float32), 16000)
+        proc = run_cli("predict", ckpt, *wavs[:3], "--out", out, "--resume", "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        assert "--resume: 3 records were of files changed since" in proc.stderr, proc.stderr
+        assert "1 of the 3 files are in" in proc.stderr, proc.stderr
+        after = rows_of(out)
+        assert sorted(after) == ["x0.wav", "x1.wav", "x2.wav"]
+        for w in wavs[:2]:  # classified again: this content, this size and time
+            assert _close(probs(after[w.name]), _reference(tm, w)), w
+            assert int(after[w.name]["mtime_ns"]) == w.stat().st_mtime_ns
+        assert not _close(probs(before["x0.wav"]), probs(after["x0.wav"]))
+        assert after["x2.wav"] == before["x2.wav"]
+        # a file gone keeps its record; nothing else is classified
+        wavs[2].unlink()
+        proc = run_cli("predict", ckpt, *wavs[:2], "--out", out, "--resume", "--quiet")
+        assert proc.returncode == 0 and "changed since" not in proc.stderr, proc.stderr
+        assert "2 of the 2 files are in" in proc.stderr and rows_of(out) == after
+
+
 def test_resume_of_a_file_cut_inside_a_character_and_of_text_that_is_not_utf8(trained,
                                                                               tmp_path):
     """A killed run's last line may end inside a multi-byte character of a file's name (CSV

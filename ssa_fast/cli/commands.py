@@ -583,7 +583,7 @@ def cmd_predict(args) -> int:
     from ..data.corpus import nfc, same_file_key
     from ..predict import EmotionClassifier
     from ..predict.inputs import expand_inputs
-    from ..predict.output import PredictionsFile, checkpoint_id
+    from ..predict.output import PredictionsFile, checkpoint_id, file_stamp
 
     check_device(args.device)
     check_output(args.out, "--out", folder=False)
@@ -624,6 +624,13 @@ def cmd_predict(args) -> int:
                            bf16=args.bf16, check_made=keep_to_normalisation)
            if args.out else None)
     todo = [e for e, key in zip(entries, keys, strict=True) if key not in done]
+    if out is not None and out.changed:
+        shown = ", ".join(out.changed[:8]) + (", ..." if len(out.changed) > 8 else "")
+        print(f"--resume: {len(out.changed)} records were of files changed since (size or "
+              f"modification time): dropped, their files classified again where the inputs "
+              f"name them: {shown}", file=sys.stderr)
+    # (each file's size and time before it is read: a change while it is read is seen next)
+    stamps = {e.path: file_stamp(e.path) for e in todo} if out is not None else {}
     if out is not None and out.done:
         print(f"--resume: {len(entries) - len(todo)} of the {len(entries)} files are in "
               f"{out.partial if out.partial.exists() else out.out} already", file=sys.stderr)
@@ -654,7 +661,7 @@ def cmd_predict(args) -> int:
                 continue
             hours += (pred.duration or 0.0) / 3600
             if out is not None:
-                out.write(pred)
+                out.write(pred, stamps.get(pred.file))
             res = _prediction(pred)
             if plots and pred.classified:
                 res["attention_plot"] = str(Path(args.attention_plot) / names[pred.file])

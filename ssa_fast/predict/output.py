@@ -8,9 +8,12 @@ resumed too, to add files). Every record names the checkpoint that made it (the 
 digits of the checkpoint file's SHA-256) and the statistics that normalised it (their kind, and
 the training speaker whose they are): resuming with another checkpoint is refused, and so is
 resuming over a file that this run would normalise otherwise (the caller's ``check_made``).
-Files that
-failed are not written (a resumed run tries them again); files too short or silent are, with
-their status.
+Every record
+also holds its file's size and modification time (``bytes``, ``mtime_ns``) as they were before
+it was read: a record whose file has changed since is dropped on resuming, and the file
+classified again where the run names it (a change that keeps both is not seen, as by make).
+Files that failed are not written (a resumed run tries them again); files too short or silent
+are, with their status.
 """
 
 from __future__ import annotations
@@ -39,11 +42,23 @@ def partial_path(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
-def record(pred, checkpoint: str, bf16: bool = False) -> dict:
+def file_stamp(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(size in bytes, modification time in ns) of the file at ``path``; None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def record(pred, checkpoint: str, bf16: bool = False,
+           stamp: tuple[int, int] | None = None) -> dict:
     """The output record of one Prediction of a file: the file as named and its absolute path
-    (what --resume matches, from any working directory), its result, and how it was made (the
+    (what --resume matches, from any working directory), its result, how it was made (the
     statistics that normalised it: their kind and the training speaker whose they are; bf16
-    autocast or not; the checkpoint's id)."""
+    autocast or not; the checkpoint's id), and the file's size and modification time: ``stamp``
+    (file_stamp, taken before the file was read), else as they are now."""
+    size, mtime = stamp or file_stamp(pred.file) or (None, None)
     return {"file": pred.file, "path": os.path.abspath(pred.file), "status": pred.status,
             "label": pred.label,
             "probabilities": pred.probabilities,
@@ -51,7 +66,7 @@ def record(pred, checkpoint: str, bf16: bool = False) -> dict:
             "segments": [{"start": round(s.start, 4), "end": round(s.end, 4), "label": s.label}
                          for s in pred.segments],
             "reason": pred.reason, "normalisation": pred.normalisation, "bf16": bool(bf16),
-            "checkpoint": checkpoint, "speaker": pred.speaker}
+            "checkpoint": checkpoint, "speaker": pred.speaker, "bytes": size, "mtime_ns": mtime}
 
 
 class PredictionsFile:
@@ -77,13 +92,15 @@ class PredictionsFile:
                                       + [f"p_{c}" for c in self.classes]
                                       + ["segments", "reason", "normalisation", "bf16",
                                          "checkpoint"])
-        self.columns = self._columns_without_path + ["path", "speaker"]
         self._columns_without_speaker = self._columns_without_path + ["path"]
+        self._columns_without_stamp = self._columns_without_speaker + ["speaker"]
+        self.columns = self._columns_without_stamp + ["bytes", "mtime_ns"]
         self.partial = partial_path(self.out)
         # the files in it (their absolute paths where recorded) -> (normalisation, the speaker
         # whose statistics; None where not recorded)
         self.made: dict[str, tuple[str | None, str | None]] = {}
         self.named_only = 0  # records (of an older version) without an absolute path
+        self.changed: list[str] = []  # files whose records were dropped: changed since
         self.out.parent.mkdir(parents=True, exist_ok=True)
         if resume:
             self._resume()
@@ -119,8 +136,6 @@ class PredictionsFile:
                             f"{exc.start}); not a predictions file of `ssa-fast predict`") \
                 from None
         rows = self._parse(source, whole)
-        if rows and self.format == "csv" and list(rows[0]) != self.columns:  # (an older file)
-            whole = self._csv_text(rows)
         for i, row in enumerate(rows):
             if row.get("checkpoint") != self.checkpoint:
                 raise UserError(f"--resume: {source} record {i + 1} ({row.get('file')}) was "
@@ -132,6 +147,15 @@ class PredictionsFile:
                 was = "with" if made == "true" else "without"
                 raise UserError(f"--resume: {source} record {i + 1} ({row.get('file')}) was "
                                 f"made {was} --bf16; resume {was} it, or use another --out")
+        changed = [self._changed(row) for row in rows]
+        if any(changed):  # (written again without the records of changed files)
+            self.changed = [row["file"] for row, c in zip(rows, changed, strict=True) if c]
+            rows = [row for row, c in zip(rows, changed, strict=True) if not c]
+            whole = (self._csv_text(rows) if self.format == "csv"
+                     else "".join(json.dumps(row) + "\n" for row in rows))
+        elif rows and self.format == "csv" and list(rows[0]) != self.columns:  # (older file)
+            whole = self._csv_text(rows)
+        for row in rows:
             self.made[row.get("path") or row["file"]] = (row.get("normalisation") or None,
                                                          row.get("speaker") or None)
             self.named_only += not row.get("path")
@@ -159,24 +183,38 @@ class PredictionsFile:
                 rows.append(row)
             return rows
         reader = csv.DictReader(io.StringIO(text))
-        if text and reader.fieldnames not in (self.columns, self._columns_without_speaker,
+        if text and reader.fieldnames not in (self.columns, self._columns_without_stamp,
+                                              self._columns_without_speaker,
                                               self._columns_without_path):
             raise UserError(f"--resume: {source} has columns {reader.fieldnames}, expected "
                             f"{self.columns} (another checkpoint's classes, or not a "
                             "predictions file of `ssa-fast predict`)")
         return list(reader)
 
+    @staticmethod
+    def _changed(row: dict) -> bool:
+        """Whether the file of a record has changed since it was read: its size or modification
+        time is not the record's (records of a version that did not keep them, and files no
+        longer there, are not judged)."""
+        if not row.get("path") or row.get("bytes") in (None, "") \
+                or row.get("mtime_ns") in (None, ""):
+            return False
+        now = file_stamp(row["path"])
+        return now is not None and (str(now[0]), str(now[1])) != (str(row["bytes"]),
+                                                                  str(row["mtime_ns"]))
+
     def _csv_text(self, rows: list[dict]) -> str:
-        """CSV rows of an older file (without the path or the speaker column) as this version
-        writes them."""
+        """CSV rows (of an older file too: without the path, speaker or size and time columns)
+        as this version writes them."""
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(self.columns)
         writer.writerows([row.get(c) or "" for c in self.columns] for row in rows)
         return buf.getvalue()
 
-    def write(self, pred) -> None:
-        rec = record(pred, self.checkpoint, self.bf16)
+    def write(self, pred, stamp: tuple[int, int] | None = None) -> None:
+        """Append the record of ``pred``; ``stamp``: its file's file_stamp before it was read."""
+        rec = record(pred, self.checkpoint, self.bf16, stamp)
         if self.format == "jsonl":
             line = json.dumps(rec) + "\n"
         else:
@@ -187,7 +225,9 @@ class PredictionsFile:
                 + ["" if c not in probs else f"{probs[c]:.6g}" for c in self.classes]
                 + [json.dumps([[s["start"], s["end"], s["label"]] for s in rec["segments"]]),
                    rec["reason"] or "", rec["normalisation"], str(rec["bf16"]).lower(),
-                   rec["checkpoint"], rec["path"], rec["speaker"] or ""])
+                   rec["checkpoint"], rec["path"], rec["speaker"] or "",
+                   "" if rec["bytes"] is None else rec["bytes"],
+                   "" if rec["mtime_ns"] is None else rec["mtime_ns"]])
             line = buf.getvalue()
         self.fh.write(line)  # whole lines, flushed: a kill cuts at most the last one
         self.fh.flush()
