@@ -519,7 +519,8 @@ def test_resume_classifies_again_the_files_changed_since(trained, tmp_path):
         sf.write(wavs[3], speech_like(16000 + 9000, seed=98).astype(np.float32), 16000)
         proc = run_cli("predict", ckpt, *wavs[:3], "--out", out, "--resume", "--quiet")
         assert proc.returncode == 0, proc.stderr
-        assert "--resume: 3 records were of files changed since" in proc.stderr, proc.stderr
+        assert "--resume: 3 records were of files changed since (size or modification " \
+            "time)" in proc.stderr, proc.stderr
         assert "1 of the 3 files are in" in proc.stderr, proc.stderr
         after = rows_of(out)
         assert sorted(after) == ["x0.wav", "x1.wav", "x2.wav"]

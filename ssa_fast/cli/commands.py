@@ -626,8 +626,9 @@ def cmd_predict(args) -> int:
     todo = [e for e, key in zip(entries, keys, strict=True) if key not in done]
     if out is not None and out.changed:
         shown = ", ".join(out.changed[:8]) + (", ..." if len(out.changed) > 8 else "")
-        print(f"--resume: {len(out.changed)} records were of files changed since (size or "
-              f"modification time): dropped, their files classified again where the inputs "
+        n = len(out.changed)
+        print(f"--resume: {n} record{'s were' if n > 1 else ' was'} of files changed since (size "
+              f"or modification time): dropped, their files classified again where the inputs "
               f"name them: {shown}", file=sys.stderr)
     # (each file's size and time before it is read: a change while it is read is seen next)
     stamps = {e.path: file_stamp(e.path) for e in todo} if out is not None else {}
