@@ -536,15 +536,21 @@ def plot_tsne(figures_data: dict, out_dir: Path, classes: list[str], seed: int =
 def run_frame_seconds(results: dict) -> tuple[float, float]:
     """(seconds per feature frame, seconds per attention frame) of a run: the hop of its
     features (results["identity"]["data"]["features"], a FeatureConfig), times the time pooling
-    of its model preset (results["config"]["preset"]); the defaults where a run does not say."""
+    its model ran with: ``--pool`` (results["config"]["pool"]) where given, else its preset's
+    (results["config"]["preset"]); the defaults where a run does not say."""
     feats = (results.get("identity") or {}).get("data", {}).get("features") or {}
     try:
         hop = FeatureConfig.from_dict(feats).frame_seconds
     except (ValueError, TypeError):  # an unreadable record: the default features
         hop = HOP_SECONDS
     pool = TIME_POOL
-    preset = (results.get("config") or {}).get("preset")
-    if preset is not None:
+    config = results.get("config") or {}
+    preset = config.get("preset")
+    given = config.get("pool")
+    if isinstance(given, (list, tuple)) and given and isinstance(given[0], int) \
+            and given[0] > 0:  # (--pool: the model's own pooling, whatever its preset)
+        pool = given[0]
+    elif preset is not None:
         try:
             pool = get_preset(preset).pool[0]
         except (ValueError, TypeError):  # an unknown preset: the default pooling

@@ -352,6 +352,24 @@ def test_attention_figure_stops_at_the_valid_length(tmp_path):
     assert plot_attention({"acrnn": figures["acrnn"]}, tmp_path, res["classes"]) is None
 
 
+def test_attention_figure_seconds_follow_the_runs_own_pooling():
+    """The attention figure's time axis (Figure 3) is the run's features' hop times the time
+    pooling its model ran with: ``--pool`` where given (before: the preset's alone, so with
+    --pool 4,2 a 1 s segment was drawn as 0.5 s), else the preset's."""
+    from ssa_fast.features.config import FeatureConfig
+    from ssa_fast.models.presets import get_preset
+    from ssa_fast.reports.experiment import run_frame_seconds
+
+    hop = FeatureConfig().frame_seconds
+    feats = {"identity": {"data": {"features": FeatureConfig().to_dict()}}}
+    for config, pool in (({"preset": "small", "pool": [4, 2]}, 4),  # (results.json: a list)
+                         ({"preset": "paper", "pool": (3, 2)}, 3),
+                         ({"preset": "small", "pool": None}, get_preset("small").pool[0]),
+                         ({"preset": "paper"}, get_preset("paper").pool[0])):
+        assert run_frame_seconds({**feats, "config": config}) == \
+            pytest.approx((hop, hop * pool)), config
+
+
 @pytest.mark.parametrize("n_classes", [11, 21])
 def test_tsne_gives_every_class_its_own_colour(n_classes):
     """Beyond 10 classes the default colour cycle repeats (C10 is C0): every class keeps a
