@@ -18,6 +18,9 @@ current one.
    feature_params holds every FeatureConfig field.
 3. Both + used_utterances ({kind: keys} of every utterance the run used); a last.pt of a run
    on a GPU may hold cuda_rng (its device generator's state: the dropout masks of a resume).
+4. Both + epoch_utterances ({kind: keys} of the utterances that chose the run's epoch and are
+   not among used_utterances: its fold's validation utterances when it was trained without a
+   selection split, none with one), so that ``evaluate`` tells them through any listing.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch
 from .._digest import fingerprint
 from ..features.config import FeatureConfig
 
-VERSION = 3  # the layout written now (above); a new one needs its upgrade in read_best
+VERSION = 4  # the layout written now (above); a new one needs its upgrade in read_best
 
 # (what prediction cannot do without; "speakers" and "feature_params" have defaults)
 REQUIRED_BUNDLE_KEYS = ("classes", "normaliser", "segment_frames")
@@ -53,7 +56,8 @@ def make_bundle(classes: list[str], speakers: list[str], normaliser: dict, segme
 
 def make_stamp(provenance: dict | None, fingerprint) -> dict:
     """The provenance both checkpoints store: ``provenance``'s keys (identity, train_utterances,
-    used_utterances) with the identity (None without one) and its ``fingerprint``."""
+    used_utterances, epoch_utterances) with the identity (None without one) and its
+    ``fingerprint``."""
     return {**(provenance or {}), "identity": (provenance or {}).get("identity"),
             "fingerprint": fingerprint}
 
@@ -105,6 +109,7 @@ class Best:
     fingerprint: str | None
     train_utterances: list[str] | None
     used_utterances: dict | None
+    epoch_utterances: dict | None  # (version 4; None in older files: not known)
 
 
 def read_best(path: str | Path) -> Best:
@@ -146,7 +151,7 @@ def read_best(path: str | Path) -> Best:
                 pooling=ckpt["config"].get("pooling", "mean"), epoch=ckpt.get("epoch"),
                 metrics=ckpt.get("metrics"), identity=ckpt.get("identity"),
                 fingerprint=ckpt.get("fingerprint"), train_utterances=train_utterances,
-                used_utterances=used)
+                used_utterances=used, epoch_utterances=ckpt.get("epoch_utterances"))
 
 
 def inconsistencies(ckpt: dict, features: dict) -> list[str]:

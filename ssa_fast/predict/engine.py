@@ -53,6 +53,8 @@ class TrainedModel:
     identity: dict | None = None
     train_utterances: list[str] | None = None
     used_utterances: dict | None = None
+    # the keys of the utterances that chose its epoch, not among the used ones (None: not known)
+    epoch_utterances: dict | None = None
 
     @property
     def fold_layout(self) -> dict | None:
@@ -77,7 +79,7 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
     return TrainedModel(model, ckpt.classes, ckpt.speakers,
                         Normaliser.from_state_dict(ckpt.normaliser), ckpt.segment_frames,
                         ckpt.feature_params, ckpt.pooling, ckpt.config, ckpt.identity,
-                        ckpt.train_utterances, ckpt.used_utterances)
+                        ckpt.train_utterances, ckpt.used_utterances, ckpt.epoch_utterances)
 
 
 def _device(trained: TrainedModel) -> torch.device:

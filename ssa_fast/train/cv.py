@@ -172,9 +172,11 @@ def run_provenance(corpus: Corpus, corpus_id: dict, layout: dict, cfg: TrainConf
                    split: tuple, keys: list[str] | None = None) -> dict:
     """What a run on ``split`` (:func:`split_fold`'s) stores about its origin (see
     fingerprint.py): its identity, the listing keys of the utterances it trains on (what older
-    versions read) and the keys of every utterance it used, those that chose its epoch with a
-    selection split included (``evaluate`` leaves them out whatever the listing). ``keys``: the
-    corpus' ``utterance_keys``, when already made."""
+    versions read), the keys of every utterance it used, those that chose its epoch with a
+    selection split included (``evaluate`` leaves them out whatever the listing), and the keys
+    of its held-out utterances that chose its epoch without one (its validation set, which
+    ``evaluate`` counts and says of, whatever the listing). ``keys``: the corpus'
+    ``utterance_keys``, when already made."""
     train_idx, val_idx, test_idx = split
     selection_idx, held_out = (None, val_idx) if test_idx is None else (val_idx, test_idx)
     keys = utterance_keys(corpus) if keys is None else keys
@@ -184,7 +186,8 @@ def run_provenance(corpus: Corpus, corpus_id: dict, layout: dict, cfg: TrainConf
     digest = split_digest(keys, train_idx, selection_idx, held_out)
     return {"identity": run_identity(corpus_id, layout, asdict(cfg.as_used()), data, digest),
             "train_utterances": [keys[int(i)] for i in train_idx],
-            "used_utterances": used_keys(corpus, used)}
+            "used_utterances": used_keys(corpus, used),
+            "epoch_utterances": used_keys(corpus, val_idx if selection_idx is None else [])}
 
 
 def _warn(message: str) -> None:
@@ -348,8 +351,19 @@ def _data_settings(normalisation: str, segment_frames: int, train_hop: int | Non
             "train_hop": train_hop, "features": feature_params or {}}
 
 
+def _canonical(keys: list[str], idx):
+    """The utterances ``idx`` in the order of their listing keys (``keys``: utterance_keys)."""
+    return None if idx is None else sorted((int(i) for i in idx), key=lambda i: (keys[i], i))
+
+
 def _fold_segments(corpus, feats, train_idx, val_idx, test_idx, data: dict):
-    """(training, validation, test or None, normaliser) segments of one fold."""
+    """(training, validation, test or None, normaliser) segments of one fold, each part's
+    utterances in the order of their listing keys: the listing's order, which the identity does
+    not hold (the split digest is of each part's keys sorted), decides neither the batches nor
+    the normaliser's sums (before, the same files listed in another order reused a fold whose
+    retraining gave other numbers)."""
+    keys = utterance_keys(corpus)
+    train_idx, val_idx, test_idx = (_canonical(keys, i) for i in (train_idx, val_idx, test_idx))
     out = prepare_fold(corpus, feats, train_idx, val_idx, normalisation=data["normalisation"],
                        segment_frames=data["segment_frames"], train_hop=data["train_hop"],
                        test_idx=test_idx)

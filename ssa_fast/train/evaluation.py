@@ -152,14 +152,18 @@ def evaluation_subset(trained: TrainedModel, corpus, *, fold: int | None = None,
 
 def _epoch_choosers(trained: TrainedModel, corpus, idx: list[int]) -> int | None:
     """How many of the utterances ``idx`` chose the checkpoint's epoch (its fold's validation
-    utterances, where it was trained without a selection split), or None where that cannot be
-    known: no recorded layout or split, or a corpus on which the checkpoint's fold is not the
-    split it was trained on (another corpus, or the same files listed in another order, which
-    the random protocol splits otherwise), checked against the split's recorded digest."""
+    utterances, where it was trained without a selection split): by their keys where the
+    checkpoint records them (layout 4: the same file or audio through any listing, a manifest
+    of the validation files alone included), else by rebuilding its fold; None where that
+    cannot be known: no recorded layout or split, or a corpus on which the checkpoint's fold is
+    not the split it was trained on (another corpus, or the same files listed in another order,
+    which the random protocol splits otherwise), checked against the split's recorded digest."""
     from ..errors import UserError
     from .cv import split_fold
-    from .fingerprint import split_digest, utterance_keys
+    from .fingerprint import split_digest, used_positions, utterance_keys
 
+    if trained.epoch_utterances is not None:
+        return len(used_positions(corpus, idx, trained.epoch_utterances))
     layout = trained.fold_layout
     if not layout:
         return None

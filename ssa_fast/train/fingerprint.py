@@ -19,7 +19,9 @@ The identity holds:
   its epoch on and holds out (:func:`split_digest`). The layout above rebuilds the split only
   from the same listing: the random protocol and the selection carve draw positions in the
   corpus, so the same files listed in another order give another split, and a run trained on
-  the old one must not be reused (its held-out utterances are not the new fold's).
+  the old one must not be reused (its held-out utterances are not the new fold's). Within a
+  fold each part's utterances are taken in the order of their listing keys
+  (``cv._fold_segments``), so the listing's order decides nothing the split does not.
 - ``data``: normalisation, segment length, training hop and the feature parameters.
 - ``code``: a digest of the library's code that computes a run's numbers
   (:func:`ssa_fast._code.code_digest`): a fold trained by another version, or before an edit of

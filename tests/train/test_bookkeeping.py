@@ -24,12 +24,13 @@ import pytest
 import torch
 from helpers import NO_FIGURES, signal_when
 
+from ssa_fast.data import load_corpus
 from ssa_fast.errors import UserError
 from ssa_fast.metrics import last_k_mean, macro_f1, recall_per_class, scores
 from ssa_fast.predict.engine import load_trained
 from ssa_fast.train import TrainConfig, build_model, confusion_matrix, load_checkpoint
 from ssa_fast.train.evaluation import fold_layout_to_score
-from ssa_fast.train.fingerprint import fingerprint
+from ssa_fast.train.fingerprint import fingerprint, utterance_keys
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 SMALL = ["--preset", "small", "--batch-size", "8", "--segment-frames", "100", "--threads", "1",
@@ -169,6 +170,14 @@ def test_cv_recomputes_a_fold_whose_utterances_moved_when_the_listing_was_reorde
                 *loso, *NO_FIGURES)
     assert "warning" not in same.stderr
     assert all(f["reused"] for f in _results(tmp_path / "loso")["folds"]["acrnn"])
+    # and what is reused is what the reordered listing trains: the order decides neither the
+    # batches nor the statistics (before, another fold's loss, another table)
+    _cli("cv", "synthetic", corpus, "--out", tmp_path / "loso2", "--cache", cache, *SMALL,
+         *loso, *NO_FIGURES)
+    for old, new in zip(_results(tmp_path / "loso")["folds"]["acrnn"],
+                        _results(tmp_path / "loso2")["folds"]["acrnn"], strict=True):
+        assert not new["reused"] and new["fingerprint"] == old["fingerprint"]
+        assert new["history"] == old["history"] and new["utterance_cm"] == old["utterance_cm"]
 
 
 @pytest.mark.slow
@@ -278,14 +287,29 @@ def test_evaluate_keeps_to_the_checkpoints_fold_layout_and_held_out_data(tiny_co
     assert whole["epoch_selection_utterances"] == 8
     assert json.loads(_cli(*ev, "--fold", "1", "--json").stdout)[
         "epoch_selection_utterances"] == 8
-    # the same files listed in reverse: the random protocol splits them otherwise, so the
-    # count is not known (it said 0, and nothing); checked against the run's split digest
+    # the same files listed in reverse: the random protocol splits them otherwise, but the
+    # checkpoint records the keys of the utterances that chose its epoch (before: not known,
+    # and before that it said 0); a manifest of those 8 files alone is told too (it said
+    # nothing, the score read as held out)
     with (tiny_corpus / "manifest.csv").open() as fh:
         listed = list(csv.DictReader(fh))
     reversed_listing = _listing(tiny_corpus, listed[::-1], tmp_path / "reversed.csv")
     rev = json.loads(_cli("evaluate", run / "best.pt", "manifest", reversed_listing,
                           "--cache", cache, "--json").stdout)
-    assert rev["n_utterances"] == 8 and rev["epoch_selection_utterances"] is None
+    assert rev["n_utterances"] == 8 and rev["epoch_selection_utterances"] == 8
+    corpus = load_corpus("synthetic", tiny_corpus)
+    trained_on = set(ckpt["train_utterances"])
+    held = {os.path.realpath(r.path) for r, key in zip(corpus, utterance_keys(corpus),
+                                                        strict=True) if key not in trained_on}
+    val_only = [r for r in listed if os.path.realpath(tiny_corpus / r["path"]) in held]
+    assert len(val_only) == 8
+    proc = _cli("evaluate", run / "best.pt", "manifest",
+                _listing(tiny_corpus, val_only, tmp_path / "val_only.csv"), "--cache", cache,
+                "--json")
+    alone = json.loads(proc.stdout)
+    assert alone["training_utterances"] == 0 and alone["epoch_selection_utterances"] == 8
+    assert "8 of the 8 utterances scored chose the checkpoint's epoch" in proc.stderr
+    assert alone["utterance_cm"] == result["utterance_cm"]
     assert whole["utterance_cm"] == result["utterance_cm"]  # the held-out ones are the fold's
     proc = _cli(*ev, "--include-training", "--json")
     assert "24 of the 32 utterances scored were in the checkpoint's training set" in proc.stderr
@@ -327,9 +351,12 @@ def test_evaluate_keeps_to_the_checkpoints_fold_layout_and_held_out_data(tiny_co
                 "--cache", fresh, "--json")
     assert "its folds are rebuilt on this corpus" in proc.stderr
     assert json.loads(proc.stdout)["n_utterances"] > 0
-    # (another corpus: its fold did not choose the epoch; said 'all of them' chose it)
-    assert json.loads(proc.stdout)["epoch_selection_utterances"] is None
-    assert "chose the checkpoint's epoch" not in proc.stderr
+    # (the same files, a label changed: its training files are left out, and every file left
+    # is one of those that chose the epoch, by its keys; said)
+    one_ang_scored = json.loads(proc.stdout)
+    assert one_ang_scored["epoch_selection_utterances"] == one_ang_scored["n_utterances"]
+    assert f"{one_ang_scored['n_utterances']} of the {one_ang_scored['n_utterances']} " \
+        "utterances scored chose the checkpoint's epoch" in proc.stderr
     # a checkpoint of an older version, without its fold layout: --fold needs the layout it
     # was trained with (it crashed on protocol None, or took 10 folds)
     old = torch.load(run / "best.pt", weights_only=True)
@@ -394,11 +421,22 @@ def test_evaluate_recognises_training_utterances_whatever_the_listing(tiny_corpu
         scored, err = evaluate(run / "best.pt", "manifest", manifest)
         assert "excluded 24 of the 32 utterances" in err, what
         assert scored["n_utterances"] == 8 and scored["excluded_training"] == 24, what
-        assert scored["epoch_selection_utterances"] is None, what
+        # what is left is the validation set that chose the epoch: told by its keys
+        assert scored["epoch_selection_utterances"] == 8, what
+        assert "8 of the 8 utterances scored chose the checkpoint's epoch" in err, (what, err)
         # (a listing without speakers: the speaker-normalised checkpoint's fallback is said)
         nameless = "8 of the 8 utterances scored name no speaker" in err
         assert nameless == ("no speaker" in what), (what, err)
         assert scored["normalisation"] == {"utterance" if nameless else "speaker": 8}, what
+
+    # a checkpoint written before those keys: the split cannot be rebuilt on another listing,
+    # so whether they are among the scored cannot be told, and that is said
+    ckpt = load_checkpoint(run / "best.pt")
+    del ckpt["epoch_utterances"]
+    torch.save(ckpt, tmp_path / "v3.pt")
+    for what, manifest in listings.items():
+        scored, err = evaluate(tmp_path / "v3.pt", "manifest", manifest)
+        assert scored["n_utterances"] == 8 and scored["epoch_selection_utterances"] is None
         assert "whether the 8 utterances scored include those that chose its epoch" in err \
             and "cannot be told" in err, (what, err)
 
@@ -794,7 +832,10 @@ def test_evaluate_of_a_held_out_speaker_alone_needs_no_fold_of_the_run(tiny_corp
     proc = _cli("evaluate", run / "best.pt", "manifest", one, "--cache", cache, "--json")
     scored = json.loads(proc.stdout)
     assert scored["n_utterances"] == 16 and scored["excluded_training"] == 0
-    assert scored["epoch_selection_utterances"] is None  # (not this corpus's fold: not known)
+    # the held-out speaker chose the run's epoch (no selection split): told by the keys the
+    # checkpoint records (before: not known, and nothing said of a score that read as held out)
+    assert scored["epoch_selection_utterances"] == 16
+    assert "16 of the 16 utterances scored chose the checkpoint's epoch" in proc.stderr
 
 
 def test_environments_are_counted_and_their_differences_named(monkeypatch):

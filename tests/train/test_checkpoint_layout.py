@@ -21,11 +21,12 @@ from ssa_fast.train.fingerprint import corpus_identity, fingerprint, fold_layout
 CFG = TrainConfig(model="acrnn", preset="small", epochs=1, batch_size=8, lr=1e-3, seed=3,
                   device="cpu")
 
-# the layout of version 3 (checkpoint.VERSION), taken from the code that wrote it inline
+# the layout of version 4 (checkpoint.VERSION), taken from the code that wrote it inline
 BEST_KEYS = ["config", "model", "epoch", "metrics", "model_config", "bundle"]
 LAST_KEYS = ["config", "model", "optimizer", "epoch", "best_metric", "best_epoch", "history",
              "torch_rng"]
-PROVENANCE_KEYS = ["identity", "train_utterances", "used_utterances", "fingerprint"]
+PROVENANCE_KEYS = ["identity", "train_utterances", "used_utterances", "epoch_utterances",
+                   "fingerprint"]
 BUNDLE_KEYS = ["classes", "speakers", "normaliser", "segment_frames", "feature_params"]
 
 
@@ -81,7 +82,7 @@ def _expected_best(res, bundle, stamp):
 def test_best_and_last_hold_the_layout_and_values_written_before(run):
     tmp, given, res, bare = run
     corpus, norm, prov = given["corpus"], given["norm"], given["prov"]
-    assert checkpoint.VERSION == 3  # a new version: add its upgrade and update this layout
+    assert checkpoint.VERSION == 4  # a new version: add its upgrade and update this layout
     # the bundle as cv's fold_bundle built it inline, and the stamp as the loop did
     bundle = {"classes": corpus.classes, "speakers": corpus.speakers,
               "normaliser": norm.state_dict(), "segment_frames": 100,
@@ -114,7 +115,9 @@ def test_best_and_last_hold_the_layout_and_values_written_before(run):
 
 def test_reading_upgrades_older_versions(run, tmp_path):
     tmp, given, res, _ = run
-    v3 = checkpoint.load(tmp / "fold" / "best.pt")
+    v4 = checkpoint.load(tmp / "fold" / "best.pt")
+    v3 = copy.deepcopy(v4)
+    del v3["epoch_utterances"]
     v2 = copy.deepcopy(v3)
     del v2["used_utterances"]
     v1 = copy.deepcopy(v2)
@@ -122,13 +125,17 @@ def test_reading_upgrades_older_versions(run, tmp_path):
         del v1[key]
     v1["bundle"]["feature_params"] = {"n_mels": 40}  # what version 1 stored
     del v1["bundle"]["speakers"], v1["config"]["pooling"]
-    for version, state in (("v3", v3), ("v2", v2), ("v1", v1)):
+    for version, state in (("v4", v4), ("v3", v3), ("v2", v2), ("v1", v1)):
         torch.save(state, tmp_path / f"{version}.pt")
-    best = {v: checkpoint.read_best(tmp_path / f"{v}.pt") for v in ("v3", "v2", "v1")}
+    best = {v: checkpoint.read_best(tmp_path / f"{v}.pt") for v in ("v4", "v3", "v2", "v1")}
     for b in best.values():
         assert b.feature_params == FeatureConfig().to_dict()
         assert b.classes == given["corpus"].classes and b.segment_frames == 100
         assert b.model_config == res["model"].config and b.epoch == 0
+    # the validation utterances chose the epoch (no selection split): 8 of the 32, each kind
+    assert best["v4"].epoch_utterances == given["prov"]["epoch_utterances"]
+    assert sorted(map(len, best["v4"].epoch_utterances.values())) == [8, 8, 8]
+    assert best["v3"].epoch_utterances is best["v2"].epoch_utterances is None
     assert best["v3"].used_utterances == given["prov"]["used_utterances"]
     assert best["v2"].used_utterances == {"listing": given["prov"]["train_utterances"]}
     assert best["v2"].identity == given["prov"]["identity"]
