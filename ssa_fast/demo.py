@@ -170,7 +170,7 @@ def run_demo(out: str | Path, *, folds: int | None = None, epochs: int | None = 
     from ._atomic import write_json
     from .data import corpus_features, load_corpus
     from .data.synthetic import synthesize_corpus
-    from .reports import write_reports
+    from .reports import report_files, write_reports
     from .train import TrainConfig, cross_validate
     from .train.timing import Breakdown, describe
 
@@ -201,6 +201,10 @@ def run_demo(out: str | Path, *, folds: int | None = None, epochs: int | None = 
     cfg = TrainConfig(preset=s["preset"], epochs=s["epochs"], lr=s["lr"], device=device,
                       bf16=cuda)
     t1 = time.perf_counter()
+    # the table, figures and record of an earlier demo in OUT go before any fold is replaced: an
+    # interrupted rerun with other settings must not leave them beside folds they do not describe
+    for stale in [*report_files(out / "reports"), out / "demo.json"]:
+        stale.unlink(missing_ok=True)
     timing = Breakdown(device)  # where the cross-validation's time goes, both runs of it
     results = cross_validate(corpus, feats, PAPER_MODELS, cfg, out / "cv", protocol="linguistic",
                              k=s["folds"], progress=progress,

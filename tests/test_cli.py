@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import librosa_logmel_delta
+from helpers import librosa_logmel_delta, signal_when
 
 import ssa_fast.cli
 
@@ -243,6 +243,19 @@ def test_demo_end_to_end_tiny(tmp_path):
     assert "| SSA-CRNN-r |" in (reports / "table.md").read_text()
     demo = json.loads((tmp_path / "demo.json").read_text())
     assert demo["folds"] == 2 and demo["epochs"] == 1
+
+    # a rerun with other settings, interrupted once it has replaced a fold: no table, figure,
+    # results.json or demo.json of the first run is left beside it (they were, unchanged)
+    import signal
+
+    fold = tmp_path / "cv" / "acrnn" / "fold00"
+    rc, err = signal_when([sys.executable, "-m", "ssa_fast.cli", "demo", "--out", str(tmp_path),
+                           "--size", "tiny", "--folds", "2", "--epochs", "3", "--quiet"],
+                          lambda: not (fold / "result.json").exists(), signal.SIGINT)
+    assert rc != 0 and "Traceback" not in err, err
+    left = [p for p in (reports / "table.md", reports / "table.csv", reports / "tsne.png",
+                        tmp_path / "demo.json", tmp_path / "cv" / "results.json") if p.exists()]
+    assert not left, left
 
 
 def test_demo_features_only_writes_wav_and_png(tmp_path):

@@ -494,7 +494,10 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
     (or, with ``resume=False``, this run before) left in it, a finished result of other
     settings among them (the command line then removes the table that may report it; the cv
     that wrote that table checks its runs again after writing it, :func:`replaced_since`:
-    whichever comes last, no table is left beside a fold it does not describe)."""
+    whichever comes last, no table is left beside a fold it does not describe). Without one,
+    ``out_dir/results.json`` is removed then, and before anything is trained (not by a share):
+    an interrupted call leaves no table beside folds it replaced; the call that finishes writes
+    it again."""
     from tqdm import tqdm
 
     timing = timing if timing is not None else Breakdown(cfg.device)
@@ -505,6 +508,13 @@ def cross_validate(corpus: Corpus, feats: list[torch.Tensor], models: list[str],
     out_dir.mkdir(parents=True, exist_ok=True)
     if dist.is_main() and share is None:  # (a run's folder is swept under its lock)
         sweep_stale(out_dir, recursive=False)
+    if on_replace is None:  # (the command line withdraws its reports too: its own on_replace)
+        def on_replace() -> None:
+            if dist.is_main():
+                (out_dir / "results.json").unlink(missing_ok=True)
+
+        if share is None:
+            on_replace()
     runs = plan_runs(corpus, models, cfg, out_dir, protocol=protocol, k=k,
                      normalisation=normalisation, segment_frames=segment_frames,
                      train_hop=train_hop, feature_params=feature_params, selection=selection)
