@@ -315,6 +315,29 @@ def cmd_cv(args) -> int:
     return 0
 
 
+def _withdraw_enclosing_cv(run_dir: Path) -> None:
+    """``train --overwrite`` of a cv's fold folder (CV/<model>/foldNN): the table of that cv
+    (CV/results.json and CV/reports) reports the run being replaced, whose files are gone; it is
+    removed, and said (a `cv` with the cv's options assembles it again, retraining that fold
+    if its settings differ). Before, the table stayed, describing a run that no longer existed."""
+    import json
+    import re
+
+    cv_dir = run_dir.resolve().parent.parent
+    match = re.fullmatch(r"fold(\d+)", run_dir.resolve().name)
+    try:
+        results = json.loads((cv_dir / "results.json").read_text())
+        rows = results["folds"][run_dir.resolve().parent.name]
+        listed = match is not None and any(int(r["fold"]) == int(match[1]) for r in rows)
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if listed:
+        _withdraw_results(str(cv_dir), None)
+        say(f"--overwrite: {run_dir} is a fold of the cross-validation in {cv_dir}: its table "
+            f"(results.json and reports/) reported the run replaced here and was removed; `cv` "
+            "with that run's options writes it again", file=sys.stderr)
+
+
 def _print_epoch(epoch: int, m: dict) -> None:
     from tqdm import tqdm
 
@@ -363,6 +386,7 @@ def cmd_train(args) -> int:
                 if args.overwrite:  # the files of the run it replaces (check_run_folder)
                     for name in RUN_FILES:
                         (out / name).unlink(missing_ok=True)
+                    _withdraw_enclosing_cv(out)
                 sweep_stale(out, recursive=False)  # (temporary files of a killed run)
         # under torchrun every rank follows rank 0's refusal (the others failed at their next
         # collective with a traceback); rank 0 says it, the others end with the same status

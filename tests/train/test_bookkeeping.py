@@ -181,6 +181,35 @@ def test_cv_recomputes_a_fold_whose_utterances_moved_when_the_listing_was_reorde
 
 
 @pytest.mark.slow
+def test_train_overwrite_of_a_cv_fold_withdraws_the_cvs_table(tiny_corpus, tmp_path):
+    """`train --overwrite` into a fold folder of a cv (retraining fold 0 longer) replaced the
+    run the cv's table reported and left the table; it is now removed, said, and the cv with
+    its own options writes it again (the fold retrained, its settings being other)."""
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+    _cv(tiny_corpus, out, cache, "--models", "acrnn", "--epochs", "1")
+    assert (out / "results.json").is_file() and (out / "reports" / "table.md").is_file()
+    fold = out / "acrnn" / "fold00"
+    proc = _cli("train", "synthetic", tiny_corpus, "--out", fold, "--overwrite", "--model",
+                "acrnn", "--protocol", "random", "--folds", "2", "--fold", "0", "--cache",
+                cache, *SMALL, "--epochs", "2")
+    assert f"{fold} is a fold of the cross-validation in {out}" in proc.stderr, proc.stderr
+    assert not (out / "results.json").exists() and not (out / "reports" / "table.md").exists()
+    assert json.loads((fold / "result.json").read_text())["identity"]["train"]["epochs"] == 2
+    again = _cv(tiny_corpus, out, cache, "--models", "acrnn", "--epochs", "1")
+    assert "recomputing" in again.stderr and "train.epochs: 2 -> 1" in again.stderr
+    r = _results(out)
+    assert [f["reused"] for f in r["folds"]["acrnn"]] == [False, True]
+    # a folder that is no fold of a table: nothing else is touched
+    proc = _cli("train", "synthetic", tiny_corpus, "--out", out / "acrnn" / "other",
+                "--model", "acrnn", "--protocol", "random", "--folds", "2", "--fold", "0",
+                "--cache", cache, *SMALL, "--epochs", "1")
+    proc = _cli("train", "synthetic", tiny_corpus, "--out", out / "acrnn" / "other",
+                "--overwrite", "--model", "acrnn", "--protocol", "random", "--folds", "2",
+                "--fold", "0", "--cache", cache, *SMALL, "--epochs", "1")
+    assert "cross-validation" not in proc.stderr and (out / "results.json").is_file()
+
+
+@pytest.mark.slow
 def test_cv_recomputes_a_truncated_fold_result_and_continues_after_sigkill(tiny_corpus,
                                                                            tmp_path):
     out, cache = tmp_path / "cv", tmp_path / "cache"
