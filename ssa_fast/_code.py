@@ -42,6 +42,11 @@ FEATURES = ("audio", "features", "kernels", "_backend.py", "data/corpus.py", "da
 # metrics
 TRAINING = FEATURES + ("data", "models", "train", "distributed.py", "predict/engine.py",
                        "metrics.py")
+# a prediction: the feature front end, segments and normalisation, the models and their scoring,
+# and the prediction engine (reading the inputs, batching, a file's probabilities from its
+# segments'); not how the records are written
+PREDICTION = FEATURES + ("data", "models", "predict/engine.py", "predict/__init__.py",
+                         "predict/inputs.py")
 # what the modules above import and may leave out: errors, warnings, files, locks, processes,
 # the packages' imports on first use
 NOT_COMPUTING = ("errors.py", "_warn.py", "_atomic.py", "_lock.py", "_process.py", "_install.py",

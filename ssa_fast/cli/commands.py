@@ -659,6 +659,10 @@ def cmd_predict(args) -> int:
     if out is not None and out.done:
         print(f"--resume: {len(entries) - len(todo)} of the {len(entries)} files are in "
               f"{out.partial if out.partial.exists() else out.out} already", file=sys.stderr)
+    if out is not None and out.code_unknown:
+        print(f"--resume: {out.code_unknown} records (of an older version) do not name the code "
+              "that made them: kept as they are (if that version's prediction code differed "
+              "from this one's, so may their numbers)", file=sys.stderr)
     if out is not None and out.named_only:
         print(f"--resume: {out.named_only} records (of an older version) name their files "
               "without an absolute path: matched from this working directory, which must be "

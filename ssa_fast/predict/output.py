@@ -11,7 +11,9 @@ resuming over a file that this run would normalise otherwise (the caller's ``che
 Every record
 also holds its file's size and modification time (``bytes``, ``mtime_ns``) as they were before
 it was read: a record whose file has changed since is dropped on resuming, and the file
-classified again where the run names it (a change that keeps both is not seen, as by make).
+classified again where the run names it (a change that keeps both is not seen, as by make),
+and the code that made it (``code``: the digest of the library's prediction code and compiled
+extension, ``_code.PREDICTION``): resuming with other code is refused too.
 Files that failed are not written (a resumed run tries them again); files too short or silent
 are, with their status.
 """
@@ -51,13 +53,21 @@ def file_stamp(path: str | os.PathLike) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
+def prediction_code() -> str:
+    """16 hex digits of the code that computes a prediction (sources and extension)."""
+    from .._code import PREDICTION, code_digest
+
+    return code_digest(PREDICTION)
+
+
 def record(pred, checkpoint: str, bf16: bool = False,
            stamp: tuple[int, int] | None = None) -> dict:
     """The output record of one Prediction of a file: the file as named and its absolute path
     (what --resume matches, from any working directory), its result, how it was made (the
     statistics that normalised it: their kind and the training speaker whose they are; bf16
-    autocast or not; the checkpoint's id), and the file's size and modification time: ``stamp``
-    (file_stamp, taken before the file was read), else as they are now."""
+    autocast or not; the checkpoint's id; the code's, prediction_code), and the file's size and
+    modification time: ``stamp`` (file_stamp, taken before the file was read), else as they are
+    now."""
     size, mtime = stamp or file_stamp(pred.file) or (None, None)
     return {"file": pred.file, "path": os.path.abspath(pred.file), "status": pred.status,
             "label": pred.label,
@@ -66,7 +76,8 @@ def record(pred, checkpoint: str, bf16: bool = False,
             "segments": [{"start": round(s.start, 4), "end": round(s.end, 4), "label": s.label}
                          for s in pred.segments],
             "reason": pred.reason, "normalisation": pred.normalisation, "bf16": bool(bf16),
-            "checkpoint": checkpoint, "speaker": pred.speaker, "bytes": size, "mtime_ns": mtime}
+            "checkpoint": checkpoint, "speaker": pred.speaker, "bytes": size, "mtime_ns": mtime,
+            "code": prediction_code()}
 
 
 class PredictionsFile:
@@ -94,13 +105,15 @@ class PredictionsFile:
                                          "checkpoint"])
         self._columns_without_speaker = self._columns_without_path + ["path"]
         self._columns_without_stamp = self._columns_without_speaker + ["speaker"]
-        self.columns = self._columns_without_stamp + ["bytes", "mtime_ns"]
+        self.columns = self._columns_without_stamp + ["bytes", "mtime_ns", "code"]
+        self.code = prediction_code()
         self.partial = partial_path(self.out)
         # the files in it (their absolute paths where recorded) -> (normalisation, the speaker
         # whose statistics; None where not recorded)
         self.made: dict[str, tuple[str | None, str | None]] = {}
         self.named_only = 0  # records (of an older version) without an absolute path
         self.changed: list[str] = []  # files whose records were dropped: changed since
+        self.code_unknown = 0  # records (of an older version) that do not name their code
         self.out.parent.mkdir(parents=True, exist_ok=True)
         if resume:
             self._resume()
@@ -147,6 +160,13 @@ class PredictionsFile:
                 was = "with" if made == "true" else "without"
                 raise UserError(f"--resume: {source} record {i + 1} ({row.get('file')}) was "
                                 f"made {was} --bf16; resume {was} it, or use another --out")
+            if row.get("code") and row["code"] != self.code:
+                raise UserError(f"--resume: {source} record {i + 1} ({row.get('file')}) was "
+                                f"made by other prediction code of ssa_fast (code "
+                                f"{row['code']}, this one's {self.code}: another version, or "
+                                "its compiled extension built or not), whose numbers may "
+                                "differ; resume with the code that began it, or use another "
+                                "--out")
         changed = [self._changed(row) for row in rows]
         if any(changed):  # (written again without the records of changed files)
             self.changed = [row["file"] for row, c in zip(rows, changed, strict=True) if c]
@@ -159,6 +179,7 @@ class PredictionsFile:
             self.made[row.get("path") or row["file"]] = (row.get("normalisation") or None,
                                                          row.get("speaker") or None)
             self.named_only += not row.get("path")
+            self.code_unknown += not row.get("code")
         if self.check_made is not None:
             self.check_made(source, self.made)
         tmp = self.partial.with_name(self.partial.name + f".tmp{os.getpid()}")
@@ -204,8 +225,8 @@ class PredictionsFile:
                                                                   str(row["mtime_ns"]))
 
     def _csv_text(self, rows: list[dict]) -> str:
-        """CSV rows (of an older file too: without the path, speaker or size and time columns)
-        as this version writes them."""
+        """CSV rows (of an older file too: without the path, speaker, or size, time and code
+        columns) as this version writes them."""
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(self.columns)
@@ -227,7 +248,7 @@ class PredictionsFile:
                    rec["reason"] or "", rec["normalisation"], str(rec["bf16"]).lower(),
                    rec["checkpoint"], rec["path"], rec["speaker"] or "",
                    "" if rec["bytes"] is None else rec["bytes"],
-                   "" if rec["mtime_ns"] is None else rec["mtime_ns"]])
+                   "" if rec["mtime_ns"] is None else rec["mtime_ns"], rec["code"]])
             line = buf.getvalue()
         self.fh.write(line)  # whole lines, flushed: a kill cuts at most the last one
         self.fh.flush()
