@@ -34,7 +34,9 @@ Beside the identity, and not part of it, every result records its ``environment`
 (:func:`environment`): the library, Python, torch, CUDA and Triton versions, the device and its
 name, the CPU's instruction set as torch uses it, the number of processes, a CPU run's threads,
 whether the compiled extension loaded, and a backend forced from outside the configuration
-(``SSA_FAST_BACKEND``). Shards of one
+(``SSA_FAST_BACKEND``), the audio libraries that decode and resample (soundfile, soxr) and the
+GPU kernels' opt-in variants set (``SSA_FAST_SSA_ONE_LAUNCH``, ``SSA_FAST_SSA_LARGE``,
+``SSA_FAST_LOGMEL_REGFFT``). Shards of one
 cross-validation may run on different nodes of a cluster, and their folds must still be reused and
 assembled; but numbers computed on other hardware or by another torch differ, in rounding at least.
 So `cv` lists the environments its table's runs were trained in (``results.json``, "environments")
@@ -181,13 +183,23 @@ def environment(device: str = "cpu") -> dict:
     from .. import __version__
     from .. import distributed as dist
     from .._backend import describe_device, extension_status, requested_backend
+    from ..kernels.logmel_delta.native import REGFFT_ENV
+    from ..kernels.ssa_attention.function import LARGE_ENV, ONE_LAUNCH_ENV
 
-    try:
-        triton = metadata.version("triton")
-    except metadata.PackageNotFoundError:
-        triton = None
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    # the GPU kernels' opt-in variants set in this process (None: none, as in older records)
+    switches = {name: os.environ[name] for name in (ONE_LAUNCH_ENV, LARGE_ENV, REGFFT_ENV)
+                if os.environ.get(name, "") not in ("", "0")}
     return {"ssa_fast": __version__, "python": platform.python_version(),
-            "torch": torch.__version__, "cuda": torch.version.cuda, "triton": triton,
+            "torch": torch.__version__, "cuda": torch.version.cuda, "triton": version("triton"),
+            # (decoding and resampling: a corpus' features, when they are computed here)
+            "soundfile": version("soundfile"), "soxr": version("soxr"),
+            "kernel_variants": switches or None,
             "device": torch.device(device).type, "device_name": describe_device(device),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "processes": dist.world_size(),

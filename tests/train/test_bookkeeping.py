@@ -891,3 +891,21 @@ def test_environments_are_counted_and_their_differences_named(monkeypatch):
     assert environment_differences([env, other, None]) == ["torch", "unrecorded"]
     assert environment_differences([env, dict(env, processes=2)]) == ["processes"]
     assert environment_differences([env, dict(env)]) == []
+    # the audio libraries that decode and resample, and the GPU kernels' opt-in variants (none
+    # set: None, as a record without the entry reads, so older records do not differ by it)
+    from importlib import metadata
+
+    assert env["soundfile"] == metadata.version("soundfile")
+    for name in ("SSA_FAST_SSA_ONE_LAUNCH", "SSA_FAST_SSA_LARGE", "SSA_FAST_LOGMEL_REGFFT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SSA_FAST_SSA_LARGE", "0")
+    plain = environment("cpu")
+    assert plain["kernel_variants"] is None
+    assert environment_differences([plain, {k: v for k, v in plain.items()
+                                            if k != "kernel_variants"}]) == []
+    monkeypatch.setenv("SSA_FAST_SSA_ONE_LAUNCH", "1")
+    monkeypatch.setenv("SSA_FAST_LOGMEL_REGFFT", "yes")
+    asked = environment("cpu")
+    assert asked["kernel_variants"] == {"SSA_FAST_SSA_ONE_LAUNCH": "1",
+                                        "SSA_FAST_LOGMEL_REGFFT": "yes"}
+    assert environment_differences([plain, asked]) == ["kernel_variants"]
