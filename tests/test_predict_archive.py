@@ -209,6 +209,40 @@ def test_nothing_to_classify_gets_no_label(trained, tmp_path):
     assert speech.stream and unclassifiable(speech.duration, speech.peak) is None
 
 
+def test_a_streamed_file_keeps_the_speaker_whose_statistics_it_took(trained, tmp_path):
+    """A file too long to hold whole (over LOAD_SECONDS, here 0.1 s) is streamed: with an SSA
+    model its result's ``speaker`` was the model's per-segment speaker guesses (a tensor), not
+    the training speaker whose statistics normalised it; its record then broke --out with a
+    traceback on every run and every --resume. The same file held whole gives the same result."""
+    from ssa_fast.predict.engine import classify_items
+    from ssa_fast.predict.output import PredictionsFile, record
+
+    ckpt, _ = trained
+    tm = load_trained(ckpt)
+    assert tm.is_ssa and "spk00" in tm.speakers
+    clf = EmotionClassifier.from_checkpoint(ckpt)
+    path = tmp_path / "talk.wav"
+    sf.write(path, speech_like(16000 * 7, seed=5).astype(np.float32), 16000)
+    rate = tm.features.sample_rate
+    for speaker, whose in (("spk00", "spk00"), (None, None)):
+        items = [read_item(0, Entry(str(path), speaker), rate, load_seconds=0.1),
+                 read_item(1, Entry(str(path), speaker), rate)]
+        assert items[0].stream and not items[1].stream
+        streamed, whole = classify_items(tm, items, keep_attention=True)
+        for res in (streamed, whole):
+            assert res["status"] == "ok" and res["speaker"] == whose, res["speaker"]
+        assert set(streamed) == set(whole)
+        assert torch.allclose(streamed["probabilities"], whole["probabilities"], atol=1e-5)
+        pred = clf._prediction(streamed, attention=False)
+        json.dumps(record(pred, "0" * 16))  # (a tensor in it raised here)
+        out = PredictionsFile(tmp_path / f"p{speaker}.csv", clf.classes, "0" * 16)
+        out.write(pred)
+        out.close(True)
+        with open(tmp_path / f"p{speaker}.csv", newline="") as fh:
+            (row,) = csv.DictReader(fh)
+        assert row["speaker"] == (whose or "") and row["label"] == pred.label
+
+
 def test_classify_files_is_the_clis_engine_in_input_order(trained, archive):
     ckpt, _ = trained
     root, good = archive

@@ -34,6 +34,9 @@ from ..models import model_from_config
 from ..models.checkpoint import read_best
 from ..models.scoring import score_batch, scoring_batch, utterance_probabilities
 
+# what a prediction keeps of the scorer's parts, per segment (models.scoring.score_batch)
+SEGMENT_OUTPUTS = ("logp", "alpha_em", "alpha_sp")
+
 
 @dataclass
 class TrainedModel:
@@ -179,7 +182,9 @@ def classify_file(trained: TrainedModel, path: str | Path, speaker: str | None =
     while chunk := list(itertools.islice(segments, batch)):
         _score(trained, torch.stack([seg for seg, _ in chunk]), parts, keep_attention, bf16)
         lengths += [n for _, n in chunk]
-    res = {k: torch.cat(v) for k, v in parts.items()}
+    # (the scorer's other parts stay out: an SSA model's per-segment speaker guesses, under the
+    # key "speaker", replaced the training speaker whose statistics a streamed file took)
+    res = {k: torch.cat(v) for k, v in parts.items() if k in SEGMENT_OUTPUTS}
     res["probabilities"] = utterance_probabilities(
         res["logp"], torch.zeros(len(lengths), dtype=torch.long), 1, trained.pooling)[0]
     res["lengths"] = torch.tensor(lengths)
@@ -281,7 +286,7 @@ def classify_items(trained: TrainedModel, items: Iterable[Item], *,
         _score(trained, torch.stack(queue[:n]), parts, keep, bf16)
         out = {k: torch.cat(v) for k, v in parts.items()}
         for j, owner in enumerate(owners[:n]):
-            for k in ("logp", "alpha_em", "alpha_sp"):
+            for k in SEGMENT_OUTPUTS:
                 if k in out:
                     owner.parts.setdefault(k, []).append(out[k][j:j + 1])
             owner.left -= 1
@@ -294,8 +299,9 @@ def classify_items(trained: TrainedModel, items: Iterable[Item], *,
                "duration": it.duration, "normalisation": normalisation, "speaker": speaker}
         if p.status != "ok":
             return res
-        if p.result is not None:
-            res.update(p.result)
+        if p.result is not None:  # (streamed: classify_file's result keys alone)
+            res.update({k: v for k, v in p.result.items()
+                        if k in (*SEGMENT_OUTPUTS, "lengths", "probabilities")})
             return res
         res.update({k: torch.cat(v) for k, v in p.parts.items()})
         res["lengths"] = torch.tensor(p.lengths)
