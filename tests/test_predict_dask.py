@@ -72,3 +72,44 @@ def test_dask_workers_get_absolute_paths_and_a_manifests_unknown_speaker_is_said
         assert all(abs(r["probabilities"][c] - p.probabilities[c]) < 1e-5
                    for c in p.probabilities)
     assert [(r["file"], r["normalisation"]) for r in typo] == [("data/x0.wav", "utterance")]
+
+
+def test_dask_scores_with_the_checkpoint_now_at_its_path(trained, tmp_path):
+    """A checkpoint retrained into the same path: each worker kept the model it had loaded by
+    path, so a second call on the same cluster gave the old model's numbers under the old id.
+    Records also keep each file's size and time from before it was read."""
+    import shutil
+
+    import torch
+
+    from ssa_fast import EmotionClassifier
+    from ssa_fast.predict.dask import classify_files_dask
+    from ssa_fast.predict.output import checkpoint_id
+
+    ckpt, _ = trained
+    path = tmp_path / "best.pt"
+    shutil.copyfile(ckpt, path)
+    other = torch.load(ckpt, weights_only=True)  # (another model: its weights moved)
+    gen = torch.Generator().manual_seed(0)
+    other["model"] = {k: v + 0.05 * torch.randn(v.shape, generator=gen)
+                      if v.is_floating_point() and "running_" not in k else v
+                      for k, v in other["model"].items()}
+    wavs = []
+    for i in range(3):
+        wavs.append(tmp_path / f"x{i}.wav")
+        sf.write(wavs[-1], speech_like(16000 + 4000 * i, seed=30 + i).astype(np.float32), 16000)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        first = list(classify_files_dask(client, path, wavs))
+        torch.save(other, path)
+        second = list(classify_files_dask(client, path, wavs))
+    local = list(EmotionClassifier.from_checkpoint(path).classify_files(wavs, num_workers=0))
+    assert {r["checkpoint"] for r in second} == {checkpoint_id(path)} != \
+        {r["checkpoint"] for r in first}
+    for r, p, w in zip(second, local, wavs, strict=True):
+        assert all(abs(r["probabilities"][c] - p.probabilities[c]) < 1e-5
+                   for c in p.probabilities)
+        assert (r["bytes"], r["mtime_ns"]) == (w.stat().st_size, w.stat().st_mtime_ns)
+    assert any(abs(a["probabilities"][c] - b["probabilities"][c]) > 1e-3
+               for a, b in zip(first, second, strict=True) for c in a["probabilities"])

@@ -30,7 +30,11 @@ from pathlib import Path
 _CLASSIFIERS: dict = {}  # (checkpoint, device) -> (EmotionClassifier, checkpoint id): per worker
 
 
-def _classifier(checkpoint: str, device: str | None):
+def _classifier(checkpoint: str, device: str | None, ident: str | None = None):
+    """The worker's classifier of ``checkpoint`` on ``device``, loaded once, and loaded again
+    when the file's id is no longer ``ident`` (the client's, taken once per call): a checkpoint
+    retrained into the same path was scored with the old weights, under the old id, by every
+    worker that had loaded it."""
     import torch
 
     from . import EmotionClassifier
@@ -38,20 +42,26 @@ def _classifier(checkpoint: str, device: str | None):
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     key = (checkpoint, device)
-    if key not in _CLASSIFIERS:
-        _CLASSIFIERS[key] = (EmotionClassifier.from_checkpoint(checkpoint, device),
-                             checkpoint_id(checkpoint))
+    if key not in _CLASSIFIERS or (ident is not None and _CLASSIFIERS[key][1] != ident):
+        now = checkpoint_id(checkpoint)
+        if ident is not None and now != ident:
+            raise RuntimeError(f"checkpoint {checkpoint} changed during this call (its id "
+                               f"{ident} then, {now} now): call again to score with one model")
+        _CLASSIFIERS[key] = (EmotionClassifier.from_checkpoint(checkpoint, device), now)
     return _CLASSIFIERS[key]
 
 
 def classify_task(checkpoint: str, entries: list, device: str | None = None,
                   batch_size: int | None = None, bf16: bool = False,
-                  num_workers: int = 0) -> list[dict]:
-    """One task on a worker: the records of ``entries`` (inputs.Entry), in order."""
-    from .output import record
+                  num_workers: int = 0, ident: str | None = None) -> list[dict]:
+    """One task on a worker: the records of ``entries`` (inputs.Entry), in order, by the
+    checkpoint whose id is ``ident`` (the client's; None: whatever the file is now). Each file's
+    size and modification time are taken before it is read, as the command line takes them."""
+    from .output import file_stamp, record
 
-    clf, ident = _classifier(checkpoint, device)
-    return [record(p, ident, bf16) for p in clf.classify_entries(
+    clf, ident = _classifier(checkpoint, device, ident)
+    stamps = {e.path: file_stamp(e.path) for e in entries}
+    return [record(p, ident, bf16, stamps.get(p.file)) for p in clf.classify_entries(
         entries, batch_size=batch_size, num_workers=num_workers, bf16=bf16)]
 
 
@@ -66,17 +76,21 @@ def classify_files_dask(client, checkpoint: str | os.PathLike,
     decoding processes inside each task (0: the Dask worker's own thread); ``max_pending``
     (default: 2 per Dask worker thread) bounds the tasks in flight. Files that failed come
     back with status "failed" and their reason; the inputs that name no file raise nothing
-    and are returned by ``expand_inputs`` if you need them."""
+    and are returned by ``expand_inputs`` if you need them. The checkpoint's id is taken once
+    here: a worker that loaded an earlier file at that path loads it again, and one that finds
+    the file replaced during the call raises rather than score with two models."""
     from .inputs import Entry, expand_inputs
+    from .output import checkpoint_id
 
     if files_per_task < 1:
         raise ValueError(f"files_per_task must be >= 1, got {files_per_task}")
     checkpoint = str(Path(checkpoint).resolve())
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    ident = checkpoint_id(checkpoint)
     entries, _ = expand_inputs(list(inputs), columns, speaker)
     if any(e.speaker for e in entries):  # a name that normalises nothing, said here, once
-        _classifier(checkpoint, "cpu")[0].say_unused_speakers(entries)
+        _classifier(checkpoint, "cpu", ident)[0].say_unused_speakers(entries)
     # the workers get absolute paths (a relative one is another file, or none, from a worker's
     # working directory) and the records name each file as it was given, as classify_files does
     given = [e.path for e in entries]
@@ -95,7 +109,7 @@ def classify_files_dask(client, checkpoint: str | os.PathLike,
     for start in tasks:
         pending.append((start, client.submit(
             classify_task, checkpoint, entries[start:start + files_per_task], device,
-            batch_size, bf16, num_workers, pure=False)))
+            batch_size, bf16, num_workers, ident, pure=False)))
         while len(pending) >= max_pending:
             yield from records(*pending.popleft())
     while pending:
