@@ -391,6 +391,12 @@ def read_manifest(path: str | Path, columns: Mapping[str, str] | None = None,
         if row is not None and not isinstance(row, dict):
             raise UserError(f"{path}: record {i + 1} is a {type(row).__name__}, expected an "
                              "object with path, label[, speaker][, phrase]")
+        folded = [str(k).strip().lower() for k in (row or {}) if k is not None]
+        same = sorted({str(k) for k in (row or {}) if k is not None
+                       and folded.count(str(k).strip().lower()) > 1})
+        if same and header is None:  # (a JSON record: the later key won, silently)
+            raise UserError(f"{path}: record {i + 1} has keys {', '.join(map(repr, same))}, one "
+                            "name to the manifest (keys are read without case): keep one")
     rows = [{str(k).strip().lower(): v for k, v in (row or {}).items() if k is not None}
             for row in rows]
     if not rows:

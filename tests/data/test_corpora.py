@@ -150,6 +150,19 @@ def test_manifest_errors(tmp_path, content, match):
         load_corpus("manifest", tmp_path / "m.csv")
 
 
+def test_a_json_records_keys_that_differ_only_in_case_are_refused(tmp_path):
+    """As a CSV header's columns: keys are read without case, so a record with "label" and
+    "Label" (or "path" and " Path") was read with the later one, another class or file, and
+    nothing said."""
+    for keys, named in ((("label", "Label"), "'Label', 'label'"),
+                        (("path", " Path"), "' Path', 'path'")):
+        row = {"path": "a.wav", "speaker": "s1", "label": "neu", keys[1]: "sad"}
+        (tmp_path / "m.json").write_text(json.dumps([{"path": "b.wav", "label": "neu"}, row]))
+        with pytest.raises(ValueError, match=f"record 2 has keys {named}, one name to the "
+                                             r"manifest \(keys are read without case\)"):
+            load_corpus("manifest", tmp_path / "m.json")
+
+
 def test_unknown_corpus_and_missing_manifest(tmp_path):
     with pytest.raises(ValueError, match="unknown corpus"):
         load_corpus("timit", tmp_path)
