@@ -275,6 +275,13 @@ def test_train_refuses_non_empty_out_heals_cache_and_predict_plots_apart(tmp_pat
     assert len(cached.read_bytes()) == len(data)  # rebuilt (same features, same size)
     assert torch.load(cached, weights_only=True)["paths"]
     assert (run / "best.pt").read_bytes() != first
+    # a learning rate at which the first epoch diverges: one line, no checkpoint (it exited 0,
+    # "selected epoch 1: ... 25.00 %", with NaN weights that predict served as "ok")
+    nan = tmp_path / "nan"
+    proc = _cli(*[nan if a == run else a for a in common], "--lr", "3e3")
+    assert proc.returncode == 2
+    _one_error_line(proc.stderr, "train", "training diverged in epoch 1", "lower --lr")
+    assert not (nan / "best.pt").exists()
 
     x1, x2 = _wav(tmp_path / "p" / "x.wav", seed=5), _wav(tmp_path / "q" / "x.wav", seed=6)
     bad = tmp_path / "p" / "bad.wav"

@@ -69,6 +69,13 @@ class TrainConfig:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.select_by not in ("utterance", "segment"):
             raise ValueError(f"select_by must be 'utterance' or 'segment', got {self.select_by!r}")
+        for name in ("epochs", "batch_size"):  # (0 epochs returned an earlier run's best.pt)
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if self.patience is not None and not self.patience >= 1:
+            raise ValueError(f"patience must be None or >= 1, got {self.patience}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.bn_batches < 0:
             raise ValueError(f"bn_batches must be >= 0, got {self.bn_batches}")
         if self.eval_batch is not None and not self.eval_batch >= 1:

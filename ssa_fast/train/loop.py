@@ -11,6 +11,7 @@ the run that wrote them (see fingerprint.py).
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import sys
 import time
@@ -516,6 +517,7 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
     # checkpoints) ends as it did: it trained on, and its scores changed
     stopped = (cfg.patience is not None and start > 0
                and (start - 1) - best_epoch >= cfg.patience)
+    diverged_epoch = None  # (the epoch, from 1, whose loss was not finite: training stopped)
     for epoch in range(start, start if stopped else cfg.epochs):
         sampler.set_epoch(epoch)
         with timing.phase("training steps"):
@@ -536,6 +538,19 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
                 test = evaluate(model, test_segs, cfg, n_classes)
                 metrics.update(test_segment_uar=test["segment_uar"],
                                test_utterance_uar=test["utterance_uar"])
+        if not (math.isfinite(train_loss) and math.isfinite(metrics["loss"])):
+            # diverged: the weights are not finite, and their "predictions" (the argmax of NaN,
+            # always the first class) score exactly chance, which could beat an earlier epoch
+            # below it; nothing of this epoch is kept (a resume diverges here again)
+            diverged = (f"{cfg.model}: training diverged in epoch {epoch + 1} (training loss "
+                        f"{train_loss:.4g}, validation loss {metrics['loss']:.4g}); try a lower "
+                        f"--lr (now {cfg.lr:g})" + (" or leave out --bf16" if cfg.bf16 else ""))
+            if best_epoch < 0:
+                raise UserError(diverged + ": no epoch before it to keep")
+            if main:
+                _warn.warn(f"{diverged}: stopped, the selected epoch is {best_epoch + 1}")
+            diverged_epoch = epoch + 1
+            break
         history.append(metrics)
         score = metrics[f"{cfg.select_by}_uar"]
         improved = score > best
@@ -576,6 +591,8 @@ def _train(cfg, train_segs, val_segs, n_classes, n_speakers, out_dir, resume, pr
                                                                  n_classes))
         final, test = dict(selected[0]), selected[1]
         final.update(best_epoch=best_epoch, history=history, fingerprint=stamp["fingerprint"])
+        if diverged_epoch is not None:
+            final["diverged_epoch"] = diverged_epoch
         if test is not None:
             final["test"] = test
     final["timing"] = timing.as_dict()

@@ -109,6 +109,48 @@ def test_a_folds_segments_do_not_depend_on_the_listings_order(tiny):
         assert torch.equal(a[3].stats[k].std, b[3].stats[k].std)
 
 
+def test_a_diverged_epoch_is_never_kept(tiny, tmp_path, monkeypatch):
+    """Weights gone to NaN (a learning rate too high, a bf16 overflow) "predict" the first class
+    everywhere, which scores exactly chance: such an epoch was selected over an earlier one
+    below chance, and written as best.pt, silently. Now training stops there, said, keeping the
+    epochs before it; with none before it, it is refused in one line."""
+    import ssa_fast.train.loop as loop
+    from ssa_fast.errors import UserError
+
+    train_segs, val_segs, _ = _fold(tiny)
+    real = loop._train_epoch
+
+    def diverging_from(first):
+        def epoch_then_nan(step_model, model, opt, sampler, data, cfg, epoch, *rest):
+            out = real(step_model, model, opt, sampler, data, cfg, epoch, *rest)
+            if epoch >= first:  # (the weights after this epoch's last step)
+                with torch.no_grad():
+                    for p in model.parameters():
+                        p.fill_(float("nan"))
+            return out
+        return epoch_then_nan
+
+    cfg = TrainConfig(model="acrnn", preset="small", epochs=3, batch_size=8, lr=1e-3, seed=0)
+    monkeypatch.setattr(loop, "_train_epoch", diverging_from(1))
+    with pytest.warns(UserWarning, match=r"acrnn: training diverged in epoch 2 \(training "
+                                         r"loss .*, validation loss nan\); try a lower --lr "
+                                         r"\(now 0.001\): stopped, the selected epoch is 1"):
+        res = train(cfg, train_segs, val_segs, n_classes=4, n_speakers=2,
+                    out_dir=tmp_path / "later", progress=False)
+    assert res["best_epoch"] == 0 and len(res["history"]) == 1 and res["diverged_epoch"] == 2
+    best = load_checkpoint(tmp_path / "later" / "best.pt")
+    assert best["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in best["model"].values() if v.is_floating_point())
+    monkeypatch.setattr(loop, "_train_epoch", diverging_from(0))
+    with pytest.raises(UserError, match="training diverged in epoch 1 .*no epoch before it"):
+        train(cfg, train_segs, val_segs, n_classes=4, n_speakers=2, out_dir=tmp_path / "first",
+              progress=False)
+    assert not (tmp_path / "first" / "best.pt").exists()
+    for bad in ({"epochs": 0}, {"batch_size": -8}, {"patience": 0}, {"lr": 0.0}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be"):
+            TrainConfig(**bad)
+
+
 def test_train_writes_checkpoints_and_resumes_identically(tiny, tmp_path):
     trs, vas, _ = _fold(tiny)
     full = train(CFG, trs, vas, n_classes=4, n_speakers=2, out_dir=tmp_path / "full",
