@@ -24,7 +24,7 @@ from .. import _code, _warn
 from .._atomic import save_torch, sweep_stale
 from .._lock import folder_lock, holder
 from ..features.config import FeatureConfig
-from .corpus import Corpus
+from .corpus import Corpus, drop_same_audio
 
 CACHE_VERSION = 3  # 2: with the audio digests; 3: files by their real paths
 
@@ -121,12 +121,21 @@ def corpus_features(corpus: Corpus, cache_dir: str | Path | None = None, *,
                     **params) -> tuple[Corpus, list[torch.Tensor]]:
     """(corpus of the readable records, their features (3, T, M)) with the parameters of
     ``features`` (default FeatureConfig()); keyword ``params`` (``n_mels=64``...) override
-    single fields. Unreadable files are in the returned corpus' ``skipped``. With
-    ``cache_dir``, results are reused across runs (the cache key holds every parameter).
+    single fields. Unreadable files are in the returned corpus' ``skipped``, and so are copies
+    of one audio under several names (corpus.drop_same_audio: one kept where their annotations
+    agree, none where they differ). With ``cache_dir``, results are reused across runs (the
+    cache key holds every parameter).
 
     The cache heals itself: temporary files of killed runs are swept, a truncated or corrupt
     cache file is named (CacheWarning), removed and rebuilt, and a full disk raises
     DiskFullError naming the file (no partial file is left)."""
+    return drop_same_audio(*_every_record(corpus, cache_dir, features, device, backend,
+                                          progress, params))
+
+
+def _every_record(corpus: Corpus, cache_dir, features, device, backend, progress,
+                  params: dict) -> tuple[Corpus, list[torch.Tensor]]:
+    """corpus_features before copies of one audio are left out (the cache holds them all)."""
     features = FeatureConfig.from_dict({**(features or FeatureConfig()).to_dict(), **params})
     if cache_dir is None:
         return _computed(corpus, None, features, device, backend, progress)

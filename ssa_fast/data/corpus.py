@@ -212,17 +212,17 @@ def same_file_key(path: str) -> tuple:
     return ("inode", st.st_dev, st.st_ino) if st.st_ino else ("path", os.path.realpath(path))
 
 
-def _drop_duplicates(records: list[Record],
-                     skipped: list[tuple[str, str]]) -> list[Record]:
-    """One record per audio file. A file listed again with the same annotation is kept once (the
-    repeat is reported in ``skipped``): under random folds a repeat could land in training and
-    validation at once. A file listed with different annotations is left out entirely: there is
-    no telling which one is right."""
+def _repeats(records: Sequence[Record], key, again: str, times: str) -> dict[int, str]:
+    """{index: reason} of the records to leave out among those with one ``key(record)`` (None:
+    no key): the same annotation, kept once (``again``, with {first}: the record kept);
+    different annotations, all left out (``times``, with {n}: how many)."""
     from collections import defaultdict
 
     rows = defaultdict(list)
     for i, r in enumerate(records):
-        rows[same_file_key(r.path)].append(i)
+        k = key(r)
+        if k is not None:
+            rows[k].append(i)
     drop = {}
     for idx in rows.values():
         if len(idx) == 1:
@@ -230,15 +230,45 @@ def _drop_duplicates(records: list[Record],
         annotations = {(records[i].speaker, records[i].label, records[i].phrase) for i in idx}
         if len(annotations) == 1:
             for i in idx[1:]:
-                drop[i] = "listed again with the same annotation: kept once"
+                drop[i] = again.format(first=records[idx[0]].path) + ": kept once"
         else:
             shown = " / ".join(f"speaker {s!r} label {lab!r}" + (f" phrase {p!r}" if p else "")
                                for s, lab, p in sorted(annotations, key=str))
             for i in idx:
-                drop[i] = f"listed {len(idx)} times with different annotations ({shown}): left out"
+                drop[i] = (f"{times.format(n=len(idx))} with different annotations ({shown}): "
+                           "left out")
+    return drop
+
+
+def _drop_duplicates(records: list[Record],
+                     skipped: list[tuple[str, str]]) -> list[Record]:
+    """One record per audio file. A file listed again with the same annotation is kept once (the
+    repeat is reported in ``skipped``): under random folds a repeat could land in training and
+    validation at once. A file listed with different annotations is left out entirely: there is
+    no telling which one is right."""
+    drop = _repeats(records, lambda r: same_file_key(r.path),
+                    "listed again with the same annotation", "listed {n} times")
     for i in sorted(drop):
         skipped.append((records[i].path, drop[i]))
     return [r for i, r in enumerate(records) if i not in drop]
+
+
+def drop_same_audio(corpus: Corpus, feats: list) -> tuple[Corpus, list]:
+    """The corpus (and its features, aligned) with one record per audio content, by the digest
+    of the decoded samples (``Record.audio``), as :func:`_drop_duplicates` keeps one per file:
+    a copy of a file under another name (or re-encoded losslessly) with the same annotation is
+    kept once, with different annotations left out; each reported in ``skipped``. Before, a copy
+    could be trained on in one part of a fold and scored in another."""
+    drop = _repeats(corpus.records, lambda r: r.audio,
+                    "the same audio as another record ({first})",
+                    "the same audio listed {n} times")
+    if not drop:
+        return corpus, feats
+    skipped = list(corpus.skipped) + [(corpus.records[i].path, drop[i]) for i in sorted(drop)]
+    kept = [i for i in range(len(corpus.records)) if i not in drop]
+    return (Corpus([corpus.records[i] for i in kept], corpus.classes, corpus.name, corpus.root,
+                   skipped, list(corpus.notes), dict(corpus.options)),
+            [feats[i] for i in kept])
 
 
 def not_a_class(label: str) -> str:

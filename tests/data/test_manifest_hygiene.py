@@ -5,9 +5,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ssa_fast.data import check_folds, load_corpus, random_folds
 from ssa_fast.data.corpus import Corpus, Record
@@ -68,6 +70,43 @@ def test_duplicate_paths_kept_once_or_left_out(tmp_path):
     assert [r.path.rsplit("/", 1)[1] for r in h] == ["u2.wav", "u3.wav"]
     assert [(p.rsplit("/", 1)[1], "kept once" in why) for p, why in h.skipped] == [
         ("u2_copy.wav", True)]
+
+
+def test_copies_of_one_audio_kept_once_or_left_out(tmp_path):
+    """A copy of a file under another name (a new inode, or re-encoded as FLAC) is the same
+    audio: under random folds it was trained on in one part of a fold and scored in the other,
+    said nothing. corpus_features keeps one per audio (by the decoded samples' digest) where the
+    annotations agree, none where they differ, each reported with a reason of one kind; the
+    features stay aligned with the records."""
+    import shutil
+
+    from ssa_fast.cli.corpus import describe
+    from ssa_fast.data import corpus_features
+
+    _wavs(tmp_path / "a", 4)
+    shutil.copyfile(tmp_path / "a" / "u0.wav", tmp_path / "a" / "copy0.wav")
+    y, rate = sf.read(tmp_path / "a" / "u1.wav", dtype="int16")
+    sf.write(tmp_path / "a" / "u1.flac", y, rate, subtype="PCM_16")
+    (tmp_path / "m.csv").write_text(
+        "path,speaker,label\na/u0.wav,s1,neu\na/u1.wav,s1,neu\na/u2.wav,s2,sad\n"
+        "a/u3.wav,s2,sad\na/copy0.wav,s1,neu\na/u1.flac,s2,sad\n")
+    corpus = load_corpus("manifest", tmp_path / "m.csv")
+    assert len(corpus) == 6 and not corpus.skipped  # (six files: no path is listed twice)
+    for cache in (None, tmp_path / "cache", tmp_path / "cache"):  # computed, filled, read back
+        kept, feats = corpus_features(corpus, cache, progress=False)
+        assert [Path(r.path).name for r in kept] == ["u0.wav", "u2.wav", "u3.wav"]
+        alone, alone_feats = corpus_features(Corpus([r for r in corpus if r.path in {
+            x.path for x in kept}], corpus.classes, corpus.name, corpus.root), None,
+            progress=False)
+        for f, g in zip(feats, alone_feats, strict=True):
+            assert torch.equal(f, g)
+        reasons = dict((Path(p).name, why) for p, why in kept.skipped)
+        assert reasons["copy0.wav"].startswith("the same audio as another record (")
+        assert reasons["copy0.wav"].endswith("u0.wav): kept once")
+        for name in ("u1.wav", "u1.flac"):  # (one says neu, the other sad: neither kept)
+            assert reasons[name].startswith("the same audio listed 2 times with different "
+                                            "annotations")
+    assert "3 skipped" in describe(kept)
 
 
 def test_numeric_labels_and_byte_order_mark(tmp_path):
