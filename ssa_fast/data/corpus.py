@@ -130,7 +130,9 @@ def _canonical_labels(records: list[Record], classes: Sequence[str] | None,
                       notes: list[str]) -> tuple[list[Record], list[str]]:
     """Labels that differ only by case (``neu``, ``Neu``) or Unicode normal form (``colère``
     in NFC and in NFD) are one class: merged, with a note. Speakers and phrases are read in
-    NFC (one speaker written both ways is one speaker, with a note).
+    NFC (one speaker written both ways is one speaker, with a note); phrases that differ only
+    in case are one phrase, spelled as most of its records spell it (on a tie, the spelling
+    with the fewest capitals, then the first in sorted order), with a note.
 
     With given ``classes`` a label takes the spelling of the class it matches (label_key);
     without, the most frequent spelling of each label_key (in NFC; on a tie the lower-case
@@ -176,6 +178,22 @@ def _canonical_labels(records: list[Record], classes: Sequence[str] | None,
             if len(written) > 1:
                 notes.append(f"{what} {name!r} is written in {len(written)} Unicode normal "
                              f"forms: one {what}")
+    # phrases that differ only in case are one sentence: one phrase (the linguistic split keeps
+    # it on one side; before, "Phrase 0." and "PHRASE 0." could be trained on and validated on)
+    phrase_counts = Counter(r.phrase for r in out if r.phrase is not None)
+    phrase_spelling: dict[str, str] = {}
+    for phrase, _n in sorted(phrase_counts.items(),  # (a tie: the fewest capitals, then sorted)
+                             key=lambda kv: (-kv[1], sum(map(str.isupper, kv[0])), kv[0])):
+        phrase_spelling.setdefault(phrase.casefold(), phrase)
+    respelled = Counter()
+    for i, r in enumerate(out):
+        if r.phrase is not None and phrase_spelling[r.phrase.casefold()] != r.phrase:
+            respelled[(r.phrase, phrase_spelling[r.phrase.casefold()])] += 1
+            out[i] = Record(r.path, r.speaker, r.label, phrase_spelling[r.phrase.casefold()],
+                            audio=r.audio)
+    for (old, new), n in sorted(respelled.items()):
+        notes.append(f"phrase {old!r} read as {new!r} ({n} record{'s' * (n != 1)}): phrases "
+                     "that differ only in case are one sentence")
     by_case: dict[str, set[str]] = {}
     for name in merged["speaker"]:  # (kept apart: "A" and "a" may be two people; said)
         by_case.setdefault(name.casefold(), set()).add(name)

@@ -170,6 +170,33 @@ def test_unknown_corpus_and_missing_manifest(tmp_path):
         load_corpus("manifest", tmp_path)
 
 
+def test_phrases_differing_only_in_case_are_one_phrase(tmp_path):
+    """'Phrase number 0.' from one speaker and 'PHRASE NUMBER 0.' from another are one sentence:
+    the linguistic split put them on both sides of a fold, said nothing. They are one phrase,
+    spelled as most of its records spell it, with a note; the folds keep it on one side."""
+    from ssa_fast.data.splits import linguistic_folds
+
+    rows = ["path,label,speaker,phrase"]
+    for i in range(24):
+        _wav(tmp_path / f"u{i}.wav", seed=i)
+        phrase = f"Phrase number {i % 12}."
+        rows.append(f"u{i}.wav,{('neu', 'sad')[i % 2]},s{i // 12},"
+                    f"{phrase.upper() if i in (12, 13) else phrase}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    c = load_corpus("manifest", tmp_path / "m.csv")
+    assert {r.phrase for r in c} == {f"Phrase number {j}." for j in range(12)}
+    assert [n for n in c.notes if n.startswith("phrase ")] == [
+        "phrase 'PHRASE NUMBER 0.' read as 'Phrase number 0.' (1 record): phrases that "
+        "differ only in case are one sentence",
+        "phrase 'PHRASE NUMBER 1.' read as 'Phrase number 1.' (1 record): phrases that "
+        "differ only in case are one sentence"]
+    phrases = [r.phrase for r in c]
+    for seed in range(5):
+        for train, val in linguistic_folds(phrases, k=3, groups=6, val_groups=2, seed=seed):
+            assert not ({phrases[i].casefold() for i in train}
+                        & {phrases[i].casefold() for i in val})
+
+
 def test_speakers_differing_only_in_case_are_noted(tmp_path):
     """'SPK1' and 'spk1': two speakers (they may be two people), and a note says so (under
     leave-one-speaker-out one is held out while the other trains)."""
@@ -202,7 +229,7 @@ def test_evaluate_says_when_iemocap_is_read_otherwise_than_training(tmp_path):
                 turn = f"{dialog}_{g}{i:03d}"
                 text += f"[{i}.1 - {i}.9]\t{turn}\t{labels[i % 5]}\t[2.5, 2.5, 2.5]\n"
                 _wav(root / f"Session{s}" / "sentences" / "wav" / dialog / f"{turn}.wav",
-                     seconds=0.6, seed=100 * s + i)
+                     seconds=0.6, seed=100 * s + 50 * (g == "M") + i)  # (distinct audio)
             ev = root / f"Session{s}" / "dialog" / "EmoEvaluation" / f"{dialog}.txt"
             ev.parent.mkdir(parents=True, exist_ok=True)
             ev.write_text(text)
