@@ -564,31 +564,31 @@ def test_resume_classifies_again_the_files_changed_since(trained, tmp_path):
             assert int(after[w.name]["mtime_ns"]) == w.stat().st_mtime_ns
         assert not _close(probs(before["x0.wav"]), probs(after["x0.wav"]))
         assert after["x2.wav"] == before["x2.wav"]
+        if suffix == "csv":
+            break
         # a file gone keeps its record; nothing else is classified
         wavs[2].unlink()
         proc = run_cli("predict", ckpt, *wavs[:2], "--out", out, "--resume", "--quiet")
         assert proc.returncode == 0 and "changed since" not in proc.stderr, proc.stderr
         assert "2 of the 2 files are in" in proc.stderr and rows_of(out) == after
 
-    # records name the code that made them: another code's are refused (the file unchanged),
-    # records without one (an older version) are kept, and said
-    out = tmp_path / "q.jsonl"
-    proc = run_cli("predict", ckpt, *wavs[:2], "--out", out, "--quiet")
-    assert proc.returncode == 0, proc.stderr
-    lines = out.read_text().splitlines()
-    assert {json.loads(line)["code"] for line in lines} == {prediction_code()}
-    other = [json.dumps({**json.loads(line), "code": "0123456789abcdef"}) for line in lines]
-    out.write_text("\n".join(other) + "\n")
-    proc = run_cli("predict", ckpt, *wavs[:2], "--out", out, "--resume", "--quiet")
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
-    assert "made by other prediction code of ssa_fast (code 0123456789abcdef" in proc.stderr
-    assert out.read_text() == "\n".join(other) + "\n"
-    older = [json.dumps({k: v for k, v in json.loads(line).items() if k != "code"})
-             for line in lines]
-    out.write_text("\n".join(older) + "\n")
-    proc = run_cli("predict", ckpt, *wavs[:2], "--out", out, "--resume", "--quiet")
-    assert proc.returncode == 0, proc.stderr
-    assert "2 records (of an older version) do not name the code that made them" in proc.stderr
+        # records name the code that made them: another code's are refused (the file
+        # unchanged), records without one (an older version) are kept, and said
+        lines = out.read_text().splitlines()
+        assert {json.loads(line)["code"] for line in lines} == {prediction_code()}
+        other = [json.dumps({**json.loads(line), "code": "0123456789abcdef"}) for line in lines]
+        out.write_text("\n".join(other) + "\n")
+        proc = run_cli("predict", ckpt, *wavs[:2], "--out", out, "--resume", "--quiet")
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "made by other prediction code of ssa_fast (code 0123456789abcdef" in proc.stderr
+        assert out.read_text() == "\n".join(other) + "\n"
+        older = [json.dumps({k: v for k, v in json.loads(line).items() if k != "code"})
+                 for line in lines]
+        out.write_text("\n".join(older) + "\n")
+        proc = run_cli("predict", ckpt, *wavs[:2], "--out", out, "--resume", "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        assert "3 records (of an older version) do not name the code that made them" in \
+            proc.stderr
 
 
 def test_resume_of_a_file_cut_inside_a_character_and_of_text_that_is_not_utf8(trained,

@@ -201,9 +201,6 @@ def test_train_overwrite_of_a_cv_fold_withdraws_the_cvs_table(tiny_corpus, tmp_p
     assert [f["reused"] for f in r["folds"]["acrnn"]] == [False, True]
     # a folder that is no fold of a table: nothing else is touched
     proc = _cli("train", "synthetic", tiny_corpus, "--out", out / "acrnn" / "other",
-                "--model", "acrnn", "--protocol", "random", "--folds", "2", "--fold", "0",
-                "--cache", cache, *SMALL, "--epochs", "1")
-    proc = _cli("train", "synthetic", tiny_corpus, "--out", out / "acrnn" / "other",
                 "--overwrite", "--model", "acrnn", "--protocol", "random", "--folds", "2",
                 "--fold", "0", "--cache", cache, *SMALL, "--epochs", "1")
     assert "cross-validation" not in proc.stderr and (out / "results.json").is_file()
