@@ -70,8 +70,18 @@ class LogMelDeltaFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         waveform, lengths, window, mel_fb = ctx.saved_tensors
-        grad = KERNELS.backward(ctx.backend)(grad_out.to(waveform.dtype), waveform, lengths,
-                                             window, mel_fb, *ctx.params)
+        if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            # create_graph=True (a gradient penalty, a Hessian-vector product): the gradient
+            # must be differentiable, so it is the reference chain's, recomputed in this graph
+            # (every backend's backward is that chain's gradient; computed detached, it
+            # counted as a constant and the second-order gradient came out ~100x too small)
+            from .reference import logmel_delta_reference
+
+            y = logmel_delta_reference(waveform, lengths, window, mel_fb, *ctx.params)
+            (grad,) = torch.autograd.grad(y, waveform, grad_out.to(y.dtype), create_graph=True)
+        else:
+            grad = KERNELS.backward(ctx.backend)(grad_out.to(waveform.dtype), waveform, lengths,
+                                                 window, mel_fb, *ctx.params)
         return grad, None, None, None, None, None, None, None
 
 
