@@ -41,21 +41,21 @@ class LogMelDelta(nn.Module):
         self.register_buffer("window", analysis_window(window, win_length, n_fft).float())
         self.register_buffer("mel_fb",
                              mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax, htk).float())
-        # float32 copies the buffers are restored from when a module conversion rounds them
-        # to 16 bits (see _apply)
-        self._float32 = {"window": self.window.clone(), "mel_fb": self.mel_fb.clone()}
 
     def _apply(self, fn, recurse=True):
         """Buffers follow device moves (and float64), but stay float32 under ``.half()``,
         ``.bfloat16()`` or ``.to(torch.bfloat16)`` of this module or a model holding it: the
         kernels compute in float32 whatever the waveform's dtype, and a window and filterbank
         rounded to 16 bits moved the features by up to 1e-2 (bf16), ten times the tolerance
-        against librosa."""
+        against librosa. The buffers kept are those the module holds at the conversion (a
+        filterbank loaded with load_state_dict or edited in place; a copy taken at construction
+        put the default bank back, silently)."""
+        before = {name: getattr(self, name) for name in ("window", "mel_fb")}
         super()._apply(fn, recurse)
-        for name, exact in self._float32.items():
+        for name, exact in before.items():
             buf = getattr(self, name)
             if buf.dtype in (torch.float16, torch.bfloat16):
-                setattr(self, name, exact.to(buf.device))
+                setattr(self, name, exact.to(device=buf.device, dtype=torch.float32))
         return self
 
     def forward(self, waveform: torch.Tensor, lengths=None):

@@ -47,3 +47,13 @@ def test_a_16_bit_conversion_keeps_the_buffers_and_the_features(backend):
     m = ssa_fast.LogMelDelta().bfloat16()
     m.load_state_dict(ssa_fast.LogMelDelta().state_dict())
     assert m.mel_fb.dtype == torch.float32
+    # a bank loaded (or edited) after construction is the one kept through a conversion: the
+    # copy taken at construction put the default bank back, moving the features by up to 4
+    other = ssa_fast.LogMelDelta(fmin=300.0, htk=True)
+    x32 = x.float().cpu()
+    for convert in (lambda mod: mod.half(), lambda mod: mod.to(torch.bfloat16)):
+        m = ssa_fast.LogMelDelta()
+        m.load_state_dict(other.state_dict())
+        m = convert(m)
+        assert torch.equal(m.mel_fb, other.mel_fb) and m.mel_fb.dtype == torch.float32
+        torch.testing.assert_close(m(x32), other(x32), rtol=0, atol=0)
