@@ -32,6 +32,13 @@ class FeatureConfig:
         check_params(self.sample_rate, self.n_fft, self.win_length, self.hop_length,
                      self.n_mels, self.fmin, self.fmax, self.window)
         check_amin(self.amin)
+        for name in ("center", "htk"):  # (a string "False" read as true: the other features)
+            value = getattr(self, name)
+            if not (isinstance(value, bool)  # (or numpy's bool, whose type is numpy.bool)
+                    or (type(value).__module__ == "numpy" and type(value).__name__ in
+                        ("bool", "bool_"))):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
+            object.__setattr__(self, name, bool(value))
 
     @property
     def frame_seconds(self) -> float:

@@ -175,6 +175,21 @@ def test_custom_window_tensor(backend):
     assert (out.cpu().double() - ref).abs().max() <= 1e-4
 
 
+def test_a_window_that_requires_grad_and_a_flag_that_is_no_bool_are_refused():
+    """A learnable window tensor got no gradient (detached, every backend), and a config flag
+    given as the string "False" read as true (HTK features): both said in one line now."""
+    from ssa_fast.features import FeatureConfig
+
+    w = torch.hann_window(400, dtype=torch.float64).requires_grad_()
+    with pytest.raises(ValueError, match="window: a tensor that requires grad gets no gradient"):
+        ssa_fast.logmel_delta(torch.randn(4000), window=w)
+    assert ssa_fast.logmel_delta(torch.randn(4000), window=w.detach()).shape[-1] == 40
+    for name in ("center", "htk"):
+        with pytest.raises(ValueError, match=f"{name} must be True or False, got 'False'"):
+            FeatureConfig(**{name: "False"})
+        assert getattr(FeatureConfig(**{name: np.bool_(False)}), name) is False
+
+
 def test_silence_is_finite_floor(backend):
     out = run(np.zeros(4000), backend)
     assert torch.isfinite(out).all()

@@ -37,6 +37,10 @@ def pad_center(window: torch.Tensor, n_fft: int) -> torch.Tensor:
 def analysis_window(window: str | torch.Tensor, win_length: int, n_fft: int) -> torch.Tensor:
     """The window of length ``win_length`` centred in ``n_fft`` samples (float64, CPU)."""
     if isinstance(window, torch.Tensor):
+        if window.requires_grad:  # (detached here: a learnable window never learned, silently)
+            raise ValueError("window: a tensor that requires grad gets no gradient from "
+                             "logmel_delta (the window is a fixed analysis window); pass "
+                             "window.detach()")
         w = window.detach().to("cpu", torch.float64)
     else:
         w = torch.from_numpy(_window_np(window, win_length))
