@@ -7,6 +7,7 @@ import resource
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,8 +128,26 @@ def test_output_names_never_collide(tmp_path):
     assert [str(n) for n in names.values()] == ["a/x.npy", "b/x.npy", "y.npy"]
     names = _output_names(["d/x.wav", "d/x.flac", "d/x.wav.flac", "./d/x.wav"], ".npy")
     assert list(names) == ["d/x.wav", "d/x.flac", "d/x.wav.flac"]  # ./d/x.wav: the same file
-    # the stem x is shared three ways; x.wav.flac's own suffix would clash with x.wav's name
-    assert [str(n) for n in names.values()] == ["x.wav.npy", "x.flac.npy", "x.wav-1.npy"]
+    # x.wav.flac has a stem of its own, so its documented name x.wav.npy (it went to d/x.wav,
+    # listed first); the shared stem x's name that clashes with it is the one renumbered
+    assert [str(n) for n in names.values()] == ["x.wav-1.npy", "x.flac.npy", "x.wav.npy"]
+    # links are named as given, not as their targets: a/x.wav, b/x.wav -> store/1.wav, 2.wav
+    # were named 1.npy and 2.npy, and a real 1.wav listed after them got 1-1.npy
+    store = tmp_path / "store"
+    store.mkdir()
+    for i in (1, 2):
+        (store / f"{i}.wav").write_bytes(b"")
+    for d, i in (("a", 1), ("b", 2)):
+        (tmp_path / "l" / d).mkdir(parents=True)
+        (tmp_path / "l" / d / "x.wav").symlink_to(store / f"{i}.wav")
+    (tmp_path / "l" / "1.wav").write_bytes(b"")
+    given = [str(tmp_path / "l" / "a" / "x.wav"), str(tmp_path / "l" / "b" / "x.wav"),
+             str(tmp_path / "l" / "1.wav")]
+    for order in (given, given[::-1]):
+        names = _output_names(order, ".npy")
+        assert {Path(f).relative_to(tmp_path / "l").as_posix(): str(n)
+                for f, n in names.items()} == {"a/x.wav": "a/x.npy", "b/x.wav": "b/x.npy",
+                                               "1.wav": "1.npy"}
 
 
 def test_features_multi_file_run(tmp_path):
