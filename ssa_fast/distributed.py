@@ -153,13 +153,19 @@ class SyncBatchNorm1d(nn.BatchNorm1d):
 
 
 def convert_batchnorm(module: nn.Module) -> nn.Module:
-    """Swap every nn.BatchNorm1d for SyncBatchNorm1d in place (parameters shared)."""
+    """Swap every nn.BatchNorm1d for SyncBatchNorm1d in place, sharing its parameters and
+    buffers (the same tensors: an optimiser made before holds them; copies left it stepping
+    the old ones, which got no gradient, and BatchNorm's weight and bias never trained under
+    torchrun)."""
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm1d:
             new = SyncBatchNorm1d(child.num_features, child.eps, child.momentum, child.affine,
                                   child.track_running_stats, device=child.weight.device,
                                   dtype=child.weight.dtype)
-            new.load_state_dict(child.state_dict())
+            for key in new._parameters:
+                new._parameters[key] = child._parameters[key]
+            for key in new._buffers:
+                new._buffers[key] = child._buffers[key]
             setattr(module, name, new)
         else:
             convert_batchnorm(child)

@@ -36,7 +36,9 @@ out = ref(x)
 ref.project_(out)
 
 # the same batch split over the ranks
+before = [id(p) for p in model.parameters()]  # (what an optimiser made before holds)
 convert_batchnorm(model)
+same_parameters = [id(p) for p in model.parameters()] == before
 ddp = torch.nn.parallel.DistributedDataParallel(model)
 idx = torch.arange(B)[rank::W]
 split_batches(model, B, rank, W)  # (what the training loop does each epoch)
@@ -67,7 +69,7 @@ if rank == 0:
                     ref.emotion_classifier.weight.detach())
     with open(sys.argv[1], "w") as fh:
         json.dump({"grads": grads, "zero_grad_noise": noise, "buffers": buffers,
-                   "projected": projected}, fh)
+                   "projected": projected, "same_parameters": same_parameters}, fh)
 del ddp, out, loss  # the DDP reducer must go before its process group (else std::terminate)
 gc.collect()
 dist.barrier()

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 HERE = Path(__file__).parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -35,6 +36,9 @@ def test_one_ddp_step_equals_the_single_process_step(tmp_path, dropout):
     assert len(diff["zero_grad_noise"]) == 2 and max(diff["zero_grad_noise"].values()) < 1e-5
     assert max(diff["buffers"].values()) < 1e-5  # BatchNorm running statistics
     assert diff["projected"] < 1e-5  # the L1 projection saw the whole batch
+    # the synchronised BatchNorm holds the model's own parameters: an optimiser made before
+    # the swap steps them (it held copies' originals, and BatchNorm never trained)
+    assert diff["same_parameters"]
 
 
 def test_torchrun_train_into_a_folder_another_process_writes_is_refused_on_every_rank(
@@ -89,6 +93,19 @@ def test_torchrun_training_matches_the_single_process_run(tiny_corpus, tmp_path)
     rows = (tmp_path / "two" / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,train_loss") and [r.split(",")[0] for r in rows[1:]] == \
         ["1", "2"]
+    # every weight trained as in the one process, BatchNorm's too (under torchrun its weight
+    # and bias stayed exactly 1 and 0: the optimiser held parameters the swap had replaced)
+    w1, w2 = (torch.load(tmp_path / d / "best.pt", weights_only=True)["model"]
+              for d in ("one", "two"))
+    names = [n for n in w1 if "bn" in n and n.endswith((".weight", ".bias"))]
+    assert len(names) == 4
+    for name in names:
+        init = 1.0 if name.endswith("weight") else 0.0
+        moved, apart = (w1[name] - init).abs().mean(), (w2[name] - w1[name]).abs().mean()
+        # (the two runs drift apart by the order of fp32 sums, as every weight does: by up to
+        # ~1e-2 here, the linear layers' too; stuck at the start they were as far apart as
+        # the one process's weights had moved)
+        assert apart < 0.5 * moved, (name, float(apart), float(moved))
 
 
 HOLDER = """
