@@ -232,7 +232,11 @@ def test_a_streamed_file_keeps_the_speaker_whose_statistics_it_took(trained, tmp
         for res in (streamed, whole):
             assert res["status"] == "ok" and res["speaker"] == whose, res["speaker"]
         assert set(streamed) == set(whole)
-        assert torch.allclose(streamed["probabilities"], whole["probabilities"], atol=1e-5)
+        torch.testing.assert_close(streamed["probabilities"], whole["probabilities"], rtol=0,
+                                   atol=1e-5)
+        # (both carry the file's size and time from before it was read, for its record)
+        assert streamed["stamp"] == whole["stamp"] == (path.stat().st_size,
+                                                       path.stat().st_mtime_ns)
         pred = clf._prediction(streamed, attention=False)
         json.dumps(record(pred, "0" * 16))  # (a tensor in it raised here)
         out = PredictionsFile(tmp_path / f"p{speaker}.csv", clf.classes, "0" * 16)

@@ -607,7 +607,7 @@ def cmd_predict(args) -> int:
     from ..data.corpus import nfc, same_file_key
     from ..predict import EmotionClassifier
     from ..predict.inputs import expand_inputs
-    from ..predict.output import PredictionsFile, checkpoint_id, file_stamp
+    from ..predict.output import PredictionsFile, checkpoint_id
 
     check_device(args.device)
     check_output(args.out, "--out", folder=False)
@@ -654,8 +654,6 @@ def cmd_predict(args) -> int:
         print(f"--resume: {n} record{'s were' if n > 1 else ' was'} of files changed since (size "
               f"or modification time): dropped, their files classified again where the inputs "
               f"name them: {shown}", file=sys.stderr)
-    # (each file's size and time before it is read: a change while it is read is seen next)
-    stamps = {e.path: file_stamp(e.path) for e in todo} if out is not None else {}
     if out is not None and out.done:
         print(f"--resume: {len(entries) - len(todo)} of the {len(entries)} files are in "
               f"{out.partial if out.partial.exists() else out.out} already", file=sys.stderr)
@@ -690,7 +688,7 @@ def cmd_predict(args) -> int:
                 continue
             hours += (pred.duration or 0.0) / 3600
             if out is not None:
-                out.write(pred, stamps.get(pred.file))
+                out.write(pred)
             res = _prediction(pred)
             if plots and pred.classified:
                 res["attention_plot"] = str(Path(args.attention_plot) / names[pred.file])

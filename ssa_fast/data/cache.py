@@ -24,7 +24,7 @@ from .. import _code, _warn
 from .._atomic import save_torch, sweep_stale
 from .._lock import folder_lock, holder
 from ..features.config import FeatureConfig
-from .corpus import Corpus, drop_same_audio
+from .corpus import Corpus, drop_same_audio, file_stamp
 
 CACHE_VERSION = 3  # 2: with the audio digests; 3: files by their real paths
 
@@ -36,11 +36,8 @@ def _key(corpus: Corpus, sample_rate: int, params: dict) -> str:
     files = []
     for r in corpus.records:
         real = os.path.realpath(r.path)
-        try:
-            st = os.stat(real)
-            files.append((real, st.st_size, st.st_mtime_ns, r.speaker, r.label, r.phrase))
-        except OSError:
-            files.append((real, None, None, r.speaker, r.label, r.phrase))
+        size, mtime = file_stamp(real) or (None, None)
+        files.append((real, size, mtime, r.speaker, r.label, r.phrase))
     blob = json.dumps({"v": CACHE_VERSION, "sr": sample_rate, "params": params, "files": files,
                        "code": _code.code_digest(_code.FEATURES)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]

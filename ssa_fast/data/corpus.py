@@ -219,6 +219,16 @@ def match_classes(corpus: Corpus, classes: Sequence[str]) -> tuple[Corpus, dict[
                   notes, dict(corpus.options)), dict(sorted(unknown.items()))
 
 
+def file_stamp(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(size in bytes, modification time in ns) of the file at ``path`` (what tells a file
+    rewritten since, for runs, the feature cache and predictions); None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
 def same_file_key(path: str) -> tuple:
     """One key for every name of one file: its device and inode (a hard link is the same
     file under another name), else, where the file system gives none, its real path (a

@@ -69,6 +69,8 @@ class Prediction:
     duration: float | None = None  # seconds of audio
     # the training speaker whose statistics normalised it (normalisation "speaker"), else None
     speaker: str | None = None
+    # the file's (size, modification time in ns) before it was read (classify_files), else None
+    stamp: tuple[int, int] | None = field(default=None, repr=False)
 
     @property
     def classified(self) -> bool:
@@ -197,7 +199,7 @@ class EmotionClassifier:
         file = None if in_memory else res["file"]
         if res["status"] != "ok":
             return Prediction(None, {}, [], normalisation, None, res["status"], res["reason"],
-                              file, res["duration"], res["speaker"])
+                              file, res["duration"], res["speaker"], res.get("stamp"))
         classes = self._tm.classes
         hop_s = self.frame_seconds
         segments, start = [], 0
@@ -213,7 +215,8 @@ class EmotionClassifier:
                if attention and "alpha_em" in res else None)
         return Prediction(classes[int(probs.argmax())],
                           dict(zip(classes, map(float, probs), strict=True)), segments,
-                          normalisation, att, "ok", None, file, res["duration"], res["speaker"])
+                          normalisation, att, "ok", None, file, res["duration"], res["speaker"],
+                          res.get("stamp"))
 
     def classify_files(self, inputs: Sequence[str | Path] | str | Path,
                        speaker: str | None = None, *, batch_size: int | None = None,

@@ -55,13 +55,11 @@ def classify_task(checkpoint: str, entries: list, device: str | None = None,
                   batch_size: int | None = None, bf16: bool = False,
                   num_workers: int = 0, ident: str | None = None) -> list[dict]:
     """One task on a worker: the records of ``entries`` (inputs.Entry), in order, by the
-    checkpoint whose id is ``ident`` (the client's; None: whatever the file is now). Each file's
-    size and modification time are taken before it is read, as the command line takes them."""
-    from .output import file_stamp, record
+    checkpoint whose id is ``ident`` (the client's; None: whatever the file is now)."""
+    from .output import record
 
     clf, ident = _classifier(checkpoint, device, ident)
-    stamps = {e.path: file_stamp(e.path) for e in entries}
-    return [record(p, ident, bf16, stamps.get(p.file)) for p in clf.classify_entries(
+    return [record(p, ident, bf16) for p in clf.classify_entries(
         entries, batch_size=batch_size, num_workers=num_workers, bf16=bf16)]
 
 

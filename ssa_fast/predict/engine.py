@@ -229,6 +229,7 @@ class Item:
     peak: float = 0.0  # half the peak-to-peak range of the samples (swing)
     error: str | None = None
     stream: bool = False
+    stamp: tuple[int, int] | None = None  # the file's size and mtime before it was read
 
     def pin_memory(self) -> Item:  # (the DataLoader's pin_memory thread calls this)
         if self.wave is not None:
@@ -296,7 +297,8 @@ def classify_items(trained: TrainedModel, items: Iterable[Item], *,
         it = p.item
         normalisation, speaker = trained.normaliser.whose(it.speaker)
         res = {"index": it.index, "file": it.name, "status": p.status, "reason": p.reason,
-               "duration": it.duration, "normalisation": normalisation, "speaker": speaker}
+               "duration": it.duration, "normalisation": normalisation, "speaker": speaker,
+               "stamp": it.stamp}
         if p.status != "ok":
             return res
         if p.result is not None:  # (streamed: classify_file's result keys alone)

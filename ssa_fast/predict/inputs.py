@@ -20,7 +20,14 @@ import torch
 
 from .. import _warn
 from .._process import end_with_parent
-from ..data.corpus import AUDIO_SUFFIXES, manifest_paths, nfc, same_file_key, walk_files
+from ..data.corpus import (
+    AUDIO_SUFFIXES,
+    file_stamp,
+    manifest_paths,
+    nfc,
+    same_file_key,
+    walk_files,
+)
 from .engine import Item
 
 MANIFEST_SUFFIXES = (".csv", ".json")
@@ -126,7 +133,8 @@ def read_item(index: int, entry: Entry, sample_rate: int,
     from ..audio.io import AudioError, path_problem, read, resample, scan, swing
 
     path = entry.path
-    item = Item(index, path, speaker=entry.speaker)
+    # (its size and time before it is read: a change while it is read is seen by a resume)
+    item = Item(index, path, speaker=entry.speaker, stamp=file_stamp(path))
     problem = path_problem(path)
     if problem:
         item.error = f"{path}: {problem}"

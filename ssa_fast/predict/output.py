@@ -27,6 +27,7 @@ import json
 import os
 from pathlib import Path
 
+from ..data.corpus import file_stamp
 from ..errors import UserError
 
 FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
@@ -44,15 +45,6 @@ def partial_path(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
-def file_stamp(path: str | os.PathLike) -> tuple[int, int] | None:
-    """(size in bytes, modification time in ns) of the file at ``path``; None if there is none."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns
-
-
 def prediction_code() -> str:
     """16 hex digits of the code that computes a prediction (sources and extension)."""
     from .._code import PREDICTION, code_digest
@@ -60,15 +52,13 @@ def prediction_code() -> str:
     return code_digest(PREDICTION)
 
 
-def record(pred, checkpoint: str, bf16: bool = False,
-           stamp: tuple[int, int] | None = None) -> dict:
+def record(pred, checkpoint: str, bf16: bool = False) -> dict:
     """The output record of one Prediction of a file: the file as named and its absolute path
     (what --resume matches, from any working directory), its result, how it was made (the
     statistics that normalised it: their kind and the training speaker whose they are; bf16
     autocast or not; the checkpoint's id; the code's, prediction_code), and the file's size and
-    modification time: ``stamp`` (file_stamp, taken before the file was read), else as they are
-    now."""
-    size, mtime = stamp or file_stamp(pred.file) or (None, None)
+    modification time before it was read (``pred.stamp``; else as they are now)."""
+    size, mtime = pred.stamp or file_stamp(pred.file) or (None, None)
     return {"file": pred.file, "path": os.path.abspath(pred.file), "status": pred.status,
             "label": pred.label,
             "probabilities": pred.probabilities,
@@ -233,9 +223,8 @@ class PredictionsFile:
         writer.writerows([row.get(c) or "" for c in self.columns] for row in rows)
         return buf.getvalue()
 
-    def write(self, pred, stamp: tuple[int, int] | None = None) -> None:
-        """Append the record of ``pred``; ``stamp``: its file's file_stamp before it was read."""
-        rec = record(pred, self.checkpoint, self.bf16, stamp)
+    def write(self, pred) -> None:
+        rec = record(pred, self.checkpoint, self.bf16)
         if self.format == "jsonl":
             line = json.dumps(rec) + "\n"
         else:

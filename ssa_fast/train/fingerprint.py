@@ -62,6 +62,7 @@ from collections.abc import Iterable, Sequence
 
 from .._code import code_digest
 from .._digest import canonical_json, fingerprint  # noqa: F401 (this module's API)
+from ..data.corpus import file_stamp
 
 IDENTITY_VERSION = 3  # 2: the split's hash; 3: the code's digest
 # TrainConfig fields that do not change what a run computes
@@ -71,11 +72,7 @@ NOT_IN_IDENTITY = ("eval_batch", "extra")
 
 
 def _stat(path: str) -> tuple[int | None, int | None]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None, None
-    return st.st_size, st.st_mtime_ns
+    return file_stamp(path) or (None, None)
 
 
 def _relative(path: str, root: str) -> str:
