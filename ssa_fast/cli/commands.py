@@ -321,14 +321,14 @@ def _withdraw_enclosing_cv(run_dir: Path) -> None:
     removed, and said (a `cv` with the cv's options assembles it again, retraining that fold
     if its settings differ). Before, the table stayed, describing a run that no longer existed."""
     import json
-    import re
 
-    cv_dir = run_dir.resolve().parent.parent
-    match = re.fullmatch(r"fold(\d+)", run_dir.resolve().name)
+    from ..train.cv import run_folder
+
+    here = run_dir.resolve()
+    cv_dir, model = here.parent.parent, here.parent.name
     try:
-        results = json.loads((cv_dir / "results.json").read_text())
-        rows = results["folds"][run_dir.resolve().parent.name]
-        listed = match is not None and any(int(r["fold"]) == int(match[1]) for r in rows)
+        rows = json.loads((cv_dir / "results.json").read_text())["folds"][model]
+        listed = any(run_folder(cv_dir, model, int(r["fold"])) == here for r in rows)
     except (OSError, ValueError, KeyError, TypeError):
         return
     if listed:

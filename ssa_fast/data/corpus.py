@@ -388,6 +388,14 @@ def _column_names(columns: Mapping[str, str] | None) -> dict[str, str]:
     return names
 
 
+def _one_name(names) -> list[str]:
+    """The names (columns, keys) that are one name to a manifest, which reads them stripped
+    and without case: the later one would win."""
+    folded = [str(k).strip().lower() for k in names if k is not None]
+    return sorted({str(k) for k in names if k is not None and str(k).strip()
+                   and folded.count(str(k).strip().lower()) > 1})
+
+
 def read_manifest(path: str | Path, columns: Mapping[str, str] | None = None,
                   classes: Sequence[str] | None = None, required: Sequence[str] = ("path", "label")
                   ) -> tuple[Path, list[dict], dict[str, str], Sequence[str] | None]:
@@ -437,9 +445,7 @@ def read_manifest(path: str | Path, columns: Mapping[str, str] | None = None,
                 header = reader.fieldnames or []
         except (UnicodeDecodeError, csv.Error) as exc:
             raise UserError(f"{path}: not a readable CSV manifest ({exc})") from exc
-        same = sorted({k for k in header if str(k).strip() and
-                       [str(h).strip().lower() for h in header].count(str(k).strip().lower())
-                       > 1})
+        same = _one_name(header)
         if same:  # (columns are read without case: the later one would win)
             raise UserError(f"{path}: columns {', '.join(map(repr, same))} are one name to the "
                             "manifest (column names are read without case): rename one")
@@ -449,10 +455,8 @@ def read_manifest(path: str | Path, columns: Mapping[str, str] | None = None,
         if row is not None and not isinstance(row, dict):
             raise UserError(f"{path}: record {i + 1} is a {type(row).__name__}, expected an "
                              "object with path, label[, speaker][, phrase]")
-        folded = [str(k).strip().lower() for k in (row or {}) if k is not None]
-        same = sorted({str(k) for k in (row or {}) if k is not None
-                       and folded.count(str(k).strip().lower()) > 1})
-        if same and header is None:  # (a JSON record: the later key won, silently)
+        same = _one_name(row or {}) if header is None else []
+        if same:  # (a JSON record: the later key won, silently)
             raise UserError(f"{path}: record {i + 1} has keys {', '.join(map(repr, same))}, one "
                             "name to the manifest (keys are read without case): keep one")
     rows = [{str(k).strip().lower(): v for k, v in (row or {}).items() if k is not None}
