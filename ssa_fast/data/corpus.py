@@ -126,6 +126,15 @@ def _why_merged(old: str, new: str) -> str:
     return "labels that differ only by case are one class"
 
 
+def _spellings(counts: Mapping[str, int], tie) -> dict[str, str]:
+    """{label_key: the spelling that names it}: the most frequent of ``counts`` ({spelling:
+    records}), on a tie the least by ``tie(spelling)``, then the first in sorted order."""
+    spelling: dict[str, str] = {}
+    for text, _n in sorted(counts.items(), key=lambda kv: (-kv[1], tie(kv[0]), kv[0])):
+        spelling.setdefault(label_key(text), text)
+    return spelling
+
+
 def _canonical_labels(records: list[Record], classes: Sequence[str] | None,
                       notes: list[str]) -> tuple[list[Record], list[str]]:
     """Labels that differ only by case (``neu``, ``Neu``) or Unicode normal form (``colère``
@@ -151,10 +160,7 @@ def _canonical_labels(records: list[Record], classes: Sequence[str] | None,
                             "each class once")
         spelling = dict(zip(folded, classes, strict=True))
     else:
-        spelling = {}
-        for label, _n in sorted(counts.items(),
-                                key=lambda kv: (-kv[1], kv[0] != kv[0].lower(), kv[0])):
-            spelling.setdefault(label_key(label), label)
+        spelling = _spellings(counts, lambda label: label != label.lower())
         classes = sorted(set(spelling.values()))
     renamed = Counter()
     merged = {what: {} for what in ("speaker", "phrase")}
@@ -180,17 +186,14 @@ def _canonical_labels(records: list[Record], classes: Sequence[str] | None,
                              f"forms: one {what}")
     # phrases that differ only in case are one sentence: one phrase (the linguistic split keeps
     # it on one side; before, "Phrase 0." and "PHRASE 0." could be trained on and validated on)
-    phrase_counts = Counter(r.phrase for r in out if r.phrase is not None)
-    phrase_spelling: dict[str, str] = {}
-    for phrase, _n in sorted(phrase_counts.items(),  # (a tie: the fewest capitals, then sorted)
-                             key=lambda kv: (-kv[1], sum(map(str.isupper, kv[0])), kv[0])):
-        phrase_spelling.setdefault(phrase.casefold(), phrase)
+    phrase_spelling = _spellings(Counter(r.phrase for r in out if r.phrase is not None),
+                                 lambda phrase: sum(map(str.isupper, phrase)))
     respelled = Counter()
     for i, r in enumerate(out):
-        if r.phrase is not None and phrase_spelling[r.phrase.casefold()] != r.phrase:
-            respelled[(r.phrase, phrase_spelling[r.phrase.casefold()])] += 1
-            out[i] = Record(r.path, r.speaker, r.label, phrase_spelling[r.phrase.casefold()],
-                            audio=r.audio)
+        spelled = None if r.phrase is None else phrase_spelling[label_key(r.phrase)]
+        if spelled != r.phrase:
+            respelled[(r.phrase, spelled)] += 1
+            out[i] = replace(r, phrase=spelled)
     for (old, new), n in sorted(respelled.items()):
         notes.append(f"phrase {old!r} read as {new!r} ({n} record{'s' * (n != 1)}): phrases "
                      "that differ only in case are one sentence")
