@@ -11,6 +11,8 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np  # (imported by the parameter checks below already)
+
 from ..kernels.logmel_params import DEFAULTS, check_amin, check_params
 
 
@@ -34,9 +36,7 @@ class FeatureConfig:
         check_amin(self.amin)
         for name in ("center", "htk"):  # (a string "False" read as true: the other features)
             value = getattr(self, name)
-            if not (isinstance(value, bool)  # (or numpy's bool, whose type is numpy.bool)
-                    or (type(value).__module__ == "numpy" and type(value).__name__ in
-                        ("bool", "bool_"))):
+            if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {value!r}")
             object.__setattr__(self, name, bool(value))
 
